@@ -1,0 +1,264 @@
+"""Generate the bundled synthetic LongLaMP sample in `data/sample/` (the real data cannot be redistributed).
+
+The rows follow the exact public layout (parquet shards per config and split, with the source's `val` split
+name) and, for the email task, the Avocado route: LaMP-style question files plus a zip archive of RFC 822
+messages. Users have their own vocabulary and habits, so retrieving from a user's own profile measurably
+helps; profiles range from empty to very large; texts carry unicode, quotes and newlines.
+
+Usage: python scripts/make_sample.py [--output data/sample] [--seed 0]
+The functions are reused by benchmarks to generate larger data of the same shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email.utils
+from datetime import datetime, timezone
+import json
+import random
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from longlamp_tasks import TASKS  # noqa: E402
+
+DOMAINS = {
+    "astronomy": "telescope nebula orbit comet eclipse galaxy spectrum observatory meteor lens planet star".split(),
+    "cooking": "sourdough braise saffron skillet marinade umami broth caramel knife oven garlic recipe".split(),
+    "cycling": "derailleur cadence gravel saddle climb peloton tubeless sprint chain helmet route crank".split(),
+    "chess": "gambit endgame rook bishop opening tempo sacrifice castling pawn checkmate knight blitz".split(),
+    "gardening": "compost seedling mulch tomato pruning trellis perennial soil basil greenhouse roots bloom".split(),
+    "jazz": "saxophone improvisation chord swing bebop rhythm trumpet solo groove bassline melody quartet".split(),
+    "finance": "portfolio dividend bond inflation equity budget ledger hedge liquidity yield audit invoice".split(),
+    "hiking": "trailhead ridge switchback summit backpack compass canyon blister campsite boots glacier map".split(),
+    "pottery": "kiln glaze porcelain wheel clay stoneware trimming slip bisque firing vase terracotta".split(),
+    "robotics": "actuator servo gripper lidar kinematics controller sensor firmware torque chassis motor arm".split(),
+    "linguistics": "morpheme syntax phoneme dialect corpus grammar semantics lexicon vowel idiom accent verb".split(),
+    "sailing": "spinnaker keel tack mooring halyard jib regatta harbour buoy rudder anchor windward".split(),
+}
+COMMON = "time people work idea result way problem method data system group question value part week".split()
+ADJECTIVES = "careful bright steady strange gentle robust quick elegant noisy patient fragile bold".split()
+VERBS = "improves reveals changes supports shapes tests balances explains follows measures builds joins".split()
+TEMPLATES = [
+    "The {adj} {d1} {verb} the {d2} more than any {common} I know.",
+    "Honestly, every {d1} needs a {adj} {d2}, and the {common} follows.",
+    "We studied how the {d1} {verb} a {adj} {d2} over one {common}.",
+    "My {d1} finally {verb} the {d2}; the {common} was worth it.",
+    "A {adj} approach to the {d1} {verb} both the {d2} and the {common}.",
+    "Nobody tells you that the {d1} {verb} the {adj} {d2}.",
+]
+QUIRKS = [" 🙂", "!", " — truly.", "…", " (really)", ""]
+UNICODE_WORDS = ["café", "naïve", "Zürich", "São Paulo", "Æsir", "smörgåsbord", "Kraków", "niño"]
+
+
+class User:
+    """A synthetic author: a home domain, a second interest, and writing habits."""
+
+    def __init__(self, rng: random.Random, index: int):
+        self.rng = rng
+        names = list(DOMAINS)
+        self.domain = names[index % len(names)]
+        self.hobby = names[(index * 5 + 3) % len(names)]
+        self.quirk = QUIRKS[index % len(QUIRKS)]
+        self.signature = f"{rng.choice(UNICODE_WORDS)} {rng.choice(['notes', 'thoughts', 'log', 'diary'])}"
+        self.id = f"user_{index:04d}_{self.domain}"
+
+    def words(self, n: int = 2) -> list[str]:
+        pool = DOMAINS[self.domain] * 3 + DOMAINS[self.hobby]
+        return [self.rng.choice(pool) for _ in range(n)]
+
+    def sentence(self) -> str:
+        d1, d2 = self.words()
+        text = self.rng.choice(TEMPLATES).format(
+            adj=self.rng.choice(ADJECTIVES), d1=d1, d2=d2, verb=self.rng.choice(VERBS), common=self.rng.choice(COMMON)
+        )
+        return text[:-1] + self.quirk + text[-1] if self.quirk and self.rng.random() < 0.3 else text
+
+    def text(self, sentences: int, paragraphs: bool = False) -> str:
+        parts = [self.sentence() for _ in range(sentences)]
+        if self.rng.random() < 0.2:
+            parts.append(f'As I always say, "{self.signature}".')
+        if paragraphs:
+            cut = max(1, len(parts) // 2)
+            return " ".join(parts[:cut]) + "\n\n" + " ".join(parts[cut:])
+        return " ".join(parts)
+
+    def title(self) -> str:
+        d1, d2 = self.words()
+        return f"{self.rng.choice(ADJECTIVES).capitalize()} {d1} and the {d2}"
+
+
+def abstract_item(user: User, year: int) -> dict:
+    return {"id": f"{user.id}-p{user.rng.randrange(10**6)}", "title": user.title(),
+            "abstract": user.text(user.rng.randint(6, 12)), "year": year}
+
+
+def review_item(user: User, _year: int) -> dict:
+    d1, _ = user.words()
+    return {"overall": float(user.rng.randint(1, 5)), "summary": f"{user.rng.choice(ADJECTIVES).capitalize()} {d1}",
+            "description": f"A {user.rng.choice(ADJECTIVES)} {d1} for every {user.rng.choice(COMMON)}.",
+            "reviewText": user.text(user.rng.randint(8, 16), paragraphs=True)}
+
+
+def topic_item(user: User, _year: int) -> dict:
+    return {"id": f"t3_{user.rng.randrange(16**6):06x}", "author": user.id,
+            "summary": f"{user.title()}: what I learned", "content": user.text(user.rng.randint(8, 16), True)}
+
+
+ITEM_MAKERS = {"abstract_generation": abstract_item, "product_review": review_item, "topic_writing": topic_item}
+
+
+def example_from_item(task_name: str, item: dict, rng: random.Random) -> tuple[str, str]:
+    """The task input and target for a held-out item, in the public data's input templates."""
+    task = TASKS[task_name]
+    if task_name == "abstract_generation":
+        keywords = sorted(set(item["abstract"].lower().replace(",", "").replace(".", "").split()) & _domain_words())
+        items = " ".join(f"{i}. {kw}" for i, kw in enumerate(keywords[:6], 1))
+        return task.input_template.format(title=item["title"], items=items), item["abstract"]
+    if task_name == "product_review":
+        return task.input_template.format(**item), item["reviewText"]
+    return task.input_template.format(summary=item["summary"]), item["content"]
+
+
+def _domain_words() -> set[str]:
+    return {w for words in DOMAINS.values() for w in words}
+
+
+def profile_size(rng: random.Random, position: int, large: int) -> int:
+    """Mostly 5-40 items; the first user of a split has none and the second a very large profile."""
+    return {0: 0, 1: large}.get(position, rng.randint(5, 40))
+
+
+def public_rows(task_name: str, setting: str, sizes: dict[str, int], seed: int, large: int = 300):
+    """Rows per source split ('train', 'val', 'test') for one public config."""
+    rng = random.Random(f"{seed}-{task_name}-{setting}")
+    make_item, column = ITEM_MAKERS[task_name], TASKS[task_name].user_column
+    splits: dict[str, list[dict]] = {}
+    if setting == "user":  # cold start: every split has its own users
+        offset = 0
+        for split, n in sizes.items():
+            rows = []
+            for position in range(n):
+                user = User(rng, offset + position)
+                profile = [make_item(user, 1990 + i % 35) for i in range(profile_size(rng, position, large))]
+                task_input, output = example_from_item(task_name, make_item(user, 2025), rng)
+                rows.append({column: user.id, "input": task_input, "output": output, "profile": profile})
+            splits[split] = rows
+            offset += n
+        return splits
+    # temporal: the same users everywhere; each user's latest items are the targets
+    users = [User(rng, i) for i in range(max(sizes.values()))]
+    for split_index, (split, n) in enumerate(sizes.items()):
+        rows = []
+        for position, user in enumerate(users[:n]):
+            history = profile_size(rng, position, large) + 3
+            items = [make_item(user, 1990 + i * 30 // history) for i in range(history)]
+            target = items[len(items) - 3 + split_index]
+            task_input, output = example_from_item(task_name, target, rng)
+            rows.append({column: user.id, "input": task_input, "output": output,
+                         "profile": items[: len(items) - 3 + split_index]})
+        splits[split] = rows
+    return splits
+
+
+def write_parquet(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+# --- the Avocado email task -----------------------------------------------------------------------------
+
+
+def rfc822_message(user: User, message_id: str, rng: random.Random) -> tuple[str, str, str]:
+    """An Avocado-like message; returns (file text, subject as mail-parser reads it, body)."""
+    subject = f"{user.title()} — {rng.choice(['follow-up', 'minutes', 'question', 'draft'])}"
+    folded = rng.random() < 0.3  # a long subject folded over two lines keeps its line break in mail-parser
+    header_subject = subject + " for the\r\n weekly review" if folded else subject
+    body = "Hi all,\r\n\r\n" + user.text(rng.randint(5, 10)).replace(". ", ".\r\n", 2) + f"\r\n\r\n-- \r\n{user.id}\r\n"
+    date = email.utils.format_datetime(datetime(2001, 1 + rng.randrange(12), 1 + rng.randrange(28), tzinfo=timezone.utc))
+    headers = (f"Message-ID: <{message_id}@avocado.example>\r\nDate: {date}\r\nFrom: {user.id}@avocado.example\r\n"
+               f"To: team@avocado.example\r\nSubject: {header_subject}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+               "Content-Transfer-Encoding: 8bit\r\n\r\n")
+    return headers + body, subject, body
+
+
+def write_avocado(output: Path, sizes: dict[str, int], seed: int) -> None:
+    """Question files for both settings plus one zip archive of the referenced messages."""
+    rng = random.Random(f"{seed}-email")
+    messages: dict[str, str] = {}
+
+    def new_message(user: User) -> str:
+        message_id = f"{len(messages):03d}-{rng.randrange(10**6):06d}-EM"
+        messages[message_id] = rfc822_message(user, message_id, rng)[0]
+        return message_id
+
+    counter = 0
+    for setting in ("user", "temporal"):
+        users = [User(rng, 100 + i + (0 if setting == "temporal" else 50)) for i in range(sum(sizes.values()))]
+        offset = 0
+        for split, n in sizes.items():
+            chosen = users[offset: offset + n] if setting == "user" else users[:n]
+            questions = []
+            for position, user in enumerate(chosen):
+                profile = [{"id": f"e{counter}-{j}", "text": new_message(user)}
+                           for j in range(profile_size(rng, position, 60))]
+                question = {"id": f"email-{setting}-{split}-{counter}", "input": new_message(user),
+                            "profile": profile, "content_length": rng.randint(8, 30)}
+                if setting == "temporal":
+                    question["user_id"] = user.id
+                questions.append(question)
+                counter += 1
+            path = output / "avocado" / setting / f"{split}_questions.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(questions, indent=1, ensure_ascii=False))
+            offset += n if setting == "user" else 0
+    archive = output / "avocado" / "text" / "001.zip"
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for message_id, text in messages.items():
+            zf.writestr(f"001/{message_id}", text.encode("utf-8"))
+
+
+SAMPLE_CARD = """\
+# LongLaMP synthetic sample
+
+**Synthetic data**, generated by `scripts/make_sample.py` (seed {seed}). No row comes from the real LongLaMP
+benchmark, whose data cannot be redistributed here. The files follow the exact public layout so that every code
+path of the toolkit runs on them:
+
+- `<config>/<split>-00000-of-00001.parquet` for the six public configs, with the source's split names
+  (`train`, `val`, `test`) and columns (user column, `input`, `output`, `profile`);
+- `avocado/text/001.zip`: RFC 822 messages named by message id, as in the Avocado collection;
+- `avocado/{{user,temporal}}/{{train,dev,test}}_questions.json`: the benchmark's question files for the email task.
+
+Each synthetic user has a home domain, a second interest and writing habits, so a user's own profile predicts their
+texts. The first user of each split has an empty profile and the second a very large one.
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parents[1] / "data" / "sample")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    sizes = {"train": 12, "val": 5, "test": 5}
+    staging = args.output.with_name(args.output.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    for task_name in ITEM_MAKERS:
+        for setting in ("user", "temporal"):
+            for split, rows in public_rows(task_name, setting, sizes, args.seed).items():
+                write_parquet(rows, staging / f"{task_name}_{setting}" / f"{split}-00000-of-00001.parquet")
+    write_avocado(staging, {"train": 8, "dev": 4, "test": 4}, args.seed)
+    (staging / "README.md").write_text(SAMPLE_CARD.format(seed=args.seed))
+    shutil.rmtree(args.output, ignore_errors=True)
+    staging.rename(args.output)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
