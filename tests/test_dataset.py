@@ -260,3 +260,14 @@ def test_missing_data_says_what_is_expected(tmp_path):
 def test_scorer_task_names_cover_every_config():
     names = {scorer_task_name(*longlamp.parse_config_name(n)) for n in config_names()}
     assert names == {f"LongLaMP_{n}" for n in config_names(with_aliases=False)}
+
+
+def test_dataset_infos_json_matches_the_builder():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_dataset_infos", REPO / "scripts" / "make_dataset_infos.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert json.loads((REPO / "dataset_infos.json").read_text()) == script.dataset_infos(), \
+        "dataset_infos.json is out of date: run python scripts/make_dataset_infos.py"
+    assert script.main(["--check"]) == 0
