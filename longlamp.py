@@ -83,12 +83,17 @@ def features_for(task: Task) -> datasets.Features:
 
 
 class LongLaMPConfig(datasets.BuilderConfig):
-    """One task in one setting; `repo_id` and `revision` choose the Hub source."""
+    """One task in one setting; `repo_id` and `revision` choose the Hub source.
+
+    `local_fingerprint` summarises the files of a local `data_dir` (set by the builder): the datasets cache
+    key includes it, so editing local files prepares the config again instead of serving stale rows.
+    """
 
     def __init__(self, *, task: str, setting: str, repo_id: str = DEFAULT_REPO_ID, revision: str | None = None,
-                 **kwargs):
+                 local_fingerprint: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.task, self.setting, self.repo_id, self.revision = task, setting, repo_id, revision
+        self.local_fingerprint = local_fingerprint
 
     @property
     def source_name(self) -> str:
@@ -115,6 +120,11 @@ class LongLaMP(datasets.GeneratorBasedBuilder):
     DEFAULT_CONFIG_NAME = "product_review_user"
     # Rows can carry profiles of thousands of items: flush to disk often to keep memory bounded.
     DEFAULT_WRITER_BATCH_SIZE = 16
+
+    def __init__(self, *args, **kwargs):
+        if kwargs.get("data_dir") and "local_fingerprint" not in kwargs:
+            kwargs["local_fingerprint"] = folder_fingerprint(Path(kwargs["data_dir"]).expanduser())
+        super().__init__(*args, **kwargs)
 
     @property
     def task(self) -> Task:
@@ -174,6 +184,18 @@ class LongLaMP(datasets.GeneratorBasedBuilder):
             datasets.SplitGenerator(name=split, gen_kwargs={"source": AvocadoSource(path, messages), "split": split})
             for split, path in question_files.items()
         ]
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """A hash of the relative paths, sizes and modification times of the files under `folder`."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    if folder.is_dir():
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            stat = path.stat()
+            digest.update(f"{path.relative_to(folder).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def _hub_offline() -> bool:

@@ -54,6 +54,8 @@ TEMPLATES = [
 ]
 QUIRKS = [" 🙂", "!", " — truly.", "…", " (really)", ""]
 UNICODE_WORDS = ["café", "naïve", "Zürich", "São Paulo", "Æsir", "smörgåsbord", "Kraków", "niño"]
+FRIENDS = "Amara Bjorn Chiara Dmitri Esme Farid Greta Hiro Ines Jonas Keiko Lars Mina Nadia Oskar Priya".split()
+PLACES = "Lisbon Oslo Kyoto Quito Tbilisi Hobart Leeds Lyon Austin Porto Bergen Cusco Dakar Graz Perth Split".split()
 
 
 class User:
@@ -66,6 +68,7 @@ class User:
         self.hobby = names[(index * 5 + 3) % len(names)]
         self.quirk = QUIRKS[index % len(QUIRKS)]
         self.signature = f"{rng.choice(UNICODE_WORDS)} {rng.choice(['notes', 'thoughts', 'log', 'diary'])}"
+        self.friends, self.places = rng.sample(FRIENDS, 2), rng.sample(PLACES, 2)
         self.id = f"user_{index:04d}_{self.domain}"
 
     def words(self, n: int = 2) -> list[str]:
@@ -77,6 +80,8 @@ class User:
         text = self.rng.choice(TEMPLATES).format(
             adj=self.rng.choice(ADJECTIVES), d1=d1, d2=d2, verb=self.rng.choice(VERBS), common=self.rng.choice(COMMON)
         )
+        if self.rng.random() < 0.4:  # people and places that only this user writes about
+            text = f"{text[:-1]}, with {self.rng.choice(self.friends)} in {self.rng.choice(self.places)}{text[-1]}"
         return text[:-1] + self.quirk + text[-1] if self.quirk and self.rng.random() < 0.3 else text
 
     def text(self, sentences: int, paragraphs: bool = False) -> str:

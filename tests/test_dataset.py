@@ -271,3 +271,14 @@ def test_dataset_infos_json_matches_the_builder():
     assert json.loads((REPO / "dataset_infos.json").read_text()) == script.dataset_infos(), \
         "dataset_infos.json is out of date: run python scripts/make_dataset_infos.py"
     assert script.main(["--check"]) == 0
+
+
+def test_editing_local_files_prepares_again(tmp_path):
+    folder = tmp_path / "data" / "product_review_user"
+    write_config(folder, {"train": [GOOD]})
+    first = longlamp.load("product_review_user", split="train", data_dir=str(tmp_path / "data"),
+                          cache_dir=str(tmp_path / "cache"))
+    write_config(folder, {"train": [GOOD, dict(GOOD, input="changed")]})
+    second = longlamp.load("product_review_user", split="train", data_dir=str(tmp_path / "data"),
+                           cache_dir=str(tmp_path / "cache"))
+    assert (len(first), second["input"]) == (1, ["in", "changed"])
