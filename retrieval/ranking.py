@@ -1,0 +1,266 @@
+"""Rank every profile of a dataset once, so that training and evaluation take the first k items.
+
+The ranked dataset has the same rows and columns as the input, with each `profile` sorted most relevant
+first, plus two columns: `profile_scores` (the retriever's score of each item, in the same order; null
+for retrievers that do not score, recency and random) and `ranked_by` (the retriever's signature, such as
+"bm25" or "contriever(model_name=facebook/contriever, dtype=float32)"). It is written as Parquet, JSON
+lines (.jsonl) or a LaMP-style JSON list (.json), by the output's extension, and loads back with `datasets`.
+
+The work is cut into chunks of rows. Each chunk's rankings are written to `<output>.parts/` as soon as
+they are done (write to a temporary file, then rename), so a killed run started again continues after
+the last finished chunk and writes the same file; a manifest there refuses to mix runs with different
+data, task, retriever or chunk size. The output appears only when complete, and the parts are removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from longlamp_tasks import Task
+from retrieval.base import Ranking, Retriever
+from retrieval.registry import resolve_retriever, resolve_task
+from retrieval.simple import NoRetriever
+
+logger = logging.getLogger(__name__)
+
+SCORES_COLUMN = "profile_scores"
+RANKED_BY_COLUMN = "ranked_by"
+DEFAULT_CHUNK_SIZE = 256
+OUTPUT_SUFFIXES = (".parquet", ".jsonl", ".json")
+_READ_COLUMNS = ("id", "input", "profile")
+
+
+def rank_dataset(
+    dataset: datasets.Dataset,
+    task: Task | str,
+    retriever: Retriever | str,
+    output: str | os.PathLike,
+    num_proc: int = 1,
+    resume: bool = True,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: bool = True,
+) -> Path:
+    """Write `dataset` with every profile ranked by `retriever` to `output` (see the module docstring).
+
+    num_proc worker processes share the chunks (retrievers that hold a model, like contriever, run in this
+    process and batch across a chunk instead). resume=True continues an interrupted run of the same job;
+    resume=False discards its finished chunks. Returns the output path.
+    """
+    task, retriever, output = resolve_task(task), resolve_retriever(retriever), Path(output)
+    if isinstance(retriever, NoRetriever):
+        raise ValueError(
+            "the 'none' retriever selects no item, so there is nothing to rank; use it without ranked data"
+        )
+    missing = [column for column in ("input", "profile") if column not in dataset.column_names]
+    if missing:
+        raise ValueError(f"the dataset has no {' or '.join(map(repr, missing))} column (it has {dataset.column_names})")
+    if output.suffix not in OUTPUT_SUFFIXES:
+        raise ValueError(f"output {output} must end in one of {', '.join(OUTPUT_SUFFIXES)}")
+    if len(dataset) == 0:
+        raise ValueError("the dataset has no rows: nothing to rank")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+
+    chunks = [(start, min(start + chunk_size, len(dataset))) for start in range(0, len(dataset), chunk_size)]
+    parts = _prepare_parts(output, _manifest(dataset, task, retriever, chunk_size), resume)
+    todo = [(index, start, stop) for index, (start, stop) in enumerate(chunks) if not _part_path(parts, index).exists()]
+    logger.info(
+        "ranking %d examples of %s with %s: %d of %d chunks left",
+        len(dataset),
+        task.name,
+        retriever.signature,
+        len(todo),
+        len(chunks),
+    )
+    done = len(dataset) - sum(stop - start for _, start, stop in todo)
+    with tqdm(
+        total=len(dataset), initial=done, unit="example", desc=f"ranking ({retriever.name})", disable=not progress
+    ) as bar:
+        workers = min(num_proc, len(todo)) if retriever.parallel else 1
+        if workers > 1:
+            _rank_in_workers(dataset, task, retriever, parts, todo, workers, bar)
+        else:
+            for index, start, stop in todo:
+                _rank_chunk(dataset, task, retriever, start, stop, _part_path(parts, index))
+                bar.update(stop - start)
+    _write_output(
+        dataset, [_part_path(parts, index) for index in range(len(chunks))], chunks, retriever.signature, output
+    )
+    shutil.rmtree(parts)
+    logger.info("wrote %s", output)
+    return output
+
+
+def _manifest(dataset: datasets.Dataset, task: Task, retriever: Retriever, chunk_size: int) -> dict:
+    """What a run's parts depend on: a resumed run must match it exactly."""
+    digest = hashlib.sha256(json.dumps([len(dataset), dataset.column_names]).encode())
+    columns = [column for column in ("id", "input") if column in dataset.column_names]
+    for batch in dataset.select_columns([*columns, "profile"]).with_format("arrow").iter(batch_size=10_000):
+        digest.update(json.dumps([batch.column(column).to_pylist() for column in columns]).encode())
+        digest.update(pc.list_value_length(batch.column("profile")).to_numpy(zero_copy_only=False).tobytes())
+    return {"task": task.name, "retriever": retriever.signature, "chunk_size": chunk_size, "data": digest.hexdigest()}
+
+
+def _prepare_parts(output: Path, manifest: dict, resume: bool) -> Path:
+    """The parts folder of this job: kept when resuming the same job, emptied when not resuming."""
+    parts = output.with_name(output.name + ".parts")
+    manifest_path = parts / "manifest.json"
+    if parts.exists() and not resume:
+        shutil.rmtree(parts)
+    if parts.exists():
+        previous = json.loads(manifest_path.read_text()) if manifest_path.exists() else None
+        if previous != manifest:
+            raise ValueError(
+                f"{parts} holds an interrupted ranking of another job ({previous}, now {manifest}); "
+                "remove it or start over with resume=False (--no-resume)"
+            )
+        logger.info("resuming the interrupted ranking in %s", parts)
+        return parts
+    parts.mkdir(parents=True)
+    _write_atomically(manifest_path, lambda path: path.write_text(json.dumps(manifest, indent=1)))
+    return parts
+
+
+def _part_path(parts: Path, index: int) -> Path:
+    return parts / f"chunk-{index:06d}.parquet"
+
+
+def _write_atomically(path: Path, write) -> None:
+    """write(temporary_path), then rename it to path: readers never see a half-written file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def read_examples(dataset: datasets.Dataset, start: int, stop: int) -> list[dict]:
+    """Rows start..stop-1 as dicts with the columns retrieval reads (id when present, input, profile)."""
+    columns = [column for column in _READ_COLUMNS if column in dataset.column_names]
+    batch = dataset.select_columns(columns)[start:stop]
+    return [dict(zip(columns, values)) for values in zip(*(batch[column] for column in columns))]
+
+
+def _rank_chunk(dataset: datasets.Dataset, task: Task, retriever: Retriever, start: int, stop: int, part: Path) -> None:
+    """Rank rows start..stop-1 and store their rankings as one part file."""
+    try:
+        rankings = retriever.rank(task, read_examples(dataset, start, stop))
+    except ValueError as error:
+        raise ValueError(f"rows {start}..{stop - 1} of the dataset: {error}") from error
+    _write_atomically(part, lambda path: pq.write_table(_rankings_table(rankings), path))
+
+
+def _rankings_table(rankings: Sequence[Ranking]) -> pa.Table:
+    """Rankings as columns `order` (list<int32>) and `scores` (list<float64>, null where unscored)."""
+    offsets = pa.array(np.cumsum([0] + [len(ranking.order) for ranking in rankings]), pa.int32())
+    orders = np.concatenate([np.zeros(0, np.int32), *(ranking.order for ranking in rankings)]).astype(np.int32)
+    if any(ranking.scores is None for ranking in rankings):
+        scores = pa.nulls(len(rankings), pa.list_(pa.float64()))
+    else:
+        values = np.concatenate([np.zeros(0), *(ranking.scores for ranking in rankings)]).astype(np.float64)
+        scores = pa.ListArray.from_arrays(offsets, pa.array(values, pa.float64()))
+    return pa.table({"order": pa.ListArray.from_arrays(offsets, pa.array(orders, pa.int32())), "scores": scores})
+
+
+_worker_job: tuple | None = None
+
+
+def _start_worker(dataset: datasets.Dataset, task: Task, retriever: Retriever) -> None:
+    global _worker_job
+    _worker_job = dataset, task, retriever
+
+
+def _rank_chunk_in_worker(start: int, stop: int, part: Path) -> int:
+    _rank_chunk(*_worker_job, start, stop, part)
+    return stop - start
+
+
+def _rank_in_workers(dataset, task, retriever, parts: Path, todo: list, workers: int, bar) -> None:
+    """Rank the chunks in worker processes; the first error stops the run (finished chunks are kept)."""
+    with ProcessPoolExecutor(
+        max_workers=workers, initializer=_start_worker, initargs=(dataset, task, retriever)
+    ) as pool:
+        pending = {
+            pool.submit(_rank_chunk_in_worker, start, stop, _part_path(parts, index)) for index, start, stop in todo
+        }
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in finished:
+                if future.exception() is not None:
+                    pool.shutdown(cancel_futures=True)
+                    raise future.exception()
+                bar.update(future.result())
+
+
+def _write_output(
+    dataset: datasets.Dataset, part_paths: list[Path], chunks: list, signature: str, output: Path
+) -> None:
+    """Apply the stored rankings chunk by chunk and write the ranked dataset (atomically)."""
+    features = datasets.Features(
+        {name: feature for name, feature in dataset.features.items() if name not in (SCORES_COLUMN, RANKED_BY_COLUMN)}
+    )
+    features[SCORES_COLUMN] = datasets.List(datasets.Value("float64"))
+    features[RANKED_BY_COLUMN] = datasets.Value("string")
+    rows = dataset.with_format("arrow")
+
+    def ranked_tables():
+        for (start, stop), part in zip(chunks, part_paths):
+            table = rows[start:stop].drop_columns(
+                [c for c in (SCORES_COLUMN, RANKED_BY_COLUMN) if c in dataset.column_names]
+            )
+            yield apply_rankings(table, pq.read_table(part), signature).cast(features.arrow_schema)
+
+    def write(path: Path) -> None:
+        if output.suffix == ".parquet":
+            with pq.ParquetWriter(path, features.arrow_schema) as writer:
+                for table in ranked_tables():
+                    writer.write_table(table)
+        else:
+            _write_json(path, ranked_tables(), as_list=output.suffix == ".json")
+
+    _write_atomically(output, write)
+
+
+def _write_json(path: Path, tables, as_list: bool) -> None:
+    """Rows as JSON lines, or as one JSON list (the LaMP question-file layout)."""
+    with open(path, "w", encoding="utf-8") as file:
+        file.write("[" if as_list else "")
+        first = True
+        for table in tables:
+            for row in table.to_pylist():
+                line = json.dumps(row, ensure_ascii=False)
+                file.write(("\n" if first else ",\n") + line if as_list else line + "\n")
+                first = False
+        file.write("\n]\n" if as_list else "")
+
+
+def apply_rankings(table: pa.Table, rankings: pa.Table, signature: str) -> pa.Table:
+    """Reorder each row's profile by its ranking and add the scores and ranked_by columns."""
+    profiles = table.column("profile").combine_chunks()
+    orders = rankings.column("order").combine_chunks()
+    lengths = pc.list_value_length(profiles).to_numpy(zero_copy_only=False)
+    if not np.array_equal(lengths, pc.list_value_length(orders).to_numpy(zero_copy_only=False)):
+        raise ValueError("stored rankings do not match the profiles of the dataset (was the data changed?)")
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    positions = np.repeat(offsets[:-1], lengths) + orders.flatten().to_numpy()
+    ranked = pa.ListArray.from_arrays(
+        pa.array(offsets, pa.int32()), profiles.flatten().take(pa.array(positions)), type=profiles.type
+    )
+    table = table.set_column(table.column_names.index("profile"), "profile", ranked)
+    table = table.append_column(SCORES_COLUMN, rankings.column("scores"))
+    return table.append_column(RANKED_BY_COLUMN, pa.array([signature] * len(table), pa.string()))
