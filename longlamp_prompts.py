@@ -59,7 +59,9 @@ class PromptBuilder:
     def count(self, text: str) -> int:
         """Tokens of a formatted prompt as the model will receive it."""
         # A chat template writes its own special tokens; plain prompts get the tokenizer's (e.g. BOS).
-        return len(self.tokenizer(text, add_special_tokens=not self.use_chat_template)["input_ids"])
+        # verbose=False: measuring an over-long prompt is the point here, not a mistake worth a warning.
+        ids = self.tokenizer(text, add_special_tokens=not self.use_chat_template, verbose=False)["input_ids"]
+        return len(ids)
 
     def _shortened(self, items: list[dict], task_input: str) -> str:
         """Drop the least relevant items whose empty skeletons alone overflow, then cap every item's fields."""
@@ -85,7 +87,7 @@ class PromptBuilder:
             share -= max(1, -(-excess // len(items)))
 
     def _ids(self, value) -> list[int]:
-        return self.tokenizer(value or "", add_special_tokens=False)["input_ids"]
+        return self.tokenizer(value or "", add_special_tokens=False, verbose=False)["input_ids"]
 
 
 def _cap_fields(item: Mapping, field_ids: Mapping[str, list[int]], share: int, tokenizer) -> dict[str, str]:

@@ -95,6 +95,7 @@ def make_seq2seq_lm(directory: str | Path, seed: int = 0) -> Path:
         decoder_start_token_id=tokenizer.pad_token_id,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,  # tied tiny T5s only ever predict <pad>
     )
     torch.manual_seed(seed)
     model = T5ForConditionalGeneration(config)
