@@ -1,0 +1,106 @@
+"""Score every task of a gold zip against a prediction zip (the benchmark's `eval_all.py`).
+
+    python evaluation/eval_all.py --golds_zip golds.zip --preds_zip preds.zip --temp_dir tmp \\
+        --output_file results.json
+
+Each zip holds task files (`{"task": ..., "golds": [...]}`, any names, any folders); a file's task is the one
+it names. Every task of the golds is scored that has a prediction file; the others are listed as missing.
+Unlike LaMP's scorer, no fixed set of tasks is required. See docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable instead of evaluation/ itself
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from evaluation import files  # noqa: E402
+from evaluation.eval_task import add_scoring_arguments, report_errors, score_task, scoring_options  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+def read_zip_tasks(zip_path: str | Path, folder: Path, role: str, max_bytes: int) -> dict[str, files.TaskFile]:
+    """Extract a zip into `folder` and read each JSON file in it as a task file: {task: file}."""
+    tasks: dict[str, files.TaskFile] = {}
+    for path in files.extract_zip(zip_path, folder, max_bytes):
+        task_file = files.read_task_file(path, role, name=f"{zip_path}:{path.relative_to(folder).as_posix()}")
+        if task_file.task in tasks:
+            raise files.InputFileError(
+                f"{zip_path}: two files for {task_file.task}: {tasks[task_file.task].path} and {task_file.path}"
+            )
+        tasks[task_file.task] = task_file
+    if not tasks:
+        raise files.InputFileError(f"{zip_path}: no JSON task file found")
+    return tasks
+
+
+def evaluate_zips(
+    golds_zip: str | Path, preds_zip: str | Path, temp_dir: str | Path | None = None,
+    output_file: str | Path | None = None, *, max_unzipped_bytes: int = files.MAX_UNZIPPED_BYTES, **scoring,
+) -> dict:
+    """Score each task of `golds_zip` that `preds_zip` has predictions for; write to `output_file` if given.
+
+    Extraction happens in a fresh folder inside `temp_dir` (default: the system's), removed afterwards.
+    Every file is read and checked before any task is scored; files.InputFileError for bad input, before
+    anything is written. `scoring` goes to `evaluation.metrics.score`.
+    """
+    if temp_dir is not None:
+        Path(temp_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="longlamp-eval-", dir=temp_dir) as work:
+        golds = read_zip_tasks(golds_zip, Path(work) / "golds", "golds", max_unzipped_bytes)
+        predictions = read_zip_tasks(preds_zip, Path(work) / "predictions", "predictions", max_unzipped_bytes)
+    tasks = [task for task in golds if task in predictions]
+    missing = sorted(set(golds) - set(predictions))
+    unexpected = sorted(set(predictions) - set(golds))
+    if not tasks:
+        raise files.InputFileError(
+            f"{preds_zip} has predictions for none of the tasks of {golds_zip}: {', '.join(golds)}"
+        )
+    for task in tasks:  # every id check before the long part
+        files.predictions_in_gold_order(golds[task], predictions[task])
+    if missing:
+        logger.warning("no predictions for %s", ", ".join(missing))
+    if unexpected:
+        logger.warning("predictions for tasks that have no golds, not scored: %s", ", ".join(unexpected))
+    results = {}
+    for task in sorted(tasks):
+        logger.info("scoring %s (%d samples)", task, len(golds[task].ids))
+        results[task] = score_task(golds[task], predictions[task], **scoring)
+    first = next(iter(results.values()))
+    report = {
+        "golds_zip": str(golds_zip),
+        "preds_zip": str(preds_zip),
+        "tasks": {task: {k: v for k, v in result.items() if k not in ("settings", "versions")}
+                  for task, result in results.items()},
+        "missing_predictions": missing,
+        "unexpected_predictions": unexpected,
+        "settings": first["settings"],
+        "versions": first["versions"],
+    }
+    if output_file is not None:
+        files.write_json_atomic(output_file, report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--golds_zip", required=True, help="zip of gold files, one per task")
+    parser.add_argument("--preds_zip", required=True, help="zip of prediction files, one per task")
+    parser.add_argument("--temp_dir", default=None, help="folder to extract into (default: the system's temp folder)")
+    parser.add_argument("--max_unzipped_mb", type=int, default=files.MAX_UNZIPPED_BYTES // 2**20,
+                        help="refuse a zip that unpacks to more than this (default: %(default)s)")
+    add_scoring_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return report_errors(evaluate_zips, args.golds_zip, args.preds_zip, args.temp_dir, args.output_file,
+                         max_unzipped_bytes=args.max_unzipped_mb * 2**20, **scoring_options(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

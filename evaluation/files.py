@@ -1,0 +1,226 @@
+"""The benchmark's gold and prediction files, zip archives and result files, read and written safely.
+
+A task file is UTF-8 JSON `{"task": "<name>", "golds": [{"id": "...", "output": "..."}, ...]}`, for golds and
+predictions alike (the README's format). Gold entries may also carry a "user" string, which enables per-user
+averages. Anything else is refused with an InputFileError that names the file, the entry and what was expected:
+invalid UTF-8 or JSON, missing fields, non-string ids or outputs, empty gold outputs, duplicate ids, ids that
+do not match the golds. An empty prediction is valid (it scores zero).
+
+Zip archives are extracted member by member after checking that no path leaves the target folder (absolute
+paths, "..", links) and that the total unpacked size stays under a limit (zip bombs).
+Results are written to a temporary file and renamed, so a failed run leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import uuid
+import zipfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from evaluation.task_names import canonical_task_name
+
+MAX_UNZIPPED_BYTES = 2 * 1024**3
+MAX_ZIP_MEMBERS = 10_000
+EXAMPLES_SHOWN = 5
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class InputFileError(ValueError):
+    """A gold or prediction file, or a zip of them, that cannot be scored as it is."""
+
+
+@dataclass(frozen=True)
+class TaskFile:
+    """One task's gold or prediction file, checked: entries in file order, task name canonical."""
+
+    path: str
+    task: str
+    ids: list[str]
+    outputs: list[str]
+    users: list[str] | None
+
+
+def _examples(values) -> str:
+    shown = sorted(values)[:EXAMPLES_SHOWN]
+    return ", ".join(map(repr, shown)) + (", ..." if len(values) > EXAMPLES_SHOWN else "")
+
+
+def load_json(path: str | os.PathLike, name: str | None = None) -> object:
+    """Parse a UTF-8 JSON file (a byte-order mark is tolerated); `name` is how messages call it (default: path)."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as error:
+        raise InputFileError(f"{name or path}: cannot read the file ({error.strerror})") from None
+    path = name or path
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InputFileError(
+            f"{path}: not UTF-8 text (invalid byte {raw[error.start:error.start + 1]!r} at offset {error.start}); "
+            "save the file as UTF-8"
+        ) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputFileError(
+            f"{path}: invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+        ) from None
+
+
+def read_task_file(path: str | os.PathLike, role: str, name: str | None = None) -> TaskFile:
+    """Read and check a gold (role "golds") or prediction (role "predictions") file; `name` as in load_json."""
+    data = load_json(path, name)
+    path = name or path
+    if not isinstance(data, dict) or not isinstance(data.get("task"), str) or not isinstance(data.get("golds"), list):
+        raise InputFileError(
+            f'{path}: expected an object {{"task": <string>, "golds": [{{"id": ..., "output": ...}}, ...]}}'
+        )
+    try:
+        task = canonical_task_name(data["task"])
+    except ValueError as error:
+        raise InputFileError(f"{path}: {error}") from None
+    ids, outputs, users = [], [], []
+    for i, entry in enumerate(data["golds"]):
+        where = f"{path}: golds[{i}]"
+        if not isinstance(entry, dict):
+            raise InputFileError(f"{where} is {type(entry).__name__}, expected an object with 'id' and 'output'")
+        if not isinstance(entry.get("id"), str):
+            raise InputFileError(f"{where}: 'id' is {_type_name(entry, 'id')}, expected a string")
+        where += f" (id {entry['id']!r})"
+        if not isinstance(entry.get("output"), str):
+            raise InputFileError(f"{where}: 'output' is {_type_name(entry, 'output')}, expected a string")
+        if role == "golds" and not entry["output"].strip():
+            raise InputFileError(f"{where}: the gold output is empty, so nothing can be scored against it")
+        if "user" in entry and not isinstance(entry["user"], str):
+            raise InputFileError(f"{where}: 'user' is {_type_name(entry, 'user')}, expected a string")
+        ids.append(entry["id"])
+        outputs.append(entry["output"])
+        users.append(entry.get("user"))
+    if not ids:
+        raise InputFileError(f"{path}: 'golds' is empty, expected at least one entry")
+    duplicates = [i for i, count in Counter(ids).items() if count > 1]
+    if duplicates:
+        raise InputFileError(f"{path}: {len(duplicates)} ids appear more than once: {_examples(duplicates)}")
+    with_user = sum(user is not None for user in users)
+    if role == "golds" and 0 < with_user < len(users):
+        raise InputFileError(f"{path}: {len(users) - with_user} entries lack the 'user' that the others have")
+    return TaskFile(str(path), task, ids, outputs, users if role == "golds" and with_user else None)
+
+
+def _type_name(entry: dict, key: str) -> str:
+    return "missing" if key not in entry else type(entry[key]).__name__
+
+
+def check_task(golds: TaskFile, predictions: TaskFile, task_name: str | None = None) -> str:
+    """The task both files are for (and the one asked for, if any); InputFileError if they disagree."""
+    asked = canonical_task_name(task_name) if task_name else golds.task
+    if not golds.task == predictions.task == asked:
+        named = f"--task_name {asked}, " if task_name else ""
+        raise InputFileError(
+            f"task names disagree: {named}{golds.path} has {golds.task}, {predictions.path} has {predictions.task}"
+        )
+    return asked
+
+
+def predictions_in_gold_order(golds: TaskFile, predictions: TaskFile) -> list[str]:
+    """Each gold's prediction, in gold order; InputFileError unless the prediction ids are exactly the gold ids."""
+    by_id = dict(zip(predictions.ids, predictions.outputs))
+    missing = set(golds.ids) - set(by_id)
+    extra = set(by_id) - set(golds.ids)
+    if missing or extra:
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} of {len(golds.ids)} gold ids have no prediction ({_examples(missing)})")
+        if extra:
+            problems.append(f"{len(extra)} prediction ids are not in the golds ({_examples(extra)})")
+        raise InputFileError(f"{predictions.path} does not match {golds.path}: {'; '.join(problems)}")
+    return [by_id[i] for i in golds.ids]
+
+
+def _member_target(member: zipfile.ZipInfo, root: Path, zip_path) -> Path:
+    """Where a member may be written inside `root`; InputFileError for any path that could leave it."""
+    name = member.filename.replace("\\", "/")
+    parts = PurePosixPath(name).parts
+    mode = member.external_attr >> 16
+    escapes = "\0" in name or name.startswith("/") or _DRIVE.match(name) or ".." in parts
+    if stat.S_ISLNK(mode):
+        raise InputFileError(f"{zip_path}: member {member.filename!r} is a symbolic link, which is not extracted")
+    target = root.joinpath(*parts) if parts else root
+    if escapes or not target.resolve().is_relative_to(root):
+        raise InputFileError(f"{zip_path}: member {member.filename!r} would be written outside {root}")
+    return target
+
+
+def extract_zip(
+    zip_path: str | os.PathLike, destination: str | os.PathLike, max_bytes: int = MAX_UNZIPPED_BYTES,
+    max_members: int = MAX_ZIP_MEMBERS,
+) -> list[Path]:
+    """Extract a zip into `destination` (which must be new or empty) and return its JSON files, sorted.
+
+    macOS metadata ("__MACOSX/", "._*") is skipped. Paths leaving `destination`, links, encrypted members,
+    more than `max_members` members or more than `max_bytes` once decompressed are refused.
+    """
+    root = Path(destination).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise InputFileError(f"{zip_path}: not a readable zip file ({error})") from None
+    with archive:
+        members = [m for m in archive.infolist() if not _is_macos_metadata(m.filename)]
+        if len(members) > max_members:
+            raise InputFileError(f"{zip_path}: {len(members)} members, more than the limit of {max_members}")
+        declared = sum(m.file_size for m in members)
+        if declared > max_bytes:
+            raise InputFileError(
+                f"{zip_path}: unpacks to {declared:,} bytes, more than the limit of {max_bytes:,}; refused as a "
+                "possible zip bomb. If the files are genuine, raise the limit (--max_unzipped_mb)."
+            )
+        files = []
+        for member in members:
+            target = _member_target(member, root, zip_path)
+            if member.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            if member.flag_bits & 0x1:
+                raise InputFileError(f"{zip_path}: member {member.filename!r} is encrypted")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                # zipfile never yields more than a member's declared size (a longer stream fails its CRC check),
+                # so the declared total checked above bounds what is written.
+                with archive.open(member) as source, open(target, "xb") as sink:
+                    shutil.copyfileobj(source, sink)
+            except FileExistsError:
+                raise InputFileError(f"{zip_path}: member {member.filename!r} appears more than once") from None
+            except (zipfile.BadZipFile, NotImplementedError, EOFError) as error:
+                raise InputFileError(f"{zip_path}: member {member.filename!r} cannot be read ({error})") from None
+            if target.suffix.lower() == ".json":
+                files.append(target)
+    return sorted(files)
+
+
+def _is_macos_metadata(name: str) -> bool:
+    return name.startswith("__MACOSX/") or PurePosixPath(name).name.startswith("._")
+
+
+def write_json_atomic(path: str | os.PathLike, data: object) -> None:
+    """Write JSON through a temporary file in the same folder and a rename: the file is whole or absent."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temporary, "x", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
