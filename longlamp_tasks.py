@@ -24,6 +24,8 @@ class Task:
     query_after cuts the task input after the first occurrence of this marker (None: the whole input).
     item_template renders one retrieved item for the prompt; item_word_limits truncates fields first.
     prompt_joiner and prompt_suffix assemble: joiner.join(items) + suffix + input.
+    output_field is the profile field that holds the kind of text the task asks for (what a
+    copy-the-best-item baseline predicts).
     date_field orders recency retrieval when the task has one; otherwise profile order is time order.
     """
 
@@ -36,6 +38,7 @@ class Task:
     prompt_suffix: str
     input_template: str
     item_word_limits: Mapping[str, int]
+    output_field: str
     date_field: str | None = None
     public: bool = True
     prompt_joiner: str = ", and "
@@ -88,6 +91,7 @@ TASKS: dict[str, Task] = {
             item_word_limits={"abstract": 750},
             prompt_suffix=". Use the above abstracts as context to understand the style and language of the user and, ",
             input_template='Generate an abstract for the title "{title}" using the following items: {items}',
+            output_field="abstract",
             date_field="year",
         ),
         Task(
@@ -106,6 +110,7 @@ TASKS: dict[str, Task] = {
                 'Generate the review text written by a reviewer who has a given an overall rating of "{overall}" '
                 'for a product with description "{description}". The summary of the review text is "{summary}".'
             ),
+            output_field="reviewText",
         ),
         Task(
             name="topic_writing",
@@ -117,6 +122,7 @@ TASKS: dict[str, Task] = {
             item_word_limits={},
             prompt_suffix=". Following the given patterns, ",
             input_template="Generate the content for a reddit post {summary}",
+            output_field="content",
         ),
         Task(
             name="email_generation",
@@ -128,6 +134,7 @@ TASKS: dict[str, Task] = {
             item_word_limits={},
             prompt_suffix=". ",
             input_template="Complete the text of the following email. title: {subject}. text: {text}",
+            output_field="text",
             public=False,
         ),
     )
