@@ -1,0 +1,5 @@
+"""Fine-tuning on LongLaMP with accelerate (one CPU to DeepSpeed clusters), full or LoRA/QLoRA.
+
+Entry point: `training/train.py` (`accelerate launch training/train.py ...` or `python -m training.train`);
+the pieces it wires together are importable: `training.config.TrainConfig`, `training.loop.train`.
+"""

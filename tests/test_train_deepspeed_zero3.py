@@ -1,0 +1,23 @@
+"""The shipped DeepSpeed ZeRO-3 config through `accelerate launch` (one CPU process): the final model is
+gathered whole, and a run resumed from a checkpoint ends with the uninterrupted run's weights."""
+
+from __future__ import annotations
+
+import pytest
+from test_train_support import assert_same_weights, launch_deepspeed, run_flags, weights
+
+pytest.importorskip("deepspeed")
+
+pytest_plugins = ["test_train_support"]  # the shared fixtures
+
+
+def test_zero3_run_resumed_from_a_checkpoint_matches_the_uninterrupted_run(tiny_llama, short_data, tmp_path):
+    common = dict(max_steps=3, save_steps=2, gradient_accumulation_steps=2)
+    launch_deepspeed("deepspeed_zero3.yaml", run_flags(tiny_llama, tmp_path / "whole", *short_data, **common))
+    launch_deepspeed("deepspeed_zero3.yaml", run_flags(
+        tiny_llama, tmp_path / "resumed", *short_data,
+        resume_from_checkpoint=tmp_path / "whole" / "checkpoints" / "checkpoint-2", **common,
+    ))
+    whole = weights(tmp_path / "whole" / "final" / "model.safetensors")
+    assert set(whole) == set(weights(tiny_llama / "model.safetensors"))  # gathered whole, not ZeRO-3 partitions
+    assert_same_weights(whole, weights(tmp_path / "resumed" / "final" / "model.safetensors"))

@@ -1,0 +1,127 @@
+"""Shared pieces of the training tests (no tests here): small data cut from the bundled sample, tiny models,
+flags for short runs, launching real `accelerate launch` processes, and a clean accelerate state per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "sample"
+CONFIG = "product_review_user"
+
+
+def short_sample(directory: Path, split: str, words: int = 12, limit: int | None = None) -> Path:
+    """The bundled sample's rows with outputs cut to `words` words (short sequences keep CPU runs fast),
+    saved as a `save_to_disk` folder, the form `retrieval/rank_profiles.py` writes."""
+    import longlamp
+
+    path = Path(directory) / f"{CONFIG}-{split}-{words}w"
+    if not path.exists():
+        rows = longlamp.load_split(CONFIG, split, data_dir=str(SAMPLE), cache_dir=str(Path(directory) / "cache"))
+        if limit:
+            rows = rows.select(range(limit))
+        rows.map(lambda row: {"output": " ".join(row["output"].split()[:words])}).save_to_disk(str(path))
+    return path
+
+
+def run_flags(model: Path, output_dir: Path, train: Path, validation: Path | None = None, **overrides) -> list[str]:
+    """Command-line flags of a short run; overrides as name=value (True for a bare flag, False to negate)."""
+    flags = {
+        "task": CONFIG, "train_data": train, "validation_data": validation, "model_name": model,
+        "output_dir": output_dir, "max_steps": 3, "per_device_train_batch_size": 2, "learning_rate": 3e-3,
+        "logging_steps": 1, "max_prompt_length": 128, "max_target_length": 128, "report_to": "none",
+        "log_level": "warning",
+    }
+    flags.update(overrides)
+    argv = []
+    for name, value in flags.items():
+        if value is None:
+            continue
+        if value is True:
+            argv.append(f"--{name}")
+        elif value is False:
+            argv.append(f"--no-{name}")
+        else:
+            argv += [f"--{name}", str(value)]
+    return argv
+
+
+def accelerate_launch(launch_flags: list[str], script: str | Path, argv: list[str], env: dict | None = None,
+                      timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `accelerate launch <launch_flags> <script> <argv>` from the repository root; fail with its output."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", *launch_flags, str(script), *argv]
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    done = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+    return done
+
+
+def launch_deepspeed(stage_config: str, argv: list[str]) -> subprocess.CompletedProcess:
+    """`accelerate launch` of training/train.py with a shipped DeepSpeed config, one CPU process (with several,
+    accelerate and DeepSpeed disagree about the world size on CPU; see shared/NOTES.md)."""
+    return accelerate_launch(["--config_file", str(REPO / "accelerate_configs" / stage_config), "--num_processes", "1",
+                              "--mixed_precision", "no"], REPO / "training" / "train.py", argv)
+
+
+def weights(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def assert_same_weights(a: dict, b: dict, atol: float = 1e-6) -> None:
+    import torch
+
+    assert a.keys() == b.keys()
+    for name in a:
+        difference = (a[name] - b[name]).abs().max()
+        assert torch.allclose(a[name], b[name], atol=atol, rtol=0), f"{name} differs by {difference}"
+
+
+def reset_accelerate() -> None:
+    """Forget accelerate's per-process singletons, so that the next Accelerator is configured afresh."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+@pytest.fixture
+def fresh_accelerate():
+    """Each in-process run starts from a clean accelerate state and leaves one behind."""
+    reset_accelerate()
+    yield
+    reset_accelerate()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    from tiny_models import make_causal_lm
+
+    return make_causal_lm(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_llama(tmp_path_factory) -> Path:
+    from tiny_models import make_causal_lm
+
+    return make_causal_lm(tmp_path_factory.mktemp("tiny-chat-llama"), chat=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory) -> Path:
+    from tiny_models import make_seq2seq_lm
+
+    return make_seq2seq_lm(tmp_path_factory.mktemp("tiny-t5"))
+
+
+@pytest.fixture(scope="session")
+def short_data(tmp_path_factory) -> tuple[Path, Path]:
+    """(train, validation) folders: 12 and 5 sample rows with 12-word outputs."""
+    root = tmp_path_factory.mktemp("short-sample")
+    return short_sample(root, "train"), short_sample(root, "validation")

@@ -1,0 +1,109 @@
+"""Resumable checkpoints: accelerate's full state plus where the run stood, written atomically.
+
+A checkpoint folder `checkpoints/checkpoint-<step>` holds what `Accelerator.save_state` writes (model,
+optimizer, scheduler, random states of every process; DeepSpeed's own shards under DeepSpeed) and
+`trainer_state.json`, written last. It is assembled under a `.tmp` name and renamed when complete, so a
+crash mid-save never leaves a folder that looks resumable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STATE_FILE = "trainer_state.json"
+PREFIX = "checkpoint-"
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainerState:
+    """Where a run stands: optimizer steps done, the epoch and the micro-batches of it already trained on."""
+
+    global_step: int = 0
+    epoch: int = 0
+    batches_done: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    num_processes: int = 1
+    history: list[dict] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+
+    def write(self, path: Path) -> None:
+        write_json_atomic(path, dataclasses.asdict(self))
+
+    @classmethod
+    def read(cls, path: Path) -> TrainerState:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def write_json_atomic(path: Path, value) -> None:
+    """Write JSON through a temporary file and a rename: readers see the old file or the whole new one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Move a finished folder into place, removing an older one of the same name."""
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+def checkpoints_root(output_dir: str | Path) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def list_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    root = checkpoints_root(output_dir)
+    found = [p for p in root.glob(PREFIX + "*") if p.name[len(PREFIX):].isdigit() and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def resolve_resume(spec: str | None, output_dir: str | Path) -> Path | None:
+    """The checkpoint to resume from: 'latest' (None when the run has none yet) or an existing folder."""
+    if spec is None:
+        return None
+    if spec == "latest":
+        found = list_checkpoints(output_dir)
+        if not found:
+            logger.info("no checkpoint in %s yet: starting from scratch", checkpoints_root(output_dir))
+        return found[-1] if found else None
+    path = Path(spec)
+    if not (path / STATE_FILE).is_file():
+        raise FileNotFoundError(f"--resume_from_checkpoint {spec}: not a complete checkpoint (no {STATE_FILE})")
+    return path
+
+
+def save_checkpoint(accelerator, output_dir: str | Path, state: TrainerState, keep: int | None) -> Path:
+    """Save a resumable checkpoint of the current step on every process; keep the newest `keep` of them."""
+    final = checkpoints_root(output_dir) / f"{PREFIX}{state.global_step}"
+    tmp = final.with_name(final.name + ".tmp")
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        state.write(tmp / STATE_FILE)
+        replace_dir(tmp, final)
+        if keep:
+            for old in list_checkpoints(output_dir)[:-keep]:
+                shutil.rmtree(old)
+        logger.info("saved checkpoint %s", final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(accelerator, path: Path) -> TrainerState:
+    """Restore model, optimizer, scheduler and random states; return where the run stood."""
+    accelerator.load_state(str(path))
+    return TrainerState.read(path / STATE_FILE)

@@ -1,0 +1,254 @@
+"""Every training setting in one dataclass, read from a YAML/JSON file and the command line.
+
+The flag names follow the benchmark README (`--train_data`, `--model_name`, `--task`, `--retriever`,
+`--use_profile`, `--is_ranked`, `--num_retrieved`, ...) and the Hugging Face training knobs users know.
+Precedence: defaults < `--config FILE` < command-line flags. Problems are reported before any compute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from longlamp_tasks import config_names, parse_config_name
+
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
+TRACKERS = ("tensorboard", "wandb")
+GENERATION_METRICS = ("rouge1", "rougeL", "meteor")  # the paper's metrics, scored on generations during training
+
+# Settings a resumed run may change without changing the run itself (where it logs, how often it reports).
+RESUMABLE_CHANGES = frozenset({
+    "output_dir", "resume_from_checkpoint", "logging_steps", "eval_steps", "save_steps", "save_total_limit",
+    "report_to", "project_name", "log_level", "preprocessing_num_workers", "eval_generation_examples",
+    "generation_max_new_tokens", "num_beams", "per_device_eval_batch_size", "test_data", "merge_lora",
+    "cache_dir",
+})
+
+
+class ConfigError(ValueError):
+    """A training setting is missing, unknown or inconsistent."""
+
+
+def _help(text: str, **kwargs):
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class TrainConfig:
+    """What one fine-tuning run does; `validate()` checks it, `to_dict()` records it next to the model."""
+
+    # Data (README flags): a path (parquet/JSON/JSONL, a save_to_disk folder, LaMP-style *_questions.json)
+    # or a LongLaMP config name such as "product_review_user" (then the matching split is loaded).
+    task: str | None = _help("task or config name, e.g. product_review_user (default: the config name of --train_data)",
+                             default=None)
+    train_data: str | None = _help("training data: a file/folder or a LongLaMP config name", default=None)
+    validation_data: str | None = _help("validation data: a file/folder or a LongLaMP config name", default=None)
+    test_data: str | None = _help("test data to write predictions for after training", default=None)
+    data_dir: str | None = _help("local copy of the LongLaMP data used with config names", default=None)
+    cache_dir: str | None = _help("datasets cache for config names (default: the Hugging Face cache)", default=None)
+    use_profile: bool = _help("personalise: put retrieved profile items in the prompt", default=False)
+    retriever: str = _help("ranking model for profile items: bm25, contriever, recency, random", default="bm25")
+    is_ranked: bool = _help("profiles are already ranked: take the first --num_retrieved items", default=False)
+    num_retrieved: int = _help("profile items per prompt", default=1)
+    max_train_examples: int | None = _help("use only the first N training rows (quick runs)", default=None)
+    max_eval_examples: int | None = _help("use only the first N validation rows", default=None)
+    preprocessing_num_workers: int | None = _help("processes that build prompts", default=None)
+
+    # Model
+    model_name: str | None = _help("Hub id or local folder of the model to fine-tune", default=None)
+    use_chat_template: bool | None = _help("wrap prompts in the tokenizer's chat template (default: when it has one)",
+                                           default=None)
+    attn_implementation: str | None = _help("eager, sdpa, flash_attention_2, ... (default: transformers' choice)",
+                                            default=None)
+    model_dtype: str = _help("dtype of the loaded weights: auto (float32, or the mixed-precision dtype for a frozen "
+                             "LoRA base), float32, bfloat16, float16", default="auto")
+    max_prompt_length: int = _help("token budget of a prompt; profile items are shortened to fit it", default=1024)
+    max_target_length: int = _help("longest target in tokens, end-of-sequence included (targets are never cut)",
+                                   default=1024)
+    long_targets: str = _help("what to do with a target longer than --max_target_length: error or skip",
+                              default="error")
+
+    # Parameter-efficient fine-tuning
+    use_lora: bool = _help("train a LoRA adapter instead of all weights", default=False)
+    lora_r: int = _help("LoRA rank", default=16)
+    lora_alpha: int = _help("LoRA alpha", default=32)
+    lora_dropout: float = _help("LoRA dropout", default=0.05)
+    lora_target_modules: str = _help("comma-separated module names, all-linear, or auto (peft's per-architecture "
+                                     "default, else all-linear)", default="auto")
+    load_in_4bit: bool = _help("QLoRA: load the frozen base in 4-bit NF4 (needs a CUDA GPU and bitsandbytes)",
+                               default=False)
+    merge_lora: bool = _help("also export the base model with the adapter merged in (final-merged/)", default=False)
+
+    # Optimisation
+    output_dir: str | None = _help("where checkpoints, logs and the final model go", default=None)
+    seed: int = _help("seed of weights init, data order and dropout", default=42)
+    learning_rate: float = _help("peak learning rate", default=5e-5)
+    weight_decay: float = _help("AdamW weight decay (not applied to biases and norms)", default=0.0)
+    lr_scheduler: str = _help(f"schedule: {', '.join(SCHEDULERS)}", default="linear")
+    warmup_steps: int = _help("warm-up optimizer steps (wins over --warmup_ratio)", default=0)
+    warmup_ratio: float = _help("warm-up as a fraction of all optimizer steps", default=0.0)
+    num_train_epochs: int = _help("passes over the training data", default=3)
+    max_steps: int = _help("optimizer steps in total; > 0 overrides --num_train_epochs", default=-1)
+    per_device_train_batch_size: int = _help("examples per micro-batch on each process", default=4)
+    per_device_eval_batch_size: int = _help("examples per evaluation batch on each process", default=8)
+    gradient_accumulation_steps: int = _help("micro-batches per optimizer step", default=1)
+    max_grad_norm: float = _help("gradient clipping norm (0 disables)", default=1.0)
+    mixed_precision: str | None = _help("no, fp16 or bf16 (default: the accelerate config's)", default=None)
+    gradient_checkpointing: bool = _help("recompute activations in the backward pass to save memory", default=False)
+    packing: bool = _help("decoder-only models: pack each micro-batch's examples without padding", default=False)
+    group_by_length: bool = _help("batch examples of similar length together (less padding)", default=False)
+
+    # Evaluation, checkpoints, logging
+    eval_steps: int | None = _help("evaluate every N optimizer steps (default: at the end of each epoch)",
+                                   default=None)
+    eval_generation_examples: int = _help("validation examples to generate and score with ROUGE/METEOR at each "
+                                          "evaluation (0: loss only)", default=0)
+    generation_max_new_tokens: int | None = _help("longest generation (default: --max_target_length)", default=None)
+    num_beams: int = _help("beam search width for generation", default=1)
+    metric_for_best_model: str = _help("eval_loss (lower is better), rouge1, rougeL or meteor (higher is better)",
+                                       default="eval_loss")
+    save_steps: int | None = _help("save a resumable checkpoint every N optimizer steps (default: each epoch)",
+                                   default=None)
+    save_total_limit: int | None = _help("keep only the newest N checkpoints", default=2)
+    resume_from_checkpoint: str | None = _help("'latest' or a checkpoint folder to continue from", default=None)
+    logging_steps: int = _help("log loss, learning rate and throughput every N optimizer steps", default=10)
+    report_to: str = _help("trackers: auto (tensorboard when installed), none, tensorboard, wandb, or a "
+                           "comma-separated list", default="auto")
+    project_name: str = _help("tracker project name", default="longlamp")
+    log_level: str = _help("debug, info, warning", default="info")
+
+    def validate(self) -> TrainConfig:
+        """Raise ConfigError on anything that would fail later; fill the task from a config-name data source."""
+        for name in ("model_name", "output_dir", "train_data"):
+            if not getattr(self, name):
+                raise ConfigError(f"--{name} is required")
+        if self.task is None:
+            if self.train_data not in config_names():
+                raise ConfigError("--task is required when --train_data is a file or folder")
+            self.task = self.train_data
+        try:
+            parse_config_name(self.task)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        for name in ("num_retrieved", "max_prompt_length", "max_target_length", "lora_r", "lora_alpha",
+                     "num_train_epochs", "per_device_train_batch_size", "per_device_eval_batch_size",
+                     "gradient_accumulation_steps", "logging_steps", "num_beams"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("eval_steps", "save_steps", "save_total_limit", "max_train_examples", "max_eval_examples",
+                     "generation_max_new_tokens"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be at least 1 when given, got {getattr(self, name)}")
+        from retrieval import RETRIEVERS
+
+        _check_choice("retriever", self.retriever, tuple(RETRIEVERS))
+        _check_choice("lr_scheduler", self.lr_scheduler, SCHEDULERS)
+        _check_choice("long_targets", self.long_targets, ("error", "skip"))
+        _check_choice("model_dtype", self.model_dtype, ("auto", "float32", "bfloat16", "float16"))
+        _check_choice("log_level", self.log_level, ("debug", "info", "warning"))
+        if self.mixed_precision is not None:
+            _check_choice("mixed_precision", self.mixed_precision, ("no", "fp16", "bf16"))
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.load_in_4bit and not self.use_lora:
+            raise ConfigError("--load_in_4bit (QLoRA) trains an adapter: add --use_lora")
+        if self.merge_lora and not self.use_lora:
+            raise ConfigError("--merge_lora needs --use_lora")
+        if self.packing and self.group_by_length:
+            raise ConfigError("--packing and --group_by_length are alternatives; choose one")
+        _check_choice("metric_for_best_model", self.metric_for_best_model, ("eval_loss",) + GENERATION_METRICS)
+        if self.metric_for_best_model != "eval_loss" and not self.eval_generation_examples:
+            raise ConfigError(f"--metric_for_best_model {self.metric_for_best_model} is a generation metric: "
+                              "set --eval_generation_examples to the number of examples to generate")
+        if self.eval_generation_examples and not self.validation_data:
+            raise ConfigError("--eval_generation_examples needs --validation_data")
+        self.trackers()
+        return self
+
+    def trackers(self) -> list[str]:
+        """The accelerate trackers `report_to` names ("auto": tensorboard when it is installed)."""
+        if self.report_to == "none":
+            return []
+        if self.report_to == "auto":
+            try:
+                import tensorboard  # noqa: F401
+            except ImportError:
+                return []
+            return ["tensorboard"]
+        names = list(TRACKERS) if self.report_to == "all" else [n.strip() for n in self.report_to.split(",")]
+        for name in names:
+            _check_choice("report_to", name, TRACKERS)
+        return names
+
+    @property
+    def best_is_lower(self) -> bool:
+        return self.metric_for_best_model == "eval_loss"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def changes_from(self, other: dict) -> dict[str, tuple]:
+        """Settings that differ from a recorded run's and would make a resumed run a different run."""
+        return {
+            name: (other.get(name), value)
+            for name, value in self.to_dict().items()
+            if name not in RESUMABLE_CHANGES and other.get(name, value) != value
+        }
+
+
+def _check_choice(name: str, value, choices: Sequence) -> None:
+    if value not in choices:
+        raise ConfigError(f"--{name} {value!r} is not one of: {', '.join(map(str, choices))}")
+
+
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def _parser() -> argparse.ArgumentParser:
+    """Flags generated from TrainConfig, every default suppressed so that only given flags override."""
+    parser = argparse.ArgumentParser(
+        description="Fine-tune a model on a LongLaMP task (run with `accelerate launch`).",
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument("--config", help="YAML or JSON file of settings; flags given here override it")
+    for spec in dataclasses.fields(TrainConfig):
+        base = spec.type.replace(" | None", "")
+        if base == "bool":
+            parser.add_argument(f"--{spec.name}", action=argparse.BooleanOptionalAction, help=spec.metadata["help"])
+        else:
+            parser.add_argument(f"--{spec.name}", type=_TYPES[base], help=spec.metadata["help"], metavar=base.upper())
+    return parser
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Settings from a YAML (.yaml/.yml) or JSON file; an unknown key is an error that names it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        values = yaml.safe_load(text) or {}
+    else:
+        values = json.loads(text)
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of setting names to values")
+    known = {spec.name for spec in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+    return values
+
+
+def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
+    """The validated configuration from `--config FILE` and command-line flags."""
+    given = vars(_parser().parse_args(argv))
+    values = load_config_file(given.pop("config")) if "config" in given else {}
+    values.update(given)
+    return TrainConfig(**values).validate()

@@ -1,0 +1,131 @@
+"""Loading the model to fine-tune: decoder-only or encoder-decoder, fully trainable, LoRA or QLoRA."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+
+import torch
+
+from training.config import ConfigError, TrainConfig
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+MIXED_PRECISION_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class ModelError(ValueError):
+    """The model or tokenizer named by --model_name cannot be loaded or used."""
+
+
+def load_model_config(model_name: str):
+    """The model's configuration: cheap, so that a wrong --model_name fails before data or weights are touched."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model_name)
+    except (OSError, ValueError) as error:
+        raise ModelError(f"cannot load model {model_name!r}: not a model folder, or not reachable on the Hub "
+                         f"({type(error).__name__}: {str(error).splitlines()[0]})") from None
+
+
+def load_tokenizer(model_name: str):
+    """The model's tokenizer; decoder-only tokenizers without a padding token pad with end-of-sequence."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_name)
+    except (OSError, ValueError) as error:
+        raise ModelError(f"cannot load the tokenizer of {model_name!r}: {str(error).splitlines()[0]}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def is_encoder_decoder(model_config) -> bool:
+    return bool(getattr(model_config, "is_encoder_decoder", False))
+
+
+def check_quantization_available() -> None:
+    """QLoRA needs bitsandbytes and a CUDA GPU; say so before anything else is loaded."""
+    if not torch.cuda.is_available():
+        raise ConfigError("--load_in_4bit (QLoRA) needs a CUDA GPU; none is visible")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError("--load_in_4bit (QLoRA) needs bitsandbytes: pip install bitsandbytes")
+
+
+def weights_dtype(config: TrainConfig, mixed_precision: str) -> torch.dtype:
+    """float32 for trained weights (mixed precision keeps master weights in float32); a frozen LoRA base
+    may live in the mixed-precision dtype and save half the memory."""
+    if config.model_dtype != "auto":
+        return DTYPES[config.model_dtype]
+    if config.use_lora and mixed_precision in MIXED_PRECISION_DTYPES:
+        return MIXED_PRECISION_DTYPES[mixed_precision]
+    return torch.float32
+
+
+def lora_target_modules(spec: str, model_type: str) -> list[str] | str:
+    """Modules LoRA adapts: the listed names, "all-linear", or (auto) peft's default for the architecture."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+
+    if spec == "auto":
+        return list(DEFAULTS.get(model_type, [])) or "all-linear"
+    if spec == "all-linear":
+        return spec
+    return [name.strip() for name in spec.split(",") if name.strip()]
+
+
+def load_model(config: TrainConfig, model_config, mixed_precision: str, device_index: int = 0):
+    """The model ready for training: gradient checkpointing, 4-bit base and LoRA adapter as configured."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    encoder_decoder = is_encoder_decoder(model_config)
+    auto_class = AutoModelForSeq2SeqLM if encoder_decoder else AutoModelForCausalLM
+    kwargs = {"dtype": weights_dtype(config, mixed_precision)}
+    if config.attn_implementation:
+        kwargs["attn_implementation"] = config.attn_implementation
+    if config.load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        compute_dtype = MIXED_PRECISION_DTYPES.get(mixed_precision, torch.float32)
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+        )
+        kwargs["device_map"] = {"": device_index}
+    try:
+        model = auto_class.from_pretrained(config.model_name, **kwargs)
+    except ValueError as error:  # e.g. a config of an architecture that is not a language model
+        raise ModelError(f"{config.model_name!r} cannot be loaded as {auto_class.__name__}: {error}") from None
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.use_lora:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        lora = LoraConfig(
+            task_type=TaskType.SEQ_2_SEQ_LM if encoder_decoder else TaskType.CAUSAL_LM,
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=lora_target_modules(config.lora_target_modules, model_config.model_type),
+        )
+        try:
+            model = get_peft_model(model, lora)
+        except ValueError as error:  # peft names the target modules it could not find
+            raise ConfigError(f"--lora_target_modules: {error}") from None
+        trainable, total = model.get_nb_trainable_parameters()
+        logger.info("LoRA adapter: %d trainable parameters of %d (%.2f%%)", trainable, total, 100 * trainable / total)
+    return model
+
+
+def accepts_logits_to_keep(model) -> bool:
+    """Whether the (unwrapped, non-PEFT) model can skip projecting prompt positions onto the vocabulary."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
