@@ -10,9 +10,9 @@ import pytest
 from rank_bm25 import BM25Okapi
 
 from longlamp_tasks import TASKS
-from retrieval import get_retriever, whitespace_terms
+from retrieval import get_retriever
 from retrieval.bm25 import bm25_okapi_scores
-from retrieval.whitespace_terms import ASCII_SPACE_RANGES, tokenize
+from retrieval.bm25_kernel import _ASCII_SPACE, _term_ids, _tokens
 
 ALL_SPACES = [chr(code) for code in range(sys.maxunicode + 1) if chr(code).isspace()]
 # Few distinct words (many ties and terms in most documents, so negative idfs and the epsilon floor),
@@ -31,33 +31,35 @@ def random_text(rng: random.Random, words: list[str], max_tokens: int) -> str:
     return "".join(token + rng.choice([" ", " ", " ", "  ", "\n", "\t", *ALL_SPACES]) for token in tokens)
 
 
-def test_ascii_space_ranges_are_those_of_str_split():
-    expanded = [code for first, last in ASCII_SPACE_RANGES for code in range(first, last + 1)]
-    assert expanded == [code for code in range(128) if chr(code).isspace()]
+def kernel_terms(texts, hashes=None):
+    """The kernel's tokens of `texts`: (term id of each token, text of each token)."""
+    encoded = [text.encode("utf-8", "surrogatepass") for text in texts]
+    text_starts = np.concatenate([[0], np.cumsum([len(text) for text in encoded])]).astype(np.int64)
+    data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    starts, ends, text_of, token_hashes = _tokens(data, text_starts)
+    hashes = token_hashes if hashes is None else hashes(token_hashes)
+    ids, _ = _term_ids(data, starts, ends, hashes, len(starts))
+    return ids.tolist(), text_of.tolist()
 
 
-def test_tokenize_matches_str_split_on_every_kind_of_whitespace():
+def test_ascii_spaces_are_those_of_str_split():
+    assert np.flatnonzero(_ASCII_SPACE).tolist() == [code for code in range(128) if chr(code).isspace()]
+
+
+def test_tokens_match_str_split_on_every_kind_of_whitespace():
     rng = random.Random(0)
     alphabet = [*ALL_SPACES, "a", "b", "é", "€", "😀", "\ud800", "\x00", "\x1c", "q" * 8, "r" * 17]
     for _ in range(2000):
-        texts = ["".join(rng.choices(alphabet, k=rng.randint(0, 14))) for _ in range(rng.randint(0, 6))]
-        stream = tokenize(texts)
-        assert stream.term.tolist() == split_ids(texts), texts
-        assert stream.lengths.tolist() == [len(text.split()) for text in texts], texts
-        assert stream.text.tolist() == [i for i, text in enumerate(texts) for _ in text.split()], texts
+        texts = ["".join(rng.choices(alphabet, k=rng.randint(0, 14))) for _ in range(rng.randint(1, 6))]
+        ids, text_of = kernel_terms(texts)
+        assert ids == split_ids(texts), texts
+        assert text_of == [i for i, text in enumerate(texts) for _ in text.split()], texts
 
 
-def test_tokenize_falls_back_to_str_split_when_keys_collide(monkeypatch):
-    """Give every long token the same key: the check must notice, and the result must still be exact."""
-    monkeypatch.setattr(whitespace_terms._LongWords, "keys", lambda self: np.ones(len(self.sizes), np.uint64))
-    grouped = []
-    group_tokens = whitespace_terms._group_tokens
-    monkeypatch.setattr(
-        whitespace_terms, "_group_tokens", lambda *args: grouped.append(group_tokens(*args)) or grouped[-1]
-    )
-    texts = ["abcdefghij abcdefghik", "short abcdefghij abcdefghijklmnopq"]
-    assert tokenize(texts).term.tolist() == split_ids(texts)
-    assert grouped == [None]
+def test_terms_stay_exact_when_every_hash_collides():
+    """Give every token the same hash: grouping compares bytes, so the ids must still be exact."""
+    texts = ["abcdefghij abcdefghik a", "short abcdefghij abcdefghijklmnopq a b", "b ab ba"]
+    assert kernel_terms(texts, hashes=np.zeros_like)[0] == split_ids(texts)
 
 
 def reference_scores(query: str, documents: list[str]) -> np.ndarray:
