@@ -23,6 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import datasets  # noqa: E402
+
 import longlamp  # noqa: E402
 from evaluation.metrics import score  # noqa: E402
 from longlamp_tasks import config_names, parse_config_name  # noqa: E402
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model_addr", help="also run zero-shot generation with this model (Hub id or folder)")
     parser.add_argument("--output_dir", type=Path, help="where to keep ranked data and runs (default: a temp dir)")
     args = parser.parse_args(argv)
+    datasets.disable_progress_bars()  # a demo's output is its tables
     with tempfile.TemporaryDirectory() as scratch:
         work = args.output_dir or Path(scratch)
         cache = str(work / "datasets-cache")
