@@ -83,16 +83,16 @@ def features_for(task: Task) -> datasets.Features:
 
 
 class LongLaMPConfig(datasets.BuilderConfig):
-    """One task in one setting; `repo_id` and `revision` choose the Hub source.
+    """One task in one setting; `source_repo_id` and `revision` choose the Hub source.
 
     `local_fingerprint` summarises the files of a local `data_dir` (set by the builder): the datasets cache
     key includes it, so editing local files prepares the config again instead of serving stale rows.
     """
 
-    def __init__(self, *, task: str, setting: str, repo_id: str = DEFAULT_REPO_ID, revision: str | None = None,
+    def __init__(self, *, task: str, setting: str, source_repo_id: str = DEFAULT_REPO_ID, revision: str | None = None,
                  local_fingerprint: str | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.task, self.setting, self.repo_id, self.revision = task, setting, repo_id, revision
+        self.task, self.setting, self.source_repo_id, self.revision = task, setting, source_repo_id, revision
         self.local_fingerprint = local_fingerprint
 
     @property
@@ -122,6 +122,9 @@ class LongLaMP(datasets.GeneratorBasedBuilder):
     DEFAULT_WRITER_BATCH_SIZE = 16
 
     def __init__(self, *args, **kwargs):
+        # DatasetBuilder has a `repo_id` of its own (a cache namespace): here it names the source repository.
+        if "repo_id" in kwargs:
+            kwargs["source_repo_id"] = kwargs.pop("repo_id")
         if kwargs.get("data_dir") and "local_fingerprint" not in kwargs:
             kwargs["local_fingerprint"] = folder_fingerprint(Path(kwargs["data_dir"]).expanduser())
         super().__init__(*args, **kwargs)
@@ -146,7 +149,7 @@ class LongLaMP(datasets.GeneratorBasedBuilder):
         if data_dir:
             files = LocalFiles(Path(data_dir).expanduser())
         elif isinstance(dl_manager, datasets.StreamingDownloadManager) and not _hub_offline():
-            files = HubFiles(self.config.repo_id, self.config.revision)
+            files = HubFiles(self.config.source_repo_id, self.config.revision)
         else:
             files = LocalFiles(self._hub_snapshot())
         source = locate_public_source(files, self.config.source_name)
@@ -161,7 +164,7 @@ class LongLaMP(datasets.GeneratorBasedBuilder):
         from huggingface_hub import snapshot_download
 
         folder = snapshot_download(
-            self.config.repo_id,
+            self.config.source_repo_id,
             repo_type="dataset",
             revision=self.config.revision,
             allow_patterns=[f"*{self.config.source_name}*"],

@@ -36,7 +36,7 @@ def dataset_infos() -> dict:
             "features": info.features.to_dict(),
             "version": str(builder.config.version),
             "splits": {split: {"name": split} for split in SPLITS},
-            "source": {"repo_id": builder.config.repo_id, "config": builder.config.source_name,
+            "source": {"repo_id": builder.config.source_repo_id, "config": builder.config.source_name,
                        "manual_download": not builder.task.public},
         }
     return infos

@@ -136,15 +136,18 @@ for name in names:
     result[name] = {split: list(ds) for split, ds in loaded.items()}
 streamed = longlamp.load(names[0], split="validation", streaming=True)
 result["streamed"] = list(streamed)
+if len(sys.argv) > 4:  # another repository and revision than the default
+    mirror = longlamp.load(names[0], split="test", repo_id=sys.argv[4], revision="main", cache_dir=cache)
+    result["mirror"] = list(mirror)
 json.dump(result, open(out, "w"))
 """
 
 
-def run_hub_script(hub: HubStandIn, tmp_path: Path, names: list[str], hf_home: Path, **env) -> dict:
+def run_hub_script(hub: HubStandIn, tmp_path: Path, names: list[str], hf_home: Path, *extra: str, **env) -> dict:
     out = tmp_path / "rows.json"
     environment = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(hf_home), **env,
                    "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    result = subprocess.run([sys.executable, "-c", HUB_SCRIPT, str(out), str(tmp_path / "ds-cache"), ",".join(names)],
+    result = subprocess.run([sys.executable, "-c", HUB_SCRIPT, str(out), str(tmp_path / "ds-cache"), ",".join(names), *extra],
                             env=environment, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(out.read_text())
@@ -158,9 +161,12 @@ def hub_root(tmp_path, sample_dir) -> Path:
 
 
 def test_load_dataset_from_the_hub_for_every_public_config(prepared, hub_root, tmp_path):
+    shutil.copytree(hub_root / "LongLaMP" / "LongLaMP", hub_root / "someone" / "mirror")
     hub = HubStandIn(hub_root)
     with hub.running():
-        result = run_hub_script(hub, tmp_path, PUBLIC_CONFIGS, tmp_path / "hf-home")
+        result = run_hub_script(hub, tmp_path, PUBLIC_CONFIGS, tmp_path / "hf-home", "someone/mirror")
+    assert result["mirror"] == list(prepared[PUBLIC_CONFIGS[0]]["test"])
+    assert any("/datasets/someone/mirror/resolve/" in path for _, path, _ in hub.requests)
     for name in PUBLIC_CONFIGS:
         assert result[name] == rows_of(prepared[name]), name
     assert result["streamed"] == list(prepared[PUBLIC_CONFIGS[0]]["validation"])
