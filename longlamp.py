@@ -65,10 +65,6 @@ holding:
 and pass it as `data_dir`: longlamp.load("email_generation_user", data_dir="<folder>")."""
 
 
-def _arrow_type(dtype: str) -> datasets.Value:
-    return datasets.Value(dtype)
-
-
 def features_for(task: Task) -> datasets.Features:
     """The declared schema of a task's rows (profile items as a `datasets.List` of structs)."""
     return datasets.Features(
@@ -77,7 +73,7 @@ def features_for(task: Task) -> datasets.Features:
             task.user_column: datasets.Value("string"),
             "input": datasets.Value("string"),
             "output": datasets.Value("string"),
-            "profile": datasets.List({field: _arrow_type(dtype) for field, dtype in task.profile_fields.items()}),
+            "profile": datasets.List({field: datasets.Value(dtype) for field, dtype in task.profile_fields.items()}),
         }
     )
 
@@ -378,15 +374,12 @@ class LampJsonSource(Source):
 
     def rows(self, split: str):
         path = self.questions[split]
-        questions = read_json(path)
-        if isinstance(questions, Mapping) and "golds" in questions:  # the Avocado script wraps test questions
-            questions = questions["golds"]
-        if not isinstance(questions, list):
-            raise DataError(f"{path}: expected a list of questions, got {type(questions).__name__}")
-        outputs = read_outputs(lamp_outputs_path(path)) if lamp_outputs_path(path).exists() else None
+        questions = read_questions(path)
+        outputs_path = lamp_outputs_path(path)
+        outputs = read_outputs(outputs_path) if outputs_path.exists() else None
         if outputs is not None:
             question_ids = [str(q.get("id")) for q in questions if isinstance(q, Mapping)]
-            check_same_ids(question_ids, list(outputs), path, lamp_outputs_path(path))
+            check_same_ids(question_ids, list(outputs), path, outputs_path)
         for index, question in enumerate(questions):
             if not isinstance(question, Mapping):
                 raise DataError(f"{path}, question {index}: expected an object, got {question!r:.80}")
@@ -553,7 +546,7 @@ def read_avocado_messages(manual_dir: str, question_files: Mapping[str, Path]) -
 
     needed: set[str] = set()
     for path in question_files.values():
-        for index, question in enumerate(_avocado_questions(path)):
+        for index, question in enumerate(read_questions(path)):
             try:
                 needed.add(question["input"])
                 needed.update(item["text"] for item in question["profile"])
@@ -577,7 +570,8 @@ def read_avocado_messages(manual_dir: str, question_files: Mapping[str, Path]) -
     return messages
 
 
-def _avocado_questions(path: Path) -> list:
+def read_questions(path: Path) -> list:
+    """A LaMP-style questions file: a list, or {"task", "golds": [...]} as the Avocado script writes test."""
     questions = read_json(path)
     if isinstance(questions, Mapping) and "golds" in questions:
         questions = questions["golds"]
@@ -598,7 +592,7 @@ class AvocadoSource(Source):
 
     def rows(self, split: str):
         task = TASKS["email_generation"]
-        for index, question in enumerate(_avocado_questions(self.questions)):
+        for index, question in enumerate(read_questions(self.questions)):
             where = f"{self.questions}, question {index}"
             email_ = self.messages[question["input"]]
             length = question.get("content_length")

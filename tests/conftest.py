@@ -24,3 +24,19 @@ def sample_dir() -> Path:
 def sample_cache(tmp_path_factory) -> str:
     """One datasets cache for the session, so each sample config is prepared once."""
     return str(tmp_path_factory.mktemp("datasets-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A tiny random Llama with its tokenizer, saved like a Hub model (see tiny_models.py)."""
+    from tiny_models import make_causal_lm
+
+    return make_causal_lm(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_llama(tmp_path_factory) -> Path:
+    """The same with a chat template."""
+    from tiny_models import make_causal_lm
+
+    return make_causal_lm(tmp_path_factory.mktemp("tiny-chat-llama"), chat=True)

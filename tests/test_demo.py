@@ -6,15 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tiny_models import make_causal_lm
-
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_demo_runs_end_to_end_with_a_model(tmp_path):
-    model = make_causal_lm(tmp_path / "tiny-llama")
+def test_demo_runs_end_to_end_with_a_model(tiny_llama, tmp_path):
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "demo.py"), "--model_addr", str(model), "--output_dir", str(tmp_path / "w")],
+        [sys.executable, str(REPO / "scripts" / "demo.py"), "--model_addr", str(tiny_llama), "--output_dir", str(tmp_path / "w")],
         capture_output=True, text=True, timeout=900, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -100,20 +100,6 @@ def fresh_accelerate():
 
 
 @pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory) -> Path:
-    from tiny_models import make_causal_lm
-
-    return make_causal_lm(tmp_path_factory.mktemp("tiny-llama"))
-
-
-@pytest.fixture(scope="session")
-def tiny_chat_llama(tmp_path_factory) -> Path:
-    from tiny_models import make_causal_lm
-
-    return make_causal_lm(tmp_path_factory.mktemp("tiny-chat-llama"), chat=True)
-
-
-@pytest.fixture(scope="session")
 def tiny_t5(tmp_path_factory) -> Path:
     from tiny_models import make_seq2seq_lm
 
