@@ -45,7 +45,7 @@ class Task:
 
     def corpus_text(self, item: Mapping) -> str:
         """The text retrieval indexes for one profile item (missing fields count as empty)."""
-        return " ".join(_as_text(item.get(field)) for field in self.corpus_fields)
+        return " ".join(field_text(item.get(field)) for field in self.corpus_fields)
 
     def query(self, task_input: str) -> str:
         """The retrieval query for an example's input, as the official baselines cut it."""
@@ -56,7 +56,7 @@ class Task:
 
     def render_item(self, item: Mapping) -> str:
         """One profile item as the official prompt shows it (long fields cut to their word limit)."""
-        values = {field: _as_text(item.get(field)) for field in self.profile_fields}
+        values = {field: field_text(item.get(field)) for field in self.profile_fields}
         for field, limit in self.item_word_limits.items():
             values[field] = " ".join(values[field].split()[:limit])
         return self.item_template.format(**values)
@@ -71,7 +71,7 @@ class Task:
         return self.prompt_joiner.join(self.render_item(item) for item in items) + self.prompt_suffix + task_input
 
 
-def _as_text(value) -> str:
+def field_text(value) -> str:
     """A field as the official code would print it: None as empty, numbers with Python's str()."""
     if value is None:
         return ""

@@ -5,19 +5,24 @@
 
 Two abstract_generation splits are generated (seeded): a user-sized one (n examples, profiles of 80-160
 items of about 180 words, every item distinct) and a temporal-sized one (users with up to 2,500 items,
-several examples each whose profiles are the user's earlier items). For each, three timings:
+several examples each whose profiles are the user's earlier items). For each, four timings:
 - reference: the official loop, one process: per example `BM25Okapi([x.split() for x in corpus])` and
   `get_top_n(query.split(), profile, n=len(profile))`, as the official rank_profiles.py does;
-- bm25 core: `get_retriever("bm25").rank` over the same Python rows, one process;
-- rank_dataset: the whole job from a memory-mapped dataset to a written Parquet file, num_workers processes.
+- bm25 on Python rows: `get_retriever("bm25").rank` over the same rows, one thread (what top_k_items runs);
+- bm25 ranking: every example's ranking from the memory-mapped dataset, the chunks of `rank_dataset`
+  (`item_batches`, `rank_table`) on num_workers threads, rankings kept in memory like the reference's;
+- rank_dataset: the whole job, which also writes the ranked copy of the split (every column, profiles
+  reordered, scores) as Parquet while it ranks.
 Every example's ranking is checked to be identical (item ids, in order) to the reference, then the
-ratios are printed.
+ratios are printed. `--machine_scaling` also times a compiled busy loop on 1 and 2 threads: on a shared
+virtual machine two cores may do much less than twice the work of one.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from concurrent.futures import ThreadPoolExecutor
 import tempfile
 import time
 from pathlib import Path
@@ -26,10 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import datasets  # noqa: E402
 import numpy as np  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
+from numba import njit  # noqa: E402
 from rank_bm25 import BM25Okapi  # noqa: E402
 
 from longlamp_tasks import TASKS  # noqa: E402
 from retrieval import get_retriever, rank_dataset  # noqa: E402
+from retrieval.base import item_batches  # noqa: E402
+from retrieval.ranking import DEFAULT_CHUNK_ITEMS, DEFAULT_CHUNK_SIZE  # noqa: E402
 
 TASK = TASKS["abstract_generation"]
 
@@ -107,6 +116,16 @@ def reference_rankings(rows: list[dict]) -> list[list[str]]:
     return rankings
 
 
+def rank_in_threads(dataset: datasets.Dataset, workers: int) -> list:
+    """Every example's ranking, computed the way rank_dataset's workers do, kept in memory."""
+    retriever, table = get_retriever("bm25"), dataset.with_format("arrow")[:]
+    sizes = pc.list_value_length(table.column("profile")).to_numpy()
+    chunks = item_batches(sizes.tolist(), DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_ITEMS)
+    with ThreadPoolExecutor(workers) as pool:
+        ranked = pool.map(lambda chunk: retriever.rank_table(TASK, table.slice(chunk[0], chunk[1] - chunk[0])), chunks)
+        return [ranking for rankings in ranked for ranking in rankings]
+
+
 def measure(label: str, rows: list[dict], workers: int, folder: Path) -> None:
     source = folder / f"{label}.parquet"
     datasets.Dataset.from_list(rows).to_parquet(str(source))
@@ -121,18 +140,49 @@ def measure(label: str, rows: list[dict], workers: int, folder: Path) -> None:
     core = get_retriever("bm25").rank(TASK, rows)
     core_seconds = time.perf_counter() - start
     start = time.perf_counter()
+    in_memory = rank_in_threads(dataset, workers)
+    ranking_seconds = time.perf_counter() - start
+    start = time.perf_counter()
     output = rank_dataset(dataset, TASK, "bm25", folder / f"{label}-ranked.parquet", num_proc=workers, progress=False)
     job = time.perf_counter() - start
 
     ranked = datasets.Dataset.from_parquet(str(output), cache_dir=str(folder / "hf"))
     ranked_ids = [[item["id"] for item in profile] for profile in ranked["profile"]]
-    core_ids = [[row["profile"][i]["id"] for i in ranking.order] for row, ranking in zip(rows, core)]
-    if ranked_ids != expected or core_ids != expected:
-        raise SystemExit(f"{label}: rankings differ from rank_bm25's")
+    for name, rankings in (("Python rows", core), ("the split in threads", in_memory)):
+        ids = [[row["profile"][i]["id"] for i in ranking.order] for row, ranking in zip(rows, rankings)]
+        if ids != expected:
+            raise SystemExit(f"{label}: the rankings of bm25 on {name} differ from rank_bm25's")
+    if ranked_ids != expected:
+        raise SystemExit(f"{label}: the profiles written by rank_dataset are not in rank_bm25's order")
     print(f"  identical rankings for all {len(rows)} examples (item ids in order, ties included)")
-    print(f"  reference (rank_bm25 per example, 1 process): {reference:8.2f} s")
-    print(f"  bm25 core (same rows, 1 process):             {core_seconds:8.2f} s   {reference / core_seconds:6.1f}x")
-    print(f"  rank_dataset (parquet to parquet, {workers} workers): {job:8.2f} s   {reference / job:6.1f}x")
+    for name, seconds in [
+        ("reference: rank_bm25 per example, 1 process", reference),
+        ("bm25 on Python rows, 1 thread", core_seconds),
+        (f"bm25 ranking of the split, {workers} threads", ranking_seconds),
+        (f"rank_dataset, {workers} threads, writing the ranked Parquet", job),
+    ]:
+        print(f"  {name:<58} {seconds:8.2f} s   {reference / seconds:6.1f}x")
+
+@njit(nogil=True)
+def _busy_loop(steps: int) -> int:
+    value = 1
+    for step in range(steps):
+        value = (value ^ (step & 255)) * 1099511628211
+    return value
+
+
+def print_machine_scaling() -> None:
+    """How much more two threads of compiled code do than one on this machine (2.0 on two free cores)."""
+    steps = 300_000_000
+    _busy_loop(10)
+    start = time.perf_counter()
+    _busy_loop(steps)
+    one = time.perf_counter() - start
+    with ThreadPoolExecutor(2) as pool:
+        start = time.perf_counter()
+        list(pool.map(_busy_loop, [steps, steps]))
+        two = time.perf_counter() - start
+    print(f"machine: two threads of a compiled busy loop do {2 * one / two:.2f}x the work of one")
 
 
 def main() -> None:
@@ -142,8 +192,11 @@ def main() -> None:
         "--temporal_users", type=int, default=40, help="users of the temporal-sized split (4 examples each)"
     )
     parser.add_argument("--num_workers", type=int, default=2)
+    parser.add_argument("--machine_scaling", action="store_true", help="also time a busy loop on 1 and 2 threads")
     args = parser.parse_args()
     datasets.disable_progress_bars()
+    if args.machine_scaling:
+        print_machine_scaling()
     with tempfile.TemporaryDirectory() as folder:
         measure("user-sized", user_split(args.n), args.num_workers, Path(folder))
         measure("temporal-sized", temporal_split(args.temporal_users), args.num_workers, Path(folder))

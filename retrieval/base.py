@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 from longlamp_tasks import Task
 
@@ -33,16 +34,25 @@ class Retriever(ABC):
     """Ranks the profiles of examples for a task.
 
     name: the name `get_retriever` knows the retriever by.
-    parallel: whether `rank_dataset` may spread the work over worker processes (False for a retriever that
-    holds a model on an accelerator: it batches across examples instead).
+    parallel: how `rank_dataset` spreads chunks over its workers: "processes" (Python work, which holds the
+    GIL), "threads" (work that releases the GIL: no process start-up, no copies), or None for a retriever that
+    holds a model on an accelerator (it batches across the examples of a chunk instead).
     """
 
     name: str
-    parallel: bool = True
+    parallel: str | None = "processes"
 
     @abstractmethod
     def rank(self, task: Task, examples: Sequence[Mapping]) -> list[Ranking]:
         """One Ranking per example, in the order of the examples."""
+
+    def rank_table(self, task: Task, table: pa.Table) -> list[Ranking]:
+        """One Ranking per row of an Arrow table with the columns `input`, `profile` and, when present, `id`.
+
+        This default reads the rows into Python; a retriever that can read Arrow in place overrides it.
+        """
+        columns = [column for column in ("id", "input", "profile") if column in table.column_names]
+        return self.rank(task, table.select(columns).to_pylist())
 
     @property
     def signature(self) -> str:
@@ -55,6 +65,20 @@ class Retriever(ABC):
     def result_options(self) -> dict[str, object]:
         """The options that change the ranking (not batch sizes or devices)."""
         return {}
+
+
+def item_batches(profile_sizes: Sequence[int], max_rows: int, max_items: int) -> list[tuple[int, int]]:
+    """Consecutive (start, stop) ranges of examples, each of at most max_rows examples and, unless one example
+    alone holds more, max_items profile items: batches of bounded memory and work."""
+    batches, start, items = [], 0, 0
+    for row, size in enumerate(profile_sizes):
+        if row > start and (row - start == max_rows or items + size > max_items):
+            batches.append((start, row))
+            start, items = row, 0
+        items += size
+    if len(profile_sizes) > start:
+        batches.append((start, len(profile_sizes)))
+    return batches
 
 
 def rank_by_scores(scores: np.ndarray) -> Ranking:

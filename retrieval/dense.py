@@ -43,7 +43,7 @@ class DenseRetriever(Retriever):
     """Contriever-style retrieval: mean-pooled encoder states, dot product, exact search."""
 
     name = "contriever"
-    parallel = False  # one model on one device; it batches across the examples of a chunk instead
+    parallel = None  # one model on one device; it batches across the examples of a chunk instead
 
     def __init__(
         self,

@@ -24,7 +24,7 @@ if not __package__:  # run as `python retrieval/rank_profiles.py`: import from t
 import datasets  # noqa: E402
 
 from longlamp_tasks import Task, parse_config_name  # noqa: E402
-from retrieval.ranking import DEFAULT_CHUNK_SIZE, rank_dataset  # noqa: E402
+from retrieval.ranking import DEFAULT_CHUNK_ITEMS, DEFAULT_CHUNK_SIZE, rank_dataset  # noqa: E402
 from retrieval.registry import RETRIEVERS, get_retriever, resolve_task  # noqa: E402
 
 _RETRIEVER_OPTIONS = ("model_name", "batch_size", "device", "cache_dir", "dtype", "seed")
@@ -42,11 +42,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--split", default="validation", help="split to rank (default: validation)")
     parser.add_argument("--data_dir", help="data folder for longlamp.load (e.g. data/sample)")
     parser.add_argument("--output", type=Path, required=True, help="ranked dataset: .parquet, .jsonl or .json")
-    parser.add_argument("--num_workers", type=int, default=1, help="worker processes (BM25, recency, random)")
+    parser.add_argument(
+        "--num_workers", type=int, default=1, help="workers: threads for bm25, processes for the Python retrievers"
+    )
     parser.add_argument(
         "--resume", action=argparse.BooleanOptionalAction, default=True, help="continue an interrupted run"
     )
     parser.add_argument("--chunk_size", type=int, default=DEFAULT_CHUNK_SIZE, help="rows per resumable chunk")
+    parser.add_argument(
+        "--chunk_items", type=int, default=DEFAULT_CHUNK_ITEMS, help="profile items per chunk, at most (past one row)"
+    )
     dense = parser.add_argument_group("contriever options")
     dense.add_argument("--model_name", help="Hugging Face encoder (default: facebook/contriever)")
     dense.add_argument("--batch_size", type=int, help="texts per encoder forward pass (default: 64)")
@@ -87,7 +92,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         task, retriever = task_of(args), get_retriever(args.retriever, **options)
         dataset = load_input(args, task)
-        rank_dataset(dataset, task, retriever, args.output, args.num_workers, args.resume, args.chunk_size)
+        rank_dataset(
+            dataset,
+            task,
+            retriever,
+            args.output,
+            num_proc=args.num_workers,
+            resume=args.resume,
+            chunk_size=args.chunk_size,
+            chunk_items=args.chunk_items,
+        )
     except ValueError as error:  # bad input, named by the message: no traceback needed
         raise SystemExit(f"error: {error}") from error
     return 0

@@ -6,10 +6,12 @@ for retrievers that do not score, recency and random) and `ranked_by` (the retri
 "bm25" or "contriever(model_name=facebook/contriever, dtype=float32)"). It is written as Parquet, JSON
 lines (.jsonl) or a LaMP-style JSON list (.json), by the output's extension, and loads back with `datasets`.
 
-The work is cut into chunks of rows. Each chunk's rankings are written to `<output>.parts/` as soon as
-they are done (write to a temporary file, then rename), so a killed run started again continues after
-the last finished chunk and writes the same file; a manifest there refuses to mix runs with different
-data, task, retriever or chunk size. The output appears only when complete, and the parts are removed.
+The work is cut into chunks of rows (at most `chunk_size` rows and, past the first row, `chunk_items` profile
+items, so that temporal profiles of thousands of items still spread over the workers). Each chunk's rankings
+are written to `<output>.parts/` as soon as they are done (write to a temporary file, then rename), so a
+killed run started again continues after the last finished chunk and writes the same file; a manifest there
+refuses to mix runs with different data, task, retriever or chunking. Workers rank chunks while this process
+writes the finished ones in order; the output appears only when complete, and the parts are then removed.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import datasets
@@ -31,7 +34,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from longlamp_tasks import Task
-from retrieval.base import Ranking, Retriever
+from retrieval.base import Ranking, Retriever, item_batches
 from retrieval.registry import resolve_retriever, resolve_task
 from retrieval.simple import NoRetriever
 
@@ -40,8 +43,8 @@ logger = logging.getLogger(__name__)
 SCORES_COLUMN = "profile_scores"
 RANKED_BY_COLUMN = "ranked_by"
 DEFAULT_CHUNK_SIZE = 256
+DEFAULT_CHUNK_ITEMS = 8_192
 OUTPUT_SUFFIXES = (".parquet", ".jsonl", ".json")
-_READ_COLUMNS = ("id", "input", "profile")
 
 
 def rank_dataset(
@@ -53,12 +56,14 @@ def rank_dataset(
     resume: bool = True,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: bool = True,
+    chunk_items: int = DEFAULT_CHUNK_ITEMS,
 ) -> Path:
     """Write `dataset` with every profile ranked by `retriever` to `output` (see the module docstring).
 
-    num_proc worker processes share the chunks (retrievers that hold a model, like contriever, run in this
-    process and batch across a chunk instead). resume=True continues an interrupted run of the same job;
-    resume=False discards its finished chunks. Returns the output path.
+    num_proc workers share the chunks: threads for bm25 (its compiled kernel releases the GIL), processes for
+    the Python retrievers; contriever holds a model, so it runs in this process and batches across a chunk.
+    resume=True continues an interrupted run of the same job; resume=False discards its finished chunks.
+    Returns the output path.
     """
     task, retriever, output = resolve_task(task), resolve_retriever(retriever), Path(output)
     if isinstance(retriever, NoRetriever):
@@ -72,12 +77,14 @@ def rank_dataset(
         raise ValueError(f"output {output} must end in one of {', '.join(OUTPUT_SUFFIXES)}")
     if len(dataset) == 0:
         raise ValueError("the dataset has no rows: nothing to rank")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    if chunk_size < 1 or chunk_items < 1:
+        raise ValueError(f"chunk_size and chunk_items must be at least 1, got {chunk_size} and {chunk_items}")
 
-    chunks = [(start, min(start + chunk_size, len(dataset))) for start in range(0, len(dataset), chunk_size)]
-    parts = _prepare_parts(output, _manifest(dataset, task, retriever, chunk_size), resume)
-    todo = [(index, start, stop) for index, (start, stop) in enumerate(chunks) if not _part_path(parts, index).exists()]
+    profile_sizes = _profile_sizes(dataset)
+    chunks = item_batches(profile_sizes.tolist(), chunk_size, chunk_items)
+    manifest = _manifest(dataset, profile_sizes, task, retriever, chunk_size, chunk_items)
+    parts = _prepare_parts(output, manifest, resume)
+    todo = [index for index in range(len(chunks)) if not _part_path(parts, index).exists()]
     logger.info(
         "ranking %d examples of %s with %s: %d of %d chunks left",
         len(dataset),
@@ -86,33 +93,49 @@ def rank_dataset(
         len(todo),
         len(chunks),
     )
-    done = len(dataset) - sum(stop - start for _, start, stop in todo)
+    done = len(dataset) - sum(chunks[index][1] - chunks[index][0] for index in todo)
+    job = (dataset, task, retriever)
     with tqdm(
         total=len(dataset), initial=done, unit="example", desc=f"ranking ({retriever.name})", disable=not progress
-    ) as bar:
-        workers = min(num_proc, len(todo)) if retriever.parallel else 1
-        if workers > 1:
-            _rank_in_workers(dataset, task, retriever, parts, todo, workers, bar)
-        else:
-            for index, start, stop in todo:
-                _rank_chunk(dataset, task, retriever, start, stop, _part_path(parts, index))
-                bar.update(stop - start)
-    _write_output(
-        dataset, [_part_path(parts, index) for index in range(len(chunks))], chunks, retriever.signature, output
-    )
+    ) as bar, _ChunkRanking(job, chunks, parts, todo, min(num_proc, len(todo)), bar) as ranking:
+        _write_output(
+            dataset,
+            ((chunks[index], ranking.part(index)) for index in range(len(chunks))),
+            retriever.signature,
+            output,
+            parts,
+        )
     shutil.rmtree(parts)
     logger.info("wrote %s", output)
     return output
 
 
-def _manifest(dataset: datasets.Dataset, task: Task, retriever: Retriever, chunk_size: int) -> dict:
+def _profile_sizes(dataset: datasets.Dataset) -> np.ndarray:
+    """The number of profile items of every row (0 for a null profile)."""
+    sizes = [
+        pc.list_value_length(batch.column("profile")).fill_null(0).to_numpy(zero_copy_only=False)
+        for batch in dataset.select_columns(["profile"]).with_format("arrow").iter(batch_size=100_000)
+    ]
+    return np.concatenate(sizes).astype(np.int64)
+
+
+def _manifest(
+    dataset: datasets.Dataset, profile_sizes: np.ndarray, task: Task, retriever: Retriever, chunk_size: int,
+    chunk_items: int,
+) -> dict:
     """What a run's parts depend on: a resumed run must match it exactly."""
     digest = hashlib.sha256(json.dumps([len(dataset), dataset.column_names]).encode())
     columns = [column for column in ("id", "input") if column in dataset.column_names]
-    for batch in dataset.select_columns([*columns, "profile"]).with_format("arrow").iter(batch_size=10_000):
+    for batch in dataset.select_columns(columns).with_format("arrow").iter(batch_size=10_000):
         digest.update(json.dumps([batch.column(column).to_pylist() for column in columns]).encode())
-        digest.update(pc.list_value_length(batch.column("profile")).to_numpy(zero_copy_only=False).tobytes())
-    return {"task": task.name, "retriever": retriever.signature, "chunk_size": chunk_size, "data": digest.hexdigest()}
+    digest.update(profile_sizes.tobytes())
+    return {
+        "task": task.name,
+        "retriever": retriever.signature,
+        "chunk_size": chunk_size,
+        "chunk_items": chunk_items,
+        "data": digest.hexdigest(),
+    }
 
 
 def _prepare_parts(output: Path, manifest: dict, resume: bool) -> Path:
@@ -139,9 +162,10 @@ def _part_path(parts: Path, index: int) -> Path:
     return parts / f"chunk-{index:06d}.parquet"
 
 
-def _write_atomically(path: Path, write) -> None:
-    """write(temporary_path), then rename it to path: readers never see a half-written file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _write_atomically(path: Path, write, folder: Path | None = None) -> None:
+    """write(temporary_path), then rename it to path: readers never see a half-written file. The temporary file
+    is in `folder` (default: beside path), so that one left by a killed run is removed with that folder."""
+    temporary = (folder or path.parent) / f".{path.name}.{os.getpid()}.tmp"
     try:
         write(temporary)
         os.replace(temporary, path)
@@ -149,17 +173,11 @@ def _write_atomically(path: Path, write) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def read_examples(dataset: datasets.Dataset, start: int, stop: int) -> list[dict]:
-    """Rows start..stop-1 as dicts with the columns retrieval reads (id when present, input, profile)."""
-    columns = [column for column in _READ_COLUMNS if column in dataset.column_names]
-    batch = dataset.select_columns(columns)[start:stop]
-    return [dict(zip(columns, values)) for values in zip(*(batch[column] for column in columns))]
-
-
 def _rank_chunk(dataset: datasets.Dataset, task: Task, retriever: Retriever, start: int, stop: int, part: Path) -> None:
     """Rank rows start..stop-1 and store their rankings as one part file."""
+    columns = [column for column in ("id", "input", "profile") if column in dataset.column_names]
     try:
-        rankings = retriever.rank(task, read_examples(dataset, start, stop))
+        rankings = retriever.rank_table(task, dataset.select_columns(columns).with_format("arrow")[start:stop])
     except ValueError as error:
         raise ValueError(f"rows {start}..{stop - 1} of the dataset: {error}") from error
     _write_atomically(part, lambda path: pq.write_table(_rankings_table(rankings), path))
@@ -177,7 +195,7 @@ def _rankings_table(rankings: Sequence[Ranking]) -> pa.Table:
     return pa.table({"order": pa.ListArray.from_arrays(offsets, pa.array(orders, pa.int32())), "scores": scores})
 
 
-_worker_job: tuple | None = None
+_worker_job: tuple | None = None  # (dataset, task, retriever) in a worker process
 
 
 def _start_worker(dataset: datasets.Dataset, task: Task, retriever: Retriever) -> None:
@@ -185,44 +203,62 @@ def _start_worker(dataset: datasets.Dataset, task: Task, retriever: Retriever) -
     _worker_job = dataset, task, retriever
 
 
-def _rank_chunk_in_worker(start: int, stop: int, part: Path) -> int:
+def _rank_chunk_in_worker(start: int, stop: int, part: Path) -> None:
     _rank_chunk(*_worker_job, start, stop, part)
-    return stop - start
 
 
-def _rank_in_workers(dataset, task, retriever, parts: Path, todo: list, workers: int, bar) -> None:
-    """Rank the chunks in worker processes; the first error stops the run (finished chunks are kept)."""
-    with ProcessPoolExecutor(
-        max_workers=workers, initializer=_start_worker, initargs=(dataset, task, retriever)
-    ) as pool:
-        pending = {
-            pool.submit(_rank_chunk_in_worker, start, stop, _part_path(parts, index)) for index, start, stop in todo
-        }
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            for future in finished:
-                if future.exception() is not None:
-                    pool.shutdown(cancel_futures=True)
-                    raise future.exception()
-                bar.update(future.result())
+class _ChunkRanking:
+    """Ranks the chunks that are left: in worker threads or processes (as the retriever allows) from the start,
+    or, with one worker, each when the writer asks for it. The first error stops the run; finished chunks stay."""
+
+    def __init__(self, job: tuple, chunks: list, parts: Path, todo: list[int], workers: int, bar: tqdm):
+        self.job, self.chunks, self.parts, self.todo, self.bar = job, chunks, parts, set(todo), bar
+        self.pool, self.futures = None, {}
+        if workers > 1 and job[2].parallel == "threads":
+            self.pool, rank = ThreadPoolExecutor(workers), partial(_rank_chunk, *job)
+        elif workers > 1 and job[2].parallel == "processes":
+            self.pool = ProcessPoolExecutor(workers, initializer=_start_worker, initargs=job)
+            rank = _rank_chunk_in_worker
+        for index in todo if self.pool else ():
+            start, stop = chunks[index]
+            self.futures[index] = self.pool.submit(rank, start, stop, _part_path(parts, index))
+            self.futures[index].add_done_callback(lambda _, rows=stop - start: bar.update(rows))
+
+    def part(self, index: int) -> Path:
+        """The part file of chunk `index`, once it is ranked."""
+        if index in self.futures:
+            self.futures[index].result()
+        elif index in self.todo:
+            start, stop = self.chunks[index]
+            _rank_chunk(*self.job, start, stop, _part_path(self.parts, index))
+            self.bar.update(stop - start)
+        return _part_path(self.parts, index)
+
+    def __enter__(self) -> _ChunkRanking:
+        return self
+
+    def __exit__(self, *error) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
 
 
 def _write_output(
-    dataset: datasets.Dataset, part_paths: list[Path], chunks: list, signature: str, output: Path
+    dataset: datasets.Dataset, finished_parts: Iterator, signature: str, output: Path, parts: Path
 ) -> None:
-    """Apply the stored rankings chunk by chunk and write the ranked dataset (atomically)."""
+    """Apply the stored rankings chunk by chunk, in order as they are finished, and write the ranked dataset
+    (atomically, through a temporary file in the parts folder). finished_parts yields ((start, stop), part file)
+    for each chunk."""
     features = datasets.Features(
         {name: feature for name, feature in dataset.features.items() if name not in (SCORES_COLUMN, RANKED_BY_COLUMN)}
     )
     features[SCORES_COLUMN] = datasets.List(datasets.Value("float64"))
     features[RANKED_BY_COLUMN] = datasets.Value("string")
     rows = dataset.with_format("arrow")
+    stale = [column for column in (SCORES_COLUMN, RANKED_BY_COLUMN) if column in dataset.column_names]
 
     def ranked_tables():
-        for (start, stop), part in zip(chunks, part_paths):
-            table = rows[start:stop].drop_columns(
-                [c for c in (SCORES_COLUMN, RANKED_BY_COLUMN) if c in dataset.column_names]
-            )
+        for (start, stop), part in finished_parts:
+            table = rows[start:stop].drop_columns(stale)
             yield apply_rankings(table, pq.read_table(part), signature).cast(features.arrow_schema)
 
     def write(path: Path) -> None:
@@ -233,7 +269,7 @@ def _write_output(
         else:
             _write_json(path, ranked_tables(), as_list=output.suffix == ".json")
 
-    _write_atomically(output, write)
+    _write_atomically(output, write, folder=parts)
 
 
 def _write_json(path: Path, tables, as_list: bool) -> None:

@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 
 import datasets
+import pyarrow.parquet as pq
 import pytest
 
 from longlamp_tasks import TASKS
 from retrieval import RANKED_BY_COLUMN, SCORES_COLUMN, get_retriever, rank_dataset, top_k_items
+from retrieval.base import item_batches
 
 REPO = Path(__file__).resolve().parent.parent
 REVIEW = TASKS["product_review"]
@@ -104,11 +106,24 @@ def test_json_outputs_hold_the_same_rows_as_parquet_and_load_back(suffix, tmp_pa
         assert row[SCORES_COLUMN] == pytest.approx(expected[SCORES_COLUMN], rel=1e-9, abs=1e-9)
 
 
-def test_worker_processes_write_the_same_file(tmp_path):
+@pytest.mark.parametrize("retriever", ["bm25", "random"])  # worker threads, worker processes
+def test_workers_and_chunking_do_not_change_the_ranking(retriever, tmp_path):
     dataset = datasets.Dataset.from_list(review_rows(90))
-    one = rank_dataset(dataset, REVIEW, "bm25", tmp_path / "one.parquet", num_proc=1, chunk_size=10, progress=False)
-    two = rank_dataset(dataset, REVIEW, "bm25", tmp_path / "two.parquet", num_proc=2, chunk_size=10, progress=False)
-    assert one.read_bytes() == two.read_bytes()
+    one, two, small = (
+        rank_dataset(
+            dataset, REVIEW, retriever, tmp_path / name, num_proc=workers, chunk_size=10, chunk_items=items,
+            progress=False,
+        )
+        for name, workers, items in [("one.parquet", 1, 8192), ("two.parquet", 2, 8192), ("small.parquet", 2, 3)]
+    )
+    assert one.read_bytes() == two.read_bytes()  # the same chunks: the same file
+    assert pq.read_table(small).equals(pq.read_table(one))  # other chunks: other row groups, the same rows
+
+
+def test_chunks_are_bounded_by_rows_and_by_profile_items():
+    assert item_batches([3, 3, 3, 20, 1, 1], max_rows=5, max_items=7) == [(0, 2), (2, 3), (3, 4), (4, 6)]
+    assert item_batches([1] * 12, max_rows=5, max_items=100) == [(0, 5), (5, 10), (10, 12)]
+    assert item_batches([], max_rows=5, max_items=7) == []
 
 
 def run_cli(*args: str, module: bool = False, env_dir: Path, wait: bool = True):
@@ -148,6 +163,7 @@ def test_a_killed_run_resumes_where_it_stopped_and_writes_the_same_file(tmp_path
     process.communicate()
     finished = len(list(parts.glob("chunk-*.parquet")))
     assert not output.exists() and 3 <= finished < 40
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []  # nothing half-written
 
     _, log, code = run_cli(*arguments, "--output", str(output), env_dir=tmp_path)
     assert code == 0, log

@@ -6,13 +6,16 @@ import random
 import sys
 
 import numpy as np
+import pyarrow as pa
 import pytest
+from numba import njit
 from rank_bm25 import BM25Okapi
 
 from longlamp_tasks import TASKS
 from retrieval import get_retriever
 from retrieval.bm25 import bm25_okapi_scores
-from retrieval.bm25_kernel import _ASCII_SPACE, _term_ids, _tokens
+from retrieval.corpus_bytes import CorpusBytes
+from retrieval.bm25_kernel import _LONG_TOKEN, BYTE_KIND, find_slot, new_term_table, tokenize
 
 ALL_SPACES = [chr(code) for code in range(sys.maxunicode + 1) if chr(code).isspace()]
 # Few distinct words (many ties and terms in most documents, so negative idfs and the epsilon floor),
@@ -31,35 +34,60 @@ def random_text(rng: random.Random, words: list[str], max_tokens: int) -> str:
     return "".join(token + rng.choice([" ", " ", " ", "  ", "\n", "\t", *ALL_SPACES]) for token in tokens)
 
 
-def kernel_terms(texts, hashes=None):
-    """The kernel's tokens of `texts`: (term id of each token, text of each token)."""
+@njit
+def _kernel_terms(data, text_starts, capacity, collide_long_tokens):
+    """Tokenise the texts with the kernel and number the terms by first appearance with its table (capacity: a
+    power of two above the number of tokens)."""
+    starts, ends, keys = np.empty(capacity, np.int64), np.empty(capacity, np.int64), np.empty(capacity, np.int64)
+    count = 0
+    for text in range(len(text_starts) - 1):
+        count = tokenize(data, text_starts[text], text_starts[text + 1], starts, ends, keys, count)
+    if collide_long_tokens:  # every token longer than 7 bytes gets the same key
+        for token in range(count):
+            keys[token] = min(keys[token], _LONG_TOKEN)
+    slots, entries, _ = new_term_table(capacity)
+    ids = np.empty(count, dtype=np.int64)
+    for token in range(count):
+        slot = find_slot(data, starts[token], ends[token], keys[token], slots, entries)
+        if slots[slot, 1] < 0:
+            slots[slot, 0], slots[slot, 1] = keys[token], token
+            entries[token, 0], entries[token, 1] = starts[token], ends[token]
+        ids[token] = slots[slot, 1]
+    return starts[:count], ends[:count], ids
+
+
+def kernel_terms(texts, collide_long_tokens=False):
+    """The kernel's tokens of `texts` (as text) and the term id of each (by first appearance)."""
     encoded = [text.encode("utf-8", "surrogatepass") for text in texts]
     text_starts = np.concatenate([[0], np.cumsum([len(text) for text in encoded])]).astype(np.int64)
     data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-    starts, ends, text_of, token_hashes = _tokens(data, text_starts)
-    hashes = token_hashes if hashes is None else hashes(token_hashes)
-    ids, _ = _term_ids(data, starts, ends, hashes, len(starts))
-    return ids.tolist(), text_of.tolist()
+    capacity = 1 << (len(data) // 2 + len(texts)).bit_length()
+    starts, ends, first_tokens = _kernel_terms(data, text_starts, capacity, collide_long_tokens)
+    tokens = [bytes(data[start:end]).decode("utf-8", "surrogatepass") for start, end in zip(starts, ends)]
+    renumbered = {}
+    return tokens, [renumbered.setdefault(first, len(renumbered)) for first in first_tokens.tolist()]
 
 
-def test_ascii_spaces_are_those_of_str_split():
-    assert np.flatnonzero(_ASCII_SPACE).tolist() == [code for code in range(128) if chr(code).isspace()]
+def test_byte_kinds_are_those_of_str_split():
+    assert np.flatnonzero(BYTE_KIND == 1).tolist() == [code for code in range(128) if chr(code).isspace()]
+    wide_lead_bytes = {space.encode()[0] for space in ALL_SPACES if ord(space) >= 128}
+    assert np.flatnonzero(BYTE_KIND == 2).tolist() == sorted(wide_lead_bytes)
 
 
 def test_tokens_match_str_split_on_every_kind_of_whitespace():
     rng = random.Random(0)
-    alphabet = [*ALL_SPACES, "a", "b", "é", "€", "😀", "\ud800", "\x00", "\x1c", "q" * 8, "r" * 17]
+    alphabet = [*ALL_SPACES, "a", "b", "é", "€", "😀", "\ud800", "\x00", "\x1c", "\u200b", "q" * 8, "r" * 17]
     for _ in range(2000):
         texts = ["".join(rng.choices(alphabet, k=rng.randint(0, 14))) for _ in range(rng.randint(1, 6))]
-        ids, text_of = kernel_terms(texts)
+        tokens, ids = kernel_terms(texts)
+        assert tokens == [token for text in texts for token in text.split()], texts
         assert ids == split_ids(texts), texts
-        assert text_of == [i for i, text in enumerate(texts) for _ in text.split()], texts
 
 
-def test_terms_stay_exact_when_every_hash_collides():
-    """Give every token the same hash: grouping compares bytes, so the ids must still be exact."""
-    texts = ["abcdefghij abcdefghik a", "short abcdefghij abcdefghijklmnopq a b", "b ab ba"]
-    assert kernel_terms(texts, hashes=np.zeros_like)[0] == split_ids(texts)
+def test_terms_stay_exact_when_every_long_token_has_the_same_key():
+    """Tokens of up to 7 bytes are their own keys; longer ones are told apart by their bytes when keys collide."""
+    texts = ["abcdefghij abcdefghik a", "short abcdefghij abcdefghijklmnopq a b", "b ab ba abcdefg abcdefgh"]
+    assert kernel_terms(texts, collide_long_tokens=True)[1] == split_ids(texts)
 
 
 def reference_scores(query: str, documents: list[str]) -> np.ndarray:
@@ -134,3 +162,52 @@ def test_bm25_ranks_every_example_like_the_reference_retriever():
     for example, ours, expected in zip(examples, fast, reference):
         assert ours.order.tolist() == expected.order.tolist(), example["id"]
         assert ours.scores.tobytes() == expected.scores.tobytes(), example["id"]
+
+
+def review_examples(rng: random.Random, count: int) -> list[dict]:
+    """product_review rows: a float rating among the corpus fields, null and missing fields, empty profiles
+    (no lone surrogate: Arrow strings are valid UTF-8)."""
+    words = [word for word in WORDS if word != "\ud800"]
+    examples = []
+    for number in range(count):
+        profile = [
+            {
+                "overall": float(rng.randint(1, 5)),
+                "summary": random_text(rng, words, 3),
+                "description": rng.choice([None, random_text(rng, words, 6)]),
+                "reviewText": random_text(rng, words + ["5.0", "3.0"], 12),
+            }
+            for _ in range(rng.choice([0, 1, 4, 30]))
+        ]
+        examples.append({"id": f"r{number}", "input": random_text(rng, words + ["5.0"], 8), "profile": profile})
+    return examples
+
+
+@pytest.mark.parametrize("string_type", [pa.string(), pa.large_string()])
+def test_arrow_chunks_rank_like_python_rows(string_type):
+    """Arrow input is read in place: slices, large strings, nulls, a non-string field and a missing field."""
+    task = TASKS["product_review"]
+    examples = review_examples(random.Random(3), 80)
+    table = pa.Table.from_pylist(examples)
+    item_type = pa.struct(
+        [("overall", pa.float64()), ("summary", string_type), ("reviewText", string_type)]  # no description
+    )
+    table = table.set_column(2, "profile", table.column("profile").cast(pa.list_(item_type)))
+    table = table.set_column(1, "input", table.column("input").cast(string_type))
+    expected = get_retriever("bm25_reference").rank(task, [
+        {**example, "profile": [{**item, "description": None} for item in example["profile"]]} for example in examples
+    ])
+    retriever = get_retriever("bm25")
+    assert CorpusBytes.from_arrow(task, table) is not None  # the in-place path, not the row-by-row fallback
+    for start, stop in [(0, 80), (7, 29), (29, 80)]:
+        for ours, reference in zip(retriever.rank_table(task, table.slice(start, stop - start)), expected[start:stop]):
+            assert ours.order.tolist() == reference.order.tolist()
+            assert ours.scores.tobytes() == reference.scores.tobytes()
+
+
+def test_arrow_rows_with_null_profiles_or_items_are_named_like_python_rows():
+    task = TASKS["product_review"]
+    examples = review_examples(random.Random(4), 5)
+    examples[3]["profile"] = [None]
+    with pytest.raises(ValueError, match="example 'r3': profile item 0 must be a mapping of fields, got NoneType"):
+        get_retriever("bm25").rank_table(task, pa.Table.from_pylist(examples))
