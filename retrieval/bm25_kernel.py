@@ -6,8 +6,10 @@ term). Here each profile is read from UTF-8 bytes (retrieval/corpus_bytes.py lay
   token a 64-bit key. A token of up to 7 bytes is its own key (its bytes and length packed), so equal keys mean
   equal tokens; longer tokens get a hashed key, and equal keys are confirmed by comparing bytes. Grouping is
   therefore exact, never a probabilistic match.
-- indexing: an open-addressing table numbers the terms by first appearance in the profile and counts
-  document frequencies and lengths; the query's tokens are then looked up, never added.
+- indexing: an open-addressing table takes the query's distinct tokens first (each with a row of term
+  frequencies, not yet a term), then numbers the profile's terms by first appearance and counts document
+  frequencies, document lengths and the query terms' frequencies on the way. Whether a token is new is
+  unpredictable, so those updates are written without branches.
 The arithmetic is rank_bm25's, operation for operation, so the scores are bit for bit the same
 (retrieval/bm25.py explains the order of operations; tests compare with rank_bm25). A batch runs without the
 GIL, so threads score batches in parallel.
