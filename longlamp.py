@@ -223,8 +223,8 @@ def load_split(source: str, split: str = "validation", *, task: str | None = Non
                cache_dir: str | None = None):
     """One split from a config name or a local file, for the command-line tools (`--train_data` and friends).
 
-    `source` may be a config name, a `save_to_disk` folder (e.g. ranked data), a parquet/JSON/JSONL file, or a
-    LaMP-style `*_questions.json` (its `*_outputs.json` beside it is read when present; needs `task`).
+    `source` may be a config name, a `save_to_disk` folder, a parquet/Arrow/JSON/JSONL file (e.g. ranked data),
+    or a LaMP-style `*_questions.json` (its `*_outputs.json` beside it is read when present; needs `task`).
     """
     path = Path(source).expanduser()
     if not path.exists():
@@ -242,9 +242,12 @@ def load_split(source: str, split: str = "validation", *, task: str | None = Non
         rows = [dict(normalize_row(task_, raw, where), id=raw.get("id") or example_id(task, split, index))
                 for index, raw, where in LampJsonSource({split: path}).rows(split)]
         return datasets.Dataset.from_list(rows, features=features_for(task_))
+    if path.suffix == ".arrow":  # an Arrow stream, as datasets caches and rank_dataset writes: memory-mapped as is
+        return datasets.Dataset.from_file(str(path))
     kind = {".parquet": "parquet", ".json": "json", ".jsonl": "json"}.get(path.suffix)
     if kind is None:
-        raise ValueError(f"{path}: unsupported file type; expected .parquet, .json, .jsonl or a save_to_disk folder")
+        raise ValueError(f"{path}: unsupported file type; expected .parquet, .arrow, .json, .jsonl or a save_to_disk "
+                         "folder")
     return datasets.load_dataset(kind, data_files=str(path), split="train", cache_dir=cache_dir)
 
 

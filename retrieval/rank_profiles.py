@@ -36,12 +36,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--retriever", required=True, choices=[name for name in RETRIEVERS if name != "none"])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
-        "--input_data", type=Path, help="a .parquet, .jsonl or .json file, a LaMP-style *_questions.json, or a folder"
+        "--input_data", type=Path, help="a .parquet, .arrow, .jsonl or .json file, a LaMP-style *_questions.json, or a folder"
     )
     source.add_argument("--config", help="a LongLaMP config loaded with longlamp.load, e.g. product_review_user")
     parser.add_argument("--split", default="validation", help="split to rank (default: validation)")
     parser.add_argument("--data_dir", help="data folder for longlamp.load (e.g. data/sample)")
-    parser.add_argument("--output", type=Path, required=True, help="ranked dataset: .parquet, .jsonl or .json")
+    parser.add_argument("--output", type=Path, required=True, help="ranked dataset: .parquet, .arrow, .jsonl or .json")
     parser.add_argument(
         "--num_workers", type=int, default=1, help="workers: threads for bm25, processes for the Python retrievers"
     )

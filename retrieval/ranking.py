@@ -3,8 +3,9 @@
 The ranked dataset has the same rows and columns as the input, with each `profile` sorted most relevant
 first, plus two columns: `profile_scores` (the retriever's score of each item, in the same order; null
 for retrievers that do not score, recency and random) and `ranked_by` (the retriever's signature, such as
-"bm25" or "contriever(model_name=facebook/contriever, dtype=float32)"). It is written as Parquet, JSON
-lines (.jsonl) or a LaMP-style JSON list (.json), by the output's extension, and loads back with `datasets`.
+"bm25" or "contriever(model_name=facebook/contriever, dtype=float32)"). It is written as Parquet, an Arrow
+stream (.arrow, the format of datasets' own cache: nothing to encode, memory-mapped when loaded), JSON lines
+(.jsonl) or a LaMP-style JSON list (.json), by the output's extension, and loads back with `datasets`.
 
 The work is cut into chunks of rows (at most `chunk_size` rows and, past the first row, `chunk_items` profile
 items, so that temporal profiles of thousands of items still spread over the workers). Each chunk's rankings
@@ -44,7 +45,7 @@ SCORES_COLUMN = "profile_scores"
 RANKED_BY_COLUMN = "ranked_by"
 DEFAULT_CHUNK_SIZE = 256
 DEFAULT_CHUNK_ITEMS = 8_192
-OUTPUT_SUFFIXES = (".parquet", ".jsonl", ".json")
+OUTPUT_SUFFIXES = (".parquet", ".arrow", ".jsonl", ".json")
 
 
 def rank_dataset(
@@ -94,17 +95,11 @@ def rank_dataset(
         len(chunks),
     )
     done = len(dataset) - sum(chunks[index][1] - chunks[index][0] for index in todo)
-    job = (dataset, task, retriever)
+    job = (dataset.with_format("arrow"), task, retriever)  # formatted once: slices of it are Arrow tables
     with tqdm(
         total=len(dataset), initial=done, unit="example", desc=f"ranking ({retriever.name})", disable=not progress
-    ) as bar, _ChunkRanking(job, chunks, parts, todo, min(num_proc, len(todo)), bar) as ranking:
-        _write_output(
-            dataset,
-            ((chunks[index], ranking.part(index)) for index in range(len(chunks))),
-            retriever.signature,
-            output,
-            parts,
-        )
+    ) as bar, _RankedChunks(job, chunks, parts, todo, min(num_proc, len(todo)), bar) as ranked:
+        _write_output(iter(ranked), ranked.schema, output, parts)
     shutil.rmtree(parts)
     logger.info("wrote %s", output)
     return output
@@ -173,14 +168,20 @@ def _write_atomically(path: Path, write, folder: Path | None = None) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def _rank_chunk(dataset: datasets.Dataset, task: Task, retriever: Retriever, start: int, stop: int, part: Path) -> None:
-    """Rank rows start..stop-1 and store their rankings as one part file."""
-    columns = [column for column in ("id", "input", "profile") if column in dataset.column_names]
+def _rank_chunk(
+    rows: datasets.Dataset, task: Task, retriever: Retriever, start: int, stop: int, part: Path
+) -> pa.Table:
+    """Rank rows start..stop-1 (of the dataset in Arrow format), store their rankings as one part file and
+    return them."""
+    table = rows[start:stop]
+    columns = [column for column in ("id", "input", "profile") if column in table.column_names]
     try:
-        rankings = retriever.rank_table(task, dataset.select_columns(columns).with_format("arrow")[start:stop])
+        rankings = retriever.rank_table(task, table.select(columns))
     except ValueError as error:
         raise ValueError(f"rows {start}..{stop - 1} of the dataset: {error}") from error
-    _write_atomically(part, lambda path: pq.write_table(_rankings_table(rankings), path))
+    rankings_table = _rankings_table(rankings)
+    _write_atomically(part, lambda path: pq.write_table(rankings_table, path))
+    return rankings_table
 
 
 def _rankings_table(rankings: Sequence[Ranking]) -> pa.Table:
@@ -195,46 +196,69 @@ def _rankings_table(rankings: Sequence[Ranking]) -> pa.Table:
     return pa.table({"order": pa.ListArray.from_arrays(offsets, pa.array(orders, pa.int32())), "scores": scores})
 
 
-_worker_job: tuple | None = None  # (dataset, task, retriever) in a worker process
+_worker_job: tuple | None = None  # (rows, task, retriever) in a worker process
 
 
-def _start_worker(dataset: datasets.Dataset, task: Task, retriever: Retriever) -> None:
+def _start_worker(rows: datasets.Dataset, task: Task, retriever: Retriever) -> None:
     global _worker_job
-    _worker_job = dataset, task, retriever
+    _worker_job = rows, task, retriever
 
 
-def _rank_chunk_in_worker(start: int, stop: int, part: Path) -> None:
-    _rank_chunk(*_worker_job, start, stop, part)
+def _rank_chunk_in_worker(start: int, stop: int, part: Path) -> pa.Table:
+    return _rank_chunk(*_worker_job, start, stop, part)
 
 
-class _ChunkRanking:
-    """Ranks the chunks that are left: in worker threads or processes (as the retriever allows) from the start,
-    or, with one worker, each when the writer asks for it. The first error stops the run; finished chunks stay."""
+class _RankedChunks:
+    """The ranked rows of each chunk, in order, for the writer. Chunks left to rank are ranked in worker threads,
+    which also reorder the rows, or worker processes, which send back the rankings only (the rows stay here); at
+    most two chunks a worker are in flight, so that memory stays bounded when writing is slower than ranking.
+    With one worker each chunk is ranked when the writer asks for it. Finished chunks are read from their part.
+    The first error stops the run; finished chunks stay."""
 
     def __init__(self, job: tuple, chunks: list, parts: Path, todo: list[int], workers: int, bar: tqdm):
         self.job, self.chunks, self.parts, self.todo, self.bar = job, chunks, parts, set(todo), bar
-        self.pool, self.futures = None, {}
-        if workers > 1 and job[2].parallel == "threads":
-            self.pool, rank = ThreadPoolExecutor(workers), partial(_rank_chunk, *job)
-        elif workers > 1 and job[2].parallel == "processes":
+        rows, _, retriever = job
+        self.schema = _ranked_features(rows.features).arrow_schema
+        self.pool, self.futures, self.workers_reorder = None, {}, False
+        if workers > 1 and retriever.parallel == "threads":
+            self.pool, self.rank, self.workers_reorder = ThreadPoolExecutor(workers), self._rank_and_reorder, True
+        elif workers > 1 and retriever.parallel == "processes":
             self.pool = ProcessPoolExecutor(workers, initializer=_start_worker, initargs=job)
-            rank = _rank_chunk_in_worker
-        for index in todo if self.pool else ():
-            start, stop = chunks[index]
-            self.futures[index] = self.pool.submit(rank, start, stop, _part_path(parts, index))
-            self.futures[index].add_done_callback(lambda _, rows=stop - start: bar.update(rows))
+            self.rank = _rank_chunk_in_worker
+        self.unsubmitted = iter(sorted(todo) if self.pool else ())
+        for _ in range(2 * workers):
+            self._submit_next()
 
-    def part(self, index: int) -> Path:
-        """The part file of chunk `index`, once it is ranked."""
-        if index in self.futures:
-            self.futures[index].result()
-        elif index in self.todo:
+    def _submit_next(self) -> None:
+        index = next(self.unsubmitted, None)
+        if index is not None:
             start, stop = self.chunks[index]
-            _rank_chunk(*self.job, start, stop, _part_path(self.parts, index))
-            self.bar.update(stop - start)
-        return _part_path(self.parts, index)
+            self.futures[index] = self.pool.submit(self.rank, start, stop, _part_path(self.parts, index))
+            self.futures[index].add_done_callback(lambda _, rows=stop - start: self.bar.update(rows))
 
-    def __enter__(self) -> _ChunkRanking:
+    def __iter__(self) -> Iterator[pa.Table]:
+        for index, (start, stop) in enumerate(self.chunks):
+            if index in self.futures:
+                result = self.futures.pop(index).result()
+                self._submit_next()
+                yield result if self.workers_reorder else self._reorder(start, stop, result)
+            elif index in self.todo:
+                yield self._rank_and_reorder(start, stop, _part_path(self.parts, index))
+                self.bar.update(stop - start)
+            else:
+                yield self._reorder(start, stop, pq.read_table(_part_path(self.parts, index)))
+
+    def _rank_and_reorder(self, start: int, stop: int, part: Path) -> pa.Table:
+        return self._reorder(start, stop, _rank_chunk(*self.job, start, stop, part))
+
+    def _reorder(self, start: int, stop: int, rankings: pa.Table) -> pa.Table:
+        """Rows start..stop-1 with their profiles ranked, in the output schema."""
+        rows, _, retriever = self.job
+        table = rows[start:stop]
+        stale = [column for column in (SCORES_COLUMN, RANKED_BY_COLUMN) if column in table.column_names]
+        return apply_rankings(table.drop_columns(stale), rankings, retriever.signature).cast(self.schema)
+
+    def __enter__(self) -> _RankedChunks:
         return self
 
     def __exit__(self, *error) -> None:
@@ -242,32 +266,28 @@ class _ChunkRanking:
             self.pool.shutdown(cancel_futures=True)
 
 
-def _write_output(
-    dataset: datasets.Dataset, finished_parts: Iterator, signature: str, output: Path, parts: Path
-) -> None:
-    """Apply the stored rankings chunk by chunk, in order as they are finished, and write the ranked dataset
-    (atomically, through a temporary file in the parts folder). finished_parts yields ((start, stop), part file)
-    for each chunk."""
-    features = datasets.Features(
-        {name: feature for name, feature in dataset.features.items() if name not in (SCORES_COLUMN, RANKED_BY_COLUMN)}
+def _ranked_features(features: datasets.Features) -> datasets.Features:
+    """The features of a ranked dataset: the input's, with profile_scores and ranked_by (replaced if present)."""
+    ranked = datasets.Features(
+        {name: feature for name, feature in features.items() if name not in (SCORES_COLUMN, RANKED_BY_COLUMN)}
     )
-    features[SCORES_COLUMN] = datasets.List(datasets.Value("float64"))
-    features[RANKED_BY_COLUMN] = datasets.Value("string")
-    rows = dataset.with_format("arrow")
-    stale = [column for column in (SCORES_COLUMN, RANKED_BY_COLUMN) if column in dataset.column_names]
+    ranked[SCORES_COLUMN] = datasets.List(datasets.Value("float64"))
+    ranked[RANKED_BY_COLUMN] = datasets.Value("string")
+    return ranked
 
-    def ranked_tables():
-        for (start, stop), part in finished_parts:
-            table = rows[start:stop].drop_columns(stale)
-            yield apply_rankings(table, pq.read_table(part), signature).cast(features.arrow_schema)
+
+def _write_output(tables: Iterator[pa.Table], schema: pa.Schema, output: Path, parts: Path) -> None:
+    """Write the ranked tables, in order, as the output's format asks (atomically, through a temporary file in the
+    parts folder)."""
 
     def write(path: Path) -> None:
-        if output.suffix == ".parquet":
-            with pq.ParquetWriter(path, features.arrow_schema) as writer:
-                for table in ranked_tables():
+        if output.suffix in (".parquet", ".arrow"):
+            open_writer = pq.ParquetWriter if output.suffix == ".parquet" else pa.ipc.new_stream
+            with open_writer(path, schema) as writer:
+                for table in tables:
                     writer.write_table(table)
         else:
-            _write_json(path, ranked_tables(), as_list=output.suffix == ".json")
+            _write_json(path, tables, as_list=output.suffix == ".json")
 
     _write_atomically(output, write, folder=parts)
 

@@ -15,6 +15,7 @@ import datasets
 import pyarrow.parquet as pq
 import pytest
 
+import longlamp
 from longlamp_tasks import TASKS
 from retrieval import RANKED_BY_COLUMN, SCORES_COLUMN, get_retriever, rank_dataset, top_k_items
 from retrieval.base import item_batches
@@ -55,6 +56,8 @@ def review_rows(count: int, max_items: int = 25, words: int = 12, seed: int = 0)
 
 
 def load_ranked(path: Path, cache: Path) -> datasets.Dataset:
+    if path.suffix == ".arrow":
+        return datasets.Dataset.from_file(str(path))
     loader = datasets.Dataset.from_parquet if path.suffix == ".parquet" else datasets.Dataset.from_json
     return loader(str(path), cache_dir=str(cache))
 
@@ -87,6 +90,14 @@ def test_ranked_data_round_trips_and_gives_the_on_the_fly_top_k(retriever, tmp_p
             assert ranked_row[SCORES_COLUMN] == expected == sorted(expected, reverse=True)
         else:
             assert ranked_row[SCORES_COLUMN] is None
+
+
+def test_arrow_output_holds_the_same_rows_and_features_as_parquet(tmp_path):
+    dataset = datasets.Dataset.from_list(review_rows(20))
+    parquet = load_ranked(rank_dataset(dataset, REVIEW, "bm25", tmp_path / "r.parquet", progress=False), tmp_path)
+    arrow = longlamp.load_split(str(rank_dataset(dataset, REVIEW, "bm25", tmp_path / "r.arrow", progress=False)))
+    assert arrow.features == parquet.features
+    assert arrow.to_list() == parquet.to_list()
 
 
 @pytest.mark.parametrize("suffix", [".json", ".jsonl"])
@@ -201,7 +212,7 @@ def test_bad_rows_are_named_and_leave_no_output(tmp_path):
     ("change", "message"),
     [
         ({"retriever": "none"}, "the 'none' retriever selects no item"),
-        ({"output": "ranked.csv"}, r"must end in one of \.parquet, \.jsonl, \.json"),
+        ({"output": "ranked.csv"}, r"must end in one of \.parquet, \.arrow, \.jsonl, \.json"),
         ({"columns": ["input"]}, "the dataset has no 'profile' column"),
         ({"rows": 0}, "the dataset has no rows: nothing to rank"),
         ({"task": "poetry"}, "unknown LongLaMP config 'poetry'"),

@@ -42,7 +42,7 @@ def _help(text: str, **kwargs):
 class TrainConfig:
     """What one fine-tuning run does; `validate()` checks it, `to_dict()` records it next to the model."""
 
-    # Data (README flags): a path (parquet/JSON/JSONL, a save_to_disk folder, LaMP-style *_questions.json)
+    # Data (README flags): a path (parquet/Arrow/JSON/JSONL, a save_to_disk folder, LaMP-style *_questions.json)
     # or a LongLaMP config name such as "product_review_user" (then the matching split is loaded).
     task: str | None = _help("task or config name, e.g. product_review_user (default: the config name of --train_data)",
                              default=None)
