@@ -145,7 +145,8 @@ def measure(label: str, rows: list[dict], workers: int, folder: Path) -> None:
     jobs = {}
     for suffix in (".parquet", ".arrow"):
         start = time.perf_counter()
-        output = rank_dataset(dataset, TASK, "bm25", folder / f"{label}-ranked{suffix}", num_proc=workers, progress=False)
+        output = folder / f"{label}-ranked{suffix}"
+        rank_dataset(dataset, TASK, "bm25", output, num_proc=workers, progress=False)
         jobs[suffix] = time.perf_counter() - start
 
     ranked = datasets.Dataset.from_file(str(output))

@@ -70,10 +70,10 @@ class BM25ReferenceRetriever(Retriever):
 
 def bm25_okapi_scores(query: str, documents: Sequence[str]) -> np.ndarray:
     """`BM25Okapi([d.split() for d in documents]).get_scores(query.split())`, bit for bit, compiled."""
-    return bm25_okapi_batch_scores(CorpusBytes.from_strings([query], [documents]))
+    return _batch_scores(CorpusBytes.from_strings([query], [documents]))
 
 
-def bm25_okapi_batch_scores(corpus: CorpusBytes) -> np.ndarray:
+def _batch_scores(corpus: CorpusBytes) -> np.ndarray:
     """The scores of every example's profile, one flat array in item order."""
     profile_sizes = np.diff(corpus.item_offsets)
     largest = int(profile_sizes.max(initial=0))
@@ -93,7 +93,7 @@ def bm25_okapi_batch_scores(corpus: CorpusBytes) -> np.ndarray:
 
 
 def _rankings(corpus: CorpusBytes) -> list[Ranking]:
-    scores, offsets = bm25_okapi_batch_scores(corpus), corpus.item_offsets
+    scores, offsets = _batch_scores(corpus), corpus.item_offsets
     return [rank_by_scores(scores[start:stop]) for start, stop in zip(offsets[:-1], offsets[1:])]
 
 

@@ -36,7 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--retriever", required=True, choices=[name for name in RETRIEVERS if name != "none"])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
-        "--input_data", type=Path, help="a .parquet, .arrow, .jsonl or .json file, a LaMP-style *_questions.json, or a folder"
+        "--input_data",
+        type=Path,
+        help="a .parquet, .arrow, .jsonl or .json file, a LaMP-style *_questions.json, or a folder",
     )
     source.add_argument("--config", help="a LongLaMP config loaded with longlamp.load, e.g. product_review_user")
     parser.add_argument("--split", default="validation", help="split to rank (default: validation)")

@@ -172,10 +172,8 @@ def _rank_chunk(
 ) -> pa.Table:
     """Rank rows start..stop-1 (of the dataset in Arrow format), store their rankings as one part file and
     return them."""
-    table = rows[start:stop]
-    columns = [column for column in ("id", "input", "profile") if column in table.column_names]
     try:
-        rankings = retriever.rank_table(task, table.select(columns))
+        rankings = retriever.rank_table(task, rows[start:stop])
     except ValueError as error:
         raise ValueError(f"rows {start}..{stop - 1} of the dataset: {error}") from error
     rankings_table = _rankings_table(rankings)
