@@ -47,7 +47,8 @@ def bootstrap_intervals(
 
 
 def evaluate_compatible_rouge(rouge: Mapping[str, np.ndarray], seed: int | None) -> dict[str, float]:
-    """evaluate's `rouge` value for each type, as after `np.random.seed(seed)` (seed None: unseeded, random).
+    """evaluate's `rouge` value for each type, as it returns it with `np.random.seed(seed)` called before
+    `evaluate.load("rouge")` (evaluate takes its seed when the module loads; seed None: unseeded, random).
 
     `rouge` maps each ROUGE type, in the order evaluate was given them, to its (n, 3) array of precision,
     recall and F-measure; the draws follow rouge_score's BootstrapAggregator step by step.

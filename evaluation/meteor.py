@@ -11,10 +11,12 @@ NLTK's per-call regex timer (see word_tokens.py).
 from __future__ import annotations
 
 import functools
+import os
 from typing import Sequence
 
 import numpy as np
 from nltk.corpus import wordnet
+from nltk.corpus.reader.wordnet import WordNetCorpusReader
 from nltk.stem.api import StemmerI
 from nltk.stem.porter import PorterStemmer
 from nltk.translate.meteor_score import meteor_score
@@ -50,6 +52,22 @@ class CachedWordNet:
 # One cache per process: worker processes inherit the parent's when forked, or build their own.
 STEMMER = CachedPorterStemmer()
 WORDNET = CachedWordNet()
+
+
+def _own_wordnet_files_after_fork() -> None:
+    """In a forked child, forget the parent's open WordNet data files: the child opens its own on first use.
+
+    NLTK reads a synset by seeking in `data.<pos>` files it keeps open. A forked child inherits those file
+    descriptors, and with them one file offset shared by every process: two workers seeking and reading at once
+    read each other's lines (a crash, or a wrong synset and a wrong score). The in-memory index, the synsets
+    already parsed and the caches above stay inherited; only the file handles become the child's own.
+    """
+    if isinstance(wordnet, WordNetCorpusReader):  # the lazy loader turns into the reader once WordNet is loaded
+        wordnet._data_file_map = {}  # the dropped file objects close only this child's copies of the descriptors
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_own_wordnet_files_after_fork)
 
 
 def warm_up() -> None:

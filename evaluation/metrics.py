@@ -201,7 +201,8 @@ def scoring_settings(metrics: Sequence[str], rouge_backend: str) -> dict:
                                  "scale": "0-100"}
     settings["evaluate_compatible"] = (
         "ROUGE: median F-measure of rouge_score's BootstrapAggregator (1000 resamples) as evaluate returns it "
-        "after np.random.seed(seed), samples in this order; METEOR and SacreBLEU: same as metrics"
+        "when np.random.seed(seed) is called before evaluate.load('rouge'), samples in this order; METEOR and "
+        "SacreBLEU: same as metrics"
     )
     return settings
 

@@ -37,12 +37,19 @@ class EmbeddingCache:
     def __init__(self, directory: str | os.PathLike, namespace: str):
         Path(directory).mkdir(parents=True, exist_ok=True)
         self.path = Path(directory) / f"{hashlib.sha256(namespace.encode()).hexdigest()[:32]}.sqlite"
-        self._connection = sqlite3.connect(self.path, timeout=600)
+        self._pid, self._process_connection = None, None
         with self._connection:
             self._connection.execute("CREATE TABLE IF NOT EXISTS meta (namespace TEXT NOT NULL)")
             if self._connection.execute("SELECT COUNT(*) FROM meta").fetchone()[0] == 0:
                 self._connection.execute("INSERT INTO meta VALUES (?)", (namespace,))
             self._connection.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
+
+    @property
+    def _connection(self) -> sqlite3.Connection:
+        """This process's connection: one must never cross a fork, so a forked child opens its own on first use."""
+        if self._pid != os.getpid():
+            self._process_connection, self._pid = sqlite3.connect(self.path, timeout=600), os.getpid()
+        return self._process_connection
 
     def get(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         """The cached vectors among keys (missing keys are absent from the result)."""

@@ -180,3 +180,29 @@ def test_gpu_half_precision_ranks_like_float32_on_cpu(encoder, tmp_path):
     cpu = get_retriever("contriever", model_name=encoder, cache_dir=tmp_path / "cpu", device="cpu")
     for fast, exact in zip(gpu.rank(TOPIC, temporal_examples()), cpu.rank(TOPIC, temporal_examples())):
         np.testing.assert_allclose(fast.scores, exact.scores, rtol=2e-2, atol=2e-2)
+
+
+def _use_cache_in_child(cache, keys, vectors, results) -> None:
+    cache.put(keys[2:], vectors[2:])
+    results.put(sorted(cache.get(keys)))
+
+
+def test_a_forked_child_uses_its_own_embedding_cache_connection(tmp_path):
+    import multiprocessing
+
+    from retrieval.embedding_cache import EmbeddingCache, text_key
+
+    cache = EmbeddingCache(tmp_path, "fork-test")
+    keys = [text_key(f"text {i}") for i in range(4)]
+    vectors = np.arange(16, dtype=np.float32).reshape(4, 4)
+    cache.put(keys[:2], vectors[:2])
+    parent_connection = cache._connection
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_use_cache_in_child, args=(cache, keys, vectors, results))
+    child.start()
+    assert results.get(timeout=60) == sorted(keys)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert cache._connection is parent_connection  # the parent's own connection, untouched by the child
+    np.testing.assert_array_equal(np.stack([cache.get(keys)[k] for k in keys]), vectors)
