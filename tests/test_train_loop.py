@@ -108,7 +108,7 @@ def test_generation_metrics_choose_the_best_model_and_test_predictions_are_writt
     train_rows, validation_rows = short_data
     result = train(parse_args(run_flags(
         tiny_chat_llama, tmp_path / "run", train_rows, validation_rows, test_data=validation_rows, max_steps=2,
-        eval_steps=1, eval_generation_examples=2, generation_max_new_tokens=6, metric_for_best_model="rougeL",
+        eval_steps=1, eval_generation_examples=2, max_new_tokens=6, metric_for_best_model="rougeL",
     )))
 
     evaluations = [entry for entry in result.state.history if "eval_loss" in entry]

@@ -51,25 +51,27 @@ def make_tokenizer(vocab_size: int = 512, chat: bool = False, model_max_length: 
     return tokenizer
 
 
-def make_causal_lm(directory: str | Path, chat: bool = False, seed: int = 0) -> Path:
-    """Save a 2-layer random Llama with its tokenizer to `directory`; returns the path."""
+def make_causal_lm(directory: str | Path, chat: bool = False, seed: int = 0, **sizes) -> Path:
+    """Save a 2-layer random Llama with its tokenizer to `directory`; returns the path. `sizes` override the
+    LlamaConfig (e.g. hidden_size=256, num_attention_heads=4 for the head size 64 GPU kernels want)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = make_tokenizer(chat=chat)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-    )
+    config = LlamaConfig(**{
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "tie_word_embeddings": False,
+        **sizes,
+    })
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     directory = Path(directory)
@@ -122,6 +124,31 @@ def make_encoder(directory: str | Path, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     model = BertModel(config)
+    directory = Path(directory)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def make_mamba(directory: str | Path, seed: int = 0) -> Path:
+    """Save a 2-layer random Mamba (a recurrent, state-space model) with its tokenizer to `directory`."""
+    import torch
+    from transformers import MambaConfig, MambaForCausalLM
+
+    tokenizer = make_tokenizer()
+    config = MambaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        state_size=4,
+        num_hidden_layers=2,
+        expand=2,
+        conv_kernel=4,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = MambaForCausalLM(config)
     directory = Path(directory)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)

@@ -16,6 +16,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from longlamp_runs import write_json_atomic
+
 STATE_FILE = "trainer_state.json"
 PREFIX = "checkpoint-"
 logger = logging.getLogger(__name__)
@@ -35,19 +37,11 @@ class TrainerState:
     config: dict = field(default_factory=dict)
 
     def write(self, path: Path) -> None:
-        write_json_atomic(path, dataclasses.asdict(self))
+        write_json_atomic(path, dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
     def read(cls, path: Path) -> TrainerState:
         return cls(**json.loads(Path(path).read_text()))
-
-
-def write_json_atomic(path: Path, value) -> None:
-    """Write JSON through a temporary file and a rename: readers see the old file or the whole new one."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def replace_dir(tmp: Path, final: Path) -> None:

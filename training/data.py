@@ -8,8 +8,14 @@ is met by shortening profile items (`longlamp_prompts.PromptBuilder`), and a tar
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import shutil
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 import datasets
@@ -18,6 +24,9 @@ from longlamp_prompts import PromptBudgetError, PromptBuilder
 from longlamp_tasks import Task
 
 IGNORE_INDEX = -100
+REPO = Path(__file__).resolve().parent.parent
+# The code that turns rows into token ids: a change to it invalidates encoded data cached by an earlier version.
+ENCODING_CODE = ("longlamp_prompts.py", "longlamp_tasks.py", "training/data.py", "retrieval")
 logger = logging.getLogger(__name__)
 
 
@@ -138,7 +147,46 @@ def encode_dataset(
         if len(kept) == 0:
             raise DataError(f"{source}: every output is longer than --max_target_length {encoder.max_target_length}")
         encoded = kept
+    logger.info("encoded %d rows of %s", len(encoded), source)
     return encoded
+
+
+def encoding_key(rows: datasets.Dataset, tokenizer, settings: Mapping) -> str:
+    """A digest of everything encoded rows depend on: the rows, the encoding settings, the tokenizer, the code."""
+    digest = hashlib.sha256()
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    vocabulary = backend.to_str() if backend is not None else datasets.fingerprint.Hasher.hash(tokenizer)
+    digest.update(json.dumps({
+        "rows": rows._fingerprint, "settings": dict(settings), "tokenizer": vocabulary,
+        "special_tokens": tokenizer.special_tokens_map, "chat_template": getattr(tokenizer, "chat_template", None),
+    }, sort_keys=True, default=str).encode())
+    for name in ENCODING_CODE:
+        path = REPO / name
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def encoded_cache_dir(cache_dir: str | None) -> Path:
+    """Where encoded data is kept: longlamp-encoded/ in the datasets cache (--cache_dir, else datasets' default)."""
+    return Path(cache_dir or datasets.config.HF_DATASETS_CACHE) / "longlamp-encoded"
+
+
+def cached_encoding(folder: Path, encode) -> datasets.Dataset:
+    """The encoded data saved in `folder`, or `encode()` saved there first (under a temporary name, renamed when
+    whole), so that the other processes of a run, and the run's restarts, read it instead of encoding again."""
+    if (folder / "state.json").is_file():
+        logger.info("reusing the encoded data in %s", folder)
+        return datasets.load_from_disk(str(folder))
+    data = encode()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.tmp")
+    data.save_to_disk(str(tmp))
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process saved the same encoding first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return datasets.load_from_disk(str(folder))
 
 
 def load_rows(source: str, split: str, task: str, data_dir: str | None = None, cache_dir: str | None = None,

@@ -2,19 +2,31 @@
 and a record of the training configuration (`training_config.json`).
 
 With LoRA the folder is a standard PEFT adapter checkpoint (`PeftModel.from_pretrained(base, folder)`);
-the merged export reloads the base in full precision and folds the adapter in, so it also works after
-QLoRA or DeepSpeed ZeRO-3, where the weights in memory are quantised or partitioned.
+the merged export reloads the base in its own dtype and folds the saved adapter in, in a fresh process
+(`python -m training.export ADAPTER_DIR OUTPUT_DIR`): the weights in the training process may be quantised
+(QLoRA) or partitioned (ZeRO-3), and there `from_pretrained` would enter DeepSpeed's `zero.Init` (empty
+parameters with one process, a hang with several).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-from training.checkpoints import replace_dir, write_json_atomic
+from longlamp_runs import write_json_atomic
+from training.checkpoints import replace_dir
+from training.run_folder import RECORD_FILE
 
-RECORD_FILE = "training_config.json"
+REPO = Path(__file__).resolve().parent.parent
+# Set by launchers (accelerate, torchrun, DeepSpeed); the merging process must not think it is part of the job.
+LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR",
+                      "MASTER_PORT", "CROSS_RANK", "CROSS_SIZE")
 logger = logging.getLogger(__name__)
 
 
@@ -54,3 +66,34 @@ def export_merged(adapter_dir: str | Path, directory: str | Path, record: dict) 
     replace_dir(tmp, directory)
     logger.info("saved merged model to %s", directory)
     return directory
+
+
+def export_merged_in_clean_process(adapter_dir: str | Path, directory: str | Path) -> Path:
+    """`export_merged` in a fresh Python process, away from the training process's DeepSpeed/FSDP state; the
+    record is the adapter folder's. Raises RuntimeError with the process's output when it fails."""
+    environment = {name: value for name, value in os.environ.items()
+                   if not name.startswith("ACCELERATE_") and name not in LAUNCHER_VARIABLES}
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environment.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-m", "training.export", str(adapter_dir), str(directory)],
+                          env=environment, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"merging the adapter {adapter_dir} failed:\n{done.stderr[-4000:]}")
+    return Path(directory)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Merge a saved LoRA adapter into its base model.")
+    parser.add_argument("adapter_dir", help="a PEFT adapter folder written by training (final/ or best/)")
+    parser.add_argument("output_dir", help="where the merged model goes")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    record_file = Path(args.adapter_dir) / RECORD_FILE
+    record = json.loads(record_file.read_text()) if record_file.is_file() else {}
+    export_merged(args.adapter_dir, args.output_dir, record)
+    return 0
+
+
+if __name__ == "__main__":
+    from longlamp_cli import run_command
+
+    sys.exit(run_command(main))

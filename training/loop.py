@@ -15,28 +15,40 @@ import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from longlamp_runs import RunLock
 from longlamp_tasks import parse_config_name, scorer_task_name
 from training.checkpoints import STATE_FILE, TrainerState, load_checkpoint, resolve_resume, save_checkpoint
 from training.collate import GenerationCollator, TrainingCollator
 from training.config import ConfigError, TrainConfig
-from training.data import IGNORE_INDEX, ExampleEncoder, encode_dataset, load_rows
-from training.export import export_merged, save_model
+from training.data import (
+    IGNORE_INDEX,
+    ExampleEncoder,
+    cached_encoding,
+    encode_dataset,
+    encoded_cache_dir,
+    encoding_key,
+    load_rows,
+)
+from training.export import export_merged_in_clean_process, save_model
 from training.loss import token_losses
 from training.modeling import (
     ModelError,
     accepts_logits_to_keep,
+    check_packing_supported,
     check_quantization_available,
     is_encoder_decoder,
     load_model,
     load_model_config,
     load_tokenizer,
 )
+from training.run_folder import check_output_dir, claim_output_dir
 from training.sampling import EpochSampler
 from training.validation import generate_texts, score_texts, validation_loss, write_predictions
 
@@ -45,6 +57,9 @@ NO_DECAY = ("bias", "norm")
 TRAIN_COLUMNS = ["input_ids", "labels", "row"]
 PROMPT_COLUMNS = ["input_ids", "prompt_length", "row"]
 VARIABLE_LENGTH_ATTENTION = ("flash_attention", "flex_attention")
+# The settings that change how rows become token ids (with the rows, tokenizer and code: see encoding_key).
+ENCODING_SETTINGS = ("task", "use_profile", "retriever", "retriever_model", "is_ranked", "num_retrieved",
+                     "max_prompt_length", "max_target_length", "long_targets", "use_chat_template")
 
 
 @dataclass
@@ -68,15 +83,17 @@ class Splits:
 
 
 def train(config: TrainConfig) -> TrainResult:
-    """Fine-tune as `config` says; every check that can fail runs before the first forward pass."""
+    """Fine-tune as `config` says. Every check that can fail runs before anything is written, the data encoded or
+    the model loaded; the main process then holds the output folder's lock until the run ends."""
     from accelerate import Accelerator
-    from accelerate.utils import GradientAccumulationPlugin, ProjectConfiguration, set_seed
-    from transformers import get_scheduler
+    from accelerate.utils import GradientAccumulationPlugin, InitProcessGroupKwargs, ProjectConfiguration
 
     config.validate()
+    check_scheduler(config)
+    if config.eval_generation_examples:
+        check_scorer_available()
     if config.load_in_4bit:
         check_quantization_available()
-    task, setting = parse_config_name(config.task)
     output_dir = Path(config.output_dir)
     resume_from = resolve_resume(config.resume_from_checkpoint, output_dir)
     recorded = TrainerState.read(resume_from / STATE_FILE) if resume_from is not None else None
@@ -85,11 +102,7 @@ def train(config: TrainConfig) -> TrainResult:
         if changes:
             listed = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items())
             raise ConfigError(f"cannot resume from {resume_from}: these settings differ from the run's: {listed}")
-    if config.eval_generation_examples:
-        try:
-            import evaluation.metrics  # noqa: F401
-        except ImportError as error:
-            raise ConfigError(f"--eval_generation_examples needs the project's scorer: {error}") from None
+    check_output_dir(config)
 
     accelerator = Accelerator(
         gradient_accumulation_plugin=GradientAccumulationPlugin(
@@ -99,28 +112,80 @@ def train(config: TrainConfig) -> TrainResult:
         log_with=config.trackers() or None,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
         step_scheduler_with_optimizer=False,
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=config.ddp_timeout))],
     )
     _setup_logging(accelerator, config.log_level)
     if recorded is not None and recorded.num_processes != accelerator.num_processes:
         raise ConfigError(f"cannot resume from {resume_from}: it ran on {recorded.num_processes} process(es), this run "
                           f"has {accelerator.num_processes} (the data order and random states depend on it)")
-    _fill_deepspeed_auto_values(accelerator, config)
-    set_seed(config.seed)
     model_config = load_model_config(config.model_name)
     tokenizer = load_tokenizer(config.model_name)
     encoder_decoder = is_encoder_decoder(model_config)
     if encoder_decoder and getattr(model_config, "decoder_start_token_id", None) is None:
         raise ModelError(f"{config.model_name!r} is an encoder-decoder model without a decoder_start_token_id")
-    if config.packing and encoder_decoder:
-        raise ConfigError("--packing needs a decoder-only model; use --group_by_length for encoder-decoder models")
+    if config.packing:
+        if encoder_decoder:
+            raise ConfigError("--packing needs a decoder-only model; use --group_by_length for encoder-decoder models")
+        check_packing_supported(model_config)
+    sharded = _is_sharded(accelerator)
+
+    created = not output_dir.exists()
+    try:
+        with RunLock(output_dir, "training/train.py") if accelerator.is_main_process else nullcontext():
+            return _train(accelerator, config, output_dir, resume_from, model_config, tokenizer, encoder_decoder,
+                          sharded)
+    finally:
+        if created and accelerator.is_main_process and output_dir.is_dir() and not any(output_dir.iterdir()):
+            output_dir.rmdir()  # a run refused before it wrote anything leaves no folder behind
+
+
+def check_scheduler(config: TrainConfig) -> None:
+    """Build the schedule once on a stand-in optimizer, so that missing or unknown --lr_scheduler_kwargs fail now."""
+    from transformers import get_scheduler
+
+    stand_in = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    try:
+        get_scheduler(config.lr_scheduler, stand_in, num_warmup_steps=1, num_training_steps=10,
+                      scheduler_specific_kwargs=config.scheduler_kwargs())
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"--lr_scheduler {config.lr_scheduler}: {error} (pass the schedule's arguments as "
+                          "--lr_scheduler_kwargs JSON)") from None
+
+
+def check_scorer_available() -> None:
+    """Generation metrics during training need the project's scorer and NLTK's data (METEOR): check them now,
+    not at the first evaluation after hours of training."""
+    try:
+        import evaluation.metrics  # noqa: F401
+        from evaluation.nltk_setup import MissingNLTKDataError, require_nltk_data
+    except ImportError as error:
+        raise ConfigError(f"--eval_generation_examples needs the project's scorer: {error}") from None
+    try:
+        require_nltk_data()
+    except MissingNLTKDataError as error:
+        message = " ".join(line.strip() for line in str(error).splitlines())
+        raise ConfigError(f"--eval_generation_examples: {message}") from None
+
+
+def _train(accelerator, config: TrainConfig, output_dir: Path, resume_from: Path | None, model_config, tokenizer,
+           encoder_decoder: bool, sharded: bool) -> TrainResult:
+    from accelerate.utils import set_seed
+    from transformers import get_scheduler
+
+    task, setting = parse_config_name(config.task)
+    _fill_deepspeed_auto_values(accelerator, config)
+    set_seed(config.seed)
     if config.packing and not any(name in (config.attn_implementation or "") for name in VARIABLE_LENGTH_ATTENTION):
         logger.warning("--packing without a variable-length attention kernel (--attn_implementation "
                        "flash_attention_2, flash_attention_3 or flex_attention) attends through a block-diagonal "
                        "mask over the whole packed row, usually slower than padded batches")
 
-    with accelerator.main_process_first():
+    with accelerator.local_main_process_first():
         splits = build_splits(config, task, tokenizer, encoder_decoder)
-    model = load_model(config, model_config, accelerator.mixed_precision, accelerator.local_process_index)
+    if accelerator.is_main_process:
+        claim_output_dir(config)
+    accelerator.wait_for_everyone()
+    model = load_model(config, model_config, accelerator.mixed_precision, accelerator.local_process_index, sharded)
     keep_target_logits = not encoder_decoder and accepts_logits_to_keep(model)
 
     collator = TrainingCollator(
@@ -130,14 +195,15 @@ def train(config: TrainConfig) -> TrainResult:
         packing=config.packing,
     )
     world = accelerator.num_processes
+    sampler = EpochSampler(
+        len(splits.train), config.seed,
+        lengths=splits.train["length"] if config.group_by_length else None,
+        global_batch_size=config.per_device_train_batch_size * world,
+    )
     train_loader = DataLoader(
         splits.train.select_columns(TRAIN_COLUMNS),
         batch_size=config.per_device_train_batch_size,
-        sampler=EpochSampler(
-            len(splits.train), config.seed,
-            lengths=splits.train["length"] if config.group_by_length else None,
-            global_batch_size=config.per_device_train_batch_size * world,
-        ),
+        sampler=sampler,
         collate_fn=collator,
         generator=torch.Generator().manual_seed(config.seed),  # keeps DataLoader from drawing on the global RNG
     )
@@ -159,7 +225,8 @@ def train(config: TrainConfig) -> TrainResult:
     total_steps = config.max_steps if config.max_steps > 0 else steps_per_epoch * config.num_train_epochs
     warmup = config.warmup_steps or math.ceil(config.warmup_ratio * total_steps)
     optimizer = torch.optim.AdamW(_parameter_groups(model, config.weight_decay), lr=config.learning_rate)
-    scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+    scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps,
+                              scheduler_specific_kwargs=config.scheduler_kwargs())
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
     state = TrainerState(config=config.to_dict(), num_processes=accelerator.num_processes)
@@ -174,14 +241,14 @@ def train(config: TrainConfig) -> TrainResult:
 
     run = _Run(accelerator, config, model, tokenizer, optimizer, scheduler, state, encoder_decoder,
                keep_target_logits, output_dir, splits, validation_loader, generation_loader, total_steps)
-    run.fit(train_loader, micro_batches_per_epoch)
+    run.fit(train_loader, sampler, micro_batches_per_epoch)
 
     record = {**config.to_dict(), "global_step": state.global_step, "best_metric": state.best_metric,
               "best_step": state.best_step}
     final_dir = save_model(accelerator, model, tokenizer, output_dir / "final", record)
     if config.merge_lora:
         if accelerator.is_main_process:
-            export_merged(final_dir, output_dir / "final-merged", record)
+            export_merged_in_clean_process(final_dir, output_dir / "final-merged")
         accelerator.wait_for_everyone()
     if test_loader is not None:
         texts = generate_texts(accelerator, model, tokenizer, test_loader, encoder_decoder, run.max_new_tokens,
@@ -194,12 +261,16 @@ def train(config: TrainConfig) -> TrainResult:
 
 
 def build_splits(config: TrainConfig, task, tokenizer, encoder_decoder: bool) -> Splits:
-    """Load and encode every split the run needs; bad rows raise here, before the model is loaded."""
+    """Load and encode every split the run needs; bad rows raise here, before the model is loaded. The encoded data
+    is saved in the datasets cache (--cache_dir) under longlamp-encoded/, keyed by everything it depends on: the
+    first process of each machine encodes, the others (run after it by `local_main_process_first`) and later runs
+    with the same encoding read it."""
     retriever = config.retriever  # ranked data: only checked against the ranking's retriever
     if config.use_profile and not config.is_ranked:
         from retrieval import get_retriever
 
-        retriever = get_retriever(config.retriever)
+        options = {"model_name": config.retriever_model} if config.retriever == "contriever" else {}
+        retriever = get_retriever(config.retriever, **options)
     encoder = ExampleEncoder(
         task=task,
         tokenizer=tokenizer,
@@ -216,10 +287,16 @@ def build_splits(config: TrainConfig, task, tokenizer, encoder_decoder: bool) ->
         if source is None:
             return None
         rows = load_rows(source, split, config.task, config.data_dir, config.cache_dir, limit)
-        data = encode_dataset(rows, encoder, f"{source} ({split})", with_target=with_target,
-                              skip_long_targets=config.long_targets == "skip",
-                              num_proc=config.preprocessing_num_workers)
-        return data.add_column("row", list(range(len(data))))
+        settings = {name: getattr(config, name) for name in ENCODING_SETTINGS}
+        settings.update(split=split, with_target=with_target, encoder_decoder=encoder_decoder)
+        folder = encoded_cache_dir(config.cache_dir) / f"{split}-{encoding_key(rows, tokenizer, settings)}"
+
+        def encode():
+            data = encode_dataset(rows, encoder, f"{source} ({split})", with_target=with_target,
+                                  skip_long_targets=config.long_targets == "skip", num_proc=config.num_workers)
+            return data.add_column("row", list(range(len(data))))
+
+        return cached_encoding(folder, encode)
 
     validation = encoded(config.validation_data, "validation", config.max_eval_examples)
     generation = None
@@ -243,11 +320,11 @@ class _Run:
         self.encoder_decoder, self.keep_target_logits = encoder_decoder, keep_target_logits
         self.output_dir, self.splits, self.total_steps = output_dir, splits, total_steps
         self.validation_loader, self.generation_loader = validation_loader, generation_loader
-        self.max_new_tokens = config.generation_max_new_tokens or config.max_target_length
-        self.synced_gpus = accelerator.num_processes > 1 and _zero_stage(accelerator) == 3
+        self.max_new_tokens = config.max_new_tokens or config.max_target_length
+        self.synced_gpus = synced_gpus(accelerator)
         self.meter = _Meter()
 
-    def fit(self, train_loader, micro_batches_per_epoch: int) -> None:
+    def fit(self, train_loader, sampler: EpochSampler, micro_batches_per_epoch: int) -> None:
         config, state, accelerator = self.config, self.state, self.accelerator
         progress = tqdm(total=self.total_steps, initial=state.global_step, desc="Training",
                         disable=not accelerator.is_local_main_process)
@@ -258,6 +335,9 @@ class _Run:
 
                 loader = skip_first_batches(train_loader, state.batches_done)
             loader.set_epoch(state.epoch)
+            # The epoch goes to the sampler itself: accelerate's set_epoch searches a fixed depth of wrappers,
+            # and with several processes skip_first_batches puts the sampler one wrapper deeper than it looks.
+            sampler.set_epoch(state.epoch)
             batches = iter(loader)
             while state.global_step < self.total_steps:
                 started = time.perf_counter()
@@ -387,12 +467,28 @@ def _real_tokens(batch: dict, encoder_decoder: bool) -> int:
 
 
 def _parameter_groups(model, weight_decay: float) -> list[dict]:
-    """Trainable parameters, with no weight decay on biases and normalisation weights."""
+    """Trainable parameters, with no weight decay on biases and normalisation weights. Empty groups are left out:
+    DeepSpeed drops them from its optimizer, and a schedule built with them then fails at the first step (LoRA
+    trains no biases or norms)."""
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
             (no_decay if any(part in name.lower() for part in NO_DECAY) else decay).append(parameter)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [group for group in groups if group["params"]]
+
+
+def synced_gpus(accelerator) -> bool | None:
+    """True where generate must be forced to keep every rank stepping (ZeRO-3 on several processes); None
+    elsewhere, so that transformers decides itself (it syncs under FSDP, which an explicit False would hang)."""
+    return True if accelerator.num_processes > 1 and _zero_stage(accelerator) == 3 else None
+
+
+def _is_sharded(accelerator) -> bool:
+    """Whether FSDP or ZeRO-3 shards the parameters (the model is then loaded without a device_map)."""
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type == DistributedType.FSDP or _zero_stage(accelerator) == 3
 
 
 def _zero_stage(accelerator) -> int | None:

@@ -14,6 +14,13 @@ logger = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MIXED_PRECISION_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# Architectures with recurrent (state-space, RWKV, xLSTM) layers: their state runs on across the position-id
+# restarts of a packed row, so packed examples would leak into each other (a tiny Mamba's per-example loss moves
+# by 5.8e-3). model_type values of transformers' configs.
+RECURRENT_MODEL_TYPES = frozenset({
+    "mamba", "mamba2", "falcon_mamba", "jamba", "bamba", "falcon_h1", "zamba", "zamba2", "lfm2", "lfm2_moe",
+    "nemotron_h", "granitemoehybrid", "recurrent_gemma", "rwkv", "xlstm",
+})
 
 
 class ModelError(ValueError):
@@ -48,6 +55,14 @@ def is_encoder_decoder(model_config) -> bool:
     return bool(getattr(model_config, "is_encoder_decoder", False))
 
 
+def check_packing_supported(model_config) -> None:
+    """--packing needs every layer to restart at the position-id boundaries; refuse recurrent and hybrid models."""
+    if model_config.model_type in RECURRENT_MODEL_TYPES:
+        raise ConfigError(f"--packing cannot be used with {model_config.model_type!r} models: their recurrent "
+                          "(state-space) layers carry state from one packed example into the next; drop --packing "
+                          "(padded batches, or --group_by_length for less padding)")
+
+
 def check_quantization_available() -> None:
     """QLoRA needs bitsandbytes and a CUDA GPU; say so before anything else is loaded."""
     if not torch.cuda.is_available():
@@ -59,8 +74,8 @@ def check_quantization_available() -> None:
 def weights_dtype(config: TrainConfig, mixed_precision: str) -> torch.dtype:
     """float32 for trained weights (mixed precision keeps master weights in float32); a frozen LoRA base
     may live in the mixed-precision dtype and save half the memory."""
-    if config.model_dtype != "auto":
-        return DTYPES[config.model_dtype]
+    if config.dtype != "auto":
+        return DTYPES[config.dtype]
     if config.use_lora and mixed_precision in MIXED_PRECISION_DTYPES:
         return MIXED_PRECISION_DTYPES[mixed_precision]
     return torch.float32
@@ -77,8 +92,22 @@ def lora_target_modules(spec: str, model_type: str) -> list[str] | str:
     return [name.strip() for name in spec.split(",") if name.strip()]
 
 
-def load_model(config: TrainConfig, model_config, mixed_precision: str, device_index: int = 0):
-    """The model ready for training: gradient checkpointing, 4-bit base and LoRA adapter as configured."""
+def quantization_kwargs(dtype: torch.dtype, mixed_precision: str, sharded: bool, device_index: int = 0) -> dict:
+    """`from_pretrained` arguments of a QLoRA base: 4-bit NF4 with double quantisation. Sharded (FSDP, ZeRO-3)
+    the packed 4-bit weights are stored in the other weights' dtype, so that they flatten and shard with them, and
+    no device_map is given (the sharding places them); otherwise the whole base goes on this process's GPU."""
+    from transformers import BitsAndBytesConfig
+
+    options = dict(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                   bnb_4bit_compute_dtype=MIXED_PRECISION_DTYPES.get(mixed_precision, torch.float32))
+    if sharded:
+        return {"quantization_config": BitsAndBytesConfig(**options, bnb_4bit_quant_storage=dtype)}
+    return {"quantization_config": BitsAndBytesConfig(**options), "device_map": {"": device_index}}
+
+
+def load_model(config: TrainConfig, model_config, mixed_precision: str, device_index: int = 0, sharded: bool = False):
+    """The model ready for training: gradient checkpointing, 4-bit base and LoRA adapter as configured; `sharded`
+    says that FSDP or ZeRO-3 will shard the parameters."""
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     encoder_decoder = is_encoder_decoder(model_config)
@@ -87,14 +116,7 @@ def load_model(config: TrainConfig, model_config, mixed_precision: str, device_i
     if config.attn_implementation:
         kwargs["attn_implementation"] = config.attn_implementation
     if config.load_in_4bit:
-        from transformers import BitsAndBytesConfig
-
-        compute_dtype = MIXED_PRECISION_DTYPES.get(mixed_precision, torch.float32)
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=compute_dtype,
-        )
-        kwargs["device_map"] = {"": device_index}
+        kwargs.update(quantization_kwargs(kwargs["dtype"], mixed_precision, sharded, device_index))
     try:
         model = auto_class.from_pretrained(config.model_name, **kwargs)
     except ValueError as error:  # e.g. a config of an architecture that is not a language model

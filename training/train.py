@@ -16,13 +16,15 @@ if __package__ in (None, ""):
     # Run as a script: import the toolkit from the repository root, not from this folder.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from longlamp_cli import run_command  # noqa: E402
 from training.config import parse_args  # noqa: E402
 from training.loop import train  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     train(parse_args(argv))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

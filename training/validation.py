@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from training.checkpoints import write_json_atomic
+from longlamp_runs import write_json_atomic
+
 from training.config import GENERATION_METRICS
 from training.loss import per_example_sums, token_losses
 
@@ -30,8 +31,12 @@ def validation_loss(accelerator, model, loader, is_encoder_decoder: bool, keep_t
 
 @torch.no_grad()
 def generate_texts(accelerator, model, tokenizer, loader, is_encoder_decoder: bool, max_new_tokens: int,
-                   num_beams: int = 1, synced_gpus: bool = False) -> dict[int, str]:
-    """Greedy (or beam) generations for the prompts of `loader`, keyed by their `row`."""
+                   num_beams: int = 1, synced_gpus: bool | None = None) -> dict[int, str]:
+    """Greedy (or beam) generations for the prompts of `loader`, keyed by their `row`.
+
+    `synced_gpus` is passed only when given: left out, transformers decides itself (it syncs under FSDP and
+    ZeRO-3 with several processes, which an explicit False would override and hang).
+    """
     model.eval()
     generator = accelerator.unwrap_model(model)
     texts: dict[int, str] = {}
@@ -43,13 +48,18 @@ def generate_texts(accelerator, model, tokenizer, loader, is_encoder_decoder: bo
             num_beams=num_beams,
             do_sample=False,
             pad_token_id=tokenizer.pad_token_id,
-            synced_gpus=synced_gpus,
+            **generation_sync(synced_gpus),
         )
         new_tokens = output if is_encoder_decoder else output[:, batch["input_ids"].shape[1]:]
         decoded = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         pairs = list(zip(batch["row"].tolist(), decoded))
         texts.update(accelerator.gather_for_metrics(pairs, use_gather_object=True))
     return texts
+
+
+def generation_sync(synced_gpus: bool | None) -> dict:
+    """The `synced_gpus` argument of `generate`, only where it must be forced."""
+    return {} if synced_gpus is None else {"synced_gpus": synced_gpus}
 
 
 def score_texts(predictions: list[str], references: list[str]) -> dict[str, float]:
