@@ -51,6 +51,10 @@ def test_older_names_are_aliases_in_flags_and_config_files(tmp_path):
                          "--max_prompt_tokens", "300"])
     assert (config.model_name, config.dtype, config.max_new_tokens, config.num_workers, config.max_prompt_length) == \
         ("m", "bfloat16", 7, 2, 300)
+    base = ["--train_data", CONFIG, "--output_dir", "o", "--model_name", "m"]
+    assert parse_args(base + ["--no_use_chat_template"]).use_chat_template is False
+    assert parse_args(base + ["--no-use_chat_template"]).use_chat_template is False
+    assert parse_args(base + ["--use_chat_template"]).use_chat_template is True
     settings = tmp_path / "run.json"
     settings.write_text(json.dumps({"model_addr": "m", "model_dtype": "float16", "preprocessing_num_workers": 3,
                                     "lr_scheduler_kwargs": {"min_lr_rate": 0.1}}))

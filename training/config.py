@@ -279,6 +279,17 @@ def check_type(name: str, value, where: str = "--") -> None:
                       f"{value!r}{hint}")
 
 
+class _Switch(argparse.BooleanOptionalAction):
+    """`--x` / `--no-x` as argparse writes them, and `--no_x`: the project's spelling (`--no_use_chat_template`)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.option_strings += [f"--no_{name[2:]}" for name in option_strings if name.startswith("--")]
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, not option_string.startswith(("--no-", "--no_")))
+
+
 def _help_text(spec) -> str:
     default = spec.default
     shown = "" if "(default:" in spec.metadata["help"] else f" (default: {default})"
@@ -300,7 +311,7 @@ def _parser() -> argparse.ArgumentParser:
         base = spec.type.replace(" | None", "")
         names = [f"--{spec.name}", *aliases[spec.name]]
         if base == "bool":
-            parser.add_argument(*names, dest=spec.name, action=argparse.BooleanOptionalAction, help=_help_text(spec))
+            parser.add_argument(*names, dest=spec.name, action=_Switch, help=_help_text(spec))
         else:
             parser.add_argument(*names, dest=spec.name, type=_TYPES[base], help=_help_text(spec),
                                 choices=choices.get(spec.name), metavar=None if spec.name in choices else base.upper())

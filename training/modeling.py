@@ -123,7 +123,8 @@ def load_model(config: TrainConfig, model_config, mixed_precision: str, device_i
         raise ModelError(f"{config.model_name!r} cannot be loaded as {auto_class.__name__}: {error}") from None
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if config.load_in_4bit:
+    sharded_4bit = config.load_in_4bit and sharded
+    if config.load_in_4bit and not sharded:  # (sharded, as trl does: it would upcast norms, breaking one dtype)
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing,
@@ -139,7 +140,8 @@ def load_model(config: TrainConfig, model_config, mixed_precision: str, device_i
             target_modules=lora_target_modules(config.lora_target_modules, model_config.model_type),
         )
         try:
-            model = get_peft_model(model, lora)
+            # Sharded QLoRA keeps the adapter in the base's dtype: FSDP flattens parameters of one dtype.
+            model = get_peft_model(model, lora, autocast_adapter_dtype=not sharded_4bit)
         except ValueError as error:  # peft names the target modules it could not find
             raise ConfigError(f"--lora_target_modules: {error}") from None
         trainable, total = model.get_nb_trainable_parameters()
