@@ -121,7 +121,7 @@ def run_ours(args, workdir: Path, packing: bool) -> dict:
         per_device_train_batch_size=args.batch_size, num_train_epochs=args.epochs, learning_rate=args.learning_rate,
         seed=args.seed, packing=packing, use_lora=args.use_lora, mixed_precision=args.mixed_precision,
         attn_implementation=args.attn_implementation, logging_steps=total_steps, save_steps=total_steps,
-        report_to="none", log_level="warning",
+        report_to="none", log_level="warning", overwrite_output_dir=True,  # each round trains afresh
     )
     result = train(config)
     (summary,) = [entry for entry in result.state.history if "loss" in entry]

@@ -204,6 +204,15 @@ def fsdp_one_process(work: Path, device: str) -> str:
     return f"trained and saved whole: {len(final)} tensors in final/"
 
 
+@check("qlora_fsdp_one_process", needs=("datasets", "bitsandbytes"), timeout=300)
+def qlora_fsdp_one_process(work: Path, device: str) -> str:
+    config = train_config(work, "qlora-fsdp", mixed_precision="bf16", use_lora=True, load_in_4bit=True)
+    launch("fsdp.yaml", flags(config), timeout=280)
+    if not (Path(config.output_dir) / "final" / "adapter_model.safetensors").is_file():
+        raise AssertionError("no adapter in final/")
+    return "4-bit base stored in bfloat16, sharded by FSDP: trained and saved the adapter"
+
+
 @check("zero3_merge_lora", needs=("datasets", "deepspeed"), timeout=420)
 def zero3_merge_lora(work: Path, device: str) -> str:
     import torch

@@ -61,6 +61,9 @@ def test_older_names_are_aliases_in_flags_and_config_files(tmp_path):
     config = parse_args(["--config", str(settings), "--train_data", CONFIG, "--output_dir", "o"])
     assert (config.model_name, config.dtype, config.num_workers) == ("m", "float16", 3)
     assert config.scheduler_kwargs() == {"min_lr_rate": 0.1}
+    # A run recorded before the rename names the setting by its older name: still compared.
+    recorded = {name: value for name, value in config.to_dict().items() if name != "dtype"}
+    assert config.changes_from({**recorded, "model_dtype": "bfloat16"}) == {"dtype": ("bfloat16", "float16")}
     settings.write_text(json.dumps({"model_addr": "m", "model_name": "n"}))
     with pytest.raises(ConfigError, match="model_addr and model_name name the same setting"):
         load_config_file(settings)
@@ -140,6 +143,8 @@ def test_an_output_dir_holding_another_run_is_refused_unless_overwritten(tiny_ll
         "--overwrite_output_dir" in line
     assert (run / "final" / "model.safetensors").read_bytes() == final  # untouched
 
+    line = refused(first, capsys)  # the same run, started again beside its checkpoints
+    assert "holds checkpoints of this run: pass --resume_from_checkpoint latest" in line
     reset_accelerate()
     train(parse_args(first + ["--resume_from_checkpoint", "latest"]))  # the same run: resuming stays allowed
 
@@ -192,7 +197,7 @@ def test_encoded_data_is_saved_once_and_reused_by_the_same_settings(tiny_llama, 
         assert len([r for r in caplog.records if r.getMessage().startswith("encoded ")]) == 2
         caplog.clear()
         reset_accelerate()
-        train(parse_args(flags))
+        train(parse_args(flags + ["--resume_from_checkpoint", "latest"]))
     assert not [r for r in caplog.records if r.getMessage().startswith("encoded ")]
     assert len([r for r in caplog.records if "reusing the encoded data" in r.getMessage()]) == 2
     cache = tmp_path / "datasets-cache" / "longlamp-encoded"

@@ -233,7 +233,9 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def changes_from(self, other: dict) -> dict[str, tuple]:
-        """Settings that differ from a recorded run's and would make a resumed run a different run."""
+        """Settings that differ from a recorded run's and would make a resumed run a different run (a record written
+        before a setting was renamed names it by its older name)."""
+        other = {ALIASES.get(name, name): value for name, value in other.items()}
         return {
             name: (other.get(name), value)
             for name, value in self.to_dict().items()

@@ -50,6 +50,10 @@ def check_output_dir(config: TrainConfig) -> None:
         listed = ", ".join(f"{name}: {old!r} -> {new!r}" for name, (old, new) in sorted(changes.items()))
         raise RunFolderError(f"--output_dir {folder} holds another run ({listed}); choose another folder, or pass "
                              "--overwrite_output_dir to replace its outputs")
+    if config.resume_from_checkpoint is None and list_checkpoints(folder):
+        # Starting again beside them would mix two attempts' checkpoints (and prune the new ones first).
+        raise RunFolderError(f"--output_dir {folder} holds checkpoints of this run: pass --resume_from_checkpoint "
+                             "latest to continue it, or --overwrite_output_dir to start it again")
 
 
 def claim_output_dir(config: TrainConfig) -> None:
