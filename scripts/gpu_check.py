@@ -312,8 +312,8 @@ def contriever_cuda_vs_cpu(work: Path, device: str) -> str:
 
     texts = ["a short text", "a somewhat longer text about hiking in the mountains", "chess", "weather " * 40]
     vectors = {}
-    for name, options in (("cpu", dict(device="cpu", dtype="float32")), ("cuda32", dict(device="cuda", dtype="float32")),
-                          ("cuda16", dict(device="cuda"))):
+    for name, options in (("cpu", dict(device="cpu", dtype="float32")),
+                          ("cuda32", dict(device="cuda", dtype="float32")), ("cuda16", dict(device="cuda"))):
         retriever = DenseRetriever(model_name=str(tiny_encoder(work)), cache_dir=work / f"embeddings-{name}", **options)
         vectors[name] = retriever.embed(texts)
     full = np.abs(vectors["cuda32"] - vectors["cpu"]).max()

@@ -74,7 +74,8 @@ def test_the_training_runs_it_launches_parse_as_train_py_flags(gpu_check, tmp_pa
 def test_backends_are_compared_through_evaluate_llm(gpu_check, tmp_path, tiny_chat_llama):
     pytest.importorskip("datasets")
     hf = gpu_check.evaluate_llm(tmp_path, "hf", tiny_chat_llama, "transformers")
-    assert len(hf) == 4 and gpu_check.compare_backends(hf, dict(hf)) == "4 greedy predictions identical on both backends"
+    assert len(hf) == 4
+    assert gpu_check.compare_backends(hf, dict(hf)) == "4 greedy predictions identical on both backends"
     first = next(iter(hf))
     with pytest.raises(AssertionError, match=f"{first}: first divergence at character 0"):
         gpu_check.compare_backends(hf, {**hf, first: "\u2603" + hf[first]})

@@ -10,7 +10,6 @@ import json
 import re
 from collections import defaultdict
 
-import pytest
 from test_train_support import (
     accelerate_launch,
     assert_same_weights,

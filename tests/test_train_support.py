@@ -34,7 +34,8 @@ def run_flags(model: Path, output_dir: Path, train: Path, validation: Path | Non
     datasets cache (where encoded data is kept) is beside the output folder, in the test's own folder."""
     flags = {
         "task": CONFIG, "train_data": train, "validation_data": validation, "model_name": model,
-        "output_dir": output_dir, "cache_dir": Path(output_dir).parent / "datasets-cache", "max_steps": 3, "per_device_train_batch_size": 2, "learning_rate": 3e-3,
+        "output_dir": output_dir, "cache_dir": Path(output_dir).parent / "datasets-cache", "max_steps": 3,
+        "per_device_train_batch_size": 2, "learning_rate": 3e-3,
         "logging_steps": 1, "max_prompt_length": 128, "max_target_length": 128, "report_to": "none",
         "log_level": "warning",
     }

@@ -106,9 +106,9 @@ class TrainConfig:
     learning_rate: float = _help("peak learning rate", default=5e-5)
     weight_decay: float = _help("AdamW weight decay (not applied to biases and norms)", default=0.0)
     lr_scheduler: str = _help("learning-rate schedule", default="linear")
-    lr_scheduler_kwargs: str | None = _help("JSON object of the schedule's own arguments, e.g. '{\"min_lr_rate\": 0.1}' "
-                                            "for cosine_with_min_lr, '{\"num_decay_steps\": 100}' for "
-                                            "warmup_stable_decay", default=None)
+    lr_scheduler_kwargs: str | None = _help("JSON object of the schedule's own arguments, e.g. "
+                                            "'{\"min_lr_rate\": 0.1}' for cosine_with_min_lr, "
+                                            "'{\"num_decay_steps\": 100}' for warmup_stable_decay", default=None)
     warmup_steps: int = _help("warm-up optimizer steps (wins over --warmup_ratio)", default=0)
     warmup_ratio: float = _help("warm-up as a fraction of all optimizer steps", default=0.0)
     num_train_epochs: int = _help("passes over the training data", default=3)
