@@ -26,8 +26,8 @@ def gpu_check():
     return module
 
 
-def run_script(*args) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHON": sys.executable}
+def run_script(*args, **env) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHON": sys.executable, **env}
     return subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), *args], cwd=REPO, env=environment,
                           capture_output=True, text=True, timeout=600)
 
@@ -41,8 +41,13 @@ def test_without_a_gpu_every_check_skips_with_a_reason_and_the_script_succeeds(g
     assert any("vllm not installed" in line for line in lines) == (importlib.util.find_spec("vllm") is None)
 
 
-def test_a_check_runs_in_its_own_process_and_reports_one_line(tmp_path):
-    done = run_script("--device", "cpu", "--only", "packed_vs_padded,bf16_training", "--work", str(tmp_path))
+def test_a_check_runs_in_its_own_process_and_needs_only_its_own_packages(tmp_path):
+    # As on the lent GPU machine, which has no datasets: the checks that do not need it still run.
+    hidden = tmp_path / "hidden" / "datasets"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('datasets is hidden')\n")
+    done = run_script("--device", "cpu", "--only", "packed_vs_padded,bf16_training", "--work", str(tmp_path),
+                      PYTHONPATH=str(hidden.parent))
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         done.stdout.splitlines()[0], "SKIP bf16_training: needs a CUDA GPU (not run with --device cpu)"]

@@ -16,12 +16,13 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
-
-import datasets
+from typing import TYPE_CHECKING, Mapping
 
 from longlamp_prompts import PromptBudgetError, PromptBuilder
 from longlamp_tasks import Task
+
+if TYPE_CHECKING:  # imported where used: the collator and the loss need no datasets
+    import datasets
 
 IGNORE_INDEX = -100
 REPO = Path(__file__).resolve().parent.parent
@@ -153,9 +154,11 @@ def encode_dataset(
 
 def encoding_key(rows: datasets.Dataset, tokenizer, settings: Mapping) -> str:
     """A digest of everything encoded rows depend on: the rows, the encoding settings, the tokenizer, the code."""
+    from datasets.fingerprint import Hasher
+
     digest = hashlib.sha256()
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    vocabulary = backend.to_str() if backend is not None else datasets.fingerprint.Hasher.hash(tokenizer)
+    vocabulary = backend.to_str() if backend is not None else Hasher.hash(tokenizer)
     digest.update(json.dumps({
         "rows": rows._fingerprint, "settings": dict(settings), "tokenizer": vocabulary,
         "special_tokens": tokenizer.special_tokens_map, "chat_template": getattr(tokenizer, "chat_template", None),
@@ -169,12 +172,16 @@ def encoding_key(rows: datasets.Dataset, tokenizer, settings: Mapping) -> str:
 
 def encoded_cache_dir(cache_dir: str | None) -> Path:
     """Where encoded data is kept: longlamp-encoded/ in the datasets cache (--cache_dir, else datasets' default)."""
+    import datasets
+
     return Path(cache_dir or datasets.config.HF_DATASETS_CACHE) / "longlamp-encoded"
 
 
 def cached_encoding(folder: Path, encode) -> datasets.Dataset:
     """The encoded data saved in `folder`, or `encode()` saved there first (under a temporary name, renamed when
     whole), so that the other processes of a run, and the run's restarts, read it instead of encoding again."""
+    import datasets
+
     if (folder / "state.json").is_file():
         logger.info("reusing the encoded data in %s", folder)
         return datasets.load_from_disk(str(folder))
