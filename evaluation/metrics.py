@@ -193,7 +193,7 @@ def scoring_settings(metrics: Sequence[str], rouge_backend: str) -> dict:
         }
     if "meteor" in metrics:
         settings["meteor"] = {
-            "implementation": "nltk meteor_score on nltk.word_tokenize tokens, stems and synsets cached per word",
+            "implementation": meteor.IMPLEMENTATION,
             "alpha": meteor.ALPHA, "beta": meteor.BETA, "gamma": meteor.GAMMA, "wordnet": "3.0",
         }
     if "sacrebleu" in metrics:
