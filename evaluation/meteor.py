@@ -20,6 +20,8 @@ word_tokenize's, produced without NLTK's per-call regex timer (see word_tokens.p
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 from typing import Sequence
 
@@ -27,6 +29,7 @@ import numpy as np
 from nltk.corpus import wordnet
 from nltk.corpus.reader.wordnet import WordNetCorpusReader
 from nltk.stem.porter import PorterStemmer
+from nltk.translate.meteor_score import single_meteor_score
 
 from evaluation.nltk_setup import require_nltk_data
 from evaluation.word_tokens import fast_path_usable, word_tokenize
@@ -38,6 +41,16 @@ IMPLEMENTATION = (
     "synonym sets cached per word, on nltk.word_tokenize tokens; bit-identical to nltk (parity-tested)"
 )
 
+# (hypothesis, reference) token pairs through every stage and tie-break: repeats, stems, synonyms, empty sides.
+PROBES = (
+    ([], ["a"]),
+    (["a"], []),
+    (["the", "the", "cat", "the"], ["the", "cat", "the", "the", "mat"]),
+    (["Running", "ran", "houses", "car", "big"], ["run", "house", "auto", "large", "running", "big"]),
+    (["good", "well", "good", "fine", "."], ["well", "good", "right", "well", "fine", "!"]),
+)
+
+logger = logging.getLogger(__name__)
 _STEMMER = PorterStemmer()  # NLTK's default stemmer for meteor_score, same mode (NLTK_EXTENSIONS)
 # One cache per process: worker processes inherit the parent's when forked, or build their own.
 _stems: dict[str, str] = {}
@@ -153,13 +166,27 @@ def warm_up() -> None:
     require_nltk_data()
     wordnet.synsets("warm")
     fast_path_usable()  # loads Punkt and checks the tokenizer once
+    matches_nltk()
+
+
+@functools.lru_cache(maxsize=None)
+def matches_nltk() -> bool:
+    """Whether single_meteor equals this NLTK's single_meteor_score on PROBES (checked once per process): a
+    future NLTK that changes its algorithm makes meteor_scores fall back to NLTK itself, as evaluate would."""
+    expected = [single_meteor_score(r, h, alpha=ALPHA, beta=BETA, gamma=GAMMA) for h, r in PROBES]
+    if [single_meteor(r, h) for h, r in PROBES] == expected:
+        return True
+    logger.warning("evaluation.meteor disagrees with this NLTK's meteor_score on a probe: using NLTK's function")
+    return False
 
 
 def meteor_scores(predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
     """Per-sample METEOR of each prediction against its one reference (0.0 when either side is empty)."""
     require_nltk_data()
+    score = single_meteor if matches_nltk() else functools.partial(
+        single_meteor_score, alpha=ALPHA, beta=BETA, gamma=GAMMA)
     return np.array(
-        [single_meteor(word_tokenize(reference), word_tokenize(prediction))
+        [score(word_tokenize(reference), word_tokenize(prediction))
          for prediction, reference in zip(predictions, references)],
         dtype=np.float64,
     )

@@ -123,3 +123,14 @@ def test_lowercase_needles_use_only_letters_without_unicode_case_folds():
     for engine in (re, __import__("regex")):
         found = set(engine.findall("(?i)[" + "".join(letters) + "]", every_character))
         assert found == set(letters) | {c.upper() for c in letters}, engine.__name__
+
+
+def test_meteor_that_disagrees_with_nltk_is_not_used(monkeypatch):
+    monkeypatch.setattr(meteor, "single_meteor", lambda reference, hypothesis: 0.5)
+    meteor.matches_nltk.cache_clear()
+    try:
+        assert not meteor.matches_nltk()
+        expected = nltk_meteor(nltk.word_tokenize("the cat sat"), nltk.word_tokenize("a cat sat"))
+        assert meteor.meteor_scores(["a cat sat"], ["the cat sat"]).tolist() == [expected]
+    finally:
+        meteor.matches_nltk.cache_clear()
