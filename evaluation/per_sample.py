@@ -58,33 +58,44 @@ def write(path: str | os.PathLike, records: Sequence[dict]) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def read(path: str | os.PathLike) -> tuple[list[str], list[str | None], dict[str, np.ndarray]]:
-    """(ids, users, {metric: scores}) of a per-sample file; every line must have the same metric columns."""
-    ids, users, columns, names = [], [], {}, None
+def _records(path: str | os.PathLike) -> list:
+    """The file's lines parsed as JSON: in one call when the file is valid, else line by line to name the line."""
     try:
-        handle = open(path, encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise PerSampleFileError(f"{path}: cannot read the file ({error.strerror})") from None
-    with handle:
-        for number, line in enumerate(handle, 1):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise PerSampleFileError(f"{path}, line {number}: invalid JSON ({error.msg})") from None
-            if not isinstance(record, dict) or not isinstance(record.get("id"), str):
-                raise PerSampleFileError(f"{path}, line {number}: expected an object with a string \"id\"")
-            metrics = [key for key in record if key not in FIXED_FIELDS]
-            if names is None:
-                names, columns = metrics, {name: [] for name in metrics}
-            elif metrics != names:
-                raise PerSampleFileError(f"{path}, line {number}: metrics {metrics}, but line 1 has {names}")
-            for name in names:
-                value = record[name]
-                if not isinstance(value, (int, float)) or isinstance(value, bool):
-                    raise PerSampleFileError(f"{path}, line {number}: {name} is {value!r}, expected a number")
-                columns[name].append(value)
-            ids.append(record["id"])
-            users.append(record.get("user"))
-    if not ids:
+    except UnicodeDecodeError:
+        raise PerSampleFileError(f"{path}: not UTF-8 text") from None
+    lines = text.splitlines()
+    try:
+        return json.loads("[" + ",".join(lines) + "]")
+    except json.JSONDecodeError:
+        pass
+    for number, line in enumerate(lines, 1):
+        try:
+            json.loads(line)
+        except json.JSONDecodeError as error:
+            raise PerSampleFileError(f"{path}, line {number}: invalid JSON ({error.msg})") from None
+    raise PerSampleFileError(f"{path}: not one JSON object per line")
+
+
+def read(path: str | os.PathLike) -> tuple[list[str], list[str | None], dict[str, np.ndarray]]:
+    """(ids, users, {metric: scores}) of a per-sample file; every line must have the same metric columns."""
+    records = _records(path)
+    if not records:
         raise PerSampleFileError(f"{path}: no examples")
-    return ids, users, {name: np.asarray(values, dtype=np.float64) for name, values in columns.items()}
+    names = None
+    for number, record in enumerate(records, 1):
+        if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+            raise PerSampleFileError(f"{path}, line {number}: expected an object with a string \"id\"")
+        metrics = [key for key in record if key not in FIXED_FIELDS]
+        if names is None:
+            names = metrics
+        elif metrics != names:
+            raise PerSampleFileError(f"{path}, line {number}: metrics {metrics}, but line 1 has {names}")
+        for name in names:
+            value = record[name]
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise PerSampleFileError(f"{path}, line {number}: {name} is {value!r}, expected a number")
+    columns = {name: np.array([record[name] for record in records], dtype=np.float64) for name in names}
+    return [r["id"] for r in records], [r.get("user") for r in records], columns
