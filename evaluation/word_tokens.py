@@ -7,7 +7,8 @@ composition (Punkt sentences, then NLTKWordTokenizer on each sentence) with the 
 compiled again from their source and flags by the same engine (`regex`), without the timer: the same matches,
 so the same tokens; only an input pathological for those patterns would run long instead of raising. A
 substitution is skipped when the sentence lacks every character its pattern needs (NEEDLES): it would return
-the sentence unchanged, and most of the thirty patterns need punctuation that most sentences lack.
+the sentence unchanged, and most of the thirty patterns need punctuation that most sentences lack. Punkt, which
+splits the sentences, runs with its patterns untimed in the same way (the English parameters sent_tokenize loads).
 
 The equality is checked once per process on PROBES (the fast path is used only if it agrees with
 `nltk.word_tokenize`) and on hundreds of generated texts by tests/test_metrics_parity.py. Without nltk.redos
@@ -20,7 +21,6 @@ import functools
 import logging
 
 import nltk
-from nltk.tokenize import sent_tokenize
 from nltk.tokenize.destructive import NLTKWordTokenizer
 
 logger = logging.getLogger(__name__)
@@ -131,9 +131,40 @@ def _tokenize_sentence(text: str) -> list[str]:
     return text.split()
 
 
+@functools.lru_cache(maxsize=None)
+def _untimed_punkt():
+    """The PunktTokenizer that sent_tokenize uses (English parameters), its patterns without the timer: the
+    language variables' cached patterns and the token class's pattern attributes, compiled again untimed."""
+    from nltk.tokenize import punkt
+
+    class LanguageVars(punkt.PunktLanguageVars):
+        __slots__ = ()
+        re_boundary_realignment = _without_timer(punkt.PunktLanguageVars.re_boundary_realignment)
+
+    non_punct = _without_timer(punkt._re_non_punct)
+
+    class Token(punkt.PunktToken):
+        __slots__ = ()
+        _RE_ELLIPSIS = _without_timer(punkt.PunktToken._RE_ELLIPSIS)
+        _RE_NUMERIC = _without_timer(punkt.PunktToken._RE_NUMERIC)
+        _RE_INITIAL = _without_timer(punkt.PunktToken._RE_INITIAL)
+        _RE_ALPHA = _without_timer(punkt.PunktToken._RE_ALPHA)
+
+        @property
+        def is_non_punct(self):  # the module-level pattern PunktToken reads, untimed
+            return non_punct.search(self.type)
+
+    language_vars = LanguageVars()
+    language_vars._re_word_tokenizer = _without_timer(language_vars._word_tokenizer_re())  # the caches it reads
+    language_vars._re_period_context = _without_timer(language_vars.period_context_re())
+    tokenizer = punkt.PunktTokenizer("english")
+    tokenizer._lang_vars, tokenizer._Token = language_vars, Token
+    return tokenizer
+
+
 def _fast_word_tokenize(text: str) -> list[str]:
-    """word_tokenize's own composition, with the untimed word tokenizer."""
-    return [token for sentence in sent_tokenize(text) for token in _tokenize_sentence(sentence)]
+    """word_tokenize's own composition, with the untimed sentence and word tokenizers."""
+    return [token for sentence in _untimed_punkt().tokenize(text) for token in _tokenize_sentence(sentence)]
 
 
 @functools.lru_cache(maxsize=None)

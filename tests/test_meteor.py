@@ -134,3 +134,13 @@ def test_meteor_that_disagrees_with_nltk_is_not_used(monkeypatch):
         assert meteor.meteor_scores(["a cat sat"], ["the cat sat"]).tolist() == [expected]
     finally:
         meteor.matches_nltk.cache_clear()
+
+
+def test_untimed_punkt_splits_sentences_as_sent_tokenize():
+    texts = [t for pair in TEXT_CASES for t in pair] + [
+        "Dr. J. R. R. Tolkien wrote it in 1954. It sold well... Really? Yes! See p. 3.5 of vol. 2.",
+        "He said \"stop.\" Then he left. (It was late.) [Noted.] The U.S. economy grew 3.5% in Q1. OK.",
+        "no capital after period. next one starts lower. 12. numbered items. ... and an ellipsis",
+    ]
+    for text in texts:
+        assert word_tokens._untimed_punkt().tokenize(text) == nltk.sent_tokenize(text), text
