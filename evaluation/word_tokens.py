@@ -174,8 +174,12 @@ def fast_path_usable() -> bool:
         from nltk import redos  # noqa: F401
     except ImportError:
         return False
-    if all(_fast_word_tokenize(text) == nltk.word_tokenize(text) for text in PROBES):
-        return True
+    try:
+        if all(_fast_word_tokenize(text) == nltk.word_tokenize(text) for text in PROBES):
+            return True
+    except AttributeError as error:  # an NLTK whose Punkt or tokenizer internals moved
+        logger.warning("the untimed tokenizer cannot be built on this NLTK (%s): using word_tokenize", error)
+        return False
     logger.warning("the untimed word tokenizer disagrees with nltk.word_tokenize on a probe: using word_tokenize")
     return False
 
