@@ -12,7 +12,7 @@ Per prediction:
 - `style_rank`: the share of other users' author vectors that are farther from the prediction than its own
   (1: closer to its author than to anyone else; 0.5: as close as a random author).
 
-The calibration needs at least two users. Embedding similarity measures topic as much as style: read the
+The calibration needs at least two users with profile texts; a user without any scores NaN (use np.nanmean). Embedding similarity measures topic as much as style: read the
 numbers beside ROUGE and METEOR, never instead of them.
 """
 
@@ -33,38 +33,40 @@ def _normalised(vectors: np.ndarray) -> np.ndarray:
 
 
 def author_vectors(encoder: DenseRetriever, profiles: Mapping[Hashable, Sequence[str]]) -> dict:
-    """{user: normalised mean of the user's normalised profile-text vectors}; every user needs a text."""
-    empty = [user for user, texts in profiles.items() if not [t for t in texts if t.strip()]]
-    if empty:
-        raise ValueError(f"{len(empty)} user(s) without profile texts, e.g. {empty[:3]}: no author vector")
-    texts = list(dict.fromkeys(t for texts in profiles.values() for t in texts if t.strip()))
+    """{user: normalised mean of the user's normalised profile-text vectors}, for users with a non-blank text."""
+    kept = {user: [t for t in texts if t.strip()] for user, texts in profiles.items()}
+    kept = {user: texts for user, texts in kept.items() if texts}
+    texts = list(dict.fromkeys(t for texts in kept.values() for t in texts))
+    if not texts:
+        return {}
     row = {text: i for i, text in enumerate(texts)}
     vectors = _normalised(encoder.embed(texts).astype(np.float64))
-    return {user: _normalised(vectors[[row[t] for t in texts if t.strip()]].mean(axis=0))
-            for user, texts in profiles.items()}
+    return {user: _normalised(vectors[[row[t] for t in texts]].mean(axis=0)) for user, texts in kept.items()}
 
 
 def style_scores(encoder: DenseRetriever, predictions: Sequence[str], users: Sequence[Hashable],
                  profiles: Mapping[Hashable, Sequence[str]]) -> dict[str, np.ndarray]:
-    """Per-sample style scores ({name: array} for each of METRICS) of each prediction against its user."""
+    """Per-sample style scores ({name: array} for each of METRICS) of each prediction against its user; NaN for
+    a user without profile texts (no author vector), who is also left out of the others' calibration."""
     if len(predictions) != len(users):
         raise ValueError(f"{len(predictions)} predictions but {len(users)} users")
     missing = sorted({str(u) for u in users if u not in profiles})
     if missing:
         raise ValueError(f"no profile for {len(missing)} user(s), e.g. {missing[:3]}")
-    if len(profiles) < 2:
-        raise ValueError("style similarity is calibrated against other users' texts: it needs at least two users")
     authors = author_vectors(encoder, profiles)
+    if len(authors) < 2:
+        raise ValueError("style similarity is calibrated against other users' texts: it needs at least two users "
+                         f"with profile texts, got {len(authors)}")
     names = list(authors)
-    matrix = np.stack([authors[name] for name in names])  # (users, dim)
     index = {name: i for i, name in enumerate(names)}
-    own_row = np.array([index[u] for u in users])
-    cosines = _normalised(encoder.embed(list(predictions)).astype(np.float64)) @ matrix.T  # (predictions, users)
-    own = cosines[np.arange(len(predictions)), own_row]
-    others = (cosines.sum(axis=1) - own) / (len(names) - 1)
-    farther = (cosines < own[:, None]).sum(axis=1)  # own column is never below itself
+    cosines = _normalised(encoder.embed(list(predictions)).astype(np.float64)) @ np.stack(list(authors.values())).T
+    scored = np.array([u in index for u in users])
+    own = np.full(len(predictions), np.nan)
+    own[scored] = cosines[np.flatnonzero(scored), [index[u] for u in users if u in index]]
+    others = np.where(scored, (cosines.sum(axis=1) - np.nan_to_num(own)) / (len(names) - 1), np.nan)
+    farther = (cosines < own[:, None]).sum(axis=1)  # its own column is never below itself; NaN compares False
     return {"style_own": own, "style_others": others, "style_gain": own - others,
-            "style_rank": farther / (len(names) - 1)}
+            "style_rank": np.where(scored, farther / (len(names) - 1), np.nan)}
 
 
 def profiles_from_examples(task, examples: Sequence[Mapping]) -> dict[str, list[str]]:

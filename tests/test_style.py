@@ -56,8 +56,16 @@ def test_style_needs_two_users_and_every_users_profile(encoder):
         style.style_scores(encoder, ["cats"], ["ann"], {"ann": PROFILES["ann"]})
     with pytest.raises(ValueError, match="no profile for 1 user"):
         style.style_scores(encoder, ["cats"], ["zed"], PROFILES)
-    with pytest.raises(ValueError, match="without profile texts"):
-        style.style_scores(encoder, ["cats"], ["ann"], {**PROFILES, "dan": ["  "]})
+    with pytest.raises(ValueError, match="at least two users with profile texts, got 1"):
+        style.style_scores(encoder, ["cats"], ["ann"], {"ann": PROFILES["ann"], "dan": ["  "]})
+
+
+def test_a_user_without_profile_texts_scores_nan_and_is_no_calibration_author(encoder):
+    found = style.style_scores(encoder, ["cats tea", "cats tea"], ["dan", "ann"], {**PROFILES, "dan": []})
+    assert all(np.isnan(found[name][0]) for name in style.METRICS)
+    reference = style.style_scores(encoder, ["cats tea"], ["ann"], PROFILES)
+    for name in style.METRICS:
+        assert found[name][1] == reference[name][0], name
 
 
 def test_profiles_come_from_the_tasks_corpus_texts():
