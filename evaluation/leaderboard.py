@@ -21,7 +21,6 @@ import base64
 import csv
 import hashlib
 import html
-import io
 import json
 import logging
 import sys

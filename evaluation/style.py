@@ -12,8 +12,9 @@ Per prediction:
 - `style_rank`: the share of other users' author vectors that are farther from the prediction than its own
   (1: closer to its author than to anyone else; 0.5: as close as a random author).
 
-The calibration needs at least two users with profile texts; a user without any scores NaN (use np.nanmean). Embedding similarity measures topic as much as style: read the
-numbers beside ROUGE and METEOR, never instead of them.
+The calibration needs at least two users with profile texts; a user without any scores NaN (average with
+np.nanmean). Embedding similarity measures topic as much as style: read the numbers beside ROUGE and METEOR,
+never instead of them.
 """
 
 from __future__ import annotations

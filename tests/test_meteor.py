@@ -41,7 +41,8 @@ TOKEN_CASES = [
     (["running", "ran", "runs", "run"], ["run", "run", "running", "ran"]),
     (["houses", "home", "house"], ["house", "house", "home", "houses"]),
     (["starts", "begin", "commence"], ["beginning", "started", "start", "begin"]),
-    (["Café", "東京", "straße", "İstanbul", "ſ", "naïve"], ["café", "東京", "strasse", "istanbul", "s", "naive"]),
+    (["Café", "東京", "straße", "İstanbul", "ſ", "naïve"],
+     ["café", "東京", "strasse", "istanbul", "s", "naive"]),
     (["CAR", "Automobile", "auto"], ["automobile", "car", "machine", "Car"]),
     (["good", "well", "good", "fine"], ["well", "good", "right", "well", "fine"]),
 ]
@@ -65,8 +66,10 @@ def random_token_pairs(n: int = 400, seed: int = 0) -> list[tuple[list[str], lis
     """Short pairs over a small synonym-rich vocabulary: each word occurs many times, many ways to match."""
     rng = random.Random(seed)
     words = SYNONYM_RICH + [w.upper() for w in SYNONYM_RICH[:10]] + [".", ",", "'s"]
-    return [([rng.choice(words) for _ in range(rng.randint(0, 30))], [rng.choice(words) for _ in range(rng.randint(0, 30))])
-            for _ in range(n)]
+    def side():
+        return [rng.choice(words) for _ in range(rng.randint(0, 30))]
+
+    return [(side(), side()) for _ in range(n)]
 
 
 def nltk_meteor(reference: list[str], hypothesis: list[str]) -> float:
@@ -118,7 +121,8 @@ def test_every_tokenizer_pattern_but_whitespace_has_needles():
 def test_lowercase_needles_use_only_letters_without_unicode_case_folds():
     """A case-insensitive pattern's needle is looked for in text.lower(): sound only if no character outside
     the needle's ASCII letters matches them under IGNORECASE (as "İ" matches "i" and "ſ" matches "s")."""
-    letters = sorted({c for needles in word_tokens.LOWERCASE_NEEDLES.values() for n in needles for c in n if c.isalpha()})
+    needles = [n for group in word_tokens.LOWERCASE_NEEDLES.values() for n in group]
+    letters = sorted({c for needle in needles for c in needle if c.isalpha()})
     every_character = "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF)
     for engine in (re, __import__("regex")):
         found = set(engine.findall("(?i)[" + "".join(letters) + "]", every_character))
