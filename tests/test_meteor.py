@@ -148,3 +148,21 @@ def test_untimed_punkt_splits_sentences_as_sent_tokenize():
     ]
     for text in texts:
         assert word_tokens._untimed_punkt().tokenize(text) == nltk.sent_tokenize(text), text
+
+
+def test_a_substitution_skipped_for_lack_of_needles_would_not_have_changed_the_text():
+    """Each needle rule checked directly: on random texts over every character the patterns care about, a
+    pattern's substitution leaves unchanged every text that lacks all of its needles."""
+    rng = random.Random(0)
+    alphabet = list("abcdeginmorstwyACDGILMNORSTWY0123456789 .,:;!?'\"`*@#$%&()[]{}<>-") + list("«»“”‘’„‒–—―İſ")
+    alphabet += ["cannot", "CanNot", "d'ye", "gimme", "gonna", "gotta", "lemme", "more'n", "wanna ", "'t", "'T"]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 25))) for _ in range(3000)]
+    steps = [step for step in word_tokens._word_tokenizer_steps() if step is not None and step[2] is not None]
+    checked = 0
+    for pattern, substitution, needles, lower in steps:
+        for text in texts:
+            haystack = text.lower() if lower else text
+            if not any(needle in haystack for needle in needles):
+                assert pattern.sub(substitution, text) == text, (pattern.pattern, text)
+                checked += 1
+    assert checked > 30_000
