@@ -1,9 +1,10 @@
 """Scorer speed: the reference path against evaluation.metrics, on the same generated pairs.
 
 The reference path is what evaluate does: rouge_score's RougeScorer (rouge1, rouge2, rougeL, rougeLsum) and
-NLTK's METEOR, one pair at a time in one process. Ours is `evaluation.metrics.per_sample_scores` (processes,
-cached METEOR look-ups, Rust ROUGE). Every per-sample score must be identical; the script prints both times
-and the ratio, and exits non-zero if any score differs.
+NLTK's METEOR on nltk.word_tokenize tokens, one pair at a time in one process. Ours is
+`evaluation.metrics.per_sample_scores` (processes, evaluation/meteor.py's METEOR, Rust ROUGE). Every per-sample
+score must be identical; the script prints both times (wall clock and CPU, worker processes included) and the
+ratios, and exits non-zero if any score differs.
 
     .venv/bin/python benchmarks/bench_scorer.py            # 4,500 pairs of about 250 words, all cores
     .venv/bin/python benchmarks/bench_scorer.py --n 300     # a quick run

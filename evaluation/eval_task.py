@@ -17,7 +17,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable instead of evaluation/ itself
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from evaluation import files, metrics  # noqa: E402
+from evaluation import files, metrics, per_sample  # noqa: E402
 from evaluation.nltk_setup import MissingNLTKDataError  # noqa: E402
 from evaluation.task_names import canonical_task_name  # noqa: E402
 
@@ -27,19 +27,28 @@ EXIT_BAD_INPUT = 2
 EXIT_MISSING_DATA = 3
 
 
-def score_task(golds: files.TaskFile, predictions: files.TaskFile, task_name: str | None = None, **scoring) -> dict:
-    """Check that two read task files belong together, then score them: {"task", "golds_json", "preds_json", ...}."""
+def score_task_with_samples(golds: files.TaskFile, predictions: files.TaskFile, task_name: str | None = None,
+                            **scoring) -> tuple[dict, list[dict]]:
+    """Check that two read task files belong together, then score them: the report {"task", "golds_json",
+    "preds_json", ...} and the per-sample rows (evaluation/per_sample.py) in gold order."""
     task = files.check_task(golds, predictions, task_name)
     outputs = files.predictions_in_gold_order(golds, predictions)
-    result = metrics.score(outputs, golds.outputs, user_ids=golds.users, **scoring)
-    return {"task": task, "golds_json": golds.path, "preds_json": predictions.path, **result}
+    result, scores = metrics.score_with_samples(outputs, golds.outputs, user_ids=golds.users, **scoring)
+    report = {"task": task, "golds_json": golds.path, "preds_json": predictions.path, **result}
+    return report, per_sample.rows(golds.ids, outputs, scores, golds.users)
+
+
+def score_task(golds: files.TaskFile, predictions: files.TaskFile, task_name: str | None = None, **scoring) -> dict:
+    """Check that two read task files belong together, then score them: {"task", "golds_json", "preds_json", ...}."""
+    return score_task_with_samples(golds, predictions, task_name, **scoring)[0]
 
 
 def evaluate_files(
     golds_json: str | Path, preds_json: str | Path, task_name: str | None = None, output_file: str | Path | None = None,
-    **scoring,
+    per_sample_file: str | Path | None = None, **scoring,
 ) -> dict:
-    """Score a prediction file against a gold file; write the result to `output_file` (atomically) if given.
+    """Score a prediction file against a gold file; write the result to `output_file` (atomically) if given,
+    and one line per example to `per_sample_file` if given (evaluation/per_sample.py).
 
     `task_name` defaults to the golds' task; `scoring` goes to `evaluation.metrics.score` (metrics, bootstrap,
     seed, num_workers, progress, ...). Raises files.InputFileError for bad input, before anything is written.
@@ -47,7 +56,9 @@ def evaluate_files(
     golds = files.read_task_file(golds_json, "golds")
     predictions = files.read_task_file(preds_json, "predictions")
     logger.info("scoring %d predictions for %s", len(predictions.ids), golds.task)
-    report = score_task(golds, predictions, task_name, **scoring)
+    report, samples = score_task_with_samples(golds, predictions, task_name, **scoring)
+    if per_sample_file is not None:
+        per_sample.write(per_sample_file, samples)
     if output_file is not None:
         files.write_json_atomic(output_file, report)
     return report
@@ -105,10 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task_name", type=_task_name, default=None,
                         help="e.g. LongLaMP_product_review_user (default: the task named in the gold file)")
     add_scoring_arguments(parser)
+    parser.add_argument("--per_sample_file", default=None,
+                        help="also write each example's scores here, one JSON line per example (id, user, "
+                             "prediction_words, each per-sample metric); see docs/evaluation.md")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return report_errors(evaluate_files, args.golds_json, args.preds_json, args.task_name, args.output_file,
-                         **scoring_options(args))
+                         args.per_sample_file, **scoring_options(args))
 
 
 if __name__ == "__main__":

@@ -138,12 +138,17 @@ def sacrebleu_score(predictions: Sequence[str], references: Sequence[str]) -> fl
     return float(sacrebleu.corpus_bleu(list(predictions), [list(references)]).score)
 
 
-def score(
+def score(predictions: Sequence[str], references: Sequence[str], **options) -> dict:
+    """Score predictions against references as LongLaMP does (see score_with_samples for the options)."""
+    return score_with_samples(predictions, references, **options)[0]
+
+
+def score_with_samples(
     predictions: Sequence[str], references: Sequence[str], *, metrics: Sequence[str] = DEFAULT_METRICS,
     user_ids: Sequence[Hashable] | None = None, bootstrap: int = 1000, confidence: float = 0.95,
     seed: int | None = 0, num_workers: int | None = None, rouge_backend: str = "auto", progress: bool = False,
-) -> dict:
-    """Score predictions against references as LongLaMP does.
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """Score predictions against references as LongLaMP does: (the report, {metric: per-sample scores}).
 
     Returns {"num_samples", "num_empty_predictions", "metrics": {name: exact mean} (the headline numbers),
     "bootstrap": {"num_resamples", "confidence", "seed", "intervals": {name: {"low", "high"}}} (when
@@ -175,7 +180,7 @@ def score(
         result["per_user"] = aggregate.per_user_means(per_sample, user_ids)
     result["settings"] = scoring_settings(metrics, backend)
     result["versions"] = library_versions(metrics, backend)
-    return result
+    return result, per_sample
 
 
 def scoring_settings(metrics: Sequence[str], rouge_backend: str) -> dict:
@@ -193,7 +198,7 @@ def scoring_settings(metrics: Sequence[str], rouge_backend: str) -> dict:
         }
     if "meteor" in metrics:
         settings["meteor"] = {
-            "implementation": "nltk meteor_score on nltk.word_tokenize tokens, stems and synsets cached per word",
+            "implementation": meteor.IMPLEMENTATION,
             "alpha": meteor.ALPHA, "beta": meteor.BETA, "gamma": meteor.GAMMA, "wordnet": "3.0",
         }
     if "sacrebleu" in metrics:

@@ -40,7 +40,7 @@ def pairs():
 
 def cold_scores(pairs, num_workers: int) -> np.ndarray:
     """METEOR as a fresh scoring process computes it: no synset cached yet, so the workers read WordNet's files."""
-    meteor.CachedWordNet.synsets.cache_clear()
+    meteor.clear_caches()
     wordnet._synset_offset_cache.clear()  # NLTK's own per-offset cache of parsed synsets
     return metrics.per_sample_scores(*pairs, metrics=["meteor"], num_workers=num_workers)["meteor"]
 

@@ -1,0 +1,109 @@
+"""Compare two systems on the same examples: per metric, b - a with a paired bootstrap interval and p-value.
+
+    python evaluation/compare.py --golds golds.json --preds_a baseline.json --preds_b ours.json \\
+        [--metrics rouge1,rougeL,meteor] [--resamples 10000] [--seed 0] [--by_user] [--output_file cmp.json]
+
+Both prediction files are scored against the golds as eval_task.py scores them; the statistics are
+evaluation/significance.py's (see docs/evaluation.md, "Comparing two systems"). With --by_user each user's
+examples are averaged first, so that every user counts once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable instead of evaluation/ itself
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from evaluation import files, metrics, significance  # noqa: E402
+from longlamp_cli import run_command  # noqa: E402
+from longlamp_runs import write_json_atomic  # noqa: E402
+
+logger = logging.getLogger(__name__)
+DEFAULT_METRICS = ("rouge1", "rougeL", "meteor")  # the benchmark's reported metrics
+
+
+def _metric_names(value: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = [name for name in names if name not in metrics.PER_SAMPLE_METRICS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown or corpus-level metrics {unknown}; choose among {', '.join(metrics.PER_SAMPLE_METRICS)}")
+    return names
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--golds", "--golds_json", required=True, help="gold outputs (the benchmark's JSON format)")
+    parser.add_argument("--preds_a", required=True, help="predictions of system a, the baseline (same format)")
+    parser.add_argument("--preds_b", required=True, help="predictions of system b; differences are b - a")
+    parser.add_argument("--metrics", type=_metric_names, default=DEFAULT_METRICS,
+                        help=f"comma-separated, among {','.join(metrics.PER_SAMPLE_METRICS)} "
+                             f"(default: {','.join(DEFAULT_METRICS)})")
+    parser.add_argument("--resamples", type=int, default=significance.DEFAULT_RESAMPLES,
+                        help="bootstrap resamples and random sign patterns (default: %(default)s)")
+    parser.add_argument("--confidence", type=float, default=significance.DEFAULT_CONFIDENCE,
+                        help="confidence of the interval (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the resampling (default: %(default)s)")
+    parser.add_argument("--by_user", action="store_true",
+                        help="also compare per-user means (each user counts once; the golds need a 'user' field)")
+    parser.add_argument("--num_workers", type=int, default=None, help="scoring processes (default: all cores)")
+    parser.add_argument("--output_file", default=None, help="write the comparison here (JSON)")
+    return parser.parse_args(argv)
+
+
+def comparison(golds: files.TaskFile, a: files.TaskFile, b: files.TaskFile, metric_names, num_resamples: int,
+               confidence: float, seed: int, by_user: bool, num_workers: int | None = None) -> dict:
+    """Score both systems on the golds and compare them (the command's JSON output)."""
+    task = files.check_task(golds, a)
+    files.check_task(golds, b)
+    if by_user and golds.users is None:
+        raise files.InputFileError(f"{golds.path}: --by_user needs a 'user' field in every gold entry")
+    scores = [metrics.per_sample_scores(files.predictions_in_gold_order(golds, p), golds.outputs,
+                                        metrics=metric_names, num_workers=num_workers, progress=True)
+              for p in (a, b)]
+    result = {"task": task, "golds": golds.path, "preds_a": a.path, "preds_b": b.path,
+              "settings": significance.settings(len(golds.ids), num_resamples, confidence, seed),
+              "metrics": significance.compare(*scores, num_resamples, confidence, seed)}
+    if by_user:
+        _, user_a = significance.user_means(scores[0], golds.users)
+        _, user_b = significance.user_means(scores[1], golds.users)
+        result["by_user"] = {"settings": significance.settings(len(next(iter(user_a.values()))), num_resamples,
+                                                               confidence, seed),
+                             "metrics": significance.compare(user_a, user_b, num_resamples, confidence, seed)}
+    return result
+
+
+def table(result: dict) -> str:
+    """The comparison as a plain-text table."""
+    lines = []
+    for title, part in [("examples", result)] + ([("users", result["by_user"])] if "by_user" in result else []):
+        lines.append(f"{part['settings']['units']} {title}: b - a, {part['settings']['confidence']:.0%} interval, "
+                     "p-value")
+        for name, row in part["metrics"].items():
+            lines.append(f"  {name:10} a {row['a']:.4f}  b {row['b']:.4f}  b-a {row['difference']:+.4f} "
+                         f"[{row['low']:+.4f}, {row['high']:+.4f}]  p {row['p_value']:.4g}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.resamples < 1 or not 0 < args.confidence < 1:
+        raise ValueError(f"--resamples must be >= 1 and --confidence in (0, 1), got {args.resamples}, "
+                         f"{args.confidence}")
+    golds = files.read_task_file(args.golds, "golds")
+    a, b = files.read_task_file(args.preds_a, "predictions"), files.read_task_file(args.preds_b, "predictions")
+    result = comparison(golds, a, b, args.metrics, args.resamples, args.confidence, args.seed, args.by_user,
+                        args.num_workers)
+    if args.output_file:
+        write_json_atomic(args.output_file, result)
+    print(table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(main))

@@ -1,0 +1,101 @@
+"""Per-sample score files: one JSON line per example, the input of compare.py and leaderboard.py.
+
+Format (JSON Lines, UTF-8, chosen over parquet/CSV because it needs no extra package, streams, keeps the ids'
+exact strings, and pandas reads it with `pd.read_json(path, lines=True)`):
+
+    {"id": "...", "user": "..." | null, "prediction_words": 87, "rouge1": 0.41, ..., "meteor": 0.29}
+
+in the order of the gold file. `prediction_words` is the prediction's length in whitespace-separated words
+(`len(text.split())`); every per-sample metric that was scored has a column (corpus-level metrics such as
+sacrebleu have none). Floats are written with `repr`, so reading the file gives back the exact scores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+FILE_NAME = "per_sample.jsonl"  # the name other commands look for in a run folder
+FIXED_FIELDS = ("id", "user", "prediction_words")
+
+
+class PerSampleFileError(ValueError):
+    """A per-sample file that cannot be read as this module writes them."""
+
+
+def rows(ids: Sequence[str], predictions: Sequence[str], scores: Mapping[str, np.ndarray],
+         users: Sequence[str] | None = None) -> list[dict]:
+    """One dict per example: id, user (None when unknown), prediction length in words, each metric's score."""
+    if len(predictions) != len(ids) or any(len(values) != len(ids) for values in scores.values()):
+        raise ValueError(f"per-sample rows: {len(ids)} ids, {len(predictions)} predictions, "
+                         f"score lengths {[len(v) for v in scores.values()]}")
+    columns = {name: np.asarray(values, dtype=np.float64).tolist() for name, values in scores.items()}
+    return [
+        {"id": example_id, "user": users[i] if users is not None else None,
+         "prediction_words": len(predictions[i].split()), **{name: values[i] for name, values in columns.items()}}
+        for i, example_id in enumerate(ids)
+    ]
+
+
+def write(path: str | os.PathLike, records: Sequence[dict]) -> None:
+    """Write the rows through a temporary file, fsync and a rename: the file is whole or absent."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temporary, "x", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _records(path: str | os.PathLike) -> list:
+    """The file's lines parsed as JSON: in one call when the file is valid, else line by line to name the line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise PerSampleFileError(f"{path}: cannot read the file ({error.strerror})") from None
+    except UnicodeDecodeError:
+        raise PerSampleFileError(f"{path}: not UTF-8 text") from None
+    lines = text.splitlines()
+    try:
+        return json.loads("[" + ",".join(lines) + "]")
+    except json.JSONDecodeError:
+        pass
+    for number, line in enumerate(lines, 1):
+        try:
+            json.loads(line)
+        except json.JSONDecodeError as error:
+            raise PerSampleFileError(f"{path}, line {number}: invalid JSON ({error.msg})") from None
+    raise PerSampleFileError(f"{path}: not one JSON object per line")
+
+
+def read(path: str | os.PathLike) -> tuple[list[str], list[str | None], dict[str, np.ndarray]]:
+    """(ids, users, {metric: scores}) of a per-sample file; every line must have the same metric columns."""
+    records = _records(path)
+    if not records:
+        raise PerSampleFileError(f"{path}: no examples")
+    names = None
+    for number, record in enumerate(records, 1):
+        if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+            raise PerSampleFileError(f"{path}, line {number}: expected an object with a string \"id\"")
+        metrics = [key for key in record if key not in FIXED_FIELDS]
+        if names is None:
+            names = metrics
+        elif metrics != names:
+            raise PerSampleFileError(f"{path}, line {number}: metrics {metrics}, but line 1 has {names}")
+        for name in names:
+            value = record[name]
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise PerSampleFileError(f"{path}, line {number}: {name} is {value!r}, expected a number")
+    columns = {name: np.array([record[name] for record in records], dtype=np.float64) for name in names}
+    return [r["id"] for r in records], [r.get("user") for r in records], columns
