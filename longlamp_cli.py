@@ -87,8 +87,9 @@ FLAGS: dict[str, Flag] = {
                                 "(default: $LONGLAMP_CACHE/embeddings, else ~/.cache/longlamp/embeddings)"),
     "data_dir": Flag(("--data_dir",), "local copy of the LongLaMP data (e.g. data/sample) instead of the Hub"),
     "task": Flag(("--task",), "task or config name, e.g. product_review_user"),
-    "split": Flag(("--split",), "which split of a config name is read (train, validation or test; a file or "
-                  "folder given as data is read whole whatever this says)", {"default": "validation"}),
+    "split": Flag(("--split",), "which split is read: of a config name (train, validation or test), of a "
+                  "save_to_disk folder holding several, or the id prefix of a LaMP-style questions file; "
+                  "a single data file is read whole", {"default": "validation"}),
     "max_eval_examples": Flag(("--max_eval_examples",), "use only the first N rows (a quick look)", {"type": int}),
     "use_profile": Flag(("--use_profile",), "personalise: put retrieved profile items in the prompt",
                         {"action": "store_true"}),
