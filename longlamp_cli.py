@@ -13,12 +13,14 @@ Vocabulary: `FLAGS` defines each concept once (its canonical flag, the older nam
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 EXIT_BAD_INPUT = 2
+logger = logging.getLogger("longlamp")
 DEFAULT_RETRIEVER_MODEL = "facebook/contriever"
 
 
@@ -144,3 +146,14 @@ def check_folder(path: str | Path, flag: str) -> Path:
     if path.exists() and not path.is_dir():
         raise UsageError(f"{flag} {path} is a file, not a folder")
     return path.absolute()
+
+
+def warn_ignored_profile_flags(use_profile: bool, given: Sequence[str]) -> str | None:
+    """Retrieval flags given without --use_profile do nothing: say so loudly (and return what was said, for the
+    run's record), since the run is then the non-personalised baseline."""
+    if use_profile or not given:
+        return None
+    message = (f"{' and '.join(given)} given without --use_profile: this run is the NON-PERSONALISED baseline (no "
+               "profile items in the prompts); add --use_profile to personalise")
+    logger.warning("%s", message)
+    return message

@@ -34,7 +34,7 @@ from evaluation.generation import GenerationSettings, ModelSource, plan_batches,
 from evaluation.metrics import score
 from evaluation.predictions import PredictionStore, write_predictions
 from evaluation.task_names import canonical_task_name
-from longlamp_cli import DEFAULT_RETRIEVER_MODEL, check_folder
+from longlamp_cli import DEFAULT_RETRIEVER_MODEL, check_folder, warn_ignored_profile_flags
 from longlamp_prompts import PromptBudgetError, PromptBuilder, prompt_budget
 from longlamp_runs import RunLock, write_json_atomic
 from longlamp_tasks import Task, parse_config_name, scorer_task_name
@@ -165,19 +165,13 @@ def check_options(options: ZeroShotOptions) -> None:
 
 
 def ignored_profile_flags(options: ZeroShotOptions) -> str | None:
-    """What a run without --use_profile ignores, said loudly: it is the non-personalised baseline."""
+    """The warning for retrieval flags given without --use_profile (the run is the non-personalised baseline)."""
     given = [f"--{name}" for name in ("retriever", "num_retrieved") if getattr(options, name) is not None]
-    given += ["--is_ranked"] if options.is_ranked else []
-    if options.use_profile or not given:
-        return None
-    return (f"{' and '.join(given)} given without --use_profile: this run is the NON-PERSONALISED baseline (no "
-            "profile items in the prompts); add --use_profile to personalise")
+    return warn_ignored_profile_flags(options.use_profile, given + (["--is_ranked"] if options.is_ranked else []))
 
 
 def _evaluate(options: ZeroShotOptions, root: Path) -> list[dict]:
     ignored = ignored_profile_flags(options)
-    if ignored:
-        logger.warning("%s", ignored)
     data_config(options.validation_data)  # an unknown config name fails before anything is loaded
     rows = load_rows(options)
     task, setting, retriever_name = resolve_task_and_retriever(options, rows)

@@ -4,10 +4,13 @@ when its ids are the loader's `<config>-<split>-<index>`, the task. Training and
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from longlamp_tasks import parse_config_name
 from retrieval.ranking import RANKED_BY_COLUMN
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,3 +47,20 @@ def ranked_source(dataset, source: str, task: str | None = None, retriever: str 
     if task is not None and config is not None and parse_config_name(task) != parse_config_name(config):
         raise ValueError(f"{source} holds {config} rows, not --task {task!r}")
     return RankedSource(name, signature, config)
+
+
+def ranked_task_and_retriever(source: str, task: str | None, retriever: str | None) -> tuple[str, str]:
+    """For a training run on ranked data: the task (given, else from the ids) and the retriever that ranked it.
+
+    The data's ranking is what the prompts use, so it is what the run records; a different --retriever is
+    reported, not followed."""
+    import longlamp
+
+    ranked = ranked_source(longlamp.load_split(source, "train", task=task), source, task)
+    if retriever is not None and retriever != ranked.retriever:
+        logger.warning("%s was ranked with %s: --retriever %s is not used, the run records %s", source,
+                       ranked.signature, retriever, ranked.retriever)
+    chosen = task or ranked.config
+    if chosen is None:
+        raise ValueError(f"--task is required: the ids of {source} do not name a LongLaMP config")
+    return chosen, ranked.retriever
