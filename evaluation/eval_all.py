@@ -95,7 +95,7 @@ def evaluate_zips(
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> ArgumentParser:
     parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--golds_zip", required=True, help="zip of gold files, one per task")
     parser.add_argument("--preds_zip", required=True, help="zip of prediction files, one per task")
@@ -103,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max_unzipped_mb", type=positive_int, default=files.MAX_UNZIPPED_BYTES // 2**20,
                         help="refuse a zip that unpacks to more than this many MiB")
     add_scoring_arguments(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     options = scoring_options(args)
     temp_dir = check_folder(args.temp_dir, "--temp_dir") if args.temp_dir is not None else None
     logging.basicConfig(level=logging.INFO, format="%(message)s")

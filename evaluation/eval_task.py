@@ -103,14 +103,18 @@ def exit_code_for_missing_nltk_data(command: Callable[[], object]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> ArgumentParser:
     parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--golds_json", required=True, help="gold outputs of the task (JSON)")
     parser.add_argument("--preds_json", required=True, help="predictions for the same ids (JSON)")
     parser.add_argument("--task_name", type=_task_name, default=None,
                         help="e.g. LongLaMP_product_review_user (default: the task named in the gold file)")
     add_scoring_arguments(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     options = scoring_options(args)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return exit_code_for_missing_nltk_data(
