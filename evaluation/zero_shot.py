@@ -28,7 +28,7 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from evaluation.backends import backend_class, get_backend, resolve_backend
+from evaluation.backends import BACKENDS, backend_class, get_backend, resolve_backend
 from evaluation.backends import check_options as check_backend_options
 from evaluation.generation import GenerationSettings, ModelSource, plan_batches, resolve_model, strip_reasoning
 from evaluation.metrics import score
@@ -79,7 +79,7 @@ class ZeroShotOptions:
     trust_remote_code: bool = _option("run the model repository's own Python code (off: only trusted models)",
                                       "model", default=False)
     backend: str = _option("auto: vLLM when installed with a GPU and the model and decoding suit it, else "
-                           "transformers", "model", default="auto", choices=("auto", "transformers", "vllm"))
+                           "transformers", "model", default="auto", choices=("auto", *BACKENDS))
     batch_size: int | None = _option("examples per batch (default: the backend's, 8 transformers, 256 vLLM)",
                                      "model")
     dtype: str = _option("auto: bfloat16 on a GPU that supports it, float32 on CPU", "model", default="auto")

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from evaluation import eval_task, evaluate_llm
+from evaluation.backends.hf_transformers import TransformersGenerator
 from evaluation.metrics import score
 from evaluation.zero_shot import ZeroShotOptions, evaluate
 from longlamp_cli import run_command
@@ -143,7 +144,6 @@ def test_resume_after_a_kill_gives_the_same_file(tiny_llama, tmp_path, sample_di
 
 def test_resume_after_a_crash_with_sampling(tiny_llama, tmp_path, sample_dir, sample_cache, monkeypatch):
     """Sampled outputs too: the batch plan and seeds do not depend on where the run stopped."""
-    from evaluation.backends.hf_transformers import TransformersGenerator
 
     args = cli(tiny_llama, tmp_path / "reference", sample_dir, sample_cache, "--do_sample", "--temperature", "1.3",
                "--seed", "5")
@@ -296,7 +296,6 @@ def test_scores_record_generation_lengths(tiny_llama, tmp_path, sample_dir, samp
 
 
 def test_reasoning_template_kwargs_and_think_blocks(tiny_chat_llama, tmp_path, sample_dir, sample_cache, monkeypatch):
-    from evaluation.backends.hf_transformers import TransformersGenerator
     from transformers import AutoTokenizer
 
     thinking = tmp_path / "thinking"
@@ -396,3 +395,39 @@ def test_a_live_run_holds_its_folder(tiny_llama, tmp_path, sample_dir, sample_ca
     finally:
         holder.kill()
         holder.wait()
+
+
+class ProbeGenerator(TransformersGenerator):
+    """The transformers backend, noting how many dense retrievers are still alive when the weights load."""
+
+    name = "probe"
+    alive_at_load: list[int] = []
+
+    def __init__(self, source, settings, dtype="auto", device_map=None, trust_remote_code=False):
+        import gc
+
+        from retrieval.dense import DenseRetriever
+
+        gc.collect()
+        self.alive_at_load.append(sum(isinstance(o, DenseRetriever) for o in gc.get_objects()))
+        super().__init__(source, settings, dtype, device_map, trust_remote_code)
+
+
+def test_dense_retriever_is_released_before_the_model_loads(tiny_llama, tmp_path, sample_dir, sample_cache,
+                                                            monkeypatch):
+    """On a GPU, vLLM takes a share of the memory that is free when it starts: the encoder must be gone by then."""
+    from evaluation import backends
+    from tiny_models import make_encoder
+
+    monkeypatch.setitem(backends.BACKENDS, "probe", "test_evaluate_llm:ProbeGenerator")
+    monkeypatch.setattr(ProbeGenerator, "alive_at_load", [])
+    encoder = make_encoder(tmp_path / "encoder")
+    evaluate(ZeroShotOptions(validation_data="product_review_user", data_dir=str(sample_dir), cache_dir=sample_cache,
+                             model_name=str(tiny_llama), output_dir=str(tmp_path / "out"), use_profile=True,
+                             retriever="contriever", retriever_model=str(encoder),
+                             embedding_cache_dir=str(tmp_path / "embeddings"), num_retrieved=2, max_new_tokens=4,
+                             max_eval_examples=2, backend="probe"))
+    assert ProbeGenerator.alive_at_load == [0]
+    settings = read(tmp_path / "out" / "scores.json")["settings"]
+    assert settings["retriever"].startswith(f"contriever(model_name={encoder}") and settings["backend"] == "probe"
+    assert any((tmp_path / "embeddings").iterdir())  # --embedding_cache_dir reached the retriever
