@@ -41,15 +41,16 @@ def prompt_budget(given: int | None, context: int | None, new_tokens: int, is_en
     encoder-decoder's prompt has the encoder's alone. Raises PromptBudgetError when they cannot fit.
     """
     room = context if context is None or is_encoder_decoder else context - new_tokens
-    budget = given if given is not None else (DEFAULT_PROMPT_BUDGET if room is None else min(DEFAULT_PROMPT_BUDGET,
-                                                                                                 room))
+    default = DEFAULT_PROMPT_BUDGET if room is None else min(DEFAULT_PROMPT_BUDGET, room)
+    budget = given if given is not None else default
     if budget < 1:
         raise PromptBudgetError(f"no room for a prompt: the model takes {context} tokens and {new_tokens_flag} is "
                                 f"{new_tokens}; lower {new_tokens_flag}")
     if room is not None and budget > room:
-        shared = "" if is_encoder_decoder else f" + {new_tokens_flag} {new_tokens}"
-        raise PromptBudgetError(f"{budget_flag} {budget}{shared} is more than the model's position limit of {context} "
-                                f"tokens; lower {budget_flag}" + ("" if is_encoder_decoder else f" or {new_tokens_flag}"))
+        shared, lower = ("", "") if is_encoder_decoder else (f" + {new_tokens_flag} {new_tokens}",
+                                                             f" or {new_tokens_flag}")
+        raise PromptBudgetError(f"{budget_flag} {budget}{shared} is more than the model's position limit of "
+                                f"{context} tokens; lower {budget_flag}{lower}")
     return budget
 
 

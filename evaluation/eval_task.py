@@ -21,7 +21,14 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from evaluation import files, metrics  # noqa: E402
 from evaluation.nltk_setup import MissingNLTKDataError  # noqa: E402
 from evaluation.task_names import canonical_task_name  # noqa: E402
-from longlamp_cli import ArgumentParser, add_flag, check_output_file, non_negative_int, positive_int, run_command  # noqa: E402
+from longlamp_cli import (  # noqa: E402
+    ArgumentParser,
+    add_flag,
+    check_output_file,
+    non_negative_int,
+    positive_int,
+    run_command,
+)
 from longlamp_runs import write_json_atomic  # noqa: E402
 
 logger = logging.getLogger(__name__)

@@ -66,7 +66,7 @@ class ZeroShotOptions:
     cache_dir: str | None = _option("", "data")
     max_eval_examples: int | None = _option("", "data")
     use_profile: bool = _option("", "personalization", default=False)
-    retriever: str | None = _option(f"bm25 (default), bm25_reference, contriever, recency, random; with --is_ranked "
+    retriever: str | None = _option("bm25 (default), bm25_reference, contriever, recency, random; with --is_ranked "
                                     "read from the data", "personalization")
     num_retrieved: int | None = _option(f"profile items per prompt (default: {DEFAULT_NUM_RETRIEVED})",
                                         "personalization")

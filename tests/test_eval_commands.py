@@ -230,7 +230,7 @@ def test_eval_all_refuses_a_file_that_is_not_a_zip(tmp_path, golds_zip, capsys):
 
 def test_eval_all_takes_the_readmes_relative_temp_dir(tmp_path, golds_zip, monkeypatch):
     """`--temp_dir tmp` as the README writes it, run from another folder: it crashed with a traceback."""
-    preds_zip = make_zip(tmp_path / "preds.zip", {"p/review.json": task_json(prediction_entries())})
+    make_zip(tmp_path / "preds.zip", {"p/review.json": task_json(prediction_entries())})
     monkeypatch.chdir(tmp_path)
     assert eval_all.main(["--golds_zip", "golds.zip", "--preds_zip", "preds.zip", "--temp_dir", "tmp",
                           "--output_file", "results.json", *FAST]) == 0

@@ -199,7 +199,8 @@ def test_split_without_outputs_is_generated_not_scored(tiny_llama, tmp_path, sam
 
 
 def test_prompt_that_cannot_fit_fails_before_generation(tiny_llama, tmp_path, sample_dir, sample_cache, capsys):
-    assert run_command(evaluate_llm.main, cli(tiny_llama, tmp_path, sample_dir, sample_cache, "--max_prompt_tokens", "20")) == 2
+    args = cli(tiny_llama, tmp_path, sample_dir, sample_cache, "--max_prompt_tokens", "20")
+    assert run_command(evaluate_llm.main, args) == 2
     error = capsys.readouterr().err
     assert "example 'product_review_user-validation-0' (row 0)" in error and "task input alone takes" in error
     assert not (tmp_path / "progress.jsonl").exists() and not (tmp_path / "predictions.json").exists()
