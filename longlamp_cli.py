@@ -148,12 +148,13 @@ def check_folder(path: str | Path, flag: str) -> Path:
     return path.absolute()
 
 
-def warn_ignored_profile_flags(use_profile: bool, given: Sequence[str]) -> str | None:
+def warn_ignored_profile_flags(use_profile: bool, given: Sequence[str], warn: bool = True) -> str | None:
     """Retrieval flags given without --use_profile do nothing: say so loudly (and return what was said, for the
     run's record), since the run is then the non-personalised baseline."""
     if use_profile or not given:
         return None
     message = (f"{' and '.join(given)} given without --use_profile: this run is the NON-PERSONALISED baseline (no "
                "profile items in the prompts); add --use_profile to personalise")
-    logger.warning("%s", message)
+    if warn:
+        logger.warning("%s", message)
     return message

@@ -146,9 +146,7 @@ class PreparedRun:
 def evaluate(options: ZeroShotOptions) -> list[dict]:
     """Run the evaluation(s) the options ask for; returns each run's `scores.json` content."""
     check_options(options)
-    root = check_folder(options.output_dir, "--output_dir")
-    with RunLock(root, "evaluate_llm.py"):
-        return _evaluate(options, root)
+    return _evaluate(options, check_folder(options.output_dir, "--output_dir"))
 
 
 def check_options(options: ZeroShotOptions) -> None:
@@ -164,17 +162,19 @@ def check_options(options: ZeroShotOptions) -> None:
     options.generation()
 
 
-def ignored_profile_flags(options: ZeroShotOptions) -> str | None:
+def ignored_profile_flags(options: ZeroShotOptions, warn: bool = True) -> str | None:
     """The warning for retrieval flags given without --use_profile (the run is the non-personalised baseline)."""
     given = [f"--{name}" for name in ("retriever", "num_retrieved") if getattr(options, name) is not None]
-    return warn_ignored_profile_flags(options.use_profile, given + (["--is_ranked"] if options.is_ranked else []))
+    given += ["--is_ranked"] if options.is_ranked else []
+    return warn_ignored_profile_flags(options.use_profile, given, warn)
 
 
 def _evaluate(options: ZeroShotOptions, root: Path) -> list[dict]:
-    ignored = ignored_profile_flags(options)
+    """Everything that can refuse the run, then the run under the folder's lock."""
+    ignored_profile_flags(options)
     data_config(options.validation_data)  # an unknown config name fails before anything is loaded
     rows = load_rows(options)
-    task, setting, retriever_name = resolve_task_and_retriever(options, rows)
+    task, setting, retriever_name, ranked_by = resolve_task_and_retriever(options, rows)
     retriever = make_retriever(options, retriever_name) if options.use_profile else None
     source = resolve_model(options.model_name, options.base_model, options.trust_remote_code,
                            options.template_kwargs())
@@ -192,13 +192,26 @@ def _evaluate(options: ZeroShotOptions, root: Path) -> list[dict]:
         "dtype": generator_class.dtype_name(options.dtype), "max_prompt_length": builder.max_prompt_tokens,
         "chat_template": builder.use_chat_template, "chat_template_kwargs": options.template_kwargs() or None,
         "strip_reasoning": not options.keep_reasoning, **generation.record(),
-        "data": data_source(options, rows),
+        "data": data_source(options, rows), **({"ranked_by": ranked_by} if ranked_by else {}),
     }
+    handed_over = [retriever]  # the callee takes the only reference, so that it can free the retriever's memory
+    del retriever
+    with RunLock(root, "evaluate_llm.py"):  # taken only now: a refused run leaves no folder behind
+        return _generate_and_score(options, root, task, setting, rows, source, builder, common, handed_over)
+
+
+def _generate_and_score(options: ZeroShotOptions, root: Path, task: Task, setting: str, rows, source: ModelSource,
+                        builder: PromptBuilder, common: dict, handed_over: list) -> list[dict]:
+    """Write the prompts, generate what is missing, then write predictions and scores, for each variant."""
+    retriever = handed_over.pop()
     variants = [(root, retriever)] + ([(root / "no_profile", None)] if options.compare_no_profile else [])
     prepared = [prepare_run(task, rows, source, builder, directory, common, options, run_retriever)
                 for directory, run_retriever in variants]
     del variants, retriever
     release_accelerator_memory()  # an on-the-fly dense retriever's encoder must not hold memory vLLM needs
+    generation, backend = options.generation(), common["backend"]
+    generator_class = backend_class(backend)
+    ignored = ignored_profile_flags(options, warn=False)
 
     pending = [run for run in prepared if not run.done]
     if pending:
@@ -223,26 +236,26 @@ def config_name(name: str) -> str:
     return f"{task.name}_{setting}"
 
 
-def resolve_task_and_retriever(options: ZeroShotOptions, rows) -> tuple[Task, str, str]:
-    """The task and setting (from --task, a config name as data, or ranked data's ids) and the retriever's name
-    (from --retriever, or ranked data's ranked_by)."""
+def resolve_task_and_retriever(options: ZeroShotOptions, rows) -> tuple[Task, str, str, str | None]:
+    """The task and setting (from --task, a config name as data, or ranked data's ids), the retriever's name
+    (from --retriever, or ranked data's ranked_by) and, for ranked data, the signature it was ranked with."""
     task = config_name(options.task) if options.task is not None else None
     data = options.validation_data
     from_data = data_config(data)
     if from_data is not None:
         if task is not None and parse_config_name(task) != parse_config_name(from_data):
             raise ValueError(f"--task {options.task!r} contradicts --validation_data {data!r}; give one of them")
-    retriever = options.retriever
+    retriever, ranked_by = options.retriever, None
     if options.is_ranked and options.use_profile:
         from retrieval.ranked import ranked_source
 
         ranked = ranked_source(rows, data, task or from_data, retriever)
-        retriever, from_data = ranked.retriever, from_data or ranked.config
+        retriever, from_data, ranked_by = ranked.retriever, from_data or ranked.config, ranked.signature
     chosen = task or from_data
     if chosen is None:
         raise ValueError(f"--task is required when --validation_data ({data!r}) is a file or folder, "
                          "e.g. --task product_review_user")
-    return (*parse_config_name(chosen), retriever or DEFAULT_RETRIEVER)
+    return (*parse_config_name(chosen), retriever or DEFAULT_RETRIEVER, ranked_by)
 
 
 def data_config(data: str) -> str | None:
