@@ -108,11 +108,13 @@ def end_of_turn_id(tokenizer, chat_template_kwargs: dict | None = None) -> int |
     text there)."""
     if not getattr(tokenizer, "chat_template", None):
         return None
+    from jinja2 import TemplateError
+
     marker = "LONGLAMP_END_OF_TURN_PROBE"
     try:
         text = tokenizer.apply_chat_template([{"role": "user", "content": "x"}, {"role": "assistant",
                                               "content": marker}], tokenize=False, **(chat_template_kwargs or {}))
-    except Exception:  # noqa: BLE001 - a template that cannot render an assistant turn names no end token
+    except (TemplateError, ValueError, TypeError, KeyError):  # a template that renders no assistant turn this way
         return None
     after = text.rpartition(marker)[2]
     ids = tokenizer(after, add_special_tokens=False)["input_ids"] if after else []
