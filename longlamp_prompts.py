@@ -1,7 +1,12 @@
 """Prompts that fit a model's token budget, shared by training and zero-shot evaluation.
 
-The official templates live in `longlamp_tasks`; this module adds the one rule the benchmark states for
-long profiles: when the prompt does not fit, the retrieved profile items are shortened, never the task input.
+The official templates live in `longlamp_tasks`. The budget is this project's rule, not the benchmark's: the
+official code has none and lets the model's input truncation cut the end of the prompt, which is the task input.
+Here the task input is never cut; when the prompt does not fit, the retrieved profile items are shortened. The
+room left after the task input and the items' template text is shared out by water-filling: an item that fits
+in an equal share is kept whole and passes what it does not use on to the longer items, so the whole budget is
+used (one long item beside three short ones gets all the room they leave). Within an item the same rule cuts
+the longest field first. `default_prompt_budget` gives training and zero-shot evaluation the same default.
 """
 
 from __future__ import annotations
@@ -12,8 +17,41 @@ from typing import Mapping, Sequence
 from longlamp_tasks import Task
 
 
+DEFAULT_PROMPT_BUDGET = 1024  # tokens: training's long-standing default, now zero-shot evaluation's too
+
+
 class PromptBudgetError(ValueError):
     """The task input alone does not fit the prompt budget (nothing in the profile can be cut to help)."""
+
+
+def context_length(model_config, tokenizer) -> int | None:
+    """The longest input a model takes: its position limit and the tokenizer's, whichever is smaller."""
+    text_config = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
+    limits = [getattr(text_config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
+    known = [n for n in limits if isinstance(n, int) and 0 < n < 10_000_000]  # unset limits are huge
+    return min(known) if known else None
+
+
+def prompt_budget(given: int | None, context: int | None, new_tokens: int, is_encoder_decoder: bool, *,
+                  budget_flag: str = "--max_prompt_length", new_tokens_flag: str = "--max_new_tokens") -> int:
+    """The prompt budget of a run, the same rule in training and in zero-shot evaluation, checked before any work.
+
+    `given` (the flag) wins; the default is DEFAULT_PROMPT_BUDGET, lowered to what the model's position limit
+    leaves. A decoder's prompt and its `new_tokens` (generated, or the training target) share its context; an
+    encoder-decoder's prompt has the encoder's alone. Raises PromptBudgetError when they cannot fit.
+    """
+    room = context if context is None or is_encoder_decoder else context - new_tokens
+    default = DEFAULT_PROMPT_BUDGET if room is None else min(DEFAULT_PROMPT_BUDGET, room)
+    budget = given if given is not None else default
+    if budget < 1:
+        raise PromptBudgetError(f"no room for a prompt: the model takes {context} tokens and {new_tokens_flag} is "
+                                f"{new_tokens}; lower {new_tokens_flag}")
+    if room is not None and budget > room:
+        shared, lower = ("", "") if is_encoder_decoder else (f" + {new_tokens_flag} {new_tokens}",
+                                                             f" or {new_tokens_flag}")
+        raise PromptBudgetError(f"{budget_flag} {budget}{shared} is more than the model's position limit of "
+                                f"{context} tokens; lower {budget_flag}{lower}")
+    return budget
 
 
 @dataclass
@@ -29,6 +67,7 @@ class PromptBuilder:
     tokenizer: object
     max_prompt_tokens: int
     use_chat_template: bool | None = None
+    chat_template_kwargs: Mapping | None = None  # e.g. {"enable_thinking": False} for a reasoning model
 
     def __post_init__(self):
         if self.use_chat_template is None:
@@ -53,7 +92,8 @@ class PromptBuilder:
         if not self.use_chat_template:
             return text
         return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True,
+            **(self.chat_template_kwargs or {}),
         )
 
     def count(self, text: str) -> int:
@@ -74,38 +114,45 @@ class PromptBuilder:
             return self.format(self.task.build_prompt([], task_input))
         skeleton = self.count(self.format(self.task.build_prompt(emptied, task_input)))
         field_ids = [{f: self._ids(item.get(f)) for f in text_fields} for item in items]
-        share = (self.max_prompt_tokens - skeleton) // len(items)
+        room = self.max_prompt_tokens - skeleton
         while True:
+            shares = water_fill([sum(map(len, ids.values())) for ids in field_ids], room)
             shortened = [
-                {**item, **_cap_fields(item, ids, share, self.tokenizer)} for item, ids in zip(items, field_ids)
+                {**item, **_cap_fields(item, ids, share, self.tokenizer)}
+                for item, ids, share in zip(items, field_ids, shares)
             ]
             prompt = self.format(self.task.build_prompt(shortened, task_input))
             excess = self.count(prompt) - self.max_prompt_tokens
             if excess <= 0:
                 return prompt
             # Token boundaries merge differently once texts are joined: give back the excess and retry.
-            share -= max(1, -(-excess // len(items)))
+            room -= excess
 
     def _ids(self, value) -> list[int]:
         return self.tokenizer(value or "", add_special_tokens=False, verbose=False)["input_ids"]
 
 
-def _cap_fields(item: Mapping, field_ids: Mapping[str, list[int]], share: int, tokenizer) -> dict[str, str]:
-    """Truncate an item's text fields to `share` tokens in total, cutting the longest first.
-
-    Water-filling: find the largest per-field cap c with sum(min(len, c)) <= share, so short fields such as
-    a title survive whole and the long body absorbs the cut.
-    """
-    lengths = sorted(len(ids) for ids in field_ids.values())
-    cap, remaining, fields_left = 0, max(share, 0), len(lengths)
-    for length in lengths:
-        if length * fields_left <= remaining:
-            remaining -= length
-            fields_left -= 1
-            cap = length
-        else:
-            cap = remaining // fields_left
+def water_fill(needs: Sequence[int], room: int) -> list[int]:
+    """Shares of `room` for the `needs`: the largest cap c with sum(min(need, c)) <= room, then what is left
+    over one token more to each of the first needs that are still cut. Needs under the cap are met in full."""
+    shares = [0] * len(needs)
+    remaining, open_needs = max(room, 0), sorted(range(len(needs)), key=lambda i: needs[i])
+    while open_needs:
+        cap = remaining // len(open_needs)
+        if needs[open_needs[0]] > cap:  # every remaining need is cut: an equal share, the rest one by one
+            for rank, index in enumerate(sorted(open_needs)):
+                shares[index] = cap + (rank < remaining - cap * len(open_needs))
             break
-    else:
-        cap = lengths[-1] if lengths else 0
-    return {f: tokenizer.decode(ids[:cap]) if len(ids) > cap else item.get(f) for f, ids in field_ids.items()}
+        index = open_needs.pop(0)
+        shares[index] = needs[index]
+        remaining -= needs[index]
+    return shares
+
+
+def _cap_fields(item: Mapping, field_ids: Mapping[str, list[int]], share: int, tokenizer) -> dict[str, str]:
+    """Truncate an item's text fields to `share` tokens in total, cutting the longest first (water-filling), so
+    that short fields such as a title survive whole and the long body absorbs the cut."""
+    names = list(field_ids)
+    caps = water_fill([len(field_ids[f]) for f in names], share)
+    return {f: tokenizer.decode(field_ids[f][:cap]) if len(field_ids[f]) > cap else item.get(f)
+            for f, cap in zip(names, caps)}

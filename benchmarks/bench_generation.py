@@ -1,6 +1,6 @@
 """Examples per second of batched, length-sorted generation against one-by-one generation.
 
-Both run the transformers backend (`evaluation.generation.TransformersGenerator`) on the same prompts
+Both run the transformers backend (`evaluation.backends.hf_transformers.TransformersGenerator`) on the same prompts
 (official prompts from the bundled sample, 0 to 4 profile items each, so lengths vary as in a real split)
 with greedy decoding, and the outputs are checked to be identical. A third line shows batching without the
 length sort, to separate what sorting adds. With vLLM and a GPU present, vLLM is timed on the same prompts.
@@ -22,14 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from evaluation.generation import (  # noqa: E402
-    GenerationSettings,
-    TransformersGenerator,
-    VLLMGenerator,
-    plan_batches,
-    resolve_model,
-    vllm_available,
-)
+from evaluation.backends.hf_transformers import TransformersGenerator  # noqa: E402
+from evaluation.backends.vllm_engine import VLLMGenerator  # noqa: E402
+from evaluation.generation import GenerationSettings, plan_batches, resolve_model  # noqa: E402
 from longlamp_prompts import PromptBuilder  # noqa: E402
 from longlamp_tasks import TASKS  # noqa: E402
 
@@ -117,9 +112,9 @@ def main() -> None:
         print(f"batched, length-sorted (ours) {len(prompts) / fast_s:8.2f} examples/s  "
               f"{single_s / fast_s:5.2f}x  identical outputs: {fast == reference}")
 
-        if vllm_available():
+        if VLLMGenerator.available():
             del generator
-            engine = VLLMGenerator(source, settings)
+            engine = VLLMGenerator(source, settings, **VLLMGenerator.run_options(max(lengths), args.max_new_tokens))
             engine.generate(prompts[:2], [0, 0])
             runs = {"vllm": lambda: engine.generate(prompts, [0] * len(prompts))}
             outputs, vllm_s = best_of(args.repeats, runs)["vllm"]

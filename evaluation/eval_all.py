@@ -10,7 +10,6 @@ Unlike LaMP's scorer, no fixed set of tasks is required. See docs/evaluation.md.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import tempfile
@@ -20,7 +19,14 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from evaluation import files  # noqa: E402
-from evaluation.eval_task import add_scoring_arguments, report_errors, score_task, scoring_options  # noqa: E402
+from evaluation.eval_task import (  # noqa: E402
+    add_scoring_arguments,
+    exit_code_for_missing_nltk_data,
+    score_task,
+    scoring_options,
+)
+from longlamp_cli import ArgumentParser, check_folder, positive_int, run_command  # noqa: E402
+from longlamp_runs import write_json_atomic  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +57,8 @@ def evaluate_zips(
     anything is written. `scoring` goes to `evaluation.metrics.score`.
     """
     if temp_dir is not None:
-        Path(temp_dir).mkdir(parents=True, exist_ok=True)
+        temp_dir = check_folder(temp_dir, "--temp_dir")  # absolute: member paths are reported relative to it
+        temp_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="longlamp-eval-", dir=temp_dir) as work:
         golds = read_zip_tasks(golds_zip, Path(work) / "golds", "golds", max_unzipped_bytes)
         predictions = read_zip_tasks(preds_zip, Path(work) / "predictions", "predictions", max_unzipped_bytes)
@@ -84,23 +91,30 @@ def evaluate_zips(
         "versions": first["versions"],
     }
     if output_file is not None:
-        files.write_json_atomic(output_file, report)
+        write_json_atomic(output_file, report)
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--golds_zip", required=True, help="zip of gold files, one per task")
     parser.add_argument("--preds_zip", required=True, help="zip of prediction files, one per task")
     parser.add_argument("--temp_dir", default=None, help="folder to extract into (default: the system's temp folder)")
-    parser.add_argument("--max_unzipped_mb", type=int, default=files.MAX_UNZIPPED_BYTES // 2**20,
-                        help="refuse a zip that unpacks to more than this (default: %(default)s)")
+    parser.add_argument("--max_unzipped_mb", type=positive_int, default=files.MAX_UNZIPPED_BYTES // 2**20,
+                        help="refuse a zip that unpacks to more than this many MiB")
     add_scoring_arguments(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    options = scoring_options(args)
+    temp_dir = check_folder(args.temp_dir, "--temp_dir") if args.temp_dir is not None else None
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return report_errors(evaluate_zips, args.golds_zip, args.preds_zip, args.temp_dir, args.output_file,
-                         max_unzipped_bytes=args.max_unzipped_mb * 2**20, **scoring_options(args))
+    return exit_code_for_missing_nltk_data(
+        lambda: evaluate_zips(args.golds_zip, args.preds_zip, temp_dir, args.output_file,
+                              max_unzipped_bytes=args.max_unzipped_mb * 2**20, **options))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Callable
 
 if __package__ in (None, ""):  # run as a script: make the repository importable instead of evaluation/ itself
     sys.path[0] = str(Path(__file__).resolve().parents[1])
@@ -20,10 +21,18 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from evaluation import files, metrics, per_sample  # noqa: E402
 from evaluation.nltk_setup import MissingNLTKDataError  # noqa: E402
 from evaluation.task_names import canonical_task_name  # noqa: E402
+from longlamp_cli import (  # noqa: E402
+    ArgumentParser,
+    add_flag,
+    check_output_file,
+    non_negative_int,
+    positive_int,
+    run_command,
+)
+from longlamp_runs import write_json_atomic  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-EXIT_BAD_INPUT = 2
 EXIT_MISSING_DATA = 3
 
 
@@ -60,7 +69,7 @@ def evaluate_files(
     if per_sample_file is not None:
         per_sample.write(per_sample_file, samples)
     if output_file is not None:
-        files.write_json_atomic(output_file, report)
+        write_json_atomic(output_file, report)
     return report
 
 
@@ -76,6 +85,9 @@ def _metric_names(value: str) -> tuple[str, ...]:
     unknown = [name for name in names if name not in metrics.METRICS]
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown metrics {unknown}; choose among {', '.join(metrics.METRICS)}")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"{', '.join(repeated)} given more than once")
     return names
 
 
@@ -83,34 +95,34 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     """The scoring options both commands share."""
     parser.add_argument("--output_file", required=True, help="where to write the results (JSON)")
     parser.add_argument("--metrics", type=_metric_names, default=metrics.DEFAULT_METRICS,
-                        help=f"comma-separated, among {','.join(metrics.METRICS)} (default: the first five)")
-    parser.add_argument("--bootstrap", type=int, default=1000,
-                        help="bootstrap resamples, 0 for none (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and evaluate-compatible values")
-    parser.add_argument("--num_workers", type=int, default=None, help="worker processes (default: all cores)")
+                        help=f"comma-separated, among {','.join(metrics.METRICS)} (default: "
+                        f"{','.join(metrics.DEFAULT_METRICS)})")
+    parser.add_argument("--bootstrap", type=non_negative_int, default=1000, metavar="N",
+                        help="bootstrap resamples, 0 for none")
+    add_flag(parser, "seed", type=non_negative_int, default=0,
+             help="seed of the bootstrap and evaluate-compatible values")
+    add_flag(parser, "num_workers", type=positive_int, help="worker processes (default: all cores)")
 
 
 def scoring_options(args: argparse.Namespace) -> dict:
-    """The keyword arguments of metrics.score that the shared options set."""
+    """The keyword arguments of metrics.score that the shared options set; refuses a folder as --output_file."""
+    check_output_file(args.output_file, "--output_file")
     return {"metrics": args.metrics, "bootstrap": args.bootstrap, "seed": args.seed, "num_workers": args.num_workers,
             "progress": True}
 
 
-def report_errors(function, *args, **kwargs) -> int:
-    """Run a command; bad input and missing NLTK data become one message on stderr and an exit code."""
+def exit_code_for_missing_nltk_data(command: Callable[[], object]) -> int:
+    """Run a scoring command; missing NLTK data is exit code 3 (documented) with the fix, bad input raises on."""
     try:
-        function(*args, **kwargs)
-    except files.InputFileError as error:
-        logger.error("error: %s", error)
-        return EXIT_BAD_INPUT
+        command()
     except MissingNLTKDataError as error:
         logger.error("error: %s", error)
         return EXIT_MISSING_DATA
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--golds_json", required=True, help="gold outputs of the task (JSON)")
     parser.add_argument("--preds_json", required=True, help="predictions for the same ids (JSON)")
     parser.add_argument("--task_name", type=_task_name, default=None,
@@ -119,11 +131,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per_sample_file", default=None,
                         help="also write each example's scores here, one JSON line per example (id, user, "
                              "prediction_words, each per-sample metric); see docs/evaluation.md")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    options = scoring_options(args)
+    if args.per_sample_file is not None:
+        check_output_file(args.per_sample_file, "--per_sample_file")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return report_errors(evaluate_files, args.golds_json, args.preds_json, args.task_name, args.output_file,
-                         args.per_sample_file, **scoring_options(args))
+    return exit_code_for_missing_nltk_data(
+        lambda: evaluate_files(args.golds_json, args.preds_json, args.task_name, args.output_file,
+                               args.per_sample_file, **options))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

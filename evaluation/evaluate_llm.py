@@ -1,17 +1,19 @@
 """Zero-shot evaluation of an LLM with retrieval-augmented personalization (the benchmark's `evaluate_llm.py`).
 
     python evaluation/evaluate_llm.py --validation_data product_review_user --data_dir data/sample \
-        --model_addr meta-llama/Llama-2-7b-chat-hf --output_dir runs/review \
+        --model_name meta-llama/Llama-2-7b-chat-hf --output_dir runs/review \
         --use_profile --retriever bm25 --num_retrieved 4 --compare_no_profile
 
 `--validation_data` is a config name (then `--split` picks the split) or a local file/folder (then `--task`
-names the task). A killed run, restarted with the same arguments, continues where it stopped. See
-docs/zero_shot.md for the files written and every option.
+names the task). A killed run, restarted with the same arguments, continues where it stopped. The benchmark
+README's flags (`--model_addr`, `--max_prompt_tokens`, `--limit`, `--no_chat_template`) are kept as aliases.
+See docs/zero_shot.md for the files written, docs/flags.md for the flags across the commands.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -19,66 +21,52 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: import from the repository root, not from evaluation/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from evaluation.generation import BACKENDS, DTYPES  # noqa: E402
 from evaluation.nltk_setup import MissingNLTKDataError  # noqa: E402
 from evaluation.zero_shot import ZeroShotOptions, evaluate  # noqa: E402
+from longlamp_cli import FLAGS, ArgumentParser, add_flag, run_command  # noqa: E402
+
+GROUPS = ("data", "model", "vllm", "personalization", "prompt", "generation", "output")
+# Aliases only this command keeps (the benchmark README's and its own older names).
+ALIASES = {"max_eval_examples": ("--limit",)}
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """One flag per ZeroShotOptions field: the shared concepts as longlamp_cli defines them, the others from the
+    field's own help; the field's default is the flag's default."""
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    groups = {name: parser.add_argument_group(name) for name in GROUPS}
+    for spec in dataclasses.fields(ZeroShotOptions):
+        meta = dict(spec.metadata)
+        group, text = groups[meta.pop("group")], meta.pop("help") or None
+        default = None if spec.default is dataclasses.MISSING else spec.default
+        kind = spec.type.replace(" | None", "")
+        if spec.name in FLAGS:
+            if FLAGS[spec.name].options.get("action") is None and "type" not in FLAGS[spec.name].options:
+                meta.setdefault("type", _TYPES[kind])
+            add_flag(group, spec.name, *ALIASES.get(spec.name, ()), help=text, default=default, **meta)
+        elif kind == "bool":
+            action = argparse.BooleanOptionalAction if default is None else "store_true"
+            group.add_argument(f"--{spec.name}", action=action, default=default, help=text, **meta)
+        else:
+            meta.setdefault("metavar", None if "choices" in meta else kind.upper())
+            group.add_argument(f"--{spec.name}", type=_TYPES[kind], default=default, help=text, **meta)
+    # The old negative form of the chat-template switch, kept for existing command lines.
+    groups["prompt"].add_argument("--no_chat_template", dest="use_chat_template", action="store_false",
+                                  help="the same as --no-use_chat_template")
+    return parser
 
 
 def parse_args(argv=None) -> ZeroShotOptions:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    data = parser.add_argument_group("data")
-    data.add_argument("--validation_data", required=True,
-                      help="a LongLaMP config name (e.g. product_review_user) or a local file/folder of rows")
-    data.add_argument("--task", help="config or task name; needed when --validation_data is a file or folder")
-    data.add_argument("--split", default="validation", help="split of a config: train, validation (default), test")
-    data.add_argument("--data_dir", help="local copy of the data (e.g. data/sample) instead of the Hub")
-    data.add_argument("--cache_dir", help="datasets cache folder (default: the datasets library's)")
-    data.add_argument("--limit", type=int, help="evaluate only the first N examples (a quick look)")
-
-    model = parser.add_argument_group("model")
-    model.add_argument("--model_addr", required=True, help="Hub id or directory of a model, or a PEFT adapter")
-    model.add_argument("--base_model", help="base model of a PEFT adapter, instead of the one its config names")
-    model.add_argument("--backend", choices=BACKENDS, default="auto",
-                       help="auto: vLLM when installed with a GPU, else transformers")
-    model.add_argument("--dtype", choices=DTYPES, default="auto", help="auto: bfloat16 on GPU, float32 on CPU")
-    model.add_argument("--device_map", help="transformers device map (default: auto with a GPU, else CPU)")
-    model.add_argument("--batch_size", type=int, help="examples per batch (default: 8 transformers, 256 vLLM)")
-
-    profile = parser.add_argument_group("personalization")
-    profile.add_argument("--use_profile", action="store_true", help="put retrieved profile items in the prompt")
-    profile.add_argument("--retriever", default="bm25", help="bm25 (default), contriever, recency, random")
-    profile.add_argument("--num_retrieved", type=int, default=4, help="profile items per prompt (default: 4)")
-    profile.add_argument("--is_ranked", action="store_true", help="profiles are already ranked: take the first k")
-    profile.add_argument("--compare_no_profile", action="store_true",
-                         help="also run without profile (into OUTPUT_DIR/no_profile) and compare the scores")
-
-    prompt = parser.add_argument_group("prompt")
-    prompt.add_argument("--max_prompt_tokens", type=int,
-                        help="prompt budget (default: the model's context minus --max_new_tokens)")
-    prompt.add_argument("--no_chat_template", dest="use_chat_template", action="store_false", default=None,
-                        help="send the plain prompt even when the tokenizer has a chat template")
-
-    generation = parser.add_argument_group("generation")
-    generation.add_argument("--max_new_tokens", type=int, default=512, help="tokens to generate (default: 512)")
-    generation.add_argument("--do_sample", action="store_true", help="sample instead of greedy decoding")
-    generation.add_argument("--temperature", type=float, default=1.0, help="with --do_sample (default: 1.0)")
-    generation.add_argument("--top_p", type=float, default=1.0, help="with --do_sample (default: 1.0, no cut)")
-    generation.add_argument("--num_beams", type=int, default=1, help="beam search when > 1 (default: 1)")
-    generation.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
-
-    parser.add_argument("--output_dir", required=True, help="where predictions, prompts and scores go")
-    return ZeroShotOptions(**vars(parser.parse_args(argv)))
+    return ZeroShotOptions(**vars(build_parser().parse_args(argv)))
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         results = evaluate(options)
-    except (ValueError, FileNotFoundError) as error:  # bad input: the message says what to fix
-        print(f"evaluate_llm.py: error: {error}", file=sys.stderr)
-        return 2
-    except MissingNLTKDataError as error:  # generation is done: only scoring needs the fix
+    except MissingNLTKDataError as error:  # generation is done: only scoring needs the fix (exit 3, documented)
         print(f"evaluate_llm.py: error: {error}\nThe predictions are written in {options.output_dir}; run the same "
               "command again once fixed to score them (nothing is generated twice).", file=sys.stderr)
         return 3
@@ -90,4 +78,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -8,7 +8,7 @@ do not match the golds. An empty prediction is valid (it scores zero).
 
 Zip archives are extracted member by member after checking that no path leaves the target folder (absolute
 paths, "..", links) and that the total unpacked size stays under a limit (zip bombs).
-Results are written to a temporary file and renamed, so a failed run leaves no partial output.
+Results are written with `longlamp_runs.write_json_atomic`, so a failed run leaves no partial output.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import stat
-import uuid
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
@@ -208,19 +207,3 @@ def extract_zip(
 
 def _is_macos_metadata(name: str) -> bool:
     return name.startswith("__MACOSX/") or PurePosixPath(name).name.startswith("._")
-
-
-def write_json_atomic(path: str | os.PathLike, data: object) -> None:
-    """Write JSON through a temporary file in the same folder and a rename: the file is whole or absent."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temporary, "x", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)

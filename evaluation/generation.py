@@ -1,26 +1,27 @@
-"""Text generation backends for zero-shot evaluation: batched Hugging Face transformers, and vLLM.
+"""What generation needs besides a backend: the model resolved without its weights, the decoding settings,
+the ids generation stops at, and the batch plan. The backends themselves are in `evaluation.backends`.
 
-Both take prompts as token ids (tokenized once, the way `PromptBuilder.count` measured them, so a chat
-prompt gets no second BOS) and return the decoded continuation of each. Decoding uses exactly the settings
-given (`GenerationSettings`): a model's own `generation_config.json` sampling defaults (a chat model's
-temperature 0.6, say) are deliberately not applied, so that a run is described completely by its settings.
-
-The transformers backend pads on the left for decoder-only models, keeps the KV cache, and is fed
-length-sorted batches (`plan_batches`) so that little compute goes to padding; in float32 its greedy output
-equals one-by-one generation (tests/test_generation.py). vLLM is optional (`pip install vllm`, a CUDA GPU).
+Prompts are token ids (tokenized once, the way `PromptBuilder.count` measured them, so a chat prompt gets no
+second BOS). Decoding uses exactly the settings given (`GenerationSettings`): a model's own
+`generation_config.json` sampling defaults (a chat model's temperature 0.6, say) are deliberately not applied,
+so that a run is described completely by its settings; only its end-of-sequence ids are taken from it.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
+from longlamp_prompts import context_length
+
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "transformers", "vllm")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
+_REASONING = re.compile(r"<think>.*?</think>\s*", re.DOTALL)
 
 
 class ModelLoadError(ValueError):
@@ -68,6 +69,9 @@ class ModelSource:
     adapter: str | None
     config: object
     tokenizer: object
+    generation_config: object = None
+    trust_remote_code: bool = False
+    chat_template_kwargs: dict = field(default_factory=dict)
 
     @property
     def is_encoder_decoder(self) -> bool:
@@ -75,19 +79,64 @@ class ModelSource:
 
     def context_length(self) -> int | None:
         """The longest input the model takes: its position limit and the tokenizer's, whichever is smaller."""
-        limits = [getattr(self.config.get_text_config(), "max_position_embeddings", None),
-                  getattr(self.tokenizer, "model_max_length", None)]
-        known = [n for n in limits if isinstance(n, int) and 0 < n < 10_000_000]  # unset limits are huge
-        return min(known) if known else None
+        return context_length(self.config, self.tokenizer)
+
+    @cached_property
+    def stop_token_ids(self) -> list[int]:
+        """Where every backend stops: the generation config's EOS ids, the tokenizer's EOS, and the chat
+        template's end-of-turn token (Llama-3's <|eot_id|>, Qwen's <|im_end|>), in that order, once each."""
+        ids = []
+        own = getattr(self.generation_config, "eos_token_id", None)
+        if own is None:
+            own = getattr(self.config, "eos_token_id", None)
+        ids += own if isinstance(own, list) else [own]
+        ids.append(self.tokenizer.eos_token_id)
+        ids.append(end_of_turn_id(self.tokenizer, self.chat_template_kwargs))
+        return list(dict.fromkeys(i for i in ids if isinstance(i, int)))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """A continuation's text, the same on every backend: special tokens skipped, spaces left as generated."""
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     def encode(self, prompt: str, chat_formatted: bool) -> list[int]:
         """Token ids of a prompt, counted as `PromptBuilder.count` counts them."""
         return self.tokenizer(prompt, add_special_tokens=not chat_formatted)["input_ids"]
 
 
-def resolve_model(address: str, base_model: str | None = None) -> ModelSource:
-    """Read the config and tokenizer of `address` (a Hub id, a model directory or a PEFT adapter)."""
-    from transformers import AutoConfig, AutoTokenizer
+def end_of_turn_id(tokenizer, chat_template_kwargs: dict | None = None) -> int | None:
+    """The special token a chat template writes right after an assistant turn, or None (no template, or plain
+    text there)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    from jinja2 import TemplateError
+
+    marker = "LONGLAMP_END_OF_TURN_PROBE"
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "x"}, {"role": "assistant",
+                                              "content": marker}], tokenize=False, **(chat_template_kwargs or {}))
+    except (TemplateError, ValueError, TypeError, KeyError):  # a template that renders no assistant turn this way
+        return None
+    after = text.rpartition(marker)[2]
+    ids = tokenizer(after, add_special_tokens=False)["input_ids"] if after else []
+    special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}))
+    return ids[0] if ids and ids[0] in special else None
+
+
+def strip_reasoning(text: str) -> str:
+    """The answer without a reasoning model's <think>...</think> blocks (or an unopened block's end: templates
+    that open <think> in the prompt)."""
+    if "</think>" not in text:
+        return text
+    head, _, rest = text.partition("</think>")
+    if "<think>" not in head:  # the block was opened by the prompt
+        text = rest.lstrip()
+    return _REASONING.sub("", text)
+
+
+def resolve_model(address: str, base_model: str | None = None, trust_remote_code: bool = False,
+                  chat_template_kwargs: dict | None = None) -> ModelSource:
+    """Read the config, generation config and tokenizer of `address` (a Hub id, a model folder or a PEFT adapter)."""
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
     adapter = address if (Path(address) / "adapter_config.json").is_file() else None
     try:
@@ -97,17 +146,24 @@ def resolve_model(address: str, base_model: str | None = None) -> ModelSource:
             base = base_model or PeftConfig.from_pretrained(adapter).base_model_name_or_path
         else:
             base = base_model or address
-        config = AutoConfig.from_pretrained(base)
+        config = AutoConfig.from_pretrained(base, trust_remote_code=trust_remote_code)
         has_own_tokenizer = adapter and (Path(adapter) / "tokenizer_config.json").is_file()
-        tokenizer = AutoTokenizer.from_pretrained(adapter if has_own_tokenizer else base)
+        tokenizer = AutoTokenizer.from_pretrained(adapter if has_own_tokenizer else base,
+                                                  trust_remote_code=trust_remote_code)
     except OSError as error:
-        what = f"the base model of adapter {adapter!r}" if adapter else "--model_addr"
+        what = f"the base model of adapter {adapter!r}" if adapter else "--model_name"
         raise ModelLoadError(f"cannot load {what}: {error}") from error
+    try:
+        generation_config = GenerationConfig.from_pretrained(base)
+    except OSError:  # no generation_config.json: the model config's ids
+        generation_config = None
     if tokenizer.pad_token_id is None:  # Llama-style tokenizers have none; batches need one
         logger.info("the tokenizer of %s has no padding token; padding with its end token %r", address,
                     tokenizer.eos_token)
         tokenizer.pad_token = tokenizer.eos_token
-    return ModelSource(address=address, base=base, adapter=adapter, config=config, tokenizer=tokenizer)
+    return ModelSource(address=address, base=base, adapter=adapter, config=config, tokenizer=tokenizer,
+                       generation_config=generation_config, trust_remote_code=trust_remote_code,
+                       chat_template_kwargs=dict(chat_template_kwargs or {}))
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -116,39 +172,6 @@ def plan_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
-
-
-def resolve_backend(backend: str, settings: GenerationSettings, source: ModelSource) -> str:
-    """`auto` is vLLM when it is installed, a GPU is present, and the model and decoding are ones it runs here."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
-    if backend != "auto":
-        return backend
-    supported = settings.num_beams == 1 and not source.is_encoder_decoder
-    return "vllm" if supported and vllm_available() else "transformers"
-
-
-def vllm_available() -> bool:
-    """vLLM is installed and a CUDA device exists."""
-    import importlib.util
-
-    import torch
-
-    return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
-
-
-def make_generator(backend: str, source: ModelSource, settings: GenerationSettings, dtype: str = "auto",
-                   device_map: str | None = None, max_length: int | None = None):
-    """Load the weights for `backend` ("transformers" or "vllm"; resolve "auto" first).
-
-    `max_length` (prompt budget plus new tokens) sizes vLLM's KV cache: a 128k-context model need not
-    reserve 128k tokens per sequence when prompts are capped far below.
-    """
-    if backend == "transformers":
-        return TransformersGenerator(source, settings, dtype=dtype, device_map=device_map)
-    if backend == "vllm":
-        return VLLMGenerator(source, settings, dtype=dtype, max_model_len=max_length)
-    raise ValueError(f"unknown backend {backend!r}; expected transformers or vllm")
 
 
 def torch_dtype(name: str):
@@ -160,105 +183,3 @@ def torch_dtype(name: str):
     if name == "auto":
         return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
     return getattr(torch, name)
-
-
-class TransformersGenerator:
-    """Batched `model.generate` with padding, attention mask and KV cache."""
-
-    def __init__(self, source: ModelSource, settings: GenerationSettings, dtype: str = "auto",
-                 device_map: str | None = None):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
-
-        self.source, self.settings, self.tokenizer = source, settings, source.tokenizer
-        if device_map is None and torch.cuda.is_available():
-            device_map = "auto"
-        model_class = AutoModelForSeq2SeqLM if source.is_encoder_decoder else AutoModelForCausalLM
-        try:
-            model = model_class.from_pretrained(source.base, dtype=torch_dtype(dtype), device_map=device_map)
-            if source.adapter:
-                from peft import PeftModel
-
-                # Merged weights generate as fast as the base model; the adapter's effect is unchanged.
-                model = PeftModel.from_pretrained(model, source.adapter).merge_and_unload()
-        except OSError as error:
-            raise ModelLoadError(f"cannot load the weights of {source.address!r}: {error}") from error
-        self.model = model.eval()
-        self.model.generation_config = self._generation_config()
-
-    def _generation_config(self):
-        from transformers import GenerationConfig
-
-        own = self.model.generation_config
-        special = {
-            "bos_token_id": own.bos_token_id,
-            "eos_token_id": own.eos_token_id if own.eos_token_id is not None else self.tokenizer.eos_token_id,
-            "pad_token_id": self.tokenizer.pad_token_id,
-            "decoder_start_token_id": own.decoder_start_token_id,
-        }
-        s = self.settings
-        sampling = {"temperature": s.temperature, "top_p": s.top_p, "top_k": 0} if s.do_sample else {}
-        return GenerationConfig(max_new_tokens=s.max_new_tokens, do_sample=s.do_sample, num_beams=s.num_beams,
-                                use_cache=True, **sampling, **special)
-
-    def generate(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int]) -> list[str]:
-        """Continuations of one batch. With sampling, the batch draws from one RNG seeded with `seeds[0]`."""
-        import torch
-
-        width = max(len(p) for p in prompts)
-        pad = self.tokenizer.pad_token_id
-        left = not self.source.is_encoder_decoder  # a decoder continues from the last position: pad before
-        rows, masks = [], []
-        for prompt in prompts:
-            padding = [pad] * (width - len(prompt))
-            rows.append(padding + list(prompt) if left else list(prompt) + padding)
-            masks.append([0] * len(padding) + [1] * len(prompt) if left else [1] * len(prompt) + [0] * len(padding))
-        device = self.model.device
-        input_ids = torch.tensor(rows, device=device)
-        attention_mask = torch.tensor(masks, device=device)
-        if self.settings.do_sample:
-            torch.manual_seed(seeds[0])
-        with torch.inference_mode():
-            output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask,
-                                         generation_config=self.model.generation_config)
-        generated = output[:, width:] if left else output
-        return self.tokenizer.batch_decode(generated, skip_special_tokens=True)
-
-
-class VLLMGenerator:
-    """vLLM's continuous batching; every request carries its own seed, so sampling is per example."""
-
-    def __init__(self, source: ModelSource, settings: GenerationSettings, dtype: str = "auto",
-                 max_model_len: int | None = None):
-        if not vllm_available():
-            raise ValueError("the vllm backend needs `pip install vllm` and a CUDA GPU; use --backend transformers")
-        if settings.num_beams > 1 or source.is_encoder_decoder:
-            raise ValueError("the vllm backend runs decoder-only models without beam search here; "
-                             "use --backend transformers")
-        from vllm import LLM
-        from vllm.lora.request import LoRARequest
-
-        self.source, self.settings = source, settings
-        lora = {}
-        if source.adapter:
-            from peft import PeftConfig
-
-            lora = {"enable_lora": True, "max_lora_rank": PeftConfig.from_pretrained(source.adapter).r}
-        tokenizer = source.adapter if source.tokenizer.name_or_path == source.adapter else source.base
-        self.llm = LLM(model=source.base, tokenizer=tokenizer, dtype=dtype, seed=settings.seed,
-                       max_model_len=max_model_len, **lora)
-        self.lora_request = LoRARequest("adapter", 1, source.adapter) if source.adapter else None
-
-    def generate(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int]) -> list[str]:
-        """Continuations of a chunk of prompts, in order."""
-        from vllm import SamplingParams
-
-        s = self.settings
-        params = [
-            SamplingParams(max_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p, seed=seed)
-            if s.do_sample else SamplingParams(max_tokens=s.max_new_tokens, temperature=0.0)
-            for seed in seeds
-        ]
-        requests = [{"prompt_token_ids": list(prompt)} for prompt in prompts]
-        outputs = self.llm.generate(requests, params, use_tqdm=False, lora_request=self.lora_request)
-        return [output.outputs[0].text for output in outputs]

@@ -2,19 +2,27 @@
 
 Generation over a whole split takes hours, so every finished batch is appended to a JSON Lines file and
 flushed to disk before the next one starts. A restarted run reads that file back and skips what is done.
-The first line records the settings that produced the predictions: resuming with different settings would
-mix two runs in one file, so it is refused. Once every example is done, `write_predictions` writes the
-benchmark's `{"task", "golds": [{"id", "output"}]}` file, atomically, in dataset order.
+Each line is keyed by a hash of the example's prompt token ids (and seed), not by its id: the sample and the
+real data share ids, and an example whose prompt changed is generated again, never mixed in.
+The first line records the settings that produced the predictions: resuming with a different model (its
+weights fingerprinted), decoding or prompt settings would mix two runs in one file, so it is refused with the
+list of what changed. Other data (`settings["data"]`) is not refused: the examples whose prompts are unchanged
+are kept, the others redone, and the file rewritten with the new header. Once every example is done,
+`write_predictions` writes the benchmark's `{"task", "golds": [{"id", "output"}]}` file, atomically.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from evaluation.files import write_json_atomic
+from longlamp_runs import write_json_atomic
+
+logger = logging.getLogger(__name__)
+DATA_SETTINGS = "data"  # the settings entry that may change on resume: lines are keyed by their prompts
 
 
 class ResumeMismatchError(ValueError):
@@ -22,33 +30,39 @@ class ResumeMismatchError(ValueError):
 
 
 class PredictionStore:
-    """Finished predictions of one run, read back from and appended to `path` (JSON Lines).
+    """Finished generations of one run, read back from and appended to `path` (JSON Lines).
 
-    Line 1 is `{"settings": {...}}`; every other line is one `{"id", "output"}`. A last line cut short by a
-    kill is dropped (its example is generated again); any other unreadable line is an error naming it.
+    Line 1 is `{"settings": {...}}`; every other line is one `{"key", "id", "output", "tokens", "hit_limit"}`.
+    A last line cut short by a kill is dropped (its example is generated again); any other unreadable line is an
+    error naming it. `keys` are the run's prompt keys: lines of other keys are dropped when the data changed.
     """
 
-    def __init__(self, path: str | Path, settings: Mapping):
+    def __init__(self, path: str | Path, settings: Mapping, keys: Sequence[str] = ()):
         self.path = Path(path)
         self.settings = json.loads(json.dumps(settings))  # the form it takes once written and read back
-        self.outputs: dict[str, str] = {}
+        self.records: dict[str, dict] = {}
         lines = self._complete_lines() if self.path.exists() else []
         if lines:
-            self._read(lines)
+            self._read(lines, set(keys))
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._append(json.dumps({"settings": self.settings}, ensure_ascii=False) + "\n")
+            self._append(self._header())
 
-    def __contains__(self, example_id: str) -> bool:
-        return example_id in self.outputs
+    def __contains__(self, key: str) -> bool:
+        return key in self.records
 
     def __len__(self) -> int:
-        return len(self.outputs)
+        return len(self.records)
 
-    def add(self, records: Sequence[tuple[str, str]]) -> None:
-        """Append (id, output) pairs in one write and force them to disk."""
-        self._append("".join(json.dumps({"id": i, "output": o}, ensure_ascii=False) + "\n" for i, o in records))
-        self.outputs.update(records)
+    def add(self, generations: Sequence[tuple]) -> None:
+        """Append (key, id, Generation) triples in one write and force them to disk."""
+        records = [{"key": key, "id": example_id, "output": g.text, "tokens": g.tokens, "hit_limit": g.hit_limit}
+                   for key, example_id, g in generations]
+        self._append("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        self.records.update((r["key"], r) for r in records)
+
+    def _header(self) -> str:
+        return json.dumps({"settings": self.settings}, ensure_ascii=False) + "\n"
 
     def _append(self, text: str) -> None:
         with open(self.path, "a", encoding="utf-8") as handle:
@@ -66,19 +80,39 @@ class PredictionStore:
         # Only "\n" ends a record: JSON escapes it in strings, but not U+2028 or U+0085, where splitlines() cuts.
         return complete.decode("utf-8").split("\n")[:-1]
 
-    def _read(self, lines: list[str]) -> None:
-        header = _parse_line(self.path, 1, lines[0])
-        if header.get("settings") != self.settings:
+    def _read(self, lines: list[str], keys: set[str]) -> None:
+        recorded = _parse_line(self.path, 1, lines[0]).get("settings") or {}
+        strict_old = {k: v for k, v in recorded.items() if k != DATA_SETTINGS}
+        strict_new = {k: v for k, v in self.settings.items() if k != DATA_SETTINGS}
+        if strict_old != strict_new:
             raise ResumeMismatchError(
                 f"{self.path} holds predictions made with other settings than this run "
-                f"({_difference(header.get('settings') or {}, self.settings)}); use another --output_dir, "
-                "or delete the file to start over"
+                f"({_difference(strict_old, strict_new)}); use another --output_dir, or delete the file to start over"
             )
         for number, line in enumerate(lines[1:], start=2):
             record = _parse_line(self.path, number, line)
-            if not isinstance(record.get("id"), str) or not isinstance(record.get("output"), str):
-                raise ValueError(f'{self.path}, line {number}: expected {{"id": str, "output": str}}, got {line[:200]}')
-            self.outputs[record["id"]] = record["output"]
+            if not isinstance(record.get("key"), str) or not isinstance(record.get("output"), str):
+                raise ValueError(f'{self.path}, line {number}: expected {{"key": str, "id": str, "output": str, ...}} '
+                                 f"(a file from an older version: delete it to start over), got {line[:200]}")
+            self.records[record["key"]] = record
+        if recorded.get(DATA_SETTINGS) != self.settings.get(DATA_SETTINGS):
+            kept = {key: record for key, record in self.records.items() if key in keys}
+            logger.warning("%s: the data changed (%s); %d of %d finished examples have the same prompt and are kept, "
+                           "the others are generated again", self.path,
+                           _difference(recorded.get(DATA_SETTINGS) or {}, self.settings.get(DATA_SETTINGS) or {}),
+                           len(kept), len(self.records))
+            self.records = kept
+            self._rewrite()
+
+    def _rewrite(self) -> None:
+        """The header and the kept records, through a temporary file and a rename."""
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(self._header())
+            handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in self.records.values())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.path)
 
 
 def _parse_line(path: Path, number: int, line: str) -> dict:

@@ -8,7 +8,8 @@ what is done. At the end each run directory holds:
     predictions.json       {"task", "golds": [{"id", "output"}]}, the benchmark's format, in dataset order
     golds.json             the references in the same format, with each example's user (if the split has outputs)
     scores.json            the scorer's numbers, with the model and every setting that produced them
-    progress.jsonl         the resume log (settings line, then one line per finished example)
+    progress.jsonl         the resume log (settings line, then one line per finished example, keyed by a hash
+                           of its prompt token ids: a changed prompt is generated again, never mixed in)
 
 With `compare_no_profile`, the same model also runs without profile into `<output_dir>/no_profile/`, and
 `comparison.json` puts both score sets side by side.
@@ -16,69 +17,114 @@ With `compare_no_profile`, the same model also runs without profile into `<outpu
 
 from __future__ import annotations
 
+import gc
+import hashlib
+import json
 import logging
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from evaluation.files import write_json_atomic
-from evaluation.generation import (
-    GenerationSettings,
-    ModelSource,
-    make_generator,
-    plan_batches,
-    resolve_backend,
-    resolve_model,
-    torch_dtype,
-)
+from evaluation.backends import BACKENDS, backend_class, get_backend, resolve_backend
+from evaluation.backends import check_options as check_backend_options
+from evaluation.generation import GenerationSettings, ModelSource, plan_batches, resolve_model, strip_reasoning
 from evaluation.metrics import score
 from evaluation.predictions import PredictionStore, write_predictions
-from longlamp_prompts import PromptBudgetError, PromptBuilder
+from evaluation.task_names import canonical_task_name
+from longlamp_cli import DEFAULT_RETRIEVER_MODEL, check_folder, warn_ignored_profile_flags
+from longlamp_prompts import PromptBudgetError, PromptBuilder, prompt_budget
+from longlamp_runs import RunLock, write_json_atomic
 from longlamp_tasks import Task, parse_config_name, scorer_task_name
 from retrieval import Retriever, get_retriever, top_k_items
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = {"transformers": 8, "vllm": 256}
+DEFAULT_RETRIEVER, DEFAULT_NUM_RETRIEVED = "bm25", 4
+
+
+def _option(help: str, group: str, default=None, **argparse_options):
+    return field(default=default, metadata={"help": help, "group": group, **argparse_options})
 
 
 @dataclass(frozen=True)
 class ZeroShotOptions:
-    """Everything one evaluation needs; the command line fills it field by field."""
+    """Everything one evaluation needs. `evaluation/evaluate_llm.py` builds its flags from these fields (the
+    shared concepts through longlamp_cli.FLAGS), so the two cannot drift apart."""
 
-    validation_data: str
-    model_addr: str
-    output_dir: str
-    task: str | None = None
-    split: str = "validation"
-    data_dir: str | None = None
-    cache_dir: str | None = None
-    limit: int | None = None
-    use_profile: bool = False
-    retriever: str = "bm25"
-    num_retrieved: int = 4
-    is_ranked: bool = False
-    compare_no_profile: bool = False
-    base_model: str | None = None
-    max_prompt_tokens: int | None = None
-    use_chat_template: bool | None = None
-    backend: str = "auto"
-    batch_size: int | None = None
-    dtype: str = "auto"
-    device_map: str | None = None
-    max_new_tokens: int = 512
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    num_beams: int = 1
-    seed: int = 0
+    validation_data: str = _option("a LongLaMP config name (e.g. product_review_user) or a local file/folder of "
+                                   "rows", "data", required=True)
+    model_name: str = _option("", "model", required=True)
+    output_dir: str = _option("where predictions, prompts and scores go", "output", required=True)
+    task: str | None = _option("config, task or scorer task name (LongLaMP_product_review_user); needed when "
+                               "--validation_data is a file or folder, unless it is ranked data whose ids name it",
+                               "data")
+    split: str = _option("", "data", default="validation")
+    data_dir: str | None = _option("", "data")
+    cache_dir: str | None = _option("", "data")
+    max_eval_examples: int | None = _option("", "data")
+    use_profile: bool = _option("", "personalization", default=False)
+    retriever: str | None = _option("bm25 (default), bm25_reference, contriever, recency, random; with --is_ranked "
+                                    "read from the data", "personalization")
+    num_retrieved: int | None = _option(f"profile items per prompt (default: {DEFAULT_NUM_RETRIEVED})",
+                                        "personalization")
+    is_ranked: bool = _option("", "personalization", default=False)
+    retriever_model: str = _option("", "personalization", default=DEFAULT_RETRIEVER_MODEL)
+    embedding_cache_dir: str | None = _option("", "personalization")
+    compare_no_profile: bool = _option("also run without profile (into OUTPUT_DIR/no_profile) and compare the "
+                                       "scores", "personalization", default=False)
+    base_model: str | None = _option("base model of a PEFT adapter, instead of the one its config names", "model")
+    trust_remote_code: bool = _option("run the model repository's own Python code (off: only trusted models)",
+                                      "model", default=False)
+    backend: str = _option("auto: vLLM when installed with a GPU and the model and decoding suit it, else "
+                           "transformers", "model", default="auto", choices=("auto", *BACKENDS))
+    batch_size: int | None = _option("examples per batch (default: the backend's, 8 transformers, 256 vLLM)",
+                                     "model")
+    dtype: str = _option("auto: bfloat16 on a GPU that supports it, float32 on CPU", "model", default="auto")
+    device_map: str | None = _option("transformers device map (default: auto with a GPU, else CPU)", "model")
+    tensor_parallel_size: int | None = _option("vLLM: GPUs to split the model over (default: 1)", "vllm")
+    gpu_memory_utilization: float | None = _option("vLLM: share of GPU memory it may take (default: 0.9)", "vllm")
+    enforce_eager: bool | None = _option("vLLM: no CUDA graphs (less memory, slower)", "vllm")
+    max_num_seqs: int | None = _option("vLLM: sequences decoded at once (default: vLLM's)", "vllm")
+    max_prompt_length: int | None = _option("", "prompt")
+    use_chat_template: bool | None = _option("", "prompt")
+    chat_template_kwargs: str | None = _option("JSON object passed to the chat template, e.g. "
+                                               '{"enable_thinking": false}', "prompt")
+    keep_reasoning: bool = _option("keep <think>...</think> blocks in the predictions (removed by default)",
+                                   "generation", default=False)
+    max_new_tokens: int = _option("", "generation", default=512)
+    do_sample: bool = _option("sample instead of greedy decoding", "generation", default=False)
+    temperature: float = _option("with --do_sample", "generation", default=1.0)
+    top_p: float = _option("with --do_sample (1.0: no cut)", "generation", default=1.0)
+    num_beams: int = _option("beam search when > 1", "generation", default=1)
+    seed: int = _option("sampling seed", "generation", default=0)
 
     def generation(self) -> GenerationSettings:
         return GenerationSettings(max_new_tokens=self.max_new_tokens, do_sample=self.do_sample,
                                   temperature=self.temperature, top_p=self.top_p, num_beams=self.num_beams,
                                   seed=self.seed)
+
+    def template_kwargs(self) -> dict:
+        """--chat_template_kwargs as a dict (ValueError naming the flag when it is not a JSON object)."""
+        if not self.chat_template_kwargs:
+            return {}
+        try:
+            value = json.loads(self.chat_template_kwargs)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--chat_template_kwargs is not JSON ({error}): {self.chat_template_kwargs!r}") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"--chat_template_kwargs must be a JSON object, got {self.chat_template_kwargs!r}")
+        return value
+
+    def backend_options(self) -> dict:
+        """The backend options given (the others keep the backend's defaults; one it does not take is refused)."""
+        given = {"dtype": self.dtype, "trust_remote_code": self.trust_remote_code}
+        for name in ("device_map", "tensor_parallel_size", "gpu_memory_utilization", "enforce_eager", "max_num_seqs"):
+            if getattr(self, name) is not None:
+                given[name] = getattr(self, name)
+        return given
 
 
 @dataclass
@@ -89,84 +135,175 @@ class PreparedRun:
     settings: dict
     ids: list[str]
     token_ids: list[list[int]]
+    keys: list[str]
     store: PredictionStore
 
     @property
     def done(self) -> bool:
-        return all(example_id in self.store for example_id in self.ids)
+        return all(key in self.store for key in self.keys)
 
 
 def evaluate(options: ZeroShotOptions) -> list[dict]:
     """Run the evaluation(s) the options ask for; returns each run's `scores.json` content."""
+    check_options(options)
+    return _evaluate(options, check_folder(options.output_dir, "--output_dir"))
+
+
+def check_options(options: ZeroShotOptions) -> None:
+    """Refuse settings that cannot work, before anything is read; warn about flags that do nothing."""
     if options.compare_no_profile and not options.use_profile:
         raise ValueError("--compare_no_profile compares against a run with --use_profile; add --use_profile")
-    task, setting = resolve_task(options.task, options.validation_data)
-    retriever = get_retriever(options.retriever) if options.use_profile else None
+    for name in ("max_eval_examples", "num_retrieved", "batch_size", "max_prompt_length", "max_num_seqs",
+                 "tensor_parallel_size"):
+        value = getattr(options, name)
+        if value is not None and value < (0 if name == "num_retrieved" else 1):
+            raise ValueError(f"--{name} must be at least {0 if name == 'num_retrieved' else 1}, got {value}")
+    options.template_kwargs()
+    options.generation()
+
+
+def ignored_profile_flags(options: ZeroShotOptions, warn: bool = True) -> str | None:
+    """The warning for retrieval flags given without --use_profile (the run is the non-personalised baseline)."""
+    given = [f"--{name}" for name in ("retriever", "num_retrieved") if getattr(options, name) is not None]
+    given += ["--is_ranked"] if options.is_ranked else []
+    return warn_ignored_profile_flags(options.use_profile, given, warn)
+
+
+def _evaluate(options: ZeroShotOptions, root: Path) -> list[dict]:
+    """Everything that can refuse the run, then the run under the folder's lock."""
+    ignored_profile_flags(options)
+    data_config(options.validation_data)  # an unknown config name fails before anything is loaded
     rows = load_rows(options)
-    source = resolve_model(options.model_addr, options.base_model)
+    task, setting, retriever_name, ranked_by = resolve_task_and_retriever(options, rows)
+    retriever = make_retriever(options, retriever_name) if options.use_profile else None
+    source = resolve_model(options.model_name, options.base_model, options.trust_remote_code,
+                           options.template_kwargs())
     generation = options.generation()
     backend = resolve_backend(options.backend, generation, source)
-    builder = PromptBuilder(task, source.tokenizer, prompt_budget(source, options), options.use_chat_template)
+    generator_class = backend_class(backend)
+    check_backend_options(backend, {**options.backend_options(), **generator_class.run_options(0, 0)})
+    budget = prompt_budget(options.max_prompt_length, source.context_length(), generation.max_new_tokens,
+                           source.is_encoder_decoder)
+    builder = PromptBuilder(task, source.tokenizer, budget, options.use_chat_template, options.template_kwargs())
     common = {
-        "task": task.name, "setting": setting, "data": options.validation_data, "split": options.split,
-        "model": options.model_addr, "base_model": source.base if source.adapter else None, "backend": backend,
-        "dtype": dtype_name(backend, options.dtype), "max_prompt_tokens": builder.max_prompt_tokens,
-        "chat_template": builder.use_chat_template, **generation.record(),
+        "task": task.name, "setting": setting, "split": options.split,
+        "model": options.model_name, "base_model": source.base if source.adapter else None,
+        "model_fingerprint": model_fingerprint(source), "backend": backend,
+        "dtype": generator_class.dtype_name(options.dtype), "max_prompt_length": builder.max_prompt_tokens,
+        "chat_template": builder.use_chat_template, "chat_template_kwargs": options.template_kwargs() or None,
+        "strip_reasoning": not options.keep_reasoning, **generation.record(),
+        "data": data_source(options, rows), **({"ranked_by": ranked_by} if ranked_by else {}),
     }
-    root = Path(options.output_dir)
+    handed_over = [retriever]  # the callee takes the only reference, so that it can free the retriever's memory
+    del retriever
+    with RunLock(root, "evaluate_llm.py"):  # taken only now: a refused run leaves no folder behind
+        return _generate_and_score(options, root, task, setting, rows, source, builder, common, handed_over)
+
+
+def _generate_and_score(options: ZeroShotOptions, root: Path, task: Task, setting: str, rows, source: ModelSource,
+                        builder: PromptBuilder, common: dict, handed_over: list) -> list[dict]:
+    """Write the prompts, generate what is missing, then write predictions and scores, for each variant."""
+    retriever = handed_over.pop()
     variants = [(root, retriever)] + ([(root / "no_profile", None)] if options.compare_no_profile else [])
     prepared = [prepare_run(task, rows, source, builder, directory, common, options, run_retriever)
                 for directory, run_retriever in variants]
+    del variants, retriever
+    release_accelerator_memory()  # an on-the-fly dense retriever's encoder must not hold memory vLLM needs
+    generation, backend = options.generation(), common["backend"]
+    generator_class = backend_class(backend)
+    ignored = ignored_profile_flags(options, warn=False)
 
     pending = [run for run in prepared if not run.done]
     if pending:
-        logger.info("loading %s with the %s backend", options.model_addr, backend)
-        generator = make_generator(backend, source, generation, dtype=options.dtype, device_map=options.device_map,
-                                   max_length=builder.max_prompt_tokens + generation.max_new_tokens)
-        batch_size = options.batch_size or DEFAULT_BATCH_SIZE[backend]
+        logger.info("loading %s with the %s backend", options.model_name, backend)
+        longest = max(len(ids) for run in pending for ids in run.token_ids)
+        generator = get_backend(backend, source, generation, **options.backend_options(),
+                                **generator_class.run_options(longest, generation.max_new_tokens))
+        batch_size = options.batch_size or generator_class.default_batch_size
         for run in pending:
             generate_missing(run, generator, batch_size, generation.seed)
     references, users = column(rows, "output"), column(rows, task.user_column)
-    results = [finish_run(run, scorer_task_name(task, setting), references, users, options.split)
+    results = [finish_run(run, scorer_task_name(task, setting), references, users, options, ignored)
                for run in prepared]
     if options.compare_no_profile:
         write_json_atomic(root / "comparison.json", compare(results[0], results[1]))
     return results
 
 
-def resolve_task(task: str | None, data: str) -> tuple[Task, str]:
-    """The task and setting from `--task`, or from the data when it is a config name (they must agree)."""
-    from_data = None
-    if not Path(data).expanduser().exists():
-        try:
-            from_data = parse_config_name(data)
-        except ValueError as error:
-            raise ValueError(f"--validation_data {data!r} is no file or folder, and {error}") from None
-    if task is None:
-        if from_data is None:
-            raise ValueError(f"--task is required when --validation_data ({data!r}) is a file or folder, "
-                             "e.g. --task product_review_user")
-        return from_data
-    chosen = parse_config_name(task)
-    if from_data is not None and from_data != chosen:
-        raise ValueError(f"--task {task!r} contradicts --validation_data {data!r}; give one of them")
-    return chosen
+def config_name(name: str) -> str:
+    """A config name from a config, task or scorer task name ("LongLaMP_product_review_user")."""
+    task, setting = parse_config_name(canonical_task_name(name).removeprefix("LongLaMP_"))
+    return f"{task.name}_{setting}"
+
+
+def resolve_task_and_retriever(options: ZeroShotOptions, rows) -> tuple[Task, str, str, str | None]:
+    """The task and setting (from --task, a config name as data, or ranked data's ids), the retriever's name
+    (from --retriever, or ranked data's ranked_by) and, for ranked data, the signature it was ranked with."""
+    task = config_name(options.task) if options.task is not None else None
+    data = options.validation_data
+    from_data = data_config(data)
+    if from_data is not None:
+        if task is not None and parse_config_name(task) != parse_config_name(from_data):
+            raise ValueError(f"--task {options.task!r} contradicts --validation_data {data!r}; give one of them")
+    retriever, ranked_by = options.retriever, None
+    if options.is_ranked and options.use_profile:
+        from retrieval.ranked import ranked_source
+
+        ranked = ranked_source(rows, data, task or from_data, retriever)
+        retriever, from_data, ranked_by = ranked.retriever, from_data or ranked.config, ranked.signature
+    chosen = task or from_data
+    if chosen is None:
+        raise ValueError(f"--task is required when --validation_data ({data!r}) is a file or folder, "
+                         "e.g. --task product_review_user")
+    return (*parse_config_name(chosen), retriever or DEFAULT_RETRIEVER, ranked_by)
+
+
+def data_config(data: str) -> str | None:
+    """The config name that --validation_data names, or None for a file or folder."""
+    if Path(data).expanduser().exists():
+        return None
+    try:
+        task, setting = parse_config_name(data)
+    except ValueError as error:
+        raise ValueError(f"--validation_data {data!r} is no file or folder, and {error}") from None
+    return f"{task.name}_{setting}"
+
+
+def make_retriever(options: ZeroShotOptions, name: str) -> Retriever:
+    """The retriever by name; contriever gets --retriever_model and --embedding_cache_dir."""
+    retriever_options = {}
+    if name == "contriever":
+        retriever_options["model_name"] = options.retriever_model
+        if options.embedding_cache_dir:
+            retriever_options["cache_dir"] = options.embedding_cache_dir
+    return get_retriever(name, **retriever_options)
+
+
+def release_accelerator_memory() -> None:
+    """Collect objects no longer referenced and hand PyTorch's cached GPU memory back to the device."""
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def load_rows(options: ZeroShotOptions):
-    """The split as a `datasets.Dataset` (its first `limit` rows), checked for what generation needs.
+    """The split as a `datasets.Dataset` (its first `max_eval_examples` rows), checked for what generation needs.
 
     Rows stay in Arrow and are read one at a time: temporal profiles hold thousands of items.
     """
     import longlamp
 
-    dataset = longlamp.load_split(options.validation_data, options.split, task=options.task,
-                                  data_dir=options.data_dir, cache_dir=options.cache_dir)
+    task = config_name(options.task) if options.task is not None else None
+    try:
+        dataset = longlamp.load_split(options.validation_data, options.split, task=task,
+                                      data_dir=options.data_dir, cache_dir=options.cache_dir)
+    except FileNotFoundError as error:
+        raise ValueError(str(error)) from None
     where = f"{options.validation_data} ({options.split})"
-    if options.limit is not None:
-        if options.limit < 1:
-            raise ValueError(f"--limit must be at least 1, got {options.limit}")
-        dataset = dataset.select(range(min(options.limit, len(dataset))))
+    if options.max_eval_examples is not None:
+        dataset = dataset.select(range(min(options.max_eval_examples, len(dataset))))
     if len(dataset) == 0:
         raise ValueError(f"{where} has no rows")
     missing = [column for column in ("id", "input") if column not in dataset.column_names]
@@ -189,27 +326,51 @@ def column(dataset, name: str) -> list:
     return dataset[name] if name in dataset.column_names else [None] * len(dataset)
 
 
-def prompt_budget(source: ModelSource, options: ZeroShotOptions) -> int:
-    """Prompt tokens allowed: `--max_prompt_tokens`, else the context left after the generated tokens."""
-    if options.max_prompt_tokens is not None:
-        budget = options.max_prompt_tokens
-    else:
-        context = source.context_length()
-        if context is None:
-            raise ValueError(f"{options.model_addr} declares no context length; give --max_prompt_tokens")
-        # A decoder's generated tokens share its context with the prompt; an encoder's input has it alone.
-        budget = context if source.is_encoder_decoder else context - options.max_new_tokens
-    if budget < 1:
-        raise ValueError(f"no room for a prompt: the budget is {budget} tokens (context {source.context_length()}, "
-                         f"--max_new_tokens {options.max_new_tokens}); lower --max_new_tokens")
-    return budget
+def data_source(options: ZeroShotOptions, rows) -> dict:
+    """Where the rows came from, for the record: the data as given, its folder, and datasets' fingerprint of
+    the loaded files. A resumed run on other data keeps only the examples whose prompts are unchanged."""
+    data_dir = str(Path(options.data_dir).expanduser().resolve()) if options.data_dir else None
+    path = Path(options.validation_data).expanduser()
+    return {"data": str(path.resolve()) if path.exists() else options.validation_data, "data_dir": data_dir,
+            "fingerprint": getattr(rows, "_fingerprint", None)}
 
 
-def dtype_name(backend: str, dtype: str) -> str:
-    """The dtype actually used, for the record (vLLM resolves `auto` itself, from the model's config)."""
-    if backend == "vllm":
-        return dtype
-    return str(torch_dtype(dtype)).removeprefix("torch.")
+def folder_fingerprint(folder: Path) -> str:
+    """sha256 over every file's relative path and content: a checkpoint saved again to the same path differs."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 24), b""):
+                digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def address_fingerprint(address: str) -> str | None:
+    """A local folder's content hash, or a Hub model's resolved commit (None when it cannot be told)."""
+    if Path(address).expanduser().is_dir():
+        return folder_fingerprint(Path(address).expanduser())
+    from transformers.utils.hub import cached_file, extract_commit_hash
+
+    try:
+        return extract_commit_hash(cached_file(address, "config.json"), None)
+    except OSError:
+        return None
+
+
+def model_fingerprint(source: ModelSource) -> dict:
+    """What the weights are: the base model's fingerprint, and the adapter's."""
+    logger.info("fingerprinting the weights of %s", source.address)
+    fingerprint = {"base": address_fingerprint(source.base)}
+    if source.adapter:
+        fingerprint["adapter"] = address_fingerprint(source.adapter)
+    return fingerprint
+
+
+def prompt_key(token_ids: Sequence[int], seed: int | None) -> str:
+    """What one example's generation depends on beyond the run's settings: its prompt ids (and its seed)."""
+    text = json.dumps([list(token_ids), seed], separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def build_prompts(task: Task, rows: Sequence[dict], builder: PromptBuilder, retriever: Retriever | None,
@@ -234,17 +395,19 @@ def prepare_run(task: Task, rows: Sequence[dict], source: ModelSource, builder: 
                 common: dict, options: ZeroShotOptions, retriever: Retriever | None) -> PreparedRun:
     """Build and save the prompts of one run (no retriever: no profile), and open or resume its progress file."""
     settings = {**common, "use_profile": retriever is not None}
+    num_retrieved = options.num_retrieved if options.num_retrieved is not None else DEFAULT_NUM_RETRIEVED
     if retriever is not None:
-        settings.update(retriever=retriever.signature, num_retrieved=options.num_retrieved,
-                        is_ranked=options.is_ranked)
-    records = build_prompts(task, rows, builder, retriever, options.num_retrieved, options.is_ranked)
+        settings.update(retriever=retriever.signature, num_retrieved=num_retrieved, is_ranked=options.is_ranked)
+    records = build_prompts(task, rows, builder, retriever, num_retrieved, options.is_ranked)
+    token_ids = [source.encode(r["prompt"], builder.use_chat_template) for r in records]
+    seed = options.seed if options.do_sample else None
+    keys = [prompt_key(ids, None if seed is None else seed + index) for index, ids in enumerate(token_ids)]
     directory.mkdir(parents=True, exist_ok=True)
     write_json_atomic(directory / "prompts.json", records)
-    store = PredictionStore(directory / "progress.jsonl", settings)
+    store = PredictionStore(directory / "progress.jsonl", settings, keys)
     if len(store):
         logger.info("%s: resuming, %d of %d examples already done", directory, len(store), len(records))
-    token_ids = [source.encode(r["prompt"], builder.use_chat_template) for r in records]
-    return PreparedRun(directory, settings, [r["id"] for r in records], token_ids, store)
+    return PreparedRun(directory, settings, [r["id"] for r in records], token_ids, keys, store)
 
 
 def generate_missing(run: PreparedRun, generator, batch_size: int, seed: int) -> None:
@@ -253,32 +416,47 @@ def generate_missing(run: PreparedRun, generator, batch_size: int, seed: int) ->
     The batch plan depends only on the prompts and `batch_size`, and a batch with any missing example is
     generated whole, so a resumed run computes exactly what an uninterrupted one would have.
     """
-    ids = run.ids
-    done = sum(example_id in run.store for example_id in ids)
-    with tqdm(total=len(ids), initial=done, desc=f"generating ({run.output_dir})", unit="ex") as bar:
+    keys = run.keys
+    done = sum(key in run.store for key in keys)
+    with tqdm(total=len(keys), initial=done, desc=f"generating ({run.output_dir})", unit="ex") as bar:
         for batch in plan_batches([len(t) for t in run.token_ids], batch_size):
-            missing = [i for i in batch if ids[i] not in run.store]
+            missing = [i for i in batch if keys[i] not in run.store]
             if not missing:
                 continue
-            outputs = generator.generate([run.token_ids[i] for i in batch], [seed + i for i in batch])
-            run.store.add([(ids[i], output) for i, output in zip(batch, outputs) if ids[i] not in run.store])
+            outputs = generator.generations([run.token_ids[i] for i in batch], [seed + i for i in batch])
+            run.store.add([(keys[i], run.ids[i], output) for i, output in zip(batch, outputs)
+                           if keys[i] not in run.store])
             bar.update(len(missing))
 
 
-def finish_run(run: PreparedRun, task_name: str, references: Sequence, users: Sequence, split: str) -> dict:
+def length_summary(records: Sequence[dict], max_new_tokens: int) -> dict:
+    """The length distribution of the generations in tokens, and how many ran into max_new_tokens."""
+    lengths = sorted(record["tokens"] for record in records)
+    deciles = statistics.quantiles(lengths, n=10, method="inclusive") if len(lengths) > 1 else lengths * 9
+    return {"min": lengths[0], "median": statistics.median(lengths), "mean": statistics.fmean(lengths),
+            "p90": deciles[8], "max": lengths[-1], "max_new_tokens": max_new_tokens,
+            "hit_max_new_tokens": sum(record["hit_limit"] for record in records)}
+
+
+def finish_run(run: PreparedRun, task_name: str, references: Sequence, users: Sequence, options: ZeroShotOptions,
+               ignored: str | None = None) -> dict:
     """Write the predictions file, then the golds and scores when every example has a reference output."""
-    write_predictions(run.output_dir / "predictions.json", task_name, run.ids, run.store.outputs)
-    predictions = [run.store.outputs[example_id] for example_id in run.ids]
+    records = [run.store.records[key] for key in run.keys]
+    predictions = [r["output"] if options.keep_reasoning else strip_reasoning(r["output"]) for r in records]
+    write_predictions(run.output_dir / "predictions.json", task_name, run.ids, dict(zip(run.ids, predictions)))
     empty = sum(not p.strip() for p in predictions)
     if empty:
         logger.warning("%s: %d of %d predictions are empty (the model produced no text); they are kept and "
                        "score 0", run.output_dir, empty, len(predictions))
     summary = {"task": task_name, "examples": len(run.ids), "empty_predictions": empty,
-               "settings": run.settings, "scores": None}
+               "generation_lengths": length_summary(records, options.max_new_tokens),
+               "personalised": run.settings["use_profile"], "settings": run.settings, "scores": None}
+    if ignored:
+        summary["ignored_flags"] = ignored
     missing = sum(not (isinstance(r, str) and r.strip()) for r in references)
     if missing:
-        summary["not_scored"] = (f"{missing} of {len(references)} examples of split {split!r} have no reference "
-                                 "output; predictions were written, scoring was skipped")
+        summary["not_scored"] = (f"{missing} of {len(references)} examples of split {options.split!r} have no "
+                                 "reference output; predictions were written, scoring was skipped")
         logger.warning("%s: %s", run.output_dir, summary["not_scored"])
     else:
         users = users if all(isinstance(u, str) for u in users) else None

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\n4. Zero-shot generation with {args.model_addr} (product_review_user, validation)")
             runs = evaluate(ZeroShotOptions(
                 validation_data="product_review_user", data_dir=str(args.data_dir), cache_dir=cache,
-                model_addr=args.model_addr, output_dir=str(work / "zero-shot"), use_profile=True,
+                model_name=args.model_addr, output_dir=str(work / "zero-shot"), use_profile=True,
                 retriever="bm25", num_retrieved=2, compare_no_profile=True, max_new_tokens=128,
             ))
             for label, run in zip(("with profile", "no profile"), runs):

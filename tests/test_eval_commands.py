@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from evaluation import eval_all, eval_task, metrics
+from longlamp_cli import EXIT_BAD_INPUT, run_command
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = "LongLaMP_product_review_user"
@@ -37,6 +38,12 @@ def prediction_entries(n: int = 10) -> list[dict]:
 def write_task(path: Path, entries: list[dict], task: str = TASK) -> Path:
     path.write_text(json.dumps({"task": task, "golds": entries}), encoding="utf-8")
     return path
+
+
+def run_main(main, args: list[str], capsys) -> tuple[int, str]:
+    """A command's main through the shared runner, as its script runs it: (exit code, stderr)."""
+    code = run_command(main, args, prog="command")
+    return code, capsys.readouterr().err
 
 
 def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
@@ -91,15 +98,16 @@ BAD_PREDICTIONS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_PREDICTIONS))
-def test_eval_task_refuses_bad_predictions_and_writes_nothing(tmp_path, caplog, case):
+def test_eval_task_refuses_bad_predictions_and_writes_nothing(tmp_path, capsys, case):
     content, message = BAD_PREDICTIONS[case]
     golds = write_task(tmp_path / "golds.json", gold_entries())
     preds = tmp_path / "preds.json"
     preds.write_text(json.dumps(content), encoding="utf-8")
     out = tmp_path / "results.json"
-    code = eval_task.main(["--golds_json", str(golds), "--preds_json", str(preds), "--output_file", str(out), *FAST])
-    assert code == eval_task.EXIT_BAD_INPUT
-    assert message in caplog.text
+    code, error = run_main(eval_task.main, ["--golds_json", str(golds), "--preds_json", str(preds), "--output_file",
+                                            str(out), *FAST], capsys)
+    assert code == EXIT_BAD_INPUT
+    assert message in error and error.count("\n") == 1
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["golds.json", "preds.json"]
 
 
@@ -112,30 +120,29 @@ def test_eval_task_refuses_bad_predictions_and_writes_nothing(tmp_path, caplog, 
     ],
     ids=["invalid json", "latin-1"],
 )
-def test_eval_task_refuses_unreadable_files(tmp_path, caplog, raw, message):
+def test_eval_task_refuses_unreadable_files(tmp_path, capsys, raw, message):
     golds = write_task(tmp_path / "golds.json", gold_entries())
     preds = tmp_path / "preds.json"
     preds.write_bytes(raw)
-    code = eval_task.main(["--golds_json", str(golds), "--preds_json", str(preds), "--output_file",
-                           str(tmp_path / "out.json"), *FAST])
-    assert code == eval_task.EXIT_BAD_INPUT and f"{preds}: {message}" in caplog.text
+    code, error = run_main(eval_task.main, ["--golds_json", str(golds), "--preds_json", str(preds), "--output_file",
+                                            str(tmp_path / "out.json"), *FAST], capsys)
+    assert code == EXIT_BAD_INPUT and f"{preds}: {message}" in error
     assert not (tmp_path / "out.json").exists()
 
 
-def test_eval_task_refuses_an_empty_gold_and_a_task_name_that_disagrees(tmp_path, caplog):
+def test_eval_task_refuses_an_empty_gold_and_a_task_name_that_disagrees(tmp_path, capsys):
     entries = gold_entries()
     entries[4]["output"] = "  "
     golds = write_task(tmp_path / "golds.json", entries)
     preds = write_task(tmp_path / "preds.json", prediction_entries())
     args = ["--golds_json", str(golds), "--preds_json", str(preds), "--output_file", str(tmp_path / "o.json"), *FAST]
-    assert eval_task.main(args) == eval_task.EXIT_BAD_INPUT
-    assert "golds[4] (id 'id-4'): the gold output is empty" in caplog.text
+    code, error = run_main(eval_task.main, args, capsys)
+    assert code == EXIT_BAD_INPUT and "golds[4] (id 'id-4'): the gold output is empty" in error
     write_task(golds, gold_entries())
-    assert eval_task.main(args + ["--task_name", "topic_writing_user"]) == eval_task.EXIT_BAD_INPUT
-    assert "task names disagree: --task_name LongLaMP_topic_writing_user" in caplog.text
-    with pytest.raises(SystemExit) as exit_info:
-        eval_task.main(args + ["--task_name", "LaMP_4"])
-    assert exit_info.value.code == 2
+    code, error = run_main(eval_task.main, args + ["--task_name", "topic_writing_user"], capsys)
+    assert code == EXIT_BAD_INPUT and "task names disagree: --task_name LongLaMP_topic_writing_user" in error
+    code, error = run_main(eval_task.main, args + ["--task_name", "LaMP_4"], capsys)
+    assert code == EXIT_BAD_INPUT and "unknown LongLaMP task name 'LaMP_4'" in error and error.count("\n") == 1
     assert not (tmp_path / "o.json").exists()
 
 
@@ -200,21 +207,56 @@ BAD_ZIPS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_ZIPS))
-def test_eval_all_refuses_bad_zips_and_writes_nothing(tmp_path, golds_zip, caplog, case):
+def test_eval_all_refuses_bad_zips_and_writes_nothing(tmp_path, golds_zip, capsys, case):
     files, links, message = BAD_ZIPS[case]
     preds_zip = make_zip(tmp_path / "preds.zip", files, links)
     temp_dir, out = tmp_path / "extract", tmp_path / "results.json"
-    code = eval_all.main(["--golds_zip", str(golds_zip), "--preds_zip", str(preds_zip), "--temp_dir", str(temp_dir),
-                          "--output_file", str(out), "--max_unzipped_mb", "1", *FAST])
-    assert code == eval_task.EXIT_BAD_INPUT and message in caplog.text
+    code, error = run_main(eval_all.main, ["--golds_zip", str(golds_zip), "--preds_zip", str(preds_zip), "--temp_dir",
+                                           str(temp_dir), "--output_file", str(out), "--max_unzipped_mb", "1", *FAST],
+                           capsys)
+    assert code == EXIT_BAD_INPUT and message in error
     assert not out.exists() and list(temp_dir.iterdir()) == []
     assert not (tmp_path / "evil.json").exists() and not Path("/tmp/evil.json").exists()
 
 
-def test_eval_all_refuses_a_file_that_is_not_a_zip(tmp_path, golds_zip, caplog):
+def test_eval_all_refuses_a_file_that_is_not_a_zip(tmp_path, golds_zip, capsys):
     not_zip = tmp_path / "preds.zip"
     not_zip.write_text("plain text")
-    code = eval_all.main(["--golds_zip", str(golds_zip), "--preds_zip", str(not_zip), "--output_file",
-                          str(tmp_path / "out.json"), *FAST])
-    assert code == eval_task.EXIT_BAD_INPUT and f"{not_zip}: not a readable zip file" in caplog.text
+    code, error = run_main(eval_all.main, ["--golds_zip", str(golds_zip), "--preds_zip", str(not_zip), "--output_file",
+                                           str(tmp_path / "out.json"), *FAST], capsys)
+    assert code == EXIT_BAD_INPUT and f"{not_zip}: not a readable zip file" in error
     assert not (tmp_path / "out.json").exists()
+
+
+def test_eval_all_takes_the_readmes_relative_temp_dir(tmp_path, golds_zip, monkeypatch):
+    """`--temp_dir tmp` as the README writes it, run from another folder: it crashed with a traceback."""
+    make_zip(tmp_path / "preds.zip", {"p/review.json": task_json(prediction_entries())})
+    monkeypatch.chdir(tmp_path)
+    assert eval_all.main(["--golds_zip", "golds.zip", "--preds_zip", "preds.zip", "--temp_dir", "tmp",
+                          "--output_file", "results.json", *FAST]) == 0
+    assert list(json.loads((tmp_path / "results.json").read_text())["tasks"]) == [TASK]
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--bootstrap", "-5"], "argument --bootstrap: must be 0 or more, got -5"),
+    (["--seed", "-1"], "argument --seed: must be 0 or more, got -1"),
+    (["--metrics", "rouge1,meteor,rouge1"], "rouge1 given more than once"),
+    (["--num_workers", "0"], "argument --num_workers: must be at least 1"),
+    (["--output_file", "."], "--output_file . is a folder"),
+    (["--temp_dir", "golds.zip"], "--temp_dir golds.zip is a file, not a folder"),
+])
+def test_bad_scoring_flags_are_refused_before_any_work(tmp_path, golds_zip, capsys, monkeypatch, extra, message):
+    monkeypatch.chdir(tmp_path)
+    preds_zip = make_zip(tmp_path / "preds.zip", {"p/review.json": task_json(prediction_entries())})
+    golds = write_task(tmp_path / "golds.json", gold_entries())
+    preds = write_task(tmp_path / "preds.json", prediction_entries())
+    before = sorted(p.name for p in tmp_path.iterdir())
+    commands = [(eval_all.main, ["--golds_zip", str(golds_zip), "--preds_zip", str(preds_zip)])]
+    if "--temp_dir" not in extra:
+        commands.append((eval_task.main, ["--golds_json", str(golds), "--preds_json", str(preds)]))
+    for main, inputs in commands:
+        flags = {"--output_file": "out.json", **dict(zip(extra[::2], extra[1::2]))}
+        code, error = run_main(main, [*inputs, *FAST[:2], *[x for pair in flags.items() for x in pair]], capsys)
+        assert code == EXIT_BAD_INPUT and message in error and error.count("\n") == 1 and "Traceback" not in error
+        assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written

@@ -14,8 +14,10 @@ import pytest
 import torch
 
 from evaluation import eval_task, evaluate_llm
+from evaluation.backends.hf_transformers import TransformersGenerator
 from evaluation.metrics import score
 from evaluation.zero_shot import ZeroShotOptions, evaluate
+from longlamp_cli import run_command
 from longlamp_tasks import TASKS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +60,7 @@ def test_without_profile_writes_benchmark_files_that_eval_task_scores(tiny_llama
     settings = scores["settings"]
     assert settings["model"] == str(tiny_llama) and settings["use_profile"] is False
     assert (settings["max_new_tokens"], settings["do_sample"], settings["dtype"]) == (12, False, "float32")
-    assert settings["max_prompt_tokens"] == 2048 - 12  # the tokenizer's limit, less the generated tokens
+    assert settings["max_prompt_length"] == 1024  # the default budget, as in training
 
     # The benchmark's scorer takes the files as they are, and agrees.
     assert eval_task.main(["--golds_json", str(tmp_path / "golds.json"),
@@ -98,8 +100,8 @@ def test_prompts_are_the_ones_training_builds(tiny_llama, sample_dir, sample_cac
     from transformers import AutoTokenizer
 
     evaluate(ZeroShotOptions(validation_data="product_review_user", data_dir=str(sample_dir), cache_dir=sample_cache,
-                             model_addr=str(tiny_llama), output_dir=str(tmp_path), use_profile=True, num_retrieved=3,
-                             max_prompt_tokens=300, max_new_tokens=4))
+                             model_name=str(tiny_llama), output_dir=str(tmp_path), use_profile=True, num_retrieved=3,
+                             max_prompt_length=300, max_new_tokens=4))
     encoder = ExampleEncoder(REVIEW, AutoTokenizer.from_pretrained(tiny_llama), is_encoder_decoder=False,
                              max_prompt_length=300, max_target_length=1000, num_retrieved=3,
                              retriever=get_retriever("bm25"))
@@ -142,12 +144,11 @@ def test_resume_after_a_kill_gives_the_same_file(tiny_llama, tmp_path, sample_di
 
 def test_resume_after_a_crash_with_sampling(tiny_llama, tmp_path, sample_dir, sample_cache, monkeypatch):
     """Sampled outputs too: the batch plan and seeds do not depend on where the run stopped."""
-    from evaluation.generation import TransformersGenerator
 
     args = cli(tiny_llama, tmp_path / "reference", sample_dir, sample_cache, "--do_sample", "--temperature", "1.3",
                "--seed", "5")
     assert evaluate_llm.main(args) == 0
-    generate, calls = TransformersGenerator.generate, []
+    generate, calls = TransformersGenerator.generate_ids, []
 
     def crash_on_third_batch(self, prompts, seeds):
         calls.append(len(prompts))
@@ -155,12 +156,12 @@ def test_resume_after_a_crash_with_sampling(tiny_llama, tmp_path, sample_dir, sa
             raise RuntimeError("CUDA out of memory (simulated)")
         return generate(self, prompts, seeds)
 
-    monkeypatch.setattr(TransformersGenerator, "generate", crash_on_third_batch)
+    monkeypatch.setattr(TransformersGenerator, "generate_ids", crash_on_third_batch)
     crashed = [a if a != str(tmp_path / "reference") else str(tmp_path / "crashed") for a in args]
     with pytest.raises(RuntimeError, match="simulated"):
         evaluate_llm.main(crashed)
     assert len(read_progress(tmp_path / "crashed")) == 4  # the two finished batches are kept
-    monkeypatch.setattr(TransformersGenerator, "generate", generate)
+    monkeypatch.setattr(TransformersGenerator, "generate_ids", generate)
     assert evaluate_llm.main(crashed) == 0
     assert read(tmp_path / "crashed" / "predictions.json") == read(tmp_path / "reference" / "predictions.json")
 
@@ -172,7 +173,7 @@ def read_progress(directory: Path) -> list[dict]:
 
 def test_resume_with_other_settings_is_refused(tiny_llama, tmp_path, sample_dir, sample_cache, capsys):
     assert evaluate_llm.main(cli(tiny_llama, tmp_path, sample_dir, sample_cache, "--limit", "2")) == 0
-    assert evaluate_llm.main(cli(tiny_llama, tmp_path, sample_dir, sample_cache, "--num_beams", "2")) == 2
+    assert run_command(evaluate_llm.main, cli(tiny_llama, tmp_path, sample_dir, sample_cache, "--num_beams", "2")) == 2
     assert "num_beams: 1 on disk, 2 now" in capsys.readouterr().err
 
 
@@ -198,7 +199,8 @@ def test_split_without_outputs_is_generated_not_scored(tiny_llama, tmp_path, sam
 
 
 def test_prompt_that_cannot_fit_fails_before_generation(tiny_llama, tmp_path, sample_dir, sample_cache, capsys):
-    assert evaluate_llm.main(cli(tiny_llama, tmp_path, sample_dir, sample_cache, "--max_prompt_tokens", "20")) == 2
+    args = cli(tiny_llama, tmp_path, sample_dir, sample_cache, "--max_prompt_tokens", "20")
+    assert run_command(evaluate_llm.main, args) == 2
     error = capsys.readouterr().err
     assert "example 'product_review_user-validation-0' (row 0)" in error and "task input alone takes" in error
     assert not (tmp_path / "progress.jsonl").exists() and not (tmp_path / "predictions.json").exists()
@@ -207,7 +209,7 @@ def test_prompt_that_cannot_fit_fails_before_generation(tiny_llama, tmp_path, sa
 @pytest.mark.parametrize("replace, extra, message", [
     ({"--validation_data": "poetry_user"}, [], "unknown LongLaMP config 'poetry_user'"),
     ({}, ["--task", "topic_writing_user"], "--task 'topic_writing_user' contradicts --validation_data"),
-    ({"--model_addr": "/nonexistent/model"}, [], "cannot load --model_addr"),
+    ({"--model_addr": "/nonexistent/model"}, [], "cannot load --model_name"),
     ({}, ["--compare_no_profile"], "add --use_profile"),
     ({}, ["--use_profile", "--retriever", "bm99"], "unknown retriever 'bm99'"),
 ])
@@ -215,7 +217,7 @@ def test_bad_input_is_a_clear_error(tiny_llama, tmp_path, sample_dir, sample_cac
     args = cli(tiny_llama, tmp_path, sample_dir, sample_cache, *extra)
     for flag, value in replace.items():
         args[args.index(flag) + 1] = value
-    assert evaluate_llm.main(args) == 2
+    assert run_command(evaluate_llm.main, args) == 2
     assert message in capsys.readouterr().err
 
 
@@ -232,3 +234,201 @@ def test_model_that_produces_no_text_is_recorded_and_scored(tiny_llama, tmp_path
     scores = read(tmp_path / "out" / "scores.json")
     assert scores["empty_predictions"] == 5 and scores["scores"]["metrics"]["rouge1"] == 0
     assert "5 of 5 predictions are empty" in caplog.text
+
+
+# --- results that stay correct across reruns ------------------------------------------------------------------
+
+
+def changed_copy(sample_dir, destination: Path) -> Path:
+    """A copy of the sample whose product_review_user validation inputs are all different (same ids)."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    shutil.copytree(sample_dir, destination)
+    shard = destination / "product_review_user" / "val-00000-of-00001.parquet"
+    table = pq.read_table(shard)
+    changed = [text.replace("Generate the review text", "Write the review text") + " Be brief."
+               for text in table.column("input").to_pylist()]
+    pq.write_table(table.set_column(table.column_names.index("input"), "input", pa_array(changed)), shard)
+    return destination
+
+
+def pa_array(values):
+    import pyarrow as pa
+
+    return pa.array(values, pa.string())
+
+
+def test_rerun_on_changed_data_never_keeps_old_predictions(tiny_llama, tmp_path, sample_dir, sample_cache):
+    """The issue's reproduction: --limit 2 on the sample, then the same command on a changed copy of it."""
+    out = tmp_path / "run"
+    assert evaluate_llm.main(cli(tiny_llama, out, sample_dir, sample_cache, "--limit", "2")) == 0
+    copy = changed_copy(sample_dir, tmp_path / "sample-copy")
+    assert evaluate_llm.main(cli(tiny_llama, out, copy, sample_cache)) == 0
+    fresh = tmp_path / "fresh"
+    assert evaluate_llm.main(cli(tiny_llama, fresh, copy, sample_cache)) == 0
+    assert all(p["prompt"].startswith("Write the review text") for p in read(out / "prompts.json"))
+    assert read(out / "predictions.json") == read(fresh / "predictions.json")
+    assert len(read_progress(out)) == 5  # the two old lines are gone, not mixed in
+    settings = read(out / "scores.json")["settings"]
+    assert settings["data"]["data_dir"] == str(copy.resolve()) and settings["data"]["fingerprint"]
+
+
+def test_retrained_checkpoint_at_the_same_path_is_refused(tmp_path, sample_dir, sample_cache, capsys):
+    from tiny_models import make_causal_lm
+
+    model = make_causal_lm(tmp_path / "checkpoint", seed=0)
+    assert evaluate_llm.main(cli(model, tmp_path / "out", sample_dir, sample_cache, "--limit", "2")) == 0
+    make_causal_lm(model, seed=1)  # trained again, saved to the same folder
+    assert run_command(evaluate_llm.main, cli(model, tmp_path / "out", sample_dir, sample_cache)) == 2
+    error = capsys.readouterr().err
+    assert "other settings than this run (model_fingerprint: {'base': 'sha256:" in error
+    assert len(read_progress(tmp_path / "out")) == 2 and "Traceback" not in error
+
+
+def test_scores_record_generation_lengths(tiny_llama, tmp_path, sample_dir, sample_cache):
+    assert evaluate_llm.main(cli(tiny_llama, tmp_path, sample_dir, sample_cache)) == 0
+    lengths = read(tmp_path / "scores.json")["generation_lengths"]
+    tokens = [line["tokens"] for line in read_progress(tmp_path)]
+    assert lengths["max"] == max(tokens) <= 12 and lengths["min"] == min(tokens)
+    assert lengths["hit_max_new_tokens"] == sum(line["hit_limit"] for line in read_progress(tmp_path))
+    assert lengths["hit_max_new_tokens"] == sum(t == 12 for t in tokens) and lengths["max_new_tokens"] == 12
+
+
+def test_reasoning_template_kwargs_and_think_blocks(tiny_chat_llama, tmp_path, sample_dir, sample_cache, monkeypatch):
+    from transformers import AutoTokenizer
+
+    thinking = tmp_path / "thinking"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_llama)
+    tokenizer.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"
+                               "{% if add_generation_prompt %}<|assistant|>\n{% if enable_thinking is defined and "
+                               "not enable_thinking %}<think></think>{% endif %}{% endif %}")
+    tokenizer.save_pretrained(thinking)
+    AutoModelForCausalLM_save(tiny_chat_llama, thinking)
+    finish = TransformersGenerator.finish
+    monkeypatch.setattr(TransformersGenerator, "finish", lambda self, ids: type(finish(self, ids))(
+        "<think>hmm</think>\n" + finish(self, ids).text, 3, False))
+    args = cli(thinking, tmp_path / "out", sample_dir, sample_cache, "--limit", "2", "--chat_template_kwargs",
+               '{"enable_thinking": false}')
+    assert evaluate_llm.main(args) == 0
+    assert all(p["prompt"].endswith("<|assistant|>\n<think></think>") for p in read(tmp_path / "out" / "prompts.json"))
+    settings = read(tmp_path / "out" / "scores.json")["settings"]
+    assert settings["chat_template_kwargs"] == {"enable_thinking": False} and settings["strip_reasoning"] is True
+    assert not any("<think>" in p["output"] for p in read(tmp_path / "out" / "predictions.json")["golds"])
+    assert all(line["output"].startswith("<think>hmm</think>") for line in read_progress(tmp_path / "out"))
+    kept = cli(thinking, tmp_path / "kept", sample_dir, sample_cache, "--limit", "2", "--keep_reasoning")
+    assert evaluate_llm.main(kept) == 0
+    assert all(p["output"].startswith("<think>hmm</think>")
+               for p in read(tmp_path / "kept" / "predictions.json")["golds"])
+    bad = cli(thinking, tmp_path / "bad", sample_dir, sample_cache, "--chat_template_kwargs", "[1]")
+    assert run_command(evaluate_llm.main, bad) == 2 and not (tmp_path / "bad").exists()
+
+
+def AutoModelForCausalLM_save(source: Path, destination: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(source).save_pretrained(destination)
+
+
+def test_retriever_without_use_profile_warns_and_says_what_ran(tiny_llama, tmp_path, sample_dir, sample_cache,
+                                                                caplog):
+    assert evaluate_llm.main(cli(tiny_llama, tmp_path, sample_dir, sample_cache, "--limit", "2", "--retriever",
+                                 "contriever", "--num_retrieved", "3")) == 0
+    assert "--retriever and --num_retrieved given without --use_profile" in caplog.text
+    assert "NON-PERSONALISED baseline" in caplog.text
+    scores = read(tmp_path / "scores.json")
+    assert scores["personalised"] is False and "NON-PERSONALISED" in scores["ignored_flags"]
+
+
+def test_scorer_task_name_is_accepted(tiny_llama, tmp_path, sample_dir, sample_cache):
+    rows = sample_rows(sample_dir, sample_cache)
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows[:2]), encoding="utf-8")
+    args = ["--validation_data", str(data), "--task", "LongLaMP_product_review_user", "--model_addr",
+            str(tiny_llama), "--output_dir", str(tmp_path / "out"), *GENERATION]
+    assert evaluate_llm.main(args) == 0
+    assert read(tmp_path / "out" / "predictions.json")["task"] == "LongLaMP_product_review_user"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--max_prompt_length", "2040"], "--max_prompt_length 2040 + --max_new_tokens 12 is more than the model's "
+                                      "position limit of 2048 tokens"),
+    (["--max_new_tokens", "2048"], "no room for a prompt"),
+    (["--limit", "0"], "--max_eval_examples must be at least 1"),
+    (["--backend", "transformers", "--tensor_parallel_size", "2"], "backend 'transformers' does not take "
+                                                                   "tensor_parallel_size"),
+])
+def test_impossible_lengths_and_options_are_refused_before_work(tiny_llama, tmp_path, sample_dir, sample_cache,
+                                                                 capsys, extra, message):
+    assert run_command(evaluate_llm.main, cli(tiny_llama, tmp_path / "out", sample_dir, sample_cache, *extra)) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+    assert not (tmp_path / "out" / "progress.jsonl").exists()
+
+
+def test_is_ranked_reads_task_and_retriever_from_the_data(tiny_llama, tmp_path, sample_dir, sample_cache):
+    import longlamp
+    from retrieval import rank_dataset
+
+    rows = longlamp.load("product_review_user", split="validation", data_dir=str(sample_dir), cache_dir=sample_cache)
+    ranked = rank_dataset(rows, "product_review", "recency", tmp_path / "ranked.parquet", progress=False)
+    args = ["--validation_data", str(ranked), "--model_name", str(tiny_llama), "--output_dir", str(tmp_path / "out"),
+            "--use_profile", "--is_ranked", "--num_retrieved", "2", *GENERATION]
+    assert evaluate_llm.main(args) == 0  # no --task, no --retriever: the data says both
+    settings = read(tmp_path / "out" / "scores.json")["settings"]
+    assert settings["task"] == "product_review" and settings["retriever"] == "recency"
+    wrong = [*args[:-4], "--retriever", "bm25", *GENERATION]
+    with pytest.raises(ValueError, match="was ranked with 'recency', not with --retriever 'bm25'"):
+        evaluate_llm.main([a if a != str(tmp_path / "out") else str(tmp_path / "wrong") for a in wrong])
+
+
+def test_a_live_run_holds_its_folder(tiny_llama, tmp_path, sample_dir, sample_cache, capsys):
+    import socket
+
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": holder.pid,
+                                                    "command": "evaluate_llm.py"}))
+        assert run_command(evaluate_llm.main, cli(tiny_llama, tmp_path, sample_dir, sample_cache)) == 2
+        assert f"is in use by evaluate_llm.py (pid {holder.pid}" in capsys.readouterr().err
+        assert not (tmp_path / "progress.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+class ProbeGenerator(TransformersGenerator):
+    """The transformers backend, noting how many dense retrievers are still alive when the weights load."""
+
+    name = "probe"
+    alive_at_load: list[int] = []
+
+    def __init__(self, source, settings, dtype="auto", device_map=None, trust_remote_code=False):
+        import gc
+
+        from retrieval.dense import DenseRetriever
+
+        gc.collect()
+        self.alive_at_load.append(sum(isinstance(o, DenseRetriever) for o in gc.get_objects()))
+        super().__init__(source, settings, dtype, device_map, trust_remote_code)
+
+
+def test_dense_retriever_is_released_before_the_model_loads(tiny_llama, tmp_path, sample_dir, sample_cache,
+                                                            monkeypatch):
+    """On a GPU, vLLM takes a share of the memory that is free when it starts: the encoder must be gone by then."""
+    from evaluation import backends
+    from tiny_models import make_encoder
+
+    monkeypatch.setitem(backends.BACKENDS, "probe", "test_evaluate_llm:ProbeGenerator")
+    monkeypatch.setattr(ProbeGenerator, "alive_at_load", [])
+    encoder = make_encoder(tmp_path / "encoder")
+    evaluate(ZeroShotOptions(validation_data="product_review_user", data_dir=str(sample_dir), cache_dir=sample_cache,
+                             model_name=str(tiny_llama), output_dir=str(tmp_path / "out"), use_profile=True,
+                             retriever="contriever", retriever_model=str(encoder),
+                             embedding_cache_dir=str(tmp_path / "embeddings"), num_retrieved=2, max_new_tokens=4,
+                             max_eval_examples=2, backend="probe"))
+    assert ProbeGenerator.alive_at_load == [0]
+    settings = read(tmp_path / "out" / "scores.json")["settings"]
+    assert settings["retriever"].startswith(f"contriever(model_name={encoder}") and settings["backend"] == "probe"
+    assert any((tmp_path / "embeddings").iterdir())  # --embedding_cache_dir reached the retriever

@@ -7,15 +7,10 @@ import json
 import pytest
 import torch
 
-from evaluation.generation import (
-    GenerationSettings,
-    TransformersGenerator,
-    VLLMGenerator,
-    plan_batches,
-    resolve_backend,
-    resolve_model,
-    vllm_available,
-)
+from evaluation.backends import get_backend, resolve_backend
+from evaluation.backends.hf_transformers import TransformersGenerator
+from evaluation.backends.vllm_engine import VLLMGenerator, engine_arguments, lora_rank_for, sampling_arguments
+from evaluation.generation import GenerationSettings, plan_batches, resolve_model, strip_reasoning
 from evaluation.predictions import PredictionStore, ResumeMismatchError, write_predictions
 from tiny_models import make_causal_lm, make_seq2seq_lm
 
@@ -63,7 +58,7 @@ def test_one_by_one_matches_plain_generate(causal):
     ids = encode(source, PROMPTS[:2])
     for prompt, text in zip(ids, one_by_one(TransformersGenerator(source, GREEDY), ids)):
         tokens = model.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False)[0, len(prompt):]
-        assert text == source.tokenizer.decode(tokens, skip_special_tokens=True)
+        assert text == source.tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
 
 def make_talkative_seq2seq(directory):
@@ -134,9 +129,8 @@ def test_peft_adapter_is_applied_on_its_base_model(causal, tmp_path):
     ours = TransformersGenerator(source, GREEDY).generate(ids, [0] * 3)
 
     unmerged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(causal), tmp_path / "adapter")
-    expected = [source.tokenizer.decode(unmerged.generate(input_ids=torch.tensor([p]), max_new_tokens=12,
-                                                          do_sample=False)[0, len(p):], skip_special_tokens=True)
-                for p in ids]
+    expected = [source.decode(unmerged.generate(input_ids=torch.tensor([p]), max_new_tokens=12,
+                                                do_sample=False)[0, len(p):]) for p in ids]
     assert ours == expected
     assert ours != TransformersGenerator(resolve_model(str(causal)), GREEDY).generate(ids, [0] * 3)
 
@@ -144,7 +138,7 @@ def test_peft_adapter_is_applied_on_its_base_model(causal, tmp_path):
 def test_unknown_model_path_is_a_clear_error(tmp_path):
     from evaluation.generation import ModelLoadError
 
-    with pytest.raises(ModelLoadError, match="cannot load --model_addr"):
+    with pytest.raises(ModelLoadError, match="cannot load --model_name"):
         resolve_model(str(tmp_path / "no-such-model"))
 
 
@@ -162,7 +156,7 @@ def test_plan_batches_sorts_by_length_and_covers_everything():
 
 def test_auto_backend_is_vllm_only_where_it_runs(causal, tmp_path):
     decoder, encoder_decoder = resolve_model(str(causal)), resolve_model(str(make_seq2seq_lm(tmp_path)))
-    assert resolve_backend("auto", GREEDY, decoder) == ("vllm" if vllm_available() else "transformers")
+    assert resolve_backend("auto", GREEDY, decoder) == ("vllm" if VLLMGenerator.available() else "transformers")
     assert resolve_backend("auto", GenerationSettings(num_beams=2), decoder) == "transformers"
     assert resolve_backend("auto", GREEDY, encoder_decoder) == "transformers"
     assert resolve_backend("vllm", GREEDY, decoder) == "vllm"
@@ -170,19 +164,103 @@ def test_auto_backend_is_vllm_only_where_it_runs(causal, tmp_path):
         resolve_backend("tgi", GREEDY, decoder)
 
 
-@pytest.mark.skipif(vllm_available(), reason="vLLM and a GPU are present")
+@pytest.mark.skipif(VLLMGenerator.available(), reason="vLLM and a GPU are present")
 def test_vllm_backend_without_vllm_says_what_is_missing(causal):
     with pytest.raises(ValueError, match="pip install vllm"):
-        VLLMGenerator(resolve_model(str(causal)), GREEDY)
+        get_backend("vllm", resolve_model(str(causal)), GREEDY, max_model_len=100)
 
 
-@pytest.mark.skipif(not vllm_available(), reason="needs vLLM and a CUDA GPU")
+@pytest.mark.skipif(not VLLMGenerator.available(), reason="needs vLLM and a CUDA GPU")
 def test_vllm_greedy_equals_transformers_on_tiny_model(causal):
     source = resolve_model(str(causal))
     ids = encode(source, PROMPTS)
-    ours = VLLMGenerator(source, GREEDY, dtype="float32").generate(ids, [0] * len(ids))
+    ours = VLLMGenerator(source, GREEDY, max_model_len=200, dtype="float32").generate(ids, [0] * len(ids))
     reference = TransformersGenerator(source, GREEDY, dtype="float32").generate(ids, [0] * len(ids))
     assert sum(a == b for a, b in zip(ours, reference)) >= len(ids) - 1  # kernels may flip a near-tie
+
+
+def test_backend_options_are_checked_against_the_backend(causal):
+    source = resolve_model(str(causal))
+    with pytest.raises(ValueError, match="backend 'transformers' does not take tensor_parallel_size; it takes: dtype"):
+        get_backend("transformers", source, GREEDY, tensor_parallel_size=2)
+    assert TransformersGenerator.default_batch_size == 8 and VLLMGenerator.default_batch_size == 256
+    assert TransformersGenerator.run_options(300, 12) == {}
+    assert VLLMGenerator.run_options(300, 12) == {"max_model_len": 312}  # the longest prompt, not the context
+
+
+@pytest.mark.parametrize("rank, accepted", [(1, 1), (4, 8), (8, 8), (12, 16), (33, 64), (300, 320), (512, 512)])
+def test_vllm_lora_rank_is_rounded_up_to_one_it_accepts(rank, accepted):
+    assert lora_rank_for(rank) == accepted
+
+
+def test_vllm_engine_arguments(causal):
+    source = resolve_model(str(causal))
+    arguments = engine_arguments(source, GREEDY, max_model_len=812, lora_rank=12)
+    assert arguments["max_model_len"] == 812 and arguments["max_lora_rank"] == 16 and arguments["enable_lora"]
+    assert arguments["trust_remote_code"] is False and arguments["tensor_parallel_size"] == 1
+    assert "max_num_seqs" not in arguments
+    tuned = engine_arguments(source, GREEDY, max_model_len=812, tensor_parallel_size=2, gpu_memory_utilization=0.5,
+                             enforce_eager=True, max_num_seqs=16, trust_remote_code=True)
+    assert {k: tuned[k] for k in ("tensor_parallel_size", "gpu_memory_utilization", "enforce_eager", "max_num_seqs",
+                                  "trust_remote_code")} == {"tensor_parallel_size": 2, "gpu_memory_utilization": 0.5,
+                                                            "enforce_eager": True, "max_num_seqs": 16,
+                                                            "trust_remote_code": True}
+    assert "enable_lora" not in tuned
+    with pytest.raises(ValueError, match="gpu_memory_utilization"):
+        engine_arguments(source, GREEDY, max_model_len=812, gpu_memory_utilization=1.5)
+    with pytest.raises(ValueError, match="more than vLLM takes"):
+        lora_rank_for(1024)
+
+
+def make_chat_model_with_end_of_turn(directory):
+    """A tiny chat model whose template ends a turn with <|im_end|> and whose generation config lists two EOS."""
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    from tiny_models import make_causal_lm
+
+    make_causal_lm(directory)
+    tokenizer = resolve_model(str(directory)).tokenizer
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_end|>"]})
+    tokenizer.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|im_end|>{% endfor %}"
+                               "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    tokenizer.save_pretrained(directory)
+    model = AutoModelForCausalLM.from_pretrained(directory)
+    model.resize_token_embeddings(len(tokenizer))
+    model.generation_config = GenerationConfig(eos_token_id=[tokenizer.eos_token_id, 3], pad_token_id=0)
+    model.save_pretrained(directory)
+    return directory, tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+
+def test_both_backends_stop_at_the_same_ids(tmp_path):
+    """The union of the generation config's EOS ids, the tokenizer's EOS and the template's end of turn."""
+    directory, end_of_turn = make_chat_model_with_end_of_turn(tmp_path)
+    source = resolve_model(str(directory))
+    assert source.stop_token_ids == [source.tokenizer.eos_token_id, 3, end_of_turn]
+    generator = TransformersGenerator(source, GREEDY)
+    assert generator.model.generation_config.eos_token_id == source.stop_token_ids
+    assert sampling_arguments(GREEDY, generator.stop_ids, 0)["stop_token_ids"] == source.stop_token_ids
+    hello = source.tokenizer("hello there", add_special_tokens=False)["input_ids"]
+    stopped = generator.finish([*hello, end_of_turn, 0, 0])
+    assert (stopped.text, stopped.tokens, stopped.hit_limit) == ("hello there", len(hello), False)
+    assert generator.finish(hello * 12).hit_limit is True  # ran into max_new_tokens (12)
+
+
+def test_decoding_keeps_spaces_as_generated(causal):
+    """clean_up_tokenization_spaces=False on every backend: " ." and " 's" stay as the model wrote them."""
+    source = resolve_model(str(causal))
+    source.tokenizer.clean_up_tokenization_spaces = True  # some tokenizers default to it
+    text = "it works . the user 's review , yes"
+    assert source.decode(source.tokenizer(text, add_special_tokens=False)["input_ids"]) == text
+
+
+@pytest.mark.parametrize("raw, answer", [
+    ("<think>\nplan it\n</think>\n\nThe review.", "The review."),
+    ("still thinking</think> The review.", "The review."),  # a template that opened <think> in the prompt
+    ("The review. <think>a</think>More.", "The review. More."),
+    ("No reasoning here.", "No reasoning here."),
+])
+def test_reasoning_blocks_are_removed(raw, answer):
+    assert strip_reasoning(raw) == answer
 
 
 def test_invalid_settings_are_refused():
@@ -197,30 +275,48 @@ def test_invalid_settings_are_refused():
 # --- the prediction store -------------------------------------------------------------------------------------
 
 
+def done(text: str, tokens: int = 3):
+    from evaluation.backends import Generation
+
+    return Generation(text, tokens, hit_limit=False)
+
+
+def outputs(store) -> dict:
+    return {key: record["output"] for key, record in store.records.items()}
+
+
 def test_store_resumes_and_drops_a_line_cut_by_a_kill(tmp_path):
     path = tmp_path / "progress.jsonl"
     store = PredictionStore(path, {"model": "m"})
     awkward = "first 🙂\u2028line\x85next\r\n"  # str.splitlines() would cut this record in three
-    store.add([("a", awkward), ("b", "")])
+    store.add([("ka", "a", done(awkward)), ("kb", "b", done(""))])
     with open(path, "a", encoding="utf-8") as handle:
-        handle.write('{"id": "c", "outp')  # the process died mid-write
+        handle.write('{"key": "kc", "outp')  # the process died mid-write
     resumed = PredictionStore(path, {"model": "m"})
-    assert resumed.outputs == {"a": awkward, "b": ""}
-    resumed.add([("c", "third")])
-    assert PredictionStore(path, {"model": "m"}).outputs == {"a": awkward, "b": "", "c": "third"}
+    assert outputs(resumed) == {"ka": awkward, "kb": ""}
+    resumed.add([("kc", "c", done("third"))])
+    assert outputs(PredictionStore(path, {"model": "m"})) == {"ka": awkward, "kb": "", "kc": "third"}
     assert len(path.read_text(encoding="utf-8").split("\n")) == 1 + 3 + 1
 
 
 def test_store_refuses_other_settings(tmp_path):
-    PredictionStore(tmp_path / "p.jsonl", {"model": "m", "k": 4}).add([("a", "x")])
+    PredictionStore(tmp_path / "p.jsonl", {"model": "m", "k": 4}).add([("ka", "a", done("x"))])
     with pytest.raises(ResumeMismatchError, match="k: 4 on disk, 2 now"):
         PredictionStore(tmp_path / "p.jsonl", {"model": "m", "k": 2})
 
 
+def test_store_keeps_only_unchanged_prompts_when_the_data_changed(tmp_path, caplog):
+    path = tmp_path / "p.jsonl"
+    PredictionStore(path, {"model": "m", "data": {"data": "old"}}).add([("k1", "a", done("x")), ("k2", "b", done("y"))])
+    store = PredictionStore(path, {"model": "m", "data": {"data": "new"}}, keys=["k2", "k3"])
+    assert outputs(store) == {"k2": "y"} and "1 of 2 finished examples have the same prompt" in caplog.text
+    assert outputs(PredictionStore(path, {"model": "m", "data": {"data": "new"}})) == {"k2": "y"}  # header rewritten
+
+
 def test_store_names_a_corrupt_line(tmp_path):
     path = tmp_path / "p.jsonl"
-    PredictionStore(path, {}).add([("a", "x")])
-    path.write_text(path.read_text() + "oops\n" + '{"id": "b", "output": "y"}\n')
+    PredictionStore(path, {}).add([("ka", "a", done("x"))])
+    path.write_text(path.read_text() + "oops\n" + '{"key": "kb", "id": "b", "output": "y"}\n')
     with pytest.raises(ValueError, match=r"p.jsonl, line 3: not valid JSON"):
         PredictionStore(path, {})
 

@@ -79,3 +79,27 @@ def test_chat_template_wraps_and_counts(tokenizer):
     assert prompt.startswith("<|user|>\n") and prompt.endswith(REVIEW_INPUT + "</s>\n<|assistant|>\n")
     assert builder.count(prompt) <= 400
     assert not PromptBuilder(REVIEW, chat, 400, use_chat_template=False)([], "x").startswith("<|user|>")
+
+
+def test_short_items_pass_their_unused_share_to_the_long_one(tokenizer):
+    """One long item and three short ones, a budget of 800: an equal share per item used 398 of the 800."""
+    short = dict(REVIEW_ITEM, reviewText="Short and fine.")
+    items = [REVIEW_ITEM, short, short, short]
+    builder = PromptBuilder(REVIEW, tokenizer, 800)
+    prompt = builder(items, REVIEW_INPUT)
+    assert 795 <= builder.count(prompt) <= 800
+    assert prompt.count('"Short and fine."') == 3  # the short items are kept whole
+    assert prompt.endswith(". Following the given patterns " + REVIEW_INPUT)
+
+
+@pytest.mark.parametrize("needs, room, shares", [
+    ([500, 10, 10, 10], 400, [370, 10, 10, 10]),
+    ([5, 5], 100, [5, 5]),
+    ([50, 50, 50], 100, [34, 33, 33]),
+    ([0, 7], 3, [0, 3]),
+    ([9, 9], -4, [0, 0]),
+])
+def test_water_fill_meets_small_needs_and_shares_the_rest(needs, room, shares):
+    from longlamp_prompts import water_fill
+
+    assert water_fill(needs, room) == shares

@@ -261,7 +261,8 @@ def test_cli_reads_a_lamp_style_question_file_and_names_bad_input(tmp_path):
         str(tmp_path / "r.parquet"),
         env_dir=tmp_path,
     )
-    assert code == 1 and "error: retriever 'bm25' does not take seed" in log
+    assert code == 2 and "rank_profiles.py: error: retriever 'bm25' does not take seed" in log
+    assert "Traceback" not in log
 
 
 def test_cli_ranks_a_config_through_longlamp_load(tmp_path):

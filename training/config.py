@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from longlamp_cli import warn_ignored_profile_flags
 from longlamp_tasks import config_names, parse_config_name
+from retrieval.ranked import ranked_task_and_retriever
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
@@ -158,6 +160,11 @@ class TrainConfig:
         for name in ("model_name", "output_dir", "train_data"):
             if not getattr(self, name):
                 raise ConfigError(f"--{name} is required")
+        changed = [f"--{name}" for name in ("retriever", "num_retrieved", "is_ranked") if getattr(self, name) !=
+                   next(spec.default for spec in dataclasses.fields(self) if spec.name == name)]
+        warn_ignored_profile_flags(self.use_profile, changed)
+        if self.is_ranked and self.use_profile and self.train_data not in config_names():  # the data names both
+            self.task, self.retriever = ranked_task_and_retriever(self.train_data, self.task, self.retriever)
         if self.task is None:
             if self.train_data not in config_names():
                 raise ConfigError("--task is required when --train_data is a file or folder")

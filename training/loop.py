@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from longlamp_runs import RunLock
+from longlamp_prompts import context_length, prompt_budget
 from longlamp_tasks import parse_config_name, scorer_task_name
 from training.checkpoints import STATE_FILE, TrainerState, load_checkpoint, resolve_resume, save_checkpoint
 from training.collate import GenerationCollator, TrainingCollator
@@ -121,6 +122,8 @@ def train(config: TrainConfig) -> TrainResult:
     model_config = load_model_config(config.model_name)
     tokenizer = load_tokenizer(config.model_name)
     encoder_decoder = is_encoder_decoder(model_config)
+    prompt_budget(config.max_prompt_length, context_length(model_config, tokenizer), config.max_target_length,
+                  encoder_decoder, new_tokens_flag="--max_target_length")  # the shared rule; fails before any work
     if encoder_decoder and getattr(model_config, "decoder_start_token_id", None) is None:
         raise ModelError(f"{config.model_name!r} is an encoder-decoder model without a decoder_start_token_id")
     if config.packing:

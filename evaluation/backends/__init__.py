@@ -1,0 +1,57 @@
+"""Generation backends by name, like the retrievers: a lazy table of "module:Class" and `get_backend`.
+
+Each backend is one `Generator` subclass in a file of its own; what is true of a backend (its default batch
+size, whether it runs a model and settings, how it names the dtype) lives in its class. `get_backend` checks
+the options against the class's constructor and names the ones it takes, as `retrieval.get_retriever` does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+from evaluation.backends.base import Generator, Generation
+
+__all__ = ["BACKENDS", "Generation", "Generator", "backend_class", "check_options", "get_backend", "resolve_backend"]
+
+# name -> "module:class"; imported on first use, so that choosing transformers never imports vLLM.
+BACKENDS = {
+    "transformers": "evaluation.backends.hf_transformers:TransformersGenerator",
+    "vllm": "evaluation.backends.vllm_engine:VLLMGenerator",
+}
+AUTO_ORDER = ("vllm", "transformers")  # `auto`: the first that is available and runs the model and settings
+
+
+def backend_class(name: str) -> type[Generator]:
+    """The Generator class of a backend name; ValueError listing the names otherwise."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; expected one of: auto, {', '.join(BACKENDS)}")
+    module_name, class_name = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def resolve_backend(name: str, settings, source) -> str:
+    """`auto` is the first backend of AUTO_ORDER that is installed and runs this model with these settings."""
+    if name != "auto":
+        backend_class(name)
+        return name
+    for candidate in AUTO_ORDER:
+        generator = backend_class(candidate)
+        if generator.available() and generator.unsupported(source, settings) is None:
+            return candidate
+    return "transformers"
+
+
+def check_options(name: str, options) -> type[Generator]:
+    """The backend's class, once the option names are known to be ones its constructor takes."""
+    generator = backend_class(name)
+    accepted = [p for p in inspect.signature(generator.__init__).parameters if p not in ("self", "source", "settings")]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"backend {name!r} does not take {', '.join(unknown)}; it takes: {', '.join(accepted)}")
+    return generator
+
+
+def get_backend(name: str, source, settings, **options) -> Generator:
+    """Load the weights of `source` into backend `name` (not `auto`: resolve it first) with its options."""
+    return check_options(name, options)(source, settings, **options)

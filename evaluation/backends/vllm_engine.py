@@ -1,0 +1,108 @@
+"""The vLLM backend (`pip install longlamp[vllm]`, a CUDA GPU): continuous batching, a seed per request.
+
+The engine's settings come from `engine_arguments`, a pure function tested without vLLM: the model's length is
+the longest actual prompt plus max_new_tokens (not the model's full context: 131,072 tokens for Llama-3.1 would
+not start on a 24 GB GPU), a LoRA adapter's rank is rounded up to one vLLM accepts, and remote code is off
+unless asked for. A PEFT adapter is served as a LoRA request on its base model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Sequence
+
+from evaluation.backends.base import Generator
+
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm.config.lora.MaxLoRARanks
+
+
+def lora_rank_for(rank: int) -> int:
+    """The smallest rank vLLM accepts that holds an adapter of `rank` (an r=4 adapter fails at load as is)."""
+    for accepted in LORA_RANKS:
+        if accepted >= rank:
+            return accepted
+    raise ValueError(f"a LoRA rank of {rank} is more than vLLM takes ({LORA_RANKS[-1]}); use --backend transformers")
+
+
+def engine_arguments(source, settings, *, max_model_len: int, dtype: str = "auto", lora_rank: int | None = None,
+                     tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9, enforce_eager: bool = False,
+                     max_num_seqs: int | None = None, trust_remote_code: bool = False) -> dict:
+    """The keyword arguments of `vllm.LLM` for this model and run."""
+    if tensor_parallel_size < 1:
+        raise ValueError(f"--tensor_parallel_size must be at least 1, got {tensor_parallel_size}")
+    if not 0 < gpu_memory_utilization <= 1:
+        raise ValueError(f"--gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+    if max_num_seqs is not None and max_num_seqs < 1:
+        raise ValueError(f"--max_num_seqs must be at least 1, got {max_num_seqs}")
+    tokenizer = source.adapter if source.adapter and source.tokenizer.name_or_path == source.adapter else source.base
+    arguments = {
+        "model": source.base, "tokenizer": tokenizer, "dtype": dtype, "seed": settings.seed,
+        "max_model_len": max_model_len, "tensor_parallel_size": tensor_parallel_size,
+        "gpu_memory_utilization": gpu_memory_utilization, "enforce_eager": enforce_eager,
+        "trust_remote_code": trust_remote_code,
+    }
+    if max_num_seqs is not None:
+        arguments["max_num_seqs"] = max_num_seqs
+    if lora_rank is not None:
+        arguments.update(enable_lora=True, max_lora_rank=lora_rank_for(lora_rank))
+    return arguments
+
+
+def sampling_arguments(settings, stop_ids: Sequence[int], seed: int) -> dict:
+    """The keyword arguments of one request's `vllm.SamplingParams`: the same stop ids as every backend."""
+    common = {"max_tokens": settings.max_new_tokens, "stop_token_ids": list(stop_ids), "detokenize": False}
+    if settings.do_sample:
+        return {**common, "temperature": settings.temperature, "top_p": settings.top_p, "seed": seed}
+    return {**common, "temperature": 0.0}
+
+
+class VLLMGenerator(Generator):
+    name = "vllm"
+    default_batch_size = 256
+
+    def __init__(self, source, settings, max_model_len: int, dtype: str = "auto", tensor_parallel_size: int = 1,
+                 gpu_memory_utilization: float = 0.9, enforce_eager: bool = False, max_num_seqs: int | None = None,
+                 trust_remote_code: bool = False):
+        super().__init__(source, settings)
+        if not self.available():
+            raise ValueError("the vllm backend needs `pip install vllm` and a CUDA GPU; use --backend transformers")
+        reason = self.unsupported(source, settings)
+        if reason:
+            raise ValueError(f"the vllm backend {reason}; use --backend transformers")
+        from vllm import LLM
+        from vllm.lora.request import LoRARequest
+
+        lora_rank = None
+        if source.adapter:
+            from peft import PeftConfig
+
+            lora_rank = PeftConfig.from_pretrained(source.adapter).r
+        self.llm = LLM(**engine_arguments(
+            source, settings, max_model_len=max_model_len, dtype=dtype, lora_rank=lora_rank,
+            tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
+            enforce_eager=enforce_eager, max_num_seqs=max_num_seqs, trust_remote_code=trust_remote_code))
+        self.lora_request = LoRARequest("adapter", 1, source.adapter) if source.adapter else None
+
+    @classmethod
+    def available(cls) -> bool:
+        import torch
+
+        return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+
+    @classmethod
+    def run_options(cls, longest_prompt: int, max_new_tokens: int) -> dict:
+        return {"max_model_len": longest_prompt + max_new_tokens}
+
+    @classmethod
+    def unsupported(cls, source, settings) -> str | None:
+        if settings.num_beams > 1 or source.is_encoder_decoder:
+            return "runs decoder-only models without beam search here"
+        return None
+
+    def generate_ids(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int]) -> list[list[int]]:
+        from vllm import SamplingParams
+
+        params = [SamplingParams(**sampling_arguments(self.settings, self.stop_ids, seed)) for seed in seeds]
+        requests = [{"prompt_token_ids": list(prompt)} for prompt in prompts]
+        outputs = self.llm.generate(requests, params, use_tqdm=False, lora_request=self.lora_request)
+        return [list(output.outputs[0].token_ids) for output in outputs]
