@@ -83,8 +83,9 @@ class TrainConfig:
                                             default=None)
     dtype: str = _help("dtype of the loaded weights: auto is float32, or the mixed-precision dtype for a frozen "
                        "LoRA base (alias --model_dtype)", default="auto")
-    max_prompt_length: int = _help("token budget of a prompt; profile items are shortened to fit it (alias "
-                                   "--max_prompt_tokens)", default=1024)
+    max_prompt_length: int | None = _help("token budget of a prompt; profile items are shortened to fit it (default: "
+                                          "1024, lowered to what the position limit leaves: the zero-shot rule; "
+                                          "alias --max_prompt_tokens)", default=None)
     max_target_length: int = _help("longest target in tokens, end-of-sequence included (targets are never cut)",
                                    default=1024)
     long_targets: str = _help("what to do with a target longer than --max_target_length", default="error")
@@ -173,13 +174,13 @@ class TrainConfig:
             parse_config_name(self.task)
         except ValueError as error:
             raise ConfigError(str(error)) from None
-        for name in ("num_retrieved", "max_prompt_length", "max_target_length", "lora_r", "lora_alpha",
+        for name in ("num_retrieved", "max_target_length", "lora_r", "lora_alpha",
                      "num_train_epochs", "per_device_train_batch_size", "per_device_eval_batch_size",
                      "gradient_accumulation_steps", "logging_steps", "num_beams", "ddp_timeout"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}")
         for name in ("eval_steps", "save_steps", "save_total_limit", "max_train_examples", "max_eval_examples",
-                     "max_new_tokens", "num_workers"):
+                     "max_new_tokens", "num_workers", "max_prompt_length"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1 when given, got {getattr(self, name)}")
         for name, choices in choices_of().items():

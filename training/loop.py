@@ -122,8 +122,9 @@ def train(config: TrainConfig) -> TrainResult:
     model_config = load_model_config(config.model_name)
     tokenizer = load_tokenizer(config.model_name)
     encoder_decoder = is_encoder_decoder(model_config)
-    prompt_budget(config.max_prompt_length, context_length(model_config, tokenizer), config.max_target_length,
-                  encoder_decoder, new_tokens_flag="--max_target_length")  # the shared rule; fails before any work
+    budget = prompt_budget(config.max_prompt_length, context_length(model_config, tokenizer),
+                           config.max_target_length, encoder_decoder,
+                           new_tokens_flag="--max_target_length")  # zero-shot's rule; fails before any work
     if encoder_decoder and getattr(model_config, "decoder_start_token_id", None) is None:
         raise ModelError(f"{config.model_name!r} is an encoder-decoder model without a decoder_start_token_id")
     if config.packing:
@@ -136,7 +137,7 @@ def train(config: TrainConfig) -> TrainResult:
     try:
         with RunLock(output_dir, "training/train.py") if accelerator.is_main_process else nullcontext():
             return _train(accelerator, config, output_dir, resume_from, model_config, tokenizer, encoder_decoder,
-                          sharded)
+                          sharded, budget)
     finally:
         if created and accelerator.is_main_process and output_dir.is_dir() and not any(output_dir.iterdir()):
             output_dir.rmdir()  # a run refused before it wrote anything leaves no folder behind
@@ -171,7 +172,7 @@ def check_scorer_available() -> None:
 
 
 def _train(accelerator, config: TrainConfig, output_dir: Path, resume_from: Path | None, model_config, tokenizer,
-           encoder_decoder: bool, sharded: bool) -> TrainResult:
+           encoder_decoder: bool, sharded: bool, budget: int) -> TrainResult:
     from accelerate.utils import set_seed
     from transformers import get_scheduler
 
@@ -184,7 +185,7 @@ def _train(accelerator, config: TrainConfig, output_dir: Path, resume_from: Path
                        "mask over the whole packed row, usually slower than padded batches")
 
     with accelerator.local_main_process_first():
-        splits = build_splits(config, task, tokenizer, encoder_decoder)
+        splits = build_splits(config, task, tokenizer, encoder_decoder, budget)
     if accelerator.is_main_process:
         claim_output_dir(config)
     accelerator.wait_for_everyone()
@@ -263,7 +264,7 @@ def _train(accelerator, config: TrainConfig, output_dir: Path, resume_from: Path
     return TrainResult(accelerator.unwrap_model(model), tokenizer, final_dir, state)
 
 
-def build_splits(config: TrainConfig, task, tokenizer, encoder_decoder: bool) -> Splits:
+def build_splits(config: TrainConfig, task, tokenizer, encoder_decoder: bool, budget: int) -> Splits:
     """Load and encode every split the run needs; bad rows raise here, before the model is loaded. The encoded data
     is saved in the datasets cache (--cache_dir) under longlamp-encoded/, keyed by everything it depends on: the
     first process of each machine encodes, the others (run after it by `local_main_process_first`) and later runs
@@ -278,7 +279,7 @@ def build_splits(config: TrainConfig, task, tokenizer, encoder_decoder: bool) ->
         task=task,
         tokenizer=tokenizer,
         is_encoder_decoder=encoder_decoder,
-        max_prompt_length=config.max_prompt_length,
+        max_prompt_length=budget,
         max_target_length=config.max_target_length,
         num_retrieved=config.num_retrieved if config.use_profile else 0,
         retriever=retriever,
@@ -290,7 +291,7 @@ def build_splits(config: TrainConfig, task, tokenizer, encoder_decoder: bool) ->
         if source is None:
             return None
         rows = load_rows(source, split, config.task, config.data_dir, config.cache_dir, limit)
-        settings = {name: getattr(config, name) for name in ENCODING_SETTINGS}
+        settings = {**{name: getattr(config, name) for name in ENCODING_SETTINGS}, "max_prompt_length": budget}
         settings.update(split=split, with_target=with_target, encoder_decoder=encoder_decoder)
         folder = encoded_cache_dir(config.cache_dir) / f"{split}-{encoding_key(rows, tokenizer, settings)}"
 
