@@ -190,13 +190,13 @@ def reproduce_command(run: Run) -> str:
             elif value is not None and value is not False:
                 parts += [flag, value]
         return " ".join(shlex.quote(str(p)) for p in parts)
-    parts = ["accelerate", "launch", "training/train.py"]
+    lines = ["accelerate launch training/train.py"]
     for key, value in s.items():
-        if key in NOT_FLAGS or value is None or isinstance(value, (dict, list)):
-            continue
-        parts += [f"--{key}" if value is True else f"--no_{key}"] if isinstance(value, bool) else [f"--{key}", value]
-    parts += ["--output_dir", "runs/" + run.config_name]
-    return " \\\n    ".join(shlex.quote(str(p)) for p in parts)
+        if key in NOT_FLAGS or value is None or value is False or isinstance(value, (dict, list)):
+            continue  # False: every boolean flag defaults to off
+        lines.append(f"--{key}" if value is True else f"--{key} {shlex.quote(str(value))}")
+    lines.append(f"--output_dir runs/{run.config_name}")
+    return " \\\n    ".join(lines)
 
 
 def _is_seq2seq(run: Run) -> bool:

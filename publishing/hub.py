@@ -23,6 +23,7 @@ from publishing.samples import PER_SAMPLE_FILE
 logger = logging.getLogger(__name__)
 REPO_TYPES = ("model", "dataset")
 CHECKPOINT_PATH = "last-checkpoint"  # where `hub_strategy checkpoint` keeps the newest checkpoint, as HF Trainer
+STAGING_MARKER = ".longlamp-staged"  # marks a folder stage_run may replace; never uploaded
 ZERO_SHOT_FILES = ("predictions.json", "prompts.json", PER_SAMPLE_FILE)  # never golds.json
 LICENCE_WARNING = ("The email task derives from the Avocado Research Email Collection (LDC2015T03), licensed by the "
                    "LDC: its texts (in prompts, predictions and data) may not be redistributed publicly.")
@@ -73,9 +74,12 @@ def stage_run(run_dir: str | Path, staging: str | Path, repo_id: str | None = No
     run = read_run(run_dir)
     write_results_files(run)
     staging = Path(staging)
-    if staging.exists():
+    if staging.exists() and any(staging.iterdir()):
+        if not (staging / STAGING_MARKER).is_file():
+            raise PublishError(f"{staging} exists and is not a folder staged for upload: choose an empty or new folder")
         shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / STAGING_MARKER).touch()
     prefix = ""
     if run.kind == "zero_shot" and repo_type == "model":
         prefix = f"longlamp/{run.config_name}/"  # beside the evaluated model's own files, not over them
@@ -145,7 +149,8 @@ def upload(folder: Path, repo_id: str, *, repo_type: str = "model", private: boo
         if revision:
             api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
         api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type, revision=revision,
-                          path_in_repo=path_in_repo, delete_patterns=delete_patterns, commit_message=commit_message)
+                          path_in_repo=path_in_repo, delete_patterns=delete_patterns, commit_message=commit_message,
+                          ignore_patterns=[STAGING_MARKER])
     except _network_errors() as error:
         raise _failure("uploading to", repo_id, error, token, local or folder) from None
     logger.info("pushed %s to %s", local or folder, url)
@@ -179,10 +184,35 @@ def push_run(run_dir: str | Path, repo_id: str, *, repo_type: str = "model", pri
 def push_checkpoint(checkpoint_dir: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,
                     token: str | None = None) -> str:
     """Replace `last-checkpoint/` in the model repository with this checkpoint, so a preempted job can resume
-    from the Hub (download it, then `--resume_from_checkpoint <folder>`)."""
+    from the Hub (download it, then `--resume_from_checkpoint <folder>`).
+
+    A failed checkpoint push is logged and training goes on: the next checkpoint replaces it anyway.
+    """
     if not is_main_process():
         return ""
     checkpoint_dir = Path(checkpoint_dir)
-    return upload(checkpoint_dir, repo_id, private=private, revision=revision, token=token,
-                  path_in_repo=CHECKPOINT_PATH, delete_patterns="*",
-                  commit_message=f"Checkpoint {checkpoint_dir.name}", local=checkpoint_dir)
+    try:
+        return upload(checkpoint_dir, repo_id, private=private, revision=revision, token=token,
+                      path_in_repo=CHECKPOINT_PATH, delete_patterns="*",
+                      commit_message=f"Checkpoint {checkpoint_dir.name}", local=checkpoint_dir)
+    except PublishError as error:
+        logger.warning("checkpoint not pushed, training goes on: %s", error)
+        return ""
+
+
+def finish_training_run(output_dir: str | Path, *, push: bool = False, repo_id: str | None = None,
+                        private: bool = False, revision: str | None = None, token: str | None = None) -> str | None:
+    """End of a training run (main process): write its card into `output_dir`, then push it when asked.
+
+    A failed push leaves the trained model in place; the error says how to push it again.
+    """
+    from publishing.cards import write_run_card
+
+    write_run_card(output_dir, repo_id)
+    if not push:
+        return None
+    try:
+        return push_run(output_dir, repo_id, private=private, revision=revision, token=token)
+    except PublishError as error:
+        raise PublishError(f"{error} (or: python evaluation/push_results.py --run_dir {output_dir} --hub_model_id "
+                           f"{repo_id})") from None
