@@ -16,7 +16,14 @@ import tempfile
 from pathlib import Path
 
 from longlamp_runs import write_json_atomic
-from publishing.cards import EVAL_RESULTS_FILE, PLOT_FILE, build_card, eval_results_yaml, write_results_files
+from publishing.cards import (
+    EVAL_RESULTS_FILE,
+    PLOT_FILE,
+    build_card,
+    eval_results_yaml,
+    results_table,
+    write_results_files,
+)
 from publishing.runs import Run, public_settings, read_run
 from publishing.samples import PER_SAMPLE_FILE
 
@@ -176,9 +183,55 @@ def push_run(run_dir: str | Path, repo_id: str, *, repo_type: str = "model", pri
         return str(stage_run(run_dir, dry_run_dir, repo_id, repo_type, revision))
     with tempfile.TemporaryDirectory(prefix="longlamp-push-") as staging:
         folder = stage_run(run_dir, Path(staging) / "repo", repo_id, repo_type, revision)
+        if run.kind == "zero_shot" and repo_type == "model":
+            _merge_model_card(folder, run, repo_id, revision, token)
         return upload(folder, repo_id, repo_type=repo_type, private=private, revision=revision, token=token,
                       commit_message=f"LongLaMP {run.kind.replace('_', '-')} run ({run.config_name})",
                       local=Path(run_dir))
+
+
+def _merge_model_card(folder: Path, run: Run, repo_id: str, revision: str | None, token: str | None) -> None:
+    """Results pushed into an existing model repository keep its card: our results join its model-index
+    (replacing earlier ones of the same config, split, metric and variant) and its body gains (or renews) one
+    section per config; our full card goes to longlamp/<config>/README.md."""
+    from huggingface_hub import ModelCard, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    existing = None
+    for where in dict.fromkeys([revision, None]):  # a branch not created yet starts from main's card
+        try:
+            path = hf_hub_download(repo_id, "README.md", repo_type="model", revision=where, token=token)
+            existing = ModelCard.load(path)
+            break
+        except (EntryNotFoundError, RepositoryNotFoundError):
+            return  # a new repository, or one without a card: ours is its card
+        except RevisionNotFoundError:
+            continue
+        except _network_errors() as error:
+            raise _failure("reading the card of", repo_id, error, token, run.folder) from None
+    if existing is None:
+        return
+    ours = ModelCard((folder / "README.md").read_text(encoding="utf-8"))
+    prefix = f"longlamp/{run.config_name}/"
+    _write_text(folder / prefix / "README.md", str(ours))
+
+    def key(result):
+        return (result.dataset_config, result.dataset_split, result.metric_type, str(result.metric_args))
+
+    new = ours.data.eval_results or []
+    replaced = {key(r) for r in new}
+    existing.data.eval_results = [r for r in existing.data.eval_results or [] if key(r) not in replaced] + new
+    if existing.data.model_name is None:
+        existing.data.model_name = repo_id
+    start, end = f"<!-- longlamp:{run.config_name} -->", f"<!-- /longlamp:{run.config_name} -->"
+    section = (f"{start}\n## LongLaMP {run.config_name} (zero-shot)\n\n{results_table(run)}\n\n"
+               f"![LongLaMP results]({prefix}{PLOT_FILE})\n\nDetails, predictions and per-sample scores: "
+               f"[{prefix}README.md]({prefix}README.md)\n{end}")
+    text = existing.text
+    text = (text[:text.index(start)] + section + text[text.index(end) + len(end):] if start in text and end in text
+            else text.rstrip() + "\n\n" + section + "\n")
+    existing.text = text
+    _write_text(folder / "README.md", str(existing))
 
 
 def push_checkpoint(checkpoint_dir: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,
