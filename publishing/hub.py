@@ -152,7 +152,8 @@ def upload(folder: Path, repo_id: str, *, repo_type: str = "model", private: boo
         raise PublishError(f"--hub_repo_type {repo_type!r} is not one of: {', '.join(REPO_TYPES)}")
     api = _api(token)
     try:
-        url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        # private=None (not False) when not asked: an organisation's default visibility then applies
+        url = api.create_repo(repo_id, repo_type=repo_type, private=True if private else None, exist_ok=True)
         if revision:
             api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
         api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type, revision=revision,

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from longlamp_tasks import Task, parse_config_name
+from training.checkpoints import STATE_FILE  # the run's file names (light modules: not the loop, no torch)
+from training.config import GENERATION_METRICS
+from training.export import RECORD_FILE
 
 DATASET_ID = "LongLaMP/LongLaMP"
-RECORD_FILE = "training_config.json"  # training.export.RECORD_FILE (not imported: publishing never loads training)
-STATE_FILE = "trainer_state.json"
-GENERATION_METRICS = ("rouge1", "rougeL", "meteor")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # "name" or "namespace/name"
 
 

@@ -4,9 +4,10 @@ It serves what `huggingface_hub` (and transformers, peft and datasets through it
 list and download a repository: repo creation, branches, YAML validation, preupload, NDJSON commits (files
 inline as base64; deletions), repo info, tree listing, paths info and HEAD/GET of resolved files with range
 requests. Tests thereby exercise the real client code (HF_ENDPOINT, cache, offline mode, tokens, retries)
-without a network. Every request is recorded (`created` keeps each creation's settings); `fail_commits = n` answers the next n commits with a server
-error (a failure mid-upload). Dataset repositories live in `root/<namespace>/<name>`, models in
-`root/_models/<namespace>/<name>`; all revisions share one folder (the commits record which was named).
+without a network. Every request is recorded (`created` keeps each creation's settings); `fail_commits = n`
+answers the next n commits with a server error (a failure mid-upload). Dataset repositories live in
+`root/<namespace>/<name>`, models in `root/_models/<namespace>/<name>`; all revisions share one folder (the
+commits record which revision each named).
 """
 
 from __future__ import annotations
@@ -191,7 +192,8 @@ class HubStandIn:
             def _file(self, kind, repo, rev, file, body=True, **_):
                 target = hub.repo_dir(repo, kind) / file
                 if not target.is_file():
-                    return self._send(404, {"error": "Entry not found"}, body, headers={"X-Error-Code": "EntryNotFound"})
+                    return self._send(404, {"error": "Entry not found"}, body,
+                                      headers={"X-Error-Code": "EntryNotFound"})
                 data = target.read_bytes()
                 start, end, status = 0, len(data) - 1, 200
                 range_header = self.headers.get("range")

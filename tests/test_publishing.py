@@ -39,7 +39,8 @@ def hub_env(hub: HubStandIn, tmp_path: Path, with_repo: bool = True, **extra) ->
 
 def run(args: list[str], env: dict, cwd: Path = REPO, expect: int = 0) -> subprocess.CompletedProcess:
     done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == expect, f"{args[:3]} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    assert done.returncode == expect, (f"{args[:3]} exited {done.returncode}:\n{done.stdout[-3000:]}\n"
+                                       f"{done.stderr[-5000:]}")
     return done
 
 
@@ -91,7 +92,8 @@ def test_zero_shot_card_values_equal_scores_json_and_eval_results_parse_back(zer
     assert {r.dataset_config for r in found.values()} == {CONFIG} and {r.dataset_split for r in found.values()} == {
         "validation"}
     assert card.data.datasets == ["LongLaMP/LongLaMP"] and "longlamp" in card.data.tags
-    assert "![Results](results.png)" in card.text and (zero_shot_run / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![Results](results.png)" in card.text
+    assert (zero_shot_run / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(tiny_llama) not in str(card) and str(zero_shot_run) not in str(card)  # no machine paths
     assert "Paired difference" in card.text
 
@@ -163,8 +165,8 @@ def test_train_config_never_records_the_token_and_checks_the_repo_id():
 
     base = ["--model_name", "m", "--output_dir", "o", "--train_data", CONFIG]
     config = parse_args(base + ["--push_to_hub", "--hub_model_id", "me/model", "--hub_token", TOKEN])
-    assert config.hub_token == TOKEN and "hub_token" not in config.to_dict() and TOKEN not in json.dumps(
-        config.to_dict())
+    assert config.hub_token == TOKEN and "hub_token" not in config.to_dict()
+    assert TOKEN not in json.dumps(config.to_dict()) and TOKEN not in repr(config)
     with pytest.raises(ConfigError, match="hub_model_id NAMESPACE/NAME"):
         parse_args(base + ["--push_to_hub"])
     with pytest.raises(ConfigError, match="hub_strategy"):

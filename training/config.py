@@ -135,7 +135,7 @@ class TrainConfig:
     hub_strategy: str = _help("end: push at the end of training; checkpoint: also push each checkpoint as it is saved "
                               "to last-checkpoint/ (resumable from the Hub)", default="end")
     hub_token: str | None = _help("Hub token (default: HF_TOKEN or the saved login); never written or logged",
-                                  default=None)
+                                  default=None, repr=False)
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError on anything that would fail later; fill the task from a config-name data source."""
