@@ -330,3 +330,21 @@ def test_zero_shot_results_pushed_into_an_existing_model_repo_keep_its_card(tiny
     assert {c["revision"] for c in hub.commits} == {"longlamp-results"}
     assert "pushed to" in first.stdout
     assert_token_nowhere(TOKEN, [output], [first.stdout, first.stderr, second.stdout, second.stderr], hub)
+
+
+def test_a_ranked_split_exports_as_its_own_config_that_plain_datasets_loads(sample_dir, sample_cache, tmp_path):
+    import longlamp
+    from retrieval import rank_profiles
+
+    ranked = tmp_path / "val_bm25.parquet"
+    assert rank_profiles.main(["--config", CONFIG, "--split", "validation", "--data_dir", str(sample_dir),
+                               "--retriever", "bm25", "--output", str(ranked)]) == 0
+    from publishing.dataset_export import export_config
+
+    name = export_config(CONFIG, tmp_path / "export", ranked={"validation": ranked})
+    assert name == f"{CONFIG}_bm25_ranked"
+    run(["-c", LOAD_PLAIN, str(tmp_path / "export"), str(tmp_path / "cache"), name, str(tmp_path / "rows.json")],
+        {**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
+    loaded = json.loads((tmp_path / "rows.json").read_text())[name]
+    assert list(loaded) == ["validation"]
+    assert loaded["validation"] == json.loads(json.dumps(list(longlamp.load_split(str(ranked), "validation"))))
