@@ -169,6 +169,9 @@ def test_train_config_never_records_the_token_and_checks_the_repo_id():
     assert TOKEN not in json.dumps(config.to_dict()) and TOKEN not in repr(config)
     with pytest.raises(ConfigError, match="hub_model_id NAMESPACE/NAME"):
         parse_args(base + ["--push_to_hub"])
+    with pytest.raises(ConfigError, match="needs --hub_private"):
+        parse_args(["--model_name", "m", "--output_dir", "o", "--train_data", "email_generation_user", "--push_to_hub",
+                    "--hub_model_id", "me/email"])
     with pytest.raises(ConfigError, match="hub_strategy"):
         parse_args(base + ["--hub_strategy", "every_save"])
 

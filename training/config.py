@@ -185,6 +185,10 @@ class TrainConfig:
         _check_choice("hub_strategy", self.hub_strategy, HUB_STRATEGIES)
         if self.push_to_hub and len((self.hub_model_id or "").split("/")) != 2:
             raise ConfigError(f"--push_to_hub needs --hub_model_id NAMESPACE/NAME, got {self.hub_model_id!r}")
+        if self.push_to_hub and not self.hub_private and not parse_config_name(self.task)[0].public:
+            raise ConfigError("--push_to_hub of an email_generation model needs --hub_private: its prompts and "
+                              "predictions hold Avocado (LDC-licensed) text; to publish anyway, push the run with "
+                              "evaluation/push_results.py --public_despite_license")
         self.trackers()
         return self
 
