@@ -19,6 +19,7 @@ from training.config import GENERATION_METRICS
 from training.export import RECORD_FILE
 
 DATASET_ID = "LongLaMP/LongLaMP"
+EMBEDDED_PATH = re.compile(r"(?<![\w.:/~])(?:~/|/)(?:[^\s,()'\"=/]+/)+[^\s,()'\"=/]+")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # "name" or "namespace/name"
 
 
@@ -76,7 +77,8 @@ def public_name(value):
     path = Path(value).expanduser()
     if os.path.isabs(value) or value.startswith(("~", ".")) or path.exists():
         return "<local>/" + path.resolve().name
-    return value
+    # a path inside a value, e.g. a retriever signature "contriever(model_name=/home/me/encoder)"
+    return EMBEDDED_PATH.sub(lambda match: "<local>/" + Path(match.group(0)).name, value)
 
 
 def public_settings(settings: dict) -> dict:

@@ -351,3 +351,15 @@ def test_a_ranked_split_exports_as_its_own_config_that_plain_datasets_loads(samp
     loaded = json.loads((tmp_path / "rows.json").read_text())[name]
     assert list(loaded) == ["validation"]
     assert loaded["validation"] == json.loads(json.dumps(list(longlamp.load_split(str(ranked), "validation"))))
+
+
+def test_local_paths_are_reduced_to_their_last_part_hub_ids_and_urls_kept(tmp_path):
+    from publishing.runs import public_settings
+
+    settings = public_settings({"model": str(tmp_path / "final"), "data": "product_review_user",
+                                "retriever": f"contriever(model_name={tmp_path}/encoder, batch=2)",
+                                "base": "facebook/contriever", "home": "~/models/tiny", "url": "https://hf.co/a/b",
+                                "nested": {"cache": str(tmp_path / "cache")}, "k": 4})
+    assert settings == {"model": "<local>/final", "data": "product_review_user",
+                        "retriever": "contriever(model_name=<local>/encoder, batch=2)", "base": "facebook/contriever",
+                        "home": "<local>/tiny", "url": "https://hf.co/a/b", "nested": {"cache": "<local>/cache"}, "k": 4}
