@@ -111,7 +111,7 @@ def _value(result: Result, metric: str) -> str:
 def results_table(run: Run) -> str:
     metrics = list(dict.fromkeys(m for r in run.results for m in r.metrics))
     if not metrics:
-        return "No scores: " + "; ".join(r.note for r in run.results if r.note) if run.results else "Not scored."
+        return "Not scored (see the note below)." if any(r.note for r in run.results) else "Not scored."
     header = ["variant", "split", "examples"] + [metric_name(m) for m in metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for result in run.results:
