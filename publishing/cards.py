@@ -206,7 +206,8 @@ def _is_seq2seq(run: Run) -> bool:
 
 
 def usage(run: Run, repo_id: str | None) -> str:
-    name = repo_id or (run.model if run.kind == "zero_shot" else "path/to/this/folder")
+    fallback = run.model if run.kind == "zero_shot" and is_hub_id(run.model) else "path/to/the/model"
+    name = repo_id or fallback
     auto = "AutoModelForSeq2SeqLM" if _is_seq2seq(run) else "AutoModelForCausalLM"
     if run.kind == "training" and run.is_adapter:
         base = run.base_model if is_hub_id(run.base_model) else "BASE_MODEL"
