@@ -363,3 +363,13 @@ def test_local_paths_are_reduced_to_their_last_part_hub_ids_and_urls_kept(tmp_pa
     assert settings == {"model": "<local>/final", "data": "product_review_user",
                         "retriever": "contriever(model_name=<local>/encoder, batch=2)", "base": "facebook/contriever",
                         "home": "<local>/tiny", "url": "https://hf.co/a/b", "nested": {"cache": "<local>/cache"}, "k": 4}
+
+
+def test_only_the_main_process_pushes(zero_shot_run, tmp_path, monkeypatch):
+    from publishing.hub import push_run
+
+    monkeypatch.setenv("RANK", "1")
+    assert push_run(zero_shot_run, "me/results", dry_run_dir=tmp_path / "staged") == ""
+    assert not (tmp_path / "staged").exists()
+    monkeypatch.setenv("RANK", "0")
+    assert push_run(zero_shot_run, "me/results", dry_run_dir=tmp_path / "staged") == str(tmp_path / "staged")
