@@ -227,7 +227,7 @@ def card_data(run: Run, source_url: str | None = None):
     return ModelCardData(
         model_name=f"LongLaMP {run.config_name}: {run.model}" if run.kind == "zero_shot"
         else f"{run.model} fine-tuned on LongLaMP {run.config_name}",
-        base_model=base, datasets=[DATASET_ID], language=["en"],
+        base_model=base, datasets=[DATASET_ID], language=["en"], license=run.license,
         library_name="peft" if run.is_adapter else "transformers",
         pipeline_tag="text2text-generation" if _is_seq2seq(run) else "text-generation",
         tags=["longlamp", "personalization", run.task.name, run.config_name], metrics=list(

@@ -57,6 +57,7 @@ class Run:
     model_dir: Path | None = None  # training: the folder whose files are the model (final/)
     is_adapter: bool = False
     extra_files: list[Path] = field(default_factory=list)  # predictions of the test split (training)
+    license: str | None = None  # the (base) model's licence, when its card is on this machine
 
     @property
     def config_name(self) -> str:
@@ -89,6 +90,26 @@ def public_settings(settings: dict) -> dict:
 
 def is_hub_id(value: str | None) -> bool:
     return bool(value) and public_name(value) == value and bool(HUB_ID.match(value))
+
+
+def known_license(model: str | None) -> str | None:
+    """The licence in the YAML of a model's card, read from its local folder or the Hub cache (never fetched)."""
+    if not model:
+        return None
+    card = Path(model).expanduser() / "README.md"
+    if not card.is_file():
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(model, "README.md") if HUB_ID.match(model) else None
+        card = Path(cached) if isinstance(cached, str) else None
+    if card is None:
+        return None
+    from huggingface_hub import ModelCard
+
+    try:
+        return ModelCard.load(card).data.license
+    except ValueError:  # a card without (valid) YAML
+        return None
 
 
 def detect_kind(folder: Path) -> str:
@@ -135,7 +156,7 @@ def _read_zero_shot(folder: Path) -> Run:
     comparison = read_json(folder / "comparison.json") if (folder / "comparison.json").is_file() else None
     base = settings.get("base_model")
     return Run("zero_shot", folder, task, setting, public_name(settings.get("model")), public_name(base),
-               public_settings(settings), results, comparison)
+               public_settings(settings), results, comparison, license=known_license(base or settings.get("model")))
 
 
 def _latest_state(folder: Path) -> dict | None:
@@ -173,4 +194,5 @@ def _read_training(folder: Path) -> Run:
     extra = [p for p in (folder / "predictions_test.json",) if p.is_file()]
     settings = public_settings({k: v for k, v in record.items() if k != "hub_token"})
     return Run("training", folder, task, setting, public_name(base), public_name(base), settings, results,
-               record=settings, model_dir=model_dir, is_adapter=is_adapter, extra_files=extra)
+               record=settings, model_dir=model_dir, is_adapter=is_adapter, extra_files=extra,
+               license=known_license(base))

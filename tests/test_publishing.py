@@ -312,11 +312,13 @@ def test_zero_shot_results_pushed_into_an_existing_model_repo_keep_its_card(tiny
 
     hub = HubStandIn(tmp_path / "hub", token=TOKEN)
     repo = hub.repo_dir("me/tiny", "models")
-    shutil.copytree(tiny_llama, repo)
-    (repo / "README.md").write_text("---\nlicense: apache-2.0\n---\n# Tiny\n\nThe owner's own words.\n")
+    model = tmp_path / "tiny"  # the evaluated model's local copy, with its card: the licence is read from it
+    shutil.copytree(tiny_llama, model)
+    (model / "README.md").write_text("---\nlicense: apache-2.0\n---\n# Tiny\n\nThe owner's own words.\n")
+    shutil.copytree(model, repo)
     output = tmp_path / "run"
     command = ["evaluation/evaluate_llm.py", "--validation_data", CONFIG, "--data_dir", str(sample_dir), "--cache_dir",
-               sample_cache, "--model_addr", str(tiny_llama), "--output_dir", str(output), "--max_new_tokens", "8",
+               sample_cache, "--model_addr", str(model), "--output_dir", str(output), "--max_new_tokens", "8",
                "--limit", "3", "--push_to_hub", "--hub_model_id", "me/tiny", "--hub_revision", "longlamp-results"]
     with hub.running():
         env = hub_env(hub, tmp_path, HF_TOKEN=TOKEN)
@@ -325,9 +327,10 @@ def test_zero_shot_results_pushed_into_an_existing_model_repo_keep_its_card(tiny
     card = ModelCard((repo / "README.md").read_text())
     scores = json.loads((output / "scores.json").read_text())["scores"]["metrics"]
     assert card.data.license == "apache-2.0" and "The owner's own words." in card.text
+    assert ModelCard((repo / "longlamp" / CONFIG / "README.md").read_text()).data.license == "apache-2.0"
     assert {r.metric_type: r.metric_value for r in card.data.eval_results} == scores
     assert card.text.count(f"<!-- longlamp:{CONFIG} -->") == 1
-    assert (repo / "model.safetensors").read_bytes() == (tiny_llama / "model.safetensors").read_bytes()
+    assert (repo / "model.safetensors").read_bytes() == (model / "model.safetensors").read_bytes()
     assert {"README.md", "results.json", "predictions.json", "results.png"} <= {
         p.name for p in (repo / "longlamp" / CONFIG).iterdir()}
     assert {c["revision"] for c in hub.commits} == {"longlamp-results"}
