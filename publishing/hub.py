@@ -96,37 +96,31 @@ def stage_run(run_dir: str | Path, staging: str | Path, repo_id: str | None = No
         write_json_atomic(staging / "training_config.json", run.record)  # the record without local paths
         for path in run.extra_files:
             _link_or_copy(path, staging / path.name)
-    else:
-        for result in run.results:
-            sub = "" if result.folder == run.folder else result.folder.relative_to(run.folder).as_posix() + "/"
-            for name in ZERO_SHOT_FILES:
-                if (result.folder / name).is_file():
-                    _link_or_copy(result.folder / name, staging / f"{prefix}{sub}{name}")
-            write_json_atomic(staging / f"{prefix}{sub}results.json", _results_json(run, result.folder / "scores.json"))
-        if (run.folder / "comparison.json").is_file():
-            _link_or_copy(run.folder / "comparison.json", staging / f"{prefix}comparison.json")
+    for result in (r for r in run.results if r.folder is not None):  # results scored from predictions on disk
+        sub = "" if result.folder == run.folder else result.folder.relative_to(run.folder).as_posix() + "/"
+        for name in ZERO_SHOT_FILES:
+            if (result.folder / name).is_file():
+                _link_or_copy(result.folder / name, staging / f"{prefix}{sub}{name}")
+        write_json_atomic(staging / f"{prefix}{sub}results.json", _results_json(run, result.folder / "scores.json"))
+    if (run.folder / "comparison.json").is_file():
+        _link_or_copy(run.folder / "comparison.json", staging / f"{prefix}comparison.json")
     plot = None
     if (run.folder / PLOT_FILE).is_file():
         plot = prefix + PLOT_FILE
         _link_or_copy(run.folder / PLOT_FILE, staging / plot)
     source_url = None
     if repo_id:
+        from huggingface_hub import constants
+
+        source = f"{prefix}results.json" if (staging / f"{prefix}results.json").is_file() else "README.md"
         kind = "" if repo_type == "model" else "datasets/"
-        source_url = f"https://huggingface.co/{kind}{repo_id}/blob/{revision or 'main'}/{prefix}results.json"
-        if run.kind == "training":
-            source_url = f"https://huggingface.co/{kind}{repo_id}/blob/{revision or 'main'}/README.md"
+        source_url = f"{constants.ENDPOINT}/{kind}{repo_id}/blob/{revision or 'main'}/{source}"
     card = build_card(run, repo_id if repo_type == "model" else None, source_url, plot)
     _write_text(staging / "README.md", str(card))
     if run.results and any(r.metrics for r in run.results):
         name = EVAL_RESULTS_FILE if not prefix else EVAL_RESULTS_FILE.replace(".yaml", f"_{run.config_name}.yaml")
         _write_text(staging / name, eval_results_yaml(run, source_url))
     return staging
-
-
-def _api(token: str | None):
-    from huggingface_hub import HfApi
-
-    return HfApi(token=token)
 
 
 def _failure(action: str, repo_id: str, error: Exception, token: str | None, local: Path) -> PublishError:
@@ -150,7 +144,9 @@ def upload(folder: Path, repo_id: str, *, repo_type: str = "model", private: boo
     check_repo_id(repo_id)
     if repo_type not in REPO_TYPES:
         raise PublishError(f"--hub_repo_type {repo_type!r} is not one of: {', '.join(REPO_TYPES)}")
-    api = _api(token)
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
     try:
         # private=None (not False) when not asked: an organisation's default visibility then applies
         url = api.create_repo(repo_id, repo_type=repo_type, private=True if private else None, exist_ok=True)
