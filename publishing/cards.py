@@ -209,7 +209,7 @@ def usage(run: Run, repo_id: str | None) -> str:
     fallback = run.model if run.kind == "zero_shot" and is_hub_id(run.model) else "path/to/the/model"
     name = repo_id or fallback
     auto = "AutoModelForSeq2SeqLM" if _is_seq2seq(run) else "AutoModelForCausalLM"
-    if run.kind == "training" and run.is_adapter:
+    if run.is_adapter:
         base = run.base_model if is_hub_id(run.base_model) else "BASE_MODEL"
         return (f"from peft import PeftModel\nfrom transformers import {auto}, AutoTokenizer\n\n"
                 f"base = {auto}.from_pretrained({base!r})\nmodel = PeftModel.from_pretrained(base, {name!r})\n"
@@ -221,9 +221,7 @@ def usage(run: Run, repo_id: str | None) -> str:
 def card_data(run: Run, source_url: str | None = None):
     from huggingface_hub import ModelCardData
 
-    base = run.base_model if is_hub_id(run.base_model) and run.base_model != run.model else None
-    if run.kind == "training" and is_hub_id(run.base_model):
-        base = run.base_model
+    base = run.base_model if is_hub_id(run.base_model) else None  # a local base cannot be linked on the Hub
     return ModelCardData(
         model_name=f"LongLaMP {run.config_name}: {run.model}" if run.kind == "zero_shot"
         else f"{run.model} fine-tuned on LongLaMP {run.config_name}",

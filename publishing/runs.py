@@ -49,7 +49,7 @@ class Run:
     task: Task
     setting: str
     model: str  # the model as given (Hub id or a public name for a local folder)
-    base_model: str | None
+    base_model: str | None  # training: the fine-tuned model; zero-shot: an evaluated adapter's base
     settings: dict
     results: list[Result]
     comparison: dict | None = None
@@ -156,7 +156,8 @@ def _read_zero_shot(folder: Path) -> Run:
     comparison = read_json(folder / "comparison.json") if (folder / "comparison.json").is_file() else None
     base = settings.get("base_model")
     return Run("zero_shot", folder, task, setting, public_name(settings.get("model")), public_name(base),
-               public_settings(settings), results, comparison, license=known_license(base or settings.get("model")))
+               public_settings(settings), results, comparison, is_adapter=bool(base),
+               license=known_license(base or settings.get("model")))
 
 
 def _latest_state(folder: Path) -> dict | None:
