@@ -23,6 +23,8 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
 
 from evaluation.nltk_setup import MissingNLTKDataError  # noqa: E402
 from evaluation.zero_shot import ZeroShotOptions, evaluate  # noqa: E402
+from publishing.cli import HubOptions, add_publishing_arguments, publish, split_publishing  # noqa: E402
+from publishing.hub import check_repo_id  # noqa: E402
 from longlamp_cli import FLAGS, ArgumentParser, add_flag, run_command  # noqa: E402
 
 GROUPS = ("data", "model", "vllm", "personalization", "prompt", "generation", "output")
@@ -54,17 +56,26 @@ def build_parser() -> argparse.ArgumentParser:
     # The old negative form of the chat-template switch, kept for existing command lines.
     groups["prompt"].add_argument("--no_chat_template", dest="use_chat_template", action="store_false",
                                   help="the same as --no-use_chat_template")
+    add_publishing_arguments(parser)
     return parser
 
 
+def parse_command(argv=None) -> tuple[ZeroShotOptions, HubOptions]:
+    """The run's options and, apart, where to publish it (not part of the run: never recorded)."""
+    values, hub = split_publishing(vars(build_parser().parse_args(argv)))
+    return ZeroShotOptions(**values), hub
+
+
 def parse_args(argv=None) -> ZeroShotOptions:
-    return ZeroShotOptions(**vars(build_parser().parse_args(argv)))
+    return parse_command(argv)[0]
 
 
 def main(argv=None) -> int:
-    options = parse_args(argv)
+    options, hub = parse_command(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if hub.push_to_hub:
+            check_repo_id(hub.hub_model_id)  # before hours of generation, not after
         results = evaluate(options)
     except MissingNLTKDataError as error:  # generation is done: only scoring needs the fix (exit 3, documented)
         print(f"evaluate_llm.py: error: {error}\nThe predictions are written in {options.output_dir}; run the same "
@@ -74,6 +85,12 @@ def main(argv=None) -> int:
         metrics = result["scores"]["metrics"] if result["scores"] else {}
         shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()) or result["not_scored"]
         print(f"{options.output_dir}/{directory}predictions.json ({result['examples']} examples): {shown}")
+    if hub.push_to_hub:
+        try:
+            print(f"pushed to {publish(options.output_dir, hub)}")
+        except ValueError as error:  # the run is complete on disk: only the upload needs doing again
+            print(f"evaluate_llm.py: error: {error}", file=sys.stderr)
+            return 2
     return 0
 
 

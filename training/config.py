@@ -24,13 +24,15 @@ SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constan
 TRACKERS = ("tensorboard", "wandb")
 GENERATION_METRICS = ("rouge1", "rougeL", "meteor")  # the paper's metrics, scored on generations during training
 
+# Where and whether a run is published: a resumed run may change them (pushing is not part of the run's result).
+PUBLISHING_FIELDS = ("push_to_hub", "hub_model_id", "hub_private", "hub_revision", "hub_strategy", "hub_token")
 # Settings a resumed run may change without changing the run itself (where it logs, how often it reports).
 RESUMABLE_CHANGES = frozenset({
     "output_dir", "overwrite_output_dir", "resume_from_checkpoint", "logging_steps", "eval_steps", "save_steps",
     "save_total_limit", "report_to", "project_name", "log_level", "num_workers", "eval_generation_examples",
     "max_new_tokens", "num_beams", "per_device_eval_batch_size", "test_data", "merge_lora", "cache_dir",
     "ddp_timeout",
-})
+}) | frozenset(PUBLISHING_FIELDS)
 # Older names kept for flags and config-file keys (the project's one vocabulary; docs/training.md has the table).
 ALIASES = {
     "model_addr": "model_name",
@@ -41,6 +43,8 @@ ALIASES = {
 }
 PATH_FIELDS = ("train_data", "validation_data", "test_data", "data_dir", "cache_dir", "model_name", "output_dir",
                "resume_from_checkpoint", "retriever_model")
+SECRET_FIELDS = ("hub_token",)  # never recorded, logged or echoed
+HUB_STRATEGIES = ("end", "checkpoint")
 
 
 class ConfigError(ValueError):
@@ -147,6 +151,17 @@ class TrainConfig:
     project_name: str = _help("tracker project name", default="longlamp")
     log_level: str = _help("how much the run logs", default="info")
 
+    # Publishing (publishing/hub.py): the card is written to output_dir/README.md in every run
+    push_to_hub: bool = _help("push the final model (or the LoRA adapter), its card and results to the Hub",
+                              default=False)
+    hub_model_id: str | None = _help("Hub repository NAMESPACE/NAME to push to", default=None)
+    hub_private: bool = _help("create the Hub repository as private", default=False)
+    hub_revision: str | None = _help("branch of the Hub repository to push to (default: main)", default=None)
+    hub_strategy: str = _help("end: push at the end of training; checkpoint: also push each checkpoint as it is saved "
+                              "to last-checkpoint/ (resumable from the Hub)", default="end")
+    hub_token: str | None = _help("Hub token (default: HF_TOKEN or the saved login); never written or logged",
+                                  default=None, repr=False)
+
     def __post_init__(self):
         # Paths may come as os.PathLike from Python callers; the run records and compares them as strings.
         for name in PATH_FIELDS:
@@ -203,6 +218,13 @@ class TrainConfig:
                               "set --eval_generation_examples to the number of examples to generate")
         if self.eval_generation_examples and not self.validation_data:
             raise ConfigError("--eval_generation_examples needs --validation_data")
+        _check_choice("hub_strategy", self.hub_strategy, HUB_STRATEGIES)
+        if self.push_to_hub and len((self.hub_model_id or "").split("/")) != 2:
+            raise ConfigError(f"--push_to_hub needs --hub_model_id NAMESPACE/NAME, got {self.hub_model_id!r}")
+        if self.push_to_hub and not self.hub_private and not parse_config_name(self.task)[0].public:
+            raise ConfigError("--push_to_hub of an email_generation model needs --hub_private: its prompts and "
+                              "predictions hold Avocado (LDC-licensed) text; to publish anyway, push the run with "
+                              "evaluation/push_results.py --public_despite_license")
         self.trackers()
         return self
 
@@ -238,7 +260,8 @@ class TrainConfig:
         return self.metric_for_best_model == "eval_loss"
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every setting except secrets: what is recorded beside the model and in checkpoints."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in SECRET_FIELDS}
 
     def changes_from(self, other: dict) -> dict[str, tuple]:
         """Settings that differ from a recorded run's and would make a resumed run a different run (a record written
