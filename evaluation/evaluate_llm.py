@@ -22,9 +22,11 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
 from evaluation.generation import BACKENDS, DTYPES  # noqa: E402
 from evaluation.nltk_setup import MissingNLTKDataError  # noqa: E402
 from evaluation.zero_shot import ZeroShotOptions, evaluate  # noqa: E402
+from publishing.cli import add_publishing_arguments, publish, split_publishing  # noqa: E402
+from publishing.hub import check_repo_id  # noqa: E402
 
 
-def parse_args(argv=None) -> ZeroShotOptions:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     data = parser.add_argument_group("data")
     data.add_argument("--validation_data", required=True,
@@ -67,13 +69,21 @@ def parse_args(argv=None) -> ZeroShotOptions:
     generation.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
 
     parser.add_argument("--output_dir", required=True, help="where predictions, prompts and scores go")
-    return ZeroShotOptions(**vars(parser.parse_args(argv)))
+    add_publishing_arguments(parser)
+    return parser
+
+
+def parse_args(argv=None) -> ZeroShotOptions:
+    return ZeroShotOptions(**split_publishing(vars(build_parser().parse_args(argv)))[0])
 
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = parse_args(argv)
+    hub = split_publishing(vars(build_parser().parse_args(argv)))[1]
     try:
+        if hub.push_to_hub:
+            check_repo_id(hub.hub_model_id)  # before hours of generation, not after
         results = evaluate(options)
     except (ValueError, FileNotFoundError) as error:  # bad input: the message says what to fix
         print(f"evaluate_llm.py: error: {error}", file=sys.stderr)
@@ -86,6 +96,12 @@ def main(argv=None) -> int:
         metrics = result["scores"]["metrics"] if result["scores"] else {}
         shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()) or result["not_scored"]
         print(f"{options.output_dir}/{directory}predictions.json ({result['examples']} examples): {shown}")
+    if hub.push_to_hub:
+        try:
+            print(f"pushed to {publish(options.output_dir, hub)}")
+        except ValueError as error:  # the run is complete on disk: only the upload needs doing again
+            print(f"evaluate_llm.py: error: {error}", file=sys.stderr)
+            return 2
     return 0
 
 

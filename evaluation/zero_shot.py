@@ -131,6 +131,9 @@ def evaluate(options: ZeroShotOptions) -> list[dict]:
                for run in prepared]
     if options.compare_no_profile:
         write_json_atomic(root / "comparison.json", compare(results[0], results[1]))
+    from publishing.cards import write_run_card
+
+    write_run_card(root)  # README.md: the run's card, pushed or not
     return results
 
 

@@ -21,13 +21,17 @@ SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constan
 TRACKERS = ("tensorboard", "wandb")
 GENERATION_METRICS = ("rouge1", "rougeL", "meteor")  # the paper's metrics, scored on generations during training
 
+# Where and whether a run is published: a resumed run may change them (pushing is not part of the run's result).
+PUBLISHING_FIELDS = ("push_to_hub", "hub_model_id", "hub_private", "hub_revision", "hub_strategy", "hub_token")
 # Settings a resumed run may change without changing the run itself (where it logs, how often it reports).
 RESUMABLE_CHANGES = frozenset({
     "output_dir", "resume_from_checkpoint", "logging_steps", "eval_steps", "save_steps", "save_total_limit",
     "report_to", "project_name", "log_level", "preprocessing_num_workers", "eval_generation_examples",
     "generation_max_new_tokens", "num_beams", "per_device_eval_batch_size", "test_data", "merge_lora",
     "cache_dir",
-})
+}) | frozenset(PUBLISHING_FIELDS)
+SECRET_FIELDS = ("hub_token",)  # never recorded, logged or echoed
+HUB_STRATEGIES = ("end", "checkpoint")
 
 
 class ConfigError(ValueError):
@@ -122,6 +126,17 @@ class TrainConfig:
     project_name: str = _help("tracker project name", default="longlamp")
     log_level: str = _help("debug, info, warning", default="info")
 
+    # Publishing (publishing/hub.py): the card is written to output_dir/README.md in every run
+    push_to_hub: bool = _help("push the final model (or the LoRA adapter), its card and results to the Hub",
+                              default=False)
+    hub_model_id: str | None = _help("Hub repository NAMESPACE/NAME to push to", default=None)
+    hub_private: bool = _help("create the Hub repository as private", default=False)
+    hub_revision: str | None = _help("branch of the Hub repository to push to (default: main)", default=None)
+    hub_strategy: str = _help("end: push at the end of training; checkpoint: also push each checkpoint as it is saved "
+                              "to last-checkpoint/ (resumable from the Hub)", default="end")
+    hub_token: str | None = _help("Hub token (default: HF_TOKEN or the saved login); never written or logged",
+                                  default=None)
+
     def validate(self) -> TrainConfig:
         """Raise ConfigError on anything that would fail later; fill the task from a config-name data source."""
         for name in ("model_name", "output_dir", "train_data"):
@@ -167,6 +182,9 @@ class TrainConfig:
                               "set --eval_generation_examples to the number of examples to generate")
         if self.eval_generation_examples and not self.validation_data:
             raise ConfigError("--eval_generation_examples needs --validation_data")
+        _check_choice("hub_strategy", self.hub_strategy, HUB_STRATEGIES)
+        if self.push_to_hub and len((self.hub_model_id or "").split("/")) != 2:
+            raise ConfigError(f"--push_to_hub needs --hub_model_id NAMESPACE/NAME, got {self.hub_model_id!r}")
         self.trackers()
         return self
 
@@ -190,7 +208,8 @@ class TrainConfig:
         return self.metric_for_best_model == "eval_loss"
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every setting except secrets: what is recorded beside the model and in checkpoints."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in SECRET_FIELDS}
 
     def changes_from(self, other: dict) -> dict[str, tuple]:
         """Settings that differ from a recorded run's and would make a resumed run a different run."""

@@ -189,6 +189,11 @@ def train(config: TrainConfig) -> TrainResult:
         if accelerator.is_main_process:
             write_predictions(output_dir / "predictions_test.json", scorer_task_name(task, setting),
                               splits.test["id"], [texts[i] for i in range(len(splits.test))])
+    if accelerator.is_main_process:  # the card always; the push when asked (publishing/hub.py)
+        from publishing.hub import finish_training_run
+
+        finish_training_run(output_dir, push=config.push_to_hub, repo_id=config.hub_model_id,
+                            private=config.hub_private, revision=config.hub_revision, token=config.hub_token)
     accelerator.end_training()
     return TrainResult(accelerator.unwrap_model(model), tokenizer, final_dir, state)
 
@@ -312,7 +317,12 @@ class _Run:
         ):
             self._evaluate()
         if (config.save_steps and step % config.save_steps == 0) or (config.save_steps is None and epoch_done) or last:
-            save_checkpoint(self.accelerator, self.output_dir, self.state, config.save_total_limit)
+            checkpoint = save_checkpoint(self.accelerator, self.output_dir, self.state, config.save_total_limit)
+            if config.push_to_hub and config.hub_strategy == "checkpoint" and self.accelerator.is_main_process:
+                from publishing.hub import push_checkpoint
+
+                push_checkpoint(checkpoint, config.hub_model_id, private=config.hub_private,
+                                revision=config.hub_revision, token=config.hub_token)
 
     def _log_training(self) -> None:
         values = self.meter.flush(self.accelerator)

@@ -1,0 +1,218 @@
+"""The only module that talks to the Hub: stage a run's publishable files, then one `upload_folder` commit.
+
+huggingface_hub is imported lazily (cards and exports work without a network), the token comes from the usual
+places (`token=`, `HF_TOKEN`, `hf auth login`) and never reaches a file, a log line or an error message, and only
+the main process of a multi-process job uploads. A push is one commit of a staged folder: a failed upload
+leaves every local file as it was, and the same push again writes the same files (nothing is duplicated).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from longlamp_runs import write_json_atomic
+from publishing.cards import EVAL_RESULTS_FILE, PLOT_FILE, build_card, eval_results_yaml, write_results_files
+from publishing.runs import Run, public_settings, read_run
+from publishing.samples import PER_SAMPLE_FILE
+
+logger = logging.getLogger(__name__)
+REPO_TYPES = ("model", "dataset")
+CHECKPOINT_PATH = "last-checkpoint"  # where `hub_strategy checkpoint` keeps the newest checkpoint, as HF Trainer
+STAGING_MARKER = ".longlamp-staged"  # marks a folder stage_run may replace; never uploaded
+ZERO_SHOT_FILES = ("predictions.json", "prompts.json", PER_SAMPLE_FILE)  # never golds.json
+LICENCE_WARNING = ("The email task derives from the Avocado Research Email Collection (LDC2015T03), licensed by the "
+                   "LDC: its texts (in prompts, predictions and data) may not be redistributed publicly.")
+
+
+class PublishError(ValueError):
+    """A push could not be done as asked: bad arguments, a refused token, a server or network failure."""
+
+
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank of a distributed job (torchrun and accelerate set RANK)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def check_repo_id(repo_id: str) -> None:
+    parts = (repo_id or "").split("/")
+    if len(parts) != 2 or not all(parts):
+        raise PublishError(f"--hub_model_id {repo_id!r} must be NAMESPACE/NAME (a user or organisation, and a name)")
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Stage a file without doubling the disk for weights: a hard link where possible, else a copy."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)  # never write through a hard link into the run's own file
+    path.write_text(text, encoding="utf-8")
+
+
+def _results_json(run: Run, summary_path: Path) -> dict:
+    """A zero-shot variant's scores.json without machine paths (no golds are in it)."""
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    summary["settings"] = public_settings(summary.get("settings") or {})
+    summary["data_source"] = {"dataset": "LongLaMP/LongLaMP", "config": run.config_name,
+                              "revision": summary["settings"].get("revision")}
+    return summary
+
+
+def stage_run(run_dir: str | Path, staging: str | Path, repo_id: str | None = None, repo_type: str = "model",
+              revision: str | None = None) -> Path:
+    """Write into `staging` exactly the files a push of `run_dir` uploads (the card, plot, results, model)."""
+    run = read_run(run_dir)
+    write_results_files(run)
+    staging = Path(staging)
+    if staging.exists() and any(staging.iterdir()):
+        if not (staging / STAGING_MARKER).is_file():
+            raise PublishError(f"{staging} exists and is not a folder staged for upload: choose an empty or new folder")
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / STAGING_MARKER).touch()
+    prefix = ""
+    if run.kind == "zero_shot" and repo_type == "model":
+        prefix = f"longlamp/{run.config_name}/"  # beside the evaluated model's own files, not over them
+    if run.kind == "training":
+        for path in sorted(p for p in run.model_dir.rglob("*") if p.is_file()):
+            _link_or_copy(path, staging / path.relative_to(run.model_dir))
+        write_json_atomic(staging / "training_config.json", run.record)  # the record without local paths
+        for path in run.extra_files:
+            _link_or_copy(path, staging / path.name)
+    else:
+        for result in run.results:
+            sub = "" if result.folder == run.folder else result.folder.relative_to(run.folder).as_posix() + "/"
+            for name in ZERO_SHOT_FILES:
+                if (result.folder / name).is_file():
+                    _link_or_copy(result.folder / name, staging / f"{prefix}{sub}{name}")
+            write_json_atomic(staging / f"{prefix}{sub}results.json", _results_json(run, result.folder / "scores.json"))
+        if (run.folder / "comparison.json").is_file():
+            _link_or_copy(run.folder / "comparison.json", staging / f"{prefix}comparison.json")
+    plot = None
+    if (run.folder / PLOT_FILE).is_file():
+        plot = prefix + PLOT_FILE
+        _link_or_copy(run.folder / PLOT_FILE, staging / plot)
+    source_url = None
+    if repo_id:
+        kind = "" if repo_type == "model" else "datasets/"
+        source_url = f"https://huggingface.co/{kind}{repo_id}/blob/{revision or 'main'}/{prefix}results.json"
+        if run.kind == "training":
+            source_url = f"https://huggingface.co/{kind}{repo_id}/blob/{revision or 'main'}/README.md"
+    card = build_card(run, repo_id if repo_type == "model" else None, source_url, plot)
+    _write_text(staging / "README.md", str(card))
+    if run.results and any(r.metrics for r in run.results):
+        name = EVAL_RESULTS_FILE if not prefix else EVAL_RESULTS_FILE.replace(".yaml", f"_{run.config_name}.yaml")
+        _write_text(staging / name, eval_results_yaml(run, source_url))
+    return staging
+
+
+def _api(token: str | None):
+    from huggingface_hub import HfApi
+
+    return HfApi(token=token)
+
+
+def _failure(action: str, repo_id: str, error: Exception, token: str | None, local: Path) -> PublishError:
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if token:
+        message = message.replace(token, "***")
+    return PublishError(f"{action} {repo_id} failed: {message}. Nothing local was changed ({local} is intact); run "
+                        "the same command again to complete the upload")
+
+
+def _network_errors() -> tuple:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    return (OSError, *HfHubHTTPError.__bases__)  # HTTP errors, and httpx's connection errors (its HTTPError base)
+
+
+def upload(folder: Path, repo_id: str, *, repo_type: str = "model", private: bool = False, revision: str | None = None,
+           token: str | None = None, path_in_repo: str | None = None, delete_patterns: str | None = None,
+           commit_message: str = "Upload from the LongLaMP toolkit", local: Path | None = None) -> str:
+    """Create the repository (and branch) if needed and commit `folder` in one commit; returns the repo URL."""
+    check_repo_id(repo_id)
+    if repo_type not in REPO_TYPES:
+        raise PublishError(f"--hub_repo_type {repo_type!r} is not one of: {', '.join(REPO_TYPES)}")
+    api = _api(token)
+    try:
+        url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        if revision:
+            api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type, revision=revision,
+                          path_in_repo=path_in_repo, delete_patterns=delete_patterns, commit_message=commit_message,
+                          ignore_patterns=[STAGING_MARKER])
+    except _network_errors() as error:
+        raise _failure("uploading to", repo_id, error, token, local or folder) from None
+    logger.info("pushed %s to %s", local or folder, url)
+    return str(url)
+
+
+def push_run(run_dir: str | Path, repo_id: str, *, repo_type: str = "model", private: bool = False,
+             revision: str | None = None, token: str | None = None, dry_run_dir: str | Path | None = None,
+             public_despite_license: bool = False) -> str:
+    """Publish a training or zero-shot run folder: the model (or adapter) or the results, with card and plot.
+
+    `dry_run_dir`: write the folder that would be uploaded there and upload nothing (returns that folder).
+    Returns the repository URL; "" on a non-main process, which does nothing.
+    """
+    if not is_main_process():
+        return ""
+    check_repo_id(repo_id)
+    run = read_run(run_dir)
+    if not run.task.public and not private and not public_despite_license:
+        raise PublishError(f"{LICENCE_WARNING} Push it with --private (or hub_private), or accept the licence terms "
+                           "yourself with --public_despite_license")
+    if dry_run_dir is not None:
+        return str(stage_run(run_dir, dry_run_dir, repo_id, repo_type, revision))
+    with tempfile.TemporaryDirectory(prefix="longlamp-push-") as staging:
+        folder = stage_run(run_dir, Path(staging) / "repo", repo_id, repo_type, revision)
+        return upload(folder, repo_id, repo_type=repo_type, private=private, revision=revision, token=token,
+                      commit_message=f"LongLaMP {run.kind.replace('_', '-')} run ({run.config_name})",
+                      local=Path(run_dir))
+
+
+def push_checkpoint(checkpoint_dir: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,
+                    token: str | None = None) -> str:
+    """Replace `last-checkpoint/` in the model repository with this checkpoint, so a preempted job can resume
+    from the Hub (download it, then `--resume_from_checkpoint <folder>`).
+
+    A failed checkpoint push is logged and training goes on: the next checkpoint replaces it anyway.
+    """
+    if not is_main_process():
+        return ""
+    checkpoint_dir = Path(checkpoint_dir)
+    try:
+        return upload(checkpoint_dir, repo_id, private=private, revision=revision, token=token,
+                      path_in_repo=CHECKPOINT_PATH, delete_patterns="*",
+                      commit_message=f"Checkpoint {checkpoint_dir.name}", local=checkpoint_dir)
+    except PublishError as error:
+        logger.warning("checkpoint not pushed, training goes on: %s", error)
+        return ""
+
+
+def finish_training_run(output_dir: str | Path, *, push: bool = False, repo_id: str | None = None,
+                        private: bool = False, revision: str | None = None, token: str | None = None) -> str | None:
+    """End of a training run (main process): write its card into `output_dir`, then push it when asked.
+
+    A failed push leaves the trained model in place; the error says how to push it again.
+    """
+    from publishing.cards import write_run_card
+
+    write_run_card(output_dir, repo_id)
+    if not push:
+        return None
+    try:
+        return push_run(output_dir, repo_id, private=private, revision=revision, token=token)
+    except PublishError as error:
+        raise PublishError(f"{error} (or: python evaluation/push_results.py --run_dir {output_dir} --hub_model_id "
+                           f"{repo_id})") from None
