@@ -14,6 +14,7 @@
       smollm2-lora: {model_name: local:smollm2-135m-instruct, mode: fine_tuned, train: {use_lora: true}}
     evaluate: {max_new_tokens: 128}  # evaluate_llm.py flags for every generation
     scoring: {bootstrap: 1000, seed: 0}
+    env: {OMP_NUM_THREADS: 1}        # environment of the stage commands (a variable you set yourself wins)
 
 Each (config, model) gets one run without profile and one per (retriever, k) with profile; a fine-tuned model is
 trained once per such run (with the same retrieval it is evaluated with), as the paper does.
@@ -34,7 +35,7 @@ from longlamp_tasks import config_names, parse_config_name
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("zero_shot", "fine_tuned")
 TOP_KEYS = {"name", "output_dir", "data_dir", "cache_dir", "configs", "eval_split", "retrievers", "k", "models",
-            "evaluate", "scoring", "rank", "plot_metric", "push_to_hub", "description"}
+            "evaluate", "scoring", "rank", "plot_metric", "env", "description"}
 MODEL_KEYS = {"model_name", "mode", "train", "evaluate", "accelerate_config", "retrievers", "description"}
 RETRIEVER_KEYS = {"retriever", "retriever_model", "options"}
 HEADLINE = ("rouge1", "rougeL", "meteor")  # the paper's metrics
@@ -126,8 +127,7 @@ class Experiment:
     scoring: dict = field(default_factory=dict)
     rank: dict = field(default_factory=dict)
     plot_metric: str = "rougeL"
-    push_to_hub: dict = field(default_factory=dict)
-    raw: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict)  # environment variables for the stages (the caller's own win)
 
     def runs(self) -> list[Run]:
         """The grid, in the order it is run: per config and model, no profile first."""
@@ -247,5 +247,5 @@ def parse_experiment(values: dict, where: str = "experiment") -> Experiment:
         cache_dir=_absolute(values.get("cache_dir")),
         eval_split=values.get("eval_split", "validation"), evaluate=dict(_mapping(values.get("evaluate"), "evaluate")),
         scoring=dict(_mapping(values.get("scoring"), "scoring")), rank=dict(_mapping(values.get("rank"), "rank")),
-        plot_metric=plot_metric, push_to_hub=dict(_mapping(values.get("push_to_hub"), "push_to_hub")), raw=values,
+        plot_metric=plot_metric, env={str(k): str(v) for k, v in _mapping(values.get("env"), "env").items()},
     )

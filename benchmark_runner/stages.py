@@ -195,8 +195,9 @@ def plan(experiment: Experiment) -> list[Stage]:
 
 
 def stage_env(experiment: Experiment) -> dict:
-    """The stages' environment: the repository importable, no tokenizer thread warnings, the datasets cache."""
-    env = dict(os.environ)
+    """The stages' environment: the experiment's variables under the caller's own, the repository importable, no
+    tokenizer thread warnings, the datasets cache."""
+    env = {**experiment.env, **os.environ}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     if experiment.cache_dir:

@@ -156,3 +156,14 @@ def test_every_shipped_experiment_plans_commands_the_stage_scripts_accept(experi
         script, _, arguments = split_command(argv)
         parser = parsers.setdefault(script, script_parser(script))
         check_against(parser, arguments, f"{experiment.name}: {stage.name}")
+
+
+def test_the_experiments_environment_reaches_the_stages_under_the_callers_own(monkeypatch):
+    from benchmark_runner.stages import stage_env
+
+    experiment = load_experiment(DEMO, {}, ["retrievers.minilm.retriever_model=e", "models.smollm2.model_name=m",
+                                            "models.smollm2-lora.model_name=m", "env.LONGLAMP_TEST_VARIABLE=3"])
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert stage_env(experiment)["OMP_NUM_THREADS"] == "1" and stage_env(experiment)["LONGLAMP_TEST_VARIABLE"] == "3"
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert stage_env(experiment)["OMP_NUM_THREADS"] == "2"
