@@ -23,6 +23,8 @@ PLOT_FILE = "results.png"
 EVAL_RESULTS_FILE = ".eval_results/longlamp.yaml"
 METRIC_NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum",
                 "meteor": "METEOR", "sacrebleu": "SacreBLEU"}
+METRIC_IDS = {"rouge1": "rouge", "rouge2": "rouge", "rougeL": "rouge", "rougeLsum": "rouge", "meteor": "meteor",
+              "sacrebleu": "sacrebleu"}  # the Hub's metric ids (evaluate's metric names) for the card's `metrics`
 TASK_TITLES = {"abstract_generation": "personalized abstract generation", "product_review": "personalized product "
                "review writing", "topic_writing": "personalized Reddit topic writing",
                "email_generation": "personalized email completion"}
@@ -109,7 +111,7 @@ def _value(result: Result, metric: str) -> str:
 def results_table(run: Run) -> str:
     metrics = list(dict.fromkeys(m for r in run.results for m in r.metrics))
     if not metrics:
-        return "No scores: " + "; ".join(r.note for r in run.results if r.note) if run.results else "Not scored."
+        return "Not scored (see the note below)." if any(r.note for r in run.results) else "Not scored."
     header = ["variant", "split", "examples"] + [metric_name(m) for m in metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for result in run.results:
@@ -136,15 +138,14 @@ def comparison_table(run: Run) -> str:
 
 def _settings_rows(run: Run) -> dict:
     s = run.settings
+    retrieval = "none (no profile)"
+    if s.get("use_profile"):
+        retrieval = f"{s.get('retriever')}, k={s.get('num_retrieved')}" + (", pre-ranked" if s.get("is_ranked") else "")
     if run.kind == "zero_shot":
-        retrieval = (f"{s.get('retriever')}, k={s.get('num_retrieved')}" + (", pre-ranked" if s.get("is_ranked") else "")
-                     if s.get("use_profile") else "none (no profile)")
         return {"model": run.model, "retrieval": retrieval, "prompt budget (tokens)": s.get("max_prompt_tokens"),
                 "chat template": s.get("chat_template"), "backend / dtype": f"{s.get('backend')} / {s.get('dtype')}",
                 "generation": ", ".join(f"{k}={s[k]}" for k in ("max_new_tokens", "do_sample", "temperature",
                                                                 "top_p", "num_beams", "seed") if k in s)}
-    retrieval = (f"{s.get('retriever')}, k={s.get('num_retrieved')}" + (", pre-ranked" if s.get("is_ranked") else "")
-                 if s.get("use_profile") else "none (no profile)")
     tuning = (f"LoRA r={s.get('lora_r')}, alpha={s.get('lora_alpha')}, dropout={s.get('lora_dropout')}"
               + (", 4-bit base (QLoRA)" if s.get("load_in_4bit") else "") if s.get("use_lora") else "all weights")
     return {"base model": run.base_model, "fine-tuning": tuning, "retrieval": retrieval,
@@ -205,9 +206,10 @@ def _is_seq2seq(run: Run) -> bool:
 
 
 def usage(run: Run, repo_id: str | None) -> str:
-    name = repo_id or (run.model if run.kind == "zero_shot" else "path/to/this/folder")
+    fallback = run.model if run.kind == "zero_shot" and is_hub_id(run.model) else "path/to/the/model"
+    name = repo_id or fallback
     auto = "AutoModelForSeq2SeqLM" if _is_seq2seq(run) else "AutoModelForCausalLM"
-    if run.kind == "training" and run.is_adapter:
+    if run.is_adapter:
         base = run.base_model if is_hub_id(run.base_model) else "BASE_MODEL"
         return (f"from peft import PeftModel\nfrom transformers import {auto}, AutoTokenizer\n\n"
                 f"base = {auto}.from_pretrained({base!r})\nmodel = PeftModel.from_pretrained(base, {name!r})\n"
@@ -219,17 +221,15 @@ def usage(run: Run, repo_id: str | None) -> str:
 def card_data(run: Run, source_url: str | None = None):
     from huggingface_hub import ModelCardData
 
-    base = run.base_model if is_hub_id(run.base_model) and run.base_model != run.model else None
-    if run.kind == "training" and is_hub_id(run.base_model):
-        base = run.base_model
+    base = run.base_model if is_hub_id(run.base_model) else None  # a local base cannot be linked on the Hub
     return ModelCardData(
         model_name=f"LongLaMP {run.config_name}: {run.model}" if run.kind == "zero_shot"
         else f"{run.model} fine-tuned on LongLaMP {run.config_name}",
-        base_model=base, datasets=[DATASET_ID], language=["en"],
+        base_model=base, datasets=[DATASET_ID], language=["en"], license=run.license,
         library_name="peft" if run.is_adapter else "transformers",
         pipeline_tag="text2text-generation" if _is_seq2seq(run) else "text-generation",
         tags=["longlamp", "personalization", run.task.name, run.config_name], metrics=list(
-            dict.fromkeys(m for r in run.results for m in r.metrics)) or None,
+            dict.fromkeys(METRIC_IDS.get(m, m) for r in run.results for m in r.metrics)) or None,
         eval_results=eval_results(run, source_url) or None,
     )
 
@@ -249,8 +249,10 @@ def build_card(run: Run, repo_id: str | None = None, source_url: str | None = No
         summary = (f"This model is {kind} `{run.base_model}` trained for the LongLaMP benchmark's {task_title} "
                    f"task ({run.setting} setting): given a task input and items retrieved from one user's "
                    "profile, it writes the long text that this user would write.")
+    split_rule = ("test users are unseen in training" if run.setting == "user"
+                  else "each user's latest items are the targets, earlier ones the profile")
     setting_text = (f"LongLaMP config `{run.config_name}` (`{scorer_task_name(run.task, run.setting)}` in prediction "
-                    f"files): {'test users unseen in training' if run.setting == 'user' else 'each user' + chr(39) + 's latest items are the targets'}.")
+                    f"files): {split_rule}.")
     notes = [f"Note: {r.label}: {r.note}." for r in run.results if r.note]
     return ModelCard.from_template(
         card_data(run, source_url), template_path=str(TEMPLATE), title=title, summary=summary,

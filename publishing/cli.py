@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 
@@ -14,7 +14,7 @@ class HubOptions:
     hub_repo_type: str = "model"
     hub_private: bool = False
     hub_revision: str | None = None
-    hub_token: str | None = None
+    hub_token: str | None = field(default=None, repr=False)  # never shown
     public_despite_license: bool = False
 
 

@@ -16,7 +16,14 @@ import tempfile
 from pathlib import Path
 
 from longlamp_runs import write_json_atomic
-from publishing.cards import EVAL_RESULTS_FILE, PLOT_FILE, build_card, eval_results_yaml, write_results_files
+from publishing.cards import (
+    EVAL_RESULTS_FILE,
+    PLOT_FILE,
+    build_card,
+    eval_results_yaml,
+    results_table,
+    write_results_files,
+)
 from publishing.runs import Run, public_settings, read_run
 from publishing.samples import PER_SAMPLE_FILE
 
@@ -89,37 +96,31 @@ def stage_run(run_dir: str | Path, staging: str | Path, repo_id: str | None = No
         write_json_atomic(staging / "training_config.json", run.record)  # the record without local paths
         for path in run.extra_files:
             _link_or_copy(path, staging / path.name)
-    else:
-        for result in run.results:
-            sub = "" if result.folder == run.folder else result.folder.relative_to(run.folder).as_posix() + "/"
-            for name in ZERO_SHOT_FILES:
-                if (result.folder / name).is_file():
-                    _link_or_copy(result.folder / name, staging / f"{prefix}{sub}{name}")
-            write_json_atomic(staging / f"{prefix}{sub}results.json", _results_json(run, result.folder / "scores.json"))
-        if (run.folder / "comparison.json").is_file():
-            _link_or_copy(run.folder / "comparison.json", staging / f"{prefix}comparison.json")
+    for result in (r for r in run.results if r.folder is not None):  # results scored from predictions on disk
+        sub = "" if result.folder == run.folder else result.folder.relative_to(run.folder).as_posix() + "/"
+        for name in ZERO_SHOT_FILES:
+            if (result.folder / name).is_file():
+                _link_or_copy(result.folder / name, staging / f"{prefix}{sub}{name}")
+        write_json_atomic(staging / f"{prefix}{sub}results.json", _results_json(run, result.folder / "scores.json"))
+    if (run.folder / "comparison.json").is_file():
+        _link_or_copy(run.folder / "comparison.json", staging / f"{prefix}comparison.json")
     plot = None
     if (run.folder / PLOT_FILE).is_file():
         plot = prefix + PLOT_FILE
         _link_or_copy(run.folder / PLOT_FILE, staging / plot)
     source_url = None
     if repo_id:
+        from huggingface_hub import constants
+
+        source = f"{prefix}results.json" if (staging / f"{prefix}results.json").is_file() else "README.md"
         kind = "" if repo_type == "model" else "datasets/"
-        source_url = f"https://huggingface.co/{kind}{repo_id}/blob/{revision or 'main'}/{prefix}results.json"
-        if run.kind == "training":
-            source_url = f"https://huggingface.co/{kind}{repo_id}/blob/{revision or 'main'}/README.md"
+        source_url = f"{constants.ENDPOINT}/{kind}{repo_id}/blob/{revision or 'main'}/{source}"
     card = build_card(run, repo_id if repo_type == "model" else None, source_url, plot)
     _write_text(staging / "README.md", str(card))
     if run.results and any(r.metrics for r in run.results):
         name = EVAL_RESULTS_FILE if not prefix else EVAL_RESULTS_FILE.replace(".yaml", f"_{run.config_name}.yaml")
         _write_text(staging / name, eval_results_yaml(run, source_url))
     return staging
-
-
-def _api(token: str | None):
-    from huggingface_hub import HfApi
-
-    return HfApi(token=token)
 
 
 def _failure(action: str, repo_id: str, error: Exception, token: str | None, local: Path) -> PublishError:
@@ -143,9 +144,12 @@ def upload(folder: Path, repo_id: str, *, repo_type: str = "model", private: boo
     check_repo_id(repo_id)
     if repo_type not in REPO_TYPES:
         raise PublishError(f"--hub_repo_type {repo_type!r} is not one of: {', '.join(REPO_TYPES)}")
-    api = _api(token)
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
     try:
-        url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        # private=None (not False) when not asked: an organisation's default visibility then applies
+        url = api.create_repo(repo_id, repo_type=repo_type, private=True if private else None, exist_ok=True)
         if revision:
             api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
         api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type, revision=revision,
@@ -176,9 +180,55 @@ def push_run(run_dir: str | Path, repo_id: str, *, repo_type: str = "model", pri
         return str(stage_run(run_dir, dry_run_dir, repo_id, repo_type, revision))
     with tempfile.TemporaryDirectory(prefix="longlamp-push-") as staging:
         folder = stage_run(run_dir, Path(staging) / "repo", repo_id, repo_type, revision)
+        if run.kind == "zero_shot" and repo_type == "model":
+            _merge_model_card(folder, run, repo_id, revision, token)
         return upload(folder, repo_id, repo_type=repo_type, private=private, revision=revision, token=token,
                       commit_message=f"LongLaMP {run.kind.replace('_', '-')} run ({run.config_name})",
                       local=Path(run_dir))
+
+
+def _merge_model_card(folder: Path, run: Run, repo_id: str, revision: str | None, token: str | None) -> None:
+    """Results pushed into an existing model repository keep its card: our results join its model-index
+    (replacing earlier ones of the same config, split, metric and variant) and its body gains (or renews) one
+    section per config; our full card goes to longlamp/<config>/README.md."""
+    from huggingface_hub import ModelCard, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    existing = None
+    for where in dict.fromkeys([revision, None]):  # a branch not created yet starts from main's card
+        try:
+            path = hf_hub_download(repo_id, "README.md", repo_type="model", revision=where, token=token)
+            existing = ModelCard.load(path)
+            break
+        except (EntryNotFoundError, RepositoryNotFoundError):
+            return  # a new repository, or one without a card: ours is its card
+        except RevisionNotFoundError:
+            continue
+        except _network_errors() as error:
+            raise _failure("reading the card of", repo_id, error, token, run.folder) from None
+    if existing is None:
+        return
+    ours = ModelCard((folder / "README.md").read_text(encoding="utf-8"))
+    prefix = f"longlamp/{run.config_name}/"
+    _write_text(folder / prefix / "README.md", str(ours))
+
+    def key(result):
+        return (result.dataset_config, result.dataset_split, result.metric_type, str(result.metric_args))
+
+    new = ours.data.eval_results or []
+    replaced = {key(r) for r in new}
+    existing.data.eval_results = [r for r in existing.data.eval_results or [] if key(r) not in replaced] + new
+    if existing.data.model_name is None:
+        existing.data.model_name = repo_id
+    start, end = f"<!-- longlamp:{run.config_name} -->", f"<!-- /longlamp:{run.config_name} -->"
+    section = (f"{start}\n## LongLaMP {run.config_name} (zero-shot)\n\n{results_table(run)}\n\n"
+               f"![LongLaMP results]({prefix}{PLOT_FILE})\n\nDetails, predictions and per-sample scores: "
+               f"[{prefix}README.md]({prefix}README.md)\n{end}")
+    text = existing.text
+    text = (text[:text.index(start)] + section + text[text.index(end) + len(end):] if start in text and end in text
+            else text.rstrip() + "\n\n" + section + "\n")
+    existing.text = text
+    _write_text(folder / "README.md", str(existing))
 
 
 def push_checkpoint(checkpoint_dir: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from longlamp_tasks import Task, parse_config_name
+from training.checkpoints import STATE_FILE  # the run's file names (light modules: not the loop, no torch)
+from training.config import GENERATION_METRICS
+from training.export import RECORD_FILE
 
 DATASET_ID = "LongLaMP/LongLaMP"
-RECORD_FILE = "training_config.json"  # training.export.RECORD_FILE (not imported: publishing never loads training)
-STATE_FILE = "trainer_state.json"
-GENERATION_METRICS = ("rouge1", "rougeL", "meteor")
+EMBEDDED_PATH = re.compile(r"(?<![\w.:/~])(?:~/|/)(?:[^\s,()'\"=/]+/)+[^\s,()'\"=/]+")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # "name" or "namespace/name"
 
 
@@ -48,7 +49,7 @@ class Run:
     task: Task
     setting: str
     model: str  # the model as given (Hub id or a public name for a local folder)
-    base_model: str | None
+    base_model: str | None  # training: the fine-tuned model; zero-shot: an evaluated adapter's base
     settings: dict
     results: list[Result]
     comparison: dict | None = None
@@ -56,6 +57,7 @@ class Run:
     model_dir: Path | None = None  # training: the folder whose files are the model (final/)
     is_adapter: bool = False
     extra_files: list[Path] = field(default_factory=list)  # predictions of the test split (training)
+    license: str | None = None  # the (base) model's licence, when its card is on this machine
 
     @property
     def config_name(self) -> str:
@@ -76,7 +78,8 @@ def public_name(value):
     path = Path(value).expanduser()
     if os.path.isabs(value) or value.startswith(("~", ".")) or path.exists():
         return "<local>/" + path.resolve().name
-    return value
+    # a path inside a value, e.g. a retriever signature "contriever(model_name=/home/me/encoder)"
+    return EMBEDDED_PATH.sub(lambda match: "<local>/" + Path(match.group(0)).name, value)
 
 
 def public_settings(settings: dict) -> dict:
@@ -87,6 +90,26 @@ def public_settings(settings: dict) -> dict:
 
 def is_hub_id(value: str | None) -> bool:
     return bool(value) and public_name(value) == value and bool(HUB_ID.match(value))
+
+
+def known_license(model: str | None) -> str | None:
+    """The licence in the YAML of a model's card, read from its local folder or the Hub cache (never fetched)."""
+    if not model:
+        return None
+    card = Path(model).expanduser() / "README.md"
+    if not card.is_file():
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(model, "README.md") if HUB_ID.match(model) else None
+        card = Path(cached) if isinstance(cached, str) else None
+    if card is None:
+        return None
+    from huggingface_hub import ModelCard
+
+    try:
+        return ModelCard.load(card).data.license
+    except ValueError:  # a card without (valid) YAML
+        return None
 
 
 def detect_kind(folder: Path) -> str:
@@ -133,7 +156,8 @@ def _read_zero_shot(folder: Path) -> Run:
     comparison = read_json(folder / "comparison.json") if (folder / "comparison.json").is_file() else None
     base = settings.get("base_model")
     return Run("zero_shot", folder, task, setting, public_name(settings.get("model")), public_name(base),
-               public_settings(settings), results, comparison)
+               public_settings(settings), results, comparison, is_adapter=bool(base),
+               license=known_license(base or settings.get("model")))
 
 
 def _latest_state(folder: Path) -> dict | None:
@@ -171,4 +195,5 @@ def _read_training(folder: Path) -> Run:
     extra = [p for p in (folder / "predictions_test.json",) if p.is_file()]
     settings = public_settings({k: v for k, v in record.items() if k != "hub_token"})
     return Run("training", folder, task, setting, public_name(base), public_name(base), settings, results,
-               record=settings, model_dir=model_dir, is_adapter=is_adapter, extra_files=extra)
+               record=settings, model_dir=model_dir, is_adapter=is_adapter, extra_files=extra,
+               license=known_license(base))

@@ -4,9 +4,10 @@ It serves what `huggingface_hub` (and transformers, peft and datasets through it
 list and download a repository: repo creation, branches, YAML validation, preupload, NDJSON commits (files
 inline as base64; deletions), repo info, tree listing, paths info and HEAD/GET of resolved files with range
 requests. Tests thereby exercise the real client code (HF_ENDPOINT, cache, offline mode, tokens, retries)
-without a network. Every request is recorded; `fail_commits = n` answers the next n commits with a server
-error (a failure mid-upload). Dataset repositories live in `root/<namespace>/<name>`, models in
-`root/_models/<namespace>/<name>`; all revisions share one folder (the commits record which was named).
+without a network. Every request is recorded (`created` keeps each creation's settings); `fail_commits = n`
+answers the next n commits with a server error (a failure mid-upload). Dataset repositories live in
+`root/<namespace>/<name>`, models in `root/_models/<namespace>/<name>`; all revisions share one folder (the
+commits record which revision each named).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class HubStandIn:
     def __init__(self, root: Path, token: str | None = None):
         self.root, self.token, self.requests, self.commits = Path(root), token, [], []
         self.fail_commits = 0
+        self.created: list[dict] = []  # each repo-creation request as the client sent it (name, type, private)
         self.bodies: list[bytes] = []  # every request body, for scans of what the client sent
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -107,6 +109,7 @@ class HubStandIn:
 
             def _create(self, payload, **_):
                 asked = json.loads(payload or b"{}")
+                hub.created.append(asked)
                 kind = (asked.get("type") or "model") + "s"
                 repo = f"{asked.get('organization') or 'user'}/{asked['name']}"
                 directory = hub.repo_dir(repo, kind)
@@ -189,7 +192,8 @@ class HubStandIn:
             def _file(self, kind, repo, rev, file, body=True, **_):
                 target = hub.repo_dir(repo, kind) / file
                 if not target.is_file():
-                    return self._send(404, {"error": "Entry not found"}, body, headers={"X-Error-Code": "EntryNotFound"})
+                    return self._send(404, {"error": "Entry not found"}, body,
+                                      headers={"X-Error-Code": "EntryNotFound"})
                 data = target.read_bytes()
                 start, end, status = 0, len(data) - 1, 200
                 range_header = self.headers.get("range")

@@ -135,7 +135,7 @@ class TrainConfig:
     hub_strategy: str = _help("end: push at the end of training; checkpoint: also push each checkpoint as it is saved "
                               "to last-checkpoint/ (resumable from the Hub)", default="end")
     hub_token: str | None = _help("Hub token (default: HF_TOKEN or the saved login); never written or logged",
-                                  default=None)
+                                  default=None, repr=False)
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError on anything that would fail later; fill the task from a config-name data source."""
@@ -185,6 +185,10 @@ class TrainConfig:
         _check_choice("hub_strategy", self.hub_strategy, HUB_STRATEGIES)
         if self.push_to_hub and len((self.hub_model_id or "").split("/")) != 2:
             raise ConfigError(f"--push_to_hub needs --hub_model_id NAMESPACE/NAME, got {self.hub_model_id!r}")
+        if self.push_to_hub and not self.hub_private and not parse_config_name(self.task)[0].public:
+            raise ConfigError("--push_to_hub of an email_generation model needs --hub_private: its prompts and "
+                              "predictions hold Avocado (LDC-licensed) text; to publish anyway, push the run with "
+                              "evaluation/push_results.py --public_despite_license")
         self.trackers()
         return self
 

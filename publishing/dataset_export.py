@@ -1,0 +1,131 @@
+"""A LongLaMP config (prepared, or ranked by `retrieval/rank_profiles.py`) as a standard Hub dataset folder:
+`<config>/<split>-00000-of-00001.parquet` per split and a `README.md` whose YAML declares `configs` (data_files
+per split), `dataset_info` (features, split sizes), licence and task categories, so that plain
+`datasets.load_dataset(folder_or_repo, config)` loads it without our code. Several configs share one folder: an
+export adds or replaces its config in the existing card.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Mapping
+
+from longlamp_tasks import parse_config_name
+
+logger = logging.getLogger(__name__)
+TEMPLATE = Path(__file__).with_name("dataset_card_template.md")
+HOMEPAGE = "https://longlamp-benchmark.github.io"
+SOURCE_REPO = "LongLaMP/LongLaMP"
+AVOCADO_LICENSE = ("The email_generation configs derive from the Avocado Research Email Collection (LDC2015T03), "
+                   "distributed by the Linguistic Data Consortium under a licence that forbids redistribution: keep "
+                   "such a repository private to licensees (https://catalog.ldc.upenn.edu/LDC2015T03).")
+PUBLIC_LICENSE = (f"The texts come from the public sources of the LongLaMP benchmark ({HOMEPAGE}); see its data card "
+                  "for the terms of each source.")
+
+
+class ExportError(ValueError):
+    """An export cannot be done as asked; the message names the file or the argument."""
+
+
+def _ranked_splits(ranked: Mapping[str, str | Path]) -> dict:
+    import longlamp
+
+    splits = {}
+    for split, path in ranked.items():
+        if not Path(path).exists():
+            raise ExportError(f"--ranked {path}: no such file")
+        data = longlamp.load_split(str(path), split)
+        if "ranked_by" not in data.column_names:
+            raise ExportError(f"--ranked {path}: no 'ranked_by' column (not written by retrieval/rank_profiles.py)")
+        splits[split] = data
+    return splits
+
+
+def _retriever_name(splits: dict) -> str:
+    names = {str(data[0]["ranked_by"]).split("(")[0] for data in splits.values() if len(data)}
+    if len(names) != 1:
+        raise ExportError(f"--ranked files come from different retrievers ({', '.join(sorted(names))}): export them "
+                          "separately")
+    return names.pop()
+
+
+def export_config(config: str, output: str | Path, *, data_dir: str | None = None, cache_dir: str | None = None,
+                  ranked: Mapping[str, str | Path] | None = None, revision: str | None = None) -> str:
+    """Write `config` (or its ranked splits) into the dataset folder `output`; returns the config name written."""
+    import longlamp
+
+    task, setting = parse_config_name(config)
+    canonical = f"{task.name}_{setting}"
+    if ranked:
+        splits = _ranked_splits(ranked)
+        retriever = _retriever_name(splits)
+        name = f"{canonical}_{retriever}_ranked"
+    else:
+        loaded = longlamp.load(canonical, data_dir=data_dir, cache_dir=cache_dir, **({"revision": revision}
+                                                                                     if revision else {}))
+        splits, retriever, name = dict(loaded), None, canonical
+    output = Path(output)
+    folder = output / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.parquet"):
+        if stale.name.split("-")[0] not in splits:
+            stale.unlink()
+    for split, data in splits.items():
+        target = folder / f"{split}-00000-of-00001.parquet"
+        temporary = folder / f".{target.name}.tmp"
+        data.to_parquet(str(temporary))  # datasets' writer: the features travel in the schema metadata
+        temporary.replace(target)
+    _write_card(output, name, task, splits, retriever, source=SOURCE_REPO if not data_dir else
+                f"a local copy of {SOURCE_REPO}" + (f" at revision {revision}" if revision else ""))
+    logger.info("exported %s (%s) to %s", name, ", ".join(f"{s}: {len(d)} rows" for s, d in splits.items()), folder)
+    return name
+
+
+def _config_entries(name: str, splits: dict) -> tuple[dict, dict]:
+    config = {"config_name": name, "data_files": [{"split": split, "path": f"{name}/{split}-*.parquet"}
+                                                  for split in splits]}
+    features = next(iter(splits.values())).features
+    # Features._to_yaml_list is the writer DatasetDict.push_to_hub uses for this same block.
+    info = {"config_name": name, "features": features._to_yaml_list(),
+            "splits": [{"name": split, "num_examples": len(data)} for split, data in splits.items()]}
+    return config, info
+
+
+def _write_card(output: Path, name: str, task, splits: dict, retriever: str | None, source: str) -> Path:
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from publishing.cards import CITATION
+
+    path = output / "README.md"
+    existing = DatasetCard.load(path).data.to_dict() if path.is_file() else {}
+    config, info = _config_entries(name, splits)
+    configs = [c for c in existing.get("configs", []) if c["config_name"] != name] + [config]
+    infos = [i for i in existing.get("dataset_info", []) if i.get("config_name") != name] + [info]
+    if not any(c.get("default") for c in configs):
+        configs[0]["default"] = True
+    private_data = any(c["config_name"].startswith("email_generation") for c in configs)
+    data = DatasetCardData(
+        language=["en"], license="other", license_name="ldc-avocado" if private_data else "longlamp-sources",
+        license_link="https://catalog.ldc.upenn.edu/LDC2015T03" if private_data else HOMEPAGE,
+        task_categories=["text-generation"], pretty_name="LongLaMP", tags=["longlamp", "personalization"],
+        size_categories=None, configs=configs, dataset_info=infos,
+    )
+    rows = ["| config | splits (rows) |", "|---|---|"]
+    rows += [f"| `{i['config_name']}` | " + ", ".join(f"{s['name']} ({s['num_examples']})" for s in i["splits"]) + " |"
+             for i in infos]
+    ranked_text = ("" if not any(c["config_name"].endswith("_ranked") for c in configs) else
+                   "\nIn `*_ranked` configs each profile is sorted most relevant first by the retriever named in the "
+                   "config (and in the `ranked_by` column, with its settings); `profile_scores` holds the scores.\n")
+    card = DatasetCard.from_template(
+        data, template_path=str(TEMPLATE), pretty_name="LongLaMP",
+        description=("LongLaMP is a benchmark for personalized long-text generation: given a task input and the "
+                     "profile of one user, generate the long text that this user wrote."),
+        configs_table="\n".join(rows), ranked_text=ranked_text, source=source, repo_or_folder="NAMESPACE/NAME",
+        first_config=configs[0]["config_name"],
+        license_text=(AVOCADO_LICENSE + " " if private_data else "") + PUBLIC_LICENSE, citation=CITATION,
+    )
+    temporary = output / ".README.md.tmp"
+    temporary.write_text(str(card), encoding="utf-8")
+    temporary.replace(path)
+    return path

@@ -1,0 +1,378 @@
+"""Publishing through the real huggingface_hub client against the local Hub stand-in: trained models and
+adapters come back from the Hub and generate what the local folder generates; cards carry scores.json's
+numbers exactly; exported datasets load with plain `datasets`; a failed upload changes nothing and a retry
+completes it; a known token appears in no file written and nothing printed.
+
+Client-side steps run in subprocesses: huggingface_hub reads HF_ENDPOINT when it is imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hub_server import HubStandIn
+from test_train_support import CONFIG, run_flags
+
+from evaluation import evaluate_llm
+
+pytest_plugins = ["test_train_support"]  # short_data, tiny models
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "hf_publishingTestToken0123456789"
+
+
+def hub_env(hub: HubStandIn, tmp_path: Path, with_repo: bool = True, **extra) -> dict:
+    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_DISABLE_XET": "1",
+           "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false", **extra}
+    env.pop("HF_TOKEN", None)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + str(REPO / "tests") if with_repo else ""
+    env.update(extra)
+    return env
+
+
+def run(args: list[str], env: dict, cwd: Path = REPO, expect: int = 0) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == expect, (f"{args[:3]} exited {done.returncode}:\n{done.stdout[-3000:]}\n"
+                                       f"{done.stderr[-5000:]}")
+    return done
+
+
+def files_under(*folders: Path) -> list[Path]:
+    return [p for folder in folders for p in Path(folder).rglob("*") if p.is_file()]
+
+
+def assert_token_nowhere(token: str, folders: list[Path], outputs: list[str], hub: HubStandIn) -> None:
+    """The token in no file written, nothing printed and no request body (it travels only in the header)."""
+    needle = token.encode()
+    leaked = [str(p) for p in files_under(*folders) if needle in p.read_bytes()]
+    assert not leaked, f"token written to {leaked}"
+    assert all(token not in text for text in outputs)
+    assert all(needle not in body for body in hub.bodies)
+
+
+def fingerprint(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files_under(folder)}
+
+
+@pytest.fixture(scope="module")
+def zero_shot_run(tmp_path_factory, tiny_llama, sample_dir, sample_cache) -> Path:
+    """A scored zero-shot run with and without profile (4 validation examples)."""
+    folder = tmp_path_factory.mktemp("zero-shot") / "run"
+    assert evaluate_llm.main(["--validation_data", CONFIG, "--data_dir", str(sample_dir), "--cache_dir", sample_cache,
+                              "--model_addr", str(tiny_llama), "--output_dir", str(folder), "--max_new_tokens", "12",
+                              "--batch_size", "2", "--limit", "4", "--use_profile", "--num_retrieved", "2",
+                              "--compare_no_profile"]) == 0
+    return folder
+
+
+# --- cards, plots, results files -------------------------------------------------------------------------------
+
+
+def test_zero_shot_card_values_equal_scores_json_and_eval_results_parse_back(zero_shot_run, tiny_llama):
+    import yaml
+    from huggingface_hub import ModelCard, eval_result_entries_to_yaml, parse_eval_result_entries
+
+    from publishing.cards import eval_result_entries
+    from publishing.runs import read_run
+
+    card = ModelCard.load(zero_shot_run / "README.md")  # written by the evaluation itself
+    scores = {False: json.loads((zero_shot_run / "no_profile" / "scores.json").read_text()),
+              True: json.loads((zero_shot_run / "scores.json").read_text())}
+    found = {(r.metric_args["use_profile"], r.metric_type): r for r in card.data.eval_results}
+    expected = {(profile, metric): value for profile, summary in scores.items()
+                for metric, value in summary["scores"]["metrics"].items()}
+    assert {key: found[key].metric_value for key in found} == expected  # exactly, every metric, both variants
+    assert {r.dataset_config for r in found.values()} == {CONFIG} and {r.dataset_split for r in found.values()} == {
+        "validation"}
+    assert card.data.datasets == ["LongLaMP/LongLaMP"] and "longlamp" in card.data.tags
+    assert "![Results](results.png)" in card.text
+    assert (zero_shot_run / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert str(tiny_llama) not in str(card) and str(zero_shot_run) not in str(card)  # no machine paths
+    assert "Paired difference" in card.text
+
+    entries = eval_result_entries(read_run(zero_shot_run), source_url="https://huggingface.co/me/m/blob/main/r.json")
+    parsed = parse_eval_result_entries(yaml.safe_load(yaml.safe_dump(eval_result_entries_to_yaml(entries))))
+    assert [e.value for e in parsed] == [found[k].metric_value for k in [(True, m) for m in scores[True]["scores"][
+        "metrics"]] + [(False, m) for m in scores[False]["scores"]["metrics"]]]
+    assert all(e.dataset_id == "LongLaMP/LongLaMP" and e.task_id == CONFIG and e.source_url for e in parsed)
+
+
+def test_per_sample_scores_match_the_scorer_and_carry_no_golds(zero_shot_run):
+    from evaluation.metrics import per_sample_scores
+
+    lines = [json.loads(line) for line in (zero_shot_run / "per_sample_scores.jsonl").read_text().splitlines()]
+    predictions = json.loads((zero_shot_run / "predictions.json").read_text())["golds"]
+    golds = json.loads((zero_shot_run / "golds.json").read_text())["golds"]
+    assert [line["id"] for line in lines] == [p["id"] for p in predictions]
+    expected = per_sample_scores([p["output"] for p in predictions], [g["output"] for g in golds])
+    for metric, values in expected.items():
+        assert [line[metric] for line in lines] == [float(v) for v in values]
+    assert [line["user"] for line in lines] == [g["user"] for g in golds]
+    assert set(lines[0]) == {"id", "user", "prediction_words", *expected}
+
+
+def test_plot_comparison_draws_grouped_bars_and_rejects_bad_rows(tmp_path):
+    from publishing.plots import plot_comparison
+
+    rows = [{"label": "profile", "group": "ROUGE-1", "value": 0.3, "low": 0.25, "high": 0.35},
+            {"label": "no profile", "group": "ROUGE-1", "value": 0.2, "low": None, "high": None},
+            {"label": "profile", "group": "METEOR", "value": 0.1, "low": 0.05, "high": 0.2}]
+    path = plot_comparison(rows, tmp_path / "plots" / "cmp.png", "test", metric_label="F1")
+    assert path.read_bytes()[:4] == b"\x89PNG" and list(path.parent.iterdir()) == [path]
+    with pytest.raises(ValueError, match="row 0 has no value"):
+        plot_comparison([{"label": "a", "group": "b"}], tmp_path / "bad.png", "bad")
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_dry_run_stages_results_without_golds(zero_shot_run, tmp_path):
+    from evaluation import push_results
+
+    assert push_results.main(["--run_dir", str(zero_shot_run), "--hub_model_id", "me/results", "--hub_repo_type",
+                              "dataset", "--dry_run"]) == 0
+    staged = zero_shot_run / push_results.DRY_RUN_FOLDER
+    names = {p.relative_to(staged).as_posix() for p in files_under(staged)} - {".longlamp-staged"}
+    assert names == {"README.md", "results.png", "results.json", "predictions.json", "prompts.json", "comparison.json",
+                     "per_sample_scores.jsonl", ".eval_results/longlamp.yaml", "no_profile/results.json",
+                     "no_profile/predictions.json", "no_profile/prompts.json", "no_profile/per_sample_scores.jsonl"}
+    references = [g["output"].strip() for g in json.loads((zero_shot_run / "golds.json").read_text())["golds"]]
+    staged_text = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in files_under(staged))
+    assert not any(reference in staged_text for reference in references if len(reference) > 40)
+    shutil.rmtree(staged)
+
+
+def test_an_email_run_is_not_pushed_publicly_without_the_licence_flag(zero_shot_run, tmp_path):
+    from publishing.hub import PublishError, push_run
+
+    email = tmp_path / "email-run"
+    shutil.copytree(zero_shot_run, email)
+    summary = json.loads((email / "scores.json").read_text())
+    summary["settings"]["task"] = "email_generation"
+    (email / "scores.json").write_text(json.dumps(summary))
+    with pytest.raises(PublishError, match="Avocado"):
+        push_run(email, "me/email", repo_type="dataset", dry_run_dir=tmp_path / "staged")
+    assert push_run(email, "me/email", repo_type="dataset", private=True, dry_run_dir=tmp_path / "staged")
+
+
+def test_train_config_never_records_the_token_and_checks_the_repo_id():
+    from training.config import ConfigError, parse_args
+
+    base = ["--model_name", "m", "--output_dir", "o", "--train_data", CONFIG]
+    config = parse_args(base + ["--push_to_hub", "--hub_model_id", "me/model", "--hub_token", TOKEN])
+    assert config.hub_token == TOKEN and "hub_token" not in config.to_dict()
+    assert TOKEN not in json.dumps(config.to_dict()) and TOKEN not in repr(config)
+    with pytest.raises(ConfigError, match="hub_model_id NAMESPACE/NAME"):
+        parse_args(base + ["--push_to_hub"])
+    with pytest.raises(ConfigError, match="needs --hub_private"):
+        parse_args(["--model_name", "m", "--output_dir", "o", "--train_data", "email_generation_user", "--push_to_hub",
+                    "--hub_model_id", "me/email"])
+    with pytest.raises(ConfigError, match="hub_strategy"):
+        parse_args(base + ["--hub_strategy", "every_save"])
+
+
+# --- through the real client and the stand-in ----------------------------------------------------------------
+
+GENERATE = """
+import json, sys
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from peft import PeftModel
+local, repo, base = sys.argv[1], sys.argv[2], sys.argv[3]
+def load(name):
+    if base != "-":
+        return PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), name)
+    return AutoModelForCausalLM.from_pretrained(name)
+texts = []
+for name in (local, repo):
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    batch = tokenizer(["Generate the review text written by a reviewer"], return_tensors="pt")
+    out = load(name).generate(**batch, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    texts.append(tokenizer.decode(out[0]))
+from huggingface_hub import ModelCard
+card = ModelCard.load(repo)
+print(json.dumps({"texts": texts, "library": card.data.library_name, "base_model": card.data.base_model,
+                  "results": [[r.metric_type, r.metric_value] for r in card.data.eval_results or []]}))
+"""
+
+
+@pytest.mark.parametrize("adapter", [False, True], ids=["full", "lora"])
+def test_trained_model_pushed_with_push_to_hub_comes_back_and_generates_the_same(adapter, tiny_llama, short_data,
+                                                                                    tmp_path):
+    train_rows, validation_rows = short_data
+    hub = HubStandIn(tmp_path / "hub", token=TOKEN)
+    output = tmp_path / "run"
+    flags = run_flags(tiny_llama, output, train_rows, validation_rows, max_steps=2, save_steps=1,
+                      eval_generation_examples=2, generation_max_new_tokens=6, use_lora=adapter, push_to_hub=True,
+                      hub_model_id="me/tiny-review", hub_strategy="checkpoint", hub_token=TOKEN)
+    with hub.running():
+        env = hub_env(hub, tmp_path)
+        trained = run(["-m", "training.train", *flags], env)
+        back = run(["-c", GENERATE, str(output / "final"), "me/tiny-review", str(tiny_llama) if adapter else "-"],
+                   {**env, "HF_TOKEN": TOKEN})
+    result = json.loads(back.stdout.strip().splitlines()[-1])
+    assert result["texts"][0] == result["texts"][1]
+    assert result["library"] == ("peft" if adapter else "transformers")
+    history = json.loads(sorted((output / "checkpoints").glob("checkpoint-*/trainer_state.json"))[-1].read_text())
+    scored = [entry for entry in history["history"] if "rouge1" in entry][-1]
+    assert dict(result["results"]) == {m: scored[m] for m in ("rouge1", "rougeL", "meteor")}
+    stored = set(hub.repo_files("me/tiny-review", "models"))
+    weights = "adapter_model.safetensors" if adapter else "model.safetensors"
+    assert {weights, "README.md", "training_config.json", "results.png", ".eval_results/longlamp.yaml",
+            "last-checkpoint/trainer_state.json"} <= stored
+    assert (output / "README.md").is_file()  # the card is also written locally
+    checkpoint_commits = [c for c in hub.commits if any(path.startswith("last-checkpoint/") for _, path in
+                                                        c["operations"])]
+    assert len(checkpoint_commits) == 2  # one per saved checkpoint, each replacing the previous one
+    assert_token_nowhere(TOKEN, [output, tmp_path / "hub"], [trained.stdout, trained.stderr, back.stdout], hub)
+
+
+def test_server_error_mid_upload_leaves_the_run_intact_and_a_retry_completes_it(zero_shot_run, tmp_path):
+    hub = HubStandIn(tmp_path / "hub", token=TOKEN)
+    command = ["evaluation/push_results.py", "--run_dir", str(zero_shot_run), "--hub_model_id", "me/results",
+               "--hub_repo_type", "dataset", "--hub_token", TOKEN]
+    with hub.running():
+        env = hub_env(hub, tmp_path, HF_HUB_ETAG_TIMEOUT="5")
+        run(command, env)  # writes the per-sample scores and the card once: the folder is then stable
+        before = fingerprint(zero_shot_run)
+        shutil.rmtree(hub.repo_dir("me/results"))
+        hub.commits.clear()
+        hub.fail_commits = 10  # more than the client's own retries
+        failed = run(command, env, expect=2)
+        assert "push_results.py: error: uploading to me/results failed" in failed.stderr
+        assert "run the same command again" in failed.stderr and "Traceback" not in failed.stderr
+        assert fingerprint(zero_shot_run) == before and hub.repo_files("me/results") == []
+        hub.fail_commits = 0
+        retried = run(command, env)
+        again = run(command, env)
+    assert fingerprint(zero_shot_run) == before
+    assert len(hub.commits) == 2 and hub.commits[0]["operations"] == hub.commits[1]["operations"]
+    paths = [path for _, path in hub.commits[0]["operations"]]
+    assert len(paths) == len(set(paths)) and set(paths) == set(hub.repo_files("me/results"))
+    assert "golds.json" not in paths
+    assert_token_nowhere(TOKEN, [zero_shot_run, tmp_path / "hub"],
+                         [failed.stdout, failed.stderr, retried.stdout, retried.stderr, again.stderr], hub)
+
+
+LOAD_PLAIN = """
+import json, sys
+import datasets
+rows = {}
+for name in sys.argv[3].split(","):
+    loaded = datasets.load_dataset(sys.argv[1], name, cache_dir=sys.argv[2])
+    rows[name] = {split: [dict(r) for r in data] for split, data in loaded.items()}
+assert not any(m.startswith(("longlamp", "publishing", "evaluation", "training")) for m in sys.modules)
+json.dump(rows, open(sys.argv[4], "w"))
+"""
+
+
+def test_exported_dataset_loads_with_plain_datasets_before_and_after_upload(sample_dir, sample_cache, tmp_path):
+    import longlamp
+
+    configs = ["product_review_user", "topic_writing_temporal"]
+    folder = tmp_path / "export"
+    hub = HubStandIn(tmp_path / "hub", token=TOKEN)
+    with hub.running():
+        env = hub_env(hub, tmp_path)
+        exported = run(["scripts/export_dataset.py", "--config", *configs, "--data_dir", str(sample_dir),
+                        "--cache_dir", sample_cache, "--output", str(folder), "--push_to_hub", "me/longlamp",
+                        "--hub_token", TOKEN], env)
+        plain = {**hub_env(hub, tmp_path, with_repo=False), "HF_TOKEN": TOKEN}
+        for source, out in ((str(folder), "local.json"), ("me/longlamp", "hub.json")):
+            run(["-c", LOAD_PLAIN, source, str(tmp_path / f"cache-{out}"), ",".join(configs), str(tmp_path / out)],
+                plain, cwd=tmp_path)
+    expected = {name: {split: list(data) for split, data in longlamp.load(name, data_dir=str(sample_dir),
+                                                                         cache_dir=sample_cache).items()}
+                for name in configs}
+    for out in ("local.json", "hub.json"):
+        assert json.loads((tmp_path / out).read_text()) == json.loads(json.dumps(expected)), out
+    assert set(hub.repo_files("me/longlamp")) == {p.relative_to(folder).as_posix() for p in files_under(folder)}
+    assert_token_nowhere(TOKEN, [folder, tmp_path / "hub"], [exported.stdout, exported.stderr], hub)
+
+
+def test_email_export_warns_and_pushes_privately_by_default(sample_dir, tmp_path):
+    hub = HubStandIn(tmp_path / "hub")
+    with hub.running():
+        env = hub_env(hub, tmp_path, HF_TOKEN=TOKEN)
+        done = run(["scripts/export_dataset.py", "--config", "email_generation_user", "--data_dir",
+                    str(sample_dir / "avocado"), "--cache_dir", str(tmp_path / "cache"), "--output",
+                    str(tmp_path / "export"), "--push_to_hub", "me/email"], env)
+    assert "LDC2015T03" in done.stderr and "(private)" in done.stdout
+    assert hub.created and all(asked.get("visibility") == "private" for asked in hub.created), hub.created
+    assert "license_name: ldc-avocado" in (tmp_path / "export" / "README.md").read_text()
+
+
+def test_zero_shot_results_pushed_into_an_existing_model_repo_keep_its_card(tiny_llama, sample_dir, sample_cache,
+                                                                             tmp_path):
+    from huggingface_hub import ModelCard
+
+    hub = HubStandIn(tmp_path / "hub", token=TOKEN)
+    repo = hub.repo_dir("me/tiny", "models")
+    model = tmp_path / "tiny"  # the evaluated model's local copy, with its card: the licence is read from it
+    shutil.copytree(tiny_llama, model)
+    (model / "README.md").write_text("---\nlicense: apache-2.0\n---\n# Tiny\n\nThe owner's own words.\n")
+    shutil.copytree(model, repo)
+    output = tmp_path / "run"
+    command = ["evaluation/evaluate_llm.py", "--validation_data", CONFIG, "--data_dir", str(sample_dir), "--cache_dir",
+               sample_cache, "--model_addr", str(model), "--output_dir", str(output), "--max_new_tokens", "8",
+               "--limit", "3", "--push_to_hub", "--hub_model_id", "me/tiny", "--hub_revision", "longlamp-results"]
+    with hub.running():
+        env = hub_env(hub, tmp_path, HF_TOKEN=TOKEN)
+        first = run(command, env)
+        second = run(command, env)  # the same results again: the card gains no second section
+    card = ModelCard((repo / "README.md").read_text())
+    scores = json.loads((output / "scores.json").read_text())["scores"]["metrics"]
+    assert card.data.license == "apache-2.0" and "The owner's own words." in card.text
+    assert ModelCard((repo / "longlamp" / CONFIG / "README.md").read_text()).data.license == "apache-2.0"
+    assert {r.metric_type: r.metric_value for r in card.data.eval_results} == scores
+    assert card.text.count(f"<!-- longlamp:{CONFIG} -->") == 1
+    assert (repo / "model.safetensors").read_bytes() == (model / "model.safetensors").read_bytes()
+    assert {"README.md", "results.json", "predictions.json", "results.png"} <= {
+        p.name for p in (repo / "longlamp" / CONFIG).iterdir()}
+    assert {c["revision"] for c in hub.commits} == {"longlamp-results"}
+    assert "pushed to" in first.stdout
+    assert_token_nowhere(TOKEN, [output], [first.stdout, first.stderr, second.stdout, second.stderr], hub)
+
+
+def test_a_ranked_split_exports_as_its_own_config_that_plain_datasets_loads(sample_dir, sample_cache, tmp_path):
+    import longlamp
+    from retrieval import rank_profiles
+
+    ranked = tmp_path / "val_bm25.parquet"
+    assert rank_profiles.main(["--config", CONFIG, "--split", "validation", "--data_dir", str(sample_dir),
+                               "--retriever", "bm25", "--output", str(ranked)]) == 0
+    from publishing.dataset_export import export_config
+
+    name = export_config(CONFIG, tmp_path / "export", ranked={"validation": ranked})
+    assert name == f"{CONFIG}_bm25_ranked"
+    run(["-c", LOAD_PLAIN, str(tmp_path / "export"), str(tmp_path / "cache"), name, str(tmp_path / "rows.json")],
+        {**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
+    loaded = json.loads((tmp_path / "rows.json").read_text())[name]
+    assert list(loaded) == ["validation"]
+    assert loaded["validation"] == json.loads(json.dumps(list(longlamp.load_split(str(ranked), "validation"))))
+
+
+def test_local_paths_are_reduced_to_their_last_part_hub_ids_and_urls_kept(tmp_path):
+    from publishing.runs import public_settings
+
+    settings = public_settings({"model": str(tmp_path / "final"), "data": "product_review_user",
+                                "retriever": f"contriever(model_name={tmp_path}/encoder, batch=2)",
+                                "base": "facebook/contriever", "home": "~/models/tiny", "url": "https://hf.co/a/b",
+                                "nested": {"cache": str(tmp_path / "cache")}, "k": 4})
+    assert settings == {"model": "<local>/final", "data": "product_review_user",
+                        "retriever": "contriever(model_name=<local>/encoder, batch=2)", "base": "facebook/contriever",
+                        "home": "<local>/tiny", "url": "https://hf.co/a/b", "nested": {"cache": "<local>/cache"}, "k": 4}
+
+
+def test_only_the_main_process_pushes(zero_shot_run, tmp_path, monkeypatch):
+    from publishing.hub import push_run
+
+    monkeypatch.setenv("RANK", "1")
+    assert push_run(zero_shot_run, "me/results", dry_run_dir=tmp_path / "staged") == ""
+    assert not (tmp_path / "staged").exists()
+    monkeypatch.setenv("RANK", "0")
+    assert push_run(zero_shot_run, "me/results", dry_run_dir=tmp_path / "staged") == str(tmp_path / "staged")
