@@ -83,13 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + "\n".join(reading(results, experiment.plot_metric)))
         print(f"\nEverything is in {root} ({time.monotonic() - started:.0f} s):")
         for label, path in written.items():
-            print(f"  {label:<22} {path}")
-        print(f"  {'run cards':<22} {len(cards)} README.md files, e.g. {cards[0]}")
-        print(f"  {'stage logs':<22} {root}/runs/*/*/*/*/stage.log, {root}/ranked/*/*/*/stage.log")
+            print(f"  {label:<24} {path}")
+        print(f"  {'run cards':<24} {len(cards)} README.md files, e.g. {cards[0]}")
+        print(f"  {'stage logs':<24} {root}/runs/*/*/*/*/stage.log, {root}/ranked/*/*/*/stage.log")
         if args.push_to_hub:
             where = push_results(experiment, args.hub_model_id, private=args.hub_private,
                                  dry_run_dir=args.hub_dry_run_dir)
-            print(f"  {'staged for the Hub' if args.hub_dry_run_dir else 'published':<22} {where}")
+            print(f"  {'staged for the Hub' if args.hub_dry_run_dir else 'published':<24} {where}")
         else:
             print("\nTo publish, the same command with: --push_to_hub --hub_model_id NAMESPACE/NAME")
     return 0
