@@ -59,14 +59,16 @@ def build(avocado_files_dir: str, question_files: dict[str, Path], output_dir: P
     missing = [str(path) for path in question_files.values() if not Path(path).is_file()]
     if missing:
         raise ValueError(f"question file(s) not found: {', '.join(missing)}")
-    messages = longlamp.read_avocado_messages(avocado_files_dir, {SPLITS[p]: path for p, path in question_files.items()})
+    splits = {SPLITS[prefix]: path for prefix, path in question_files.items()}
+    messages = longlamp.read_avocado_messages(avocado_files_dir, splits)
     staging = Path(staging_root) / f"{output_dir.name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     written = []
     for prefix, path in question_files.items():
         rows = [row for _, row, _ in longlamp.AvocadoSource(Path(path), messages).rows(SPLITS[prefix])]
         setting = "temporal" if any(row.get(task.user_column) for row in rows) else "user"
-        write_json_atomic(staging / f"{prefix}_questions.json", [question_record(row, task.user_column) for row in rows])
+        questions = [question_record(row, task.user_column) for row in rows]
+        write_json_atomic(staging / f"{prefix}_questions.json", questions)
         written.append(output_dir / f"{prefix}_questions.json")
         if prefix in WITH_OUTPUTS:
             golds = [{"id": row["id"], "output": row["output"]} for row in rows]

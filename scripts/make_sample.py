@@ -124,7 +124,8 @@ def review_item(user: User, _year: int) -> dict:
 def topic_item(user: User, _year: int) -> dict:
     topic = user.topic()
     return {"id": f"t3_{user.rng.randrange(16**6):06x}", "author": user.id,
-            "summary": f"{user.title(topic)}: what I learned", "content": user.text(topic, user.rng.randint(8, 16), True)}
+            "summary": f"{user.title(topic)}: what I learned",
+            "content": user.text(topic, user.rng.randint(8, 16), True)}
 
 
 ITEM_MAKERS = {"abstract_generation": abstract_item, "product_review": review_item, "topic_writing": topic_item}

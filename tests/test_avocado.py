@@ -111,7 +111,8 @@ def test_message_missing_from_the_archives_is_named(tmp_path):
 
 def _create_avocado_dataset(files_dir: Path, questions: Path, tmp_path: Path) -> Path:
     output = tmp_path / "built"
-    command = [sys.executable, str(REPO / "scripts" / "create_avocado_dataset.py"), "--avocado_files_dir", str(files_dir),
+    command = [sys.executable, str(REPO / "scripts" / "create_avocado_dataset.py"),
+               "--avocado_files_dir", str(files_dir),
                "--extract_addr", str(tmp_path / "extract"), "--output_dir", str(output)]
     for prefix in ("train", "dev", "test"):
         command += [f"--input_question_file_{prefix}", str(questions / f"{prefix}_questions.json")]
