@@ -190,7 +190,8 @@ def _mapping(values, where: str) -> dict:
 def _check_keys(values: dict, allowed: set, where: str) -> None:
     unknown = sorted(set(values) - allowed)
     if unknown:
-        raise ExperimentError(f"{where}: unknown key(s) {', '.join(unknown)}; expected among {', '.join(sorted(allowed))}")
+        raise ExperimentError(f"{where}: unknown key(s) {', '.join(unknown)}; "
+                              f"expected among {', '.join(sorted(allowed))}")
 
 
 def _retriever_names(names, retrievers: list[RetrieverSpec], where: str) -> tuple[str, ...] | None:
@@ -211,13 +212,15 @@ def parse_experiment(values: dict, where: str = "experiment") -> Experiment:
     configs = values["configs"] if isinstance(values["configs"], list) else [values["configs"]]
     for config in configs:
         if config not in config_names(with_aliases=False):
-            raise ExperimentError(f"{where}: configs: {config!r} is not one of {', '.join(config_names(with_aliases=False))}")
+            raise ExperimentError(f"{where}: configs: {config!r} is not one of "
+                                  f"{', '.join(config_names(with_aliases=False))}")
     retrievers = []
     for name, spec in _mapping(values["retrievers"], f"{where}: retrievers").items():
         spec = _mapping(spec, f"{where}: retrievers.{name}")
         _check_keys(spec, RETRIEVER_KEYS, f"{where}: retrievers.{name}")
         retrievers.append(RetrieverSpec(str(name), spec.get("retriever", name),
-                                        resolve_model_name(spec.get("retriever_model")), dict(spec.get("options") or {})))
+                                        resolve_model_name(spec.get("retriever_model")),
+                                        dict(spec.get("options") or {})))
     ks = values["k"] if isinstance(values["k"], list) else [values["k"]]
     if not all(isinstance(k, int) and k >= 1 for k in ks):
         raise ExperimentError(f"{where}: k must be positive integers, got {ks}")
@@ -226,7 +229,8 @@ def parse_experiment(values: dict, where: str = "experiment") -> Experiment:
         spec = _mapping(spec, f"{where}: models.{name}")
         _check_keys(spec, MODEL_KEYS, f"{where}: models.{name}")
         if spec.get("mode") not in MODES:
-            raise ExperimentError(f"{where}: models.{name}.mode must be one of {', '.join(MODES)}, got {spec.get('mode')!r}")
+            raise ExperimentError(f"{where}: models.{name}.mode must be one of {', '.join(MODES)}, "
+                                  f"got {spec.get('mode')!r}")
         if not spec.get("model_name"):
             raise ExperimentError(f"{where}: models.{name}.model_name is required")
         models.append(ModelSpec(str(name), resolve_model_name(spec["model_name"]), spec["mode"],

@@ -1,5 +1,5 @@
-"""`make demo`: the experiment runner (scripts/run_benchmark.py) on the demo experiment at a reduced size: every real stage
-(retrieval/rank_profiles.py with BM25 and a dense encoder, `accelerate launch training/train.py`,
+"""`make demo`: the experiment runner (scripts/run_benchmark.py) on the demo experiment at a reduced size: every
+real stage (retrieval/rank_profiles.py with BM25 and a dense encoder, `accelerate launch training/train.py`,
 evaluation/evaluate_llm.py, evaluation/eval_task.py), a SIGKILL and a resume, and results that agree with the
 scorer. Tiny random models stand in for SmolLM2 and all-MiniLM-L6-v2 (scripts/prepare_models.py prepares those)."""
 
@@ -76,8 +76,8 @@ def test_the_demo_experiment_runs_every_stage_survives_a_kill_and_agrees_with_th
     assert len(done_before) >= 5  # three rankings, then generation and scoring of the first runs
 
     # 2. The same command again: finished stages are skipped, the rest runs, everything is published (dry run).
-    result = subprocess.run(runner(output, sets, "--push_to_hub", "--hub_model_id", "someone/longlamp-demo", "--hub_dry_run_dir",
-                                   str(hub)), env=env, capture_output=True, text=True, timeout=900)
+    push = ("--push_to_hub", "--hub_model_id", "someone/longlamp-demo", "--hub_dry_run_dir", str(hub))
+    result = subprocess.run(runner(output, sets, *push), env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.count("done before, skipped") == len(done_before)
     assert all(_commands_run(folder) == 1 for folder in done_before)  # nothing finished was run twice
@@ -111,8 +111,9 @@ def test_the_demo_experiment_runs_every_stage_survives_a_kill_and_agrees_with_th
     # 4. What a push would upload: the table as README, results, plot, each run's card and the adapter.
     assert (hub / "README.md").read_text() == table
     assert json.loads((hub / "results.json").read_text())["runs"] == results["runs"]
-    assert (hub / "runs" / "product_review_user" / "smollm2-lora" / "bm25-k1" / "model" / "adapter_config.json").is_file()
-    assert (hub / "runs" / "product_review_user" / "smollm2" / "minilm-k1" / "evaluation" / "README.md").is_file()
+    published = hub / "runs" / "product_review_user"
+    assert (published / "smollm2-lora" / "bm25-k1" / "model" / "adapter_config.json").is_file()
+    assert (published / "smollm2" / "minilm-k1" / "evaluation" / "README.md").is_file()
     assert not list(hub.rglob("golds.json"))
 
 
@@ -167,3 +168,24 @@ def test_the_experiments_environment_reaches_the_stages_under_the_callers_own(mo
     assert stage_env(experiment)["OMP_NUM_THREADS"] == "1" and stage_env(experiment)["LONGLAMP_TEST_VARIABLE"] == "3"
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert stage_env(experiment)["OMP_NUM_THREADS"] == "2"
+
+
+def test_the_prepared_smollm2_folder_is_a_plain_model_folder_with_its_chat_template():
+    """What scripts/prepare_models.py left at set-up: safetensors weights without a quantization config, and the
+    tokenizer with its chat template (so every command takes it as --model_name). Fast: nothing is generated."""
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoTokenizer
+
+    from benchmark_runner.local_models import DEFAULT_OUTPUT, is_complete
+
+    if not is_complete(DEFAULT_OUTPUT):
+        pytest.skip(f"{DEFAULT_OUTPUT} is not prepared: run `make setup` (scripts/prepare_models.py)")
+    config = AutoConfig.from_pretrained(DEFAULT_OUTPUT)
+    assert config.model_type == "llama" and getattr(config, "quantization_config", None) is None
+    tokenizer = AutoTokenizer.from_pretrained(DEFAULT_OUTPUT)
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False,
+                                           add_generation_prompt=True)
+    assert "Hi" in prompt and prompt.rstrip().endswith("assistant")
+    with safe_open(DEFAULT_OUTPUT / "model.safetensors", "pt") as weights:
+        names = set(weights.keys())
+    assert len(names) >= 272 - 1 and "model.embed_tokens.weight" in names

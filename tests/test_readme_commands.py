@@ -25,7 +25,6 @@ EXERCISED_BY = {
     "scripts/run_benchmark.py": "tests/test_demo.py",
     "scripts/create_avocado_dataset.py": "tests/test_avocado.py",
     "scripts/make_sample.py": "tests/test_sample.py",
-    "scripts/prepare_models.py": "tests/test_demo.py",
     "evaluation/push_results.py": "tests/test_publishing.py",
     "scripts/export_dataset.py": "tests/test_publishing.py",
 }
