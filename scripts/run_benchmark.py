@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
               "no profile\n")
         print(markdown_table(results))
         print("\n" + "\n".join(reading(results, experiment.plot_metric)))
-        print(f"\nEverything is in {root} ({time.monotonic() - started:.0f} s):")
+        print(f"\nEverything is in {root} (this run: {time.monotonic() - started:.0f} s):")
         for label, path in written.items():
             print(f"  {label:<24} {path}")
         print(f"  {'run cards':<24} {len(cards)} README.md files, e.g. {cards[0]}")
