@@ -4,14 +4,14 @@ STAMP := .venv/.setup-done
 
 .PHONY: setup demo test dataset-infos sample
 
-$(STAMP): pyproject.toml scripts/setup.sh
+$(STAMP): pyproject.toml scripts/setup.sh scripts/prepare_models.py
 	bash scripts/setup.sh
 	touch $(STAMP)
 
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(PYTHON_ENV) scripts/demo.py
+	$(PYTHON_ENV) scripts/run_benchmark.py --config experiments/demo.yaml $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PYTHON_ENV) -m pytest $(PYTEST_ARGS)

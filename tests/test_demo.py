@@ -1,24 +1,191 @@
-"""The README's main job: scripts/demo.py runs end to end on the bundled sample, with and without a model."""
+"""`make demo`: the experiment runner (scripts/run_benchmark.py) on the demo experiment at a reduced size: every
+real stage (retrieval/rank_profiles.py with BM25 and a dense encoder, `accelerate launch training/train.py`,
+evaluation/evaluate_llm.py, evaluation/eval_task.py), a SIGKILL and a resume, and results that agree with the
+scorer. Tiny random models stand in for SmolLM2 and all-MiniLM-L6-v2 (scripts/prepare_models.py prepares those)."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
+
+from benchmark_runner.experiment import ExperimentError, load_experiment
+from benchmark_runner.stages import MARKER, plan
+from evaluation.eval_task import evaluate_files
+from longlamp_runs import RunFolderError
+
 REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "experiments" / "demo.yaml"
 
 
-def test_demo_runs_end_to_end_with_a_model(tiny_llama, tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "demo.py"), "--model_addr", str(tiny_llama), "--output_dir", str(tmp_path / "w")],
-        capture_output=True, text=True, timeout=900, cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = result.stdout
-    for name in ("abstract_generation_temporal", "email_generation_user"):
-        assert name in out
-    assert sum(line.split()[1:4] == ["best", "BM25", "item"] for line in out.splitlines() if line.strip()) == 4
-    assert "4. Zero-shot generation" in out and out.count("rouge1=") == 2
-    assert (tmp_path / "w" / "zero-shot" / "predictions.json").exists()
-    assert (tmp_path / "w" / "zero-shot" / "no_profile" / "predictions.json").exists()
+def reduced_demo(model: Path, encoder: Path) -> list[str]:
+    """The demo experiment, small: tiny models, k=1, two training steps, 8 new tokens, 3 evaluated examples."""
+    sets = {
+        "models.smollm2.model_name": model, "models.smollm2-lora.model_name": model,
+        "retrievers.minilm.retriever_model": encoder, "k": "[1]",
+        "models.smollm2-lora.train.max_steps": 2, "models.smollm2-lora.train.save_steps": 1,
+        "models.smollm2-lora.train.max_train_examples": 4, "models.smollm2-lora.train.max_eval_examples": 2,
+        "evaluate.max_new_tokens": 8, "evaluate.limit": 3, "scoring.bootstrap": 200,
+    }
+    return [f"{key}={value}" for key, value in sets.items()]
+
+
+def runner(output: Path, sets: list[str], *extra: str) -> list[str]:
+    command = [sys.executable, str(REPO / "scripts" / "run_benchmark.py"), "--config", str(DEMO),
+               "--output_dir", str(output), "--cache_dir", str(output.parent / "datasets-cache"), *extra]
+    for item in sets:
+        command += ["--set", item]
+    return command
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory) -> Path:
+    from tiny_models import make_encoder
+
+    return make_encoder(tmp_path_factory.mktemp("tiny-encoder"))
+
+
+def _commands_run(stage_folder: Path) -> int:
+    """How many times a stage's command was started (each start appends its `$ command` line to stage.log)."""
+    return sum(line.startswith("$ ") for line in (stage_folder / "stage.log").read_text().splitlines())
+
+
+def test_the_demo_experiment_runs_every_stage_survives_a_kill_and_agrees_with_the_scorer(
+        tmp_path, tiny_chat_llama, tiny_encoder):
+    output, hub = tmp_path / "demo", tmp_path / "hub"
+    sets = reduced_demo(tiny_chat_llama, tiny_encoder)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # 1. Start it and SIGKILL the runner and its stage process once the first profile run is scored.
+    first = output / "runs" / "product_review_user" / "smollm2" / "bm25-k1" / "score" / MARKER
+    process = subprocess.Popen(runner(output, sets), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    deadline = time.monotonic() + 900
+    while not first.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert process.poll() is None, process.stdout.read().decode()[-3000:]
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (output / "results.json").exists()
+    done_before = [path.parent for path in output.rglob(MARKER)]
+    assert len(done_before) >= 5  # three rankings, then generation and scoring of the first runs
+
+    # 2. The same command again: finished stages are skipped, the rest runs, everything is published (dry run).
+    push = ("--push_to_hub", "--hub_model_id", "someone/longlamp-demo", "--hub_dry_run_dir", str(hub))
+    result = subprocess.run(runner(output, sets, *push), env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.count("done before, skipped") == len(done_before)
+    assert all(_commands_run(folder) == 1 for folder in done_before)  # nothing finished was run twice
+
+    # 3. The results: JSON, table, plot and cards agree with each other and with the scorer on the predictions.
+    results = json.loads((output / "results.json").read_text())
+    table = (output / "results.md").read_text()
+    runs = {(row["model"], row["variant"]): row for row in results["runs"]}
+    assert set(runs) == {("smollm2", "no_profile"), ("smollm2", "bm25-k1"), ("smollm2", "minilm-k1"),
+                         ("smollm2-lora", "no_profile"), ("smollm2-lora", "bm25-k1")}
+    assert (output / "plots" / "product_review_user.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for (model, variant), row in runs.items():
+        folder = output / row["run_dir"]
+        rescored = evaluate_files(folder / "generate" / "golds.json", folder / "generate" / "predictions.json",
+                                  bootstrap=200, seed=0, num_workers=1)
+        assert row["num_samples"] == rescored["num_samples"] == 3
+        for metric in ("rouge1", "rougeL", "meteor"):
+            entry = row["metrics"][metric]
+            assert entry["value"] == rescored["metrics"][metric]
+            assert (entry["low"], entry["high"]) == tuple(rescored["bootstrap"]["intervals"][metric].values())
+            assert f"{entry['value']:.4f} [{entry['low']:.4f}, {entry['high']:.4f}]" in table
+            if variant != "no_profile":
+                baseline = runs[(model, "no_profile")]["metrics"][metric]["value"]
+                assert row["vs_no_profile"][metric]["difference"] == pytest.approx(entry["value"] - baseline, abs=1e-12)
+        card = (folder / "generate" / "README.md").read_text()
+        assert f"{row['metrics']['rougeL']['value']:.4f}" in card
+    assert (runs[("smollm2-lora", "bm25-k1")]["model_name"] == str(tiny_chat_llama))
+    trained = output / runs[("smollm2-lora", "bm25-k1")]["run_dir"] / "train" / "final" / "adapter_config.json"
+    assert trained.is_file()  # a LoRA adapter, evaluated on its base model
+
+    # 4. What a push would upload: the table as README, results, plot, each run's card and the adapter.
+    assert (hub / "README.md").read_text() == table
+    assert json.loads((hub / "results.json").read_text())["runs"] == results["runs"]
+    published = hub / "runs" / "product_review_user"
+    assert (published / "smollm2-lora" / "bm25-k1" / "model" / "adapter_config.json").is_file()
+    assert (published / "smollm2" / "minilm-k1" / "evaluation" / "README.md").is_file()
+    assert not list(hub.rglob("golds.json"))
+
+
+def test_a_stage_done_with_other_settings_is_an_error_not_a_silent_reuse(tmp_path):
+    experiment = load_experiment(DEMO, {"output_dir": str(tmp_path)}, ["models.smollm2.model_name=m",
+                                                                         "models.smollm2-lora.model_name=m",
+                                                                         "retrievers.minilm.retriever_model=e"])
+    stage = plan(experiment)[0]
+    stage.folder.mkdir(parents=True)
+    (stage.folder / MARKER).write_text(json.dumps({"command": ["python", "other"]}))
+    with pytest.raises(RunFolderError, match="another command"):
+        stage.is_done()
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["models.smollm2.mode=few_shot"], "mode must be one of zero_shot, fine_tuned"),
+    (["k=[0]"], "k must be positive"),
+    (["configs=[product_review]"], "is not one of"),
+    (["models.smollm2.temperature=2"], "unknown key"),
+    (["models.smollm2-lora.retrievers=[bm3]"], "not among the experiment's retrievers"),
+])
+def test_a_bad_experiment_setting_is_named(sets, message):
+    with pytest.raises(ExperimentError, match=message):
+        load_experiment(DEMO, {}, sets + ["retrievers.minilm.retriever_model=e", "models.smollm2.model_name=m",
+                                          "models.smollm2-lora.model_name=m"])
+
+
+@pytest.mark.parametrize("experiment", sorted((REPO / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_experiment_plans_commands_the_stage_scripts_accept(experiment):
+    """Each planned stage command parses with its script's real parser (the runner cannot drift from the stages)."""
+    from test_readme_commands import check_against, script_parser, split_command
+
+    sets = ["retrievers.minilm.retriever_model=e", "models.smollm2.model_name=m", "models.smollm2-lora.model_name=m"]
+    overrides = {"data_dir": "/data/avocado"} if "email" in experiment.name else {}
+    loaded = load_experiment(experiment, overrides, sets if experiment.name == "demo.yaml" else [])
+    parsers = {}
+    for stage in plan(loaded):
+        argv = stage.portable_command()
+        if argv[:3] == ["python", "-m", "accelerate.commands.launch"]:  # accelerate's module instead of its script
+            argv = ["accelerate", "launch", *argv[3:]]
+        script, _, arguments = split_command(argv)
+        parser = parsers.setdefault(script, script_parser(script))
+        check_against(parser, arguments, f"{experiment.name}: {stage.name}")
+
+
+def test_the_experiments_environment_reaches_the_stages_under_the_callers_own(monkeypatch):
+    from benchmark_runner.stages import stage_env
+
+    experiment = load_experiment(DEMO, {}, ["retrievers.minilm.retriever_model=e", "models.smollm2.model_name=m",
+                                            "models.smollm2-lora.model_name=m", "env.LONGLAMP_TEST_VARIABLE=3"])
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert stage_env(experiment)["OMP_NUM_THREADS"] == "1" and stage_env(experiment)["LONGLAMP_TEST_VARIABLE"] == "3"
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert stage_env(experiment)["OMP_NUM_THREADS"] == "2"
+
+
+def test_the_prepared_smollm2_folder_is_a_plain_model_folder_with_its_chat_template():
+    """What scripts/prepare_models.py left at set-up: safetensors weights without a quantization config, and the
+    tokenizer with its chat template (so every command takes it as --model_name). Fast: nothing is generated."""
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoTokenizer
+
+    from benchmark_runner.local_models import DEFAULT_OUTPUT, is_complete
+
+    if not is_complete(DEFAULT_OUTPUT):
+        pytest.skip(f"{DEFAULT_OUTPUT} is not prepared: run `make setup` (scripts/prepare_models.py)")
+    config = AutoConfig.from_pretrained(DEFAULT_OUTPUT)
+    assert config.model_type == "llama" and getattr(config, "quantization_config", None) is None
+    tokenizer = AutoTokenizer.from_pretrained(DEFAULT_OUTPUT)
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False,
+                                           add_generation_prompt=True)
+    assert "Hi" in prompt and prompt.rstrip().endswith("assistant")
+    with safe_open(DEFAULT_OUTPUT / "model.safetensors", "pt") as weights:
+        names = set(weights.keys())
+    assert len(names) >= 272 - 1 and "model.embed_tokens.weight" in names

@@ -1,0 +1,218 @@
+"""The experiment's results: one table (printed, Markdown, JSON) with 95% intervals and the paired difference
+of each personalised run against the same model's run without profile, one plot per config, one card per run.
+
+The values are the scorer's (`score/scores.json` of each run, written by evaluation/eval_task.py). The paired
+differences come from per-sample scores of the same predictions (`evaluation.metrics.per_sample_scores`, the
+scorer's own per-sample code), bootstrapped with the scorer's resampling (`evaluation.aggregate`): the same
+resampled examples for both runs, so the interval is the one of the difference, not of two separate means.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from benchmark_runner.experiment import HEADLINE, Experiment, Run
+from benchmark_runner.stages import Layout
+from evaluation import aggregate, files
+from evaluation.metrics import per_sample_scores
+from longlamp_runs import write_json_atomic
+
+METRIC_LABELS = {"rouge1": "ROUGE-1", "rougeL": "ROUGE-L", "meteor": "METEOR"}
+PER_SAMPLE_FILE = "per_sample.json"
+
+
+def run_per_sample(layout: Layout, run: Run, num_workers: int | None) -> dict:
+    """{"ids", metric: [per-sample scores]} of a run in gold order, computed once and kept beside its scores."""
+    path = layout.scores(run).parent / PER_SAMPLE_FILE
+    if path.is_file():
+        return json.loads(path.read_text())
+    golds = files.read_task_file(layout.golds(run), "golds")
+    predictions = files.predictions_in_gold_order(golds, files.read_task_file(layout.predictions(run), "predictions"))
+    scores = per_sample_scores(predictions, golds.outputs, metrics=HEADLINE, num_workers=num_workers)
+    record = {"ids": list(golds.ids), **{name: values.tolist() for name, values in scores.items()}}
+    write_json_atomic(path, record)
+    return record
+
+
+def paired_difference(with_profile: dict, without: dict, resamples: int, seed: int) -> dict:
+    """Mean per-sample difference (profile minus no profile) and its paired bootstrap interval, per metric."""
+    if with_profile["ids"] != without["ids"]:
+        raise ValueError("paired difference: the two runs scored different examples")
+    diffs = {m: np.asarray(with_profile[m]) - np.asarray(without[m]) for m in HEADLINE}
+    intervals = aggregate.bootstrap_intervals(diffs, resamples, 0.95, seed) if resamples else {}
+    return {m: {"difference": aggregate.mean(diffs[m]), **intervals.get(m, {"low": None, "high": None})}
+            for m in HEADLINE}
+
+
+def collect(experiment: Experiment) -> dict:
+    """The results record of every run of the grid (each run must be scored)."""
+    layout = Layout(experiment)
+    resamples = int(experiment.scoring.get("bootstrap", 1000))
+    seed = int(experiment.scoring.get("seed", 0))
+    workers = experiment.scoring.get("num_workers")
+    rows, baselines = [], {}
+    for run in experiment.runs():
+        scores = json.loads(layout.scores(run).read_text())
+        intervals = (scores.get("bootstrap") or {}).get("intervals", {})
+        per_sample = run_per_sample(layout, run, workers)
+        row = {
+            "config": run.config, "model": run.model.name, "mode": run.model.mode, "model_name": run.model.model_name,
+            "profile": run.retriever is not None, "retriever": run.retriever.name if run.retriever else None,
+            "k": run.k, "variant": run.variant, "num_samples": scores["num_samples"],
+            "metrics": {m: {"value": scores["metrics"][m], **intervals.get(m, {"low": None, "high": None})}
+                        for m in HEADLINE},
+            "vs_no_profile": None,
+            "run_dir": str(layout.run_dir(run).relative_to(experiment.output_dir)),
+            "scores_file": str(layout.scores(run).relative_to(experiment.output_dir)),
+        }
+        if run.retriever is None:
+            baselines[(run.config, run.model.name)] = per_sample
+        else:
+            row["vs_no_profile"] = paired_difference(per_sample, baselines[(run.config, run.model.name)],
+                                                     resamples, seed)
+        rows.append(row)
+    return {"experiment": experiment.name, "eval_split": experiment.eval_split,
+            "confidence": 0.95, "bootstrap_resamples": resamples, "seed": seed, "runs": rows}
+
+
+def _cell(entry: dict) -> str:
+    if entry.get("low") is None:
+        return f"{entry['value']:.4f}"
+    return f"{entry['value']:.4f} [{entry['low']:.4f}, {entry['high']:.4f}]"
+
+
+def _delta(entry: dict | None) -> str:
+    if entry is None:
+        return "baseline"
+    if entry.get("low") is None:
+        return f"{entry['difference']:+.4f}"
+    return f"{entry['difference']:+.4f} [{entry['low']:+.4f}, {entry['high']:+.4f}]"
+
+
+def markdown_table(results: dict) -> str:
+    """One row per run: the three headline metrics with 95% intervals, then the paired differences."""
+    names = [METRIC_LABELS[m] for m in HEADLINE]
+    header = ["config", "model", "mode", "profile", "n", *names, *(f"Δ {n} vs no profile" for n in names)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in results["runs"]:
+        profile = f"{row['retriever']} k={row['k']}" if row["profile"] else "no profile"
+        deltas = [_delta(row["vs_no_profile"][m] if row["vs_no_profile"] else None) for m in HEADLINE]
+        cells = [row["config"], row["model"], row["mode"].replace("_", "-"), profile, str(row["num_samples"]),
+                 *(_cell(row["metrics"][m]) for m in HEADLINE), *deltas]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def reading(results: dict, metric: str) -> list[str]:
+    """What the paired intervals say, one line per personalised run: only an interval that excludes 0 is an effect."""
+    lines = []
+    for row in results["runs"]:
+        delta = row["vs_no_profile"]
+        if delta is None or delta[metric]["low"] is None:
+            continue
+        entry = delta[metric]
+        verdict = ("the profile helps" if entry["low"] > 0 else "the profile hurts" if entry["high"] < 0 else
+                   f"no difference measurable on {row['num_samples']} examples (the interval contains 0)")
+        lines.append(f"{row['config']}, {row['model']}, {row['retriever']} k={row['k']}: {METRIC_LABELS[metric]} "
+                     f"{_delta(entry)} against no profile: {verdict}")
+    return lines
+
+
+def plot_rows(results: dict, config: str, metric: str) -> list[dict]:
+    """Bars for one config's plot: grouped by model and retrieval setting, profile against no profile."""
+    rows = []
+    for row in results["runs"]:
+        if row["config"] != config:
+            continue
+        entry = row["metrics"][metric]
+        label = f"{row['retriever']} k={row['k']}" if row["profile"] else "no profile"
+        rows.append({"label": label, "group": f"{row['model']} ({row['mode'].replace('_', '-')})",
+                     "value": entry["value"], "low": entry["low"], "high": entry["high"]})
+    return rows
+
+
+def write_results(experiment: Experiment, results: dict) -> dict[str, Path]:
+    """results.json, results.md and one PNG per config in the output folder; returns what was written."""
+    from publishing.plots import plot_comparison
+
+    root = experiment.output_dir
+    written = {"json": root / "results.json", "markdown": root / "results.md"}
+    plots = {}
+    for config in experiment.configs:
+        path = root / "plots" / f"{config}.png"
+        plot_comparison(plot_rows(results, config, experiment.plot_metric), path,
+                        f"{experiment.name}: {config}", metric_label=METRIC_LABELS[experiment.plot_metric])
+        plots[config] = str(path.relative_to(root))
+    results = {**results, "plots": plots}
+    write_json_atomic(written["json"], results)
+    table = markdown_table(results)
+    text = (f"# {experiment.name}: results\n\n{experiment.eval_split} split; values with 95% bootstrap intervals "
+            f"({results['bootstrap_resamples']} resamples, seed {results['seed']}); Δ is the paired difference "
+            "against the same model without profile.\n\n" + table + "\n\n"
+            + "".join(f"- {line}\n" for line in reading(results, experiment.plot_metric)) + "\n"
+            + "".join(f"![{config}]({path})\n" for config, path in plots.items()))
+    written["markdown"].write_text(text, encoding="utf-8")
+    written.update({f"plot {config}": root / path for config, path in plots.items()})
+    return written
+
+
+def write_cards(experiment: Experiment) -> list[Path]:
+    """A card (README.md) per run, from what the run wrote, by the publishing package."""
+    from publishing.cards import write_run_card
+
+    layout = Layout(experiment)
+    return [write_run_card(card_folder(layout, run)) for run in experiment.runs()]
+
+
+def card_folder(layout: Layout, run: Run) -> Path:
+    """The folder a run's card describes: its generation run (scores, predictions and settings)."""
+    return layout.predictions(run).parent
+
+
+def stage_for_hub(experiment: Experiment, staging: Path, repo_id: str) -> Path:
+    """The folder one push uploads: the results (README.md = the table, results.json, plots) and, per run, what
+    the publishing package stages for it (card, predictions, scores; a fine-tuned run's adapter or model too)."""
+    import shutil
+
+    from publishing.hub import STAGING_MARKER, stage_run
+
+    layout, root = Layout(experiment), experiment.output_dir
+    if staging.exists() and any(staging.iterdir()) and not (staging / STAGING_MARKER).is_file():
+        raise ValueError(f"{staging} exists and is not a folder staged for upload: choose an empty or new folder")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    (staging / STAGING_MARKER).touch()
+    shutil.copy(root / "results.json", staging / "results.json")
+    shutil.copytree(root / "plots", staging / "plots")
+    (staging / "README.md").write_text((root / "results.md").read_text(encoding="utf-8"), encoding="utf-8")
+    for run in experiment.runs():
+        target = staging / "runs" / run.config / run.model.name / run.variant
+        stage_run(card_folder(layout, run), target / "evaluation", repo_id, "model")
+        if run.model.mode == "fine_tuned":
+            stage_run(layout.run_dir(run) / "train", target / "model", repo_id, "model")
+    for marker in staging.rglob(STAGING_MARKER):
+        if marker.parent != staging:
+            marker.unlink()
+    return staging
+
+
+def push_results(experiment: Experiment, repo_id: str, *, private: bool = False, dry_run_dir: str | None = None) -> str:
+    """Publish the experiment in one commit (token: HF_TOKEN or `hf auth login`); returns the repository URL, or
+    the staged folder with `dry_run_dir`. The email task's texts are licensed: such a push must be private."""
+    import tempfile
+
+    from longlamp_tasks import parse_config_name
+    from publishing.hub import LICENCE_WARNING, check_repo_id, upload
+
+    check_repo_id(repo_id)
+    if not private and any(not parse_config_name(config)[0].public for config in experiment.configs):
+        raise ValueError(f"{LICENCE_WARNING} Push it with --hub_private")
+    if dry_run_dir:
+        return str(stage_for_hub(experiment, Path(dry_run_dir), repo_id))
+    with tempfile.TemporaryDirectory(prefix="longlamp-push-") as scratch:
+        folder = stage_for_hub(experiment, Path(scratch) / "repo", repo_id)
+        return upload(folder, repo_id, private=private, commit_message=f"LongLaMP experiment {experiment.name}",
+                      local=experiment.output_dir)

@@ -1,0 +1,205 @@
+"""Each stage of an experiment as the real command a user would type, run in a subprocess and skipped when done.
+
+A stage is done when its folder holds `.stage.json` (written last, atomically, after the command succeeded and
+its outputs were checked) and every output it names exists. A killed stage has no such file and runs again: the
+stage commands resume by themselves (rank_profiles.py and evaluate_llm.py continue where they stopped, train.py
+is given `--resume_from_checkpoint latest`). A stage whose recorded command differs from today's is an error,
+not a silent reuse: the folder holds another experiment's result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmark_runner.experiment import Experiment, Run
+from longlamp_runs import RunFolderError, write_json_atomic
+from longlamp_tasks import scorer_task_name, parse_config_name
+
+REPO = Path(__file__).resolve().parents[1]
+MARKER = ".stage.json"
+# `accelerate launch` from the same environment as this interpreter (its console script, else its module).
+_ACCELERATE = Path(sys.executable).with_name("accelerate")
+LAUNCH = [str(_ACCELERATE), "launch"] if _ACCELERATE.is_file() else [sys.executable, "-m", "accelerate.commands.launch"]
+_PORTABLE = {sys.executable: "python", str(_ACCELERATE): "accelerate"}
+LOG = "stage.log"
+
+
+@dataclass
+class Stage:
+    """One command with the folder it writes and the outputs that prove it finished."""
+
+    name: str
+    folder: Path
+    command: list[str]
+    outputs: list[str] = field(default_factory=list)  # paths relative to `folder`
+
+    def is_done(self) -> bool:
+        marker = self.folder / MARKER
+        if not marker.is_file():
+            return False
+        recorded = json.loads(marker.read_text())
+        if recorded.get("command") != self.portable_command():
+            raise RunFolderError(
+                f"{self.folder} holds stage {self.name} done with another command:\n  {' '.join(recorded['command'])}"
+                f"\nnow:\n  {' '.join(self.portable_command())}\nchoose another --output_dir or remove that folder")
+        return all((self.folder / output).exists() for output in self.outputs)
+
+    def portable_command(self) -> list[str]:
+        """The command as recorded: the interpreter as `python` (and `accelerate`), so a moved venv still matches."""
+        return [_PORTABLE.get(part, part) for part in self.command]
+
+    def run(self, env: dict) -> float:
+        """Run the command (its output into stage.log); raise with the log's tail when it fails."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        with open(self.folder / LOG, "a", encoding="utf-8") as log:
+            log.write(f"$ {' '.join(self.portable_command())}\n")
+            log.flush()
+            code = subprocess.call(self.command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if code != 0:
+            tail = (self.folder / LOG).read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
+            raise StageError(f"stage {self.name} failed (exit {code}); the end of {self.folder / LOG}:\n"
+                             + "\n".join(tail))
+        missing = [output for output in self.outputs if not (self.folder / output).exists()]
+        if missing:
+            raise StageError(f"stage {self.name} finished but did not write {', '.join(missing)} in {self.folder}")
+        write_json_atomic(self.folder / MARKER, {"stage": self.name, "command": self.portable_command(),
+                                                 "outputs": self.outputs, "seconds": time.monotonic() - started})
+        return time.monotonic() - started
+
+
+class StageError(RuntimeError):
+    """A stage command failed: the message carries the end of its log."""
+
+
+def _flags(options: dict) -> list[str]:
+    """`{"use_lora": True, "max_steps": 4}` as `--use_lora --max_steps 4` (False: `--no-name`, None: left out)."""
+    flags = []
+    for name, value in options.items():
+        if value is None:
+            continue
+        if value is True:
+            flags.append(f"--{name}")
+        elif value is False:
+            flags.append(f"--no-{name}")
+        else:
+            flags += [f"--{name}", str(value)]
+    return flags
+
+
+def _data_flags(experiment: Experiment) -> list[str]:
+    return ["--data_dir", str(experiment.data_dir)] if experiment.data_dir else []
+
+
+class Layout:
+    """Where each stage of an experiment writes, under its one output folder."""
+
+    def __init__(self, experiment: Experiment):
+        self.experiment, self.root = experiment, experiment.output_dir
+
+    def ranked(self, config: str, retriever: str, split: str) -> Path:
+        return self.root / "ranked" / config / retriever / split / f"{split}.parquet"
+
+    def run_dir(self, run: Run) -> Path:
+        return self.root / "runs" / run.config / run.model.name / run.variant
+
+    def predictions(self, run: Run) -> Path:
+        return self.run_dir(run) / "generate" / "predictions.json"
+
+    def golds(self, run: Run) -> Path:
+        return self.run_dir(run) / "generate" / "golds.json"
+
+    def scores(self, run: Run) -> Path:
+        return self.run_dir(run) / "score" / "scores.json"
+
+
+def rank_stage(layout: Layout, config: str, retriever, split: str) -> Stage:
+    experiment = layout.experiment
+    output = layout.ranked(config, retriever.name, split)
+    command = [sys.executable, "retrieval/rank_profiles.py", "--config", config, "--split", split,
+               *_data_flags(experiment), "--retriever", retriever.retriever, "--output", str(output)]
+    if retriever.retriever_model:
+        command += ["--model_name", retriever.retriever_model]
+    command += _flags({**experiment.rank, **retriever.options})
+    return Stage(f"rank {config} {retriever.name} {split}", output.parent, command, [output.name])
+
+
+def train_stage(layout: Layout, run: Run) -> Stage:
+    """`accelerate launch ... training/train.py`: ranked train/validation data with profile, the config without."""
+    experiment, folder = layout.experiment, layout.run_dir(run) / "train"
+    if run.retriever is None:
+        data = ["--train_data", run.config, "--validation_data", run.config, *_data_flags(experiment)]
+        profile = ["--no-use_profile"]
+    else:
+        data = ["--train_data", str(layout.ranked(run.config, run.retriever.name, "train")),
+                "--validation_data", str(layout.ranked(run.config, run.retriever.name, "validation"))]
+        profile = ["--use_profile", "--is_ranked", "--retriever", run.retriever.retriever,
+                   "--num_retrieved", str(run.k)]
+    command = [*LAUNCH, "--config_file", run.model.accelerate_config,
+               "training/train.py", *data, "--task", run.config, "--model_name", run.model.model_name,
+               "--output_dir", str(folder), *profile, "--resume_from_checkpoint", "latest",
+               *(["--cache_dir", experiment.cache_dir] if experiment.cache_dir else []), *_flags(run.model.train)]
+    return Stage(f"train {run.key}", folder, command, ["final"])
+
+
+def trained_model(layout: Layout, run: Run) -> str:
+    return str(layout.run_dir(run) / "train" / "final") if run.model.mode == "fine_tuned" else run.model.model_name
+
+
+def generate_stage(layout: Layout, run: Run) -> Stage:
+    """evaluate_llm.py on the evaluated split: ranked data with profile, the config itself without."""
+    experiment, folder = layout.experiment, layout.run_dir(run) / "generate"
+    if run.retriever is None:
+        data = ["--validation_data", run.config, "--split", experiment.eval_split, *_data_flags(experiment)]
+        profile = []
+    else:
+        data = ["--validation_data", str(layout.ranked(run.config, run.retriever.name, experiment.eval_split)),
+                "--task", run.config, "--split", experiment.eval_split]
+        profile = ["--use_profile", "--is_ranked", "--retriever", run.retriever.retriever,
+                   "--num_retrieved", str(run.k)]
+    command = [sys.executable, "evaluation/evaluate_llm.py", *data, "--model_addr", trained_model(layout, run),
+               "--output_dir", str(folder), *profile,
+               *(["--cache_dir", experiment.cache_dir] if experiment.cache_dir else []),
+               *_flags({**experiment.evaluate, **run.model.evaluate})]
+    return Stage(f"generate {run.key}", folder, command, ["predictions.json", "golds.json"])
+
+
+def score_stage(layout: Layout, run: Run) -> Stage:
+    """The benchmark's scorer, eval_task.py, on the predictions against the golds of the same rows."""
+    scoring = layout.experiment.scoring
+    folder = layout.scores(run).parent
+    task, setting = parse_config_name(run.config)
+    command = [sys.executable, "evaluation/eval_task.py", "--golds_json", str(layout.golds(run)),
+               "--preds_json", str(layout.predictions(run)), "--task_name", scorer_task_name(task, setting),
+               "--output_file", str(layout.scores(run)), *_flags(scoring)]
+    return Stage(f"score {run.key}", folder, command, [layout.scores(run).name])
+
+
+def plan(experiment: Experiment) -> list[Stage]:
+    """Every stage of the experiment, in an order where each one's inputs come first."""
+    layout = Layout(experiment)
+    stages = [rank_stage(layout, config, retriever, split)
+              for config in experiment.configs for retriever in experiment.retrievers
+              for split in experiment.ranked_splits(retriever)]
+    for run in experiment.runs():
+        if run.model.mode == "fine_tuned":
+            stages.append(train_stage(layout, run))
+        stages += [generate_stage(layout, run), score_stage(layout, run)]
+    return stages
+
+
+def stage_env(experiment: Experiment) -> dict:
+    """The stages' environment: the experiment's variables under the caller's own, the repository importable, no
+    tokenizer thread warnings, the datasets cache."""
+    env = {**experiment.env, **os.environ}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if experiment.cache_dir:
+        env["HF_DATASETS_CACHE"] = str(Path(experiment.cache_dir).resolve())
+    return env
