@@ -1,9 +1,9 @@
 """What every command shares: the entry-point contract and the one vocabulary of flags.
 
-Contract: `main(argv) -> int`, run through `run_command`. Bad input (any `ValueError`, which the project's own
-errors subclass: data, config, model-loading, run-folder and usage errors) becomes one `<prog>: error: <message>`
-line on stderr and exit code 2, with no traceback: the message says what to fix. Anything else is a bug and keeps
-its traceback. `ArgumentParser` turns argparse's own errors into such a `UsageError`, so a bad flag also gives one
+Contract: `main(argv) -> int`, run through `run_command`. Bad input (a `ValueError` raised by the project's own
+checks, which its errors subclass: data, config, model-loading, run-folder and usage errors) becomes one
+`<prog>: error: <message>` line on stderr and exit code 2, with no traceback: the message says what to fix.
+Anything else, a ValueError raised inside a library included, is a bug and keeps its traceback. `ArgumentParser` turns argparse's own errors into such a `UsageError`, so a bad flag also gives one
 line, and its `--help` shows every default and every choice.
 
 Vocabulary: `FLAGS` defines each concept once (its canonical flag, the older names kept as aliases, its help);
@@ -28,12 +28,30 @@ class UsageError(ValueError):
     """A flag that is unknown, missing or has a value of the wrong form."""
 
 
+REPOSITORY = Path(__file__).resolve().parent
+
+
+def raised_by_the_project(error: BaseException) -> bool:
+    """Whether the innermost frame of the error's traceback is the project's own code: a check that refused on
+    purpose. A ValueError raised inside a library (torch, accelerate, ...) is an unexpected failure: a bug to see."""
+    trace = error.__traceback__
+    while trace is not None and trace.tb_next is not None:
+        trace = trace.tb_next
+    if trace is None:
+        return True
+    path = Path(trace.tb_frame.f_code.co_filename).resolve()
+    return REPOSITORY in path.parents and "site-packages" not in path.parts
+
+
 def run_command(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None,
                 prog: str | None = None) -> int:
-    """Call main(argv); a ValueError becomes one error line and exit code 2."""
+    """Call main(argv); a ValueError the project raised becomes one error line and exit code 2; one raised inside
+    a library keeps its traceback (it is not a refusal the project wrote a message for)."""
     try:
         return main(argv) or 0
     except ValueError as error:
+        if not raised_by_the_project(error):
+            raise
         print(f"{prog or Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

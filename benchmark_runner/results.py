@@ -2,8 +2,8 @@
 of each personalised run against the same model's run without profile, one plot per config, one card per run.
 
 The values are the scorer's (`score/scores.json` of each run, written by evaluation/eval_task.py). The paired
-differences come from per-sample scores of the same predictions (`evaluation.metrics.per_sample_scores`, the
-scorer's own per-sample code), bootstrapped with the scorer's resampling (`evaluation.aggregate`): the same
+differences come from the per-sample scores the scorer wrote beside them (`--per_sample_file`), bootstrapped
+with the scorer's resampling (`evaluation.aggregate.paired_difference`): the same
 resampled examples for both runs, so the interval is the one of the difference, not of two separate means.
 """
 
@@ -12,39 +12,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 
 from benchmark_runner.experiment import HEADLINE, Experiment, Run
 from benchmark_runner.stages import Layout
-from evaluation import aggregate, files
-from evaluation.metrics import per_sample_scores
+from evaluation import aggregate, per_sample
 from longlamp_runs import write_json_atomic
 
 METRIC_LABELS = {"rouge1": "ROUGE-1", "rougeL": "ROUGE-L", "meteor": "METEOR"}
-PER_SAMPLE_FILE = "per_sample.json"
 
 
-def run_per_sample(layout: Layout, run: Run, num_workers: int | None) -> dict:
-    """{"ids", metric: [per-sample scores]} of a run in gold order, computed once and kept beside its scores."""
-    path = layout.scores(run).parent / PER_SAMPLE_FILE
-    if path.is_file():
-        return json.loads(path.read_text())
-    golds = files.read_task_file(layout.golds(run), "golds")
-    predictions = files.predictions_in_gold_order(golds, files.read_task_file(layout.predictions(run), "predictions"))
-    scores = per_sample_scores(predictions, golds.outputs, metrics=HEADLINE, num_workers=num_workers)
-    record = {"ids": list(golds.ids), **{name: values.tolist() for name, values in scores.items()}}
-    write_json_atomic(path, record)
-    return record
+def run_per_sample(layout: Layout, run: Run) -> dict:
+    """{"ids", metric: per-sample scores} of a run in gold order: the score stage's --per_sample_file."""
+    ids, _, scores = per_sample.read(layout.per_sample(run))
+    return {"ids": ids, **{name: scores[name] for name in HEADLINE}}
 
 
 def paired_difference(with_profile: dict, without: dict, resamples: int, seed: int) -> dict:
     """Mean per-sample difference (profile minus no profile) and its paired bootstrap interval, per metric."""
     if with_profile["ids"] != without["ids"]:
         raise ValueError("paired difference: the two runs scored different examples")
-    diffs = {m: np.asarray(with_profile[m]) - np.asarray(without[m]) for m in HEADLINE}
-    intervals = aggregate.bootstrap_intervals(diffs, resamples, 0.95, seed) if resamples else {}
-    return {m: {"difference": aggregate.mean(diffs[m]), **intervals.get(m, {"low": None, "high": None})}
-            for m in HEADLINE}
+    return aggregate.paired_difference({m: with_profile[m] for m in HEADLINE}, {m: without[m] for m in HEADLINE},
+                                       resamples, 0.95, seed)
 
 
 def collect(experiment: Experiment) -> dict:
@@ -52,12 +40,11 @@ def collect(experiment: Experiment) -> dict:
     layout = Layout(experiment)
     resamples = int(experiment.scoring.get("bootstrap", 1000))
     seed = int(experiment.scoring.get("seed", 0))
-    workers = experiment.scoring.get("num_workers")
     rows, baselines = [], {}
     for run in experiment.runs():
         scores = json.loads(layout.scores(run).read_text())
         intervals = (scores.get("bootstrap") or {}).get("intervals", {})
-        per_sample = run_per_sample(layout, run, workers)
+        samples = run_per_sample(layout, run)
         row = {
             "config": run.config, "model": run.model.name, "mode": run.model.mode, "model_name": run.model.model_name,
             "profile": run.retriever is not None, "retriever": run.retriever.name if run.retriever else None,
@@ -69,9 +56,9 @@ def collect(experiment: Experiment) -> dict:
             "scores_file": str(layout.scores(run).relative_to(experiment.output_dir)),
         }
         if run.retriever is None:
-            baselines[(run.config, run.model.name)] = per_sample
+            baselines[(run.config, run.model.name)] = samples
         else:
-            row["vs_no_profile"] = paired_difference(per_sample, baselines[(run.config, run.model.name)],
+            row["vs_no_profile"] = paired_difference(samples, baselines[(run.config, run.model.name)],
                                                      resamples, seed)
         rows.append(row)
     return {"experiment": experiment.name, "eval_split": experiment.eval_split,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark_runner.experiment import Experiment, Run
+from evaluation import per_sample
 from longlamp_runs import RunFolderError, write_json_atomic
 from longlamp_tasks import scorer_task_name, parse_config_name
 
@@ -118,6 +119,9 @@ class Layout:
     def scores(self, run: Run) -> Path:
         return self.run_dir(run) / "score" / "scores.json"
 
+    def per_sample(self, run: Run) -> Path:
+        return self.run_dir(run) / "score" / per_sample.FILE_NAME
+
 
 def rank_stage(layout: Layout, config: str, retriever, split: str) -> Stage:
     experiment = layout.experiment
@@ -125,7 +129,7 @@ def rank_stage(layout: Layout, config: str, retriever, split: str) -> Stage:
     command = [sys.executable, "retrieval/rank_profiles.py", "--config", config, "--split", split,
                *_data_flags(experiment), "--retriever", retriever.retriever, "--output", str(output)]
     if retriever.retriever_model:
-        command += ["--model_name", retriever.retriever_model]
+        command += ["--retriever_model", retriever.retriever_model]
     command += _flags({**experiment.rank, **retriever.options})
     return Stage(f"rank {config} {retriever.name} {split}", output.parent, command, [output.name])
 
@@ -163,7 +167,7 @@ def generate_stage(layout: Layout, run: Run) -> Stage:
                 "--task", run.config, "--split", experiment.eval_split]
         profile = ["--use_profile", "--is_ranked", "--retriever", run.retriever.retriever,
                    "--num_retrieved", str(run.k)]
-    command = [sys.executable, "evaluation/evaluate_llm.py", *data, "--model_addr", trained_model(layout, run),
+    command = [sys.executable, "evaluation/evaluate_llm.py", *data, "--model_name", trained_model(layout, run),
                "--output_dir", str(folder), *profile,
                *(["--cache_dir", experiment.cache_dir] if experiment.cache_dir else []),
                *_flags({**experiment.evaluate, **run.model.evaluate})]
@@ -177,8 +181,9 @@ def score_stage(layout: Layout, run: Run) -> Stage:
     task, setting = parse_config_name(run.config)
     command = [sys.executable, "evaluation/eval_task.py", "--golds_json", str(layout.golds(run)),
                "--preds_json", str(layout.predictions(run)), "--task_name", scorer_task_name(task, setting),
-               "--output_file", str(layout.scores(run)), *_flags(scoring)]
-    return Stage(f"score {run.key}", folder, command, [layout.scores(run).name])
+               "--output_file", str(layout.scores(run)), "--per_sample_file", str(layout.per_sample(run)),
+               *_flags(scoring)]
+    return Stage(f"score {run.key}", folder, command, [layout.per_sample(run).name, layout.scores(run).name])
 
 
 def plan(experiment: Experiment) -> list[Stage]:

@@ -46,6 +46,19 @@ def bootstrap_intervals(
     return {name: {"low": float(low[i]), "high": float(high[i])} for i, name in enumerate(names)}
 
 
+def paired_difference(
+    with_profile: Mapping[str, np.ndarray], without_profile: Mapping[str, np.ndarray], num_resamples: int = 1000,
+    confidence: float = 0.95, seed: int | None = 0,
+) -> dict[str, dict[str, float | None]]:
+    """{metric: {"difference", "low", "high"}}: the mean per-sample gain (with minus without, same examples in the
+    same order) and its paired bootstrap interval (the same resampled examples for both; None when num_resamples is
+    0). The metrics are `with_profile`'s."""
+    gains = {name: np.asarray(values) - np.asarray(without_profile[name]) for name, values in with_profile.items()}
+    intervals = bootstrap_intervals(gains, num_resamples, confidence, seed) if num_resamples else {}
+    return {name: {"difference": mean(values), **intervals.get(name, {"low": None, "high": None})}
+            for name, values in gains.items()}
+
+
 def evaluate_compatible_rouge(rouge: Mapping[str, np.ndarray], seed: int | None) -> dict[str, float]:
     """evaluate's `rouge` value for each type, as it returns it with `np.random.seed(seed)` called before
     `evaluate.load("rouge")` (evaluate takes its seed when the module loads; seed None: unseeded, random).

@@ -31,7 +31,8 @@ from tqdm.auto import tqdm
 from evaluation.backends import BACKENDS, backend_class, get_backend, resolve_backend
 from evaluation.backends import check_options as check_backend_options
 from evaluation.generation import GenerationSettings, ModelSource, plan_batches, resolve_model, strip_reasoning
-from evaluation.metrics import score
+from evaluation import per_sample
+from evaluation.metrics import score_with_samples
 from evaluation.predictions import PredictionStore, write_predictions
 from evaluation.task_names import canonical_task_name
 from longlamp_cli import DEFAULT_RETRIEVER_MODEL, check_folder, warn_ignored_profile_flags
@@ -465,7 +466,8 @@ def finish_run(run: PreparedRun, task_name: str, references: Sequence, users: Se
         users = users if all(isinstance(u, str) for u in users) else None
         write_predictions(run.output_dir / "golds.json", task_name, run.ids, dict(zip(run.ids, references)),
                           users=dict(zip(run.ids, users)) if users else None)
-        summary["scores"] = score(predictions, references, user_ids=users, progress=True)
+        summary["scores"], samples = score_with_samples(predictions, references, user_ids=users, progress=True)
+        per_sample.write(run.output_dir / per_sample.FILE_NAME, per_sample.rows(run.ids, predictions, samples, users))
     write_json_atomic(run.output_dir / "scores.json", summary)
     return summary
 

@@ -1,18 +1,19 @@
-"""Per-sample scores of a scored run variant: one JSON line per example (id, user, prediction length, every
-per-sample metric), computed with the project's scorer from the predictions and the golds the run wrote.
+"""Per-sample scores of a scored run variant, as published: evaluation/per_sample.py's file beside its predictions.
 
-Golds stay local: only the scores derived from them are published. The paired difference between the variants
-with and without profile is bootstrapped over the same examples.
+Zero-shot runs write that file while scoring; for a run folder that lacks it (written by an older version) it is
+computed here once with the project's scorer from the predictions and the golds the run wrote. Golds stay local:
+only the scores derived from them are published. The paired difference between the variants with and without
+profile is bootstrapped over the same examples.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from evaluation import per_sample
 from publishing.runs import Result, RunFolderReadError, read_json
 
-PER_SAMPLE_FILE = "per_sample_scores.jsonl"
+PER_SAMPLE_FILE = per_sample.FILE_NAME
 
 
 def _outputs(path: Path) -> list[dict]:
@@ -23,7 +24,7 @@ def _outputs(path: Path) -> list[dict]:
 
 
 def write_per_sample_scores(result: Result) -> Path | None:
-    """Write (or keep, when it is already complete) `per_sample_scores.jsonl` beside a variant's predictions.
+    """The variant's per-sample file, written when it is missing or incomplete.
 
     None when the variant has no golds on disk (a test split), so nothing can be scored per sample.
     """
@@ -33,45 +34,33 @@ def write_per_sample_scores(result: Result) -> Path | None:
 
     target = result.folder / PER_SAMPLE_FILE
     predictions = _outputs(result.folder / "predictions.json")
-    golds = {entry["id"]: entry for entry in _outputs(result.folder / "golds.json")}
-    metrics = [m for m in result.metrics if m in PER_SAMPLE_METRICS]
-    if target.is_file() and len(read_per_sample_scores(target)) == len(predictions):
+    if target.is_file() and len(per_sample.read(target)[0]) == len(predictions):
         return target
+    golds = {entry["id"]: entry for entry in _outputs(result.folder / "golds.json")}
     missing = [entry["id"] for entry in predictions if entry["id"] not in golds]
     if missing:
         raise RunFolderReadError(f"{result.folder / 'golds.json'}: no reference for id {missing[0]!r}")
-    texts = [entry["output"] for entry in predictions]
-    scores = per_sample_scores(texts, [golds[entry["id"]]["output"] for entry in predictions], metrics=metrics)
-    lines = []
-    for index, entry in enumerate(predictions):
-        line = {"id": entry["id"], "user": golds[entry["id"]].get("user"),
-                "prediction_words": len(texts[index].split())}
-        line.update({metric: float(scores[metric][index]) for metric in metrics})
-        lines.append(json.dumps(line, ensure_ascii=False))
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    temporary.replace(target)
+    ids, texts = [entry["id"] for entry in predictions], [entry["output"] for entry in predictions]
+    metrics = [m for m in result.metrics if m in PER_SAMPLE_METRICS]
+    scores = per_sample_scores(texts, [golds[i]["output"] for i in ids], metrics=metrics)
+    per_sample.write(target, per_sample.rows(ids, texts, scores, [golds[i].get("user") for i in ids]))
     return target
-
-
-def read_per_sample_scores(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def paired_difference(with_profile: Result, without_profile: Result, seed: int = 0) -> dict | None:
     """{metric: {"difference", "low", "high"}}: mean of (with - without) over shared ids, 95% bootstrap interval."""
     import numpy as np
 
-    from evaluation.aggregate import bootstrap_intervals
+    from evaluation.aggregate import paired_difference as paired
 
     paths = [r.folder / PER_SAMPLE_FILE if r.folder else None for r in (with_profile, without_profile)]
     if not all(p is not None and p.is_file() for p in paths):
         return None
-    ours, theirs = ({row["id"]: row for row in read_per_sample_scores(p)} for p in paths)
-    ids = [i for i in ours if i in theirs]
-    metrics = [m for m in with_profile.metrics if ids and m in ours[ids[0]] and m in theirs[ids[0]]]
+    (ours_ids, _, ours), (their_ids, _, theirs) = (per_sample.read(p) for p in paths)
+    position = {example_id: i for i, example_id in enumerate(their_ids)}
+    shared = [(i, position[example_id]) for i, example_id in enumerate(ours_ids) if example_id in position]
+    metrics = [m for m in with_profile.metrics if shared and m in ours and m in theirs]
     if not metrics:
         return None
-    columns = {m: np.array([ours[i][m] - theirs[i][m] for i in ids]) for m in metrics}
-    intervals = bootstrap_intervals(columns, 1000, 0.95, seed)
-    return {m: {"difference": float(np.mean(columns[m])), **intervals[m]} for m in metrics}
+    mine, other = (np.array(index) for index in zip(*shared))
+    return paired({m: ours[m][mine] for m in metrics}, {m: theirs[m][other] for m in metrics}, 1000, 0.95, seed)

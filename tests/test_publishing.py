@@ -107,7 +107,7 @@ def test_zero_shot_card_values_equal_scores_json_and_eval_results_parse_back(zer
 def test_per_sample_scores_match_the_scorer_and_carry_no_golds(zero_shot_run):
     from evaluation.metrics import per_sample_scores
 
-    lines = [json.loads(line) for line in (zero_shot_run / "per_sample_scores.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (zero_shot_run / "per_sample.jsonl").read_text().splitlines()]
     predictions = json.loads((zero_shot_run / "predictions.json").read_text())["golds"]
     golds = json.loads((zero_shot_run / "golds.json").read_text())["golds"]
     assert [line["id"] for line in lines] == [p["id"] for p in predictions]
@@ -139,8 +139,8 @@ def test_dry_run_stages_results_without_golds(zero_shot_run, tmp_path):
     staged = zero_shot_run / push_results.DRY_RUN_FOLDER
     names = {p.relative_to(staged).as_posix() for p in files_under(staged)} - {".longlamp-staged"}
     assert names == {"README.md", "results.png", "results.json", "predictions.json", "prompts.json", "comparison.json",
-                     "per_sample_scores.jsonl", ".eval_results/longlamp.yaml", "no_profile/results.json",
-                     "no_profile/predictions.json", "no_profile/prompts.json", "no_profile/per_sample_scores.jsonl"}
+                     "per_sample.jsonl", ".eval_results/longlamp.yaml", "no_profile/results.json",
+                     "no_profile/predictions.json", "no_profile/prompts.json", "no_profile/per_sample.jsonl"}
     references = [g["output"].strip() for g in json.loads((zero_shot_run / "golds.json").read_text())["golds"]]
     staged_text = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in files_under(staged))
     assert not any(reference in staged_text for reference in references if len(reference) > 40)

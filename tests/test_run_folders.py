@@ -41,3 +41,20 @@ def test_json_is_written_whole_and_no_temporary_file_stays(tmp_path):
         write_json_atomic(tmp_path / "a" / "scores.json", {1j: "complex keys are not JSON"})
     assert json.loads((tmp_path / "a" / "scores.json").read_text()) == {"a": [1, 2], "b": 1}
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["scores.json"]
+
+
+def test_a_refusal_is_one_line_but_a_library_failure_keeps_its_traceback(capsys):
+    from longlamp_cli import run_command
+
+    def refuses(argv):
+        raise ValueError("--seed must be >= 0")
+
+    def library_fails(argv):
+        import json
+
+        json.loads("{")  # json.JSONDecodeError is a ValueError raised inside the standard library
+
+    assert run_command(refuses, [], prog="cmd") == 2
+    assert capsys.readouterr().err == "cmd: error: --seed must be >= 0\n"
+    with pytest.raises(ValueError, match="Expecting property name"):
+        run_command(library_fails, [], prog="cmd")
