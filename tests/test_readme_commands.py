@@ -27,6 +27,8 @@ EXERCISED_BY = {
     "scripts/make_sample.py": "tests/test_sample.py",
     "evaluation/push_results.py": "tests/test_publishing.py",
     "scripts/export_dataset.py": "tests/test_publishing.py",
+    "evaluation/compare.py": "tests/test_significance.py",
+    "evaluation/leaderboard.py": "tests/test_leaderboard.py",
 }
 
 
@@ -51,10 +53,12 @@ def script_parser(script: str) -> argparse.ArgumentParser:
     spec = importlib.util.spec_from_file_location(f"readme_check_{Path(script).stem}", REPO / script)
     module = importlib.util.module_from_spec(spec)
     saved_path = list(sys.path)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     try:
         spec.loader.exec_module(module)
     finally:
         sys.path[:] = saved_path
+        del sys.modules[spec.name]
 
     def capture(parser, *args, **kwargs):
         raise _Captured(parser)
