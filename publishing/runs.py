@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from longlamp_tasks import Task, parse_config_name
-from training.checkpoints import STATE_FILE  # the run's file names (light modules: not the loop, no torch)
+from training.checkpoints import STATE_FILE, VALIDATION_DIR  # the run's file names (light modules: not the loop, no torch)
 from training.config import GENERATION_METRICS
 from training.export import RECORD_FILE
 
@@ -176,8 +176,11 @@ def _read_training(folder: Path) -> Run:
     is_adapter = (model_dir / "adapter_config.json").is_file()
     base = record.get("model_name")
     results = []
-    if (folder / "scores.json").is_file():  # the model evaluated after training, in the zero-shot format
-        results.append(_zero_shot_result(folder, read_json(folder / "scores.json")))
+    # The model evaluated after training, in the zero-shot format; else the generations of its last evaluation
+    # during training, kept in the same format (training/validation.py); else the scores in its history.
+    evaluated = next((d for d in (folder, folder / VALIDATION_DIR) if (d / "scores.json").is_file()), None)
+    if evaluated is not None:
+        results.append(_zero_shot_result(evaluated, read_json(evaluated / "scores.json")))
     else:
         state = _latest_state(folder) or {}
         scored = [entry for entry in state.get("history", []) if any(m in entry for m in GENERATION_METRICS)]

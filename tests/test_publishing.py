@@ -223,7 +223,11 @@ def test_trained_model_pushed_with_push_to_hub_comes_back_and_generates_the_same
     stored = set(hub.repo_files("me/tiny-review", "models"))
     weights = "adapter_model.safetensors" if adapter else "model.safetensors"
     assert {weights, "README.md", "training_config.json", "results.png", ".eval_results/longlamp.yaml",
-            "last-checkpoint/trainer_state.json"} <= stored
+            "last-checkpoint/trainer_state.json", "validation/predictions.json", "validation/per_sample.jsonl",
+            "validation/results.json"} <= stored
+    assert "validation/golds.json" not in stored  # the generations' scores are published, never the golds
+    published = json.loads((hub.repo_dir("me/tiny-review", "models") / "validation" / "results.json").read_text())
+    assert json.dumps(published).count('"low"') >= 3  # each metric with its 95% interval
     assert (output / "README.md").is_file()  # the card is also written locally
     checkpoint_commits = [c for c in hub.commits if any(path.startswith("last-checkpoint/") for _, path in
                                                         c["operations"])]

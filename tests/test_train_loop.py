@@ -118,6 +118,12 @@ def test_generation_metrics_choose_the_best_model_and_test_predictions_are_writt
     assert result.state.best_step == best["step"]
     record = json.loads((tmp_path / "run" / "best" / "training_config.json").read_text())
     assert record["global_step"] == best["step"] and record["metrics"]["rougeL"] == best["rougeL"]
+    kept = json.loads((tmp_path / "run" / "validation" / "scores.json").read_text())  # the last evaluation's
+    assert kept["settings"]["step"] == 2 and kept["examples"] == 2
+    assert {m: kept["scores"]["metrics"][m] for m in ("rouge1", "rougeL", "meteor")} == {
+        m: evaluations[-1][m] for m in ("rouge1", "rougeL", "meteor")}
+    assert set(kept["scores"]["bootstrap"]["intervals"]) == {"rouge1", "rougeL", "meteor"}
+    assert len((tmp_path / "run" / "validation" / "per_sample.jsonl").read_text().splitlines()) == 2
 
     predictions = json.loads((tmp_path / "run" / "predictions_test.json").read_text())
     assert predictions["task"] == f"LongLaMP_{CONFIG}"

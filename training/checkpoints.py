@@ -19,6 +19,7 @@ from pathlib import Path
 from longlamp_runs import write_json_atomic
 
 STATE_FILE = "trainer_state.json"
+VALIDATION_DIR = "validation"  # the last evaluation's generations and their scores, in the zero-shot layout
 PREFIX = "checkpoint-"
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,14 @@ from tqdm.auto import tqdm
 from longlamp_runs import RunLock
 from longlamp_prompts import context_length, prompt_budget
 from longlamp_tasks import parse_config_name, scorer_task_name
-from training.checkpoints import STATE_FILE, TrainerState, load_checkpoint, resolve_resume, save_checkpoint
+from training.checkpoints import (
+    STATE_FILE,
+    VALIDATION_DIR,
+    TrainerState,
+    load_checkpoint,
+    resolve_resume,
+    save_checkpoint,
+)
 from training.collate import GenerationCollator, TrainingCollator
 from training.config import ConfigError, TrainConfig
 from training.data import (
@@ -51,7 +58,8 @@ from training.modeling import (
 )
 from training.run_folder import check_output_dir, claim_output_dir
 from training.sampling import EpochSampler
-from training.validation import generate_texts, score_texts, validation_loss, write_predictions
+from evaluation.predictions import write_predictions
+from training.validation import generate_texts, score_and_keep, validation_loss
 
 logger = logging.getLogger(__name__)
 NO_DECAY = ("bias", "norm")
@@ -258,8 +266,9 @@ def _train(accelerator, config: TrainConfig, output_dir: Path, resume_from: Path
         texts = generate_texts(accelerator, model, tokenizer, test_loader, encoder_decoder, run.max_new_tokens,
                                config.num_beams, run.synced_gpus)
         if accelerator.is_main_process:
-            write_predictions(output_dir / "predictions_test.json", scorer_task_name(task, setting),
-                              splits.test["id"], [texts[i] for i in range(len(splits.test))])
+            ids = splits.test["id"]
+            write_predictions(output_dir / "predictions_test.json", scorer_task_name(task, setting), ids,
+                              dict(zip(ids, (texts[i] for i in range(len(ids))))))
     if accelerator.is_main_process:  # the card always; the push when asked (publishing/hub.py)
         from publishing.hub import finish_training_run
 
@@ -423,7 +432,14 @@ class _Run:
             texts = generate_texts(self.accelerator, self.model, self.tokenizer, self.generation_loader,
                                    self.encoder_decoder, self.max_new_tokens, self.config.num_beams, self.synced_gpus)
             references = self.splits.generation["output"]
-            metrics.update(score_texts([texts[i] for i in range(len(references))], references))
+            task, setting = parse_config_name(self.config.task)
+            settings = {"task": task.name, "setting": setting, "split": "validation", "model": self.config.model_name,
+                        "use_profile": self.config.use_profile, "retriever": self.config.retriever,
+                        "num_retrieved": self.config.num_retrieved, "step": self.state.global_step}
+            metrics.update(score_and_keep(
+                self.output_dir / VALIDATION_DIR, scorer_task_name(task, setting), settings,
+                self.splits.generation["id"], [texts[i] for i in range(len(references))], references,
+                write=self.accelerator.is_main_process))
         self._record(metrics)
         value, best = metrics[self.config.metric_for_best_model], self.state.best_metric
         if best is None or (value < best if self.config.best_is_lower else value > best):

@@ -62,16 +62,21 @@ def generation_sync(synced_gpus: bool | None) -> dict:
     return {} if synced_gpus is None else {"synced_gpus": synced_gpus}
 
 
-def score_texts(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """The paper's metrics (ROUGE-1, ROUGE-L, METEOR), exact means, from the project's scorer."""
-    from evaluation.metrics import score
+def score_and_keep(directory: Path, task_name: str, settings: dict, ids: list[str], predictions: list[str],
+                   references: list[str], write: bool) -> dict[str, float]:
+    """The paper's metrics (ROUGE-1, ROUGE-L, METEOR) of the validation generations, exact means from the project's
+    scorer; with `write` (the main process) the generations are kept in `directory` as a zero-shot run keeps them
+    (predictions.json, golds.json, scores.json with 95% intervals, per_sample.jsonl), so that the run's card and
+    upload show them like any evaluation."""
+    from evaluation import per_sample
+    from evaluation.metrics import score_with_samples
+    from evaluation.predictions import write_predictions
 
-    result = score(predictions, references, metrics=GENERATION_METRICS, bootstrap=0)
+    result, samples = score_with_samples(predictions, references, metrics=GENERATION_METRICS)
+    if write:
+        write_predictions(directory / "predictions.json", task_name, ids, dict(zip(ids, predictions)))
+        write_predictions(directory / "golds.json", task_name, ids, dict(zip(ids, references)))
+        per_sample.write(directory / per_sample.FILE_NAME, per_sample.rows(ids, predictions, samples))
+        write_json_atomic(directory / "scores.json", {"task": task_name, "examples": len(ids), "settings": settings,
+                                                      "scores": result})
     return {name: float(value) for name, value in result["metrics"].items()}
-
-
-def write_predictions(path: str | Path, task_name: str, ids: list[str], outputs: list[str]) -> Path:
-    """Predictions in the benchmark's file format: {"task": ..., "golds": [{"id", "output"}, ...]}."""
-    golds = [{"id": row_id, "output": text} for row_id, text in zip(ids, outputs)]
-    write_json_atomic(Path(path), {"task": task_name, "golds": golds})
-    return Path(path)
