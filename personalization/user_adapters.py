@@ -200,6 +200,13 @@ class UserAdapterSwitch:
         self.model.eval()
         yield self.model
 
+    def close(self):
+        """The model as it was before any adapter: the LoRA layers taken out again (nothing merged)."""
+        if self.loaded is not None:
+            self.model = self.base = self.model.unload()
+            self.loaded = None
+        return self.model
+
 
 def vllm_lora_requests(adapters: Mapping[str, str | os.PathLike]) -> dict[str, dict]:
     """The `vllm.lora.request.LoRARequest` arguments of each user: a stable integer id per user (1-based, by sorted
