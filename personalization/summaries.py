@@ -82,7 +82,7 @@ class SummaryPromptBuilder:
         while True:
             cut = builder.tokenizer.decode(ids[:max(room, 0)], skip_special_tokens=True)
             try:
-                return builder(items, f"{SUMMARY_PREFIX}{cut}\n{task_input}" if cut else task_input)
+                return builder(items, f"{SUMMARY_PREFIX}{cut}\n{task_input}" if cut.strip() else task_input)
             except PromptBudgetError:
                 if room <= 0:
                     raise  # the task input alone does not fit: the builder's own message says so
