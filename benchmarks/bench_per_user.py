@@ -107,7 +107,9 @@ def main(argv=None) -> None:
             command = [sys.executable, __file__, "--worker", way, "--workdir", workdir, "--model_name",
                        args.model_name, "--config", args.config, "--split", args.split, "--users", str(args.users),
                        "--items", str(args.items), "--max_prompt_length", str(args.max_prompt_length)]
-            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"the {way} run failed ({done.returncode}):\n{done.stderr[-3000:]}")
             line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
             results[way] = json.loads(line.removeprefix("RESULT "))
     shared, naive = results["shared"], results["naive"]
