@@ -69,10 +69,12 @@ def worker(args) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     store = AdapterStore(output_dir)
     started = time.perf_counter()
-    trainer = None
+    trainer, loading = None, 0.0
     for user in users:
         if trainer is None or args.worker == "naive":
+            load_started = time.perf_counter()
             model, _, encoder, collator, encoder_decoder, keep = load_for_training(options, task, device)
+            loading += time.perf_counter() - load_started
             trainer = UserAdapterTrainer(model, lora_config(options, model.config, encoder_decoder), collator,
                                          encoder_decoder, keep, TrainSettings(options.learning_rate, 1, 4, 1.0,
                                                                               options.seed), device)
@@ -84,7 +86,8 @@ def worker(args) -> dict:
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     digests = {p.parent.name: hashlib.sha256(p.read_bytes()).hexdigest()
                for p in sorted(output_dir.glob("users/*/adapter_model.safetensors"))}
-    return {"way": args.worker, "users": len(users), "seconds": seconds, "users_per_minute": 60 * len(users) / seconds,
+    return {"way": args.worker, "users": len(users), "seconds": seconds, "load_seconds": loading,
+            "users_per_minute": 60 * len(users) / seconds,
             "peak_memory_bytes": peak, "memory_kind": "cuda allocated" if device.type == "cuda" else "process RSS",
             "adapter_digests": digests}
 
@@ -117,7 +120,8 @@ def main(argv=None) -> None:
         raise SystemExit("the two ways wrote different adapters: the comparison is not like for like")
     print(f"model {args.model_name}, {shared['users']} users of {args.config} ({args.split}), {args.items} items each")
     for result in (shared, naive):
-        print(f"{result['way']:>6}: {result['users_per_minute']:8.1f} users/min, {result['seconds']:6.2f} s, "
+        print(f"{result['way']:>6}: {result['users_per_minute']:8.1f} users/min, {result['seconds']:6.2f} s "
+              f"({result['load_seconds']:.2f} s loading), "
               f"peak {result['peak_memory_bytes'] / 2**20:8.1f} MiB ({result['memory_kind']})")
     print(f"shared/naive: {shared['users_per_minute'] / naive['users_per_minute']:.2f}x users per minute, "
           f"{shared['peak_memory_bytes'] / naive['peak_memory_bytes']:.2f}x peak memory; adapters identical")

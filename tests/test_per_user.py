@@ -153,3 +153,25 @@ def test_profile_items_become_task_examples_without_their_target_in_the_input():
     assert len(examples) == 1 and examples[0]["output"] == "Great pan."
     assert examples[0]["input"] == review.input_template.format(overall="4.0", description="A pan", summary="Nice")
     assert examples[0]["profile"] == [{**item, "reviewText": ""}]  # the user's other items, for retrieval
+
+
+def test_adapters_train_on_top_of_a_task_adapter_with_retrieval_in_the_prompt(tiny_llama, sample_cache, tmp_path,
+                                                                              fresh_accelerate):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from personalization.user_adapters import AdapterStore
+    from training.train_per_user import main
+
+    task_adapter = tmp_path / "task-adapter"  # a non-trivial adapter: LoRA's B is not zero-initialised here
+    lora = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama), lora).save_pretrained(task_adapter)
+    runs = {}
+    for name, extra in (("base", {}), ("task", {"task_adapter": task_adapter})):
+        argv = flags(tiny_llama, tmp_path / name, sample_cache, max_users=2, max_items_per_user=2, num_train_epochs=1,
+                     num_retrieved=1, **extra)
+        assert main([*argv, "--use_profile"]) == 0
+        runs[name] = AdapterStore(tmp_path / name).record("user_0013_cooking")
+    # The per-user adapter starts from the task model: the loss without it is the task model's, not the base's.
+    assert runs["task"]["held_out_loss_without_adapter"] != runs["base"]["held_out_loss_without_adapter"]
+    assert runs["task"]["profile_examples"] == 2

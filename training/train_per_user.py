@@ -11,8 +11,10 @@ recorded with and without the adapter; `per_user_report.json` sums up time and s
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Sequence
 
@@ -87,26 +89,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         level=getattr(logging, args.log_level.upper()))
     output_dir = Path(args.output_dir)
     settings = {k: v for k, v in vars(args).items() if k not in RESUMABLE}
-    if accelerator.is_main_process:
-        check_settings(output_dir, settings)
+    check_settings(output_dir, settings, write=accelerator.is_main_process)  # every process refuses alike
     accelerator.wait_for_everyone()
-    lock = RunLock(output_dir, "training/train_per_user.py") if accelerator.is_main_process else None
-    if lock is not None:
-        lock.__enter__()
-    try:
+    with RunLock(output_dir, "training/train_per_user.py") if accelerator.is_main_process else nullcontext():
         run(args, accelerator, output_dir)
-    finally:
-        if lock is not None:
-            lock.__exit__(None, None, None)
     return 0
 
 
-def check_settings(output_dir: Path, settings: dict) -> None:
-    """Record the settings; a folder holding another run's adapters (different settings) is refused."""
+def check_settings(output_dir: Path, settings: dict, write: bool) -> None:
+    """Refuse a folder holding adapters trained with other settings; record the settings (`write`) if new."""
     recorded_file = output_dir / CONFIG_FILE
     if recorded_file.is_file():
-        import json
-
         recorded = json.loads(recorded_file.read_text())
         changed = {k: (recorded.get(k), v) for k, v in settings.items() if recorded.get(k) != v}
         if changed:
@@ -114,8 +107,9 @@ def check_settings(output_dir: Path, settings: dict) -> None:
             raise RunFolderError(f"{output_dir} holds per-user adapters trained with other settings ({listed}); "
                                  "use another --output_dir or the same flags to continue")
         return
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(recorded_file, settings)
+    if write:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(recorded_file, settings)
 
 
 def run(args, accelerator, output_dir: Path) -> None:
