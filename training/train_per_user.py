@@ -130,7 +130,7 @@ def run(args, accelerator, output_dir: Path) -> None:
     pending = [user for user in mine if not store.is_done(user.user_id)]
     logger.info("process %d: %d users, %d already done", accelerator.process_index, len(mine), len(mine) - len(pending))
     if pending:
-        model, tokenizer, encoder, collator, encoder_decoder, keep = load_for_training(args, task, accelerator.device)
+        model, _, encoder, collator, encoder_decoder, keep = load_for_training(args, task, accelerator.device)
         trainer = UserAdapterTrainer(model, lora_config(args, model.config, encoder_decoder), collator, encoder_decoder,
                                      keep, TrainSettings(args.learning_rate, args.num_train_epochs,
                                                          args.per_device_train_batch_size, args.max_grad_norm,
