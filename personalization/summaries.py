@@ -1,0 +1,89 @@
+"""Profile summaries in the prompt: generated once by any backend, cached on disk by their input, counted in
+the prompt budget.
+
+A summary request is the task's own rendering of the profile items (the same templates and the same
+shortening to the budget as every prompt) followed by `SUMMARY_REQUEST`. Its cache key is the digest of the
+request's token ids and of what generated it (model and decoding settings), so a summary is computed once per
+distinct input, by whichever run needs it first, and a changed profile or model gets a new one.
+In the task prompt the summary comes before the task input; it is cut (never the task input) to leave the
+input room, and the retrieved items share what is left, as `PromptBuilder` shares it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from longlamp_prompts import PromptBudgetError, PromptBuilder
+from longlamp_runs import write_json_atomic
+from longlamp_tasks import Task
+
+SUMMARY_REQUEST = ("Summarize, in a few sentences, the topics this author writes about and their writing style "
+                   "(tone, length, wording), as seen in the texts above.")
+SUMMARY_PREFIX = "Summary of the author's profile: "
+
+
+class SummaryCache:
+    """Summaries on disk, one JSON file per key (written atomically), so runs and restarts share them."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+
+    @staticmethod
+    def key(request_ids: Sequence[int], generator_identity: Mapping) -> str:
+        text = json.dumps([list(request_ids), dict(generator_identity)], sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def get(self, key: str) -> str | None:
+        path = self.folder / f"{key}.json"
+        return json.loads(path.read_text())["summary"] if path.is_file() else None
+
+    def put(self, key: str, summary: str, request: str) -> None:
+        write_json_atomic(self.folder / f"{key}.json", {"summary": summary, "request": request})
+
+
+def summary_requests(task: Task, tokenizer, budget: int, profiles: Sequence[Sequence[Mapping]],
+                     use_chat_template: bool | None = None) -> list[str]:
+    """The summary request of each profile (or set of retrieved items), shortened to `budget` tokens."""
+    builder = PromptBuilder(replace(task, prompt_suffix=". "), tokenizer, budget, use_chat_template)
+    return [builder(list(items), SUMMARY_REQUEST) for items in profiles]
+
+
+def summarize(requests: Sequence[str], generator, source, cache: SummaryCache, identity: Mapping,
+              chat_formatted: bool, batch_size: int = 8) -> list[str]:
+    """Each request's summary: from the cache, else generated (in batches) and cached. Identical requests are
+    generated once."""
+    ids = [source.encode(request, chat_formatted) for request in requests]
+    keys = [cache.key(i, identity) for i in ids]
+    missing = list(dict.fromkeys(k for k in keys if cache.get(k) is None))
+    first = {key: keys.index(key) for key in missing}
+    for start in range(0, len(missing), batch_size):
+        chunk = missing[start:start + batch_size]
+        outputs = generator.generate([ids[first[k]] for k in chunk], [0] * len(chunk))
+        for key, text in zip(chunk, outputs):
+            cache.put(key, text.strip(), requests[first[key]])
+    return [cache.get(key) for key in keys]
+
+
+@dataclass
+class SummaryPromptBuilder:
+    """A task prompt with the user's summary before the task input, within the builder's budget."""
+
+    builder: PromptBuilder
+
+    def __call__(self, items: Sequence[Mapping], task_input: str, summary: str) -> str:
+        builder = self.builder
+        room = builder.max_prompt_tokens - builder.count(builder.format(SUMMARY_PREFIX + "\n" + task_input))
+        ids = builder.tokenizer(summary, add_special_tokens=False, verbose=False)["input_ids"]
+        while True:
+            cut = builder.tokenizer.decode(ids[:max(room, 0)], skip_special_tokens=True)
+            try:
+                return builder(items, f"{SUMMARY_PREFIX}{cut}\n{task_input}" if cut.strip() else task_input)
+            except PromptBudgetError:
+                if room <= 0:
+                    raise  # the task input alone does not fit: the builder's own message says so
+                room -= max(1, (room + 9) // 10)  # tokens merge differently once joined: give back some and retry

@@ -1,0 +1,118 @@
+"""Compute one style vector per user (StyleVector) and choose the layer and scale on validation.
+
+    python training/train_style_vectors.py --model_name MODEL --data product_review_user --split test \
+        --output_dir runs/style --layers 8,12 --scales 0,1,2,4
+
+For each user of `--split` and each of their first `--max_items_per_user` profile items, the item's task
+prompt (no retrieval) is continued once by the model itself through the transformers backend: that is the
+style-neutral text; the vector is the mean last-token difference at each layer between the user's real text and
+it (`personalization.style_vectors`). Users already written are skipped, so a killed run continues. With
+`--selection_split` (default validation) the same is done for that split's users, its rows are generated at
+every layer and scale, and the best ROUGE-L is written to style_selection.json, which evaluate_per_user.py reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from longlamp_cli import positive_int
+from longlamp_runs import write_json_atomic
+from longlamp_tasks import parse_config_name
+
+logger = logging.getLogger(__name__)
+
+
+def parser() -> argparse.ArgumentParser:
+    from evaluation.evaluate_per_user import add_model_and_prompt_flags
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_model_and_prompt_flags(p)
+    p.add_argument("--output_dir", required=True, help="one <user>.safetensors per user, and style_selection.json")
+    p.add_argument("--layers", help="comma-separated decoder layers, counted from 1 (default: the layers at half "
+                                    "and three quarters of the depth)")
+    p.add_argument("--scales", default="0,0.5,1,2,4", help="scales tried on validation (default: 0,0.5,1,2,4)")
+    p.add_argument("--max_items_per_user", type=positive_int, default=8, help="profile items per vector (default: 8)")
+    p.add_argument("--selection_split", default="validation", choices=("train", "validation", "test", "none"),
+                   help="split whose rows choose layer and scale (default: validation; none: choose nothing)")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    args = parser().parse_args(argv)
+    args.task = args.task or args.data
+    parse_config_name(args.task)
+    try:
+        args.scale_list = [float(s) for s in args.scales.split(",")]
+        args.layer_list = [int(x) for x in args.layers.split(",")] if args.layers else None
+    except ValueError as error:
+        raise ValueError(f"--layers and --scales are comma-separated numbers: {error}") from None
+    return args
+
+
+def write_user_vectors(setup, users, layers: list[int], folder: Path, max_items: int) -> None:
+    """Each user's vectors (one file per user); users with a file already are skipped, those without a profile
+    get none (they are generated unsteered)."""
+    from tqdm.auto import tqdm
+
+    from personalization.style_vectors import save_vectors, style_vector
+    from personalization.users import profile_examples, user_folder_name
+
+    limit = setup.generator.settings.max_new_tokens
+    for user in tqdm(users, desc=f"Style vectors ({folder.name})"):
+        if (folder / f"{user_folder_name(user.user_id)}.safetensors").is_file():
+            continue
+        examples = profile_examples(setup.task, user)[:max_items]
+        if not examples:
+            continue
+        prompts = [setup.encode(setup.builder([], example["input"])) for example in examples]
+        neutral = [setup.source.encode(text, True) for text in setup.generator.generate(prompts, [0] * len(prompts))]
+        real = [setup.source.encode(example["output"], True)[:limit] for example in examples]
+        save_vectors(folder, user.user_id, style_vector(setup.generator.model, prompts, real, neutral, layers))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from evaluation.evaluate_per_user import PromptSetup, load_rows
+    from personalization.generate import generate_per_user
+    from personalization.style_vectors import StyleSteering, choose_layer_and_scale, decoder_layers, load_vectors
+    from personalization.users import group_users
+    from training.validation import score_texts
+
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    output_dir = Path(args.output_dir)
+    setup = PromptSetup(args)
+    depth = len(decoder_layers(setup.generator.model))
+    layers = args.layer_list or sorted({max(1, depth // 2), max(1, 3 * depth // 4)})
+    if any(not 1 <= layer <= depth for layer in layers):
+        raise ValueError(f"--layers {args.layers}: the model has decoder layers 1 to {depth}")
+    task = setup.task
+    write_user_vectors(setup, group_users(load_rows(args), task), layers, output_dir, args.max_items_per_user)
+    if args.selection_split == "none":
+        return 0
+    selection_rows = load_rows(argparse.Namespace(**{**vars(args), "split": args.selection_split}))
+    selection_dir = output_dir / f"selection-{args.selection_split}"
+    write_user_vectors(setup, group_users(selection_rows, task), layers, selection_dir, args.max_items_per_user)
+    prompts = [setup.encode(setup.builder(setup.items(row), row["input"])) for row in selection_rows]
+    users = [str(row[task.user_column]) for row in selection_rows]
+    references = [row["output"] for row in selection_rows]
+
+    def rouge_l(layer: int, scale: float) -> float:
+        style = StyleSteering(load_vectors(selection_dir, layer), layer, scale)
+        texts = generate_per_user(setup.generator, prompts, users, style=style, batch_size=args.batch_size)
+        return score_texts(texts, references)["rougeL"]
+
+    layer, scale, tried = choose_layer_and_scale(layers, args.scale_list, rouge_l)
+    write_json_atomic(output_dir / "style_selection.json", {"layer": layer, "scale": scale, "metric": "rougeL",
+                                                            "split": args.selection_split, "tried": tried})
+    logger.info("chose layer %d, scale %g on %s (ROUGE-L)", layer, scale, args.selection_split)
+    return 0
+
+
+if __name__ == "__main__":
+    from longlamp_cli import run_command
+
+    sys.exit(run_command(main))
