@@ -13,6 +13,7 @@ Vocabulary: `FLAGS` defines each concept once (its canonical flag, the older nam
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -26,6 +27,19 @@ DEFAULT_RETRIEVER_MODEL = "facebook/contriever"
 
 class UsageError(ValueError):
     """A flag that is unknown, missing or has a value of the wrong form."""
+
+
+def json_object(flag: str, text: str | None) -> dict:
+    """The JSON object a flag such as --chat_template_kwargs holds ({} when not given); UsageError naming the flag."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{flag} is not valid JSON ({error}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{flag} must be a JSON object, got {text!r}")
+    return value
 
 
 REPOSITORY = Path(__file__).resolve().parent

@@ -35,7 +35,7 @@ from evaluation import per_sample
 from evaluation.metrics import score_with_samples
 from evaluation.predictions import PredictionStore, write_predictions
 from evaluation.task_names import canonical_task_name
-from longlamp_cli import DEFAULT_RETRIEVER_MODEL, check_folder, warn_ignored_profile_flags
+from longlamp_cli import DEFAULT_RETRIEVER_MODEL, check_folder, json_object, warn_ignored_profile_flags
 from longlamp_prompts import PromptBudgetError, PromptBuilder, prompt_budget
 from longlamp_runs import RunLock, write_json_atomic
 from longlamp_tasks import Task, parse_config_name, scorer_task_name
@@ -108,16 +108,8 @@ class ZeroShotOptions:
                                   seed=self.seed)
 
     def template_kwargs(self) -> dict:
-        """--chat_template_kwargs as a dict (ValueError naming the flag when it is not a JSON object)."""
-        if not self.chat_template_kwargs:
-            return {}
-        try:
-            value = json.loads(self.chat_template_kwargs)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"--chat_template_kwargs is not JSON ({error}): {self.chat_template_kwargs!r}") from None
-        if not isinstance(value, dict):
-            raise ValueError(f"--chat_template_kwargs must be a JSON object, got {self.chat_template_kwargs!r}")
-        return value
+        """--chat_template_kwargs as a dict (an error naming the flag when it is not a JSON object)."""
+        return json_object("--chat_template_kwargs", self.chat_template_kwargs)
 
     def backend_options(self) -> dict:
         """The backend options given (the others keep the backend's defaults; one it does not take is refused)."""

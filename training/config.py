@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from longlamp_cli import warn_ignored_profile_flags
+from longlamp_cli import json_object, warn_ignored_profile_flags
 from longlamp_tasks import config_names, parse_config_name
 from retrieval.ranked import ranked_task_and_retriever
 
@@ -230,15 +230,7 @@ class TrainConfig:
 
     def scheduler_kwargs(self) -> dict:
         """The schedule's own arguments (--lr_scheduler_kwargs), as a dict."""
-        if self.lr_scheduler_kwargs is None:
-            return {}
-        try:
-            kwargs = json.loads(self.lr_scheduler_kwargs)
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"--lr_scheduler_kwargs is not valid JSON: {error}") from None
-        if not isinstance(kwargs, dict):
-            raise ConfigError(f"--lr_scheduler_kwargs must be a JSON object, got {self.lr_scheduler_kwargs!r}")
-        return kwargs
+        return json_object("--lr_scheduler_kwargs", self.lr_scheduler_kwargs)
 
     def trackers(self) -> list[str]:
         """The accelerate trackers `report_to` names ("auto": tensorboard when it is installed)."""
