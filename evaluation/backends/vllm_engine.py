@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Sequence
 
-from evaluation.backends.base import Generator
+from evaluation.backends.base import TokenGenerator
 
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm.config.lora.MaxLoRARanks
 
@@ -56,7 +56,7 @@ def sampling_arguments(settings, stop_ids: Sequence[int], seed: int) -> dict:
     return {**common, "temperature": 0.0}
 
 
-class VLLMGenerator(Generator):
+class VLLMGenerator(TokenGenerator):
     name = "vllm"
     default_batch_size = 256
 
