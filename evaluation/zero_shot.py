@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from evaluation.backends import BACKENDS, backend_class, get_backend, resolve_backend
 from evaluation.backends import check_options as check_backend_options
+from evaluation.backends.http_api import check_request_settings
 from evaluation.generation import GenerationSettings, ModelSource, plan_batches, resolve_model, strip_reasoning
 from evaluation.metrics import score
 from evaluation.predictions import PredictionStore, read_progress, write_predictions
@@ -261,6 +262,8 @@ def check_served_options(options: ZeroShotOptions, served: bool) -> None:
         return
     if options.api_base is None:
         raise ValueError(f"--backend {options.backend} needs --api_base, e.g. http://localhost:8000/v1")
+    check_request_settings(**{name: getattr(options, name) for name in SERVED_OPTIONS if name not in ("api_mode",
+                                                                                                     "api_key_env")})
     if options.base_model:
         raise ValueError("--base_model is for a model loaded here; a served model is only named (--model_name)")
     if api_mode(options) == "chat" and options.use_chat_template is False:

@@ -118,6 +118,8 @@ def handler_class(model: BatchingModel, fail_rate: float, hang: bool, log: Path 
                 return None
             chat = self.path == "/v1/chat/completions"
             if chat:
+                if not tokenizer.chat_template:  # as vLLM answers
+                    return self._answer(400, {"error": {"message": "the tokenizer has no chat template"}})
                 text = tokenizer.apply_chat_template(body["messages"], tokenize=False, add_generation_prompt=True,
                                                      **body.get("chat_template_kwargs", {}))
                 ids = tokenizer(text, add_special_tokens=False)["input_ids"]

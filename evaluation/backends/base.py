@@ -2,7 +2,7 @@
 
 `Generator` is the one interface the zero-shot pipeline calls; resume and scoring stay outside it. A local
 backend (`TokenGenerator`) takes token ids and returns token ids, which one shared step cuts at the stop ids
-and decodes, so local backends cannot disagree. A served backend (`evaluation.backends.http.HTTPGenerator`)
+and decodes, so local backends cannot disagree. A served backend (`evaluation.backends.http_api.HTTPGenerator`)
 takes the prompt text and returns the server's text with its token usage and finish reason.
 """
 

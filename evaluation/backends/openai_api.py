@@ -1,5 +1,5 @@
 """An OpenAI-compatible server (vLLM's `vllm serve`, TGI, SGLang, llama.cpp, a hosted API): the chat or the
-completions endpoint. Only the request body and the reading of the answer are here; see `http.HTTPGenerator`.
+completions endpoint. Only the request body and the reading of the answer are here; see `http_api.HTTPGenerator`.
 
 Decoding is the run's: greedy is temperature 0; sampling sends temperature, top_p and the example's own seed
 (servers that support `seed` repeat the draw). max_tokens is --max_new_tokens; `stop` holds the text of the
@@ -11,7 +11,7 @@ text as built here (with --tokenizer's chat template when it is used).
 from __future__ import annotations
 
 from evaluation.backends.base import Generation
-from evaluation.backends.http import HTTPGenerator
+from evaluation.backends.http_api import HTTPGenerator
 
 API_MODES = ("chat", "completions")
 MAX_STOP_SEQUENCES = 4  # OpenAI's limit

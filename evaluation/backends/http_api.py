@@ -57,6 +57,18 @@ def backoff_seconds(attempt: int, base: float, retry_after: float | None, rng: r
     return delay / 2 + rng.uniform(0, delay / 2)
 
 
+def check_request_settings(api_base: str | None = None, max_concurrency: int | None = None,
+                           request_timeout: float | None = None, max_retries: int | None = None,
+                           retry_backoff: float | None = None) -> None:
+    """ValueError naming the flag of a setting that cannot work (those given; None is not checked)."""
+    if api_base is not None and not api_base.startswith(("http://", "https://")):
+        raise ValueError(f"--api_base must be an http:// or https:// URL, got {api_base!r}")
+    for name, value, least in (("max_concurrency", max_concurrency, 1), ("request_timeout", request_timeout, 0.001),
+                               ("max_retries", max_retries, 0), ("retry_backoff", retry_backoff, 0)):
+        if value is not None and value < least:
+            raise ValueError(f"--{name} must be at least {least}, got {value}")
+
+
 class HTTPGenerator(Generator):
     """A model behind an HTTP server. Subclasses implement `path`, `payload` and `parse`."""
 
@@ -68,12 +80,8 @@ class HTTPGenerator(Generator):
     def __init__(self, source, settings, api_base: str, api_key_env: str | None = None, max_concurrency: int = 16,
                  request_timeout: float = 600.0, max_retries: int = 8, retry_backoff: float = 1.0):
         super().__init__(source, settings)
-        for name, value, least in (("--max_concurrency", max_concurrency, 1), ("--request_timeout", request_timeout,
-                                   1e-3), ("--max_retries", max_retries, 0), ("--retry_backoff", retry_backoff, 0)):
-            if value < least:
-                raise ValueError(f"{name} must be at least {least}, got {value}")
-        if not api_base.startswith(("http://", "https://")):
-            raise ValueError(f"--api_base must be an http:// or https:// URL, got {api_base!r}")
+        check_request_settings(api_base=api_base, max_concurrency=max_concurrency, request_timeout=request_timeout,
+                               max_retries=max_retries, retry_backoff=retry_backoff)
         self.api_base = api_base.rstrip("/")
         self.max_concurrency, self.request_timeout = max_concurrency, request_timeout
         self.max_retries, self.retry_backoff = max_retries, retry_backoff
