@@ -1,8 +1,10 @@
 """Zero-shot evaluation of an LLM on one LongLaMP split, with or without retrieved profile items.
 
 Every prompt is built (and checked against the budget) before any weights are loaded, so bad input fails in
-seconds, not hours. Generation then appends each finished batch to a progress file; a restarted run skips
-what is done. At the end each run directory holds:
+seconds, not hours. Generation then appends each finished batch (a served model: each answer) to a progress
+file; a restarted run skips what is done. Under `accelerate launch` each process generates its share of the
+batches into a progress file of its own, which the main process merges (`share`). At the end each run
+directory holds:
 
     prompts.json           what the model saw, per example (for audit)
     predictions.json       {"task", "golds": [{"id", "output"}]}, the benchmark's format, in dataset order
@@ -85,8 +87,8 @@ class ZeroShotOptions:
                                       "model", default=False)
     backend: str = _option("auto: vLLM when installed with a GPU and the model and decoding suit it, else "
                            "transformers", "model", default="auto", choices=("auto", *BACKENDS))
-    batch_size: int | None = _option("examples per batch (default: the backend's, 8 transformers, 256 vLLM)",
-                                     "model")
+    batch_size: int | None = _option("examples per batch (default: the backend's, 8 transformers, 256 vLLM, "
+                                     "1024 openai)", "model")
     dtype: str = _option("auto: bfloat16 on a GPU that supports it, float32 on CPU", "model", default="auto")
     device_map: str | None = _option("transformers device map (default: auto with a GPU, else CPU)", "model")
     tensor_parallel_size: int | None = _option("vLLM: GPUs to split the model over (default: 1)", "vllm")
