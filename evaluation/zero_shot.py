@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from evaluation.backends import BACKENDS, backend_class, get_backend, resolve_backend
 from evaluation.backends import check_options as check_backend_options
-from evaluation.backends.http_api import check_request_settings
+from evaluation.backends.http_api import check_request_settings, public_url
 from evaluation.generation import GenerationSettings, ModelSource, plan_batches, resolve_model, strip_reasoning
 from evaluation.metrics import score
 from evaluation.predictions import PredictionStore, read_progress, write_predictions
@@ -609,14 +609,6 @@ def usage(records: Sequence[dict]) -> dict:
                       "completion_tokens": sum(r["tokens"] for r in records), "requests": len(records)}}
 
 
-def endpoint(api_base: str) -> str:
-    """The server's URL for the record, without any user name, password or query in it."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(api_base)
-    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
-
-
 def finish_run(run: PreparedRun, task_name: str, references: Sequence, users: Sequence, options: ZeroShotOptions,
                ignored: str | None = None) -> dict:
     """Write the predictions file, then the golds and scores when every example has a reference output."""
@@ -632,7 +624,7 @@ def finish_run(run: PreparedRun, task_name: str, references: Sequence, users: Se
                "finish_reasons": finish_reasons(records), **usage(records),
                "personalised": run.settings["use_profile"], "settings": run.settings, "scores": None}
     if options.api_base:
-        summary["endpoint"] = endpoint(options.api_base)
+        summary["endpoint"] = public_url(options.api_base)
     if ignored:
         summary["ignored_flags"] = ignored
     missing = sum(not (isinstance(r, str) and r.strip()) for r in references)

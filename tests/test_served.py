@@ -18,7 +18,7 @@ import pytest
 from openai_server import served
 
 from evaluation import evaluate_llm
-from evaluation.backends.http_api import backoff_seconds, retry_after_seconds
+from evaluation.backends.http_api import backoff_seconds, public_url, retry_after_seconds
 from evaluation.backends.vllm_engine import replica_devices
 from evaluation.served_model import APPROXIMATION, ApproximateTokenizer
 from longlamp_cli import run_command
@@ -212,6 +212,7 @@ def test_retry_waits():
         delay = min(2 ** attempt, 60)
         assert delay / 2 <= wait <= delay
     assert backoff_seconds(5, 1.0, 2.5, rng) == 2.5  # the server's Retry-After wins
+    assert public_url("https://user:secret@host:8443/v1?key=x") == "https://host:8443/v1"
 
 
 @pytest.mark.parametrize("extra, message", [

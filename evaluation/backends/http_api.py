@@ -57,6 +57,14 @@ def backoff_seconds(attempt: int, base: float, retry_after: float | None, rng: r
     return delay / 2 + rng.uniform(0, delay / 2)
 
 
+def public_url(url: str) -> str:
+    """A URL as it may be shown or recorded: without any user name, password or query in it."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
 def check_request_settings(api_base: str | None = None, max_concurrency: int | None = None,
                            request_timeout: float | None = None, max_retries: int | None = None,
                            retry_backoff: float | None = None) -> None:
@@ -159,20 +167,20 @@ class HTTPGenerator(Generator):
                         return self._parsed(response)
                     last = f"HTTP {response.status_code}: {response.text[:300]}"
                     if response.status_code not in RETRIED_STATUSES:
-                        raise ServedModelError(self._masked(f"{self.url} refused the request ({last})"))
+                        raise ServedModelError(self._masked(f"{public_url(self.url)} refused the request ({last})"))
                     retry_after = retry_after_seconds(response.headers.get("retry-after"))
             if attempt < self.max_retries:
-                logger.debug("retrying %s (%s)", self.url, last)
+                logger.debug("retrying %s (%s)", public_url(self.url), last)
                 await asyncio.sleep(backoff_seconds(attempt, self.retry_backoff, retry_after, self._rng))
-        raise ServedModelError(self._masked(f"{self.url} failed {self.max_retries + 1} times (--max_retries "
-                                            f"{self.max_retries}); the last: {last}"))
+        raise ServedModelError(self._masked(f"{public_url(self.url)} failed {self.max_retries + 1} times "
+                                            f"(--max_retries {self.max_retries}); the last: {last}"))
 
     def _parsed(self, response) -> Generation:
         try:
             return self.parse(response.json())
         except (ValueError, KeyError, IndexError, TypeError) as error:
-            raise ServedModelError(self._masked(f"{self.url} answered something that is not a {self.path()} "
-                                                f"response ({error!r}): {response.text[:300]}")) from None
+            raise ServedModelError(self._masked(f"{public_url(self.url)} answered something that is not a "
+                                                f"{self.path()} response ({error!r}): {response.text[:300]}")) from None
 
     def _masked(self, message: str) -> str:
         return message.replace(self._key, "***") if self._key else message
