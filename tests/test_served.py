@@ -263,3 +263,26 @@ def test_two_processes_split_the_examples_and_merge_to_the_one_process_file(tiny
     assert read(tmp_path / "two" / "scores.json")["scores"] == read(tmp_path / "one" / "scores.json")["scores"]
     assert sorted(p.name for p in (tmp_path / "two").glob("progress*")) == ["progress.jsonl"]
     assert sorted(r["key"] for r in records(tmp_path / "two")) == sorted(r["key"] for r in records(tmp_path / "one"))
+
+
+def test_a_share_done_by_another_process_is_merged_by_a_one_process_resume(tiny_llama, sample_dir, sample_cache,
+                                                                           tmp_path, monkeypatch):
+    """Process 1 of 2 alone (as after a kill of the launch), then one process in the same folder: it generates
+    only the rest, merges process 1's file and ends with the one-process file."""
+    one = flags(sample_dir, sample_cache, tmp_path / "one") + local(tiny_llama, "--batch_size", "2")
+    assert evaluate_llm.main(one) == 0
+    split = [a if a != str(tmp_path / "one") else str(tmp_path / "split") for a in one]
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert evaluate_llm.main(split) == 0
+    assert sorted(p.name for p in (tmp_path / "split").iterdir()) == ["progress.rank1.jsonl"]  # no lock, no results
+    share = [json.loads(line) for line in (tmp_path / "split" / "progress.rank1.jsonl").read_text().splitlines()[1:]]
+    assert len(share) == 2  # 5 examples in batches of 2, 2 and 1: process 1 takes the second
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert evaluate_llm.main(split) == 0
+    assert read(tmp_path / "split" / "predictions.json") == read(tmp_path / "one" / "predictions.json")
+    assert sorted(p.name for p in (tmp_path / "split").glob("progress*")) == ["progress.jsonl"]
+    merged = records(tmp_path / "split")
+    by_key = sorted(merged[-2:], key=lambda r: r["key"])
+    assert len(merged) == 5 and by_key == sorted(share, key=lambda r: r["key"])  # copied at the end, not redone
