@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from evaluation.backends import BACKENDS, backend_class, get_backend, resolve_backend
 from evaluation.backends import check_options as check_backend_options
-from evaluation.backends.http_api import check_request_settings, public_url
+from evaluation.backends.http_api import check_request_settings, public_url, read_api_key
 from evaluation.generation import GenerationSettings, ModelSource, plan_batches, resolve_model, strip_reasoning
 from evaluation.metrics import score
 from evaluation.predictions import PredictionStore, read_progress, write_predictions
@@ -196,6 +196,12 @@ def check_options(options: ZeroShotOptions) -> None:
             raise ValueError(f"--{name} must be at least {0 if name == 'num_retrieved' else 1}, got {value}")
     options.template_kwargs()
     options.generation()
+    check_served_options(options, is_served(options))
+
+
+def is_served(options: ZeroShotOptions) -> bool:
+    """Whether the backend asked for runs the model elsewhere (`auto` never chooses one)."""
+    return options.backend != "auto" and backend_class(options.backend).served
 
 
 def ignored_profile_flags(options: ZeroShotOptions, warn: bool = True) -> str | None:
@@ -213,8 +219,7 @@ def _evaluate(options: ZeroShotOptions, root: Path) -> list[dict]:
     task, setting, retriever_name, ranked_by = resolve_task_and_retriever(options, rows)
     retriever = make_retriever(options, retriever_name) if options.use_profile else None
     generation = options.generation()
-    served = options.backend != "auto" and backend_class(options.backend).served
-    check_served_options(options, served)
+    served = is_served(options)
     if served:
         source = served_model(options.model_name, options.tokenizer, options.trust_remote_code,
                               options.template_kwargs())
@@ -266,6 +271,7 @@ def check_served_options(options: ZeroShotOptions, served: bool) -> None:
         raise ValueError(f"--backend {options.backend} needs --api_base, e.g. http://localhost:8000/v1")
     check_request_settings(**{name: getattr(options, name) for name in SERVED_OPTIONS if name not in ("api_mode",
                                                                                                      "api_key_env")})
+    read_api_key(options.api_key_env)  # a variable named but unset fails here, before any work
     if options.base_model:
         raise ValueError("--base_model is for a model loaded here; a served model is only named (--model_name)")
     if api_mode(options) == "chat" and options.use_chat_template is False:

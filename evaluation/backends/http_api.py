@@ -65,6 +65,15 @@ def public_url(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
 
+def read_api_key(variable: str | None) -> str | None:
+    """The key from `variable` (OPENAI_API_KEY when not named); a variable named but unset is an error."""
+    if variable is None:
+        return os.environ.get("OPENAI_API_KEY") or None
+    if not os.environ.get(variable):
+        raise ValueError(f"--api_key_env {variable}: the environment variable {variable} is not set")
+    return os.environ[variable]
+
+
 def check_request_settings(api_base: str | None = None, max_concurrency: int | None = None,
                            request_timeout: float | None = None, max_retries: int | None = None,
                            retry_backoff: float | None = None) -> None:
@@ -93,17 +102,8 @@ class HTTPGenerator(Generator):
         self.api_base = api_base.rstrip("/")
         self.max_concurrency, self.request_timeout = max_concurrency, request_timeout
         self.max_retries, self.retry_backoff = max_retries, retry_backoff
-        self._key = self._read_key(api_key_env)
+        self._key = read_api_key(api_key_env)
         self._rng = random.Random(settings.seed)
-
-    @staticmethod
-    def _read_key(variable: str | None) -> str | None:
-        """The key from `variable` (OPENAI_API_KEY when not named); a variable named but unset is an error."""
-        if variable is None:
-            return os.environ.get("OPENAI_API_KEY") or None
-        if not os.environ.get(variable):
-            raise ValueError(f"--api_key_env {variable}: the environment variable {variable} is not set")
-        return os.environ[variable]
 
     @property
     def url(self) -> str:
