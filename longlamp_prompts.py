@@ -75,6 +75,11 @@ class PromptBuilder:
 
     def __call__(self, items: Sequence[Mapping], task_input: str) -> str:
         """The formatted prompt; items are shortened (longest fields first) until it fits."""
+        return self.format(self.fit(items, task_input))
+
+    def fit(self, items: Sequence[Mapping], task_input: str) -> str:
+        """The prompt before the chat template (a chat endpoint's user message), shortened until, once
+        formatted, it fits the budget."""
         bare = self.format(self.task.build_prompt([], task_input))
         if self.count(bare) > self.max_prompt_tokens:
             raise PromptBudgetError(
@@ -82,8 +87,8 @@ class PromptBuilder:
                 f"{self.max_prompt_tokens}; raise the budget (the task input is never cut)"
             )
         items = [dict(item) for item in items]
-        prompt = self.format(self.task.build_prompt(items, task_input))
-        if self.count(prompt) <= self.max_prompt_tokens:
+        prompt = self.task.build_prompt(items, task_input)
+        if self.count(self.format(prompt)) <= self.max_prompt_tokens:
             return prompt
         return self._shortened(items, task_input)
 
@@ -111,7 +116,7 @@ class PromptBuilder:
             emptied.pop()
         items = items[: len(emptied)]
         if not items:
-            return self.format(self.task.build_prompt([], task_input))
+            return self.task.build_prompt([], task_input)
         skeleton = self.count(self.format(self.task.build_prompt(emptied, task_input)))
         field_ids = [{f: self._ids(item.get(f)) for f in text_fields} for item in items]
         room = self.max_prompt_tokens - skeleton
@@ -121,8 +126,8 @@ class PromptBuilder:
                 {**item, **_cap_fields(item, ids, share, self.tokenizer)}
                 for item, ids, share in zip(items, field_ids, shares)
             ]
-            prompt = self.format(self.task.build_prompt(shortened, task_input))
-            excess = self.count(prompt) - self.max_prompt_tokens
+            prompt = self.task.build_prompt(shortened, task_input)
+            excess = self.count(self.format(prompt)) - self.max_prompt_tokens
             if excess <= 0:
                 return prompt
             # Token boundaries merge differently once texts are joined: give back the excess and retry.

@@ -27,7 +27,7 @@ from publishing.cli import HubOptions, add_publishing_arguments, publish, split_
 from publishing.hub import check_repo_id  # noqa: E402
 from longlamp_cli import FLAGS, ArgumentParser, add_flag, run_command  # noqa: E402
 
-GROUPS = ("data", "model", "vllm", "personalization", "prompt", "generation", "output")
+GROUPS = ("data", "model", "vllm", "served", "personalization", "prompt", "generation", "output")
 # Aliases only this command keeps (the benchmark README's and its own older names).
 ALIASES = {"max_eval_examples": ("--limit",)}
 _TYPES = {"int": int, "float": float, "str": str}

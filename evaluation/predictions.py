@@ -55,9 +55,22 @@ class PredictionStore:
         return len(self.records)
 
     def add(self, generations: Sequence[tuple]) -> None:
-        """Append (key, id, Generation) triples in one write and force them to disk."""
-        records = [{"key": key, "id": example_id, "output": g.text, "tokens": g.tokens, "hit_limit": g.hit_limit}
-                   for key, example_id, g in generations]
+        """Append (key, id, Generation) triples in one write and force them to disk (a served model's prompt
+        tokens and finish reason too)."""
+        records = []
+        for key, example_id, g in generations:
+            record = {"key": key, "id": example_id, "output": g.text, "tokens": g.tokens, "hit_limit": g.hit_limit}
+            if g.prompt_tokens is not None:
+                record["prompt_tokens"] = g.prompt_tokens
+            if g.finish_reason is not None:
+                record["finish_reason"] = g.finish_reason
+            records.append(record)
+        self.add_records(records)
+
+    def add_records(self, records: Sequence[dict]) -> None:
+        """Append records as read from another progress file of the same run."""
+        if not records:
+            return
         self._append("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         self.records.update((r["key"], r) for r in records)
 
@@ -72,29 +85,15 @@ class PredictionStore:
 
     def _complete_lines(self) -> list[str]:
         """The file's whole lines; a partial last line (killed mid-write) is cut off so appends start clean."""
-        raw = self.path.read_bytes()
-        complete = raw[: raw.rfind(b"\n") + 1]
-        if len(complete) < len(raw):
+        lines, size = _whole_lines(self.path)
+        if size < self.path.stat().st_size:
             with open(self.path, "r+b") as handle:
-                handle.truncate(len(complete))
-        # Only "\n" ends a record: JSON escapes it in strings, but not U+2028 or U+0085, where splitlines() cuts.
-        return complete.decode("utf-8").split("\n")[:-1]
+                handle.truncate(size)
+        return lines
 
     def _read(self, lines: list[str], keys: set[str]) -> None:
-        recorded = _parse_line(self.path, 1, lines[0]).get("settings") or {}
-        strict_old = {k: v for k, v in recorded.items() if k != DATA_SETTINGS}
-        strict_new = {k: v for k, v in self.settings.items() if k != DATA_SETTINGS}
-        if strict_old != strict_new:
-            raise ResumeMismatchError(
-                f"{self.path} holds predictions made with other settings than this run "
-                f"({_difference(strict_old, strict_new)}); use another --output_dir, or delete the file to start over"
-            )
-        for number, line in enumerate(lines[1:], start=2):
-            record = _parse_line(self.path, number, line)
-            if not isinstance(record.get("key"), str) or not isinstance(record.get("output"), str):
-                raise ValueError(f'{self.path}, line {number}: expected {{"key": str, "id": str, "output": str, ...}} '
-                                 f"(a file from an older version: delete it to start over), got {line[:200]}")
-            self.records[record["key"]] = record
+        recorded = _check_header(self.path, lines[0], self.settings)
+        self.records.update(_records(self.path, lines))
         if recorded.get(DATA_SETTINGS) != self.settings.get(DATA_SETTINGS):
             kept = {key: record for key, record in self.records.items() if key in keys}
             logger.warning("%s: the data changed (%s); %d of %d finished examples have the same prompt and are kept, "
@@ -113,6 +112,50 @@ class PredictionStore:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, self.path)
+
+
+def read_progress(path: str | Path, settings: Mapping, keys: Sequence[str]) -> dict[str, dict]:
+    """The records of `keys` in another process's progress file of the same run, read without changing it (a
+    partial last line is that process still writing). Refused like a resume when its settings differ."""
+    lines, _ = _whole_lines(Path(path))
+    if not lines:
+        return {}
+    _check_header(Path(path), lines[0], json.loads(json.dumps(settings)))
+    wanted = set(keys)
+    return {key: record for key, record in _records(Path(path), lines).items() if key in wanted}
+
+
+def _whole_lines(path: Path) -> tuple[list[str], int]:
+    """The file's complete lines and their size in bytes."""
+    raw = path.read_bytes()
+    complete = raw[: raw.rfind(b"\n") + 1]
+    # Only "\n" ends a record: JSON escapes it in strings, but not U+2028 or U+0085, where splitlines() cuts.
+    return complete.decode("utf-8").split("\n")[:-1], len(complete)
+
+
+def _check_header(path: Path, line: str, settings: Mapping) -> dict:
+    """The settings a progress file records; ResumeMismatchError when they differ from `settings` (the data
+    aside, see the module's docstring)."""
+    recorded = _parse_line(path, 1, line).get("settings") or {}
+    strict_old = {k: v for k, v in recorded.items() if k != DATA_SETTINGS}
+    strict_new = {k: v for k, v in settings.items() if k != DATA_SETTINGS}
+    if strict_old != strict_new:
+        raise ResumeMismatchError(
+            f"{path} holds predictions made with other settings than this run "
+            f"({_difference(strict_old, strict_new)}); use another --output_dir, or delete the file to start over"
+        )
+    return recorded
+
+
+def _records(path: Path, lines: list[str]) -> dict[str, dict]:
+    records = {}
+    for number, line in enumerate(lines[1:], start=2):
+        record = _parse_line(path, number, line)
+        if not isinstance(record.get("key"), str) or not isinstance(record.get("output"), str):
+            raise ValueError(f'{path}, line {number}: expected {{"key": str, "id": str, "output": str, ...}} '
+                             f"(a file from an older version: delete it to start over), got {line[:200]}")
+        records[record["key"]] = record
+    return records
 
 
 def _parse_line(path: Path, number: int, line: str) -> dict:

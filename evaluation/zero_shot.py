@@ -1,8 +1,10 @@
 """Zero-shot evaluation of an LLM on one LongLaMP split, with or without retrieved profile items.
 
 Every prompt is built (and checked against the budget) before any weights are loaded, so bad input fails in
-seconds, not hours. Generation then appends each finished batch to a progress file; a restarted run skips
-what is done. At the end each run directory holds:
+seconds, not hours. Generation then appends each finished batch (a served model: each answer) to a progress
+file; a restarted run skips what is done. Under `accelerate launch` each process generates its share of the
+batches into a progress file of its own, which the main process merges (`share`). At the end each run
+directory holds:
 
     prompts.json           what the model saw, per example (for audit)
     predictions.json       {"task", "golds": [{"id", "output"}]}, the benchmark's format, in dataset order
@@ -21,19 +23,24 @@ import gc
 import hashlib
 import json
 import logging
+import os
 import statistics
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from tqdm.auto import tqdm
 
+from evaluation import per_sample
 from evaluation.backends import BACKENDS, backend_class, get_backend, resolve_backend
 from evaluation.backends import check_options as check_backend_options
+from evaluation.backends.http_api import check_request_settings, public_url, read_api_key
 from evaluation.generation import GenerationSettings, ModelSource, plan_batches, resolve_model, strip_reasoning
-from evaluation import per_sample
 from evaluation.metrics import score_with_samples
-from evaluation.predictions import PredictionStore, write_predictions
+from evaluation.predictions import PredictionStore, read_progress, write_predictions
+from evaluation.served_model import APPROXIMATION, served_model
 from evaluation.task_names import canonical_task_name
 from longlamp_cli import DEFAULT_RETRIEVER_MODEL, check_folder, json_object, warn_ignored_profile_flags
 from longlamp_prompts import PromptBudgetError, PromptBuilder, prompt_budget
@@ -81,14 +88,30 @@ class ZeroShotOptions:
                                       "model", default=False)
     backend: str = _option("auto: vLLM when installed with a GPU and the model and decoding suit it, else "
                            "transformers", "model", default="auto", choices=("auto", *BACKENDS))
-    batch_size: int | None = _option("examples per batch (default: the backend's, 8 transformers, 256 vLLM)",
-                                     "model")
+    batch_size: int | None = _option("examples per batch (default: the backend's, 8 transformers, 256 vLLM, "
+                                     "1024 openai)", "model")
     dtype: str = _option("auto: bfloat16 on a GPU that supports it, float32 on CPU", "model", default="auto")
     device_map: str | None = _option("transformers device map (default: auto with a GPU, else CPU)", "model")
     tensor_parallel_size: int | None = _option("vLLM: GPUs to split the model over (default: 1)", "vllm")
     gpu_memory_utilization: float | None = _option("vLLM: share of GPU memory it may take (default: 0.9)", "vllm")
     enforce_eager: bool | None = _option("vLLM: no CUDA graphs (less memory, slower)", "vllm")
     max_num_seqs: int | None = _option("vLLM: sequences decoded at once (default: vLLM's)", "vllm")
+    api_base: str | None = _option("--backend openai: the server's OpenAI-compatible API, e.g. "
+                                   "http://localhost:8000/v1 (--model_name is the model it serves)", "served")
+    api_mode: str | None = _option("chat: the prompt as one user message, the server applies its chat template; "
+                                   "completions: the prompt text as built here (default: chat)", "served",
+                                   choices=("chat", "completions"))
+    api_key_env: str | None = _option("environment variable holding the API key (default: OPENAI_API_KEY, "
+                                      "none sent when unset); the key is never written or logged", "served")
+    tokenizer: str | None = _option("tokenizer of the served model (Hub id or folder), to count the prompt budget "
+                                    "exactly; default: an approximation of 4 characters per token", "served")
+    max_concurrency: int | None = _option("requests in flight at most (default: 16)", "served")
+    request_timeout: float | None = _option("seconds one request may take before it is retried (default: 600)",
+                                            "served")
+    max_retries: int | None = _option("tries after the first on 429, 5xx, timeouts and dropped connections, with "
+                                      "exponential backoff and jitter or the server's Retry-After (default: 8)",
+                                      "served")
+    retry_backoff: float | None = _option("seconds before the first retry, doubled each time (default: 1)", "served")
     max_prompt_length: int | None = _option("", "prompt")
     use_chat_template: bool | None = _option("", "prompt")
     chat_template_kwargs: str | None = _option("JSON object passed to the chat template, e.g. "
@@ -111,13 +134,21 @@ class ZeroShotOptions:
         """--chat_template_kwargs as a dict (an error naming the flag when it is not a JSON object)."""
         return json_object("--chat_template_kwargs", self.chat_template_kwargs)
 
-    def backend_options(self) -> dict:
-        """The backend options given (the others keep the backend's defaults; one it does not take is refused)."""
-        given = {"dtype": self.dtype, "trust_remote_code": self.trust_remote_code}
-        for name in ("device_map", "tensor_parallel_size", "gpu_memory_utilization", "enforce_eager", "max_num_seqs"):
+    def backend_options(self, served: bool = False) -> dict:
+        """The backend options given (the others keep the backend's defaults; one it does not take is refused).
+        A served model has no dtype and runs no code here: those two are passed only when set."""
+        given = {} if served else {"dtype": self.dtype, "trust_remote_code": self.trust_remote_code}
+        if served and self.dtype != "auto":
+            given["dtype"] = self.dtype
+        for name in ("device_map", "tensor_parallel_size", "gpu_memory_utilization", "enforce_eager", "max_num_seqs",
+                     *SERVED_OPTIONS):
             if getattr(self, name) is not None:
                 given[name] = getattr(self, name)
         return given
+
+
+SERVED_OPTIONS = ("api_base", "api_mode", "api_key_env", "max_concurrency", "request_timeout", "max_retries",
+                  "retry_backoff")
 
 
 @dataclass
@@ -127,13 +158,18 @@ class PreparedRun:
     output_dir: Path
     settings: dict
     ids: list[str]
-    token_ids: list[list[int]]
+    inputs: list  # what the backend takes: token ids, or the prompt text (a served model)
+    lengths: list[int]  # prompt tokens, as the builder counted them
     keys: list[str]
-    store: PredictionStore
+    store: PredictionStore  # this process's progress file
+    elsewhere: dict = field(default_factory=dict)  # finished in other processes' progress files (see `share`)
+
+    def finished(self, key: str) -> bool:
+        return key in self.store or key in self.elsewhere
 
     @property
     def done(self) -> bool:
-        return all(key in self.store for key in self.keys)
+        return all(self.finished(key) for key in self.keys)
 
 
 def evaluate(options: ZeroShotOptions) -> list[dict]:
@@ -153,6 +189,12 @@ def check_options(options: ZeroShotOptions) -> None:
             raise ValueError(f"--{name} must be at least {0 if name == 'num_retrieved' else 1}, got {value}")
     options.template_kwargs()
     options.generation()
+    check_served_options(options, is_served(options))
+
+
+def is_served(options: ZeroShotOptions) -> bool:
+    """Whether the backend asked for runs the model elsewhere (`auto` never chooses one)."""
+    return options.backend != "auto" and backend_class(options.backend).served
 
 
 def ignored_profile_flags(options: ZeroShotOptions, warn: bool = True) -> str | None:
@@ -169,28 +211,90 @@ def _evaluate(options: ZeroShotOptions, root: Path) -> list[dict]:
     rows = load_rows(options)
     task, setting, retriever_name, ranked_by = resolve_task_and_retriever(options, rows)
     retriever = make_retriever(options, retriever_name) if options.use_profile else None
-    source = resolve_model(options.model_name, options.base_model, options.trust_remote_code,
-                           options.template_kwargs())
     generation = options.generation()
+    served = is_served(options)
+    if served:
+        source = served_model(options.model_name, options.tokenizer, options.trust_remote_code,
+                              options.template_kwargs())
+    else:
+        source = resolve_model(options.model_name, options.base_model, options.trust_remote_code,
+                               options.template_kwargs())
     backend = resolve_backend(options.backend, generation, source)
     generator_class = backend_class(backend)
-    check_backend_options(backend, {**options.backend_options(), **generator_class.run_options(0, 0)})
+    check_backend_options(backend, {**options.backend_options(served), **generator_class.run_options(0, 0)})
+    reason = generator_class.unsupported(source, generation) if served else None
+    if reason:
+        raise ValueError(f"the {backend} backend {reason}")
     budget = prompt_budget(options.max_prompt_length, source.context_length(), generation.max_new_tokens,
                            source.is_encoder_decoder)
     builder = PromptBuilder(task, source.tokenizer, budget, options.use_chat_template, options.template_kwargs())
     common = {
         "task": task.name, "setting": setting, "split": options.split,
         "model": options.model_name, "base_model": source.base if source.adapter else None,
-        "model_fingerprint": model_fingerprint(source), "backend": backend,
-        "dtype": generator_class.dtype_name(options.dtype), "max_prompt_length": builder.max_prompt_tokens,
+        "model_fingerprint": served_fingerprint(options) if served else model_fingerprint(source),
+        "backend": backend, "dtype": generator_class.dtype_name(options.dtype),
+        "max_prompt_length": builder.max_prompt_tokens,
         "chat_template": builder.use_chat_template, "chat_template_kwargs": options.template_kwargs() or None,
         "strip_reasoning": not options.keep_reasoning, **generation.record(),
         "data": data_source(options, rows), **({"ranked_by": ranked_by} if ranked_by else {}),
     }
+    if served:  # what decides the prompts sent; not the URL or the concurrency, which may change on resume
+        common.update(api_mode=api_mode(options), prompt_tokenizer=options.tokenizer or APPROXIMATION)
     handed_over = [retriever]  # the callee takes the only reference, so that it can free the retriever's memory
     del retriever
+    if share()[0] != 0:  # another process of an `accelerate launch`: the main one holds the folder's lock
+        return _generate_and_score(options, root, task, setting, rows, source, builder, common, handed_over)
     with RunLock(root, "evaluate_llm.py"):  # taken only now: a refused run leaves no folder behind
         return _generate_and_score(options, root, task, setting, rows, source, builder, common, handed_over)
+
+
+def api_mode(options: ZeroShotOptions) -> str:
+    return options.api_mode or "chat"
+
+
+def check_served_options(options: ZeroShotOptions, served: bool) -> None:
+    """--api_base and a served backend go together; chat mode always gets the server's template."""
+    if not served:
+        given = [f"--{name}" for name in (*SERVED_OPTIONS, "tokenizer") if getattr(options, name) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for a served model; add "
+                             "--backend openai")
+        return
+    if options.api_base is None:
+        raise ValueError(f"--backend {options.backend} needs --api_base, e.g. http://localhost:8000/v1")
+    check_request_settings(**{name: getattr(options, name) for name in SERVED_OPTIONS if name not in ("api_mode",
+                                                                                                     "api_key_env")})
+    read_api_key(options.api_key_env)  # a variable named but unset fails here, before any work
+    if options.base_model:
+        raise ValueError("--base_model is for a model loaded here; a served model is only named (--model_name)")
+    if api_mode(options) == "chat" and options.use_chat_template is False:
+        raise ValueError("--api_mode chat: the server wraps the message in its chat template; for prompts without "
+                         "it use --api_mode completions --no-use_chat_template")
+    if share()[1] > 1:
+        raise ValueError("a served model takes the run's requests from one process (--max_concurrency); run it "
+                         "without accelerate launch")
+
+
+def served_fingerprint(options: ZeroShotOptions) -> dict:
+    """What is known of a served model: its name, and the tokenizer the prompts were counted with."""
+    return {"served": options.model_name,
+            "tokenizer": address_fingerprint(options.tokenizer) if options.tokenizer else None}
+
+
+def share() -> tuple[int, int]:
+    """(rank, number of processes) under `accelerate launch` or torchrun (their RANK and WORLD_SIZE), else (0, 1).
+
+    Each process generates every `world`-th batch of the one length-sorted plan (`plan_batches`), so its batches
+    are the very batches of a one-process run and the merged predictions equal it; the main process merges."""
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if not 0 <= rank < world:
+        raise ValueError(f"RANK {rank} is not below WORLD_SIZE {world}")
+    return rank, world
+
+
+def progress_path(directory: Path, rank: int) -> Path:
+    """This process's progress file: the main one's is progress.jsonl, the others' progress.rank<N>.jsonl."""
+    return directory / ("progress.jsonl" if rank == 0 else f"progress.rank{rank}.jsonl")
 
 
 def _generate_and_score(options: ZeroShotOptions, root: Path, task: Task, setting: str, rows, source: ModelSource,
@@ -207,14 +311,22 @@ def _generate_and_score(options: ZeroShotOptions, root: Path, task: Task, settin
     ignored = ignored_profile_flags(options, warn=False)
 
     pending = [run for run in prepared if not run.done]
+    rank, world = share()
     if pending:
         logger.info("loading %s with the %s backend", options.model_name, backend)
-        longest = max(len(ids) for run in pending for ids in run.token_ids)
-        generator = get_backend(backend, source, generation, **options.backend_options(),
+        longest = max(length for run in pending for length in run.lengths)
+        device = {"device_map": f"cuda:{os.environ.get('LOCAL_RANK', rank)}"} if (
+            world > 1 and backend == "transformers" and options.device_map is None and cuda_available()) else {}
+        generator = get_backend(backend, source, generation, **{**options.backend_options(generator_class.served),
+                                                                **device},
                                 **generator_class.run_options(longest, generation.max_new_tokens))
         batch_size = options.batch_size or generator_class.default_batch_size
         for run in pending:
-            generate_missing(run, generator, batch_size, generation.seed)
+            generate_missing(run, generator, batch_size, generation.seed, rank, world)
+    if rank != 0:
+        return []  # the main process merges the progress files and writes the results
+    for run in prepared:
+        collect_other_processes(run)
     references, users = column(rows, "output"), column(rows, task.user_column)
     results = [finish_run(run, scorer_task_name(task, setting), references, users, options, ignored)
                for run in prepared]
@@ -273,6 +385,12 @@ def make_retriever(options: ZeroShotOptions, name: str) -> Retriever:
         if options.embedding_cache_dir:
             retriever_options["cache_dir"] = options.embedding_cache_dir
     return get_retriever(name, **retriever_options)
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def release_accelerator_memory() -> None:
@@ -363,27 +481,30 @@ def model_fingerprint(source: ModelSource) -> dict:
     return fingerprint
 
 
-def prompt_key(token_ids: Sequence[int], seed: int | None) -> str:
-    """What one example's generation depends on beyond the run's settings: its prompt ids (and its seed)."""
-    text = json.dumps([list(token_ids), seed], separators=(",", ":"))
+def prompt_key(prompt: Sequence[int] | str, seed: int | None) -> str:
+    """What one example's generation depends on beyond the run's settings: what the backend is sent (prompt ids,
+    or a served model's prompt text) and its seed."""
+    text = json.dumps([prompt if isinstance(prompt, str) else list(prompt), seed], separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def build_prompts(task: Task, rows: Sequence[dict], builder: PromptBuilder, retriever: Retriever | None,
-                  num_retrieved: int = 0, is_ranked: bool = False) -> list[dict]:
+                  num_retrieved: int = 0, is_ranked: bool = False, as_message: bool = False) -> list[dict]:
     """One audit record per row: id, the prompt text, its token count and how many profile items it holds.
 
-    Without a retriever the prompt is the task input alone (the non-personalised baseline).
+    Without a retriever the prompt is the task input alone (the non-personalised baseline). `as_message`: the
+    prompt is a chat endpoint's user message, before the template (the server applies it); it is counted with it.
     """
     records = []
     for index, row in enumerate(tqdm(rows, desc="building prompts", unit="ex", total=len(rows))):
         items = [] if retriever is None else top_k_items(task, row, num_retrieved, retriever, is_ranked)
         try:
-            prompt = builder(items, row["input"])
+            message = builder.fit(items, row["input"])
         except PromptBudgetError as error:
             raise PromptBudgetError(f"example {row['id']!r} (row {index}): {error}") from None
-        records.append({"id": row["id"], "prompt": prompt, "prompt_tokens": builder.count(prompt),
-                        "profile_items": len(items)})
+        prompt = builder.format(message)
+        records.append({"id": row["id"], "prompt": message if as_message else prompt,
+                        "prompt_tokens": builder.count(prompt), "profile_items": len(items)})
     return records
 
 
@@ -394,35 +515,77 @@ def prepare_run(task: Task, rows: Sequence[dict], source: ModelSource, builder: 
     num_retrieved = options.num_retrieved if options.num_retrieved is not None else DEFAULT_NUM_RETRIEVED
     if retriever is not None:
         settings.update(retriever=retriever.signature, num_retrieved=num_retrieved, is_ranked=options.is_ranked)
-    records = build_prompts(task, rows, builder, retriever, num_retrieved, options.is_ranked)
-    token_ids = [source.encode(r["prompt"], builder.use_chat_template) for r in records]
+    generator_class = backend_class(common["backend"])
+    as_message = generator_class.served and settings.get("api_mode") == "chat"
+    records = build_prompts(task, rows, builder, retriever, num_retrieved, options.is_ranked, as_message)
+    if generator_class.prompt_form == "text":
+        inputs = [r["prompt"] for r in records]
+    else:
+        inputs = [source.encode(r["prompt"], builder.use_chat_template) for r in records]
     seed = options.seed if options.do_sample else None
-    keys = [prompt_key(ids, None if seed is None else seed + index) for index, ids in enumerate(token_ids)]
+    keys = [prompt_key(prompt, None if seed is None else seed + index) for index, prompt in enumerate(inputs)]
     directory.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(directory / "prompts.json", records)
-    store = PredictionStore(directory / "progress.jsonl", settings, keys)
-    if len(store):
-        logger.info("%s: resuming, %d of %d examples already done", directory, len(store), len(records))
-    return PreparedRun(directory, settings, [r["id"] for r in records], token_ids, keys, store)
+    rank = share()[0]
+    if rank == 0:
+        write_json_atomic(directory / "prompts.json", records)
+    store = PredictionStore(progress_path(directory, rank), settings, keys)
+    elsewhere = {}
+    for path in sorted(directory.glob("progress*.jsonl")):
+        if path != store.path:
+            elsewhere.update(read_progress(path, settings, keys))
+    done = len(set(store.records) | set(elsewhere))
+    if done:
+        logger.info("%s: resuming, %d of %d examples already done", directory, done, len(records))
+    return PreparedRun(directory, settings, [r["id"] for r in records], inputs, [r["prompt_tokens"] for r in records],
+                       keys, store, elsewhere)
 
 
-def generate_missing(run: PreparedRun, generator, batch_size: int, seed: int) -> None:
-    """Generate every example not yet in the store, batch by batch, saving each batch as it finishes.
+def generate_missing(run: PreparedRun, generator, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+    """Generate every example of this process's share not yet done, saving each answer as it comes in.
 
-    The batch plan depends only on the prompts and `batch_size`, and a batch with any missing example is
-    generated whole, so a resumed run computes exactly what an uninterrupted one would have.
+    The batch plan depends only on the prompts and `batch_size`, and process `rank` takes every `world`-th batch
+    of it. A batch with any missing example is generated whole (a padded batch's outputs can depend on its
+    neighbours), so a resumed run computes exactly what an uninterrupted one would have; a backend whose
+    requests are independent (a server) is sent only the missing ones.
     """
     keys = run.keys
-    done = sum(key in run.store for key in keys)
-    with tqdm(total=len(keys), initial=done, desc=f"generating ({run.output_dir})", unit="ex") as bar:
-        for batch in plan_batches([len(t) for t in run.token_ids], batch_size):
-            missing = [i for i in batch if keys[i] not in run.store]
+    batches = plan_batches(run.lengths, batch_size)[rank::world]
+    mine = [i for batch in batches for i in batch]
+    done = sum(run.finished(keys[i]) for i in mine)
+    desc = f"generating ({run.output_dir}{f', process {rank} of {world}' if world > 1 else ''})"
+    with tqdm(total=len(mine), initial=done, desc=desc, unit="ex") as bar:
+        for batch in batches:
+            missing = [i for i in batch if not run.finished(keys[i])]
             if not missing:
                 continue
-            outputs = generator.generations([run.token_ids[i] for i in batch], [seed + i for i in batch])
-            run.store.add([(keys[i], run.ids[i], output) for i, output in zip(batch, outputs)
-                           if keys[i] not in run.store])
-            bar.update(len(missing))
+            sent = missing if generator.independent_requests else batch
+            for finished in generator.completed([run.inputs[i] for i in sent], [seed + i for i in sent]):
+                new = [(keys[sent[j]], run.ids[sent[j]], output) for j, output in finished
+                       if not run.finished(keys[sent[j]])]
+                run.store.add(new)
+                bar.update(len(new))
+
+
+def collect_other_processes(run: PreparedRun, poll_seconds: float = 1.0) -> None:
+    """Main process: wait until the other processes' progress files hold the rest, copy it into progress.jsonl,
+    then delete them (a run killed in between merges them again when resumed)."""
+    others = [path for path in sorted(run.output_dir.glob("progress*.jsonl")) if path != run.store.path]
+    missing = [key for key in run.keys if key not in run.store]
+    announced = False
+    while missing:
+        found = {}
+        for path in others:
+            found.update(read_progress(path, run.settings, missing))
+        run.store.add_records([found[key] for key in missing if key in found])
+        missing = [key for key in missing if key not in found]
+        if missing:
+            if not announced:
+                logger.info("%s: waiting for %d examples from the other processes", run.output_dir, len(missing))
+                announced = True
+            time.sleep(poll_seconds)
+            others = [path for path in sorted(run.output_dir.glob("progress*.jsonl")) if path != run.store.path]
+    for path in others:
+        path.unlink()
 
 
 def length_summary(records: Sequence[dict], max_new_tokens: int) -> dict:
@@ -432,6 +595,20 @@ def length_summary(records: Sequence[dict], max_new_tokens: int) -> dict:
     return {"min": lengths[0], "median": statistics.median(lengths), "mean": statistics.fmean(lengths),
             "p90": deciles[8], "max": lengths[-1], "max_new_tokens": max_new_tokens,
             "hit_max_new_tokens": sum(record["hit_limit"] for record in records)}
+
+
+def finish_reasons(records: Sequence[dict]) -> dict:
+    """How each generation ended: a server's finish reasons, or for a local model "stop" and "length"."""
+    return dict(sorted(Counter(r.get("finish_reason") or ("length" if r["hit_limit"] else "stop")
+                               for r in records).items()))
+
+
+def usage(records: Sequence[dict]) -> dict:
+    """Prompt and completion tokens summed over a served model's answers (what it bills), or nothing."""
+    if not any("prompt_tokens" in r for r in records):
+        return {}
+    return {"usage": {"prompt_tokens": sum(r.get("prompt_tokens") or 0 for r in records),
+                      "completion_tokens": sum(r["tokens"] for r in records), "requests": len(records)}}
 
 
 def finish_run(run: PreparedRun, task_name: str, references: Sequence, users: Sequence, options: ZeroShotOptions,
@@ -446,7 +623,10 @@ def finish_run(run: PreparedRun, task_name: str, references: Sequence, users: Se
                        "score 0", run.output_dir, empty, len(predictions))
     summary = {"task": task_name, "examples": len(run.ids), "empty_predictions": empty,
                "generation_lengths": length_summary(records, options.max_new_tokens),
+               "finish_reasons": finish_reasons(records), **usage(records),
                "personalised": run.settings["use_profile"], "settings": run.settings, "scores": None}
+    if options.api_base:
+        summary["endpoint"] = public_url(options.api_base)
     if ignored:
         summary["ignored_flags"] = ignored
     missing = sum(not (isinstance(r, str) and r.strip()) for r in references)

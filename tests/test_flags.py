@@ -72,7 +72,7 @@ def test_help_shows_defaults_and_choices(capsys):
         evaluate_llm.build_parser().parse_args(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: 512)" in text and "(default: facebook/contriever)" in text
-    assert "{auto,transformers,vllm}" in text and "{auto,bfloat16,float16,float32}" in text
+    assert "{auto,transformers,vllm,openai}" in text and "{auto,bfloat16,float16,float32}" in text
     assert "(default: validation)" in text
 
 

@@ -18,8 +18,10 @@ __all__ = ["BACKENDS", "Generation", "Generator", "backend_class", "check_option
 BACKENDS = {
     "transformers": "evaluation.backends.hf_transformers:TransformersGenerator",
     "vllm": "evaluation.backends.vllm_engine:VLLMGenerator",
+    "openai": "evaluation.backends.openai_api:OpenAIGenerator",
 }
 AUTO_ORDER = ("vllm", "transformers")  # `auto`: the first that is available and runs the model and settings
+# (a served model is never chosen by `auto`: it needs --api_base)
 
 
 def backend_class(name: str) -> type[Generator]:

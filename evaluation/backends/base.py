@@ -1,36 +1,48 @@
-"""What a generation backend is: prompts as token ids in, continuations out, decoded the same way everywhere."""
+"""What a generation backend is: prompts in, continuations out, decoded the same way everywhere.
+
+`Generator` is the one interface the zero-shot pipeline calls; resume and scoring stay outside it. A local
+backend (`TokenGenerator`) takes token ids and returns token ids, which one shared step cuts at the stop ids
+and decodes, so local backends cannot disagree. A served backend (`evaluation.backends.http_api.HTTPGenerator`)
+takes the prompt text and returns the server's text with its token usage and finish reason.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 
 @dataclass(frozen=True)
 class Generation:
     """One continuation: its text, its length in tokens (the stop token not counted), and whether it ran into
-    max_new_tokens instead of stopping."""
+    max_new_tokens instead of stopping. A served model also reports the prompt's tokens and its finish reason."""
 
     text: str
     tokens: int
     hit_limit: bool
+    prompt_tokens: int | None = None
+    finish_reason: str | None = None
 
 
 class Generator(ABC):
-    """A loaded model that continues prompts.
+    """A model that continues prompts.
 
     name: the name `get_backend` knows it by. default_batch_size: examples per call when --batch_size is not
-    given (for an engine that batches itself, the chunk saved between checkpoints).
-    Subclasses implement `generate_ids`; decoding and the stop rule are shared, so backends cannot disagree.
+    given (for an engine that batches itself, the chunk saved between checkpoints). prompt_form: what a prompt
+    is, "ids" (token ids, counted as the prompt builder counted them) or "text". independent_requests: whether
+    each prompt's output is independent of the others in its call, so that a resumed run sends only the missing
+    ones (a padded batch's output can depend on its neighbours; a request to a server cannot).
     """
 
     name: str
     default_batch_size: int
+    prompt_form = "ids"
+    independent_requests = False
+    served = False  # True: the model runs elsewhere (no weights, dtype or device here)
 
     def __init__(self, source, settings):
         self.source, self.settings = source, settings
-        self.stop_ids = source.stop_token_ids
 
     @classmethod
     def available(cls) -> bool:
@@ -48,20 +60,36 @@ class Generator(ABC):
         return {}
 
     @classmethod
-    def dtype_name(cls, dtype: str) -> str:
+    def dtype_name(cls, dtype: str) -> str | None:
         """The dtype the weights get, for the record."""
         return dtype
+
+    @abstractmethod
+    def generations(self, prompts: Sequence, seeds: Sequence[int]) -> list[Generation]:
+        """The continuation of each prompt; seeds[i] is prompt i's sampling seed."""
+
+    def generate(self, prompts: Sequence, seeds: Sequence[int]) -> list[str]:
+        """The continuation texts of the prompts."""
+        return [generation.text for generation in self.generations(prompts, seeds)]
+
+    def completed(self, prompts: Sequence, seeds: Sequence[int]) -> Iterator[list[tuple[int, Generation]]]:
+        """(position, Generation) pairs as they finish, so that each can be saved at once; here all at the end."""
+        yield list(enumerate(self.generations(prompts, seeds)))
+
+
+class TokenGenerator(Generator):
+    """A model loaded here: token ids in, new token ids out; `finish` cuts and decodes them the same way for all.
+    Subclasses implement `generate_ids`."""
+
+    def __init__(self, source, settings):
+        super().__init__(source, settings)
+        self.stop_ids = source.stop_token_ids
 
     @abstractmethod
     def generate_ids(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int]) -> list[list[int]]:
         """The new token ids of each prompt, up to and including the stop token when one was generated."""
 
-    def generate(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int]) -> list[str]:
-        """The decoded continuation of each prompt; seeds[i] is prompt i's sampling seed."""
-        return [generation.text for generation in self.generations(prompts, seeds)]
-
     def generations(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int]) -> list[Generation]:
-        """Continuations with their token counts."""
         return [self.finish(ids) for ids in self.generate_ids(prompts, seeds)]
 
     def finish(self, ids: Sequence[int]) -> Generation:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from evaluation.backends.base import Generator
+from evaluation.backends.base import TokenGenerator
 from evaluation.generation import ModelLoadError, torch_dtype
 
 
-class TransformersGenerator(Generator):
+class TransformersGenerator(TokenGenerator):
     name = "transformers"
     default_batch_size = 8
 

@@ -3,15 +3,17 @@
 The engine's settings come from `engine_arguments`, a pure function tested without vLLM: the model's length is
 the longest actual prompt plus max_new_tokens (not the model's full context: 131,072 tokens for Llama-3.1 would
 not start on a 24 GB GPU), a LoRA adapter's rank is rounded up to one vLLM accepts, and remote code is off
-unless asked for. A PEFT adapter is served as a LoRA request on its base model.
+unless asked for. A PEFT adapter is served as a LoRA request on its base model. Under `accelerate launch` each
+process runs one engine on its own GPUs (`replica_devices`: data parallel, each replica tensor parallel).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from typing import Sequence
 
-from evaluation.backends.base import Generator
+from evaluation.backends.base import TokenGenerator
 
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm.config.lora.MaxLoRARanks
 
@@ -48,6 +50,29 @@ def engine_arguments(source, settings, *, max_model_len: int, dtype: str = "auto
     return arguments
 
 
+def replica_devices(rank: int, world_size: int, tensor_parallel_size: int, visible: Sequence[str]) -> list[str]:
+    """The GPUs of process `rank`'s engine when `accelerate launch --num_processes world_size` runs vLLM: data
+    parallel over replicas of `tensor_parallel_size` GPUs each, process r taking GPUs [r*tp, (r+1)*tp) of the
+    visible ones. A model that fits one GPU runs one replica per GPU (tp 1); one that does not is split (tp > 1)."""
+    if tensor_parallel_size < 1:
+        raise ValueError(f"--tensor_parallel_size must be at least 1, got {tensor_parallel_size}")
+    needed = world_size * tensor_parallel_size
+    if needed > len(visible):
+        raise ValueError(f"{world_size} processes x --tensor_parallel_size {tensor_parallel_size} need {needed} GPUs, "
+                         f"{len(visible)} are visible; launch fewer processes or lower --tensor_parallel_size")
+    return list(visible[rank * tensor_parallel_size:(rank + 1) * tensor_parallel_size])
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use: CUDA_VISIBLE_DEVICES, else every GPU torch counts."""
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if given is not None:
+        return [device for device in given.split(",") if device.strip()]
+    import torch
+
+    return [str(index) for index in range(torch.cuda.device_count())]
+
+
 def sampling_arguments(settings, stop_ids: Sequence[int], seed: int) -> dict:
     """The keyword arguments of one request's `vllm.SamplingParams`: the same stop ids as every backend."""
     common = {"max_tokens": settings.max_new_tokens, "stop_token_ids": list(stop_ids), "detokenize": False}
@@ -56,7 +81,7 @@ def sampling_arguments(settings, stop_ids: Sequence[int], seed: int) -> dict:
     return {**common, "temperature": 0.0}
 
 
-class VLLMGenerator(Generator):
+class VLLMGenerator(TokenGenerator):
     name = "vllm"
     default_batch_size = 256
 
@@ -69,6 +94,10 @@ class VLLMGenerator(Generator):
         reason = self.unsupported(source, settings)
         if reason:
             raise ValueError(f"the vllm backend {reason}; use --backend transformers")
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1:  # data parallel: this process's engine gets its own GPUs, before vLLM looks at them
+            devices = replica_devices(int(os.environ.get("RANK", "0")), world, tensor_parallel_size, visible_gpus())
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
         from vllm import LLM
         from vllm.lora.request import LoRARequest
 
