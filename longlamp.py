@@ -221,16 +221,17 @@ def load(config: str = LongLaMP.DEFAULT_CONFIG_NAME, split: str | None = None, *
 
 
 def load_split(source: str, split: str = "validation", *, task: str | None = None, data_dir: str | None = None,
-               cache_dir: str | None = None):
+               cache_dir: str | None = None, revision: str | None = None):
     """One split from a config name or a local file, for the command-line tools (`--train_data` and friends).
 
     `source` may be a config name, a `save_to_disk` folder, a parquet/Arrow/JSON/JSONL file (e.g. ranked data),
     or a LaMP-style `*_questions.json` (its `*_outputs.json` beside it is read when present; needs `task`).
+    `revision` (branch, tag or commit of the Hub source) applies to config names only.
     """
     path = Path(source).expanduser()
     if not path.exists():
         if source in LongLaMP.builder_configs:
-            return load(source, split, data_dir=data_dir, cache_dir=cache_dir)
+            return load(source, split, data_dir=data_dir, cache_dir=cache_dir, revision=revision)
         raise FileNotFoundError(f"{source!r} is neither a file or folder nor a LongLaMP config "
                                 f"({', '.join(config_names())})")
     if path.is_dir():

@@ -117,6 +117,8 @@ FLAGS: dict[str, Flag] = {
                               {"action": argparse.BooleanOptionalAction, "default": None}),
     "num_workers": Flag(("--num_workers",), "worker processes (threads for bm25 ranking)", {"type": int}),
     "cache_dir": Flag(("--cache_dir",), "datasets cache folder (default: the datasets library's)"),
+    "revision": Flag(("--revision",), "branch, tag or commit of the Hub's LongLaMP data for config names (default: "
+                                      "the newest); recorded with the run"),
     "embedding_cache_dir": Flag(("--embedding_cache_dir",), "cache of dense embeddings "
                                 "(default: $LONGLAMP_CACHE/embeddings, else ~/.cache/longlamp/embeddings)"),
     "data_dir": Flag(("--data_dir",), "local copy of the LongLaMP data (e.g. data/sample) instead of the Hub"),

@@ -72,6 +72,7 @@ class ZeroShotOptions:
     split: str = _option("", "data", default="validation")
     data_dir: str | None = _option("", "data")
     cache_dir: str | None = _option("", "data")
+    revision: str | None = _option("", "data")
     max_eval_examples: int | None = _option("", "data")
     use_profile: bool = _option("", "personalization", default=False)
     retriever: str | None = _option("bm25 (default), bm25_reference, contriever, recency, random; with --is_ranked "
@@ -412,7 +413,8 @@ def load_rows(options: ZeroShotOptions):
     task = config_name(options.task) if options.task is not None else None
     try:
         dataset = longlamp.load_split(options.validation_data, options.split, task=task,
-                                      data_dir=options.data_dir, cache_dir=options.cache_dir)
+                                      data_dir=options.data_dir, cache_dir=options.cache_dir,
+                                      revision=options.revision)
     except FileNotFoundError as error:
         raise ValueError(str(error)) from None
     where = f"{options.validation_data} ({options.split})"
@@ -441,12 +443,12 @@ def column(dataset, name: str) -> list:
 
 
 def data_source(options: ZeroShotOptions, rows) -> dict:
-    """Where the rows came from, for the record: the data as given, its folder, and datasets' fingerprint of
-    the loaded files. A resumed run on other data keeps only the examples whose prompts are unchanged."""
+    """Where the rows came from, for the record: the data as given, its folder, the Hub revision asked for, and
+    datasets' fingerprint of the loaded files. A resumed run on other data keeps only the examples whose prompts are unchanged."""
     data_dir = str(Path(options.data_dir).expanduser().resolve()) if options.data_dir else None
     path = Path(options.validation_data).expanduser()
     return {"data": str(path.resolve()) if path.exists() else options.validation_data, "data_dir": data_dir,
-            "fingerprint": getattr(rows, "_fingerprint", None)}
+            "revision": options.revision, "fingerprint": getattr(rows, "_fingerprint", None)}
 
 
 def folder_fingerprint(folder: Path) -> str:

@@ -265,7 +265,7 @@ def test_rerun_on_changed_data_never_keeps_old_predictions(tiny_llama, tmp_path,
     out = tmp_path / "run"
     assert evaluate_llm.main(cli(tiny_llama, out, sample_dir, sample_cache, "--limit", "2")) == 0
     copy = changed_copy(sample_dir, tmp_path / "sample-copy")
-    assert evaluate_llm.main(cli(tiny_llama, out, copy, sample_cache)) == 0
+    assert evaluate_llm.main(cli(tiny_llama, out, copy, sample_cache, "--revision", "main")) == 0
     fresh = tmp_path / "fresh"
     assert evaluate_llm.main(cli(tiny_llama, fresh, copy, sample_cache)) == 0
     assert all(p["prompt"].startswith("Write the review text") for p in read(out / "prompts.json"))
@@ -273,6 +273,7 @@ def test_rerun_on_changed_data_never_keeps_old_predictions(tiny_llama, tmp_path,
     assert len(read_progress(out)) == 5  # the two old lines are gone, not mixed in
     settings = read(out / "scores.json")["settings"]
     assert settings["data"]["data_dir"] == str(copy.resolve()) and settings["data"]["fingerprint"]
+    assert settings["data"]["revision"] == "main"  # the Hub revision asked for is part of the record
 
 
 def test_retrained_checkpoint_at_the_same_path_is_refused(tmp_path, sample_dir, sample_cache, capsys):

@@ -68,6 +68,8 @@ class TrainConfig:
     test_data: str | None = _help("test data to write predictions for after training", default=None)
     data_dir: str | None = _help("local copy of the LongLaMP data used with config names", default=None)
     cache_dir: str | None = _help("datasets cache for config names (default: the Hugging Face cache)", default=None)
+    revision: str | None = _help("branch, tag or commit of the Hub's LongLaMP data for config names (default: the "
+                                 "newest)", default=None)
     use_profile: bool = _help("personalise: put retrieved profile items in the prompt", default=False)
     retriever: str = _help("ranking model for profile items", default="bm25")
     retriever_model: str = _help("dense encoder of --retriever contriever when ranking on the fly (a Hub id or "

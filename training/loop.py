@@ -304,7 +304,7 @@ def build_splits(config: TrainConfig, task, tokenizer, encoder_decoder: bool, bu
     def encoded(source, split, limit, with_target=True):
         if source is None:
             return None
-        rows = load_rows(source, split, config.task, config.data_dir, config.cache_dir, limit)
+        rows = load_rows(source, split, config.task, config.data_dir, config.cache_dir, limit, config.revision)
         settings = {**{name: getattr(config, name) for name in ENCODING_SETTINGS}, "max_prompt_length": budget}
         settings.update(split=split, with_target=with_target, encoder_decoder=encoder_decoder)
         folder = encoded_cache_dir(config.cache_dir) / f"{split}-{encoding_key(rows, tokenizer, settings)}"

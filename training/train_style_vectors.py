@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from personalization.generate import generate_per_user
     from personalization.style_vectors import StyleSteering, choose_layer_and_scale, decoder_layers, load_vectors
     from personalization.users import group_users
-    from training.validation import score_texts
+    from evaluation.metrics import score
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def rouge_l(layer: int, scale: float) -> float:
         style = StyleSteering(load_vectors(selection_dir, layer), layer, scale)
         texts = generate_per_user(setup.generator, prompts, users, style=style, batch_size=args.batch_size)
-        return score_texts(texts, references)["rougeL"]
+        return score(texts, references, metrics=["rougeL"], bootstrap=0)["metrics"]["rougeL"]
 
     layer, scale, tried = choose_layer_and_scale(layers, args.scale_list, rouge_l)
     write_json_atomic(output_dir / "style_selection.json", {"layer": layer, "scale": scale, "metric": "rougeL",
