@@ -42,19 +42,23 @@ def json_object(flag: str, text: str | None) -> dict:
     return value
 
 
-REPOSITORY = Path(__file__).resolve().parent
+# The project's top-level modules and packages (pyproject.toml's); "__main__" is a command run as a script.
+PROJECT_MODULES = frozenset({"longlamp", "longlamp_tasks", "longlamp_prompts", "longlamp_runs", "longlamp_cli",
+                             "retrieval", "training", "evaluation", "publishing", "benchmark_runner",
+                             "personalization", "__main__"})
 
 
 def raised_by_the_project(error: BaseException) -> bool:
     """Whether the innermost frame of the error's traceback is the project's own code: a check that refused on
-    purpose. A ValueError raised inside a library (torch, accelerate, ...) is an unexpected failure: a bug to see."""
+    purpose. A ValueError raised inside a library (torch, accelerate, ...) is an unexpected failure: a bug to see.
+    Judged by the frame's module name, so it holds for an editable and a regular install alike."""
     trace = error.__traceback__
     while trace is not None and trace.tb_next is not None:
         trace = trace.tb_next
     if trace is None:
         return True
-    path = Path(trace.tb_frame.f_code.co_filename).resolve()
-    return REPOSITORY in path.parents and "site-packages" not in path.parts
+    module = trace.tb_frame.f_globals.get("__name__", "")
+    return module.split(".")[0] in PROJECT_MODULES
 
 
 def run_command(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None,

@@ -1,9 +1,9 @@
-"""Run folders shared by every command that writes one: atomic JSON files and a lock against two live runs.
+"""Run folders shared by every command that writes one: atomic files and a lock against two live runs.
 
 A run folder (training's `--output_dir`, a zero-shot run, a ranking's parts) is written by one live process at a
 time: `RunLock` holds `.lock` in it while the command runs, refuses a second live run with a message naming the
-holder, and takes over a lock whose process is gone (a killed run). `write_json_atomic` writes through a temporary
-file, fsync and a rename, so a reader sees the old file or the whole new one, never half of it.
+holder, and takes over a lock whose process is gone (a killed run). `write_text_atomic` and `write_json_atomic`
+write through a temporary file, fsync and a rename, so a reader sees the old file or the whole new one.
 """
 
 from __future__ import annotations
@@ -21,20 +21,24 @@ class RunFolderError(ValueError):
     """A run folder cannot be used as asked: another live run holds it, or it holds another run."""
 
 
-def write_json_atomic(path: str | os.PathLike, data: object, *, sort_keys: bool = False) -> None:
-    """Write JSON through a temporary file in the same folder, fsync and a rename: the file is whole or absent."""
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write text through a temporary file in the same folder, fsync and a rename: the file is whole or absent."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         with open(temporary, "x", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False, sort_keys=sort_keys, default=str)
-            handle.write("\n")
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: str | os.PathLike, data: object, *, sort_keys: bool = False) -> None:
+    """Write JSON atomically (write_text_atomic); nothing is written when `data` is not JSON-serialisable."""
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=sort_keys, default=str) + "\n")
 
 
 def _process_alive(pid: int) -> bool:

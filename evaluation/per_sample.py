@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from longlamp_runs import write_text_atomic
 
 FILE_NAME = "per_sample.jsonl"  # the name other commands look for in a run folder
 FIXED_FIELDS = ("id", "user", "prediction_words")
@@ -43,19 +44,8 @@ def rows(ids: Sequence[str], predictions: Sequence[str], scores: Mapping[str, np
 
 
 def write(path: str | os.PathLike, records: Sequence[dict]) -> None:
-    """Write the rows through a temporary file, fsync and a rename: the file is whole or absent."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temporary, "x", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    """Write the rows atomically: the file is whole or absent."""
+    write_text_atomic(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
 
 
 def _records(path: str | os.PathLike) -> list:

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from longlamp_runs import write_json_atomic
+from longlamp_runs import write_json_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
 DATA_SETTINGS = "data"  # the settings entry that may change on resume: lines are keyed by their prompts
@@ -105,13 +105,8 @@ class PredictionStore:
 
     def _rewrite(self) -> None:
         """The header and the kept records, through a temporary file and a rename."""
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(self._header())
-            handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in self.records.values())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.path)
+        write_text_atomic(self.path, self._header() + "".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                                              for r in self.records.values()))
 
 
 def read_progress(path: str | Path, settings: Mapping, keys: Sequence[str]) -> dict[str, dict]:

@@ -13,6 +13,7 @@ import json
 import shlex
 from pathlib import Path
 
+from longlamp_runs import write_text_atomic
 from longlamp_tasks import scorer_task_name
 from publishing.plots import plot_comparison
 from publishing.runs import DATASET_ID, Result, Run, is_hub_id, read_run
@@ -284,7 +285,5 @@ def write_run_card(run_dir: str | Path, repo_id: str | None = None) -> Path:
     write_results_files(read_run(run_dir))
     card = build_run_card(run_dir, repo_id)
     path = run_dir / "README.md"
-    temporary = path.with_name(".README.md.tmp")
-    temporary.write_text(str(card), encoding="utf-8")
-    temporary.replace(path)
+    write_text_atomic(path, str(card))
     return path

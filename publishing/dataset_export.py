@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Mapping
 
+from longlamp_runs import write_text_atomic
 from longlamp_tasks import parse_config_name
 
 logger = logging.getLogger(__name__)
@@ -125,7 +126,5 @@ def _write_card(output: Path, name: str, task, splits: dict, retriever: str | No
         first_config=configs[0]["config_name"],
         license_text=(AVOCADO_LICENSE + " " if private_data else "") + PUBLIC_LICENSE, citation=CITATION,
     )
-    temporary = output / ".README.md.tmp"
-    temporary.write_text(str(card), encoding="utf-8")
-    temporary.replace(path)
+    write_text_atomic(path, str(card))
     return path

@@ -44,10 +44,10 @@ def test_json_is_written_whole_and_no_temporary_file_stays(tmp_path):
 
 
 def test_a_refusal_is_one_line_but_a_library_failure_keeps_its_traceback(capsys):
-    from longlamp_cli import run_command
+    from longlamp_cli import json_object, run_command
 
     def refuses(argv):
-        raise ValueError("--seed must be >= 0")
+        json_object("--chat_template_kwargs", "[1]")  # the project's own check refuses
 
     def library_fails(argv):
         import json
@@ -55,6 +55,18 @@ def test_a_refusal_is_one_line_but_a_library_failure_keeps_its_traceback(capsys)
         json.loads("{")  # json.JSONDecodeError is a ValueError raised inside the standard library
 
     assert run_command(refuses, [], prog="cmd") == 2
-    assert capsys.readouterr().err == "cmd: error: --seed must be >= 0\n"
+    assert capsys.readouterr().err == "cmd: error: --chat_template_kwargs must be a JSON object, got '[1]'\n"
     with pytest.raises(ValueError, match="Expecting property name"):
         run_command(library_fails, [], prog="cmd")
+
+
+def test_the_project_modules_are_those_pyproject_installs():
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    from longlamp_cli import PROJECT_MODULES
+
+    setuptools = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]
+    installed = set(setuptools["py-modules"]) | {name.rstrip("*") for name in setuptools["packages"]["find"]["include"]}
+    assert PROJECT_MODULES == installed | {"__main__"}
