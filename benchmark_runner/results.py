@@ -3,7 +3,7 @@ of each personalised run against the same model's run without profile, one plot 
 
 The values are the scorer's (`score/scores.json` of each run, written by evaluation/eval_task.py). The paired
 differences come from the per-sample scores the scorer wrote beside them (`--per_sample_file`), bootstrapped
-with the scorer's resampling (`evaluation.aggregate.paired_difference`): the same
+with the scorer's resampling (`evaluation.scoring.aggregate.paired_difference`): the same
 resampled examples for both runs, so the interval is the one of the difference, not of two separate means.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from benchmark_runner.experiment import HEADLINE, Experiment, Run
 from benchmark_runner.stages import Layout
-from evaluation import aggregate, per_sample
+from evaluation.scoring import aggregate, per_sample
 from longlamp_runs import write_json_atomic
 
 METRIC_LABELS = {"rouge1": "ROUGE-1", "rougeL": "ROUGE-L", "meteor": "METEOR"}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark_runner.experiment import Experiment, Run
-from evaluation import per_sample
+from evaluation.scoring import per_sample
 from longlamp_runs import RunFolderError, write_json_atomic
 from longlamp_tasks import scorer_task_name, parse_config_name
 

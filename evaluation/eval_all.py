@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable instead of evaluation/ itself
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from evaluation import files  # noqa: E402
+from evaluation.scoring import files  # noqa: E402
 from evaluation.eval_task import (  # noqa: E402
     add_scoring_arguments,
     exit_code_for_missing_nltk_data,
@@ -54,7 +54,7 @@ def evaluate_zips(
 
     Extraction happens in a fresh folder inside `temp_dir` (default: the system's), removed afterwards.
     Every file is read and checked before any task is scored; files.InputFileError for bad input, before
-    anything is written. `scoring` goes to `evaluation.metrics.score`.
+    anything is written. `scoring` goes to `evaluation.scoring.metrics.score`.
     """
     if temp_dir is not None:
         temp_dir = check_folder(temp_dir, "--temp_dir")  # absolute: member paths are reported relative to it

@@ -18,9 +18,9 @@ from typing import Callable
 if __package__ in (None, ""):  # run as a script: make the repository importable instead of evaluation/ itself
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from evaluation import files, metrics, per_sample  # noqa: E402
-from evaluation.nltk_setup import MissingNLTKDataError  # noqa: E402
-from evaluation.task_names import canonical_task_name  # noqa: E402
+from evaluation.scoring import files, metrics, per_sample  # noqa: E402
+from evaluation.scoring.nltk_setup import MissingNLTKDataError  # noqa: E402
+from evaluation.scoring.task_names import canonical_task_name  # noqa: E402
 from longlamp_cli import (  # noqa: E402
     ArgumentParser,
     add_flag,
@@ -39,7 +39,7 @@ EXIT_MISSING_DATA = 3
 def score_task_with_samples(golds: files.TaskFile, predictions: files.TaskFile, task_name: str | None = None,
                             **scoring) -> tuple[dict, list[dict]]:
     """Check that two read task files belong together, then score them: the report {"task", "golds_json",
-    "preds_json", ...} and the per-sample rows (evaluation/per_sample.py) in gold order."""
+    "preds_json", ...} and the per-sample rows (evaluation/scoring/per_sample.py) in gold order."""
     task = files.check_task(golds, predictions, task_name)
     outputs = files.predictions_in_gold_order(golds, predictions)
     result, scores = metrics.score_with_samples(outputs, golds.outputs, user_ids=golds.users, **scoring)
@@ -57,9 +57,9 @@ def evaluate_files(
     per_sample_file: str | Path | None = None, **scoring,
 ) -> dict:
     """Score a prediction file against a gold file; write the result to `output_file` (atomically) if given,
-    and one line per example to `per_sample_file` if given (evaluation/per_sample.py).
+    and one line per example to `per_sample_file` if given (evaluation/scoring/per_sample.py).
 
-    `task_name` defaults to the golds' task; `scoring` goes to `evaluation.metrics.score` (metrics, bootstrap,
+    `task_name` defaults to the golds' task; `scoring` goes to `evaluation.scoring.metrics.score` (metrics, bootstrap,
     seed, num_workers, progress, ...). Raises files.InputFileError for bad input, before anything is written.
     """
     golds = files.read_task_file(golds_json, "golds")

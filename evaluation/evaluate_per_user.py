@@ -80,7 +80,7 @@ class PromptSetup:
 
     def __init__(self, args, max_new_tokens: int | None = None):
         from evaluation.backends import get_backend
-        from evaluation.generation import GenerationSettings, resolve_model
+        from evaluation.backends.generation import GenerationSettings, resolve_model
 
         self.args, self.task = args, parse_config_name(args.task)[0]
         self.source = resolve_model(args.model_name)
@@ -157,7 +157,7 @@ def summaries_for(args, setup: PromptSetup, rows, items, cache_dir: Path) -> lis
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from evaluation.predictions import write_predictions
+    from evaluation.zero_shot.predictions import write_predictions
     from personalization.generate import generate_per_user
     from personalization.summaries import SummaryPromptBuilder
     from personalization.user_adapters import AdapterStore

@@ -2,7 +2,7 @@
 
     python evaluation/leaderboard.py runs/* --output leaderboard/ [--metric rougeL] [--golds test_golds.json]
 
-A run folder is either a zero-shot run (evaluation/zero_shot.py: scores.json, predictions.json, golds.json,
+A run folder is either a zero-shot run (evaluation/zero_shot/: scores.json, predictions.json, golds.json,
 and no_profile/ when it was compared without profile) or a training run (training/loop.py:
 predictions_test.json and final/training_config.json, scored against the gold file of its task given with
 --golds). Per-sample scores come from the run's per_sample.jsonl when it has one, else they are computed here
@@ -32,7 +32,8 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository importable instead of evaluation/ itself
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from evaluation import aggregate, files, metrics, per_sample, significance  # noqa: E402
+from evaluation.scoring import aggregate, files, metrics, per_sample  # noqa: E402
+from evaluation import significance  # noqa: E402
 from longlamp_cli import run_command  # noqa: E402
 from longlamp_runs import write_json_atomic  # noqa: E402
 

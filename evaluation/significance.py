@@ -136,3 +136,18 @@ def settings(n: int, num_resamples: int, confidence: float, seed: int | None) ->
                        else f"{num_resamples} random sign patterns, p = (1 + hits) / (1 + {num_resamples})")),
         "num_resamples": num_resamples, "confidence": confidence, "seed": seed, "units": n,
     }
+
+
+def paired_report(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], users: Sequence[Hashable] | None = None,
+                  num_resamples: int = DEFAULT_RESAMPLES, confidence: float = DEFAULT_CONFIDENCE,
+                  seed: int | None = 0) -> dict:
+    """`compare` with its `settings`, over the examples and, given each example's user, over per-user means."""
+    n = len(next(iter(a.values())))
+    report = {"settings": settings(n, num_resamples, confidence, seed),
+              "metrics": compare(a, b, num_resamples, confidence, seed)}
+    if users is not None:
+        names, user_a = user_means(a, users)
+        _, user_b = user_means(b, users)
+        report["by_user"] = {"settings": settings(len(names), num_resamples, confidence, seed),
+                             "metrics": compare(user_a, user_b, num_resamples, confidence, seed)}
+    return report

@@ -10,7 +10,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 from typing import Mapping, Sequence
 
-from evaluation.generation import plan_batches
+from evaluation.backends.generation import plan_batches
 from personalization.user_adapters import UserAdapterSwitch
 
 

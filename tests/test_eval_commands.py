@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from evaluation import eval_all, eval_task, metrics
+from evaluation import eval_all, eval_task
+from evaluation.scoring import metrics
 from longlamp_cli import EXIT_BAD_INPUT, run_command
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from evaluation import eval_task, evaluate_llm
+from evaluation import compare, eval_task, evaluate_llm
 from evaluation.backends.hf_transformers import TransformersGenerator
-from evaluation.metrics import score
+from evaluation.scoring.metrics import score
 from evaluation.zero_shot import ZeroShotOptions, evaluate
 from longlamp_cli import run_command
 from longlamp_tasks import TASKS
@@ -91,6 +91,58 @@ def test_with_profile_and_comparison(tiny_llama, tmp_path, sample_dir, sample_ca
     assert comparison["no_profile"] == without["scores"]["metrics"]
     assert comparison["gain"]["rougeL"] == pytest.approx(comparison["with_profile"]["rougeL"]
                                                          - comparison["no_profile"]["rougeL"])
+
+    # the gain's significance is compare.py's, run on the same files (compare.py is tested against scipy)
+    standalone = tmp_path / "standalone.json"
+    assert compare.main(["--golds", str(tmp_path / "golds.json"), "--preds_a",
+                         str(tmp_path / "no_profile" / "predictions.json"), "--preds_b",
+                         str(tmp_path / "predictions.json"), "--by_user", "--output_file", str(standalone)]) == 0
+    standalone, significance = read(standalone), comparison["significance"]
+    assert (significance["a"], significance["b"]) == ("no profile", "with profile")
+    assert set(significance["metrics"]) == set(comparison["gain"])
+    assert significance["metrics"]["rougeL"]["difference"] == pytest.approx(comparison["gain"]["rougeL"])
+    assert significance["settings"] == standalone["settings"]
+    assert significance["by_user"]["settings"] == standalone["by_user"]["settings"]
+    for name in standalone["metrics"]:  # rouge1, rougeL, meteor
+        assert significance["metrics"][name] == standalone["metrics"][name]
+        assert significance["by_user"]["metrics"][name] == standalone["by_user"]["metrics"][name]
+
+
+def test_seeds_give_one_run_per_seed_and_their_mean_and_spread(tiny_llama, tmp_path, sample_dir, sample_cache):
+    sampling = ["--do_sample", "--temperature", "1.3"]
+    assert evaluate_llm.main(cli(tiny_llama, tmp_path / "seeds", sample_dir, sample_cache, *sampling,
+                                 "--seeds", "5,8", "--use_profile", "--num_retrieved", "1",
+                                 "--compare_no_profile")) == 0
+    assert evaluate_llm.main(cli(tiny_llama, tmp_path / "alone", sample_dir, sample_cache, *sampling, "--seed", "8",
+                                 "--use_profile", "--num_retrieved", "1")) == 0
+    # one seed of a --seeds run is exactly the run with that --seed
+    assert read(tmp_path / "seeds" / "seed8" / "predictions.json") == read(tmp_path / "alone" / "predictions.json")
+    assert read(tmp_path / "seeds" / "seed8" / "scores.json")["settings"]["seed"] == 8
+    five, eight = (read(tmp_path / "seeds" / f"seed{seed}" / "predictions.json") for seed in (5, 8))
+    assert five != eight
+    assert (tmp_path / "seeds" / "seed5" / "no_profile" / "scores.json").exists()
+    assert (tmp_path / "seeds" / "seed5" / "comparison.json").exists()
+    assert (tmp_path / "seeds" / "seed5" / "README.md").exists()
+
+    summary = read(tmp_path / "seeds" / "seeds.json")
+    assert summary["seeds"] == [5, 8]
+    for part, folder in (("with_profile", ""), ("no_profile", "no_profile")):
+        per_seed = [read(tmp_path / "seeds" / f"seed{seed}" / folder / "scores.json")["scores"]["metrics"]
+                    for seed in (5, 8)]
+        assert summary[part]["per_seed"] == {"5": per_seed[0], "8": per_seed[1]}
+        for metric in per_seed[0]:
+            values = [scores[metric] for scores in per_seed]
+            assert summary[part]["mean"][metric] == pytest.approx(sum(values) / 2)
+            assert summary[part]["std"][metric] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5)
+    assert summary["gain"]["mean"]["rougeL"] == pytest.approx(
+        summary["with_profile"]["mean"]["rougeL"] - summary["no_profile"]["mean"]["rougeL"])
+
+    # resumed with the same arguments, nothing is generated again
+    before = (tmp_path / "seeds" / "seed5" / "progress.jsonl").read_bytes()
+    assert evaluate_llm.main(cli(tiny_llama, tmp_path / "seeds", sample_dir, sample_cache, *sampling,
+                                 "--seeds", "5,8", "--use_profile", "--num_retrieved", "1",
+                                 "--compare_no_profile")) == 0
+    assert (tmp_path / "seeds" / "seed5" / "progress.jsonl").read_bytes() == before
 
 
 def test_prompts_are_the_ones_training_builds(tiny_llama, sample_dir, sample_cache, tmp_path):
@@ -357,6 +409,10 @@ def test_scorer_task_name_is_accepted(tiny_llama, tmp_path, sample_dir, sample_c
                                       "position limit of 2048 tokens"),
     (["--max_new_tokens", "2048"], "no room for a prompt"),
     (["--limit", "0"], "--max_eval_examples must be at least 1"),
+    (["--seeds", "0,1"], "--seeds is for sampling runs"),
+    (["--do_sample", "--seeds", "3"], "--seeds needs at least two distinct seeds"),
+    (["--do_sample", "--seeds", "3,3"], "--seeds needs at least two distinct seeds"),
+    (["--do_sample", "--seeds", "0,x"], "--seeds takes comma-separated integers"),
     (["--backend", "transformers", "--tensor_parallel_size", "2"], "backend 'transformers' does not take "
                                                                    "tensor_parallel_size"),
 ])

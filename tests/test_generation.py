@@ -10,8 +10,8 @@ import torch
 from evaluation.backends import get_backend, resolve_backend
 from evaluation.backends.hf_transformers import TransformersGenerator
 from evaluation.backends.vllm_engine import VLLMGenerator, engine_arguments, lora_rank_for, sampling_arguments
-from evaluation.generation import GenerationSettings, plan_batches, resolve_model, strip_reasoning
-from evaluation.predictions import PredictionStore, ResumeMismatchError, write_predictions
+from evaluation.backends.generation import GenerationSettings, plan_batches, resolve_model, strip_reasoning
+from evaluation.zero_shot.predictions import PredictionStore, ResumeMismatchError, write_predictions
 from tiny_models import make_causal_lm, make_seq2seq_lm
 
 PROMPTS = [
@@ -136,7 +136,7 @@ def test_peft_adapter_is_applied_on_its_base_model(causal, tmp_path):
 
 
 def test_unknown_model_path_is_a_clear_error(tmp_path):
-    from evaluation.generation import ModelLoadError
+    from evaluation.backends.generation import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="cannot load --model_name"):
         resolve_model(str(tmp_path / "no-such-model"))

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation import aggregate, leaderboard, metrics, per_sample, significance
+from evaluation.scoring import aggregate, metrics, per_sample
+from evaluation import leaderboard, significance
 from longlamp_runs import write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Per-sample score files (evaluation/per_sample.py) and eval_task.py's --per_sample_file."""
+"""Per-sample score files (evaluation/scoring/per_sample.py) and eval_task.py's --per_sample_file."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from evaluation import eval_task, metrics, per_sample
+from evaluation import eval_task
+from evaluation.scoring import metrics, per_sample
 from tests.test_eval_commands import TASK, gold_entries, prediction_entries, run_script, write_task
 
 

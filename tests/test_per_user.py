@@ -105,7 +105,7 @@ def test_other_settings_in_the_same_folder_are_refused(two_process_run, tiny_lla
 def test_a_users_adapter_changes_only_that_users_predictions(two_process_run, tiny_llama, sample_cache):
     import longlamp
     from evaluation.backends import get_backend
-    from evaluation.generation import GenerationSettings, resolve_model
+    from evaluation.backends.generation import GenerationSettings, resolve_model
     from longlamp_prompts import PromptBuilder
     from personalization.generate import generate_per_user
     from personalization.user_adapters import AdapterStore

@@ -17,7 +17,7 @@ TASK = TASKS["product_review"]
 def setup(tiny_llama, sample_cache, sample_dir):
     import longlamp
     from evaluation.backends import get_backend
-    from evaluation.generation import GenerationSettings, resolve_model
+    from evaluation.backends.generation import GenerationSettings, resolve_model
 
     rows = list(longlamp.load_split("product_review_user", "validation", data_dir=str(sample_dir),
                                     cache_dir=sample_cache))

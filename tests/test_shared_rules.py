@@ -11,7 +11,7 @@ from longlamp_prompts import DEFAULT_PROMPT_BUDGET, PromptBudgetError, prompt_bu
 
 def test_one_default_budget_for_training_and_zero_shot(tiny_llama):
     """The same model gets the same budget in both (zero-shot used context minus new tokens: 2,036 here)."""
-    from evaluation.generation import resolve_model
+    from evaluation.backends.generation import resolve_model
     from training.config import TrainConfig
 
     source = resolve_model(str(tiny_llama))

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from evaluation import files, metrics, significance
+from evaluation.scoring import files, metrics
+from evaluation import significance
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = "LongLaMP_product_review_user"

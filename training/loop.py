@@ -58,7 +58,7 @@ from training.modeling import (
 )
 from training.run_folder import check_output_dir, claim_output_dir
 from training.sampling import EpochSampler
-from evaluation.predictions import write_predictions
+from evaluation.zero_shot.predictions import write_predictions
 from training.validation import generate_texts, score_and_keep, validation_loss
 
 logger = logging.getLogger(__name__)
@@ -168,8 +168,8 @@ def check_scorer_available() -> None:
     """Generation metrics during training need the project's scorer and NLTK's data (METEOR): check them now,
     not at the first evaluation after hours of training."""
     try:
-        import evaluation.metrics  # noqa: F401
-        from evaluation.nltk_setup import MissingNLTKDataError, require_nltk_data
+        import evaluation.scoring.metrics  # noqa: F401
+        from evaluation.scoring.nltk_setup import MissingNLTKDataError, require_nltk_data
     except ImportError as error:
         raise ConfigError(f"--eval_generation_examples needs the project's scorer: {error}") from None
     try:

@@ -68,9 +68,9 @@ def score_and_keep(directory: Path, task_name: str, settings: dict, ids: list[st
     scorer; with `write` (the main process) the generations are kept in `directory` as a zero-shot run keeps them
     (predictions.json, golds.json, scores.json with 95% intervals, per_sample.jsonl), so that the run's card and
     upload show them like any evaluation."""
-    from evaluation import per_sample
-    from evaluation.metrics import score_with_samples
-    from evaluation.predictions import write_predictions
+    from evaluation.scoring import per_sample
+    from evaluation.scoring.metrics import score_with_samples
+    from evaluation.zero_shot.predictions import write_predictions
 
     result, samples = score_with_samples(predictions, references, metrics=GENERATION_METRICS)
     if write:

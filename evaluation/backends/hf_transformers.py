@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from evaluation.backends.base import TokenGenerator
-from evaluation.generation import ModelLoadError, torch_dtype
+from evaluation.backends.generation import ModelLoadError, torch_dtype
 
 
 class TransformersGenerator(TokenGenerator):

@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from evaluation.task_names import canonical_task_name
+from evaluation.scoring.task_names import canonical_task_name
 
 MAX_UNZIPPED_BYTES = 2 * 1024**3
 MAX_ZIP_MEMBERS = 10_000

@@ -1,0 +1,159 @@
+"""One zero-shot evaluation from its options: everything that can refuse the run first, then prompts, generation
+and scores for each variant (with profile; without, with `compare_no_profile`) under the folder's lock."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+from pathlib import Path
+
+from evaluation.backends import backend_class, get_backend, resolve_backend
+from evaluation.backends import check_options as check_backend_options
+from evaluation.backends.generation import ModelSource, resolve_model
+from evaluation.backends.served_model import APPROXIMATION, served_model
+from evaluation.zero_shot.data import column, data_config, data_source, load_rows, make_retriever, \
+    resolve_task_and_retriever
+from evaluation.zero_shot.fingerprints import model_fingerprint, served_fingerprint
+from evaluation.zero_shot.options import DEFAULT_NUM_RETRIEVED, ZeroShotOptions, api_mode, check_options, \
+    ignored_profile_flags, is_served
+from evaluation.zero_shot.progress import collect_other_processes, generate_missing, prepare_prompts, prepare_run, \
+    share
+from evaluation.zero_shot.results import SEEDS_FILE, compare, finish_run, seed_summary
+from longlamp_cli import check_folder
+from longlamp_prompts import PromptBuilder, prompt_budget
+from longlamp_runs import RunLock, write_json_atomic
+from longlamp_tasks import Task, scorer_task_name
+
+logger = logging.getLogger(__name__)
+
+
+def evaluate(options: ZeroShotOptions) -> list[dict]:
+    """Run the evaluation(s) the options ask for; returns each run's `scores.json` content."""
+    check_options(options)
+    return _evaluate(options, check_folder(options.output_dir, "--output_dir"))
+
+
+def _evaluate(options: ZeroShotOptions, root: Path) -> list[dict]:
+    """Everything that can refuse the run, then the run under the folder's lock."""
+    ignored_profile_flags(options)
+    data_config(options.validation_data)  # an unknown config name fails before anything is loaded
+    rows = load_rows(options)
+    task, setting, retriever_name, ranked_by = resolve_task_and_retriever(options, rows)
+    retriever = make_retriever(options, retriever_name) if options.use_profile else None
+    generation = options.generation()
+    served = is_served(options)
+    if served:
+        source = served_model(options.model_name, options.tokenizer, options.trust_remote_code,
+                              options.template_kwargs())
+    else:
+        source = resolve_model(options.model_name, options.base_model, options.trust_remote_code,
+                               options.template_kwargs())
+    backend = resolve_backend(options.backend, generation, source)
+    generator_class = backend_class(backend)
+    check_backend_options(backend, {**options.backend_options(served), **generator_class.run_options(0, 0)})
+    reason = generator_class.unsupported(source, generation) if served else None
+    if reason:
+        raise ValueError(f"the {backend} backend {reason}")
+    budget = prompt_budget(options.max_prompt_length, source.context_length(), generation.max_new_tokens,
+                           source.is_encoder_decoder)
+    builder = PromptBuilder(task, source.tokenizer, budget, options.use_chat_template, options.template_kwargs())
+    common = {
+        "task": task.name, "setting": setting, "split": options.split,
+        "model": options.model_name, "base_model": source.base if source.adapter else None,
+        "model_fingerprint": (served_fingerprint(options.model_name, options.tokenizer) if served
+                              else model_fingerprint(source)),
+        "backend": backend, "dtype": generator_class.dtype_name(options.dtype),
+        "max_prompt_length": builder.max_prompt_tokens,
+        "chat_template": builder.use_chat_template, "chat_template_kwargs": options.template_kwargs() or None,
+        "strip_reasoning": not options.keep_reasoning, **generation.record(),
+        "data": data_source(options, rows), **({"ranked_by": ranked_by} if ranked_by else {}),
+    }
+    if served:  # what decides the prompts sent; not the URL or the concurrency, which may change on resume
+        common.update(api_mode=api_mode(options), prompt_tokenizer=options.tokenizer or APPROXIMATION)
+    handed_over = [retriever]  # the callee takes the only reference, so that it can free the retriever's memory
+    del retriever
+    if share()[0] != 0:  # another process of an `accelerate launch`: the main one holds the folder's lock
+        return _generate_and_score(options, root, task, setting, rows, source, builder, common, handed_over)
+    with RunLock(root, "evaluate_llm.py"):  # taken only now: a refused run leaves no folder behind
+        return _generate_and_score(options, root, task, setting, rows, source, builder, common, handed_over)
+
+
+def _generate_and_score(options: ZeroShotOptions, root: Path, task: Task, setting: str, rows, source: ModelSource,
+                        builder: PromptBuilder, common: dict, handed_over: list) -> list[dict]:
+    """Write the prompts, generate what is missing, then write predictions and scores, for each variant and seed.
+
+    The prompts of a variant are built once and shared by its seeds; the model is loaded once for all runs."""
+    retriever = handed_over.pop()
+    variants = [("", retriever)] + ([("no_profile", None)] if options.compare_no_profile else [])
+    num_retrieved = options.num_retrieved if options.num_retrieved is not None else DEFAULT_NUM_RETRIEVED
+    generation, backend = options.generation(), common["backend"]
+    seeds, several = options.seed_list(), options.seeds is not None
+    prepared = []
+    for folder, run_retriever in variants:
+        settings = {**common, "use_profile": run_retriever is not None}
+        if run_retriever is not None:
+            settings.update(retriever=run_retriever.signature, num_retrieved=num_retrieved,
+                            is_ranked=options.is_ranked)
+        records, inputs = prepare_prompts(task, rows, source, builder, settings, run_retriever, num_retrieved,
+                                          options.is_ranked)
+        for seed in seeds:
+            run_settings = {**settings, "seed": seed} if generation.do_sample else settings
+            prepared.append(prepare_run(seed_folder(root, seed, several) / folder, run_settings, records, inputs,
+                                        seed, generation.do_sample))
+    del variants, retriever, run_retriever
+    release_accelerator_memory()  # an on-the-fly dense retriever's encoder must not hold memory vLLM needs
+    generator_class = backend_class(backend)
+    ignored = ignored_profile_flags(options, warn=False)
+
+    pending = [run for run in prepared if not run.done]
+    rank, world = share()
+    if pending:
+        logger.info("loading %s with the %s backend", options.model_name, backend)
+        longest = max(length for run in pending for length in run.lengths)
+        device = {"device_map": f"cuda:{os.environ.get('LOCAL_RANK', rank)}"} if (
+            world > 1 and backend == "transformers" and options.device_map is None and cuda_available()) else {}
+        generator = get_backend(backend, source, generation, **{**options.backend_options(generator_class.served),
+                                                                **device},
+                                **generator_class.run_options(longest, generation.max_new_tokens))
+        batch_size = options.batch_size or generator_class.default_batch_size
+        for run in pending:
+            generate_missing(run, generator, batch_size, rank, world)
+    if rank != 0:
+        return []  # the main process merges the progress files and writes the results
+    for run in prepared:
+        collect_other_processes(run)
+    references, users = column(rows, "output"), column(rows, task.user_column)
+    results = [finish_run(run, scorer_task_name(task, setting), references, users, options, ignored)
+               for run in prepared]
+    from publishing.cards import write_run_card
+
+    by_seed = {seed: results[index::len(seeds)] for index, seed in enumerate(seeds)}  # [with profile, no profile]
+    for seed, runs in by_seed.items():
+        folder = seed_folder(root, seed, several)
+        if options.compare_no_profile:
+            write_json_atomic(folder / "comparison.json", compare(*runs, folder, folder / "no_profile"))
+        write_run_card(folder)  # README.md: the run's card, pushed or not
+    if several:
+        write_json_atomic(root / SEEDS_FILE, seed_summary(by_seed))
+    return results
+
+
+def seed_folder(root: Path, seed: int, several: bool) -> Path:
+    """Where the run of one seed goes: the output folder itself, or its seed<N>/ with --seeds."""
+    return root / f"seed{seed}" if several else root
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def release_accelerator_memory() -> None:
+    """Collect objects no longer referenced and hand PyTorch's cached GPU memory back to the device."""
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
