@@ -18,11 +18,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable instead of evaluation/ itself
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from evaluation.scoring import files  # noqa: E402
+from evaluation.scoring import files, per_sample  # noqa: E402
 from evaluation.eval_task import (  # noqa: E402
     add_scoring_arguments,
     exit_code_for_missing_nltk_data,
-    score_task,
+    score_task_with_samples,
     scoring_options,
 )
 from longlamp_cli import ArgumentParser, check_folder, positive_int, run_command  # noqa: E402
@@ -48,9 +48,11 @@ def read_zip_tasks(zip_path: str | Path, folder: Path, role: str, max_bytes: int
 
 def evaluate_zips(
     golds_zip: str | Path, preds_zip: str | Path, temp_dir: str | Path | None = None,
-    output_file: str | Path | None = None, *, max_unzipped_bytes: int = files.MAX_UNZIPPED_BYTES, **scoring,
+    output_file: str | Path | None = None, *, max_unzipped_bytes: int = files.MAX_UNZIPPED_BYTES,
+    per_sample_dir: str | Path | None = None, **scoring,
 ) -> dict:
-    """Score each task of `golds_zip` that `preds_zip` has predictions for; write to `output_file` if given.
+    """Score each task of `golds_zip` that `preds_zip` has predictions for; write to `output_file` if given, and
+    each task's per-sample scores to `per_sample_dir/<task>.per_sample.jsonl` (once every task is scored).
 
     Extraction happens in a fresh folder inside `temp_dir` (default: the system's), removed afterwards.
     Every file is read and checked before any task is scored; files.InputFileError for bad input, before
@@ -75,10 +77,14 @@ def evaluate_zips(
         logger.warning("no predictions for %s", ", ".join(missing))
     if unexpected:
         logger.warning("predictions for tasks that have no golds, not scored: %s", ", ".join(unexpected))
-    results = {}
+    results, samples = {}, {}
     for task in sorted(tasks):
         logger.info("scoring %s (%d samples)", task, len(golds[task].ids))
-        results[task] = score_task(golds[task], predictions[task], **scoring)
+        results[task], samples[task] = score_task_with_samples(golds[task], predictions[task], **scoring)
+    if per_sample_dir is not None:
+        Path(per_sample_dir).mkdir(parents=True, exist_ok=True)
+        for task, rows in samples.items():
+            per_sample.write(Path(per_sample_dir) / per_sample_file_name(task), rows)
     first = next(iter(results.values()))
     report = {
         "golds_zip": str(golds_zip),
@@ -95,6 +101,11 @@ def evaluate_zips(
     return report
 
 
+def per_sample_file_name(task: str) -> str:
+    """One task's per-sample file in --per_sample_dir (the per-sample format holds one task per file)."""
+    return f"{task}.per_sample.jsonl"
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--golds_zip", required=True, help="zip of gold files, one per task")
@@ -103,6 +114,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--max_unzipped_mb", type=positive_int, default=files.MAX_UNZIPPED_BYTES // 2**20,
                         help="refuse a zip that unpacks to more than this many MiB")
     add_scoring_arguments(parser)
+    parser.add_argument("--per_sample_dir", default=None,
+                        help="also write each task's per-sample scores into this folder, as "
+                             "<task>.per_sample.jsonl (eval_task.py's --per_sample_file format)")
     return parser
 
 
@@ -110,10 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = scoring_options(args)
     temp_dir = check_folder(args.temp_dir, "--temp_dir") if args.temp_dir is not None else None
+    per_sample_dir = check_folder(args.per_sample_dir, "--per_sample_dir") if args.per_sample_dir else None
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return exit_code_for_missing_nltk_data(
         lambda: evaluate_zips(args.golds_zip, args.preds_zip, temp_dir, args.output_file,
-                              max_unzipped_bytes=args.max_unzipped_mb * 2**20, **options))
+                              max_unzipped_bytes=args.max_unzipped_mb * 2**20,
+                              per_sample_dir=per_sample_dir, **options))
 
 
 if __name__ == "__main__":

@@ -47,11 +47,6 @@ def score_task_with_samples(golds: files.TaskFile, predictions: files.TaskFile, 
     return report, per_sample.rows(golds.ids, outputs, scores, golds.users)
 
 
-def score_task(golds: files.TaskFile, predictions: files.TaskFile, task_name: str | None = None, **scoring) -> dict:
-    """Check that two read task files belong together, then score them: {"task", "golds_json", "preds_json", ...}."""
-    return score_task_with_samples(golds, predictions, task_name, **scoring)[0]
-
-
 def evaluate_files(
     golds_json: str | Path, preds_json: str | Path, task_name: str | None = None, output_file: str | Path | None = None,
     per_sample_file: str | Path | None = None, **scoring,

@@ -178,15 +178,18 @@ def test_eval_all_script_scores_the_tasks_it_has_and_lists_the_missing(tmp_path,
     })
     temp_dir, out = tmp_path / "extract", tmp_path / "results.json"
     done = run_script("eval_all.py", "--golds_zip", str(golds_zip), "--preds_zip", str(preds_zip), "--temp_dir",
-                      str(temp_dir), "--output_file", str(out), *FAST)
+                      str(temp_dir), "--output_file", str(out), "--per_sample_dir", str(tmp_path / "samples"), *FAST)
     assert done.returncode == 0, done.stderr
     assert "no predictions for LongLaMP_topic_writing_temporal" in done.stderr
     report = json.loads(out.read_text(encoding="utf-8"))
     assert list(report["tasks"]) == [TASK] and report["missing_predictions"] == ["LongLaMP_topic_writing_temporal"]
     single = eval_task.evaluate_files(write_task(tmp_path / "g.json", gold_entries()),
-                                      write_task(tmp_path / "p.json", prediction_entries()), bootstrap=100,
-                                      num_workers=1)
+                                      write_task(tmp_path / "p.json", prediction_entries()),
+                                      per_sample_file=tmp_path / "single.jsonl", bootstrap=100, num_workers=1)
     assert report["tasks"][TASK]["metrics"] == single["metrics"]
+    # one per-sample file per scored task, in eval_task.py's format, with its numbers
+    assert [p.name for p in (tmp_path / "samples").iterdir()] == [f"{TASK}.per_sample.jsonl"]
+    assert (tmp_path / "samples" / f"{TASK}.per_sample.jsonl").read_bytes() == (tmp_path / "single.jsonl").read_bytes()
     assert report["tasks"][TASK]["golds_json"] == f"{golds_zip}:golds/review.json"
     assert report["settings"] == single["settings"] and report["versions"] == single["versions"]
     assert list(temp_dir.iterdir()) == []  # the extracted files are gone
@@ -213,10 +216,11 @@ def test_eval_all_refuses_bad_zips_and_writes_nothing(tmp_path, golds_zip, capsy
     preds_zip = make_zip(tmp_path / "preds.zip", files, links)
     temp_dir, out = tmp_path / "extract", tmp_path / "results.json"
     code, error = run_main(eval_all.main, ["--golds_zip", str(golds_zip), "--preds_zip", str(preds_zip), "--temp_dir",
-                                           str(temp_dir), "--output_file", str(out), "--max_unzipped_mb", "1", *FAST],
+                                           str(temp_dir), "--output_file", str(out), "--max_unzipped_mb", "1",
+                                           "--per_sample_dir", str(tmp_path / "samples"), *FAST],
                            capsys)
     assert code == EXIT_BAD_INPUT and message in error
-    assert not out.exists() and list(temp_dir.iterdir()) == []
+    assert not out.exists() and list(temp_dir.iterdir()) == [] and not (tmp_path / "samples").exists()
     assert not (tmp_path / "evil.json").exists() and not Path("/tmp/evil.json").exists()
 
 
