@@ -131,3 +131,22 @@ def test_generation_metrics_choose_the_best_model_and_test_predictions_are_writt
 
     assert [gold["id"] for gold in predictions["golds"]] == datasets.load_from_disk(str(validation_rows))["id"]
     assert all(isinstance(gold["output"], str) for gold in predictions["golds"])
+
+
+def test_validation_generations_equal_zero_shot_evaluation_of_the_same_checkpoint(tiny_chat_llama, short_data,
+                                                                                  tmp_path, fresh_accelerate):
+    """One generation path: what training scores at its last evaluation is what evaluate_llm.py generates from
+    the saved model (same prompts, stop tokens and decoding), text for text."""
+    from evaluation import evaluate_llm
+
+    train_rows, validation_rows = short_data
+    train(parse_args(run_flags(tiny_chat_llama, tmp_path / "run", train_rows, validation_rows,
+                               test_data=validation_rows, max_steps=2, eval_steps=2, eval_generation_examples=5,
+                               max_new_tokens=40, learning_rate=3e-2)))
+    assert evaluate_llm.main(["--validation_data", str(validation_rows), "--task", CONFIG, "--model_name",
+                              str(tmp_path / "run" / "final"), "--output_dir", str(tmp_path / "zero_shot"),
+                              "--max_new_tokens", "40", "--max_prompt_length", "128", "--batch_size", "2"]) == 0
+    zero_shot = json.loads((tmp_path / "zero_shot" / "predictions.json").read_text())["golds"]
+    for name in ("validation/predictions.json", "predictions_test.json"):
+        trained = json.loads((tmp_path / "run" / name).read_text())["golds"]
+        assert [(g["id"], g["output"]) for g in trained] == [(g["id"], g["output"]) for g in zero_shot]

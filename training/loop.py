@@ -58,8 +58,9 @@ from training.modeling import (
 )
 from training.run_folder import check_output_dir, claim_output_dir
 from training.sampling import EpochSampler
+from evaluation.backends.generation import GenerationSettings
 from evaluation.zero_shot.predictions import write_predictions
-from training.validation import generate_texts, score_and_keep, validation_loss
+from training.validation import generate_texts, generation_source, score_and_keep, validation_loss
 
 logger = logging.getLogger(__name__)
 NO_DECAY = ("bias", "norm")
@@ -251,7 +252,8 @@ def _train(accelerator, config: TrainConfig, output_dir: Path, resume_from: Path
     logger.info("training %s on %d examples for %d optimizer steps (%d per epoch) on %d process(es)",
                 config.model_name, len(splits.train), total_steps, steps_per_epoch, world)
 
-    run = _Run(accelerator, config, model, tokenizer, optimizer, scheduler, state, encoder_decoder,
+    source = generation_source(config.model_name, model_config, tokenizer, accelerator.unwrap_model(model))
+    run = _Run(accelerator, config, model, tokenizer, source, optimizer, scheduler, state, encoder_decoder,
                keep_target_logits, output_dir, splits, validation_loader, generation_loader, total_steps)
     run.fit(train_loader, sampler, micro_batches_per_epoch)
 
@@ -263,8 +265,8 @@ def _train(accelerator, config: TrainConfig, output_dir: Path, resume_from: Path
             export_merged_in_clean_process(final_dir, output_dir / "final-merged")
         accelerator.wait_for_everyone()
     if test_loader is not None:
-        texts = generate_texts(accelerator, model, tokenizer, test_loader, encoder_decoder, run.max_new_tokens,
-                               config.num_beams, run.synced_gpus)
+        texts = generate_texts(accelerator, model, run.generation_source, test_loader, run.generation,
+                               run.synced_gpus)
         if accelerator.is_main_process:
             ids = splits.test["id"]
             write_predictions(output_dir / "predictions_test.json", scorer_task_name(task, setting), ids,
@@ -331,14 +333,16 @@ def build_splits(config: TrainConfig, task, tokenizer, encoder_decoder: bool, bu
 class _Run:
     """The state one training run threads through its steps, evaluations and checkpoints."""
 
-    def __init__(self, accelerator, config, model, tokenizer, optimizer, scheduler, state, encoder_decoder,
-                 keep_target_logits, output_dir, splits, validation_loader, generation_loader, total_steps):
+    def __init__(self, accelerator, config, model, tokenizer, generation_source, optimizer, scheduler, state,
+                 encoder_decoder, keep_target_logits, output_dir, splits, validation_loader, generation_loader, total_steps):
         self.accelerator, self.config, self.model, self.tokenizer = accelerator, config, model, tokenizer
         self.optimizer, self.scheduler, self.state = optimizer, scheduler, state
         self.encoder_decoder, self.keep_target_logits = encoder_decoder, keep_target_logits
         self.output_dir, self.splits, self.total_steps = output_dir, splits, total_steps
         self.validation_loader, self.generation_loader = validation_loader, generation_loader
-        self.max_new_tokens = config.max_new_tokens or config.max_target_length
+        self.generation_source = generation_source
+        self.generation = GenerationSettings(max_new_tokens=config.max_new_tokens or config.max_target_length,
+                                             num_beams=config.num_beams)  # greedy, or beam search
         self.synced_gpus = synced_gpus(accelerator)
         self.meter = _Meter()
 
@@ -429,8 +433,8 @@ class _Run:
         metrics = {"eval_loss": validation_loss(self.accelerator, self.model, self.validation_loader,
                                                 self.encoder_decoder, self.keep_target_logits)}
         if self.generation_loader is not None:
-            texts = generate_texts(self.accelerator, self.model, self.tokenizer, self.generation_loader,
-                                   self.encoder_decoder, self.max_new_tokens, self.config.num_beams, self.synced_gpus)
+            texts = generate_texts(self.accelerator, self.model, self.generation_source, self.generation_loader,
+                                   self.generation, self.synced_gpus)
             references = self.splits.generation["output"]
             task, setting = parse_config_name(self.config.task)
             settings = {"task": task.name, "setting": setting, "split": "validation", "model": self.config.model_name,

@@ -11,6 +11,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from evaluation.backends.base import finish_ids
+from evaluation.backends.generation import GenerationSettings, ModelSource
+from evaluation.backends.hf_transformers import generation_config, new_tokens
 from longlamp_runs import write_json_atomic
 
 from training.config import GENERATION_METRICS
@@ -29,31 +32,44 @@ def validation_loss(accelerator, model, loader, is_encoder_decoder: bool, keep_t
     return (totals[0] / totals[1]).item()
 
 
+def generation_source(model_name: str, model_config, tokenizer, model) -> ModelSource:
+    """The model being trained, described as zero-shot evaluation describes a saved one (its stop ids, its
+    decoding), so that validation generation and evaluate_llm.py end and decode continuations alike."""
+    return ModelSource(address=model_name, base=model_name, adapter=None, config=model_config, tokenizer=tokenizer,
+                       generation_config=transformers_model(model).generation_config)
+
+
+def transformers_model(model):
+    """The transformers model under a PEFT wrapper (the one whose generation_config `generate` reads)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 @torch.no_grad()
-def generate_texts(accelerator, model, tokenizer, loader, is_encoder_decoder: bool, max_new_tokens: int,
-                   num_beams: int = 1, synced_gpus: bool | None = None) -> dict[int, str]:
-    """Greedy (or beam) generations for the prompts of `loader`, keyed by their `row`.
+def generate_texts(accelerator, model, source: ModelSource, loader, settings: GenerationSettings,
+                   synced_gpus: bool | None = None) -> dict[int, str]:
+    """Generations for the prompts of `loader`, keyed by their `row`: the transformers backend's generation
+    config, cut at the same stop ids and decoded the same way (`finish_ids`), so that ROUGE during training equals
+    ROUGE from evaluating the saved checkpoint with evaluate_llm.py (tests/test_train_loop.py).
 
     `synced_gpus` is passed only when given: left out, transformers decides itself (it syncs under FSDP and
     ZeRO-3 with several processes, which an explicit False would override and hang).
     """
     model.eval()
     generator = accelerator.unwrap_model(model)
+    target = transformers_model(generator)
+    config = generation_config(target, source, settings)
+    own, target.generation_config = target.generation_config, config  # no default of the model's own fills in
     texts: dict[int, str] = {}
-    for batch in tqdm(loader, desc="Generating", disable=not accelerator.is_local_main_process, leave=False):
-        output = generator.generate(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            max_new_tokens=max_new_tokens,
-            num_beams=num_beams,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-            **generation_sync(synced_gpus),
-        )
-        new_tokens = output if is_encoder_decoder else output[:, batch["input_ids"].shape[1]:]
-        decoded = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        pairs = list(zip(batch["row"].tolist(), decoded))
-        texts.update(accelerator.gather_for_metrics(pairs, use_gather_object=True))
+    try:
+        for batch in tqdm(loader, desc="Generating", disable=not accelerator.is_local_main_process, leave=False):
+            output = generator.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                        generation_config=config, **generation_sync(synced_gpus))
+            ids = new_tokens(output, batch["input_ids"].shape[1], source.is_encoder_decoder).tolist()
+            decoded = [finish_ids(source, row, settings.max_new_tokens).text for row in ids]
+            pairs = list(zip(batch["row"].tolist(), decoded))
+            texts.update(accelerator.gather_for_metrics(pairs, use_gather_object=True))
+    finally:
+        target.generation_config = own  # the checkpoint keeps the model's own
     return texts
 
 

@@ -93,9 +93,14 @@ class TokenGenerator(Generator):
         return [self.finish(ids) for ids in self.generate_ids(prompts, seeds)]
 
     def finish(self, ids: Sequence[int]) -> Generation:
-        """Cut at the first stop id, then decode (special tokens skipped, no clean-up of spaces)."""
-        ids = list(ids)
-        stop = next((position for position, token in enumerate(ids) if token in self.stop_ids), None)
-        kept = ids if stop is None else ids[:stop]
-        return Generation(self.source.decode(kept), len(kept),
-                          hit_limit=stop is None and len(kept) >= self.settings.max_new_tokens)
+        return finish_ids(self.source, ids, self.settings.max_new_tokens)
+
+
+def finish_ids(source, ids: Sequence[int], max_new_tokens: int) -> Generation:
+    """New token ids cut at the first of the source's stop ids, then decoded (special tokens skipped, no clean-up
+    of spaces): every local backend, and training's validation generation, end a continuation this way."""
+    ids = list(ids)
+    stop_ids = source.stop_token_ids
+    stop = next((position for position, token in enumerate(ids) if token in stop_ids), None)
+    kept = ids if stop is None else ids[:stop]
+    return Generation(source.decode(kept), len(kept), hit_limit=stop is None and len(kept) >= max_new_tokens)

@@ -38,26 +38,11 @@ class TransformersGenerator(TokenGenerator):
         except OSError as error:
             raise ModelLoadError(f"cannot load the weights of {source.address!r}: {error}") from error
         self.model = model.eval()
-        self.model.generation_config = self._generation_config()
+        self.model.generation_config = generation_config(self.model, source, settings)
 
     @classmethod
     def dtype_name(cls, dtype: str) -> str:
         return str(torch_dtype(dtype)).removeprefix("torch.")
-
-    def _generation_config(self):
-        from transformers import GenerationConfig
-
-        own = self.model.generation_config
-        special = {
-            "bos_token_id": own.bos_token_id,
-            "eos_token_id": self.stop_ids,
-            "pad_token_id": self.tokenizer.pad_token_id,
-            "decoder_start_token_id": own.decoder_start_token_id,
-        }
-        s = self.settings
-        sampling = {"temperature": s.temperature, "top_p": s.top_p, "top_k": 0} if s.do_sample else {}
-        return GenerationConfig(max_new_tokens=s.max_new_tokens, do_sample=s.do_sample, num_beams=s.num_beams,
-                                use_cache=True, **sampling, **special)
 
     def generate_ids(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int]) -> list[list[int]]:
         import torch
@@ -78,5 +63,28 @@ class TransformersGenerator(TokenGenerator):
         with torch.inference_mode():
             output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask,
                                          generation_config=self.model.generation_config)
-        generated = output[:, width:] if left else output[:, 1:]  # an encoder-decoder's output opens with its start
-        return generated.tolist()  # finished rows are padded after their stop token: `finish` cuts there
+        return new_tokens(output, width, self.source.is_encoder_decoder).tolist()  # `finish` cuts at the stop
+
+
+def generation_config(model, source, settings):
+    """Exactly the decoding settings, with the source's stop ids: none of the model's own generation defaults
+    (transformers fills a setting left unset from `model.generation_config`, so callers install this one there
+    for the call). Shared by this backend and training's validation generation (training/validation.py)."""
+    from transformers import GenerationConfig
+
+    own = model.generation_config
+    special = {
+        "bos_token_id": own.bos_token_id,
+        "eos_token_id": source.stop_token_ids,
+        "pad_token_id": source.tokenizer.pad_token_id,
+        "decoder_start_token_id": own.decoder_start_token_id,
+    }
+    sampling = {"temperature": settings.temperature, "top_p": settings.top_p, "top_k": 0} if settings.do_sample else {}
+    return GenerationConfig(max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample,
+                            num_beams=settings.num_beams, use_cache=True, **sampling, **special)
+
+
+def new_tokens(output, prompt_width: int, is_encoder_decoder: bool):
+    """The generated part of `generate`'s output: after the (left-padded) prompt, or after an encoder-decoder's
+    decoder start token. Rows that finished early are padded after their stop token."""
+    return output[:, 1:] if is_encoder_decoder else output[:, prompt_width:]
