@@ -1,4 +1,5 @@
-"""evaluation/leaderboard.py on generated run folders: ranking, intervals, significance, runs kept apart, outputs."""
+"""evaluation/leaderboard.py (its library: evaluation/comparison/) on generated run folders: ranking, intervals,
+significance, runs kept apart, outputs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation import aggregate, leaderboard, metrics, per_sample, significance
+from evaluation import aggregate, metrics, per_sample
+from evaluation.comparison import significance
+from evaluation.comparison.board import build
 from longlamp_runs import write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +56,7 @@ def board(tmp_path_factory):
                                                           "not_scored": "no reference outputs"})
     (root / "empty").mkdir()
     output = root / "board"
-    result = leaderboard.build([root / name for name in [*scores, "unscored", "empty"]], output, "rougeL",
+    result = build([root / name for name in [*scores, "unscored", "empty"]], output, "rougeL",
                                num_resamples=500, seed=3)
     return result, scores, baseline, output
 
@@ -128,12 +131,12 @@ def test_runs_without_per_sample_files_are_scored_from_their_predictions_and_cac
     write_json_atomic(training / "final" / "training_config.json", {"model_name": "tiny-t5", "use_profile": False,
                                                                     "test_data": "product_review_user"})
     golds = write_task(tmp_path / "test_golds.json", GOLDS)
-    result = leaderboard.build([run, training], tmp_path / "board", "meteor", golds=[golds], num_resamples=100)
+    result = build([run, training], tmp_path / "board", "meteor", golds=[golds], num_resamples=100)
     rows = {row["run"]: row for group in result["configs"][TASK] for row in group["rows"]}
     expected = metrics.per_sample_scores(PREDICTIONS, GOLDS, metrics=("meteor",), num_workers=1)["meteor"]
     assert rows["run"]["mean"] == np.mean(expected) and rows["trained"]["kind"] == "training"
     assert len(list((tmp_path / "board" / "cache").glob("*.jsonl"))) == 2
-    without_golds = leaderboard.build([training], tmp_path / "board2", "meteor", num_resamples=100)
+    without_golds = build([training], tmp_path / "board2", "meteor", num_resamples=100)
     assert "pass its test golds with --golds" in without_golds["not_ranked"][0]["reason"]
 
 
@@ -144,3 +147,4 @@ def test_leaderboard_command_refuses_a_missing_folder_and_a_corpus_metric(tmp_pa
                                str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO, timeout=300)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
         assert not (tmp_path / "out").exists()
+
