@@ -1,12 +1,14 @@
 """A leaderboard of finished runs: one ranked table per config, with intervals, significance and plots.
 
-    python evaluation/leaderboard.py RUN_DIR... --output leaderboard/ [--metric rougeL] [--golds test_golds.json]
+    python evaluation/leaderboard.py RUN_DIR_OR_HUB_REPO... --output leaderboard/ [--metric rougeL] \\
+        [--golds test_golds.json]
 
 Each argument is a run folder, zero-shot (evaluation/zero_shot.py) or training (training/loop.py, scored against
-the gold file of its task given with --golds). Runs are ranked together only when they were scored on the same
-split, data, examples and scorer versions; the others are ranked apart, with the reason. The library is
-evaluation/comparison/ (runs, ranking, tables, plots, board); docs/evaluation.md says what is read. Reading runs
-published on the Hub is not implemented yet: download them first.
+the gold file of its task given with --golds), or the Hub repository a run was published to (`owner/name`,
+`owner/name@revision`; evaluation/push_results.py): its scores and per-sample files are downloaded into the Hub
+cache and read as a folder. Runs are ranked together only when they were scored on the same split, data,
+examples and scorer versions; the others are ranked apart, with the reason. The library is
+evaluation/comparison/ (runs, hub_runs, ranking, tables, plots, board); docs/evaluation.md says what is read.
 
 Written to DIR: leaderboard.md, leaderboard.html (self-contained: the plots inline), leaderboard.json,
 <config>.csv per config and <config>.png (the metric by retriever and k).
@@ -29,8 +31,9 @@ from longlamp_cli import ArgumentParser, add_flag, run_command  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
-                        help="finished run folders (zero-shot or training)")
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_HUB_REPO",
+                        help="finished run folders (zero-shot or training) or Hub repositories they were pushed to "
+                             "(owner/name[@revision]; datasets/owner/name for a dataset repository only)")
     parser.add_argument("--output", "--output_dir", type=Path, required=True, help="folder for the leaderboard files")
     parser.add_argument("--metric", default="rougeL", help="per-sample metric to rank by")
     parser.add_argument("--golds", type=Path, action="append", default=[],

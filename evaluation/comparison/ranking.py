@@ -57,7 +57,7 @@ def rank_group(group: Group, metric: str, num_resamples: int, seed: int) -> list
     ids = group.runs[0].ids
     for run in group.runs:
         if metric not in run.scores:
-            raise ValueError(f"{run.path}: no per-sample {metric!r} scores (it has {', '.join(run.scores)})")
+            raise ValueError(f"{run.where}: no per-sample {metric!r} scores (it has {', '.join(run.scores)})")
     values = {id(run): run.values(metric, ids) for run in group.runs}
     ordered = sorted(group.runs, key=lambda run: -float(np.mean(values[id(run)])))
     best = values[id(ordered[0])]
@@ -65,7 +65,7 @@ def rank_group(group: Group, metric: str, num_resamples: int, seed: int) -> list
     for rank, run in enumerate(ordered, 1):
         mine = values[id(run)]
         interval = aggregate.bootstrap_intervals({metric: mine}, num_resamples, 0.95, seed)[metric]
-        row = {"rank": rank, "run": run.name, "path": str(run.path), "kind": run.kind, "model": run.model,
+        row = {"rank": rank, "run": run.name, "path": run.where, "kind": run.kind, "model": run.model,
                "retriever": run.retriever or "none", "k": run.k, "examples": len(mine), "mean": float(np.mean(mine)),
                "low": interval["low"], "high": interval["high"], "vs_best": None, "p_vs_best": None,
                "vs_no_profile": None, "p_vs_no_profile": None}
