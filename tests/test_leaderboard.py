@@ -237,6 +237,17 @@ def test_a_run_read_from_its_hub_repository_ranks_as_its_local_folder(published,
     assert_token_nowhere(TOKEN, [root / "hf-home", output], [done.stdout, done.stderr], hub)
 
 
+def test_a_fetched_repository_is_read_again_from_the_cache_offline(published, tmp_path):
+    _, _, _, env, _, _ = published
+    boards = []
+    for extra in ({}, {"HF_HUB_OFFLINE": "1"}):
+        output = tmp_path / f"board{len(boards)}"
+        done = leaderboard_command("me/results", "--output", str(output), env={**env, **extra})
+        assert done.returncode == 0, done.stderr
+        boards.append(json.loads((output / "leaderboard.json").read_text(encoding="utf-8")))
+    assert boards[0] == boards[1]
+
+
 def test_a_training_run_read_from_its_hub_repository_is_scored_as_its_local_folder(published, tmp_path):
     _, trained, _, env, root, _ = published
     golds = write_task(tmp_path / "test_golds.json", GOLDS)

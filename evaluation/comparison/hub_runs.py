@@ -68,7 +68,7 @@ def fetch_run(argument: str) -> Path:
     from publishing.hub import _network_errors
 
     repo_id, revision, kinds = repo_argument(argument)
-    found = []  # (repository type, what was wrong with it)
+    found, unreachable = [], None  # (repository type, what was wrong with it); why neither Hub nor cache answered
     for kind in kinds:
         logger.info("reading %s from the Hub (%s repository)", argument, kind)
         try:
@@ -78,9 +78,9 @@ def fetch_run(argument: str) -> Path:
         except RevisionNotFoundError:
             found.append((kind, f"has no revision {revision!r}"))
             continue
-        except LocalEntryNotFoundError as error:  # offline, or the Hub unreachable, and nothing in the cache
-            raise HubRunError(f"{argument}: not a local folder, and the Hub ({constants.ENDPOINT}) could not be read "
-                              f"nor the cache used: {_message(error)}") from None
+        except LocalEntryNotFoundError as error:  # offline or unreachable, and not in the cache: maybe the other type
+            unreachable = error
+            continue
         except HFValidationError as error:
             raise HubRunError(f"{argument}: not a local folder, nor a valid Hub repository id ({_message(error)})"
                               ) from None
@@ -90,6 +90,9 @@ def fetch_run(argument: str) -> Path:
         if holds_run(folder):
             return folder
         found.append((kind, f"holds no run published by this toolkit (expected {WHAT_A_RUN_HOLDS})"))
+    if unreachable is not None and not found:
+        raise HubRunError(f"{argument}: not a local folder, and the Hub ({constants.ENDPOINT}) could not be read nor "
+                          f"the cache used: {_message(unreachable)}")
     if found:
         raise HubRunError("; ".join(f"{argument}: the {kind} repository {repo_id} on the Hub {problem}"
                                     for kind, problem in found))
