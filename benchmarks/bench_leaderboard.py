@@ -1,7 +1,7 @@
 """Leaderboard speed: 50 runs of 4,500 examples, each with a no-profile baseline, built from per-sample files.
 
 The runs are generated zero-shot run folders (scores.json, per_sample.jsonl, no_profile/): 2 models x 5
-retrievers x 5 values of k, one config. The script prints the time `evaluation.leaderboard.build` takes
+retrievers x 5 values of k, one config. The script prints the time `evaluation.comparison.board.build` takes
 (reading 100 per-sample files, ranking, 1,000-resample bootstrap and sign-flip tests against the best and the
 baseline, writing Markdown, CSV, HTML and the plot); the issue's goal is under a minute.
 
@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation import leaderboard  # noqa: E402
 from evaluation.scoring import metrics, per_sample  # noqa: E402
+from evaluation.comparison import board  # noqa: E402
 from longlamp_runs import write_json_atomic  # noqa: E402
 
 TASK = "LongLaMP_product_review_user"
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folders = make_runs(Path(tmp) / "runs", args.runs, args.examples)
         start, cpu = time.perf_counter(), time.process_time()
-        result = leaderboard.build(folders, Path(tmp) / "board")
+        result = board.build(folders, Path(tmp) / "board")
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         ranked = sum(len(g["rows"]) for groups in result["configs"].values() for g in groups)
     print(f"{ranked} runs of {args.examples} examples (each with a no-profile baseline): leaderboard built in "

@@ -3,9 +3,9 @@
     python evaluation/compare.py --golds golds.json --preds_a baseline.json --preds_b ours.json \\
         [--metrics rouge1,rougeL,meteor] [--resamples 10000] [--seed 0] [--by_user] [--output_file cmp.json]
 
-Both prediction files are scored against the golds as eval_task.py scores them; the statistics are
-evaluation/significance.py's (see docs/evaluation.md, "Comparing two systems"). With --by_user each user's
-examples are averaged first, so that every user counts once.
+Both prediction files are scored against the golds as eval_task.py scores them; the comparison is
+evaluation/comparison/paired.py's, the statistics evaluation/comparison/significance.py's (see docs/evaluation.md,
+"Comparing two systems"). With --by_user each user's examples are averaged first, so that every user counts once.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from evaluation.scoring import files, metrics  # noqa: E402
-from evaluation import significance  # noqa: E402
+from evaluation.comparison import significance  # noqa: E402
+from evaluation.comparison.paired import comparison, table  # noqa: E402
 from longlamp_cli import run_command  # noqa: E402
 from longlamp_runs import write_json_atomic  # noqa: E402
 
@@ -54,40 +55,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num_workers", type=int, default=None, help="scoring processes (default: all cores)")
     parser.add_argument("--output_file", default=None, help="write the comparison here (JSON)")
     return parser.parse_args(argv)
-
-
-def comparison(golds: files.TaskFile, a: files.TaskFile, b: files.TaskFile, metric_names, num_resamples: int,
-               confidence: float, seed: int, by_user: bool, num_workers: int | None = None) -> dict:
-    """Score both systems on the golds and compare them (the command's JSON output)."""
-    task = files.check_task(golds, a)
-    files.check_task(golds, b)
-    if by_user and golds.users is None:
-        raise files.InputFileError(f"{golds.path}: --by_user needs a 'user' field in every gold entry")
-    scores = [metrics.per_sample_scores(files.predictions_in_gold_order(golds, p), golds.outputs,
-                                        metrics=metric_names, num_workers=num_workers, progress=True)
-              for p in (a, b)]
-    result = {"task": task, "golds": golds.path, "preds_a": a.path, "preds_b": b.path,
-              "settings": significance.settings(len(golds.ids), num_resamples, confidence, seed),
-              "metrics": significance.compare(*scores, num_resamples, confidence, seed)}
-    if by_user:
-        _, user_a = significance.user_means(scores[0], golds.users)
-        _, user_b = significance.user_means(scores[1], golds.users)
-        result["by_user"] = {"settings": significance.settings(len(next(iter(user_a.values()))), num_resamples,
-                                                               confidence, seed),
-                             "metrics": significance.compare(user_a, user_b, num_resamples, confidence, seed)}
-    return result
-
-
-def table(result: dict) -> str:
-    """The comparison as a plain-text table."""
-    lines = []
-    for title, part in [("examples", result)] + ([("users", result["by_user"])] if "by_user" in result else []):
-        lines.append(f"{part['settings']['units']} {title}: b - a, {part['settings']['confidence']:.0%} interval, "
-                     "p-value")
-        for name, row in part["metrics"].items():
-            lines.append(f"  {name:10} a {row['a']:.4f}  b {row['b']:.4f}  b-a {row['difference']:+.4f} "
-                         f"[{row['low']:+.4f}, {row['high']:+.4f}]  p {row['p_value']:.4g}")
-    return "\n".join(lines)
 
 
 def main(argv=None) -> int:

@@ -1,5 +1,5 @@
 """What a run folder holds, read into one `Run`: a training run (`final/`, `best/`, `checkpoints/`) or a zero-shot
-run (`scores.json`, `predictions.json`, ...; see evaluation/zero_shot.py). Cards, plots and uploads read this.
+run (`scores.json`, `predictions.json`, ...; see evaluation/zero_shot/). Cards, plots and uploads read this.
 
 Values that name places on this machine (absolute or existing local paths, the home folder) are never carried
 into what is published: `public_name` keeps only the last part of such a path.

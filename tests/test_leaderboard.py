@@ -1,9 +1,11 @@
-"""evaluation/leaderboard.py on generated run folders: ranking, intervals, significance, runs kept apart, outputs."""
+"""evaluation/leaderboard.py (its library: evaluation/comparison/) on generated run folders: ranking, intervals,
+significance, runs kept apart, outputs; and on runs pushed to the local Hub stand-in, read back by repository id."""
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +14,14 @@ import numpy as np
 import pytest
 
 from evaluation.scoring import aggregate, metrics, per_sample
-from evaluation import leaderboard, significance
+from evaluation.comparison import significance
+from evaluation.comparison.board import build
+from evaluation.comparison.runs import PUBLISHED_RESULTS
 from longlamp_runs import write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = "LongLaMP_product_review_user"
+CONFIG = "product_review_user"
 IDS = [f"id-{i}" for i in range(40)]
 
 
@@ -54,7 +59,7 @@ def board(tmp_path_factory):
                                                           "not_scored": "no reference outputs"})
     (root / "empty").mkdir()
     output = root / "board"
-    result = leaderboard.build([root / name for name in [*scores, "unscored", "empty"]], output, "rougeL",
+    result = build([root / name for name in [*scores, "unscored", "empty"]], output, "rougeL",
                                num_resamples=500, seed=3)
     return result, scores, baseline, output
 
@@ -129,12 +134,12 @@ def test_runs_without_per_sample_files_are_scored_from_their_predictions_and_cac
     write_json_atomic(training / "final" / "training_config.json", {"model_name": "tiny-t5", "use_profile": False,
                                                                     "test_data": "product_review_user"})
     golds = write_task(tmp_path / "test_golds.json", GOLDS)
-    result = leaderboard.build([run, training], tmp_path / "board", "meteor", golds=[golds], num_resamples=100)
+    result = build([run, training], tmp_path / "board", "meteor", golds=[golds], num_resamples=100)
     rows = {row["run"]: row for group in result["configs"][TASK] for row in group["rows"]}
     expected = metrics.per_sample_scores(PREDICTIONS, GOLDS, metrics=("meteor",), num_workers=1)["meteor"]
     assert rows["run"]["mean"] == np.mean(expected) and rows["trained"]["kind"] == "training"
     assert len(list((tmp_path / "board" / "cache").glob("*.jsonl"))) == 2
-    without_golds = leaderboard.build([training], tmp_path / "board2", "meteor", num_resamples=100)
+    without_golds = build([training], tmp_path / "board2", "meteor", num_resamples=100)
     assert "pass its test golds with --golds" in without_golds["not_ranked"][0]["reason"]
 
 
@@ -145,3 +150,121 @@ def test_leaderboard_command_refuses_a_missing_folder_and_a_corpus_metric(tmp_pa
                                str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO, timeout=300)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
         assert not (tmp_path / "out").exists()
+
+
+# --- runs published on the Hub (the local stand-in), read back by repository id -----------------------------------
+
+
+def strip_places(result: dict) -> dict:
+    """The leaderboard without where each run was read from (a folder here, a repository there)."""
+    for groups in result["configs"].values():
+        for group in groups:
+            for row in group["rows"]:
+                row.pop("run"), row.pop("path")
+    return result
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, tiny_llama, sample_dir, sample_cache):
+    """A real zero-shot run (with its no-profile baseline) pushed by push_results.py to a dataset repository and,
+    beside the model's own weights, to a model repository, and a training run pushed to its model repository;
+    then the stand-in, serving them, and its environment."""
+    from hub_server import HubStandIn
+    from test_publishing import TOKEN, hub_env, run
+
+    from evaluation import evaluate_llm
+
+    root = tmp_path_factory.mktemp("published")
+    folder = root / "run"
+    assert evaluate_llm.main(["--validation_data", CONFIG, "--data_dir", str(sample_dir),
+                              "--cache_dir", sample_cache, "--model_name", str(tiny_llama), "--output_dir",
+                              str(folder), "--max_new_tokens", "8", "--batch_size", "2", "--max_eval_examples", "4",
+                              "--use_profile", "--num_retrieved", "2", "--compare_no_profile"]) == 0
+    trained = root / "trained"  # a training run as training/loop.py leaves it (its weights a stand-in file)
+    write_json_atomic(trained / "final" / "training_config.json", {
+        "task": CONFIG, "model_name": "tiny-t5", "use_profile": True, "retriever": "bm25",
+        "num_retrieved": 2, "test_data": CONFIG})
+    (trained / "final" / "model.safetensors").write_bytes(b"weights")
+    write_task(trained / "predictions_test.json", PREDICTIONS)
+    hub = HubStandIn(root / "hub", token=TOKEN)
+    shutil.copytree(tiny_llama, hub.repo_dir("me/tiny", "models"))  # the evaluated model's repository
+    (hub.repo_dir("me/plain", "models") / "sub").mkdir(parents=True)
+    (hub.repo_dir("me/plain", "models") / "sub" / "results.json").write_text("{}")  # a repository, but no run
+    with hub.running():
+        env = hub_env(hub, root, HF_TOKEN=TOKEN)
+        outputs = [run(["evaluation/push_results.py", "--run_dir", str(folder), "--hub_model_id", "me/results",
+                        "--hub_repo_type", "dataset"], env),
+                   run(["evaluation/push_results.py", "--run_dir", str(folder), "--hub_model_id", "me/tiny"], env),
+                   run(["evaluation/push_results.py", "--run_dir", str(trained), "--hub_model_id", "me/trained"], env)]
+        yield folder, trained, hub, env, root, outputs
+
+
+def snapshot_files(root: Path, name: str) -> set[str]:
+    """The files of repository me/NAME in the Hub cache (each snapshot's paths)."""
+    snapshots = (root / "hf-home" / "hub").glob(f"*--me--{name}/snapshots/*")
+    return {p.relative_to(snapshot).as_posix() for snapshot in snapshots for p in snapshot.rglob("*") if p.is_file()}
+
+
+def leaderboard_command(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "evaluation" / "leaderboard.py"), *args], capture_output=True,
+                          text=True, cwd=REPO, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("repo, inside", [("me/results", ""), ("datasets/me/results@main", ""),
+                                          ("me/tiny", f"/{PUBLISHED_RESULTS}/{CONFIG}")])
+def test_a_run_read_from_its_hub_repository_ranks_as_its_local_folder(published, repo, inside):
+    from test_publishing import TOKEN, assert_token_nowhere
+
+    from publishing.runs import public_name
+
+    folder, _, hub, env, root, _ = published
+    output = root / f"board-{repo.replace('/', '-')}"
+    done = leaderboard_command(repo, "--output", str(output), "--resamples", "200", "--seed", "1", env=env)
+    assert done.returncode == 0, done.stderr
+    from_hub = json.loads((output / "leaderboard.json").read_text(encoding="utf-8"))
+    local = json.loads(json.dumps(build([folder], root / "board-local", num_resamples=200, seed=1)))
+    rows = from_hub["configs"][TASK][0]["rows"]
+    assert [(r["run"], r["path"]) for r in rows] == [(repo + inside, repo + inside)]
+    local_model = local["configs"][TASK][0]["rows"][0]["model"]
+    assert rows[0]["model"] == public_name(local_model) != local_model  # published without the machine's path
+    rows[0]["model"] = local_model
+    assert strip_places(from_hub) == strip_places(local)  # the same means, intervals, p-values, groups
+    assert rows[0]["vs_no_profile"] is not None and rows[0]["p_vs_no_profile"] is not None
+    fetched = snapshot_files(root, repo.split("@")[0].split("/")[-1])
+    prefix = inside.strip("/") + "/" if inside else ""
+    assert fetched == {f"{prefix}{sub}{name}" for sub in ("", "no_profile/")
+                       for name in ("results.json", "per_sample.jsonl")}  # no weights, predictions, prompts, cards
+    assert_token_nowhere(TOKEN, [root / "hf-home", output], [done.stdout, done.stderr], hub)
+
+
+def test_a_fetched_repository_is_read_again_from_the_cache_offline(published, tmp_path):
+    _, _, _, env, _, _ = published
+    boards = []
+    for extra in ({}, {"HF_HUB_OFFLINE": "1"}):
+        output = tmp_path / f"board{len(boards)}"
+        done = leaderboard_command("me/results", "--output", str(output), env={**env, **extra})
+        assert done.returncode == 0, done.stderr
+        boards.append(json.loads((output / "leaderboard.json").read_text(encoding="utf-8")))
+    assert boards[0] == boards[1]
+
+
+def test_a_training_run_read_from_its_hub_repository_is_scored_as_its_local_folder(published, tmp_path):
+    _, trained, _, env, root, _ = published
+    golds = write_task(tmp_path / "test_golds.json", GOLDS)
+    done = leaderboard_command("me/trained", "--golds", str(golds), "--output", str(tmp_path / "hub"), "--metric",
+                               "meteor", env=env)
+    assert done.returncode == 0, done.stderr
+    from_hub = json.loads((tmp_path / "hub" / "leaderboard.json").read_text(encoding="utf-8"))
+    local = json.loads(json.dumps(build([trained], tmp_path / "local", "meteor", golds=[golds])))
+    assert from_hub["configs"][TASK][0]["rows"][0]["run"] == "me/trained"
+    assert strip_places(from_hub) == strip_places(local) and from_hub["configs"][TASK][0]["rows"][0]["k"] == 2
+    assert snapshot_files(root, "trained") == {"training_config.json", "predictions_test.json"}  # no weights
+
+
+def test_a_hub_repository_that_holds_no_run_is_refused_by_name(published):
+    _, _, _, env, root, _ = published
+    for repo, message in [("me/plain", "me/plain: the model repository me/plain on the Hub holds no run published"),
+                          ("me/nothing", "me/nothing: no such run folder, and no model or dataset repository")]:
+        done = leaderboard_command(repo, "--output", str(root / "refused"), env=env)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert not (root / "refused").exists()

@@ -29,6 +29,7 @@ EXERCISED_BY = {
     "scripts/export_dataset.py": "tests/test_publishing.py",
     "evaluation/compare.py": "tests/test_significance.py",
     "evaluation/leaderboard.py": "tests/test_leaderboard.py",
+    "evaluation/style_similarity.py": "tests/test_style.py",
     "training/train_per_user.py": "tests/test_per_user.py",
     "evaluation/evaluate_per_user.py": "tests/test_per_user_commands.py",
 }

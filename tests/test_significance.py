@@ -1,4 +1,4 @@
-"""Paired significance (evaluation/significance.py) against hand-computed cases, brute force and scipy; and
+"""Paired significance (evaluation/comparison/significance.py) against hand-computed cases, brute force and scipy; and
 evaluation/compare.py end to end."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import pytest
 import scipy.stats
 
 from evaluation.scoring import files, metrics
-from evaluation import significance
+from evaluation.comparison import significance
+from evaluation.comparison.paired import comparison
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = "LongLaMP_product_review_user"
@@ -174,5 +175,4 @@ def test_task_files_of_different_tasks_are_not_compared(tmp_path):
     other.write_text(json.dumps({"task": "LongLaMP_abstract_generation_user",
                                  "golds": [{"id": f"id-{i}", "output": t} for i, t in enumerate(OURS)]}))
     with pytest.raises(files.InputFileError, match="task names disagree"):
-        from evaluation.compare import comparison
         comparison(golds, golds, files.read_task_file(other, "predictions"), ("rouge1",), 100, 0.95, 0, False, 1)

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from evaluation import significance
+from evaluation.comparison import significance
 from evaluation.scoring import per_sample
 from evaluation.backends.http_api import public_url
 from evaluation.backends.generation import strip_reasoning
@@ -82,7 +82,7 @@ def finish_run(run: PreparedRun, task_name: str, references: Sequence, users: Se
 def compare(with_profile: dict, without_profile: dict, with_dir: Path, without_dir: Path) -> dict:
     """Both runs' headline scores side by side, the gain from the profile, and whether it is significant: the
     paired bootstrap interval and sign-flip p-value of with-profile minus no-profile per example and, when the
-    split names users, per user (each user counts once; see evaluation/significance.py)."""
+    split names users, per user (each user counts once; see evaluation/comparison/significance.py)."""
     scored = with_profile["scores"] and without_profile["scores"]
     ours, baseline = ((with_profile["scores"]["metrics"], without_profile["scores"]["metrics"]) if scored
                       else (None, None))

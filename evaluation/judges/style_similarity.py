@@ -14,11 +14,12 @@ Per prediction:
 
 The calibration needs at least two users with profile texts; a user without any scores NaN (average with
 np.nanmean). Embedding similarity measures topic as much as style: read the numbers beside ROUGE and METEOR,
-never instead of them.
+never instead of them. `report` gives a prediction file's numbers (evaluation/style_similarity.py, the command).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Hashable, Mapping, Sequence
 
 import numpy as np
@@ -80,3 +81,34 @@ def profiles_from_examples(task, examples: Sequence[Mapping]) -> dict[str, list[
         texts = profiles.setdefault(str(example[task.user_column]), {})
         texts.update(dict.fromkeys(query_and_corpus(task, example)[1]))
     return {user: list(texts) for user, texts in profiles.items()}
+
+
+def _mean(values) -> float | None:
+    """The mean of the non-NaN values; None (JSON null) when there are none."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if len(values) else None
+
+
+def report(encoder: DenseRetriever, task, examples: Sequence[Mapping], predictions: Sequence[str]) -> dict:
+    """The style scores of predictions against the dataset rows they answer (same order), each user's author vector
+    from those rows' profiles: the aggregate over scored examples, over users (each user counts once), each user's
+    and each example's numbers. NaN (no profile texts) is written as null and left out of the means."""
+    users = [str(example[task.user_column]) for example in examples]
+    scores = style_scores(encoder, predictions, users, profiles_from_examples(task, examples))
+    rows_of = defaultdict(list)
+    for index, user in enumerate(users):
+        rows_of[user].append(index)
+    per_user = {user: {"examples": len(rows), **{m: _mean(scores[m][rows]) for m in METRICS}}
+                for user, rows in sorted(rows_of.items())}
+    return {
+        "examples": len(examples), "scored_examples": int((~np.isnan(scores["style_own"])).sum()),
+        "users": len(per_user),
+        "aggregate": {m: _mean(scores[m]) for m in METRICS},
+        "aggregate_by_user": {m: _mean([u[m] if u[m] is not None else np.nan for u in per_user.values()])
+                              for m in METRICS},
+        "per_user": per_user,
+        "per_example": [{"id": example["id"], "user": user,
+                         **{m: None if np.isnan(scores[m][i]) else float(scores[m][i]) for m in METRICS}}
+                        for i, (example, user) in enumerate(zip(examples, users))],
+    }

@@ -3,7 +3,8 @@
 For each metric the effect is the mean of the paired differences d_i = b_i - a_i (system b minus system a):
 
 - `paired_bootstrap_interval`: percentile bootstrap of mean(d): the examples are resampled with replacement
-  (the same resamples for every metric), as scipy.stats.bootstrap(paired=True, method="percentile") does.
+  (the same resamples for every metric), as scipy.stats.bootstrap(paired=True, method="percentile") does. It
+  is the scorer's bootstrap (`aggregate.bootstrap_intervals`) run on the differences.
 - `sign_flip_p_value`: the paired permutation test. Under "no difference" each pair's two scores are
   exchangeable, so each d_i keeps or flips its sign; the two-sided p-value is the share of sign patterns whose
   |mean| reaches the observed |mean(d)|. All 2^n patterns are enumerated when 2^n <= num_resamples (exact);
@@ -23,10 +24,12 @@ from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 
+from evaluation.scoring.aggregate import bootstrap_intervals
+
 DEFAULT_RESAMPLES = 10_000
 DEFAULT_CONFIDENCE = 0.95
 EXACT_LIMIT = 16  # at most 2^16 sign patterns enumerated (when num_resamples allows)
-BLOCK = 256  # resamples drawn at once: bounds memory to BLOCK * n
+BLOCK = 256  # sign patterns drawn at once: bounds memory to BLOCK * n
 TIE_EPSILONS = 100  # scipy's tolerance: differences within 100 eps of the observed statistic count as ties
 
 
@@ -47,19 +50,9 @@ def paired_bootstrap_intervals(a: Mapping[str, np.ndarray], b: Mapping[str, np.n
                                num_resamples: int = DEFAULT_RESAMPLES, confidence: float = DEFAULT_CONFIDENCE,
                                seed: int | None = 0) -> dict[str, tuple[float, float]]:
     """paired_bootstrap_interval for each metric of `a` (and `b`), all metrics on the same resamples."""
-    if num_resamples < 1 or not 0 < confidence < 1:
-        raise ValueError(f"need num_resamples >= 1 and 0 < confidence < 1, got {num_resamples}, {confidence}")
-    names = list(a)
-    differences = np.column_stack([np.subtract(*_check_pair(b[name], a[name])) for name in names])
-    n = len(differences)
-    rng = np.random.default_rng(seed)
-    means = np.empty((num_resamples, len(names)))
-    for start in range(0, num_resamples, BLOCK):
-        stop = min(start + BLOCK, num_resamples)
-        means[start:stop] = differences[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(means, [tail, 100 - tail], axis=0)
-    return {name: (float(low[i]), float(high[i])) for i, name in enumerate(names)}
+    differences = {name: np.subtract(*_check_pair(b[name], a[name])) for name in a}
+    intervals = bootstrap_intervals(differences, num_resamples, confidence, seed)
+    return {name: (interval["low"], interval["high"]) for name, interval in intervals.items()}
 
 
 def _sign_patterns(n: int, num_resamples: int, rng: np.random.Generator):

@@ -1,0 +1,1 @@
+"""Paired statistics and the leaderboard of runs."""

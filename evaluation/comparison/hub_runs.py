@@ -1,0 +1,100 @@
+"""Runs the toolkit published on the Hub, fetched into the Hub cache so that the leaderboard reads them as folders.
+
+An argument that is not an existing local folder and has the form of a repository id, `owner/name` or
+`owner/name@revision` (`datasets/owner/name...` for a dataset repository only), is looked up on the Hub: as a model
+repository first (zero-shot results under `longlamp/<config>/`, or a trained model with its record and test
+predictions), then as a dataset repository (where `--hub_repo_type dataset` publishes results). Only the files the
+leaderboard reads are downloaded (`ALLOW`, the names publishing/hub.py `stage_run` gives them; never weights or
+prompts), by `huggingface_hub.snapshot_download` into the usual cache: HF_ENDPOINT, HF_TOKEN (or the saved login),
+HF_HOME and HF_HUB_OFFLINE apply, and the token is never printed or written.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from evaluation.scoring import per_sample
+from evaluation.comparison.runs import (
+    PUBLISHED_RECORD,
+    PUBLISHED_RESULTS,
+    PUBLISHED_SUMMARY,
+    TRAINING_PREDICTIONS,
+    holds_run,
+)
+
+logger = logging.getLogger(__name__)
+REPO_ARGUMENT = re.compile(r"^(?:(?P<kind>datasets|models)/)?(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)"
+                           r"(?:@(?P<revision>[^\s@]+))?$")
+ALLOW = (PUBLISHED_SUMMARY, f"*/{PUBLISHED_SUMMARY}", per_sample.FILE_NAME, f"*/{per_sample.FILE_NAME}",
+         PUBLISHED_RECORD, TRAINING_PREDICTIONS)  # fnmatch patterns: "*" crosses folders (no_profile/, longlamp/...)
+WHAT_A_RUN_HOLDS = (f"{PUBLISHED_SUMMARY} with {per_sample.FILE_NAME}, {PUBLISHED_RESULTS}/<config>/"
+                    f"{PUBLISHED_SUMMARY}, or {PUBLISHED_RECORD} with {TRAINING_PREDICTIONS}")
+
+
+class HubRunError(ValueError):
+    """A Hub repository named as a run cannot be read as one; the message names it."""
+
+
+def repo_argument(argument: str) -> tuple[str, str | None, tuple[str, ...]] | None:
+    """(repository id, revision, repository types to try) when the argument has a repository id's form."""
+    match = REPO_ARGUMENT.match(str(argument))
+    if match is None:
+        return None
+    kind = match["kind"]
+    return match["repo"], match["revision"], ("model", "dataset") if kind is None else (kind.removesuffix("s"),)
+
+
+def _message(error: Exception) -> str:
+    """The error's first line, with the token (should a server echo it) masked."""
+    from huggingface_hub import get_token
+
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    token = get_token()
+    return message.replace(token, "***") if token else message
+
+
+def fetch_run(argument: str) -> Path:
+    """The local snapshot (in the Hub cache) of the files a published run's leaderboard needs."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import (
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    from publishing.hub import _network_errors
+
+    repo_id, revision, kinds = repo_argument(argument)
+    found, unreachable = [], None  # (repository type, what was wrong with it); why neither Hub nor cache answered
+    for kind in kinds:
+        logger.info("reading %s from the Hub (%s repository)", argument, kind)
+        try:
+            folder = Path(snapshot_download(repo_id, repo_type=kind, revision=revision, allow_patterns=list(ALLOW)))
+        except RepositoryNotFoundError:  # also a private repository the token may not read
+            continue
+        except RevisionNotFoundError:
+            found.append((kind, f"has no revision {revision!r}"))
+            continue
+        except LocalEntryNotFoundError as error:  # offline or unreachable, and not in the cache: maybe the other type
+            unreachable = error
+            continue
+        except HFValidationError as error:
+            raise HubRunError(f"{argument}: not a local folder, nor a valid Hub repository id ({_message(error)})"
+                              ) from None
+        except _network_errors() as error:
+            raise HubRunError(f"{argument}: downloading the {kind} repository {repo_id} failed: {_message(error)}"
+                              ) from None
+        if holds_run(folder):
+            return folder
+        found.append((kind, f"holds no run published by this toolkit (expected {WHAT_A_RUN_HOLDS})"))
+    if unreachable is not None and not found:
+        raise HubRunError(f"{argument}: not a local folder, and the Hub ({constants.ENDPOINT}) could not be read nor "
+                          f"the cache used: {_message(unreachable)}")
+    if found:
+        raise HubRunError("; ".join(f"{argument}: the {kind} repository {repo_id} on the Hub {problem}"
+                                    for kind, problem in found))
+    raise HubRunError(f"{argument}: no such run folder, and no {' or '.join(kinds)} repository {repo_id} on the Hub "
+                      f"({constants.ENDPOINT}) that this token may read")
