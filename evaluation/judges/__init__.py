@@ -1,0 +1,6 @@
+"""Optional judges of predictions, apart from the benchmark's metrics (ROUGE-1, ROUGE-L, METEOR).
+
+`expert`: an ExPerT-style LLM judge (aspects extracted and matched both ways, rated for content and style), its
+prompts in `prompts.yaml`, every call cached on disk by `cache`, the judge model set up by `judge_model`;
+`evaluation/judge.py` is its command. See docs/evaluation.md, "LLM judge (ExPerT-style)".
+"""
