@@ -18,7 +18,7 @@ from evaluation.backends.base import Generation
 from evaluation.judges import expert
 from evaluation.judges.cache import JudgeCache
 from evaluation.judges.judge_model import build_judge, judge_options
-from longlamp_cli import run_command
+from longlamp_cli import FLAGS, run_command
 
 REPO = Path(__file__).resolve().parents[1]
 SMOLLM = Path("/work/main/.venv/models/SmolLM2-135M-Instruct")
@@ -232,6 +232,21 @@ def test_bad_input_is_one_error_line_before_any_model_is_loaded(task_files, tmp_
     assert code == 2 and "1 of 3 gold ids have no prediction" in capsys.readouterr().err
     code, _ = run(golds, golds, "tiny", tmp_path / "out", "--api_base", "http://localhost:1/v1")
     assert code == 2 and "add --backend openai" in capsys.readouterr().err
+    (tmp_path / "not-a-cache").write_text("not SQLite, just text that is long enough to be read as a header")
+    code, _ = run(golds, golds, tmp_path / "no-such-model", tmp_path / "out", "--cache_file",
+                  str(tmp_path / "not-a-cache"))
+    assert code == 2 and "not-a-cache: not a judge cache" in capsys.readouterr().err
+
+
+def test_every_flag_is_in_the_flags_table_and_shared_concepts_keep_their_names():
+    options = {option: action.dest for action in judge_command.build_parser()._actions
+               for option in action.option_strings if option not in ("-h", "--help")}
+    table = (REPO / "docs" / "flags.md").read_text(encoding="utf-8")
+    missing = [option for option in options if f"`{option.replace('--no-', '--')}`" not in table]
+    assert not missing, f"docs/flags.md lacks {missing}"
+    for concept, flag in FLAGS.items():
+        if flag.names[0] in options:
+            assert options[flag.names[0]] == concept
 
 
 # --- the real small instruct model --------------------------------------------------------------------------------

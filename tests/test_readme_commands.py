@@ -31,6 +31,7 @@ EXERCISED_BY = {
     "evaluation/leaderboard.py": "tests/test_leaderboard.py",
     "training/train_per_user.py": "tests/test_per_user.py",
     "evaluation/evaluate_per_user.py": "tests/test_per_user_commands.py",
+    "evaluation/judge.py": "tests/test_judge.py",
 }
 
 
