@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     files_group.add_argument("--preds", "--preds_json", required=True, help="predictions to judge (same format)")
     files_group.add_argument("--output_dir", required=True, help="where judge_scores.json and the per-example file go")
     files_group.add_argument("--cache_file", default=None,
-                             help="the judge-call cache, may be shared by runs (default: OUTPUT_DIR/judge_cache.sqlite)")
+                             help="the judge-call cache, which runs may share (default: OUTPUT_DIR/judge_cache.sqlite)")
     add_flag(files_group, "max_eval_examples", help="judge only the first N gold examples", type=positive_int)
     judge_group = parser.add_argument_group("judge")
     judge_group.add_argument("--judge_model", required=True, help="Hub id or folder of the judge model, or the "
@@ -130,7 +130,8 @@ def main(argv=None) -> int:
     print(f"unreadable judge answers: {unreadable['reference_aspects']} reference and "
           f"{unreadable['prediction_aspects']} prediction extractions, {unreadable['ratings']} ratings")
     print(f"judge calls: {judge.sent} sent to the model, {judge.cached} answered from the cache")
-    print(f"written: {Path(args.output_dir) / 'judge_scores.json'} ({result['examples']} examples; {NOT_THE_BENCHMARK})")
+    print(f"written: {Path(args.output_dir) / 'judge_scores.json'} ({result['examples']} examples): "
+          f"{NOT_THE_BENCHMARK}")
     return 0
 
 

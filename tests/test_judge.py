@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -162,8 +167,9 @@ def test_a_tiny_judges_garbage_is_counted_and_a_rescore_makes_no_call(tiny_chat_
     assert outputs(tmp_path / "out") == first
 
 
-def seeded_judge(model: Path, cache_path: Path, answers: dict[str, str]):
-    """The judge of judge.py's defaults over `cache_path`, its cache holding `answers` (message -> answer)."""
+def seeded_judge(model: Path, cache_path: Path, answers: dict[str, str]) -> set[str]:
+    """Put `answers` (message -> answer) in the cache at `cache_path` as judge.py's default judge would have
+    answered them; returns their keys."""
     options = judge_options(str(model), str(cache_path.parent), backend="transformers", max_new_tokens=16)
     cache = JudgeCache(cache_path)
     judge = build_judge(options, cache)
@@ -173,6 +179,7 @@ def seeded_judge(model: Path, cache_path: Path, answers: dict[str, str]):
         rows.append((cache.key(judge.identity, request), request, Generation(answer, 1, False)))
     cache.add(rows)
     cache.close()
+    return {key for key, _, _ in rows}
 
 
 def test_a_resumed_run_equals_an_uninterrupted_one_and_a_new_prompt_is_asked_again(tiny_chat_llama, task_files,
@@ -183,7 +190,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one_and_a_new_prompt_is_asked_aga
     prompts = expert.load_prompts()
     seeded = {prompts.extraction(text): f"subject: {text.split()[0]}\nmood: {text.split()[-1]}"
               for text in GOLDS + PREDICTIONS if text.strip()}
-    seeded_judge(tiny_chat_llama, tmp_path / "full" / "judge_cache.sqlite", seeded)
+    extractions = seeded_judge(tiny_chat_llama, tmp_path / "full" / "judge_cache.sqlite", seeded)
     code, calls = run(golds, preds, tiny_chat_llama, tmp_path / "full", "--backend", "transformers",
                       "--batch_size", "3", capsys=capsys)
     matches = 2 * 2 + 0 + 2 * 2  # two aspects each way on ex0 and ex2; ex1's prediction is blank
@@ -197,8 +204,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one_and_a_new_prompt_is_asked_aga
     (tmp_path / "resumed").mkdir()
     shutil.copy(tmp_path / "full" / "judge_cache.sqlite", tmp_path / "resumed" / "judge_cache.sqlite")
     with sqlite3.connect(tmp_path / "resumed" / "judge_cache.sqlite") as db:  # half the model's answers lost
-        rows = db.execute("SELECT key, request FROM calls ORDER BY key").fetchall()
-        lost = [(key,) for key, request in rows if "Aspects of the second text" in request][::2]
+        lost = [(key,) for (key,) in db.execute("SELECT key FROM calls ORDER BY key") if key not in extractions][::2]
         db.executemany("DELETE FROM calls WHERE key = ?", lost)
     code, calls = run(golds, preds, tiny_chat_llama, tmp_path / "resumed", "--backend", "transformers",
                       "--batch_size", "3", capsys=capsys)
@@ -206,12 +212,43 @@ def test_a_resumed_run_equals_an_uninterrupted_one_and_a_new_prompt_is_asked_aga
     assert outputs(tmp_path / "resumed")[1] == full[1]
 
     changed = tmp_path / "prompts.yaml"
-    changed.write_text(expert.DEFAULT_PROMPTS.read_text().replace("Rate two things", "Rate two things carefully"))
+    changed.write_text(expert.DEFAULT_PROMPTS.read_text().replace("\nmatch: |\n", "\nmatch: |\n  Be careful.\n"))
     code, calls = run(golds, preds, tiny_chat_llama, tmp_path / "full", "--backend", "transformers",
                       "--batch_size", "3", "--prompts_file", str(changed), capsys=capsys)
     assert code == 0 and calls == {"sent": matches, "cached": 5}  # the changed matching prompt is asked again
     assert json.loads(outputs(tmp_path / "full")[0])["settings"]["prompts_sha256"] != json.loads(full[0])[
         "settings"]["prompts_sha256"]
+
+
+def test_a_killed_run_resumes_from_the_answers_committed_before_the_kill(tiny_chat_llama, task_files, tmp_path,
+                                                                        capsys):
+    golds, preds = task_files
+    prompts = expert.load_prompts()
+    seeded = {prompts.extraction(text): "\n".join(f"aspect{k}: {word}" for k, word in enumerate(text.split()[:4]))
+              for text in GOLDS + PREDICTIONS if text.strip()}
+    flags = ["--backend", "transformers", "--batch_size", "1"]
+    for name in ("full", "killed"):
+        seeded_judge(tiny_chat_llama, tmp_path / name / "judge_cache.sqlite", seeded)
+    assert run(golds, preds, tiny_chat_llama, tmp_path / "full", *flags, capsys=capsys)[0] == 0
+    total = len(seeded) + 2 * 2 * 4  # four aspects each way on ex0 and ex2
+
+    command = [sys.executable, str(REPO / "evaluation" / "judge.py"), "--golds", str(golds), "--preds", str(preds),
+               "--judge_model", str(tiny_chat_llama), "--output_dir", str(tmp_path / "killed"),
+               "--max_new_tokens", "16", *flags]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        rows = 0
+        while process.poll() is None and rows < len(seeded) + 3:
+            time.sleep(0.02)
+            with closing(sqlite3.connect(tmp_path / "killed" / "judge_cache.sqlite")) as db:
+                rows = db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert len(seeded) < rows < total and not (tmp_path / "killed" / "judge_scores.json").exists()
+    code, calls = run(golds, preds, tiny_chat_llama, tmp_path / "killed", *flags, capsys=capsys)
+    assert code == 0 and calls["sent"] <= total - rows and calls["cached"] >= rows
+    assert outputs(tmp_path / "killed")[1] == outputs(tmp_path / "full")[1]
 
 
 def test_a_served_judge_answers_as_the_local_one(tiny_chat_llama, task_files, tmp_path, capsys):
