@@ -32,6 +32,7 @@ EXERCISED_BY = {
     "evaluation/style_similarity.py": "tests/test_style.py",
     "training/train_per_user.py": "tests/test_per_user.py",
     "evaluation/evaluate_per_user.py": "tests/test_per_user_commands.py",
+    "evaluation/judge.py": "tests/test_judge.py",
 }
 
 
