@@ -23,14 +23,15 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
 
 from evaluation.scoring.nltk_setup import MissingNLTKDataError  # noqa: E402
 from evaluation.zero_shot import ZeroShotOptions, evaluate  # noqa: E402
+from evaluation.zero_shot.options import add_option_flag  # noqa: E402
+from evaluation.zero_shot.run import run_folders  # noqa: E402
 from publishing.cli import HubOptions, add_publishing_arguments, publish, split_publishing  # noqa: E402
 from publishing.hub import check_repo_id  # noqa: E402
-from longlamp_cli import FLAGS, ArgumentParser, add_flag, run_command  # noqa: E402
+from longlamp_cli import ArgumentParser, run_command  # noqa: E402
 
 GROUPS = ("data", "model", "vllm", "served", "personalization", "prompt", "generation", "output")
 # Aliases only this command keeps (the benchmark README's and its own older names).
 ALIASES = {"max_eval_examples": ("--limit",)}
-_TYPES = {"int": int, "float": float, "str": str}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,20 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     groups = {name: parser.add_argument_group(name) for name in GROUPS}
     for spec in dataclasses.fields(ZeroShotOptions):
-        meta = dict(spec.metadata)
-        group, text = groups[meta.pop("group")], meta.pop("help") or None
-        default = None if spec.default is dataclasses.MISSING else spec.default
-        kind = spec.type.replace(" | None", "")
-        if spec.name in FLAGS:
-            if FLAGS[spec.name].options.get("action") is None and "type" not in FLAGS[spec.name].options:
-                meta.setdefault("type", _TYPES[kind])
-            add_flag(group, spec.name, *ALIASES.get(spec.name, ()), help=text, default=default, **meta)
-        elif kind == "bool":
-            action = argparse.BooleanOptionalAction if default is None else "store_true"
-            group.add_argument(f"--{spec.name}", action=action, default=default, help=text, **meta)
-        else:
-            meta.setdefault("metavar", None if "choices" in meta else kind.upper())
-            group.add_argument(f"--{spec.name}", type=_TYPES[kind], default=default, help=text, **meta)
+        add_option_flag(groups[spec.metadata["group"]], spec, ALIASES.get(spec.name, ()))
     # The old negative form of the chat-template switch, kept for existing command lines.
     groups["prompt"].add_argument("--no_chat_template", dest="use_chat_template", action="store_false",
                                   help="the same as --no-use_chat_template")
@@ -81,10 +69,10 @@ def main(argv=None) -> int:
         print(f"evaluate_llm.py: error: {error}\nThe predictions are written in {options.output_dir}; run the same "
               "command again once fixed to score them (nothing is generated twice).", file=sys.stderr)
         return 3
-    for directory, result in zip(["", "no_profile/"], results):
+    for folder, result in zip(run_folders(options, Path(options.output_dir)), results):
         metrics = result["scores"]["metrics"] if result["scores"] else {}
         shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()) or result["not_scored"]
-        print(f"{options.output_dir}/{directory}predictions.json ({result['examples']} examples): {shown}")
+        print(f"{folder / 'predictions.json'} ({result['examples']} examples): {shown}")
     if hub.push_to_hub:
         try:
             print(f"pushed to {publish(options.output_dir, hub)}")

@@ -26,8 +26,8 @@ from evaluation.scoring import files  # noqa: E402
 from evaluation.judges import expert  # noqa: E402
 from evaluation.judges.cache import CachedJudge, JudgeCache  # noqa: E402
 from evaluation.judges.judge_model import build_judge, judge_options  # noqa: E402
-from evaluation.zero_shot import SERVED_OPTIONS, ZeroShotOptions  # noqa: E402
-from longlamp_cli import FLAGS, ArgumentParser, add_flag, check_folder, check_output_file, positive_int  # noqa: E402
+from evaluation.zero_shot.options import SERVED_OPTIONS, ZeroShotOptions, add_option_flag  # noqa: E402
+from longlamp_cli import ArgumentParser, add_flag, check_folder, check_output_file, positive_int  # noqa: E402
 from longlamp_cli import run_command  # noqa: E402
 from longlamp_runs import RunLock, write_json_atomic, write_text_atomic  # noqa: E402
 
@@ -39,25 +39,13 @@ MODEL_FIELDS = ("backend", "batch_size", "dtype", "device_map", "base_model", "t
 DEFAULT_MAX_NEW_TOKENS = 256
 NOT_THE_BENCHMARK = ("an LLM judge's scores (ExPerT-style, evaluation/judges/expert.py): not the benchmark's "
                      "metrics, which are ROUGE-1, ROUGE-L and METEOR (eval_task.py)")
-_TYPES = {"int": int, "float": float, "str": str}
 
 
 def add_model_flags(group) -> None:
     """The judge model's flags, as evaluate_llm.py defines them from ZeroShotOptions' fields."""
     for spec in dataclasses.fields(ZeroShotOptions):
-        if spec.name not in MODEL_FIELDS:
-            continue
-        meta = {key: value for key, value in spec.metadata.items() if key not in ("group", "help")}
-        text = spec.metadata["help"] or None
-        kind = spec.type.replace(" | None", "")
-        if spec.name in FLAGS:
-            add_flag(group, spec.name, help=text, default=spec.default, **meta)
-        elif kind == "bool":
-            action = argparse.BooleanOptionalAction if spec.default is None else "store_true"
-            group.add_argument(f"--{spec.name}", action=action, default=spec.default, help=text, **meta)
-        else:
-            meta.setdefault("metavar", None if "choices" in meta else kind.upper())
-            group.add_argument(f"--{spec.name}", type=_TYPES[kind], default=spec.default, help=text, **meta)
+        if spec.name in MODEL_FIELDS:
+            add_option_flag(group, spec)
 
 
 def build_parser() -> argparse.ArgumentParser:

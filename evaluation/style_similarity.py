@@ -24,7 +24,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from evaluation.scoring import files  # noqa: E402
 from evaluation.judges.style_similarity import report  # noqa: E402
-from evaluation.zero_shot import ZeroShotOptions, load_rows, resolve_task_and_retriever  # noqa: E402
+from evaluation.zero_shot.data import load_rows, resolve_task_and_retriever  # noqa: E402
+from evaluation.zero_shot.options import ZeroShotOptions  # noqa: E402
 from longlamp_cli import ArgumentParser, UsageError, add_flag, check_output_file, run_command  # noqa: E402
 from longlamp_runs import write_json_atomic  # noqa: E402
 from longlamp_tasks import scorer_task_name  # noqa: E402

@@ -108,11 +108,18 @@ def test_with_profile_and_comparison(tiny_llama, tmp_path, sample_dir, sample_ca
         assert significance["by_user"]["metrics"][name] == standalone["by_user"]["metrics"][name]
 
 
-def test_seeds_give_one_run_per_seed_and_their_mean_and_spread(tiny_llama, tmp_path, sample_dir, sample_cache):
+def test_seeds_give_one_run_per_seed_and_their_mean_and_spread(tiny_llama, tmp_path, sample_dir, sample_cache,
+                                                               capsys):
     sampling = ["--do_sample", "--temperature", "1.3"]
     assert evaluate_llm.main(cli(tiny_llama, tmp_path / "seeds", sample_dir, sample_cache, *sampling,
                                  "--seeds", "5,8", "--use_profile", "--num_retrieved", "1",
                                  "--compare_no_profile")) == 0
+    printed = [line.split(" (")[0] for line in capsys.readouterr().out.splitlines() if "predictions.json" in line]
+    assert printed == [str(tmp_path / "seeds" / folder / "predictions.json") for folder in
+                       ("seed5", "seed8", "seed5/no_profile", "seed8/no_profile")]
+    scores = [read(Path(path).parent / "scores.json") for path in printed]
+    assert [(s["settings"]["seed"], s["settings"]["use_profile"]) for s in scores] == [
+        (5, True), (8, True), (5, False), (8, False)]
     assert evaluate_llm.main(cli(tiny_llama, tmp_path / "alone", sample_dir, sample_cache, *sampling, "--seed", "8",
                                  "--use_profile", "--num_retrieved", "1")) == 0
     # one seed of a --seeds run is exactly the run with that --seed

@@ -13,8 +13,8 @@ from evaluation.backends import check_options as check_backend_options
 from evaluation.backends.generation import resolve_model
 from evaluation.judges.cache import CachedJudge, JudgeCache
 from evaluation.backends.served_model import APPROXIMATION, served_model
-from evaluation.zero_shot import (ZeroShotOptions, api_mode, check_served_options, is_served, model_fingerprint,
-                                  served_fingerprint)
+from evaluation.zero_shot.fingerprints import model_fingerprint, served_fingerprint
+from evaluation.zero_shot.options import ZeroShotOptions, api_mode, check_served_options, is_served
 from longlamp_prompts import PromptBuilder, prompt_budget
 
 
@@ -54,7 +54,8 @@ def build_judge(options: ZeroShotOptions, cache: JudgeCache, max_prompt_length: 
     builder = PromptBuilder(None, source.tokenizer, budget, options.use_chat_template, options.template_kwargs())
     as_message = served and api_mode(options) == "chat"
     identity = {"model": options.model_name, "backend": backend, "dtype": generator_class.dtype_name(options.dtype),
-                "fingerprint": served_fingerprint(options) if served else model_fingerprint(source),
+                "fingerprint": (served_fingerprint(options.model_name, options.tokenizer) if served
+                                else model_fingerprint(source)),
                 "base_model": source.base if source.adapter else None,
                 "chat_template": builder.use_chat_template, "chat_template_kwargs": options.template_kwargs() or None,
                 **generation.record()}

@@ -3,13 +3,15 @@ the checks that refuse settings which cannot work, before anything is read."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 from dataclasses import dataclass, field
 
 from evaluation.backends import BACKENDS, backend_class
 from evaluation.backends.http_api import check_request_settings, read_api_key
 from evaluation.backends.generation import GenerationSettings
 from evaluation.zero_shot.progress import share
-from longlamp_cli import DEFAULT_RETRIEVER_MODEL, json_object, warn_ignored_profile_flags
+from longlamp_cli import DEFAULT_RETRIEVER_MODEL, FLAGS, add_flag, json_object, warn_ignored_profile_flags
 
 DEFAULT_RETRIEVER, DEFAULT_NUM_RETRIEVED = "bm25", 4
 
@@ -125,6 +127,28 @@ class ZeroShotOptions:
             if getattr(self, name) is not None:
                 given[name] = getattr(self, name)
         return given
+
+
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def add_option_flag(group, spec: dataclasses.Field, aliases: tuple[str, ...] = ()) -> None:
+    """One ZeroShotOptions field as a flag: a shared concept as longlamp_cli defines it, any other from the
+    field's own help; the field's default is the flag's. evaluate_llm.py and judge.py build their flags so."""
+    meta = {key: value for key, value in spec.metadata.items() if key not in ("group", "help")}
+    text = spec.metadata["help"] or None
+    default = None if spec.default is dataclasses.MISSING else spec.default
+    kind = spec.type.replace(" | None", "")
+    if spec.name in FLAGS:
+        if FLAGS[spec.name].options.get("action") is None and "type" not in FLAGS[spec.name].options:
+            meta.setdefault("type", _TYPES[kind])
+        add_flag(group, spec.name, *aliases, help=text, default=default, **meta)
+    elif kind == "bool":
+        action = argparse.BooleanOptionalAction if default is None else "store_true"
+        group.add_argument(f"--{spec.name}", *aliases, action=action, default=default, help=text, **meta)
+    else:
+        meta.setdefault("metavar", None if "choices" in meta else kind.upper())
+        group.add_argument(f"--{spec.name}", *aliases, type=_TYPES[kind], default=default, help=text, **meta)
 
 
 SERVED_OPTIONS = ("api_base", "api_mode", "api_key_env", "max_concurrency", "request_timeout", "max_retries",

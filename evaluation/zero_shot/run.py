@@ -85,12 +85,13 @@ def _generate_and_score(options: ZeroShotOptions, root: Path, task: Task, settin
 
     The prompts of a variant are built once and shared by its seeds; the model is loaded once for all runs."""
     retriever = handed_over.pop()
-    variants = [("", retriever)] + ([("no_profile", None)] if options.compare_no_profile else [])
+    variants = [retriever] + ([None] if options.compare_no_profile else [])
+    folders = iter(run_folders(options, root))
     num_retrieved = options.num_retrieved if options.num_retrieved is not None else DEFAULT_NUM_RETRIEVED
     generation, backend = options.generation(), common["backend"]
     seeds, several = options.seed_list(), options.seeds is not None
     prepared = []
-    for folder, run_retriever in variants:
+    for run_retriever in variants:
         settings = {**common, "use_profile": run_retriever is not None}
         if run_retriever is not None:
             settings.update(retriever=run_retriever.signature, num_retrieved=num_retrieved,
@@ -99,8 +100,7 @@ def _generate_and_score(options: ZeroShotOptions, root: Path, task: Task, settin
                                           options.is_ranked)
         for seed in seeds:
             run_settings = {**settings, "seed": seed} if generation.do_sample else settings
-            prepared.append(prepare_run(seed_folder(root, seed, several) / folder, run_settings, records, inputs,
-                                        seed, generation.do_sample))
+            prepared.append(prepare_run(next(folders), run_settings, records, inputs, seed, generation.do_sample))
     del variants, retriever, run_retriever
     release_accelerator_memory()  # an on-the-fly dense retriever's encoder must not hold memory vLLM needs
     generator_class = backend_class(backend)
@@ -142,6 +142,14 @@ def _generate_and_score(options: ZeroShotOptions, root: Path, task: Task, settin
 def seed_folder(root: Path, seed: int, several: bool) -> Path:
     """Where the run of one seed goes: the output folder itself, or its seed<N>/ with --seeds."""
     return root / f"seed{seed}" if several else root
+
+
+def run_folders(options: ZeroShotOptions, root: Path) -> list[Path]:
+    """Each run's folder, in the order `evaluate` returns their results: with profile, then no_profile/ (with
+    --compare_no_profile), each for every seed."""
+    several = options.seeds is not None
+    variants = [""] + (["no_profile"] if options.compare_no_profile else [])
+    return [seed_folder(root, seed, several) / variant for variant in variants for seed in options.seed_list()]
 
 
 def cuda_available() -> bool:
