@@ -139,6 +139,21 @@ FLAGS: dict[str, Flag] = {
                       "--num_retrieved items; the task and retriever are read from the data's ranked_by column",
                       {"action": "store_true"}),
     "seed": Flag(("--seed",), "random seed", {"type": int}),
+    "output_dir": Flag(("--output_dir",), "the run's folder: everything it writes, and what a restart resumes from"),
+    "batch_size": Flag(("--batch_size",), "prompts per generate call", {"type": int}),
+    "max_target_length": Flag(("--max_target_length",), "longest target in tokens (training)", {"type": int}),
+    "lora_r": Flag(("--lora_r",), "LoRA rank", {"type": int}),
+    "lora_alpha": Flag(("--lora_alpha",), "LoRA alpha", {"type": int}),
+    "lora_dropout": Flag(("--lora_dropout",), "LoRA dropout", {"type": float}),
+    "lora_target_modules": Flag(("--lora_target_modules",), "comma-separated module names, all-linear, or auto "
+                                "(peft's per-architecture default)", {"default": "auto"}),
+    "learning_rate": Flag(("--learning_rate",), "peak learning rate", {"type": float}),
+    "num_train_epochs": Flag(("--num_train_epochs",), "passes over the training data", {"type": int}),
+    "per_device_train_batch_size": Flag(("--per_device_train_batch_size",), "examples per step on each process",
+                                        {"type": int}),
+    "max_grad_norm": Flag(("--max_grad_norm",), "gradient clipping norm (0 disables)", {"type": float}),
+    "log_level": Flag(("--log_level",), "how much the run logs", {"choices": ("debug", "info", "warning"),
+                                                                  "default": "info"}),
 }
 
 

@@ -8,16 +8,24 @@
     retrievers:                      # name -> rank_profiles.py retriever (+ dense encoder)
       bm25: {retriever: bm25}
       minilm: {retriever: contriever, retriever_model: local:all-minilm-l6-v2}
+      bm25-live: {retriever: bm25, ranked: false}  # retrieved when the prompts are built: no ranking stage
     k: [1, 2]
     models:                          # name -> model and how it is used
       smollm2: {model_name: local:smollm2-135m-instruct, mode: zero_shot}
       smollm2-lora: {model_name: local:smollm2-135m-instruct, mode: fine_tuned, train: {use_lora: true}}
+    personalization:                 # name -> a per-user method, run like a retriever (see docs/personalization.md)
+      oppu: {method: per_user_adapters, train: {num_train_epochs: 2}}   # train_per_user.py flags
+      style: {method: style_vectors, train: {scales: "0,1,2"}}           # train_style_vectors.py flags
+      summary: {method: profile_summary, evaluate: {summary_max_new_tokens: 64}}
     evaluate: {max_new_tokens: 128}  # evaluate_llm.py flags for every generation
     scoring: {bootstrap: 1000, seed: 0}
     env: {OMP_NUM_THREADS: 1}        # environment of the stage commands (a variable you set yourself wins)
 
-Each (config, model) gets one run without profile and one per (retriever, k) with profile; a fine-tuned model is
-trained once per such run (with the same retrieval it is evaluated with), as the paper does.
+Each (config, model) gets one run without profile, one per (retriever, k) with profile, and one per personalization
+method; a fine-tuned model is trained once per retrieval run (with the same retrieval it is evaluated with), as the
+paper does, and a method builds on the model's run without profile (the base model, or its task fine-tuning).
+A method's run has the same examples, split, data and scorer as the others, so its scores are paired with the
+no-profile run's like a retriever's, and evaluation/leaderboard.py ranks its run folder beside them.
 `local:` names are the models `scripts/prepare_models.py` put on disk at set-up. Relative paths (output_dir,
 data_dir, cache_dir, local model folders) are read from the current directory, as on the command line.
 """
@@ -34,10 +42,17 @@ from longlamp_tasks import config_names, parse_config_name
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("zero_shot", "fine_tuned")
+# Per-user methods: name in the experiment file -> what it is (training/train_per_user.py and
+# evaluation/evaluate_per_user.py --adapters_dir; training/train_style_vectors.py and --style_vectors_dir;
+# evaluate_per_user.py --use_summary).
+METHODS = ("per_user_adapters", "style_vectors", "profile_summary")
+TRAINED_METHODS = ("per_user_adapters", "style_vectors")
 TOP_KEYS = {"name", "output_dir", "data_dir", "cache_dir", "configs", "eval_split", "retrievers", "k", "models",
-            "evaluate", "scoring", "rank", "plot_metric", "env", "description"}
-MODEL_KEYS = {"model_name", "mode", "train", "evaluate", "accelerate_config", "retrievers", "description"}
-RETRIEVER_KEYS = {"retriever", "retriever_model", "options"}
+            "personalization", "evaluate", "scoring", "rank", "plot_metric", "env", "description"}
+MODEL_KEYS = {"model_name", "mode", "train", "evaluate", "accelerate_config", "retrievers", "personalization",
+              "description"}
+RETRIEVER_KEYS = {"retriever", "retriever_model", "options", "ranked"}
+METHOD_KEYS = {"method", "train", "evaluate", "accelerate_config", "description"}
 HEADLINE = ("rouge1", "rougeL", "meteor")  # the paper's metrics
 
 
@@ -78,6 +93,18 @@ class RetrieverSpec:
     retriever: str
     retriever_model: str | None = None
     options: dict = field(default_factory=dict)
+    ranked: bool = True  # False: retrieved when the prompts are built (train.py, evaluate_llm.py), no ranking stage
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A per-user method: its kind (one of METHODS), the flags of its training command and of its generation."""
+
+    name: str
+    method: str
+    train: dict = field(default_factory=dict)
+    evaluate: dict = field(default_factory=dict)
+    accelerate_config: str | None = None  # per_user_adapters: default, the model's
 
 
 @dataclass(frozen=True)
@@ -89,23 +116,34 @@ class ModelSpec:
     evaluate: dict = field(default_factory=dict)
     accelerate_config: str = "accelerate_configs/cpu.yaml"
     retrievers: tuple[str, ...] | None = None  # the experiment's retrievers this model runs with (None: all)
+    personalization: tuple[str, ...] | None = None  # the experiment's methods this model runs with (None: all)
 
-    def uses(self, retriever: RetrieverSpec) -> bool:
-        return self.retrievers is None or retriever.name in self.retrievers
+    def uses(self, choice: RetrieverSpec | MethodSpec) -> bool:
+        chosen = self.personalization if isinstance(choice, MethodSpec) else self.retrievers
+        return chosen is None or choice.name in chosen
 
 
 @dataclass(frozen=True)
 class Run:
-    """One cell of the grid: a model on a config, without profile or with one retriever and k."""
+    """One cell of the grid: a model on a config, without profile, with one retriever and k, or with one
+    per-user method."""
 
     config: str
     model: ModelSpec
     retriever: RetrieverSpec | None = None
     k: int | None = None
+    method: MethodSpec | None = None
 
     @property
     def variant(self) -> str:
+        if self.method is not None:
+            return self.method.name
         return "no_profile" if self.retriever is None else f"{self.retriever.name}-k{self.k}"
+
+    @property
+    def baseline(self) -> Run:
+        """The same model's run without profile: what a method builds on and what every run is paired with."""
+        return Run(self.config, self.model)
 
     @property
     def key(self) -> str:
@@ -120,6 +158,7 @@ class Experiment:
     retrievers: list[RetrieverSpec]
     k: list[int]
     models: list[ModelSpec]
+    methods: list[MethodSpec] = field(default_factory=list)
     data_dir: str | None = None
     cache_dir: str | None = None
     eval_split: str = "validation"
@@ -130,18 +169,20 @@ class Experiment:
     env: dict = field(default_factory=dict)  # environment variables for the stages (the caller's own win)
 
     def runs(self) -> list[Run]:
-        """The grid, in the order it is run: per config and model, no profile first."""
+        """The grid, in the order it is run: per config and model, no profile first, the methods last."""
         cells = []
         for config in self.configs:
             for model in self.models:
                 cells.append(Run(config, model))
                 cells += [Run(config, model, retriever, k) for retriever in self.retrievers if model.uses(retriever)
                           for k in self.k]
+                cells += [Run(config, model, method=method) for method in self.methods if model.uses(method)]
         return cells
 
     def ranked_splits(self, retriever: RetrieverSpec) -> list[str]:
-        """The splits a retriever must rank: the evaluated one, plus train and validation to fine-tune with it."""
-        users = [model for model in self.models if model.uses(retriever)]
+        """The splits a retriever must rank: the evaluated one, plus train and validation to fine-tune with it
+        (none for a retriever that retrieves when the prompts are built)."""
+        users = [model for model in self.models if model.uses(retriever)] if retriever.ranked else []
         splits = [self.eval_split] if users else []
         if any(model.mode == "fine_tuned" for model in users):
             splits += [s for s in ("train", "validation") if s not in splits]
@@ -194,14 +235,51 @@ def _check_keys(values: dict, allowed: set, where: str) -> None:
                               f"expected among {', '.join(sorted(allowed))}")
 
 
-def _retriever_names(names, retrievers: list[RetrieverSpec], where: str) -> tuple[str, ...] | None:
+def _chosen_names(names, choices: list, key: str, where: str) -> tuple[str, ...] | None:
+    """A model's `retrievers` or `personalization` list: names among the experiment's own."""
     if names is None:
         return None
-    known = [retriever.name for retriever in retrievers]
+    known = [choice.name for choice in choices]
     unknown = [name for name in names if name not in known]
     if unknown:
-        raise ExperimentError(f"{where}.retrievers: {unknown} are not among the experiment's retrievers {known}")
+        raise ExperimentError(f"{where}.{key}: {unknown} are not among the experiment's {key} {known}")
     return tuple(names)
+
+
+def _methods(values, eval_split: str, where: str) -> list[MethodSpec]:
+    """The `personalization` mapping: each method known, with settings its commands can run on this split."""
+    methods = []
+    for name, spec in _mapping(values, f"{where}: personalization").items():
+        at = f"{where}: personalization.{name}"
+        spec = _mapping(spec, at)
+        _check_keys(spec, METHOD_KEYS, at)
+        if spec.get("method") not in METHODS:
+            raise ExperimentError(f"{at}.method must be one of {', '.join(METHODS)}, got {spec.get('method')!r}")
+        train, evaluate = dict(_mapping(spec.get("train"), f"{at}.train")), dict(_mapping(spec.get("evaluate"),
+                                                                                            f"{at}.evaluate"))
+        if train and spec["method"] not in TRAINED_METHODS:
+            raise ExperimentError(f"{at}.train: {spec['method']} has no training stage (its summaries are generated "
+                                  "by the evaluation: set them under evaluate)")
+        if spec["method"] == "style_vectors":
+            chooser = train.get("selection_split", "validation")
+            if chooser == eval_split:
+                raise ExperimentError(f"{at}.train.selection_split: the layer and scale would be chosen on the "
+                                      f"evaluated split ({eval_split}); choose on another split, or set it to none "
+                                      "with evaluate.style_layer and evaluate.style_scale")
+            if chooser == "none" and not {"style_layer", "style_scale"} <= set(evaluate):
+                raise ExperimentError(f"{at}: with train.selection_split none, give evaluate.style_layer and "
+                                      "evaluate.style_scale")
+        methods.append(MethodSpec(str(name), spec["method"], train, evaluate, spec.get("accelerate_config")))
+    return methods
+
+
+def _check_variants(retrievers: list[RetrieverSpec], ks: list[int], methods: list[MethodSpec], where: str) -> None:
+    """Every run of a model has its own folder: a method cannot take the name of another run."""
+    taken = {"no_profile", *(f"{retriever.name}-k{k}" for retriever in retrievers for k in ks)}
+    clash = [method.name for method in methods if method.name in taken]
+    if clash:
+        raise ExperimentError(f"{where}: personalization {clash} would share a run folder with the run of the same "
+                              f"name ({', '.join(sorted(taken))}); rename the method")
 
 
 def parse_experiment(values: dict, where: str = "experiment") -> Experiment:
@@ -218,12 +296,21 @@ def parse_experiment(values: dict, where: str = "experiment") -> Experiment:
     for name, spec in _mapping(values["retrievers"], f"{where}: retrievers").items():
         spec = _mapping(spec, f"{where}: retrievers.{name}")
         _check_keys(spec, RETRIEVER_KEYS, f"{where}: retrievers.{name}")
+        ranked = spec.get("ranked", True)
+        if not isinstance(ranked, bool):
+            raise ExperimentError(f"{where}: retrievers.{name}.ranked must be true or false, got {ranked!r}")
+        if not ranked and spec.get("options"):
+            raise ExperimentError(f"{where}: retrievers.{name}.options are rank_profiles.py flags; with ranked: false "
+                                  "there is no ranking stage")
         retrievers.append(RetrieverSpec(str(name), spec.get("retriever", name),
                                         resolve_model_name(spec.get("retriever_model")),
-                                        dict(spec.get("options") or {})))
+                                        dict(spec.get("options") or {}), ranked))
     ks = values["k"] if isinstance(values["k"], list) else [values["k"]]
     if not all(isinstance(k, int) and k >= 1 for k in ks):
         raise ExperimentError(f"{where}: k must be positive integers, got {ks}")
+    eval_split = values.get("eval_split", "validation")
+    methods = _methods(values.get("personalization"), eval_split, where)
+    _check_variants(retrievers, ks, methods, where)
     models = []
     for name, spec in _mapping(values["models"], f"{where}: models").items():
         spec = _mapping(spec, f"{where}: models.{name}")
@@ -237,7 +324,10 @@ def parse_experiment(values: dict, where: str = "experiment") -> Experiment:
                                 dict(_mapping(spec.get("train"), f"models.{name}.train")),
                                 dict(_mapping(spec.get("evaluate"), f"models.{name}.evaluate")),
                                 spec.get("accelerate_config", "accelerate_configs/cpu.yaml"),
-                                _retriever_names(spec.get("retrievers"), retrievers, f"{where}: models.{name}")))
+                                _chosen_names(spec.get("retrievers"), retrievers, "retrievers",
+                                              f"{where}: models.{name}"),
+                                _chosen_names(spec.get("personalization"), methods, "personalization",
+                                              f"{where}: models.{name}")))
     for config in configs:
         if not parse_config_name(config)[0].public and not values.get("data_dir"):
             raise ExperimentError(f"{where}: {config} is built from the licensed Avocado collection: give data_dir "
@@ -247,9 +337,9 @@ def parse_experiment(values: dict, where: str = "experiment") -> Experiment:
         raise ExperimentError(f"{where}: plot_metric must be one of {', '.join(HEADLINE)}")
     return Experiment(
         name=str(values["name"]), output_dir=Path(_absolute(str(values["output_dir"]))), configs=list(configs),
-        retrievers=retrievers, k=list(ks), models=models, data_dir=_absolute(values.get("data_dir")),
-        cache_dir=_absolute(values.get("cache_dir")),
-        eval_split=values.get("eval_split", "validation"), evaluate=dict(_mapping(values.get("evaluate"), "evaluate")),
+        retrievers=retrievers, k=list(ks), models=models, methods=methods, data_dir=_absolute(values.get("data_dir")),
+        cache_dir=_absolute(values.get("cache_dir")), eval_split=eval_split,
+        evaluate=dict(_mapping(values.get("evaluate"), "evaluate")),
         scoring=dict(_mapping(values.get("scoring"), "scoring")), rank=dict(_mapping(values.get("rank"), "rank")),
         plot_metric=plot_metric, env={str(k): str(v) for k, v in _mapping(values.get("env"), "env").items()},
     )

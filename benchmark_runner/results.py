@@ -1,5 +1,6 @@
 """The experiment's results: one table (printed, Markdown, JSON) with 95% intervals and the paired difference
-of each personalised run against the same model's run without profile, one plot per config, one card per run.
+of each personalised run (a retriever and k, or a per-user method) against the same model's run without profile,
+one plot per config, one card per run.
 
 The values are the scorer's (`score/scores.json` of each run, written by evaluation/eval_task.py). The paired
 differences come from the per-sample scores the scorer wrote beside them (`--per_sample_file`), bootstrapped
@@ -48,14 +49,15 @@ def collect(experiment: Experiment) -> dict:
         row = {
             "config": run.config, "model": run.model.name, "mode": run.model.mode, "model_name": run.model.model_name,
             "profile": run.retriever is not None, "retriever": run.retriever.name if run.retriever else None,
-            "k": run.k, "variant": run.variant, "num_samples": scores["num_samples"],
+            "k": run.k, "personalization": run.method.method if run.method else None, "variant": run.variant,
+            "num_samples": scores["num_samples"],
             "metrics": {m: {"value": scores["metrics"][m], **intervals.get(m, {"low": None, "high": None})}
                         for m in HEADLINE},
             "vs_no_profile": None,
             "run_dir": str(layout.run_dir(run).relative_to(experiment.output_dir)),
             "scores_file": str(layout.scores(run).relative_to(experiment.output_dir)),
         }
-        if run.retriever is None:
+        if run.variant == "no_profile":
             baselines[(run.config, run.model.name)] = samples
         else:
             row["vs_no_profile"] = paired_difference(samples, baselines[(run.config, run.model.name)],
@@ -79,13 +81,20 @@ def _delta(entry: dict | None) -> str:
     return f"{entry['difference']:+.4f} [{entry['low']:+.4f}, {entry['high']:+.4f}]"
 
 
+def setting_label(row: dict) -> str:
+    """How a run personalises: `bm25 k=2`, `oppu (per_user_adapters)`, or `no profile`."""
+    if row.get("personalization"):
+        return f"{row['variant']} ({row['personalization']})"
+    return f"{row['retriever']} k={row['k']}" if row["profile"] else "no profile"
+
+
 def markdown_table(results: dict) -> str:
     """One row per run: the three headline metrics with 95% intervals, then the paired differences."""
     names = [METRIC_LABELS[m] for m in HEADLINE]
     header = ["config", "model", "mode", "profile", "n", *names, *(f"Δ {n} vs no profile" for n in names)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in results["runs"]:
-        profile = f"{row['retriever']} k={row['k']}" if row["profile"] else "no profile"
+        profile = setting_label(row)
         deltas = [_delta(row["vs_no_profile"][m] if row["vs_no_profile"] else None) for m in HEADLINE]
         cells = [row["config"], row["model"], row["mode"].replace("_", "-"), profile, str(row["num_samples"]),
                  *(_cell(row["metrics"][m]) for m in HEADLINE), *deltas]
@@ -103,7 +112,7 @@ def reading(results: dict, metric: str) -> list[str]:
         entry = delta[metric]
         verdict = ("the profile helps" if entry["low"] > 0 else "the profile hurts" if entry["high"] < 0 else
                    f"no difference measurable on {row['num_samples']} examples (the interval contains 0)")
-        lines.append(f"{row['config']}, {row['model']}, {row['retriever']} k={row['k']}: {METRIC_LABELS[metric]} "
+        lines.append(f"{row['config']}, {row['model']}, {setting_label(row)}: {METRIC_LABELS[metric]} "
                      f"{_delta(entry)} against no profile: {verdict}")
     return lines
 
@@ -115,8 +124,7 @@ def plot_rows(results: dict, config: str, metric: str) -> list[dict]:
         if row["config"] != config:
             continue
         entry = row["metrics"][metric]
-        label = f"{row['retriever']} k={row['k']}" if row["profile"] else "no profile"
-        rows.append({"label": label, "group": f"{row['model']} ({row['mode'].replace('_', '-')})",
+        rows.append({"label": setting_label(row), "group": f"{row['model']} ({row['mode'].replace('_', '-')})",
                      "value": entry["value"], "low": entry["low"], "high": entry["high"]})
     return rows
 
@@ -178,7 +186,7 @@ def stage_for_hub(experiment: Experiment, staging: Path, repo_id: str) -> Path:
     for run in experiment.runs():
         target = staging / "runs" / run.config / run.model.name / run.variant
         stage_run(card_folder(layout, run), target / "evaluation", repo_id, "model")
-        if run.model.mode == "fine_tuned":
+        if run.model.mode == "fine_tuned" and run.method is None:  # per-user files are not published
             stage_run(layout.run_dir(run) / "train", target / "model", repo_id, "model")
     for marker in staging.rglob(STAGING_MARKER):
         if marker.parent != staging:

@@ -2,8 +2,9 @@
 
 A stage is done when its folder holds `.stage.json` (written last, atomically, after the command succeeded and
 its outputs were checked) and every output it names exists. A killed stage has no such file and runs again: the
-stage commands resume by themselves (rank_profiles.py and evaluate_llm.py continue where they stopped, train.py
-is given `--resume_from_checkpoint latest`). A stage whose recorded command differs from today's is an error,
+stage commands resume by themselves (rank_profiles.py, evaluate_llm.py and evaluate_per_user.py continue where
+they stopped, train.py is given `--resume_from_checkpoint latest`, train_per_user.py and train_style_vectors.py
+continue with the next unfinished user). A stage whose recorded command differs from today's is an error,
 not a silent reuse: the folder holds another experiment's result.
 """
 
@@ -17,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmark_runner.experiment import Experiment, Run
+from benchmark_runner.experiment import TRAINED_METHODS, Experiment, Run
 from evaluation.scoring import per_sample
 from longlamp_runs import RunFolderError, write_json_atomic
 from longlamp_tasks import scorer_task_name, parse_config_name
@@ -134,12 +135,20 @@ def rank_stage(layout: Layout, config: str, retriever, split: str) -> Stage:
     return Stage(f"rank {config} {retriever.name} {split}", output.parent, command, [output.name])
 
 
+def _retrieval_flags(run: Run) -> list[str]:
+    """Retrieval when the prompts are built (a retriever with ranked: false): its name, encoder and k."""
+    retriever = run.retriever
+    return ["--use_profile", "--retriever", retriever.retriever, "--num_retrieved", str(run.k),
+            *(["--retriever_model", retriever.retriever_model] if retriever.retriever_model else [])]
+
+
 def train_stage(layout: Layout, run: Run) -> Stage:
-    """`accelerate launch ... training/train.py`: ranked train/validation data with profile, the config without."""
+    """`accelerate launch ... training/train.py`: ranked train/validation data with profile, the config without
+    (or with retrieval on the fly)."""
     experiment, folder = layout.experiment, layout.run_dir(run) / "train"
-    if run.retriever is None:
+    if run.retriever is None or not run.retriever.ranked:
         data = ["--train_data", run.config, "--validation_data", run.config, *_data_flags(experiment)]
-        profile = ["--no-use_profile"]
+        profile = ["--no-use_profile"] if run.retriever is None else _retrieval_flags(run)
     else:
         data = ["--train_data", str(layout.ranked(run.config, run.retriever.name, "train")),
                 "--validation_data", str(layout.ranked(run.config, run.retriever.name, "validation"))]
@@ -153,15 +162,21 @@ def train_stage(layout: Layout, run: Run) -> Stage:
 
 
 def trained_model(layout: Layout, run: Run) -> str:
+    """The model a run generates with: the fine-tuned one, else the model itself; a method's is its baseline's."""
+    if run.method is not None:
+        return trained_model(layout, run.baseline)
     return str(layout.run_dir(run) / "train" / "final") if run.model.mode == "fine_tuned" else run.model.model_name
 
 
 def generate_stage(layout: Layout, run: Run) -> Stage:
-    """evaluate_llm.py on the evaluated split: ranked data with profile, the config itself without."""
+    """evaluate_llm.py on the evaluated split: ranked data with profile, the config itself without (or with
+    retrieval on the fly); evaluate_per_user.py for a per-user method."""
+    if run.method is not None:
+        return per_user_generate_stage(layout, run)
     experiment, folder = layout.experiment, layout.run_dir(run) / "generate"
-    if run.retriever is None:
+    if run.retriever is None or not run.retriever.ranked:
         data = ["--validation_data", run.config, "--split", experiment.eval_split, *_data_flags(experiment)]
-        profile = []
+        profile = [] if run.retriever is None else _retrieval_flags(run)
     else:
         data = ["--validation_data", str(layout.ranked(run.config, run.retriever.name, experiment.eval_split)),
                 "--task", run.config, "--split", experiment.eval_split]
@@ -171,6 +186,50 @@ def generate_stage(layout: Layout, run: Run) -> Stage:
                "--output_dir", str(folder), *profile,
                *(["--cache_dir", experiment.cache_dir] if experiment.cache_dir else []),
                *_flags({**experiment.evaluate, **run.model.evaluate})]
+    return Stage(f"generate {run.key}", folder, command, ["predictions.json", "golds.json"])
+
+
+def _per_user_data(layout: Layout, run: Run) -> list[str]:
+    """The evaluated split of the config, as the run without profile reads it: the same rows and data record."""
+    experiment = layout.experiment
+    return ["--data", run.config, "--split", experiment.eval_split, *_data_flags(experiment),
+            *(["--cache_dir", experiment.cache_dir] if experiment.cache_dir else [])]
+
+
+def per_user_train_stage(layout: Layout, run: Run) -> Stage:
+    """A method's per-user files for the evaluated split's users: `accelerate launch training/train_per_user.py`
+    (on the fine-tuned model's task adapter when there is one) or training/train_style_vectors.py (with the
+    generation settings the run is evaluated with)."""
+    experiment, method, folder = layout.experiment, run.method, layout.run_dir(run) / "train"
+    if method.method == "per_user_adapters":
+        base = trained_model(layout, run)
+        if run.model.mode == "fine_tuned" and run.model.train.get("use_lora"):
+            model = ["--model_name", run.model.model_name, "--task_adapter", base]
+        else:
+            model = ["--model_name", base]
+        command = [*LAUNCH, "--config_file", method.accelerate_config or run.model.accelerate_config,
+                   "training/train_per_user.py", *model, *_per_user_data(layout, run), "--output_dir", str(folder),
+                   *_flags(method.train)]
+        return Stage(f"train {run.key}", folder, command, ["per_user_report.json"])
+    command = [sys.executable, "training/train_style_vectors.py", "--model_name", trained_model(layout, run),
+               *_per_user_data(layout, run), "--output_dir", str(folder),
+               *_flags({**experiment.evaluate, **run.model.evaluate, **method.train})]
+    chosen = [] if method.train.get("selection_split") == "none" else ["style_selection.json"]
+    return Stage(f"train {run.key}", folder, command, chosen)
+
+
+METHOD_FLAGS = {"per_user_adapters": "--adapters_dir", "style_vectors": "--style_vectors_dir"}
+
+
+def per_user_generate_stage(layout: Layout, run: Run) -> Stage:
+    """evaluate_per_user.py on the evaluated split with the method's per-user files (or summaries): a zero-shot
+    run folder, scored like the others."""
+    experiment, method, folder = layout.experiment, run.method, layout.run_dir(run) / "generate"
+    uses = ["--use_summary"] if method.method == "profile_summary" else [METHOD_FLAGS[method.method],
+                                                                          str(layout.run_dir(run) / "train")]
+    command = [sys.executable, "evaluation/evaluate_per_user.py", "--model_name", trained_model(layout, run),
+               *_per_user_data(layout, run), "--output_dir", str(folder), *uses,
+               *_flags({**experiment.evaluate, **run.model.evaluate, **method.evaluate})]
     return Stage(f"generate {run.key}", folder, command, ["predictions.json", "golds.json"])
 
 
@@ -193,7 +252,10 @@ def plan(experiment: Experiment) -> list[Stage]:
               for config in experiment.configs for retriever in experiment.retrievers
               for split in experiment.ranked_splits(retriever)]
     for run in experiment.runs():
-        if run.model.mode == "fine_tuned":
+        if run.method is not None:
+            if run.method.method in TRAINED_METHODS:
+                stages.append(per_user_train_stage(layout, run))
+        elif run.model.mode == "fine_tuned":
             stages.append(train_stage(layout, run))
         stages += [generate_stage(layout, run), score_stage(layout, run)]
     return stages

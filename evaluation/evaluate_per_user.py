@@ -1,11 +1,15 @@
 """Predictions of the per-user methods: each user's adapter (OPPU), style vector, and/or profile summary.
 
     python evaluation/evaluate_per_user.py --model_name BASE_OR_TASK_ADAPTER --data product_review_user \
-        --split test --adapters_dir runs/oppu --output_file runs/oppu/predictions_test.json
+        --split test --adapters_dir runs/oppu --output_dir runs/oppu/test
 
 The prompts are the zero-shot ones (`PromptBuilder`, optionally with retrieved items and a summary); each user's
 examples are generated with that user's adapter switched in and/or style vector added, through the transformers
-backend. The predictions file is the benchmark's format with each example's user, for `eval_task.py`.
+backend. OUTPUT_DIR is a zero-shot run folder (evaluation/zero_shot/'s files: prompts.json, progress.jsonl,
+predictions.json with each example's user, golds.json, scores.json, per_sample.jsonl), so the scorer, the run
+cards and evaluation/leaderboard.py read it as they read any run. Every finished batch is appended to
+progress.jsonl (`PredictionStore`, keyed by the zero-shot prompt key of the user and the prompt): a killed run,
+started again with the same flags, generates only what is missing, and other settings in the folder are refused.
 """
 
 from __future__ import annotations
@@ -17,39 +21,41 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from longlamp_cli import positive_int
-from longlamp_prompts import PromptBuilder, prompt_budget
-from longlamp_tasks import parse_config_name, scorer_task_name
+if __package__ in (None, ""):  # run as a file: import from the repository root, not from evaluation/
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from longlamp_cli import ArgumentParser, add_flag, check_folder, positive_int  # noqa: E402
+from longlamp_prompts import PromptBuilder, prompt_budget  # noqa: E402
+from longlamp_runs import RunLock, write_json_atomic  # noqa: E402
+from longlamp_tasks import parse_config_name, scorer_task_name  # noqa: E402
 
 logger = logging.getLogger(__name__)
 SELECTION_FILE = "style_selection.json"
 
 
 def add_model_and_prompt_flags(p: argparse.ArgumentParser) -> None:
-    """The flags shared with training/train_style_vectors.py: model, data, prompt."""
-    p.add_argument("--model_name", "--model_addr", required=True, help="base model or task adapter folder")
+    """The flags shared with training/train_style_vectors.py (model, data, prompt), from longlamp_cli.FLAGS."""
+    add_flag(p, "model_name", required=True, help="base model or task adapter folder")
     p.add_argument("--data", required=True, help="a LongLaMP config name or a file/folder")
-    p.add_argument("--task", help="task or config name (default: --data when it is a config name)")
-    p.add_argument("--split", default="test", choices=("train", "validation", "test"),
-                   help="which split of --data is read (default: test)")
-    p.add_argument("--data_dir", help="local copy of the LongLaMP data used with config names")
-    p.add_argument("--cache_dir", help="datasets cache")
-    p.add_argument("--max_eval_examples", "--limit", type=positive_int, help="only the first N rows")
-    p.add_argument("--use_profile", action="store_true", help="put retrieved profile items in the prompt")
-    p.add_argument("--retriever", default="bm25", help="ranking model for --use_profile (default: bm25)")
-    p.add_argument("--retriever_model", default="facebook/contriever", help="dense encoder of --retriever contriever")
-    p.add_argument("--num_retrieved", type=positive_int, default=1, help="profile items per prompt (default: 1)")
-    p.add_argument("--max_prompt_length", "--max_prompt_tokens", type=positive_int,
-                   help="prompt token budget (default: the shared rule)")
-    p.add_argument("--max_new_tokens", type=positive_int, default=512, help="tokens to generate (default: 512)")
-    p.add_argument("--batch_size", type=positive_int, default=8, help="prompts per generate call (default: 8)")
-    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto")
-    p.add_argument("--use_chat_template", action=argparse.BooleanOptionalAction, default=None,
-                   help="wrap prompts in the tokenizer's chat template (default: when it has one)")
+    add_flag(p, "task", help="task or config name (default: --data when it is a config name)")
+    add_flag(p, "split", default="test", choices=("train", "validation", "test"), help="which split of --data is read")
+    add_flag(p, "data_dir")
+    add_flag(p, "cache_dir")
+    add_flag(p, "revision")
+    add_flag(p, "max_eval_examples", "--limit", type=positive_int)
+    add_flag(p, "use_profile")
+    add_flag(p, "retriever")
+    add_flag(p, "retriever_model")
+    add_flag(p, "num_retrieved", type=positive_int, default=1)
+    add_flag(p, "max_prompt_length", type=positive_int)
+    add_flag(p, "max_new_tokens", type=positive_int, default=512)
+    add_flag(p, "batch_size", type=positive_int, default=8)
+    add_flag(p, "dtype")
+    add_flag(p, "use_chat_template")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     add_model_and_prompt_flags(p)
     p.add_argument("--adapters_dir", help="a training/train_per_user.py output folder: each user's adapter")
     p.add_argument("--style_vectors_dir", help="a training/train_style_vectors.py output folder")
@@ -58,9 +64,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--use_summary", action="store_true", help="put a summary of the user's profile in the prompt")
     p.add_argument("--summary_of", choices=("profile", "retrieved"), default="profile",
                    help="summarise the whole profile (once per user) or each example's retrieved items")
-    p.add_argument("--summary_cache_dir", help="where summaries are cached (default: OUTPUT_FILE's folder/summaries)")
-    p.add_argument("--summary_max_new_tokens", type=positive_int, default=128, help="summary length (default: 128)")
-    p.add_argument("--output_file", required=True, help="the predictions file to write")
+    p.add_argument("--summary_cache_dir", help="where summaries are cached (default: OUTPUT_DIR/summaries)")
+    p.add_argument("--summary_max_new_tokens", type=positive_int, default=128, help="summary length")
+    add_flag(p, "output_dir", required=True, help="the run folder (zero-shot's files); a restart resumes from it")
     return p
 
 
@@ -106,10 +112,15 @@ class PromptSetup:
         return self.source.encode(prompt, self.builder.use_chat_template)
 
 
-def load_rows(args):
+def load_split(args):
+    """The split's rows as a `datasets.Dataset` (its fingerprint is part of the run's record)."""
     from training.data import load_rows as load
 
-    return list(load(args.data, args.split, args.task, args.data_dir, args.cache_dir, args.max_eval_examples))
+    return load(args.data, args.split, args.task, args.data_dir, args.cache_dir, args.max_eval_examples, args.revision)
+
+
+def load_rows(args) -> list[dict]:
+    return list(load_split(args))
 
 
 def style_steering(folder: str, layer: int | None, scale: float | None):
@@ -156,39 +167,105 @@ def summaries_for(args, setup: PromptSetup, rows, items, cache_dir: Path) -> lis
     return summaries
 
 
+def zero_shot_options(args, output_dir: Path):
+    """The run as zero-shot evaluation's options: its data record and its files are written by the same code."""
+    from evaluation.zero_shot import ZeroShotOptions
+
+    return ZeroShotOptions(validation_data=args.data, model_name=args.model_name, output_dir=str(output_dir),
+                           task=args.task, split=args.split, data_dir=args.data_dir, cache_dir=args.cache_dir,
+                           revision=args.revision, max_eval_examples=args.max_eval_examples,
+                           max_new_tokens=args.max_new_tokens, dtype=args.dtype)
+
+
+def example_key(token_ids, user: str) -> str:
+    """Zero-shot's prompt key of what one example's generation depends on: its user's model and its prompt."""
+    from evaluation.zero_shot.progress import prompt_key
+
+    return prompt_key(json.dumps([user, list(token_ids)], separators=(",", ":")), None)
+
+
+def run_settings(args, setup: PromptSetup, options, dataset, style) -> dict:
+    """What the predictions depend on, recorded in progress.jsonl and scores.json: zero-shot's settings (the same
+    data record, so runs of the same split rank together) and the per-user methods with their files' digests."""
+    from evaluation.backends import backend_class
+    from evaluation.zero_shot.data import data_source
+    from evaluation.zero_shot.fingerprints import folder_fingerprint, model_fingerprint
+
+    task, setting = parse_config_name(args.task)
+    source = setup.source
+    settings = {"task": task.name, "setting": setting, "split": args.split, "model": args.model_name,
+                "base_model": source.base if source.adapter else None, "model_fingerprint": model_fingerprint(source),
+                "backend": "transformers", "dtype": backend_class("transformers").dtype_name(args.dtype),
+                "max_prompt_length": setup.builder.max_prompt_tokens, "chat_template": setup.builder.use_chat_template,
+                "strip_reasoning": True, **setup.generator.settings.record(), "data": data_source(options, dataset),
+                "use_profile": args.use_profile}
+    if args.use_profile:
+        settings.update(retriever=setup.retriever.signature, num_retrieved=args.num_retrieved, is_ranked=False)
+    methods = {}
+    if args.adapters_dir:
+        folder = Path(args.adapters_dir).resolve()
+        methods["per_user_adapters"] = {"folder": str(folder), "fingerprint": folder_fingerprint(folder / "users")}
+    if style is not None:
+        folder = Path(args.style_vectors_dir).resolve()
+        methods["style_vectors"] = {"folder": str(folder), "fingerprint": folder_fingerprint(folder),
+                                    "layer": style.layer, "scale": style.scale}
+    if args.use_summary:
+        methods["profile_summary"] = {"of": args.summary_of, "max_new_tokens": args.summary_max_new_tokens}
+    settings["personalization"] = methods
+    return settings
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    from evaluation.zero_shot.predictions import write_predictions
-    from personalization.generate import generate_per_user
+    from evaluation.zero_shot.predictions import PredictionStore
+    from evaluation.zero_shot.data import column
+    from evaluation.zero_shot.progress import PreparedRun
+    from evaluation.zero_shot.results import finish_run
+    from personalization.generate import per_user_generations
     from personalization.summaries import SummaryPromptBuilder
     from personalization.user_adapters import AdapterStore
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    output_file = Path(args.output_file)
-    rows = load_rows(args)
-    setup = PromptSetup(args)
-    items = [setup.items(row) for row in rows]
-    if args.use_summary:
-        cache_dir = Path(args.summary_cache_dir or output_file.parent / "summaries")
-        summaries = summaries_for(args, setup, rows, items, cache_dir)
-        with_summary = SummaryPromptBuilder(setup.builder)
-        prompts = [with_summary(i, row["input"], s) for i, row, s in zip(items, rows, summaries)]
-    else:
-        prompts = [setup.builder(i, row["input"]) for i, row in zip(items, rows)]
-    users = [str(row[setup.task.user_column]) for row in rows]
+    root = check_folder(args.output_dir, "--output_dir")
     adapters = AdapterStore(args.adapters_dir).adapters() if args.adapters_dir else None
     if args.adapters_dir and not adapters:
         raise ValueError(f"--adapters_dir {args.adapters_dir} holds no finished user adapter")
     style = style_steering(args.style_vectors_dir, args.style_layer, args.style_scale) if args.style_vectors_dir \
         else None
-    texts = generate_per_user(setup.generator, [setup.encode(p) for p in prompts], users, adapters=adapters,
-                              style=style, batch_size=args.batch_size)
-    ids = [row["id"] for row in rows]
-    _, setting = parse_config_name(args.task)
-    output_file.parent.mkdir(parents=True, exist_ok=True)
-    write_predictions(output_file, scorer_task_name(setup.task, setting), ids, dict(zip(ids, texts)),
-                      dict(zip(ids, users)))
-    logger.info("wrote %d predictions to %s", len(ids), output_file)
+    dataset = load_split(args)
+    rows = list(dataset)
+    setup = PromptSetup(args)
+    options = zero_shot_options(args, root)
+    with RunLock(root, "evaluate_per_user.py"):  # taken only now: a refused run leaves no folder behind
+        items = [setup.items(row) for row in rows]
+        if args.use_summary:
+            summaries = summaries_for(args, setup, rows, items, Path(args.summary_cache_dir or root / "summaries"))
+            with_summary = SummaryPromptBuilder(setup.builder)
+            prompts = [with_summary(i, row["input"], s) for i, row, s in zip(items, rows, summaries)]
+        else:
+            prompts = [setup.builder(i, row["input"]) for i, row in zip(items, rows)]
+        ids = [row["id"] for row in rows]
+        users = [str(row[setup.task.user_column]) for row in rows]
+        token_ids = [setup.encode(p) for p in prompts]
+        keys = [example_key(t, user) for t, user in zip(token_ids, users)]
+        settings = run_settings(args, setup, options, dataset, style)
+        write_json_atomic(root / "prompts.json", [{"id": i, "user": u, "prompt": p, "prompt_tokens": len(t)}
+                                                  for i, u, p, t in zip(ids, users, prompts, token_ids)])
+        store = PredictionStore(root / "progress.jsonl", settings, keys)
+        finished = {index for index, key in enumerate(keys) if key in store}
+        if finished:
+            logger.info("%s: resuming, %d of %d examples already done", root, len(finished), len(keys))
+
+        def save(positions, generations):
+            store.add([(keys[i], ids[i], g) for i, g in zip(positions, generations) if keys[i] not in store])
+
+        per_user_generations(setup.generator, token_ids, users, adapters=adapters, style=style,
+                             batch_size=args.batch_size, finished=finished, save=save)
+        run = PreparedRun(root, settings, 0, ids, token_ids, [len(t) for t in token_ids], keys, store)
+        _, setting = parse_config_name(args.task)
+        summary = finish_run(run, scorer_task_name(setup.task, setting), column(dataset, "output"), users, options)
+    logger.info("wrote %d predictions to %s (%s)", len(ids), root,
+                "not scored" if summary["scores"] is None else f"ROUGE-L {summary['scores']['metrics']['rougeL']:.4f}")
     return 0
 
 

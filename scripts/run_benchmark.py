@@ -3,10 +3,12 @@
     python scripts/run_benchmark.py --config experiments/demo.yaml
     python scripts/run_benchmark.py --config experiments/paper_review_user.yaml --output_dir runs/review
     python scripts/run_benchmark.py --config experiments/demo.yaml --set models.smollm2-lora.train.max_steps=2
+    python scripts/run_benchmark.py --config experiments/personalization.yaml
 
-The experiment file describes a grid (configs x retrievers x k x {no profile, profile} x models, each model
-zero-shot or fine-tuned; see benchmark_runner/experiment.py). Every stage is the real command (rank_profiles.py,
-`accelerate launch training/train.py`, evaluate_llm.py, eval_task.py), logged in its folder; killed and started
+The experiment file describes a grid (configs x ({no profile} + retrievers x k + per-user methods) x models, each
+model zero-shot or fine-tuned; see benchmark_runner/experiment.py). Every stage is the real command
+(rank_profiles.py, `accelerate launch training/train.py`, train_per_user.py, train_style_vectors.py,
+evaluate_llm.py, evaluate_per_user.py, eval_task.py), logged in its folder; killed and started
 again with the same arguments, the runner skips every finished stage and the stages resume where they stopped.
 """
 

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
 
 import pytest
 
-from evaluation import eval_all, eval_task, evaluate_llm
+from evaluation import eval_all, eval_task, evaluate_llm, evaluate_per_user
 from longlamp_cli import FLAGS, UsageError
 from retrieval import rank_profiles
+from training import train_per_user, train_style_vectors
+
+FLAGS_DOC = Path(__file__).resolve().parents[1] / "docs" / "flags.md"
+# Shared by the per-user commands (docs/personalization.md).
+PER_USER = {"--model_name": ["--model_addr"], "--max_prompt_length": ["--max_prompt_tokens"], "--data": [],
+            "--task": [], "--split": [], "--data_dir": [], "--cache_dir": [], "--revision": [], "--use_profile": [],
+            "--retriever": [], "--retriever_model": [], "--num_retrieved": [], "--dtype": [],
+            "--use_chat_template": ["--no-use_chat_template"], "--output_dir": []}
+GENERATING = {"--max_new_tokens": [], "--batch_size": [], "--max_eval_examples": ["--limit"]}
 
 # command -> {canonical flag: aliases that must still parse to it}
 VOCABULARY = {
@@ -29,9 +40,18 @@ VOCABULARY = {
                   "--num_workers": [], "--metrics": [], "--bootstrap": []},
     "eval_all": {"--golds_zip": [], "--preds_zip": [], "--temp_dir": [], "--output_file": [], "--seed": [],
                  "--num_workers": [], "--metrics": [], "--bootstrap": []},
+    "train_per_user": {**PER_USER, "--dtype": ["--model_dtype"], "--task_adapter": [], "--max_target_length": [],
+                       "--lora_r": [], "--lora_alpha": [], "--lora_dropout": [], "--lora_target_modules": [],
+                       "--learning_rate": [], "--num_train_epochs": [], "--per_device_train_batch_size": [],
+                       "--max_grad_norm": [], "--seed": [], "--log_level": []},
+    "train_style_vectors": {**PER_USER, **GENERATING, "--layers": [], "--scales": [], "--selection_split": []},
+    "evaluate_per_user": {**PER_USER, **GENERATING, "--adapters_dir": [], "--style_vectors_dir": [],
+                          "--use_summary": []},
 }
 PARSERS = {"evaluate_llm": evaluate_llm.build_parser, "rank_profiles": rank_profiles.build_parser,
-           "eval_task": eval_task.build_parser, "eval_all": eval_all.build_parser}
+           "eval_task": eval_task.build_parser, "eval_all": eval_all.build_parser,
+           "train_per_user": train_per_user.parser, "train_style_vectors": train_style_vectors.parser,
+           "evaluate_per_user": evaluate_per_user.parser}
 
 
 def options_of(parser: argparse.ArgumentParser) -> dict[str, str]:
@@ -80,3 +100,12 @@ def test_a_bad_flag_is_one_error_line_not_a_usage_dump():
     with pytest.raises(UsageError, match=r"argument --bootstrap: must be 0 or more, got -5 \(see .* --help\)"):
         eval_task.build_parser().parse_args(["--golds_json", "g", "--preds_json", "p", "--output_file", "o",
                                              "--bootstrap", "-5"])
+
+
+def test_every_shared_concept_is_in_the_flags_table():
+    """docs/flags.md's table names each concept's canonical flag (and the per-user commands have their column)."""
+    table = [line for line in FLAGS_DOC.read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
+    flags_in_table = set(re.findall(r"`(--[a-z_]+)", "\n".join(table)))
+    missing = [flag.names[0] for flag in FLAGS.values() if flag.names[0] not in flags_in_table]
+    assert not missing, f"docs/flags.md's table lacks {missing}"
+    assert "`evaluate_per_user.py`" in table[0] and "`train_per_user.py`" in table[0]

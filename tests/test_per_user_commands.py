@@ -15,8 +15,8 @@ def common(tiny_llama, sample_dir, sample_cache) -> list[str]:
     return ["--model_name", str(tiny_llama), "--data_dir", str(sample_dir), "--cache_dir", sample_cache, *SAMPLE_FLAGS]
 
 
-def outputs(path) -> list[str]:
-    return [gold["output"] for gold in json.loads(path.read_text())["golds"]]
+def outputs(run) -> list[str]:
+    return [gold["output"] for gold in json.loads((run / "predictions.json").read_text())["golds"]]
 
 
 def test_style_vectors_are_chosen_on_validation_and_scale_zero_predicts_as_the_plain_model(
@@ -32,17 +32,19 @@ def test_style_vectors_are_chosen_on_validation_and_scale_zero_predicts_as_the_p
     selection = json.loads((style_dir / "style_selection.json").read_text())
     assert selection["layer"] == 1 and [t["scale"] for t in selection["tried"]] == [0.0, 50.0]
 
-    assert evaluate([*flags, "--output_file", str(tmp_path / "plain.json")]) == 0
+    assert evaluate([*flags, "--output_dir", str(tmp_path / "plain")]) == 0
     assert evaluate([*flags, "--style_vectors_dir", str(style_dir), "--style_scale", "0",
-                     "--output_file", str(tmp_path / "zero.json")]) == 0
+                     "--output_dir", str(tmp_path / "zero")]) == 0
     assert evaluate([*flags, "--style_vectors_dir", str(style_dir), "--style_scale", "50",
-                     "--output_file", str(tmp_path / "steered.json")]) == 0
-    plain = outputs(tmp_path / "plain.json")
-    assert outputs(tmp_path / "zero.json") == plain
-    assert outputs(tmp_path / "steered.json") != plain
-    golds = json.loads((tmp_path / "plain.json").read_text())["golds"]
-    assert golds[0]["user"] == "user_0017_jazz" and json.loads((tmp_path / "plain.json").read_text())["task"] \
-        == "LongLaMP_product_review_user"
+                     "--output_dir", str(tmp_path / "steered")]) == 0
+    plain = outputs(tmp_path / "plain")
+    assert outputs(tmp_path / "zero") == plain
+    assert outputs(tmp_path / "steered") != plain
+    golds = json.loads((tmp_path / "plain" / "golds.json").read_text())
+    assert golds["golds"][0]["user"] == "user_0017_jazz" and golds["task"] == "LongLaMP_product_review_user"
+    scores = json.loads((tmp_path / "steered" / "scores.json").read_text())
+    assert scores["settings"]["personalization"]["style_vectors"]["scale"] == 50
+    assert scores["scores"]["num_samples"] == len(plain)
 
 
 def test_summaries_are_generated_by_the_first_run_and_reused_by_the_next(tiny_llama, sample_dir, sample_cache,
@@ -51,18 +53,18 @@ def test_summaries_are_generated_by_the_first_run_and_reused_by_the_next(tiny_ll
 
     flags = [*common(tiny_llama, sample_dir, sample_cache), "--use_summary", "--summary_max_new_tokens", "8",
              "--summary_cache_dir", str(tmp_path / "summaries")]
-    assert evaluate([*flags, "--output_file", str(tmp_path / "first.json")]) == 0
+    assert evaluate([*flags, "--output_dir", str(tmp_path / "first")]) == 0
     cached = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "summaries").glob("*.json")}
     assert len(cached) == 4  # one per test user with a profile
-    assert evaluate([*flags, "--output_file", str(tmp_path / "second.json")]) == 0
+    assert evaluate([*flags, "--output_dir", str(tmp_path / "second")]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "summaries").glob("*.json")} == cached
-    assert outputs(tmp_path / "second.json") == outputs(tmp_path / "first.json")
+    assert outputs(tmp_path / "second") == outputs(tmp_path / "first")
 
 
 def test_refusals_are_one_error_line(tiny_llama, sample_dir, sample_cache, tmp_path, capsys):
     from evaluation.evaluate_per_user import main as evaluate
 
-    flags = [*common(tiny_llama, sample_dir, sample_cache), "--output_file", str(tmp_path / "p.json")]
+    flags = [*common(tiny_llama, sample_dir, sample_cache), "--output_dir", str(tmp_path / "p")]
     assert run_command(evaluate, [*flags, "--use_summary", "--summary_of", "retrieved"], "evaluate_per_user.py") == 2
     assert "--summary_of retrieved summarises the retrieved items: add --use_profile" in capsys.readouterr().err
     assert run_command(evaluate, [*flags, "--style_vectors_dir", str(tmp_path)], "evaluate_per_user.py") == 2
@@ -70,4 +72,49 @@ def test_refusals_are_one_error_line(tiny_llama, sample_dir, sample_cache, tmp_p
     (tmp_path / "empty" / "users").mkdir(parents=True)
     assert run_command(evaluate, [*flags, "--adapters_dir", str(tmp_path / "empty")], "evaluate_per_user.py") == 2
     assert "holds no finished user adapter" in capsys.readouterr().err
-    assert not (tmp_path / "p.json").exists()
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_killed_run_resumes_without_regenerating_and_ends_byte_identical(tiny_llama, sample_dir, sample_cache,
+                                                                           tmp_path):
+    """A real SIGKILL in the middle of steered generation, then the same command again: the finished examples are
+    kept, the rest generated, and the files equal an uninterrupted run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from evaluation.evaluate_per_user import main as evaluate
+    from training.train_style_vectors import main as train_vectors
+
+    repo = Path(__file__).resolve().parents[1]
+    flags = common(tiny_llama, sample_dir, sample_cache)
+    style_dir = tmp_path / "style"
+    assert train_vectors([*flags, "--output_dir", str(style_dir), "--max_items_per_user", "1", "--layers", "1",
+                          "--selection_split", "none"]) == 0
+    slow = [*flags, "--max_new_tokens", "60", "--batch_size", "1", "--style_vectors_dir", str(style_dir),
+            "--style_layer", "1", "--style_scale", "4"]
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    assert evaluate([*slow, "--output_dir", str(reference)]) == 0
+
+    command = [sys.executable, "evaluation/evaluate_per_user.py", *slow, "--output_dir", str(resumed)]
+    process = subprocess.Popen(command, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    progress = resumed / "progress.jsonl"
+    deadline = time.monotonic() + 240
+    while process.poll() is None and time.monotonic() < deadline:
+        if progress.exists() and progress.read_text(encoding="utf-8").count("\n") >= 2:  # settings + 1 example
+            os.kill(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
+    examples = len(outputs(reference))
+    finished = progress.read_text(encoding="utf-8").count("\n") - 1
+    assert 1 <= finished < examples and not (resumed / "predictions.json").exists()
+
+    assert evaluate([*slow, "--output_dir", str(resumed)]) == 0
+    for name in ("predictions.json", "golds.json", "per_sample.jsonl"):
+        assert (resumed / name).read_bytes() == (reference / name).read_bytes(), name
+    assert progress.read_text(encoding="utf-8").count("\n") == 1 + examples  # nothing generated twice
+    assert run_command(evaluate, [*slow, "--style_scale", "5", "--output_dir", str(resumed)]) == 2  # other settings

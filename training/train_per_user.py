@@ -18,7 +18,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Sequence
 
-from longlamp_cli import positive_int
+from longlamp_cli import ArgumentParser, add_flag, positive_int
 from longlamp_prompts import context_length, prompt_budget
 from longlamp_runs import RunFolderError, RunLock, write_json_atomic
 from longlamp_tasks import parse_config_name
@@ -31,44 +31,42 @@ RESUMABLE = frozenset({"output_dir", "max_users", "log_level", "cache_dir", "dat
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model_name", "--model_addr", required=True, help="base model: Hub id or folder")
+    """The project's shared flags (longlamp_cli.FLAGS) with this command's defaults, and its own."""
+    p = ArgumentParser(description=__doc__.splitlines()[0])
+    add_flag(p, "model_name", required=True, help="base model: Hub id or folder")
     p.add_argument("--task_adapter", help="a LoRA adapter folder from training/train.py to start from (merged into "
                                           "the base in memory); default: the base model alone")
     p.add_argument("--data", required=True, help="the users' data: a LongLaMP config name or a file/folder")
-    p.add_argument("--task", help="task or config name (default: --data when it is a config name)")
-    p.add_argument("--split", default="test", choices=("train", "validation", "test"),
-                   help="which split of --data is read: its users get adapters, and their rows of this split are "
-                        "the held-out examples (default: test)")
-    p.add_argument("--data_dir", help="local copy of the LongLaMP data used with config names")
-    p.add_argument("--cache_dir", help="datasets cache")
-    p.add_argument("--output_dir", required=True, help="where users/<user>/ adapters and the report go")
-    p.add_argument("--use_profile", action="store_true", help="put retrieved profile items (the user's other "
-                                                              "items) in each training prompt")
-    p.add_argument("--retriever", default="bm25", help="ranking model for --use_profile (default: bm25)")
-    p.add_argument("--retriever_model", default="facebook/contriever", help="dense encoder of --retriever contriever")
-    p.add_argument("--num_retrieved", type=positive_int, default=1, help="profile items per prompt (default: 1)")
-    p.add_argument("--max_prompt_length", "--max_prompt_tokens", type=positive_int,
-                   help="prompt token budget (default: the shared rule, 1024 within the position limit)")
-    p.add_argument("--max_target_length", type=positive_int, default=1024, help="longest target in tokens")
+    add_flag(p, "task", help="task or config name (default: --data when it is a config name)")
+    add_flag(p, "split", default="test", choices=("train", "validation", "test"),
+             help="which split of --data is read: its users get adapters, and their rows of this split are the "
+                  "held-out examples")
+    add_flag(p, "data_dir")
+    add_flag(p, "cache_dir")
+    add_flag(p, "revision")
+    add_flag(p, "output_dir", required=True, help="where users/<user>/ adapters and the report go")
+    add_flag(p, "use_profile", help="put retrieved profile items (the user's other items) in each training prompt")
+    add_flag(p, "retriever")
+    add_flag(p, "retriever_model")
+    add_flag(p, "num_retrieved", type=positive_int, default=1)
+    add_flag(p, "max_prompt_length", type=positive_int)
+    add_flag(p, "max_target_length", type=positive_int, default=1024)
     p.add_argument("--long_targets", choices=("skip", "error"), default="skip",
-                   help="a profile item longer than --max_target_length is skipped (default) or an error")
+                   help="a profile item longer than --max_target_length is skipped or an error")
     p.add_argument("--max_items_per_user", type=positive_int, help="train on at most the first N profile items")
     p.add_argument("--max_users", type=positive_int, help="train only the first N users (sorted by id)")
-    p.add_argument("--lora_r", type=positive_int, default=8, help="LoRA rank (default: 8)")
-    p.add_argument("--lora_alpha", type=positive_int, default=16, help="LoRA alpha (default: 16)")
-    p.add_argument("--lora_dropout", type=float, default=0.0, help="LoRA dropout (default: 0)")
-    p.add_argument("--lora_target_modules", default="auto", help="module names, all-linear, or auto")
-    p.add_argument("--learning_rate", type=float, default=1e-4, help="(default: 1e-4)")
-    p.add_argument("--num_train_epochs", type=positive_int, default=2, help="passes over a user's items (default: 2)")
-    p.add_argument("--per_device_train_batch_size", type=positive_int, default=4, help="examples per step")
-    p.add_argument("--max_grad_norm", type=float, default=1.0, help="gradient clipping norm (0 disables)")
-    p.add_argument("--dtype", "--model_dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
-                   help="weights dtype (auto: bfloat16 on a GPU that has it, else float32)")
-    p.add_argument("--use_chat_template", action=argparse.BooleanOptionalAction, default=None,
-                   help="wrap prompts in the tokenizer's chat template (default: when it has one)")
-    p.add_argument("--seed", type=int, default=42, help="seed of each user's adapter initialisation and data order")
-    p.add_argument("--log_level", choices=("debug", "info", "warning"), default="info")
+    add_flag(p, "lora_r", type=positive_int, default=8)
+    add_flag(p, "lora_alpha", type=positive_int, default=16)
+    add_flag(p, "lora_dropout", default=0.0)
+    add_flag(p, "lora_target_modules")
+    add_flag(p, "learning_rate", default=1e-4)
+    add_flag(p, "num_train_epochs", type=positive_int, default=2, help="passes over a user's items")
+    add_flag(p, "per_device_train_batch_size", type=positive_int, default=4)
+    add_flag(p, "max_grad_norm", default=1.0)
+    add_flag(p, "dtype", "--model_dtype", help="weights dtype (auto: bfloat16 on a GPU that has it, else float32)")
+    add_flag(p, "use_chat_template")
+    add_flag(p, "seed", default=42, help="seed of each user's adapter initialisation and data order")
+    add_flag(p, "log_level")
     return p
 
 
@@ -120,7 +118,7 @@ def run(args, accelerator, output_dir: Path) -> None:
     from training.data import load_rows
 
     task, _ = parse_config_name(args.task)
-    rows = load_rows(args.data, args.split, args.task, args.data_dir, args.cache_dir)
+    rows = load_rows(args.data, args.split, args.task, args.data_dir, args.cache_dir, revision=args.revision)
     users = group_users(rows, task, f"{args.data} ({args.split})")[: args.max_users]
     store = AdapterStore(output_dir)
     if accelerator.is_main_process:

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from longlamp_cli import positive_int
+from longlamp_cli import ArgumentParser, add_flag, positive_int
 from longlamp_runs import write_json_atomic
 from longlamp_tasks import parse_config_name
 
@@ -29,15 +29,15 @@ logger = logging.getLogger(__name__)
 def parser() -> argparse.ArgumentParser:
     from evaluation.evaluate_per_user import add_model_and_prompt_flags
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     add_model_and_prompt_flags(p)
-    p.add_argument("--output_dir", required=True, help="one <user>.safetensors per user, and style_selection.json")
+    add_flag(p, "output_dir", required=True, help="one <user>.safetensors per user, and style_selection.json")
     p.add_argument("--layers", help="comma-separated decoder layers, counted from 1 (default: the layers at half "
                                     "and three quarters of the depth)")
-    p.add_argument("--scales", default="0,0.5,1,2,4", help="scales tried on validation (default: 0,0.5,1,2,4)")
-    p.add_argument("--max_items_per_user", type=positive_int, default=8, help="profile items per vector (default: 8)")
+    p.add_argument("--scales", default="0,0.5,1,2,4", help="scales tried on validation")
+    p.add_argument("--max_items_per_user", type=positive_int, default=8, help="profile items per vector")
     p.add_argument("--selection_split", default="validation", choices=("train", "validation", "test", "none"),
-                   help="split whose rows choose layer and scale (default: validation; none: choose nothing)")
+                   help="split whose rows choose layer and scale (none: choose nothing)")
     return p
 
 
