@@ -98,8 +98,10 @@ def test_started_again_the_runner_skips_every_stage(finished):
                                                                 "has no training stage"),
     (["personalization.summary.temperature=2"], r"personalization.summary: unknown key\(s\) temperature"),
     (["models.smollm2.personalization=[opu]"], r"models.smollm2.personalization: \['opu'\] are not among"),
-    (["personalization.no_profile={method: profile_summary}"], r"personalization \['no_profile'\] would share a run folder"),
-    (["retrievers.bm25.options={num_workers: 2}"], r"retrievers.bm25.options are rank_profiles.py flags; with ranked: false"),
+    (["personalization.no_profile={method: profile_summary}"],
+     r"personalization \['no_profile'\] would share a run folder"),
+    (["retrievers.bm25.options={num_workers: 2}"],
+     r"retrievers.bm25.options are rank_profiles.py flags; with ranked: false"),
 ])
 def test_a_bad_method_setting_names_the_file_and_the_field(sets, message):
     with pytest.raises(ExperimentError, match=f"^{EXPERIMENT}: {message}"):
