@@ -26,7 +26,8 @@ IDS = [f"id-{i}" for i in range(40)]
 
 
 def zero_shot_run(folder: Path, level: float, seed: int, retriever: str | None = "bm25", k: int | None = 1,
-                  split: str = "validation", nltk_version: str | None = None, model: str = "tiny") -> dict:
+                  split: str = "validation", nltk_version: str | None = None, model: str = "tiny",
+                  data: str = CONFIG, ranked_by: str | None = None) -> dict:
     """A zero-shot run folder as zero_shot.py writes it, with a per-sample file; returns its scores."""
     rng = np.random.default_rng(seed)
     scores = {name: np.clip(rng.normal(level, 0.05, len(IDS)), 0, 1) for name in metrics.PER_SAMPLE_METRICS}
@@ -34,8 +35,8 @@ def zero_shot_run(folder: Path, level: float, seed: int, retriever: str | None =
     versions = metrics.library_versions(metrics.PER_SAMPLE_METRICS, "python")
     if nltk_version:
         versions["nltk"] = nltk_version
-    settings = {"task": TASK, "data": "product_review_user", "split": split, "model": model,
-                "use_profile": retriever is not None}
+    settings = {"task": TASK, "data": {"data": data, "data_dir": None, "revision": None}, "split": split,
+                "model": model, "use_profile": retriever is not None, **({"ranked_by": ranked_by} if ranked_by else {})}
     if retriever:
         settings.update(retriever=retriever, num_retrieved=k)
     write_json_atomic(folder / "scores.json", {
@@ -72,6 +73,21 @@ def test_runs_are_ranked_by_the_metric_with_their_bootstrap_intervals(board):
         values = scores[row["run"]]["rougeL"]
         interval = aggregate.bootstrap_intervals({"m": values}, 500, 0.95, 3)["m"]
         assert (row["mean"], row["low"], row["high"]) == (np.mean(values), interval["low"], interval["high"])
+
+
+def test_a_run_on_ranked_data_ranks_beside_the_no_profile_run_of_its_config(tmp_path):
+    """The experiment runner's layout: a retriever's run reads the ranked copy of the split, the no-profile run the
+    config itself; both are one ranking, named by what tells them apart. A run on another file stands apart."""
+    runs = tmp_path / "runs" / CONFIG / "tiny"
+    zero_shot_run(runs / "no_profile" / "generate", 0.30, 1, retriever=None, k=None)
+    zero_shot_run(runs / "bm25_k2" / "generate", 0.35, 2, k=2, data=str(tmp_path / "ranked" / f"{CONFIG}.arrow"),
+                  ranked_by="bm25(k1=1.5,b=0.75)")
+    zero_shot_run(runs / "copy" / "generate", 0.40, 3, retriever=None, k=None, data=str(tmp_path / "mine.parquet"))
+    result = build([runs / name / "generate" for name in ("no_profile", "bm25_k2", "copy")], tmp_path / "board",
+                   "rougeL", num_resamples=100)
+    main, apart = result["configs"][TASK]
+    assert main["data"] == CONFIG and [row["run"] for row in main["rows"]] == ["bm25_k2", "no_profile"]
+    assert [row["run"] for row in apart["rows"]] == ["copy"] and "data '<local>/mine.parquet'" in apart["apart"]
 
 
 def test_each_run_is_tested_against_the_best_and_against_its_own_no_profile_baseline(board):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +19,29 @@ from evaluation.comparison.tables import csv_text, markdown, page
 from longlamp_runs import write_json_atomic, write_text_atomic
 
 
+def distinct_names(folders: list[Path]) -> dict[Path, str]:
+    """Names that tell local run folders apart: each one's path below their common parent, without a last part
+    they all share (the experiment runner's runs/<config>/<model>/<variant>/generate are <config>/<model>/<variant>);
+    a single folder is named by its last part."""
+    parts = [folder.resolve().parts for folder in folders]
+    if len(set(parts)) < 2:
+        return {folder: folder.name for folder in folders}
+    common = len(os.path.commonprefix(parts))
+    tails = [p[common:] for p in parts]
+    if all(len(tail) > 1 for tail in tails) and len({tail[-1] for tail in tails}) == 1:
+        tails = [tail[:-1] for tail in tails]
+    return {folder: "/".join(tail) or folder.name for folder, tail in zip(folders, tails)}
+
+
 def find_runs(sources: list[str | Path], golds_by_task: dict[str, Path], cache_dir: Path) -> list[Run | Skipped]:
     """The runs of each source: a local folder, else a Hub repository id (fetched, then read as a folder)."""
+    local = [Path(s) for s in sources if Path(s).exists() or repo_argument(str(s)) is None]
+    names = distinct_names(local)
     found = []
     for source in sources:
         folder = Path(source)
-        if folder.exists() or repo_argument(str(source)) is None:
-            found += load_runs(folder, golds_by_task, cache_dir)
+        if folder in names:
+            found += load_runs(folder, golds_by_task, cache_dir, names[folder])
         else:
             found += load_runs(fetch_run(str(source)), golds_by_task, cache_dir, str(source), str(source))
     return found

@@ -96,13 +96,15 @@ def _score_files(golds_path: Path, predictions_path: Path, cache_dir: Path) -> t
     return golds.ids, scores
 
 
-def data_identity(settings: dict) -> str:
+def data_identity(settings: dict, ranked_task: str | None = None) -> str:
     """The data a run read: its source and the dataset revision where one was recorded. A local path counts by its
-    last part, as the toolkit publishes it, so a run and its published copy are ranked together."""
+    last part, as the toolkit publishes it, so a run and its published copy are ranked together. Ranked data
+    (retrieval/rank_profiles.py: the split's rows, ids and outputs, each profile reordered) counts as the config
+    it was ranked from, `ranked_task`, so a retriever's run ranks beside the no-profile run on that config."""
     data, revision = settings.get("data", "?"), settings.get("revision")
     if isinstance(data, dict):  # zero_shot.data_source: {"data", "data_dir", "revision", "fingerprint"}
         data, revision = data.get("data", "?"), data.get("revision") or revision
-    source = public_name(str(data))
+    source = ranked_task.removeprefix("LongLaMP_") if ranked_task else public_name(str(data))
     return f"{source}@{revision}" if revision else source
 
 
@@ -126,7 +128,8 @@ def _zero_shot_run(path: Path, summary_path: Path, name: str, where: str, cache_
     profile = settings.get("use_profile")
     return Run(path, name, where, "zero-shot", summary["task"], settings.get("model", "?"),
                settings.get("retriever") if profile else None, settings.get("num_retrieved") if profile else None,
-               settings.get("split", "?"), data_identity(settings),
+               settings.get("split", "?"),
+               data_identity(settings, summary["task"] if settings.get("ranked_by") else None),
                scorer_identity(summary["scores"].get("versions", {}), summary["scores"].get("settings", {})), ids,
                scores)
 
@@ -143,7 +146,8 @@ def _training_run(path: Path, name: str, where: str, golds_by_task: dict[str, Pa
     profile = config.get("use_profile")
     return Run(path, name, where, "training", task, config.get("model_name", "?"),
                config.get("retriever") if profile else None, config.get("num_retrieved") if profile else None, "test",
-               data_identity({"data": config.get("test_data", "?"), "revision": config.get("revision")}),
+               data_identity({"data": config.get("test_data", "?"), "revision": config.get("revision")},
+                             task if profile and config.get("is_ranked") else None),
                _current_scorer(), ids, scores)
 
 
