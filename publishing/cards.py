@@ -16,7 +16,7 @@ from pathlib import Path
 from longlamp_runs import write_text_atomic
 from longlamp_tasks import scorer_task_name
 from publishing.plots import plot_comparison
-from publishing.runs import DATASET_ID, Result, Run, is_hub_id, read_run
+from publishing.runs import DATASET_ID, Result, Run, is_hub_id, public_name, read_run
 from publishing.samples import paired_difference, write_per_sample_scores
 
 TEMPLATE = Path(__file__).with_name("card_template.md")
@@ -137,13 +137,26 @@ def comparison_table(run: Run) -> str:
     return "\n".join(lines)
 
 
+def personalization_text(settings: dict) -> str | None:
+    """The per-user methods of an evaluate_per_user.py run (its settings' `personalization`), in words."""
+    described = []
+    for name, details in (settings.get("personalization") or {}).items():
+        if name == "style_vectors":
+            described.append(f"style vectors (layer {details.get('layer')}, scale {details.get('scale')})")
+        elif name == "profile_summary":
+            described.append(f"a summary of the {details.get('of')} in the prompt")
+        else:
+            described.append("one LoRA adapter per user (OPPU)")
+    return "; ".join(described) or None
+
+
 def _settings_rows(run: Run) -> dict:
     s = run.settings
     retrieval = "none (no profile)"
     if s.get("use_profile"):
         retrieval = f"{s.get('retriever')}, k={s.get('num_retrieved')}" + (", pre-ranked" if s.get("is_ranked") else "")
     if run.kind == "zero_shot":
-        return {"model": run.model, "retrieval": retrieval, "prompt budget (tokens)": s.get("max_prompt_tokens"),
+        return {"model": run.model, "retrieval": retrieval, "per-user personalisation": personalization_text(s), "prompt budget (tokens)": s.get("max_prompt_tokens"),
                 "chat template": s.get("chat_template"), "backend / dtype": f"{s.get('backend')} / {s.get('dtype')}",
                 "generation": ", ".join(f"{k}={s[k]}" for k in ("max_new_tokens", "do_sample", "temperature",
                                                                 "top_p", "num_beams", "seed") if k in s)}
@@ -161,6 +174,37 @@ def _settings_rows(run: Run) -> dict:
             "best checkpoint": f"{s.get('metric_for_best_model')} {s.get('best_metric')} at step {s.get('best_step')}"}
 
 
+def per_user_command(run: Run) -> str:
+    """evaluate_per_user.py's command line for a per-user run (its adapter and vector folders by their last part)."""
+    s, methods = run.settings, run.settings["personalization"]
+    retriever = s.get("retriever")
+    options = [("--data", s.get("data")), ("--split", s.get("split")), ("--model_name", run.model),
+               ("--max_prompt_length", s.get("max_prompt_tokens")), ("--max_new_tokens", s.get("max_new_tokens")),
+               ("--use_profile", s.get("use_profile")),
+               ("--retriever", (retriever.get("name") if isinstance(retriever, dict) else retriever)
+                if s.get("use_profile") else None),
+               ("--num_retrieved", s.get("num_retrieved") if s.get("use_profile") else None),
+               ("--adapters_dir", methods.get("per_user_adapters", {}).get("folder")),
+               ("--style_vectors_dir", methods.get("style_vectors", {}).get("folder")),
+               ("--style_layer", methods.get("style_vectors", {}).get("layer")),
+               ("--style_scale", methods.get("style_vectors", {}).get("scale")),
+               ("--use_summary", "profile_summary" in methods),
+               ("--summary_of", methods.get("profile_summary", {}).get("of")),
+               ("--output_dir", "runs/" + run.config_name)]
+    return command_line("python evaluation/evaluate_per_user.py", options)
+
+
+def command_line(program: str, options: list[tuple[str, object]]) -> str:
+    """`program` with each flag: alone when True, with its value (a local path by its last part) when set."""
+    parts = program.split()
+    for flag, value in options:
+        if value is True:
+            parts.append(flag)
+        elif value is not None and value is not False:
+            parts += [flag, public_name(value)]
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
 def _table(rows: dict) -> str:
     lines = ["| setting | value |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in rows.items() if value not in (None, "")]
@@ -170,6 +214,8 @@ def _table(rows: dict) -> str:
 def reproduce_command(run: Run) -> str:
     """The command that repeats the run, from its recorded settings (local paths shown by their last part)."""
     s = run.settings
+    if s.get("personalization"):
+        return per_user_command(run)
     if run.kind == "zero_shot":
         retriever = s.get("retriever")
         options = [("--validation_data", s.get("data")), ("--split", s.get("split")), ("--model_name", run.model),
@@ -185,13 +231,7 @@ def reproduce_command(run: Run) -> str:
                    ("--is_ranked", s.get("is_ranked")), ("--compare_no_profile", len(run.results) > 1),
                    ("--no_use_chat_template", s.get("chat_template") is False),
                    ("--output_dir", "runs/" + run.config_name)]
-        parts = ["python", "evaluation/evaluate_llm.py"]
-        for flag, value in options:
-            if value is True:
-                parts.append(flag)
-            elif value is not None and value is not False:
-                parts += [flag, value]
-        return " ".join(shlex.quote(str(p)) for p in parts)
+        return command_line("python evaluation/evaluate_llm.py", options)
     lines = ["accelerate launch training/train.py"]
     for key, value in s.items():
         if key in NOT_FLAGS or value is None or value is False or isinstance(value, (dict, list)):

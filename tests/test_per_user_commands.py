@@ -46,6 +46,15 @@ def test_style_vectors_are_chosen_on_validation_and_scale_zero_predicts_as_the_p
     assert scores["settings"]["personalization"]["style_vectors"]["scale"] == 50
     assert scores["scores"]["num_samples"] == len(plain)
 
+    # the run's card says what ran and how to run it again, without the machine's paths
+    from huggingface_hub import ModelCard
+    from publishing.cards import write_run_card
+
+    card = ModelCard.load(write_run_card(tmp_path / "steered")).text
+    assert "| per-user personalisation | style vectors (layer 1, scale 50.0) |" in card
+    assert ("python evaluation/evaluate_per_user.py" in card and "--style_vectors_dir '<local>/style'" in card
+            and "--style_scale 50.0" in card and str(tmp_path) not in card)
+
 
 def test_summaries_are_generated_by_the_first_run_and_reused_by_the_next(tiny_llama, sample_dir, sample_cache,
                                                                         tmp_path):
