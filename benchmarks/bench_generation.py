@@ -22,9 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from evaluation.backends.generation import GenerationSettings, plan_batches, resolve_model  # noqa: E402
 from evaluation.backends.hf_transformers import TransformersGenerator  # noqa: E402
 from evaluation.backends.vllm_engine import VLLMGenerator  # noqa: E402
-from evaluation.backends.generation import GenerationSettings, plan_batches, resolve_model  # noqa: E402
 from longlamp_prompts import PromptBuilder  # noqa: E402
 from longlamp_tasks import TASKS  # noqa: E402
 

@@ -18,9 +18,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable instead of evaluation/ itself
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from evaluation.scoring import files, metrics  # noqa: E402
 from evaluation.comparison import significance  # noqa: E402
 from evaluation.comparison.paired import comparison, table  # noqa: E402
+from evaluation.scoring import files, metrics  # noqa: E402
 from longlamp_cli import run_command  # noqa: E402
 from longlamp_runs import write_json_atomic  # noqa: E402
 

@@ -216,8 +216,8 @@ def run_settings(args, setup: PromptSetup, options, dataset, style) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from evaluation.zero_shot.predictions import PredictionStore
     from evaluation.zero_shot.data import column
+    from evaluation.zero_shot.predictions import PredictionStore
     from evaluation.zero_shot.progress import PreparedRun
     from evaluation.zero_shot.results import finish_run
     from personalization.generate import per_user_generations

@@ -33,8 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
 
-from evaluation.backends.hf_transformers import TransformersGenerator  # noqa: E402
 from evaluation.backends.generation import GenerationSettings, resolve_model  # noqa: E402
+from evaluation.backends.hf_transformers import TransformersGenerator  # noqa: E402
 
 
 class BatchingModel:

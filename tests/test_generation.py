@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from evaluation.backends import get_backend, resolve_backend
+from evaluation.backends.generation import GenerationSettings, plan_batches, resolve_model, strip_reasoning
 from evaluation.backends.hf_transformers import TransformersGenerator
 from evaluation.backends.vllm_engine import VLLMGenerator, engine_arguments, lora_rank_for, sampling_arguments
-from evaluation.backends.generation import GenerationSettings, plan_batches, resolve_model, strip_reasoning
 from evaluation.zero_shot.predictions import PredictionStore, ResumeMismatchError, write_predictions
 from tiny_models import make_causal_lm, make_seq2seq_lm
 

@@ -19,8 +19,8 @@ from openai_server import served
 
 from evaluation import evaluate_llm
 from evaluation.backends.http_api import backoff_seconds, public_url, retry_after_seconds
-from evaluation.backends.vllm_engine import replica_devices
 from evaluation.backends.served_model import APPROXIMATION, ApproximateTokenizer
+from evaluation.backends.vllm_engine import replica_devices
 from longlamp_cli import run_command
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from evaluation.scoring import files, metrics
 from evaluation.comparison import significance
 from evaluation.comparison.paired import comparison
+from evaluation.scoring import files, metrics
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = "LongLaMP_product_review_user"

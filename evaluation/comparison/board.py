@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.scoring import files, metrics
 from evaluation.comparison.hub_runs import fetch_run, repo_argument
 from evaluation.comparison.plots import plot
 from evaluation.comparison.ranking import DEFAULT_RESAMPLES, group_runs, rank_group
 from evaluation.comparison.runs import Run, Skipped, load_runs
 from evaluation.comparison.tables import csv_text, markdown, page
+from evaluation.scoring import files, metrics
 from longlamp_runs import write_json_atomic, write_text_atomic
 
 

@@ -3,8 +3,8 @@ sign-flip p-value (evaluation/comparison/significance.py), by example and, on re
 
 from __future__ import annotations
 
-from evaluation.scoring import files, metrics
 from evaluation.comparison import significance
+from evaluation.scoring import files, metrics
 
 
 def comparison(golds: files.TaskFile, a: files.TaskFile, b: files.TaskFile, metric_names, num_resamples: int,

@@ -11,8 +11,8 @@ from __future__ import annotations
 from evaluation.backends import backend_class, get_backend, resolve_backend
 from evaluation.backends import check_options as check_backend_options
 from evaluation.backends.generation import resolve_model
-from evaluation.judges.cache import CachedJudge, JudgeCache
 from evaluation.backends.served_model import APPROXIMATION, served_model
+from evaluation.judges.cache import CachedJudge, JudgeCache
 from evaluation.zero_shot.fingerprints import model_fingerprint, served_fingerprint
 from evaluation.zero_shot.options import ZeroShotOptions, api_mode, check_served_options, is_served
 from longlamp_prompts import PromptBuilder, prompt_budget

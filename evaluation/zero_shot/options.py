@@ -8,8 +8,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from evaluation.backends import BACKENDS, backend_class
-from evaluation.backends.http_api import check_request_settings, read_api_key
 from evaluation.backends.generation import GenerationSettings
+from evaluation.backends.http_api import check_request_settings, read_api_key
 from evaluation.zero_shot.progress import share
 from longlamp_cli import DEFAULT_RETRIEVER_MODEL, FLAGS, add_flag, json_object, warn_ignored_profile_flags
 

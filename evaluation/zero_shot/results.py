@@ -9,13 +9,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
+from evaluation.backends.generation import strip_reasoning
+from evaluation.backends.http_api import public_url
 from evaluation.comparison import significance
 from evaluation.scoring import per_sample
-from evaluation.backends.http_api import public_url
-from evaluation.backends.generation import strip_reasoning
 from evaluation.scoring.metrics import score_with_samples
-from evaluation.zero_shot.predictions import write_predictions
 from evaluation.zero_shot.options import ZeroShotOptions
+from evaluation.zero_shot.predictions import write_predictions
 from evaluation.zero_shot.progress import PreparedRun
 from longlamp_runs import write_json_atomic
 
