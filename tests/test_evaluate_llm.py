@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from kill import kill_once_written
 
 from evaluation import compare, eval_task, evaluate_llm
 from evaluation.backends.hf_transformers import TransformersGenerator
@@ -184,16 +182,8 @@ def test_resume_after_a_kill_gives_the_same_file(tiny_llama, tmp_path, sample_di
     assert evaluate_llm.main([*slow, "--output_dir", str(reference)]) == 0
 
     command = [sys.executable, "evaluation/evaluate_llm.py", *slow, "--output_dir", str(resumed)]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     progress = resumed / "progress.jsonl"
-    deadline = time.monotonic() + 240
-    while process.poll() is None and time.monotonic() < deadline:
-        if progress.exists() and progress.read_text(encoding="utf-8").count("\n") >= 2:  # settings + 1 example
-            os.kill(process.pid, signal.SIGKILL)
-            break
-        time.sleep(0.01)
-    assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
-    finished = progress.read_text(encoding="utf-8").count("\n") - 1
+    finished = kill_once_written(command, progress, 2, REPO)  # the settings line and one example
     assert 1 <= finished < 5 and not (resumed / "predictions.json").exists()
 
     assert evaluate_llm.main([*slow, "--output_dir", str(resumed)]) == 0

@@ -88,12 +88,10 @@ def test_a_killed_run_resumes_without_regenerating_and_ends_byte_identical(tiny_
                                                                            tmp_path):
     """A real SIGKILL in the middle of steered generation, then the same command again: the finished examples are
     kept, the rest generated, and the files equal an uninterrupted run's."""
-    import os
-    import signal
-    import subprocess
     import sys
-    import time
     from pathlib import Path
+
+    from kill import kill_once_written
 
     from evaluation.evaluate_per_user import main as evaluate
     from training.train_style_vectors import main as train_vectors
@@ -109,17 +107,9 @@ def test_a_killed_run_resumes_without_regenerating_and_ends_byte_identical(tiny_
     assert evaluate([*slow, "--output_dir", str(reference)]) == 0
 
     command = [sys.executable, "evaluation/evaluate_per_user.py", *slow, "--output_dir", str(resumed)]
-    process = subprocess.Popen(command, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     progress = resumed / "progress.jsonl"
-    deadline = time.monotonic() + 240
-    while process.poll() is None and time.monotonic() < deadline:
-        if progress.exists() and progress.read_text(encoding="utf-8").count("\n") >= 2:  # settings + 1 example
-            os.kill(process.pid, signal.SIGKILL)
-            break
-        time.sleep(0.01)
-    assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
+    finished = kill_once_written(command, progress, 2, repo)  # the settings line and one example
     examples = len(outputs(reference))
-    finished = progress.read_text(encoding="utf-8").count("\n") - 1
     assert 1 <= finished < examples and not (resumed / "predictions.json").exists()
 
     assert evaluate([*slow, "--output_dir", str(resumed)]) == 0

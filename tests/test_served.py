@@ -8,14 +8,13 @@ import hashlib
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from openai_server import served
+from kill import kill_once_written
 
 from evaluation import evaluate_llm
 from evaluation.backends.http_api import backoff_seconds, public_url, retry_after_seconds
@@ -158,15 +157,9 @@ def test_killed_run_resumes_without_resending_what_was_done(tiny_llama, sample_d
         subprocess.run(command + reference + slow, cwd=REPO, env=environment, check=True, capture_output=True)
         stderr = tmp_path / "killed.err"
         with open(stderr, "w") as handle:
-            process = subprocess.Popen(command + flags(sample_dir, sample_cache, run) + api(
-                url, tiny_llama, "completions") + slow, cwd=REPO, env=environment, stdout=handle, stderr=handle)
-            deadline = time.monotonic() + 240
-            while process.poll() is None and time.monotonic() < deadline:
-                if (run / "progress.jsonl").exists() and (run / "progress.jsonl").read_text().count("\n") >= 3:
-                    os.kill(process.pid, signal.SIGKILL)  # settings and 2 examples written
-                    break
-                time.sleep(0.01)
-            assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
+            kill_once_written(command + flags(sample_dir, sample_cache, run) + api(url, tiny_llama, "completions")
+                              + slow, run / "progress.jsonl", 3, REPO, env=environment, stdout=handle,
+                              stderr=handle)  # the settings line and 2 examples
     done = {r["id"] for r in records(run)}
     assert 2 <= len(done) < 5 and not (run / "predictions.json").exists()
     log = tmp_path / "served.log"

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from evaluation.backends import backend_class, get_backend, resolve_backend
 from evaluation.backends import check_options as check_backend_options
-from evaluation.backends.generation import resolve_model
-from evaluation.backends.served_model import APPROXIMATION, served_model
+from evaluation.backends.served_model import APPROXIMATION
 from evaluation.judges.cache import CachedJudge, JudgeCache
 from evaluation.zero_shot.fingerprints import model_fingerprint, served_fingerprint
 from evaluation.zero_shot.options import ZeroShotOptions, api_mode, check_served_options, is_served
+from evaluation.zero_shot.run import model_source
 from longlamp_prompts import PromptBuilder, prompt_budget
 
 
@@ -33,12 +33,7 @@ def build_judge(options: ZeroShotOptions, cache: JudgeCache, max_prompt_length: 
     """The judge behind `cache`: its identity (the cache keys' part that is not the prompt) is known now, its
     weights are loaded on the first call the cache cannot answer."""
     served, generation = is_served(options), options.generation()
-    if served:
-        source = served_model(options.model_name, options.tokenizer, options.trust_remote_code,
-                              options.template_kwargs())
-    else:
-        source = resolve_model(options.model_name, options.base_model, options.trust_remote_code,
-                               options.template_kwargs())
+    source = model_source(options)
     backend = resolve_backend(options.backend, generation, source)
     generator_class = backend_class(backend)
     context = source.context_length()

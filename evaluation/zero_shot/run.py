@@ -43,12 +43,7 @@ def _evaluate(options: ZeroShotOptions, root: Path) -> list[dict]:
     retriever = make_retriever(options, retriever_name) if options.use_profile else None
     generation = options.generation()
     served = is_served(options)
-    if served:
-        source = served_model(options.model_name, options.tokenizer, options.trust_remote_code,
-                              options.template_kwargs())
-    else:
-        source = resolve_model(options.model_name, options.base_model, options.trust_remote_code,
-                               options.template_kwargs())
+    source = model_source(options)
     backend = resolve_backend(options.backend, generation, source)
     generator_class = backend_class(backend)
     check_backend_options(backend, {**options.backend_options(served), **generator_class.run_options(0, 0)})
@@ -77,6 +72,16 @@ def _evaluate(options: ZeroShotOptions, root: Path) -> list[dict]:
         return _generate_and_score(options, root, task, setting, rows, source, builder, common, handed_over)
     with RunLock(root, "evaluate_llm.py"):  # taken only now: a refused run leaves no folder behind
         return _generate_and_score(options, root, task, setting, rows, source, builder, common, handed_over)
+
+
+def model_source(options: ZeroShotOptions) -> ModelSource:
+    """The model the options name, without its weights: a served model by its name (and --tokenizer), else a
+    folder or Hub id (a PEFT adapter on its base)."""
+    if is_served(options):
+        return served_model(options.model_name, options.tokenizer, options.trust_remote_code,
+                            options.template_kwargs())
+    return resolve_model(options.model_name, options.base_model, options.trust_remote_code,
+                         options.template_kwargs())
 
 
 def _generate_and_score(options: ZeroShotOptions, root: Path, task: Task, setting: str, rows, source: ModelSource,
