@@ -24,6 +24,7 @@ from typing import Sequence
 if __package__ in (None, ""):  # run as a file: import from the repository root, not from evaluation/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from evaluation.backends import BACKENDS  # noqa: E402
 from longlamp_cli import ArgumentParser, add_flag, check_folder, positive_int  # noqa: E402
 from longlamp_prompts import PromptBuilder, prompt_budget  # noqa: E402
 from longlamp_runs import RunLock, write_json_atomic  # noqa: E402
@@ -66,6 +67,12 @@ def parser() -> argparse.ArgumentParser:
                    help="summarise the whole profile (once per user) or each example's retrieved items")
     p.add_argument("--summary_cache_dir", help="where summaries are cached (default: OUTPUT_DIR/summaries)")
     p.add_argument("--summary_max_new_tokens", type=positive_int, default=128, help="summary length")
+    p.add_argument("--summary_model", help="write the summaries with this model instead of the evaluated one: a "
+                   "Hub id or folder, or with --summary_backend openai the name a server knows")
+    p.add_argument("--summary_backend", default="auto", choices=("auto", *BACKENDS),
+                   help="the backend of --summary_model (evaluate_llm.py's --backend)")
+    p.add_argument("--summary_api_base", help="with --summary_backend openai: the server's API, e.g. "
+                   "http://localhost:8000/v1 (its key: OPENAI_API_KEY)")
     add_flag(p, "output_dir", required=True, help="the run folder (zero-shot's files); a restart resumes from it")
     return p
 
@@ -76,6 +83,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parse_config_name(args.task)
     if args.summary_of == "retrieved" and not args.use_profile:
         raise ValueError("--summary_of retrieved summarises the retrieved items: add --use_profile")
+    if (args.summary_model or args.summary_api_base) and not args.use_summary:
+        raise ValueError("--summary_model and --summary_api_base choose who writes the summaries: add --use_summary")
     if (args.style_layer or args.style_scale is not None) and not args.style_vectors_dir:
         raise ValueError("--style_layer and --style_scale need --style_vectors_dir")
     return args
@@ -148,10 +157,15 @@ def summaries_for(args, setup: PromptSetup, rows, items, cache_dir: Path) -> lis
         sets = [profiles[str(row[setup.task.user_column])] for row in rows]
     else:
         sets = items
+    if args.summary_model:
+        messages = summary_requests(setup.task, setup.source.tokenizer, setup.builder.max_prompt_tokens,
+                                    [sets[i] for i in wanted_items(sets)], args.use_chat_template, formatted=False)
+        found = summary_writer(args, cache_dir).ask(messages, "summarising")
+        return place_summaries(sets, [text.strip() for text in found])
     generator = setup.generator  # the loaded weights, with the summary's length for the time being
     task_settings, config = generator.settings, generator.model.generation_config
     settings = replace(task_settings, max_new_tokens=args.summary_max_new_tokens)
-    wanted = [index for index, items in enumerate(sets) if items]  # nothing to summarise: no summary
+    wanted = wanted_items(sets)
     requests = summary_requests(setup.task, setup.source.tokenizer, setup.builder.max_prompt_tokens,
                                 [sets[i] for i in wanted], args.use_chat_template)
     identity = {"model": setup.source.address, **settings.record()}
@@ -161,10 +175,34 @@ def summaries_for(args, setup: PromptSetup, rows, items, cache_dir: Path) -> lis
                           setup.builder.use_chat_template, args.batch_size)
     finally:
         generator.settings, config.max_new_tokens = task_settings, task_settings.max_new_tokens
+    return place_summaries(sets, found)
+
+
+def wanted_items(sets) -> list[int]:
+    """The rows with items to summarise (nothing to summarise: no summary)."""
+    return [index for index, items in enumerate(sets) if items]
+
+
+def place_summaries(sets, found: list[str]) -> list[str]:
+    """One summary per row: the generated ones in the rows that had items, empty in the others."""
     summaries = [""] * len(sets)
-    for index, summary in zip(wanted, found):
+    for index, summary in zip(wanted_items(sets), found):
         summaries[index] = summary
     return summaries
+
+
+def summary_writer(args, cache_dir: Path):
+    """--summary_model on any backend (local or served), greedy, each summary cached by its full input in
+    CACHE_DIR/summaries.sqlite: the judge's cached generator (evaluation/judges), which a resumed run asks again
+    for nothing it has."""
+    from evaluation.judges.cache import JudgeCache
+    from evaluation.judges.judge_model import build_judge, judge_options
+
+    served = {"api_base": args.summary_api_base} if args.summary_api_base else {}
+    options = judge_options(args.summary_model, str(cache_dir), backend=args.summary_backend,
+                            max_new_tokens=args.summary_max_new_tokens, dtype=args.dtype, **served)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return build_judge(options, JudgeCache(cache_dir / "summaries.sqlite"))
 
 
 def zero_shot_options(args, output_dir: Path):
@@ -210,7 +248,9 @@ def run_settings(args, setup: PromptSetup, options, dataset, style) -> dict:
         methods["style_vectors"] = {"folder": str(folder), "fingerprint": folder_fingerprint(folder),
                                     "layer": style.layer, "scale": style.scale}
     if args.use_summary:
-        methods["profile_summary"] = {"of": args.summary_of, "max_new_tokens": args.summary_max_new_tokens}
+        methods["profile_summary"] = {"of": args.summary_of, "max_new_tokens": args.summary_max_new_tokens,
+                                      "model": args.summary_model,
+                                      "backend": args.summary_backend if args.summary_model else None}
     settings["personalization"] = methods
     return settings
 

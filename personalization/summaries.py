@@ -47,9 +47,12 @@ class SummaryCache:
 
 
 def summary_requests(task: Task, tokenizer, budget: int, profiles: Sequence[Sequence[Mapping]],
-                     use_chat_template: bool | None = None) -> list[str]:
-    """The summary request of each profile (or set of retrieved items), shortened to `budget` tokens."""
+                     use_chat_template: bool | None = None, formatted: bool = True) -> list[str]:
+    """The summary request of each profile (or set of retrieved items), shortened to `budget` tokens; with
+    `formatted` False, before the chat template (the message another model formats with its own)."""
     builder = PromptBuilder(replace(task, prompt_suffix=". "), tokenizer, budget, use_chat_template)
+    if not formatted:
+        return [builder.fit(list(items), SUMMARY_REQUEST) for items in profiles]
     return [builder(list(items), SUMMARY_REQUEST) for items in profiles]
 
 

@@ -70,6 +70,31 @@ def test_summaries_are_generated_by_the_first_run_and_reused_by_the_next(tiny_ll
     assert outputs(tmp_path / "second") == outputs(tmp_path / "first")
 
 
+def test_summaries_by_another_model_on_a_server_are_cached_by_their_input(tiny_llama, tiny_chat_llama, sample_dir,
+                                                                          sample_cache, tmp_path, monkeypatch):
+    """--summary_model on any backend: here a served model (tests/openai_server.py), asked once per profile; the
+    second run finds every summary in the cache and sends nothing."""
+    from openai_server import served
+
+    from evaluation.evaluate_per_user import main as evaluate
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    log = tmp_path / "requests.log"
+    with served(tiny_chat_llama, "--log", str(log)) as url:
+        flags = [*common(tiny_llama, sample_dir, sample_cache), "--use_summary", "--summary_max_new_tokens", "8",
+                 "--summary_model", "tiny-chat", "--summary_backend", "openai", "--summary_api_base", url,
+                 "--summary_cache_dir", str(tmp_path / "summaries")]
+        assert evaluate([*flags, "--output_dir", str(tmp_path / "first")]) == 0
+        sent = log.read_text().count("\n")
+        assert evaluate([*flags, "--output_dir", str(tmp_path / "second")]) == 0
+        assert log.read_text().count("\n") == sent == 4  # one request per test user with a profile
+    prompts = json.loads((tmp_path / "first" / "prompts.json").read_text())
+    assert sum("Summary of the author's profile: " in p["prompt"] for p in prompts) == 4
+    assert outputs(tmp_path / "second") == outputs(tmp_path / "first")
+    settings = json.loads((tmp_path / "first" / "scores.json").read_text())["settings"]["personalization"]
+    assert settings["profile_summary"]["model"] == "tiny-chat" and settings["profile_summary"]["backend"] == "openai"
+
+
 def test_refusals_are_one_error_line(tiny_llama, sample_dir, sample_cache, tmp_path, capsys):
     from evaluation.evaluate_per_user import main as evaluate
 
