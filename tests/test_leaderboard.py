@@ -28,7 +28,7 @@ IDS = [f"id-{i}" for i in range(40)]
 def zero_shot_run(folder: Path, level: float, seed: int, retriever: str | None = "bm25", k: int | None = 1,
                   split: str = "validation", nltk_version: str | None = None, model: str = "tiny",
                   data: str = CONFIG, ranked_by: str | None = None) -> dict:
-    """A zero-shot run folder as zero_shot.py writes it, with a per-sample file; returns its scores."""
+    """A zero-shot run folder as evaluation/zero_shot/ writes it, with a per-sample file; returns its scores."""
     rng = np.random.default_rng(seed)
     scores = {name: np.clip(rng.normal(level, 0.05, len(IDS)), 0, 1) for name in metrics.PER_SAMPLE_METRICS}
     per_sample.write(folder / per_sample.FILE_NAME, per_sample.rows(IDS, ["a b c"] * len(IDS), scores))
