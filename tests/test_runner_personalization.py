@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmark_runner.experiment import ExperimentError, load_experiment
-from evaluation import per_sample
+from evaluation.scoring import per_sample
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = REPO / "experiments" / "personalization.yaml"
