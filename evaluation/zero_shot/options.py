@@ -50,8 +50,8 @@ class ZeroShotOptions:
     base_model: str | None = _option("base model of a PEFT adapter, instead of the one its config names", "model")
     trust_remote_code: bool = _option("run the model repository's own Python code (off: only trusted models)",
                                       "model", default=False)
-    backend: str = _option("auto: vLLM when installed with a GPU and the model and decoding suit it, else "
-                           "transformers", "model", default="auto", choices=("auto", *BACKENDS))
+    backend: str = _option("auto: vLLM when installed with a GPU (or as a CPU build) and the model and decoding "
+                           "suit it, else transformers", "model", default="auto", choices=("auto", *BACKENDS))
     batch_size: int | None = _option("examples per batch (default: the backend's, 8 transformers, 256 vLLM, "
                                      "1024 openai)", "model")
     dtype: str = _option("auto: bfloat16 on a GPU that supports it, float32 on CPU", "model", default="auto")
