@@ -5,11 +5,13 @@
 
 The prompts are the zero-shot ones (`PromptBuilder`, optionally with retrieved items and a summary); each user's
 examples are generated with that user's adapter switched in and/or style vector added, through the transformers
-backend. OUTPUT_DIR is a zero-shot run folder (evaluation/zero_shot/'s files: prompts.json, progress.jsonl,
-predictions.json with each example's user, golds.json, scores.json, per_sample.jsonl), so the scorer, the run
-cards and evaluation/leaderboard.py read it as they read any run. Every finished batch is appended to
-progress.jsonl (`PredictionStore`, keyed by the zero-shot prompt key of the user and the prompt): a killed run,
-started again with the same flags, generates only what is missing, and other settings in the folder are refused.
+backend, or on vLLM (`--backend vllm`, a GPU) with each prompt carrying its user's LoRA request, several users'
+adapters in one batch (multi-LoRA; not with style vectors, which need the model's activations). OUTPUT_DIR is a
+zero-shot run folder (evaluation/zero_shot/'s files: prompts.json, progress.jsonl, predictions.json with each
+example's user, golds.json, scores.json, per_sample.jsonl), so the scorer, the run cards and
+evaluation/leaderboard.py read it as they read any run. Every finished batch is appended to progress.jsonl
+(`PredictionStore`, keyed by the zero-shot prompt key of the user and the prompt): a killed run, started again
+with the same flags, generates only what is missing, and other settings in the folder are refused.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import argparse
 import json
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
 if __package__ in (None, ""):  # run as a file: import from the repository root, not from evaluation/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from evaluation.backends import BACKENDS  # noqa: E402
+from evaluation.backends import BACKENDS, backend_class, resolve_backend  # noqa: E402
 from longlamp_cli import ArgumentParser, add_flag, check_folder, positive_int  # noqa: E402
 from longlamp_prompts import PromptBuilder, prompt_budget  # noqa: E402
 from longlamp_runs import RunLock, write_json_atomic  # noqa: E402
@@ -50,7 +53,8 @@ def add_model_and_prompt_flags(p: argparse.ArgumentParser) -> None:
     add_flag(p, "num_retrieved", type=positive_int, default=1)
     add_flag(p, "max_prompt_length", type=positive_int)
     add_flag(p, "max_new_tokens", type=positive_int, default=512)
-    add_flag(p, "batch_size", type=positive_int, default=8)
+    add_flag(p, "batch_size", type=positive_int, help="prompts per generate call (default: the backend's, 8 "
+             "transformers, 256 vLLM)")
     add_flag(p, "dtype")
     add_flag(p, "use_chat_template")
 
@@ -74,7 +78,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--summary_api_base", help="with --summary_backend openai: the server's API, e.g. "
                    "http://localhost:8000/v1 (its key: OPENAI_API_KEY)")
     add_flag(p, "output_dir", required=True, help="the run folder (zero-shot's files); a restart resumes from it")
+    p.add_argument("--backend", default="auto", choices=("auto", "transformers", "vllm"),
+                   help="auto: vLLM when it is installed with a GPU (or as a CPU build) and runs the model and the "
+                   "methods asked for (not style vectors, not per-user adapters on a task adapter), else transformers")
+    add_vllm_flags(p)
     return p
+
+
+def add_vllm_flags(p: argparse.ArgumentParser) -> None:
+    """evaluate_llm.py's vLLM engine flags (ZeroShotOptions' vllm group), and how many users' adapters mix."""
+    import dataclasses
+
+    from evaluation.zero_shot import ZeroShotOptions
+    from evaluation.zero_shot.options import add_option_flag
+
+    group = p.add_argument_group("vllm")
+    for spec in dataclasses.fields(ZeroShotOptions):
+        if spec.metadata["group"] == "vllm":
+            add_option_flag(group, spec)
+    group.add_argument("--max_loras", type=positive_int, default=8,
+                       help="vLLM: users' adapters one batch may mix (each holds GPU memory; default: 8)")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -87,24 +110,68 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         raise ValueError("--summary_model and --summary_api_base choose who writes the summaries: add --use_summary")
     if (args.style_layer or args.style_scale is not None) and not args.style_vectors_dir:
         raise ValueError("--style_layer and --style_scale need --style_vectors_dir")
+    if args.backend == "transformers":
+        given = [f"--{name}" for name in VLLM_OPTIONS if getattr(args, name) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for --backend vllm")
+    if args.backend == "vllm":
+        choose_backend(args, None, None, None)  # what the flags alone rule out, before anything is loaded
     return args
 
 
-class PromptSetup:
-    """The model, backend and prompt rules of a run, and the prompts of its rows."""
+VLLM_OPTIONS = ("tensor_parallel_size", "gpu_memory_utilization", "enforce_eager", "max_num_seqs")
 
-    def __init__(self, args, max_new_tokens: int | None = None):
+
+def vllm_refusal(args, source, adapters) -> str | None:
+    """Why the vLLM backend cannot run these methods, or None (`source` None: what the flags alone rule out)."""
+    if args.style_vectors_dir:
+        return "style vectors are added to a layer's activations, which only the transformers backend exposes"
+    if adapters and source is not None and source.adapter:
+        return ("vLLM applies one LoRA adapter per request and --model_name is an adapter already: give it the "
+                "merged task model (python -m training.export ADAPTER_DIR OUTPUT_DIR) under the per-user adapters")
+    return None
+
+
+def choose_backend(args, source, settings, adapters) -> str:
+    """--backend: auto is vLLM where it is installed, runs the model and decoding, and the methods asked for."""
+    reason = vllm_refusal(args, source, adapters)
+    if args.backend == "auto":
+        return "transformers" if reason else resolve_backend("auto", settings, source)
+    if args.backend == "vllm" and reason:
+        raise ValueError(f"--backend vllm: {reason}; use --backend transformers")
+    return args.backend
+
+
+def backend_options(args, backend: str, adapters) -> dict:
+    """The backend's options: for vLLM the engine flags given and, with per-user adapters, LoRA serving."""
+    if backend != "vllm":
+        return {}
+    from personalization.user_adapters import vllm_lora_engine_options
+
+    options = {name: getattr(args, name) for name in VLLM_OPTIONS if getattr(args, name) is not None}
+    return {**options, **(vllm_lora_engine_options(adapters, args.max_loras) if adapters else {})}
+
+
+class PromptSetup:
+    """The model, backend and prompt rules of a run, and the prompts of its rows. `longest_new_tokens`: the most
+    tokens any generation of the run asks for (a summary's may exceed the task's), which sizes a vLLM engine."""
+
+    def __init__(self, args, max_new_tokens: int | None = None, backend: str = "transformers",
+                 backend_options: dict | None = None, longest_new_tokens: int = 0, source=None):
         from evaluation.backends import get_backend
         from evaluation.backends.generation import GenerationSettings, resolve_model
 
         self.args, self.task = args, parse_config_name(args.task)[0]
-        self.source = resolve_model(args.model_name)
+        self.source = source or resolve_model(args.model_name)
         new_tokens = max_new_tokens or args.max_new_tokens
         budget = prompt_budget(args.max_prompt_length, self.source.context_length(), new_tokens,
                                self.source.is_encoder_decoder)
         self.builder = PromptBuilder(self.task, self.source.tokenizer, budget, args.use_chat_template)
-        self.generator = get_backend("transformers", self.source, GenerationSettings(max_new_tokens=new_tokens),
-                                     dtype=args.dtype)
+        generator_class = backend_class(backend)
+        run_options = generator_class.run_options(budget, max(new_tokens, longest_new_tokens))  # no prompt is longer
+        self.generator = get_backend(backend, self.source, GenerationSettings(max_new_tokens=new_tokens),
+                                     dtype=args.dtype, **(backend_options or {}), **run_options)
+        self.batch_size = args.batch_size or generator_class.default_batch_size
         self.retriever = None
         if args.use_profile:
             from retrieval import get_retriever
@@ -163,19 +230,32 @@ def summaries_for(args, setup: PromptSetup, rows, items, cache_dir: Path) -> lis
         found = summary_writer(args, cache_dir).ask(messages, "summarising")
         return place_summaries(sets, [text.strip() for text in found])
     generator = setup.generator  # the loaded weights, with the summary's length for the time being
-    task_settings, config = generator.settings, generator.model.generation_config
-    settings = replace(task_settings, max_new_tokens=args.summary_max_new_tokens)
+    settings = replace(generator.settings, max_new_tokens=args.summary_max_new_tokens)
     wanted = wanted_items(sets)
     requests = summary_requests(setup.task, setup.source.tokenizer, setup.builder.max_prompt_tokens,
                                 [sets[i] for i in wanted], args.use_chat_template)
     identity = {"model": setup.source.address, **settings.record()}
-    generator.settings, config.max_new_tokens = settings, settings.max_new_tokens
-    try:
+    with generating_with(generator, settings):
         found = summarize(requests, generator, setup.source, SummaryCache(cache_dir), identity,
-                          setup.builder.use_chat_template, args.batch_size)
-    finally:
-        generator.settings, config.max_new_tokens = task_settings, task_settings.max_new_tokens
+                          setup.builder.use_chat_template, setup.batch_size)
     return place_summaries(sets, found)
+
+
+@contextmanager
+def generating_with(generator, settings):
+    """The loaded generator with other generation settings for the block (where transformers reads them: the
+    settings, and the model's generation config)."""
+    config = getattr(getattr(generator, "model", None), "generation_config", None)
+    before = generator.settings
+    generator.settings = settings
+    if config is not None:
+        config.max_new_tokens = settings.max_new_tokens
+    try:
+        yield generator
+    finally:
+        generator.settings = before
+        if config is not None:
+            config.max_new_tokens = before.max_new_tokens
 
 
 def wanted_items(sets) -> list[int]:
@@ -225,7 +305,6 @@ def example_key(token_ids, user: str) -> str:
 def run_settings(args, setup: PromptSetup, options, dataset, style) -> dict:
     """What the predictions depend on, recorded in progress.jsonl and scores.json: zero-shot's settings (the same
     data record, so runs of the same split rank together) and the per-user methods with their files' digests."""
-    from evaluation.backends import backend_class
     from evaluation.zero_shot.data import data_source
     from evaluation.zero_shot.fingerprints import folder_fingerprint, model_fingerprint
 
@@ -233,7 +312,7 @@ def run_settings(args, setup: PromptSetup, options, dataset, style) -> dict:
     source = setup.source
     settings = {"task": task.name, "setting": setting, "split": args.split, "model": args.model_name,
                 "base_model": source.base if source.adapter else None, "model_fingerprint": model_fingerprint(source),
-                "backend": "transformers", "dtype": backend_class("transformers").dtype_name(args.dtype),
+                "backend": setup.generator.name, "dtype": type(setup.generator).dtype_name(args.dtype),
                 "max_prompt_length": setup.builder.max_prompt_tokens, "chat_template": setup.builder.use_chat_template,
                 "strip_reasoning": True, **setup.generator.settings.record(), "data": data_source(options, dataset),
                 "use_profile": args.use_profile}
@@ -256,6 +335,7 @@ def run_settings(args, setup: PromptSetup, options, dataset, style) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from evaluation.backends.generation import GenerationSettings, resolve_model
     from evaluation.zero_shot.data import column
     from evaluation.zero_shot.predictions import PredictionStore
     from evaluation.zero_shot.progress import PreparedRun
@@ -274,7 +354,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         else None
     dataset = load_split(args)
     rows = list(dataset)
-    setup = PromptSetup(args)
+    source = resolve_model(args.model_name)
+    backend = choose_backend(args, source, GenerationSettings(max_new_tokens=args.max_new_tokens), adapters)
+    own_summaries = args.summary_max_new_tokens if args.use_summary and not args.summary_model else 0
+    setup = PromptSetup(args, backend=backend, backend_options=backend_options(args, backend, adapters),
+                        longest_new_tokens=own_summaries, source=source)
     options = zero_shot_options(args, root)
     with RunLock(root, "evaluate_per_user.py"):  # taken only now: a refused run leaves no folder behind
         items = [setup.items(row) for row in rows]
@@ -300,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             store.add([(keys[i], ids[i], g) for i, g in zip(positions, generations) if keys[i] not in store])
 
         per_user_generations(setup.generator, token_ids, users, adapters=adapters, style=style,
-                             batch_size=args.batch_size, finished=finished, save=save)
+                             batch_size=setup.batch_size, finished=finished, save=save)
         run = PreparedRun(root, settings, 0, ids, token_ids, [len(t) for t in token_ids], keys, store)
         _, setting = parse_config_name(args.task)
         summary = finish_run(run, scorer_task_name(setup.task, setting), column(dataset, "output"), users, options)

@@ -5,7 +5,8 @@ base weights are loaded once however many users there are. Each user's adapter f
 folder (`adapter_config.json`, `adapter_model.safetensors`) plus `user.json` (time, storage, losses), written
 under a temporary name and renamed when whole: a folder with `user.json` is a finished user, which is what
 lets a killed run continue with the next unfinished one. Evaluation loads the adapter of the user whose
-examples are generated (`UserAdapterSwitch`); on vLLM each user becomes a LoRA request (`vllm_lora_requests`).
+examples are generated (`UserAdapterSwitch`); on vLLM each user's prompts carry the user's LoRA request
+(`vllm_lora_requests`), and one batch mixes users.
 """
 
 from __future__ import annotations
@@ -217,11 +218,9 @@ def vllm_lora_requests(adapters: Mapping[str, str | os.PathLike]) -> dict[str, d
 
 
 def vllm_lora_engine_options(adapters: Mapping[str, str | os.PathLike], max_loras: int = 8) -> dict:
-    """The engine options that multi-LoRA serving of these adapters needs: LoRA on, the largest rank rounded up
-    to one vLLM accepts, and how many adapters one batch may mix."""
-    from evaluation.backends.vllm_engine import lora_rank_for
-
+    """The vLLM backend's options for serving these adapters (`VLLMGenerator(lora_rank=..., max_loras=...)`): the
+    largest rank among them (the engine rounds it up to one vLLM accepts), and how many adapters one batch may mix."""
     if not adapters:
         raise ValueError("no per-user adapters to serve")
     ranks = [json.loads((Path(path) / ADAPTER_CONFIG).read_text())["r"] for path in adapters.values()]
-    return {"enable_lora": True, "max_lora_rank": lora_rank_for(max(ranks)), "max_loras": min(max_loras, len(ranks))}
+    return {"lora_rank": max(ranks), "max_loras": min(max_loras, len(ranks))}

@@ -190,7 +190,7 @@ def per_user_command(run: Run) -> str:
                ("--style_scale", methods.get("style_vectors", {}).get("scale")),
                ("--use_summary", "profile_summary" in methods),
                ("--summary_of", methods.get("profile_summary", {}).get("of")),
-               ("--output_dir", "runs/" + run.config_name)]
+               ("--backend", s.get("backend")), ("--output_dir", "runs/" + run.config_name)]
     return command_line("python evaluation/evaluate_per_user.py", options)
 
 

@@ -46,7 +46,9 @@ VOCABULARY = {
                        "--max_grad_norm": [], "--seed": [], "--log_level": []},
     "train_style_vectors": {**PER_USER, **GENERATING, "--layers": [], "--scales": [], "--selection_split": []},
     "evaluate_per_user": {**PER_USER, **GENERATING, "--adapters_dir": [], "--style_vectors_dir": [],
-                          "--use_summary": []},
+                          "--use_summary": [], "--backend": [], "--tensor_parallel_size": [],
+                          "--gpu_memory_utilization": [], "--enforce_eager": [], "--max_num_seqs": [],
+                          "--max_loras": []},
 }
 PARSERS = {"evaluate_llm": evaluate_llm.build_parser, "rank_profiles": rank_profiles.build_parser,
            "eval_task": eval_task.build_parser, "eval_all": eval_all.build_parser,

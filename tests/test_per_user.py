@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from test_train_support import REPO, SAMPLE, accelerate_launch
+from test_train_support import REPO, SAMPLE, accelerate_launch, reset_accelerate
 
+from evaluation.backends.vllm_engine import VLLMGenerator
 from longlamp_cli import run_command
 from longlamp_tasks import TASKS
 
@@ -137,9 +138,69 @@ def test_vllm_gets_one_lora_request_per_user_with_stable_ids_and_an_accepted_ran
     assert [requests[u]["lora_int_id"] for u in USERS] == [1, 2, 3, 4]
     assert all(requests[u]["lora_path"] == str(adapters[u]) for u in USERS)
     assert len({r["lora_name"] for r in requests.values()}) == 4
-    assert vllm_lora_engine_options(adapters) == {"enable_lora": True, "max_lora_rank": 8, "max_loras": 4}
+    assert vllm_lora_engine_options(adapters) == {"lora_rank": 8, "max_loras": 4}
+    assert vllm_lora_engine_options(adapters, max_loras=2) == {"lora_rank": 8, "max_loras": 2}
     with pytest.raises(ValueError, match="no per-user adapters"):
         vllm_lora_engine_options({})
+
+
+def test_grouped_batches_are_length_sorted_within_each_group_and_never_mix_groups():
+    from evaluation.backends.generation import plan_batches
+    from personalization.generate import grouped_batches, unfinished
+
+    token_ids = [[0] * n for n in (5, 1, 9, 3, 7, 2)]
+    batches = grouped_batches(token_ids, [[0, 2, 4], [1, 3, 5]], 2)
+    assert batches == [[2, 4], [0], [3, 5], [1]]
+    assert grouped_batches(token_ids, [list(range(6))], 4) == plan_batches([5, 1, 9, 3, 7, 2], 4)
+    assert unfinished(batches, {2, 4, 3}) == [[0], [3, 5], [1]]  # a batch with anything missing is generated whole
+
+
+@pytest.fixture(scope="module")
+def vllm_sized_run(sample_cache, tmp_path_factory):
+    """A tiny Llama with head size 64 (vLLM's kernels want it) and per-user adapters trained on it in one process."""
+    from tiny_models import make_causal_lm
+
+    from training.train_per_user import main
+
+    root = tmp_path_factory.mktemp("vllm-per-user")
+    model = make_causal_lm(root / "model", hidden_size=256, intermediate_size=512, num_attention_heads=4,
+                           num_key_value_heads=2)
+    reset_accelerate()
+    assert main(flags(model, root / "run", sample_cache, learning_rate=1e-3, dtype="float32")) == 0
+    reset_accelerate()
+    return model, root / "run"
+
+
+@pytest.mark.skipif(not VLLMGenerator.available(), reason="needs vLLM (a CUDA GPU, or vLLM's CPU build)")
+def test_vllm_multi_lora_predicts_as_the_transformers_backend_switching_each_users_adapter_in(
+        vllm_sized_run, sample_cache, tmp_path):
+    """evaluate_per_user.py --backend vllm: each prompt carries its user's LoRA request (the user without a
+    profile has none), users' adapters share batches; the predictions are the transformers backend's. A restart
+    generates nothing."""
+    import json
+
+    import torch
+
+    from evaluation.evaluate_per_user import main as evaluate
+
+    model, run = vllm_sized_run
+    dtype = "bfloat16" if torch.cuda.is_available() else "float32"  # vLLM's GPU kernels want half precision
+    outputs = {}
+    for backend in ("transformers", "vllm"):
+        argv = ["--model_name", str(model), "--data", "product_review_user", "--split", "validation", "--data_dir",
+                str(SAMPLE), "--cache_dir", sample_cache, "--adapters_dir", str(run), "--max_new_tokens", "16",
+                "--max_prompt_length", "256", "--dtype", dtype, "--backend", backend,
+                "--output_dir", str(tmp_path / backend)]
+        assert evaluate(argv) == 0
+        golds = json.loads((tmp_path / backend / "predictions.json").read_text())["golds"]
+        outputs[backend] = {gold["id"]: gold["output"] for gold in golds}
+    progress = (tmp_path / "vllm" / "progress.jsonl").read_text()
+    assert json.loads(progress.splitlines()[0])["settings"]["backend"] == "vllm"
+    same = sum(outputs["vllm"][key] == text for key, text in outputs["transformers"].items())
+    assert same >= len(outputs["transformers"]) - (1 if torch.cuda.is_available() else 0)  # bf16 kernels: a near-tie
+    assert len(set(outputs["vllm"].values())) > 1  # the users' adapters make different texts
+    assert evaluate(argv) == 0
+    assert (tmp_path / "vllm" / "progress.jsonl").read_text() == progress  # nothing generated twice
 
 
 def test_profile_items_become_task_examples_without_their_target_in_the_input():

@@ -53,7 +53,7 @@ def test_style_vectors_are_chosen_on_validation_and_scale_zero_predicts_as_the_p
     card = ModelCard.load(write_run_card(tmp_path / "steered")).text
     assert "| per-user personalisation | style vectors (layer 1, scale 50.0) |" in card
     assert ("python evaluation/evaluate_per_user.py" in card and "--style_vectors_dir '<local>/style'" in card
-            and "--style_scale 50.0" in card and str(tmp_path) not in card)
+            and "--style_scale 50.0" in card and "--backend transformers" in card and str(tmp_path) not in card)
 
 
 def test_summaries_are_generated_by_the_first_run_and_reused_by_the_next(tiny_llama, sample_dir, sample_cache,
@@ -106,6 +106,40 @@ def test_refusals_are_one_error_line(tiny_llama, sample_dir, sample_cache, tmp_p
     (tmp_path / "empty" / "users").mkdir(parents=True)
     assert run_command(evaluate, [*flags, "--adapters_dir", str(tmp_path / "empty")], "evaluate_per_user.py") == 2
     assert "holds no finished user adapter" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
+
+
+def test_vllm_refusals_are_one_error_line_before_any_work(tiny_llama, sample_dir, sample_cache, tmp_path, capsys):
+    """What the vLLM backend cannot do is refused by name: style vectors (they steer the activations), per-user
+    adapters on a model that is an adapter already (one LoRA per request), engine flags without vLLM; and without
+    vLLM installed, --backend vllm says what is missing."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from evaluation.backends.vllm_engine import VLLMGenerator
+    from evaluation.evaluate_per_user import main as evaluate
+
+    flags = [*common(tiny_llama, sample_dir, sample_cache), "--output_dir", str(tmp_path / "p")]
+    assert run_command(evaluate, [*flags, "--backend", "vllm", "--style_vectors_dir", str(tmp_path)],
+                       "evaluate_per_user.py") == 2
+    assert ("--backend vllm: style vectors are added to a layer's activations, which only the transformers backend "
+            "exposes; use --backend transformers") in capsys.readouterr().err
+    assert run_command(evaluate, [*flags, "--backend", "transformers", "--max_num_seqs", "4"]) == 2
+    assert "--max_num_seqs is for --backend vllm" in capsys.readouterr().err
+
+    task_adapter = tmp_path / "task-adapter"
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"])
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama), lora).save_pretrained(task_adapter)
+    user = tmp_path / "oppu" / "users" / "one"
+    user.mkdir(parents=True)
+    (user / "user.json").write_text('{"user_id": "user_0013_cooking"}')
+    on_adapter = [*common(task_adapter, sample_dir, sample_cache), "--output_dir", str(tmp_path / "p"),
+                  "--adapters_dir", str(tmp_path / "oppu"), "--backend", "vllm"]
+    assert run_command(evaluate, on_adapter, "evaluate_per_user.py") == 2
+    assert "--model_name is an adapter already: give it the merged task model" in capsys.readouterr().err
+    if not VLLMGenerator.available():
+        assert run_command(evaluate, [*flags, "--backend", "vllm"], "evaluate_per_user.py") == 2
+        assert "the vllm backend needs `pip install vllm`" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
 
 

@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def rouge_l(layer: int, scale: float) -> float:
         style = StyleSteering(load_vectors(selection_dir, layer), layer, scale)
-        texts = generate_per_user(setup.generator, prompts, users, style=style, batch_size=args.batch_size)
+        texts = generate_per_user(setup.generator, prompts, users, style=style, batch_size=setup.batch_size)
         return score(texts, references, metrics=["rougeL"], bootstrap=0)["metrics"]["rougeL"]
 
     layer, scale, tried = choose_layer_and_scale(layers, args.scale_list, rouge_l)
