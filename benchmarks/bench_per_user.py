@@ -9,7 +9,10 @@ encoding of `training/train_per_user.py`) and save every adapter; the shared way
 deletes one adapter per user, the naive way loads base, tokenizer and encoder again for each user. Each way runs
 in a fresh process so that its peak memory is its own (resident set size on CPU, `torch.cuda.max_memory_allocated`
 on GPU); time counts everything from the first load to the last adapter saved. The two ways must write
-identical adapters (checked): sharing the base changes nothing but the cost.
+identical adapters (checked): sharing the base changes nothing but the cost. On a GPU both ways run with
+deterministic kernels (math attention, fixed-order cuBLAS) for that check: with the default ones the adapters
+differed by up to twice a tensor's largest value on an H200 (the first Adam step moves a weight by about the
+learning rate in its gradient's sign, which a near-zero gradient summed in another order can flip).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -67,6 +71,10 @@ def worker(args) -> dict:
                         task)
     users = [u for u in users if profile_examples(task, u)][: args.users]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":  # identical adapters both ways need kernels that sum in a fixed order
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cuda.enable_flash_sdp(False)
+        torch.backends.cuda.enable_mem_efficient_sdp(False)
     store = AdapterStore(output_dir)
     started = time.perf_counter()
     trainer, loading = None, 0.0
@@ -103,21 +111,26 @@ def main(argv=None) -> None:
 
             args.model_name = str(make_causal_lm(Path(workdir) / "model", hidden_size=args.hidden_size,
                                                  intermediate_size=4 * args.hidden_size,
-                                                 num_hidden_layers=args.num_layers, num_attention_heads=4,
-                                                 num_key_value_heads=4))
+                                                 num_hidden_layers=args.num_layers,
+                                                 num_attention_heads=max(4, args.hidden_size // 64),
+                                                 num_key_value_heads=max(4, args.hidden_size // 64)))
         results = {}
         for way in ("shared", "naive"):
             command = [sys.executable, __file__, "--worker", way, "--workdir", workdir, "--model_name",
                        args.model_name, "--config", args.config, "--split", args.split, "--users", str(args.users),
                        "--items", str(args.items), "--max_prompt_length", str(args.max_prompt_length)]
-            done = subprocess.run(command, capture_output=True, text=True)
+            done = subprocess.run(command, capture_output=True, text=True,
+                                  env={**os.environ, "CUBLAS_WORKSPACE_CONFIG": ":4096:8"})  # deterministic cuBLAS
             if done.returncode != 0:
                 raise SystemExit(f"the {way} run failed ({done.returncode}):\n{done.stderr[-3000:]}")
             line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
             results[way] = json.loads(line.removeprefix("RESULT "))
     shared, naive = results["shared"], results["naive"]
-    if shared["adapter_digests"] != naive["adapter_digests"]:
-        raise SystemExit("the two ways wrote different adapters: the comparison is not like for like")
+    digests = shared["adapter_digests"]
+    differing = [user for user, digest in digests.items() if naive["adapter_digests"].get(user) != digest]
+    if differing:
+        raise SystemExit(f"the two ways wrote different adapters for {len(differing)} of {len(digests)} users "
+                         f"({', '.join(differing)}): the comparison is not like for like")
     print(f"model {args.model_name}, {shared['users']} users of {args.config} ({args.split}), {args.items} items each")
     for result in (shared, naive):
         print(f"{result['way']:>6}: {result['users_per_minute']:8.1f} users/min, {result['seconds']:6.2f} s "

@@ -1,12 +1,13 @@
 """Checks of the GPU-only paths (mixed precision, LoRA/QLoRA, FSDP, ZeRO-3, attention kernels, packing, FAISS,
-dense encoding, generation on both backends) on one CUDA GPU, offline, with tiny models built on the spot.
+dense encoding, generation on both backends, per-user adapters and their multi-LoRA serving) on one CUDA GPU,
+offline, with tiny models built on the spot.
 
 Each check runs in its own process (a crash or a hang costs one check, not the run) and prints one line:
 `PASS|FAIL|SKIP <name>: <figures or reason>`. A check whose packages are missing (vllm, faiss with GPU support,
 bitsandbytes, deepspeed, flash_attn, datasets) is skipped with the reason, as is every GPU check without a GPU.
 `--device cpu` runs the checks whose logic means something on a CPU too (the test suite does, so this script
-cannot rot). The tiny Llama has head size 64 and runs in bfloat16/float16: sizes vLLM's and flash attention's
-kernels accept.
+cannot rot; the vLLM checks run there on vLLM's CPU build, in float32). The tiny Llama has head size 64 and runs
+in bfloat16/float16: sizes vLLM's and flash attention's kernels accept.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def train_config(work: Path, name: str, **overrides):
 
     settings = dict(task=CONFIG, train_data=CONFIG, data_dir=str(SAMPLE), cache_dir=str(work / "datasets-cache"),
                     model_name=str(tiny_llama(work)), output_dir=str(work / name), max_steps=4,
-                    per_device_train_batch_size=2, learning_rate=1e-3, max_prompt_length=256, max_target_length=256,
+                    per_device_train_batch_size=2, learning_rate=1e-3, max_prompt_length=256, max_target_length=1024,
                     long_targets="skip", logging_steps=1, report_to="none", log_level="warning",
                     overwrite_output_dir=True)
     settings.update(overrides)
@@ -125,8 +126,10 @@ def flags(config) -> list[str]:
 
 
 def tail(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "(no output)"
+    """The line that says what went wrong: the last one naming an error, else the last one with words."""
+    lines = [line.strip() for line in text.strip().splitlines() if any(c.isalnum() for c in line)]
+    errors = [line for line in lines if "Error" in line or "error:" in line]
+    return (errors or lines or ["(no output)"])[-1][:300]
 
 
 def batch_of_examples(tokenizer, lengths=(37, 81, 12, 55)) -> list[dict]:
@@ -349,19 +352,28 @@ def hf_generation_batched_vs_single(work: Path, device: str) -> str:
     return f"{len(prompts)} prompts x 16 new tokens token-identical"
 
 
-def evaluate_llm(work: Path, name: str, model: Path, backend: str) -> dict[str, str]:
+def evaluate_llm(work: Path, name: str, model: Path, backend: str, device: str = "cuda") -> dict[str, str]:
     """Greedy predictions of evaluation/evaluate_llm.py on 4 sample rows (scoring may fail without NLTK data)."""
-    output = work / name
-    command = [sys.executable, str(REPO / "evaluation" / "evaluate_llm.py"), "--validation_data", CONFIG,
-               "--data_dir", str(SAMPLE), "--cache_dir", str(work / "datasets-cache"), "--limit", "4",
-               "--model_addr", str(model), "--backend", backend, "--dtype", "bfloat16", "--max_new_tokens", "24",
-               "--output_dir", str(output)]
+    return predictions_of(work / name, backend, [
+        "evaluation/evaluate_llm.py", "--validation_data", CONFIG, "--limit", "4", "--model_addr", str(model),
+        "--dtype", check_dtype(device), "--max_new_tokens", "24"], work)
+
+
+def predictions_of(output: Path, backend: str, command: list[str], work: Path) -> dict[str, str]:
+    """Run a generation command (a script of the repository and its flags) on the sample; its predictions by id."""
+    command = [sys.executable, str(REPO / command[0]), *command[1:], "--data_dir", str(SAMPLE), "--cache_dir",
+               str(work / "datasets-cache"), "--backend", backend, "--output_dir", str(output)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=280,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     predictions = output / "predictions.json"
     if not predictions.is_file():
         raise AssertionError(f"{backend}: exit {done.returncode}, no predictions: {tail(done.stderr)}")
     return {gold["id"]: gold["output"] for gold in json.loads(predictions.read_text())["golds"]}
+
+
+def check_dtype(device: str) -> str:
+    """bfloat16 on a GPU, as users run it; float32 on a CPU, where two backends' greedy outputs can agree exactly."""
+    return "bfloat16" if device == "cuda" else "float32"
 
 
 def compare_backends(hf: dict[str, str], vllm: dict[str, str]) -> str:
@@ -376,13 +388,14 @@ def compare_backends(hf: dict[str, str], vllm: dict[str, str]) -> str:
     return f"{len(hf)} greedy predictions identical on both backends"
 
 
-@check("vllm_vs_hf", needs=("vllm", "datasets"), timeout=600)
+@check("vllm_vs_hf", needs=("vllm", "datasets"), on_cpu=True, timeout=600)
 def vllm_vs_hf(work: Path, device: str) -> str:
     model = tiny_llama(work, chat=True)
-    return compare_backends(evaluate_llm(work, "hf", model, "transformers"), evaluate_llm(work, "vllm", model, "vllm"))
+    return compare_backends(evaluate_llm(work, "hf", model, "transformers", device),
+                            evaluate_llm(work, "vllm", model, "vllm", device))
 
 
-@check("vllm_lora_adapter", needs=("vllm", "datasets"), timeout=600)
+@check("vllm_lora_adapter", needs=("vllm", "datasets"), on_cpu=True, timeout=600)
 def vllm_lora_adapter(work: Path, device: str) -> str:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -393,8 +406,72 @@ def vllm_lora_adapter(work: Path, device: str) -> str:
         lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
         get_peft_model(AutoModelForCausalLM.from_pretrained(base), lora).save_pretrained(adapter)
         AutoTokenizer.from_pretrained(base).save_pretrained(adapter)
-    return "LoRA r=8: " + compare_backends(evaluate_llm(work, "hf-lora", adapter, "transformers"),
-                                           evaluate_llm(work, "vllm-lora", adapter, "vllm"))
+    return "LoRA r=8: " + compare_backends(evaluate_llm(work, "hf-lora", adapter, "transformers", device),
+                                           evaluate_llm(work, "vllm-lora", adapter, "vllm", device))
+
+
+def per_user_run(work: Path, device: str) -> Path:
+    """training/train_per_user.py under `accelerate launch` (one process): an adapter for each user of the sample's
+    validation split that has a profile, on the tiny Llama; trained once per work folder."""
+    run = work / "per-user"
+    if (run / "per_user_report.json").is_file():
+        return run
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
+               *(["--cpu"] if device == "cpu" else []), str(REPO / "training" / "train_per_user.py"),
+               "--model_name", str(tiny_llama(work)), "--data", CONFIG, "--split", "validation", "--data_dir",
+               str(SAMPLE), "--cache_dir", str(work / "datasets-cache"), "--output_dir", str(run), "--dtype",
+               check_dtype(device), "--max_items_per_user", "6", "--num_train_epochs", "2", "--learning_rate", "1e-3",
+               "--max_prompt_length", "256", "--per_device_train_batch_size", "3"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=280,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if done.returncode != 0:
+        raise AssertionError(f"train_per_user.py: exit {done.returncode}: {tail(done.stderr)}")
+    return run
+
+
+def per_user_predictions(work: Path, backend: str, device: str) -> dict[str, str]:
+    """evaluation/evaluate_per_user.py: each validation row generated with its user's adapter, greedy."""
+    return predictions_of(work / f"per-user-{backend}", backend, [
+        "evaluation/evaluate_per_user.py", "--model_name", str(tiny_llama(work)), "--data", CONFIG, "--split",
+        "validation", "--adapters_dir", str(per_user_run(work, device)), "--dtype", check_dtype(device),
+        "--max_new_tokens", "24", "--max_prompt_length", "256"], work)
+
+
+@check("per_user_adapters", needs=("datasets",), on_cpu=True, timeout=400)
+def per_user_adapters(work: Path, device: str) -> str:
+    """OPPU on the device: one shared base, an adapter per user that lowers that user's held-out loss, and every
+    user's examples generated with their adapter (transformers backend)."""
+    run = per_user_run(work, device)
+    records = [json.loads(path.read_text()) for path in sorted(run.glob("users/*/user.json"))]
+    worse = [r["user_id"] for r in records if not r["held_out_loss"] < r["held_out_loss_without_adapter"]]
+    if not records or worse:
+        raise AssertionError(f"held-out loss not lowered for {worse or 'any user (no adapter written)'}")
+    report = json.loads((run / "per_user_report.json").read_text())
+    predictions = per_user_predictions(work, "transformers", device)
+    return (f"{len(records)} users ({check_dtype(device)}): {report['mean_seconds_per_user']:.2f} s and "
+            f"{report['mean_adapter_bytes'] / 1024:.0f} KiB per user, mean held-out loss "
+            f"{report['mean_held_out_loss_without_adapter']:.3f} -> {report['mean_held_out_loss']:.3f}; "
+            f"{len(predictions)} predictions")
+
+
+@check("vllm_per_user_lora", needs=("vllm", "datasets"), on_cpu=True, timeout=600)
+def vllm_per_user_lora(work: Path, device: str) -> str:
+    """evaluate_per_user.py on vLLM (each prompt with its user's LoRA request, users without an adapter beside
+    them) predicts as the transformers backend switching each user's adapter in."""
+    return "per-user adapters: " + compare_backends(per_user_predictions(work, "transformers", device),
+                                                    per_user_predictions(work, "vllm", device))
+
+
+@check("per_user_shared_base", needs=("datasets",), timeout=420)
+def per_user_shared_base(work: Path, device: str) -> str:
+    """benchmarks/bench_per_user.py on the GPU: users per minute and peak memory with the base shared against
+    reloading it per user, on a random ~0.45B Llama in bfloat16 (the benchmark checks both wrote equal adapters)."""
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_per_user.py"), "--hidden_size", "1536",
+                           "--num_layers", "12", "--users", "8", "--items", "4"], cwd=REPO, capture_output=True,
+                          text=True, timeout=400, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if done.returncode != 0:
+        raise AssertionError(f"exit {done.returncode}: {tail(done.stderr)}")
+    return " | ".join(line.strip() for line in done.stdout.strip().splitlines()[-3:])
 
 
 @check("lora_throughput", on_cpu=True, timeout=300)

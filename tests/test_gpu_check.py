@@ -54,7 +54,8 @@ def test_a_check_runs_in_its_own_process_and_needs_only_its_own_packages(tmp_pat
     assert done.stdout.startswith("PASS packed_vs_padded: sdpa (float32): per-example losses within ")
 
 
-@pytest.mark.parametrize("name", ["sdpa_attention", "hf_generation_batched_vs_single", "lora_throughput"])
+@pytest.mark.parametrize("name", ["sdpa_attention", "hf_generation_batched_vs_single", "lora_throughput",
+                                  "per_user_adapters"])
 def test_the_checks_logic_passes_on_cpu(gpu_check, name, tmp_path):
     assert gpu_check.CHECKS[name].on_cpu
     assert gpu_check.CHECKS[name].run(tmp_path, "cpu")
