@@ -124,11 +124,13 @@ VLLM_OPTIONS = ("tensor_parallel_size", "gpu_memory_utilization", "enforce_eager
 
 def vllm_refusal(args, source, adapters) -> str | None:
     """Why the vLLM backend cannot run these methods, or None (`source` None: what the flags alone rule out)."""
+    from evaluation.backends.vllm_engine import ADAPTER_ON_ADAPTER
+    from personalization.generate import STYLE_NEEDS_ACTIVATIONS
+
     if args.style_vectors_dir:
-        return "style vectors are added to a layer's activations, which only the transformers backend exposes"
+        return STYLE_NEEDS_ACTIVATIONS
     if adapters and source is not None and source.adapter:
-        return ("vLLM applies one LoRA adapter per request and --model_name is an adapter already: give it the "
-                "merged task model (python -m training.export ADAPTER_DIR OUTPUT_DIR) under the per-user adapters")
+        return f"--model_name: {ADAPTER_ON_ADAPTER}"
     return None
 
 

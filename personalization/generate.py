@@ -17,6 +17,9 @@ from evaluation.backends.generation import plan_batches
 from evaluation.backends.vllm_engine import VLLMGenerator
 from personalization.user_adapters import UserAdapterSwitch, vllm_lora_requests
 
+STYLE_NEEDS_ACTIVATIONS = ("style vectors are added to a layer's activations, which only the transformers backend "
+                           "exposes")
+
 
 def generate_per_user(generator, token_ids: Sequence[Sequence[int]], users: Sequence[str], *,
                       adapters: Mapping[str, object] | None = None, style=None, batch_size: int = 8,
@@ -55,8 +58,7 @@ def per_user_generations(generator, token_ids: Sequence[Sequence[int]], users: S
 def _multi_lora_generations(generator, token_ids, users, adapters, style, batch_size, seed, finished, save) -> list:
     """vLLM: each prompt carries its user's LoRA request, and a batch mixes users' adapters."""
     if style is not None:
-        raise ValueError("style vectors are added to a layer's activations, which only the transformers backend "
-                         "exposes")
+        raise ValueError(STYLE_NEEDS_ACTIVATIONS)
     requests = vllm_lora_requests(adapters or {})
     loras = [requests.get(user) for user in users]
     # Prompts with and without an adapter go in separate calls: vLLM 0.32's CPU build continued the ones without

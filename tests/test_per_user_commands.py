@@ -136,7 +136,8 @@ def test_vllm_refusals_are_one_error_line_before_any_work(tiny_llama, sample_dir
     on_adapter = [*common(task_adapter, sample_dir, sample_cache), "--output_dir", str(tmp_path / "p"),
                   "--adapters_dir", str(tmp_path / "oppu"), "--backend", "vllm"]
     assert run_command(evaluate, on_adapter, "evaluate_per_user.py") == 2
-    assert "--model_name is an adapter already: give it the merged task model" in capsys.readouterr().err
+    assert "--model_name: vLLM applies one LoRA adapter per request and the model is an adapter already: give it " \
+        "the merged model" in capsys.readouterr().err
     if not VLLMGenerator.available():
         assert run_command(evaluate, [*flags, "--backend", "vllm"], "evaluate_per_user.py") == 2
         assert "the vllm backend needs `pip install vllm`" in capsys.readouterr().err

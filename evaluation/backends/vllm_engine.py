@@ -19,6 +19,8 @@ from typing import Mapping, Sequence
 from evaluation.backends.base import Generation, TokenGenerator
 
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm.config.lora.MaxLoRARanks
+ADAPTER_ON_ADAPTER = ("vLLM applies one LoRA adapter per request and the model is an adapter already: give it the "
+                      "merged model (python -m training.export ADAPTER_DIR OUTPUT_DIR) under the per-prompt adapters")
 
 
 def lora_rank_for(rank: int) -> int:
@@ -155,8 +157,7 @@ class VLLMGenerator(TokenGenerator):
         i's adapter (`personalization.user_adapters.vllm_lora_requests`), or is None for the model alone. One call
         mixes adapters; the engine keeps `max_loras` of them on the GPU at a time."""
         if self.lora_request is not None:
-            raise ValueError("vLLM applies one LoRA adapter per request, and this model is an adapter already: "
-                             "serve its merged model (python -m training.export) under the per-prompt adapters")
+            raise ValueError(ADAPTER_ON_ADAPTER)
         from vllm.lora.request import LoRARequest
 
         requests = [None if lora is None else LoRARequest(**lora) for lora in loras]
