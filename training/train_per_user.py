@@ -66,6 +66,11 @@ def parser() -> argparse.ArgumentParser:
     add_flag(p, "dtype", "--model_dtype", help="weights dtype (auto: bfloat16 on a GPU that has it, else float32)")
     add_flag(p, "use_chat_template")
     add_flag(p, "seed", default=42, help="seed of each user's adapter initialisation and data order")
+    p.add_argument("--cpu_threads", type=positive_int, default=1,
+                   help="compute threads of each process when training on a CPU. A float sum splits differently "
+                        "over another number of threads, so this number, not the process count, is what keeps an "
+                        "adapter the same whichever process trains it; scale with processes "
+                        "(accelerate launch --num_processes N)")
     add_flag(p, "log_level")
     return p
 
@@ -83,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parse_args(argv)
     accelerator = Accelerator()
+    if accelerator.device.type == "cpu":
+        import torch
+
+        torch.set_num_threads(args.cpu_threads)  # the same sums in every process, one or several (see --cpu_threads)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         level=getattr(logging, args.log_level.upper()))
     output_dir = Path(args.output_dir)
