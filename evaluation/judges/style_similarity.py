@@ -34,6 +34,12 @@ def _normalised(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms > 0, norms, 1.0)
 
 
+def _cosines(predictions: np.ndarray, authors: np.ndarray) -> np.ndarray:
+    """predictions x authors cosines, one prediction at a time: a matrix product's sums are blocked by its shape,
+    so a prediction's scores would otherwise change in their last bits with how many are scored beside it."""
+    return np.stack([authors @ vector for vector in predictions]) if len(predictions) else np.zeros((0, len(authors)))
+
+
 def author_vectors(encoder: DenseRetriever, profiles: Mapping[Hashable, Sequence[str]]) -> dict:
     """{user: normalised mean of the user's normalised profile-text vectors}, for users with a non-blank text."""
     kept = {user: [t for t in texts if t.strip()] for user, texts in profiles.items()}
@@ -61,7 +67,8 @@ def style_scores(encoder: DenseRetriever, predictions: Sequence[str], users: Seq
                          f"with profile texts, got {len(authors)}")
     names = list(authors)
     index = {name: i for i, name in enumerate(names)}
-    cosines = _normalised(encoder.embed(list(predictions)).astype(np.float64)) @ np.stack(list(authors.values())).T
+    cosines = _cosines(_normalised(encoder.embed(list(predictions)).astype(np.float64)),
+                       np.stack(list(authors.values())))
     scored = np.array([u in index for u in users])
     own = np.full(len(predictions), np.nan)
     own[scored] = cosines[np.flatnonzero(scored), [index[u] for u in users if u in index]]
