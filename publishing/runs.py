@@ -78,7 +78,7 @@ def public_name(value):
     path = Path(value).expanduser()
     if os.path.isabs(value) or value.startswith(("~", ".")) or path.exists():
         return "<local>/" + path.resolve().name
-    # a path inside a value, e.g. a retriever signature "contriever(model_name=/home/me/encoder)"
+    # a path inside a value, e.g. a retriever signature "contriever(model_name=<an absolute folder>)"
     return EMBEDDED_PATH.sub(lambda match: "<local>/" + Path(match.group(0)).name, value)
 
 

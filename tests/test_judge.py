@@ -6,6 +6,7 @@ one); and a run with the real SmolLM2-135M-Instruct where the demo has prepared 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -16,8 +17,10 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from kill import same_threads
 from openai_server import served
 
+from benchmark_runner.local_models import DEFAULT_OUTPUT as SMOLLM  # where set-up prepares the demo model
 from evaluation import judge as judge_command
 from evaluation.backends.base import Generation
 from evaluation.judges import expert
@@ -26,7 +29,6 @@ from evaluation.judges.judge_model import build_judge, judge_options
 from longlamp_cli import FLAGS, run_command
 
 REPO = Path(__file__).resolve().parents[1]
-SMOLLM = Path("/work/main/.venv/models/SmolLM2-135M-Instruct")
 TASK = "LongLaMP_product_review_user"
 GOLDS = ["Great blender, it crushes ice in seconds. I use it every morning for smoothies.",
          "The strap broke after a week. Disappointed, I would not buy it again.",
@@ -235,7 +237,8 @@ def test_a_killed_run_resumes_from_the_answers_committed_before_the_kill(tiny_ch
     command = [sys.executable, str(REPO / "evaluation" / "judge.py"), "--golds", str(golds), "--preds", str(preds),
                "--judge_model", str(tiny_chat_llama), "--output_dir", str(tmp_path / "killed"),
                "--max_new_tokens", "16", *flags]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, **same_threads()})  # its answers must equal this process's
     try:
         rows = 0
         while process.poll() is None and rows < len(seeded) + 3:
