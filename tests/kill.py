@@ -9,9 +9,20 @@ import time
 from pathlib import Path
 
 
+def same_threads() -> dict[str, str]:
+    """Environment variables that give a child process this process's number of torch compute threads: a float sum
+    split over another number of threads differs in its last bits, so a child's results equal this process's only
+    when both compute with the same count (a fresh process would take one per core)."""
+    import torch
+
+    return {"OMP_NUM_THREADS": str(torch.get_num_threads())}
+
+
 def kill_once_written(command: list[str], progress: Path, lines: int, cwd: Path, **popen) -> int:
     """Run `command` until `progress` has `lines` complete lines, then SIGKILL it (no handler runs); returns how
-    many lines after the first (the settings line) it had written. Fails if the run ends before it is killed."""
+    many lines after the first (the settings line) it had written. Fails if the run ends before it is killed. The
+    child computes with this process's thread count, so that what it finished equals what this process computes."""
+    popen["env"] = {**popen.get("env", os.environ), **same_threads()}
     process = subprocess.Popen(command, cwd=cwd, **{"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL,
                                                     **popen})
     deadline = time.monotonic() + 240

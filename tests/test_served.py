@@ -54,6 +54,19 @@ def assert_key_in_no_file(folder: Path, *texts: str) -> None:
         assert KEY not in text
 
 
+@pytest.fixture(scope="module", autouse=True)
+def server_threads():
+    """The local side computes with the test server's one thread (tests/openai_server.py), and so do the two
+    processes `accelerate launch` starts: a float sum split over another number of threads differs in its last
+    bits, which a greedy choice between two nearly equal tokens would show."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def api_key(monkeypatch):
     monkeypatch.setenv(KEY_ENV, KEY)

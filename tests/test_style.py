@@ -23,11 +23,13 @@ PROFILES = {"ann": ["cats dogs cats", "dogs tea"], "bob": ["code chess code", "c
 
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory):
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     path = make_encoder(tmp_path_factory.mktemp("encoders") / "tiny-bert")
     encoder = DenseRetriever(model_name=str(path), device="cpu", cache_dir=tmp_path_factory.mktemp("cache"))
     assert len({tuple(v) for v in encoder.embed([t for texts in PROFILES.values() for t in texts])}) == 6
-    return encoder
+    yield encoder
+    torch.set_num_threads(threads)  # other modules' tests compare results computed with the default count
 
 
 def test_style_scores_equal_the_definition_computed_by_hand(encoder):
