@@ -27,6 +27,7 @@ import datasets
 import pyarrow.parquet as pq
 
 from longlamp_tasks import SETTINGS, TASKS, Task, config_names, parse_config_name
+from longlamp_errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -103,10 +104,6 @@ def _make_config(name: str) -> LongLaMPConfig:
     alias = "" if name.endswith(setting) else f" (alias of {task.name}_{setting})"
     return LongLaMPConfig(name=name, task=task.name, setting=setting, version=datasets.Version("1.0.0"),
                           description=f"LongLaMP {task.name}, {setting} setting{alias}.")
-
-
-class DataError(ValueError):
-    """The source data does not match the LongLaMP schema; the message names the file, row and field."""
 
 
 class LongLaMP(datasets.GeneratorBasedBuilder):

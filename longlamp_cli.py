@@ -19,14 +19,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
+from longlamp_errors import UsageError
 
 EXIT_BAD_INPUT = 2
 logger = logging.getLogger("longlamp")
 DEFAULT_RETRIEVER_MODEL = "facebook/contriever"
-
-
-class UsageError(ValueError):
-    """A flag that is unknown, missing or has a value of the wrong form."""
 
 
 def json_object(flag: str, text: str | None) -> dict:
@@ -43,9 +40,10 @@ def json_object(flag: str, text: str | None) -> dict:
 
 
 # The project's top-level modules and packages (pyproject.toml's); "__main__" is a command run as a script.
-PROJECT_MODULES = frozenset({"longlamp", "longlamp_tasks", "longlamp_prompts", "longlamp_runs", "longlamp_cli",
-                             "retrieval", "training", "evaluation", "publishing", "benchmark_runner",
-                             "personalization", "__main__"})
+PROJECT_MODULES = frozenset({"longlamp", "longlamp_tasks", "longlamp_errors", "longlamp_io", "longlamp_runs",
+                             "longlamp_cli", "longlamp_prompts", "retrieval",
+                             "personalization", "publishing", "training", "evaluation", "benchmark_runner",
+                             "__main__"})
 
 
 def raised_by_the_project(error: BaseException) -> bool:

@@ -15,13 +15,10 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from longlamp_tasks import Task
+from longlamp_errors import PromptBudgetError
 
 
 DEFAULT_PROMPT_BUDGET = 1024  # tokens: training's long-standing default, now zero-shot evaluation's too
-
-
-class PromptBudgetError(ValueError):
-    """The task input alone does not fit the prompt budget (nothing in the profile can be cut to help)."""
 
 
 def context_length(model_config, tokenizer) -> int | None:

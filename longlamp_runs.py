@@ -1,105 +1,35 @@
-"""Run folders shared by every command that writes one: atomic files and a lock against two live runs.
+"""Run folders: where each file of a run lies.
 
-A run folder (training's `--output_dir`, a zero-shot run, a ranking's parts) is written by one live process at a
-time: `RunLock` holds `.lock` in it while the command runs, refuses a second live run with a message naming the
-holder, and takes over a lock whose process is gone (a killed run). `write_text_atomic` and `write_json_atomic`
-write through a temporary file, fsync and a rename, so a reader sees the old file or the whole new one.
+# Run folder layout
+Every name below is written by one package and read by another (cards, uploads, the leaderboard, the runner), so
+it is defined here once; a name only its own package uses stays there.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import uuid
-from pathlib import Path
+# A zero-shot run folder (evaluation/zero_shot/), which per-user evaluation and training's validation generations
+# also write, and which cards, uploads, the leaderboard and the runner read.
+PROMPTS_FILE = "prompts.json"  # what the model saw, per example
+PROGRESS_FILE = "progress.jsonl"  # the resume log: settings line, then one line per finished example
+PREDICTIONS_FILE = "predictions.json"  # the benchmark's {"task", "golds": [{"id", "output"}]}
+GOLDS_FILE = "golds.json"  # the references, in the same format (never published)
+SCORES_FILE = "scores.json"  # the scorer's numbers with every setting that produced them
+PER_SAMPLE_FILE = "per_sample.jsonl"  # each example's scores (scoring.per_sample)
+COMPARISON_FILE = "comparison.json"  # with profile against no profile
+NO_PROFILE_DIR = "no_profile"  # the same run without profile, inside the run with profile
+CARD_FILE = "README.md"  # a run's (or a Hub repository's) card
 
-LOCK_FILE = ".lock"
+# A training run folder (training/).
+FINAL_DIR = "final"  # the model (or adapter) at the end of training
+CHECKPOINTS_DIR = "checkpoints"  # resumable checkpoints, checkpoint-<step>/
+STATE_FILE = "trainer_state.json"  # in each checkpoint: where the run stood
+TRAINING_RECORD_FILE = "training_config.json"  # next to every exported model: the run's settings
+VALIDATION_DIR = "validation"  # the last evaluation's generations and scores, in the zero-shot layout
+TEST_PREDICTIONS_FILE = "predictions_test.json"  # predictions for --test_data after training
 
+# Per-user runs (training/train_per_user.py, training/train_style_vectors.py).
+PER_USER_REPORT_FILE = "per_user_report.json"  # time, storage and losses of every user's adapter
+STYLE_SELECTION_FILE = "style_selection.json"  # the layer and scale chosen on validation
 
-class RunFolderError(ValueError):
-    """A run folder cannot be used as asked: another live run holds it, or it holds another run."""
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write text through a temporary file in the same folder, fsync and a rename: the file is whole or absent."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temporary, "x", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def write_json_atomic(path: str | os.PathLike, data: object, *, sort_keys: bool = False) -> None:
-    """Write JSON atomically (write_text_atomic); nothing is written when `data` is not JSON-serialisable."""
-    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=sort_keys, default=str) + "\n")
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
-
-
-class RunLock:
-    """`with RunLock(folder):` the folder is this process's until the block ends.
-
-    The lock file records the holder's host and pid. On the same host a lock whose process is gone is stale (a
-    run killed with SIGKILL leaves one) and is taken over, and so is one naming this very process (a killed run
-    whose pid was reused: containers hand out pids from the start again); a lock from another host (a shared file
-    system) is trusted, and the message says which file to remove if that run is known to be dead.
-    """
-
-    def __init__(self, folder: str | os.PathLike, command: str = "a run"):
-        self.folder, self.command = Path(folder), command
-        self.path = self.folder / LOCK_FILE
-        self._held = False
-
-    def __enter__(self) -> RunLock:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        record = {"host": socket.gethostname(), "pid": os.getpid(), "command": self.command}
-        for _ in range(2):
-            try:
-                with open(self.path, "x", encoding="utf-8") as handle:
-                    json.dump(record, handle)
-                self._held = True
-                return self
-            except FileExistsError:
-                holder = self._holder()
-                if holder is not None and self._is_live(holder):
-                    raise RunFolderError(
-                        f"{self.folder} is in use by {holder.get('command', 'another run')} (pid {holder.get('pid')} "
-                        f"on {holder.get('host')}): wait for it to finish, or choose another output folder; if that "
-                        f"process is known to be dead, remove {self.path}"
-                    ) from None
-                self.path.unlink(missing_ok=True)  # stale: its process is gone
-        raise RunFolderError(f"could not take the lock {self.path}: another process keeps creating it")
-
-    def __exit__(self, *exc_info) -> None:
-        if self._held:
-            self.path.unlink(missing_ok=True)
-            self._held = False
-
-    def _holder(self) -> dict | None:
-        try:
-            holder = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None  # half-written by a process killed while creating it
-        return holder if isinstance(holder, dict) else None
-
-    @staticmethod
-    def _is_live(holder: dict) -> bool:
-        if holder.get("host") != socket.gethostname():
-            return True
-        pid = holder.get("pid")
-        return isinstance(pid, int) and pid != os.getpid() and _process_alive(pid)
+# What publishing/hub.py names the files of a pushed run (the leaderboard reads them back).
+PUBLISHED_SUMMARY_FILE = "results.json"  # a variant's scores.json without machine paths

@@ -39,6 +39,7 @@ from pathlib import Path
 import yaml
 
 from longlamp_tasks import config_names, parse_config_name
+from longlamp_errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("zero_shot", "fine_tuned")
@@ -56,22 +57,18 @@ METHOD_KEYS = {"method", "train", "evaluate", "accelerate_config", "description"
 HEADLINE = ("rouge1", "rougeL", "meteor")  # the paper's metrics
 
 
-class ExperimentError(ValueError):
-    """The experiment file or an override is wrong; the message names the key."""
-
-
 def local_model(name: str) -> str:
     """The folder of a `local:` model prepared at set-up (see scripts/prepare_models.py)."""
     from benchmark_runner.local_models import DEFAULT_OUTPUT, encoder_folder, is_complete
 
     if name == "local:smollm2-135m-instruct":
         if not is_complete(DEFAULT_OUTPUT):
-            raise ExperimentError(f"{name}: {DEFAULT_OUTPUT} is not there yet: run `make setup` "
-                                  "(or python scripts/prepare_models.py)")
+            raise ConfigError(f"{name}: {DEFAULT_OUTPUT} is not there yet: run `make setup` "
+                              "(or python scripts/prepare_models.py)")
         return str(DEFAULT_OUTPUT)
     if name == "local:all-minilm-l6-v2":
         return str(encoder_folder())
-    raise ExperimentError(f"unknown local model {name!r}: local:smollm2-135m-instruct or local:all-minilm-l6-v2")
+    raise ConfigError(f"unknown local model {name!r}: local:smollm2-135m-instruct or local:all-minilm-l6-v2")
 
 
 def resolve_model_name(name: str | None) -> str | None:
@@ -195,7 +192,7 @@ def set_value(values: dict, dotted: str, value) -> None:
     target = values
     for key in keys[:-1]:
         if not isinstance(target.get(key, {}), dict):
-            raise ExperimentError(f"--set {dotted}: {key} is not a mapping")
+            raise ConfigError(f"--set {dotted}: {key} is not a mapping")
         target = target.setdefault(key, {})
     target[keys[-1]] = value
 
@@ -204,14 +201,14 @@ def load_experiment(path: str | Path, overrides: dict | None = None, sets: list[
     """Read an experiment file, apply `--set key=value` strings and named overrides, and check it."""
     path = Path(path)
     if not path.is_file():
-        raise ExperimentError(f"experiment file {path} does not exist")
+        raise ConfigError(f"experiment file {path} does not exist")
     values = yaml.safe_load(path.read_text()) or {}
     if not isinstance(values, dict):
-        raise ExperimentError(f"{path}: expected a mapping")
+        raise ConfigError(f"{path}: expected a mapping")
     values = copy.deepcopy(values)
     for item in sets:
         if "=" not in item:
-            raise ExperimentError(f"--set {item!r}: expected key=value")
+            raise ConfigError(f"--set {item!r}: expected key=value")
         key, text = item.split("=", 1)
         set_value(values, key.strip(), yaml.safe_load(text))
     for key, value in (overrides or {}).items():
@@ -224,15 +221,15 @@ def _mapping(values, where: str) -> dict:
     if values is None:
         return {}
     if not isinstance(values, dict):
-        raise ExperimentError(f"{where}: expected a mapping, got {values!r}")
+        raise ConfigError(f"{where}: expected a mapping, got {values!r}")
     return values
 
 
 def _check_keys(values: dict, allowed: set, where: str) -> None:
     unknown = sorted(set(values) - allowed)
     if unknown:
-        raise ExperimentError(f"{where}: unknown key(s) {', '.join(unknown)}; "
-                              f"expected among {', '.join(sorted(allowed))}")
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; "
+                          f"expected among {', '.join(sorted(allowed))}")
 
 
 def _chosen_names(names, choices: list, key: str, where: str) -> tuple[str, ...] | None:
@@ -242,7 +239,7 @@ def _chosen_names(names, choices: list, key: str, where: str) -> tuple[str, ...]
     known = [choice.name for choice in choices]
     unknown = [name for name in names if name not in known]
     if unknown:
-        raise ExperimentError(f"{where}.{key}: {unknown} are not among the experiment's {key} {known}")
+        raise ConfigError(f"{where}.{key}: {unknown} are not among the experiment's {key} {known}")
     return tuple(names)
 
 
@@ -254,21 +251,21 @@ def _methods(values, eval_split: str, where: str) -> list[MethodSpec]:
         spec = _mapping(spec, at)
         _check_keys(spec, METHOD_KEYS, at)
         if spec.get("method") not in METHODS:
-            raise ExperimentError(f"{at}.method must be one of {', '.join(METHODS)}, got {spec.get('method')!r}")
+            raise ConfigError(f"{at}.method must be one of {', '.join(METHODS)}, got {spec.get('method')!r}")
         train, evaluate = dict(_mapping(spec.get("train"), f"{at}.train")), dict(_mapping(spec.get("evaluate"),
                                                                                             f"{at}.evaluate"))
         if train and spec["method"] not in TRAINED_METHODS:
-            raise ExperimentError(f"{at}.train: {spec['method']} has no training stage (its summaries are generated "
-                                  "by the evaluation: set them under evaluate)")
+            raise ConfigError(f"{at}.train: {spec['method']} has no training stage (its summaries are generated "
+                              "by the evaluation: set them under evaluate)")
         if spec["method"] == "style_vectors":
             chooser = train.get("selection_split", "validation")
             if chooser == eval_split:
-                raise ExperimentError(f"{at}.train.selection_split: the layer and scale would be chosen on the "
-                                      f"evaluated split ({eval_split}); choose on another split, or set it to none "
-                                      "with evaluate.style_layer and evaluate.style_scale")
+                raise ConfigError(f"{at}.train.selection_split: the layer and scale would be chosen on the "
+                                  f"evaluated split ({eval_split}); choose on another split, or set it to none "
+                                  "with evaluate.style_layer and evaluate.style_scale")
             if chooser == "none" and not {"style_layer", "style_scale"} <= set(evaluate):
-                raise ExperimentError(f"{at}: with train.selection_split none, give evaluate.style_layer and "
-                                      "evaluate.style_scale")
+                raise ConfigError(f"{at}: with train.selection_split none, give evaluate.style_layer and "
+                                  "evaluate.style_scale")
         methods.append(MethodSpec(str(name), spec["method"], train, evaluate, spec.get("accelerate_config")))
     return methods
 
@@ -278,36 +275,36 @@ def _check_variants(retrievers: list[RetrieverSpec], ks: list[int], methods: lis
     taken = {"no_profile", *(f"{retriever.name}-k{k}" for retriever in retrievers for k in ks)}
     clash = [method.name for method in methods if method.name in taken]
     if clash:
-        raise ExperimentError(f"{where}: personalization {clash} would share a run folder with the run of the same "
-                              f"name ({', '.join(sorted(taken))}); rename the method")
+        raise ConfigError(f"{where}: personalization {clash} would share a run folder with the run of the same "
+                          f"name ({', '.join(sorted(taken))}); rename the method")
 
 
 def parse_experiment(values: dict, where: str = "experiment") -> Experiment:
     _check_keys(values, TOP_KEYS, where)
     for key in ("name", "output_dir", "configs", "retrievers", "k", "models"):
         if not values.get(key):
-            raise ExperimentError(f"{where}: {key} is required")
+            raise ConfigError(f"{where}: {key} is required")
     configs = values["configs"] if isinstance(values["configs"], list) else [values["configs"]]
     for config in configs:
         if config not in config_names(with_aliases=False):
-            raise ExperimentError(f"{where}: configs: {config!r} is not one of "
-                                  f"{', '.join(config_names(with_aliases=False))}")
+            raise ConfigError(f"{where}: configs: {config!r} is not one of "
+                              f"{', '.join(config_names(with_aliases=False))}")
     retrievers = []
     for name, spec in _mapping(values["retrievers"], f"{where}: retrievers").items():
         spec = _mapping(spec, f"{where}: retrievers.{name}")
         _check_keys(spec, RETRIEVER_KEYS, f"{where}: retrievers.{name}")
         ranked = spec.get("ranked", True)
         if not isinstance(ranked, bool):
-            raise ExperimentError(f"{where}: retrievers.{name}.ranked must be true or false, got {ranked!r}")
+            raise ConfigError(f"{where}: retrievers.{name}.ranked must be true or false, got {ranked!r}")
         if not ranked and spec.get("options"):
-            raise ExperimentError(f"{where}: retrievers.{name}.options are rank_profiles.py flags; with ranked: false "
-                                  "there is no ranking stage")
+            raise ConfigError(f"{where}: retrievers.{name}.options are rank_profiles.py flags; with ranked: false "
+                              "there is no ranking stage")
         retrievers.append(RetrieverSpec(str(name), spec.get("retriever", name),
                                         resolve_model_name(spec.get("retriever_model")),
                                         dict(spec.get("options") or {}), ranked))
     ks = values["k"] if isinstance(values["k"], list) else [values["k"]]
     if not all(isinstance(k, int) and k >= 1 for k in ks):
-        raise ExperimentError(f"{where}: k must be positive integers, got {ks}")
+        raise ConfigError(f"{where}: k must be positive integers, got {ks}")
     eval_split = values.get("eval_split", "validation")
     methods = _methods(values.get("personalization"), eval_split, where)
     _check_variants(retrievers, ks, methods, where)
@@ -316,10 +313,10 @@ def parse_experiment(values: dict, where: str = "experiment") -> Experiment:
         spec = _mapping(spec, f"{where}: models.{name}")
         _check_keys(spec, MODEL_KEYS, f"{where}: models.{name}")
         if spec.get("mode") not in MODES:
-            raise ExperimentError(f"{where}: models.{name}.mode must be one of {', '.join(MODES)}, "
-                                  f"got {spec.get('mode')!r}")
+            raise ConfigError(f"{where}: models.{name}.mode must be one of {', '.join(MODES)}, "
+                              f"got {spec.get('mode')!r}")
         if not spec.get("model_name"):
-            raise ExperimentError(f"{where}: models.{name}.model_name is required")
+            raise ConfigError(f"{where}: models.{name}.model_name is required")
         models.append(ModelSpec(str(name), resolve_model_name(spec["model_name"]), spec["mode"],
                                 dict(_mapping(spec.get("train"), f"models.{name}.train")),
                                 dict(_mapping(spec.get("evaluate"), f"models.{name}.evaluate")),
@@ -330,11 +327,11 @@ def parse_experiment(values: dict, where: str = "experiment") -> Experiment:
                                               f"{where}: models.{name}")))
     for config in configs:
         if not parse_config_name(config)[0].public and not values.get("data_dir"):
-            raise ExperimentError(f"{where}: {config} is built from the licensed Avocado collection: give data_dir "
-                                  "(--data_dir /path/to/avocado; see the README's Avocado section)")
+            raise ConfigError(f"{where}: {config} is built from the licensed Avocado collection: give data_dir "
+                              "(--data_dir /path/to/avocado; see the README's Avocado section)")
     plot_metric = values.get("plot_metric", "rougeL")
     if plot_metric not in HEADLINE:
-        raise ExperimentError(f"{where}: plot_metric must be one of {', '.join(HEADLINE)}")
+        raise ConfigError(f"{where}: plot_metric must be one of {', '.join(HEADLINE)}")
     return Experiment(
         name=str(values["name"]), output_dir=Path(_absolute(str(values["output_dir"]))), configs=list(configs),
         retrievers=retrievers, k=list(ks), models=models, methods=methods, data_dir=_absolute(values.get("data_dir")),

@@ -17,7 +17,7 @@ from pathlib import Path
 from benchmark_runner.experiment import HEADLINE, Experiment, Run
 from benchmark_runner.stages import Layout
 from evaluation.scoring import aggregate, per_sample
-from longlamp_runs import write_json_atomic
+from longlamp_io import write_json_atomic
 
 METRIC_LABELS = {"rouge1": "ROUGE-1", "rougeL": "ROUGE-L", "meteor": "METEOR"}
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from benchmark_runner.experiment import TRAINED_METHODS, Experiment, Run
 from evaluation.scoring import per_sample
-from longlamp_runs import RunFolderError, write_json_atomic
+from longlamp_errors import RunFolderError, StageError
+from longlamp_io import write_json_atomic
 from longlamp_tasks import scorer_task_name, parse_config_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,10 +75,6 @@ class Stage:
         write_json_atomic(self.folder / MARKER, {"stage": self.name, "command": self.portable_command(),
                                                  "outputs": self.outputs, "seconds": time.monotonic() - started})
         return time.monotonic() - started
-
-
-class StageError(RuntimeError):
-    """A stage command failed: the message carries the end of its log."""
 
 
 def _flags(options: dict) -> list[str]:

@@ -22,7 +22,7 @@ from evaluation.comparison import significance  # noqa: E402
 from evaluation.comparison.paired import comparison, table  # noqa: E402
 from evaluation.scoring import files, metrics  # noqa: E402
 from longlamp_cli import run_command  # noqa: E402
-from longlamp_runs import write_json_atomic  # noqa: E402
+from longlamp_io import write_json_atomic  # noqa: E402
 
 logger = logging.getLogger(__name__)
 DEFAULT_METRICS = ("rouge1", "rougeL", "meteor")  # the benchmark's reported metrics

@@ -26,7 +26,8 @@ from evaluation.eval_task import (  # noqa: E402
     scoring_options,
 )
 from longlamp_cli import ArgumentParser, check_folder, positive_int, run_command  # noqa: E402
-from longlamp_runs import write_json_atomic  # noqa: E402
+from longlamp_io import write_json_atomic  # noqa: E402
+from longlamp_errors import DataError  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +38,12 @@ def read_zip_tasks(zip_path: str | Path, folder: Path, role: str, max_bytes: int
     for path in files.extract_zip(zip_path, folder, max_bytes):
         task_file = files.read_task_file(path, role, name=f"{zip_path}:{path.relative_to(folder).as_posix()}")
         if task_file.task in tasks:
-            raise files.InputFileError(
+            raise DataError(
                 f"{zip_path}: two files for {task_file.task}: {tasks[task_file.task].path} and {task_file.path}"
             )
         tasks[task_file.task] = task_file
     if not tasks:
-        raise files.InputFileError(f"{zip_path}: no JSON task file found")
+        raise DataError(f"{zip_path}: no JSON task file found")
     return tasks
 
 
@@ -55,7 +56,7 @@ def evaluate_zips(
     each task's per-sample scores to `per_sample_dir/<task>.per_sample.jsonl` (once every task is scored).
 
     Extraction happens in a fresh folder inside `temp_dir` (default: the system's), removed afterwards.
-    Every file is read and checked before any task is scored; files.InputFileError for bad input, before
+    Every file is read and checked before any task is scored; DataError for bad input, before
     anything is written. `scoring` goes to `evaluation.scoring.metrics.score`.
     """
     if temp_dir is not None:
@@ -68,7 +69,7 @@ def evaluate_zips(
     missing = sorted(set(golds) - set(predictions))
     unexpected = sorted(set(predictions) - set(golds))
     if not tasks:
-        raise files.InputFileError(
+        raise DataError(
             f"{preds_zip} has predictions for none of the tasks of {golds_zip}: {', '.join(golds)}"
         )
     for task in tasks:  # every id check before the long part

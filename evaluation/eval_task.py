@@ -19,7 +19,6 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from evaluation.scoring import files, metrics, per_sample  # noqa: E402
-from evaluation.scoring.nltk_setup import MissingNLTKDataError  # noqa: E402
 from evaluation.scoring.task_names import canonical_task_name  # noqa: E402
 from longlamp_cli import (  # noqa: E402
     ArgumentParser,
@@ -29,7 +28,8 @@ from longlamp_cli import (  # noqa: E402
     positive_int,
     run_command,
 )
-from longlamp_runs import write_json_atomic  # noqa: E402
+from longlamp_io import write_json_atomic  # noqa: E402
+from longlamp_errors import DataError, MissingNLTKDataError  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def evaluate_files(
     and one line per example to `per_sample_file` if given (evaluation/scoring/per_sample.py).
 
     `task_name` defaults to the golds' task; `scoring` goes to `evaluation.scoring.metrics.score` (metrics, bootstrap,
-    seed, num_workers, progress, ...). Raises files.InputFileError for bad input, before anything is written.
+    seed, num_workers, progress, ...). Raises DataError for bad input, before anything is written.
     """
     golds = files.read_task_file(golds_json, "golds")
     predictions = files.read_task_file(preds_json, "predictions")

@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
 from evaluation.backends import BACKENDS, backend_class, resolve_backend  # noqa: E402
 from longlamp_cli import ArgumentParser, add_flag, check_folder, positive_int  # noqa: E402
 from longlamp_prompts import PromptBuilder, prompt_budget  # noqa: E402
-from longlamp_runs import RunLock, write_json_atomic  # noqa: E402
+from longlamp_io import RunLock, write_json_atomic  # noqa: E402
 from longlamp_tasks import parse_config_name, scorer_task_name  # noqa: E402
 
 logger = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from evaluation.scoring import files  # noqa: E402
 from evaluation.zero_shot.options import SERVED_OPTIONS, ZeroShotOptions, add_option_flag  # noqa: E402
 from longlamp_cli import ArgumentParser, add_flag, check_folder, check_output_file, positive_int  # noqa: E402
 from longlamp_cli import run_command  # noqa: E402
-from longlamp_runs import RunLock, write_json_atomic, write_text_atomic  # noqa: E402
+from longlamp_io import RunLock, write_json_atomic, write_text_atomic  # noqa: E402
 
 logger = logging.getLogger(__name__)
 # The zero-shot run's model settings that a judge takes as they are (their flags, help and defaults).

@@ -26,11 +26,12 @@ from evaluation.judges.style_similarity import report  # noqa: E402
 from evaluation.scoring import files  # noqa: E402
 from evaluation.zero_shot.data import load_rows, resolve_task_and_retriever  # noqa: E402
 from evaluation.zero_shot.options import ZeroShotOptions  # noqa: E402
-from longlamp_cli import ArgumentParser, UsageError, add_flag, check_output_file, run_command  # noqa: E402
-from longlamp_runs import write_json_atomic  # noqa: E402
+from longlamp_cli import ArgumentParser, add_flag, check_output_file, run_command  # noqa: E402
+from longlamp_io import write_json_atomic  # noqa: E402
 from longlamp_tasks import scorer_task_name  # noqa: E402
 from publishing.runs import is_hub_id  # noqa: E402
 from retrieval.dense import DenseRetriever  # noqa: E402
+from longlamp_errors import DataError, UsageError  # noqa: E402
 
 logger = logging.getLogger(__name__)
 HUB_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"  # the default when the PyPI copy is not installed
@@ -77,14 +78,14 @@ def main(argv=None) -> int:
     task, setting, _, _ = resolve_task_and_retriever(options, None)  # before the rows: a wrong task fails at once
     predictions = files.read_task_file(args.preds, "predictions")
     if predictions.task != scorer_task_name(task, setting):
-        raise files.InputFileError(f"{args.preds} holds predictions for {predictions.task}, but the data is "
-                                   f"{scorer_task_name(task, setting)}")
+        raise DataError(f"{args.preds} holds predictions for {predictions.task}, but the data is "
+                        f"{scorer_task_name(task, setting)}")
     rows = load_rows(options)
     position = {example_id: index for index, example_id in enumerate(rows["id"])}
     missing = [example_id for example_id in predictions.ids if example_id not in position]
     if missing:
-        raise files.InputFileError(f"{args.preds}: {len(missing)} of {len(predictions.ids)} prediction ids are not "
-                                   f"in {args.validation_data} ({args.split}), e.g. {missing[:3]}")
+        raise DataError(f"{args.preds}: {len(missing)} of {len(predictions.ids)} prediction ids are not "
+                        f"in {args.validation_data} ({args.split}), e.g. {missing[:3]}")
     examples = list(rows.select([position[example_id] for example_id in predictions.ids]))
     encoder = DenseRetriever(model_name=encoder_name, cache_dir=args.embedding_cache_dir)
     logger.info("embedding %d predictions and their users' profiles with %s", len(examples), encoder_name)

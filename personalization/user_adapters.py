@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from longlamp_runs import write_json_atomic
+from longlamp_io import write_json_atomic
 from personalization.users import user_folder_name
 from training.loss import per_example_sums, token_losses
 

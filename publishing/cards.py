@@ -13,7 +13,7 @@ import json
 import shlex
 from pathlib import Path
 
-from longlamp_runs import write_text_atomic
+from longlamp_io import write_text_atomic
 from longlamp_tasks import scorer_task_name
 from publishing.plots import plot_comparison
 from publishing.runs import DATASET_ID, Result, Run, is_hub_id, public_name, read_run

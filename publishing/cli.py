@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from longlamp_errors import PublishError
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def split_publishing(values: dict) -> tuple[dict, HubOptions]:
 
 def publish(run_dir: str | Path, hub: HubOptions, dry_run_dir: str | Path | None = None) -> str:
     """Push `run_dir` as `hub` says (or stage it into `dry_run_dir`); returns the repository URL or the folder."""
-    from publishing.hub import PublishError, push_run
+    from publishing.hub import push_run
 
     if not hub.hub_model_id:
         raise PublishError("publishing needs --hub_model_id NAMESPACE/NAME")

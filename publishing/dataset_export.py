@@ -11,8 +11,9 @@ import logging
 from pathlib import Path
 from typing import Mapping
 
-from longlamp_runs import write_text_atomic
+from longlamp_io import write_text_atomic
 from longlamp_tasks import parse_config_name
+from longlamp_errors import PublishError
 
 logger = logging.getLogger(__name__)
 TEMPLATE = Path(__file__).with_name("dataset_card_template.md")
@@ -25,20 +26,16 @@ PUBLIC_LICENSE = (f"The texts come from the public sources of the LongLaMP bench
                   "for the terms of each source.")
 
 
-class ExportError(ValueError):
-    """An export cannot be done as asked; the message names the file or the argument."""
-
-
 def _ranked_splits(ranked: Mapping[str, str | Path]) -> dict:
     import longlamp
 
     splits = {}
     for split, path in ranked.items():
         if not Path(path).exists():
-            raise ExportError(f"--ranked {path}: no such file")
+            raise PublishError(f"--ranked {path}: no such file")
         data = longlamp.load_split(str(path), split)
         if "ranked_by" not in data.column_names:
-            raise ExportError(f"--ranked {path}: no 'ranked_by' column (not written by retrieval/rank_profiles.py)")
+            raise PublishError(f"--ranked {path}: no 'ranked_by' column (not written by retrieval/rank_profiles.py)")
         splits[split] = data
     return splits
 
@@ -46,8 +43,8 @@ def _ranked_splits(ranked: Mapping[str, str | Path]) -> dict:
 def _retriever_name(splits: dict) -> str:
     names = {str(data[0]["ranked_by"]).split("(")[0] for data in splits.values() if len(data)}
     if len(names) != 1:
-        raise ExportError(f"--ranked files come from different retrievers ({', '.join(sorted(names))}): export them "
-                          "separately")
+        raise PublishError(f"--ranked files come from different retrievers ({', '.join(sorted(names))}): export them "
+                           "separately")
     return names.pop()
 
 

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from longlamp_runs import write_json_atomic
+from longlamp_io import write_json_atomic
 from publishing.cards import (
     EVAL_RESULTS_FILE,
     PLOT_FILE,
@@ -26,6 +26,7 @@ from publishing.cards import (
 )
 from publishing.runs import Run, public_settings, read_run
 from publishing.samples import PER_SAMPLE_FILE
+from longlamp_errors import PublishError
 
 logger = logging.getLogger(__name__)
 REPO_TYPES = ("model", "dataset")
@@ -34,10 +35,6 @@ STAGING_MARKER = ".longlamp-staged"  # marks a folder stage_run may replace; nev
 ZERO_SHOT_FILES = ("predictions.json", "prompts.json", PER_SAMPLE_FILE)  # never golds.json
 LICENCE_WARNING = ("The email task derives from the Avocado Research Email Collection (LDC2015T03), licensed by the "
                    "LDC: its texts (in prompts, predictions and data) may not be redistributed publicly.")
-
-
-class PublishError(ValueError):
-    """A push could not be done as asked: bad arguments, a refused token, a server or network failure."""
 
 
 def is_main_process() -> bool:

@@ -17,14 +17,11 @@ from longlamp_tasks import Task, parse_config_name
 from training.checkpoints import STATE_FILE, VALIDATION_DIR  # the run's file names (light modules: not the loop, no torch)
 from training.config import GENERATION_METRICS
 from training.export import RECORD_FILE
+from longlamp_errors import RunFolderError
 
 DATASET_ID = "LongLaMP/LongLaMP"
 EMBEDDED_PATH = re.compile(r"(?<![\w.:/~])(?:~/|/)(?:[^\s,()'\"=/]+/)+[^\s,()'\"=/]+")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # "name" or "namespace/name"
-
-
-class RunFolderReadError(ValueError):
-    """A run folder lacks what a card needs, or one of its files cannot be read; the message names the file."""
 
 
 @dataclass
@@ -68,7 +65,7 @@ def read_json(path: Path):
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise RunFolderReadError(f"{path}: cannot read it as JSON ({error})") from None
+        raise RunFolderError(f"{path}: cannot read it as JSON ({error})") from None
 
 
 def public_name(value):
@@ -117,14 +114,14 @@ def detect_kind(folder: Path) -> str:
         return "zero_shot"
     if (folder / "final" / RECORD_FILE).is_file() or (folder / "checkpoints").is_dir():
         return "training"
-    raise RunFolderReadError(f"{folder} is not a run folder: expected a zero-shot run (scores.json and "
-                             f"predictions.json) or a training run (final/{RECORD_FILE} or checkpoints/)")
+    raise RunFolderError(f"{folder} is not a run folder: expected a zero-shot run (scores.json and "
+                         f"predictions.json) or a training run (final/{RECORD_FILE} or checkpoints/)")
 
 
 def read_run(folder: str | Path) -> Run:
     folder = Path(folder)
     if not folder.is_dir():
-        raise RunFolderReadError(f"{folder}: no such run folder")
+        raise RunFolderError(f"{folder}: no such run folder")
     return _read_zero_shot(folder) if detect_kind(folder) == "zero_shot" else _read_training(folder)
 
 
@@ -148,7 +145,7 @@ def _read_zero_shot(folder: Path) -> Run:
     summary = read_json(folder / "scores.json")
     settings = summary.get("settings")
     if not isinstance(settings, dict) or "task" not in settings:
-        raise RunFolderReadError(f"{folder / 'scores.json'}: no 'settings' with the task (not a zero-shot run's)")
+        raise RunFolderError(f"{folder / 'scores.json'}: no 'settings' with the task (not a zero-shot run's)")
     task, setting = parse_config_name(f"{settings['task']}_{settings.get('setting', 'user')}")
     results = [_zero_shot_result(folder, summary)]
     if (folder / "no_profile" / "scores.json").is_file():
@@ -170,7 +167,7 @@ def _latest_state(folder: Path) -> dict | None:
 def _read_training(folder: Path) -> Run:
     model_dir = folder / "final"
     if not (model_dir / RECORD_FILE).is_file():
-        raise RunFolderReadError(f"{folder}: the training run has no final/{RECORD_FILE} yet (not finished)")
+        raise RunFolderError(f"{folder}: the training run has no final/{RECORD_FILE} yet (not finished)")
     record = read_json(model_dir / RECORD_FILE)
     task, setting = parse_config_name(record["task"])
     is_adapter = (model_dir / "adapter_config.json").is_file()

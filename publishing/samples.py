@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from evaluation.scoring import per_sample
-from publishing.runs import Result, RunFolderReadError, read_json
+from publishing.runs import Result, read_json
+from longlamp_errors import RunFolderError
 
 PER_SAMPLE_FILE = per_sample.FILE_NAME
 
@@ -19,7 +20,7 @@ PER_SAMPLE_FILE = per_sample.FILE_NAME
 def _outputs(path: Path) -> list[dict]:
     golds = read_json(path).get("golds")
     if not isinstance(golds, list):
-        raise RunFolderReadError(f"{path}: no 'golds' list (not a predictions file in the benchmark's format)")
+        raise RunFolderError(f"{path}: no 'golds' list (not a predictions file in the benchmark's format)")
     return golds
 
 
@@ -39,7 +40,7 @@ def write_per_sample_scores(result: Result) -> Path | None:
     golds = {entry["id"]: entry for entry in _outputs(result.folder / "golds.json")}
     missing = [entry["id"] for entry in predictions if entry["id"] not in golds]
     if missing:
-        raise RunFolderReadError(f"{result.folder / 'golds.json'}: no reference for id {missing[0]!r}")
+        raise RunFolderError(f"{result.folder / 'golds.json'}: no reference for id {missing[0]!r}")
     ids, texts = [entry["id"] for entry in predictions], [entry["output"] for entry in predictions]
     metrics = [m for m in result.metrics if m in PER_SAMPLE_METRICS]
     scores = per_sample_scores(texts, [golds[i]["output"] for i in ids], metrics=metrics)

@@ -25,7 +25,7 @@ if str(REPO) not in sys.path:
 
 import longlamp  # noqa: E402
 from longlamp_cli import run_command  # noqa: E402
-from longlamp_runs import write_json_atomic  # noqa: E402
+from longlamp_io import write_json_atomic  # noqa: E402
 from longlamp_tasks import TASKS, scorer_task_name  # noqa: E402
 
 SPLITS = {"train": "train", "dev": "validation", "test": "test"}  # file prefix -> split

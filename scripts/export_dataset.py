@@ -22,7 +22,8 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
 
 from longlamp_cli import run_command  # noqa: E402
 from longlamp_tasks import parse_config_name  # noqa: E402
-from publishing.dataset_export import AVOCADO_LICENSE, ExportError, export_config  # noqa: E402
+from publishing.dataset_export import AVOCADO_LICENSE, export_config  # noqa: E402
+from longlamp_errors import PublishError  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,7 +52,7 @@ def ranked_files(specs: list[str] | None) -> dict[str, str] | None:
     for spec in specs:
         split, _, path = spec.rpartition("=") if "=" in spec else ("validation", "", spec)
         if split not in ("train", "validation", "test"):
-            raise ExportError(f"--ranked {spec!r}: the split must be train, validation or test")
+            raise PublishError(f"--ranked {spec!r}: the split must be train, validation or test")
         files[split] = path
     return files
 
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     ranked = ranked_files(args.ranked)
     if ranked and len(args.config) > 1:
-        raise ExportError("--ranked files belong to one config: give a single --config")
+        raise PublishError("--ranked files belong to one config: give a single --config")
     licensed = [c for c in args.config if not parse_config_name(c)[0].public]
     if licensed:
         print(f"warning: {AVOCADO_LICENSE}", file=sys.stderr)

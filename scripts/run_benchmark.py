@@ -29,7 +29,7 @@ from benchmark_runner.results import (  # noqa: E402
 )
 from benchmark_runner.stages import plan, stage_env  # noqa: E402
 from longlamp_cli import run_command  # noqa: E402
-from longlamp_runs import RunLock  # noqa: E402
+from longlamp_io import RunLock  # noqa: E402
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import longlamp
+from longlamp_errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -105,7 +106,7 @@ def test_message_missing_from_the_archives_is_named(tmp_path):
     manual = make_manual_dir(tmp_path / "avocado")
     broken = [dict(QUESTIONS[0], input="999-000000-EM")]
     (manual / "temporal" / "test_questions.json").write_text(json.dumps(broken))
-    with pytest.raises(longlamp.DataError, match=r"1 referenced message\(s\) are not in the Avocado archives.*999-000000-EM"):
+    with pytest.raises(DataError, match=r"1 referenced message\(s\) are not in the Avocado archives.*999-000000-EM"):
         longlamp.load("email_generation_temporal", data_dir=str(manual), cache_dir=str(tmp_path / "cache"))
 
 

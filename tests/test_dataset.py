@@ -17,6 +17,7 @@ import pytest
 import longlamp
 from hub_server import HubStandIn
 from longlamp_tasks import TASKS, config_names, scorer_task_name
+from longlamp_errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLIC_CONFIGS = [name for name in config_names(with_aliases=False) if TASKS[name.rsplit("_", 1)[0]].public]
@@ -119,7 +120,7 @@ def test_rating_and_year_accept_text_or_numbers(tmp_path):
         "profile": [{"overall": "4.0", "summary": "s", "description": "d", "reviewText": "t"},
                     {"overall": 3, "summary": "s", "description": "d", "reviewText": "t"}]}, "here")
     assert [i["overall"] for i in review["profile"]] == [4.0, 3.0]
-    with pytest.raises(longlamp.DataError, match=r"here, profile item 0, field 'year': expected a whole number"):
+    with pytest.raises(DataError, match=r"here, profile item 0, field 'year': expected a whole number"):
         longlamp.normalize_row(task, dict(raw, profile=[dict(raw["profile"][0], year="MMI")]), "here")
 
 
@@ -224,7 +225,7 @@ GOOD = {"reviewerId": "u1", "input": "in", "output": "out",
 )
 def test_schema_errors_name_the_file_row_and_field(tmp_path, rows, message):
     write_config(tmp_path / "data" / "product_review_user", {"train": [GOOD] * 3, "val": rows})
-    with pytest.raises(longlamp.DataError, match=message):
+    with pytest.raises(DataError, match=message):
         longlamp.load("product_review_user", data_dir=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"))
     assert leftovers(tmp_path / "cache") == []
 
@@ -233,7 +234,7 @@ def test_corrupt_parquet_is_named(tmp_path):
     folder = tmp_path / "data" / "product_review_user"
     write_config(folder, {"train": [GOOD]})
     (folder / "val-00000-of-00001.parquet").write_bytes(b"PAR1 this is not parquet")
-    with pytest.raises(longlamp.DataError, match=r"val-00000-of-00001.parquet: not a readable parquet file"):
+    with pytest.raises(DataError, match=r"val-00000-of-00001.parquet: not a readable parquet file"):
         longlamp.load("product_review_user", data_dir=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"))
     assert leftovers(tmp_path / "cache") == []
 
@@ -242,15 +243,15 @@ def test_malformed_json_and_mismatched_outputs(prepared, tmp_path):
     folder = tmp_path / "data" / "topic_writing_user"
     export_lamp_json(prepared["topic_writing_user"], folder, "x")
     (folder / "dev_questions.json").write_text('[{"id": "1", "input": ')
-    with pytest.raises(longlamp.DataError, match=r"dev_questions.json: invalid JSON"):
+    with pytest.raises(DataError, match=r"dev_questions.json: invalid JSON"):
         longlamp.load("topic_writing_user", data_dir=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"))
     export_lamp_json(prepared["topic_writing_user"], tmp_path / "data2" / "topic_writing_user", "x")
     outputs = tmp_path / "data2" / "topic_writing_user" / "test_outputs.json"
     golds = json.loads(outputs.read_text())
     golds["golds"][0]["id"] = "someone-else"
     outputs.write_text(json.dumps(golds))
-    with pytest.raises(longlamp.DataError, match=r"test_outputs.json does not match .*test_questions.json: 1 question "
-                                                 r"id\(s\) without an output .* 1 output id\(s\) without a question"):
+    with pytest.raises(DataError, match=r"test_outputs.json does not match .*test_questions.json: 1 question "
+                                        r"id\(s\) without an output .* 1 output id\(s\) without a question"):
         longlamp.load("topic_writing_user", data_dir=str(tmp_path / "data2"), cache_dir=str(tmp_path / "cache"))
     assert leftovers(tmp_path / "cache") == []
 

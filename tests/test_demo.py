@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmark_runner.experiment import ExperimentError, load_experiment
+from benchmark_runner.experiment import load_experiment
 from benchmark_runner.stages import MARKER, plan
 from evaluation.eval_task import evaluate_files
-from longlamp_runs import RunFolderError
+from longlamp_errors import ConfigError, RunFolderError
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "experiments" / "demo.yaml"
@@ -136,7 +136,7 @@ def test_a_stage_done_with_other_settings_is_an_error_not_a_silent_reuse(tmp_pat
     (["models.smollm2-lora.retrievers=[bm3]"], "not among the experiment's retrievers"),
 ])
 def test_a_bad_experiment_setting_is_named(sets, message):
-    with pytest.raises(ExperimentError, match=message):
+    with pytest.raises(ConfigError, match=message):
         load_experiment(DEMO, {}, sets + ["retrievers.minilm.retriever_model=e", "models.smollm2.model_name=m",
                                           "models.smollm2-lora.model_name=m"])
 

@@ -11,8 +11,9 @@ from evaluation.backends import get_backend, resolve_backend
 from evaluation.backends.generation import GenerationSettings, plan_batches, resolve_model, strip_reasoning
 from evaluation.backends.hf_transformers import TransformersGenerator
 from evaluation.backends.vllm_engine import VLLMGenerator, engine_arguments, lora_rank_for, sampling_arguments
-from evaluation.zero_shot.predictions import PredictionStore, ResumeMismatchError, write_predictions
+from evaluation.zero_shot.predictions import PredictionStore, write_predictions
 from tiny_models import make_causal_lm, make_seq2seq_lm
+from longlamp_errors import ModelLoadError, RunFolderError
 
 PROMPTS = [
     "Generate the review text written by a reviewer who has a given an overall rating of 5.0 for a product.",
@@ -136,7 +137,6 @@ def test_peft_adapter_is_applied_on_its_base_model(causal, tmp_path):
 
 
 def test_unknown_model_path_is_a_clear_error(tmp_path):
-    from evaluation.backends.generation import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="cannot load --model_name"):
         resolve_model(str(tmp_path / "no-such-model"))
@@ -310,7 +310,7 @@ def test_store_resumes_and_drops_a_line_cut_by_a_kill(tmp_path):
 
 def test_store_refuses_other_settings(tmp_path):
     PredictionStore(tmp_path / "p.jsonl", {"model": "m", "k": 4}).add([("ka", "a", done("x"))])
-    with pytest.raises(ResumeMismatchError, match="k: 4 on disk, 2 now"):
+    with pytest.raises(RunFolderError, match="k: 4 on disk, 2 now"):
         PredictionStore(tmp_path / "p.jsonl", {"model": "m", "k": 2})
 
 

@@ -17,7 +17,7 @@ from evaluation.comparison import significance
 from evaluation.comparison.board import build
 from evaluation.comparison.runs import PUBLISHED_RESULTS
 from evaluation.scoring import aggregate, metrics, per_sample
-from longlamp_runs import write_json_atomic
+from longlamp_io import write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = "LongLaMP_product_review_user"

@@ -14,16 +14,17 @@ import pytest
 from nltk.tokenize.punkt import PunktTokenizer
 
 from evaluation.scoring import metrics, nltk_setup
+from longlamp_errors import MissingNLTKDataError
 
 
 def test_missing_data_error_names_the_fix_command(monkeypatch, tmp_path):
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
-    with pytest.raises(nltk_setup.MissingNLTKDataError) as caught:
+    with pytest.raises(MissingNLTKDataError) as caught:
         nltk_setup.require_nltk_data()
     message = str(caught.value)
     assert "WordNet 3.0" in message and "Punkt" in message and str(tmp_path) in message
     assert nltk_setup.fix_command() in message and "-m evaluation.scoring.nltk_setup --target" in message
-    with pytest.raises(nltk_setup.MissingNLTKDataError):
+    with pytest.raises(MissingNLTKDataError):
         metrics.score(["a text"], ["a text"], metrics=("meteor",))
 
 

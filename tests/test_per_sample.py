@@ -10,6 +10,7 @@ import pytest
 from evaluation import eval_task
 from evaluation.scoring import metrics, per_sample
 from tests.test_eval_commands import TASK, gold_entries, prediction_entries, run_script, write_task
+from longlamp_errors import DataError
 
 
 def test_eval_task_writes_one_line_per_example_with_every_per_sample_metric(tmp_path):
@@ -65,5 +66,5 @@ def test_no_per_sample_file_is_written_for_bad_input(tmp_path):
 def test_a_bad_per_sample_file_is_refused_naming_the_line(tmp_path, content, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(content, encoding="utf-8")
-    with pytest.raises(per_sample.PerSampleFileError, match=message):
+    with pytest.raises(DataError, match=message):
         per_sample.read(path)

@@ -2,9 +2,10 @@
 
 import pytest
 
-from longlamp_prompts import PromptBudgetError, PromptBuilder
+from longlamp_prompts import PromptBuilder
 from longlamp_tasks import TASKS
 from tiny_models import make_tokenizer
+from longlamp_errors import PromptBudgetError
 
 REVIEW = TASKS["product_review"]
 ABSTRACT = TASKS["abstract_generation"]

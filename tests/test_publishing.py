@@ -21,6 +21,7 @@ from hub_server import HubStandIn
 from test_train_support import CONFIG, run_flags
 
 from evaluation import evaluate_llm
+from longlamp_errors import ConfigError, PublishError
 
 pytest_plugins = ["test_train_support"]  # short_data, tiny models
 
@@ -148,7 +149,7 @@ def test_dry_run_stages_results_without_golds(zero_shot_run, tmp_path):
 
 
 def test_an_email_run_is_not_pushed_publicly_without_the_licence_flag(zero_shot_run, tmp_path):
-    from publishing.hub import PublishError, push_run
+    from publishing.hub import push_run
 
     email = tmp_path / "email-run"
     shutil.copytree(zero_shot_run, email)
@@ -161,7 +162,7 @@ def test_an_email_run_is_not_pushed_publicly_without_the_licence_flag(zero_shot_
 
 
 def test_train_config_never_records_the_token_and_checks_the_repo_id():
-    from training.config import ConfigError, parse_args
+    from training.config import parse_args
 
     base = ["--model_name", "m", "--output_dir", "o", "--train_data", CONFIG]
     config = parse_args(base + ["--push_to_hub", "--hub_model_id", "me/model", "--hub_token", TOKEN])

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from longlamp_runs import LOCK_FILE, RunFolderError, RunLock, write_json_atomic
+from longlamp_io import LOCK_FILE, RunLock, write_json_atomic
+from longlamp_errors import RunFolderError
 
 
 def test_a_second_live_run_in_the_same_folder_is_refused_with_the_holder_named(tmp_path):

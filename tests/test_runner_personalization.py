@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmark_runner.experiment import ExperimentError, load_experiment
+from benchmark_runner.experiment import load_experiment
 from evaluation.scoring import per_sample
+from longlamp_errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = REPO / "experiments" / "personalization.yaml"
@@ -104,7 +105,7 @@ def test_started_again_the_runner_skips_every_stage(finished):
      r"retrievers.bm25.options are rank_profiles.py flags; with ranked: false"),
 ])
 def test_a_bad_method_setting_names_the_file_and_the_field(sets, message):
-    with pytest.raises(ExperimentError, match=f"^{EXPERIMENT}: {message}"):
+    with pytest.raises(ConfigError, match=f"^{EXPERIMENT}: {message}"):
         load_experiment(EXPERIMENT, {}, ["models.smollm2.model_name=m", *sets])
 
 

@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from longlamp_prompts import DEFAULT_PROMPT_BUDGET, PromptBudgetError, prompt_budget
+from longlamp_prompts import DEFAULT_PROMPT_BUDGET, prompt_budget
+from longlamp_errors import PromptBudgetError
 
 
 def test_one_default_budget_for_training_and_zero_shot(tiny_llama):

@@ -17,6 +17,7 @@ import scipy.stats
 from evaluation.comparison import significance
 from evaluation.comparison.paired import comparison
 from evaluation.scoring import files, metrics
+from longlamp_errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = "LongLaMP_product_review_user"
@@ -174,5 +175,5 @@ def test_task_files_of_different_tasks_are_not_compared(tmp_path):
     other = tmp_path / "o.json"
     other.write_text(json.dumps({"task": "LongLaMP_abstract_generation_user",
                                  "golds": [{"id": f"id-{i}", "output": t} for i, t in enumerate(OURS)]}))
-    with pytest.raises(files.InputFileError, match="task names disagree"):
+    with pytest.raises(DataError, match="task names disagree"):
         comparison(golds, golds, files.read_task_file(other, "predictions"), ("rouge1",), 100, 0.95, 0, False, 1)

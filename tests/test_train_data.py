@@ -12,11 +12,12 @@ from tiny_models import make_tokenizer
 from longlamp_prompts import PromptBuilder
 from longlamp_tasks import TASKS, parse_config_name
 from training.collate import TrainingCollator
-from training.config import ConfigError, parse_args
-from training.data import IGNORE_INDEX, DataError, ExampleEncoder, encode_dataset
+from training.config import parse_args
+from training.data import IGNORE_INDEX, ExampleEncoder, encode_dataset
 from training.loss import per_example_sums, token_losses
-from training.modeling import ModelError, lora_target_modules
+from training.modeling import lora_target_modules
 from training.sampling import EpochSampler
+from longlamp_errors import DataError, ModelLoadError, ConfigError
 
 REVIEW = TASKS["product_review"]
 ITEM = {"overall": 5.0, "summary": "Great pan", "description": "A pan", "reviewText": "It heats evenly. " * 60}
@@ -213,7 +214,7 @@ def _train(flags):
 
 def test_unknown_model_fails_before_any_data_is_read(tmp_path, fresh_accelerate, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelError, match="cannot load model '/no/such/model'"):
+    with pytest.raises(ModelLoadError, match="cannot load model '/no/such/model'"):
         _train(run_flags("/no/such/model", tmp_path / "out", tmp_path / "no-such-rows"))
     assert not (tmp_path / "out").exists()
 

@@ -11,6 +11,7 @@ from test_train_support import CONFIG, SAMPLE, assert_same_weights, reset_accele
 
 from training.config import parse_args
 from training.loop import train
+from longlamp_errors import ConfigError
 
 pytest_plugins = ["test_train_support"]  # the shared fixtures
 
@@ -94,7 +95,6 @@ def test_resumed_run_ends_with_the_uninterrupted_weights(architecture, options, 
 
 
 def test_resume_refuses_a_changed_run(tiny_llama, short_data, tmp_path, fresh_accelerate):
-    from training.config import ConfigError
 
     train_rows, validation_rows = short_data
     train(parse_args(run_flags(tiny_llama, tmp_path / "run", train_rows, None, max_steps=1)))

@@ -16,7 +16,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from longlamp_runs import write_json_atomic
+from longlamp_io import write_json_atomic
 
 STATE_FILE = "trainer_state.json"
 VALIDATION_DIR = "validation"  # the last evaluation's generations and their scores, in the zero-shot layout

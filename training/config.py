@@ -18,6 +18,7 @@ from typing import Sequence
 from longlamp_cli import json_object, warn_ignored_profile_flags
 from longlamp_tasks import config_names, parse_config_name
 from retrieval.ranked import ranked_task_and_retriever
+from longlamp_errors import ConfigError
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
@@ -45,10 +46,6 @@ PATH_FIELDS = ("train_data", "validation_data", "test_data", "data_dir", "cache_
                "resume_from_checkpoint", "retriever_model")
 SECRET_FIELDS = ("hub_token",)  # never recorded, logged or echoed
 HUB_STRATEGIES = ("end", "checkpoint")
-
-
-class ConfigError(ValueError):
-    """A training setting is missing, unknown or inconsistent."""
 
 
 def _help(text: str, **kwargs):

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from longlamp_prompts import PromptBudgetError, PromptBuilder
+from longlamp_prompts import PromptBuilder
 from longlamp_tasks import Task
+from longlamp_errors import DataError, PromptBudgetError
 
 if TYPE_CHECKING:  # imported where used: the collator and the loss need no datasets
     import datasets
@@ -29,10 +30,6 @@ REPO = Path(__file__).resolve().parent.parent
 # The code that turns rows into token ids: a change to it invalidates encoded data cached by an earlier version.
 ENCODING_CODE = ("longlamp_prompts.py", "longlamp_tasks.py", "training/data.py", "retrieval")
 logger = logging.getLogger(__name__)
-
-
-class DataError(ValueError):
-    """A data source cannot be used for what it was given for; the message names the source, row and field."""
 
 
 @dataclass

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from longlamp_runs import write_json_atomic
+from longlamp_io import write_json_atomic
 from training.checkpoints import replace_dir
 from training.run_folder import RECORD_FILE
 

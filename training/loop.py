@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from longlamp_runs import RunLock
+from longlamp_io import RunLock
 from longlamp_prompts import context_length, prompt_budget
 from longlamp_tasks import parse_config_name, scorer_task_name
 from training.checkpoints import (
@@ -34,7 +34,7 @@ from training.checkpoints import (
     save_checkpoint,
 )
 from training.collate import GenerationCollator, TrainingCollator
-from training.config import ConfigError, TrainConfig
+from training.config import TrainConfig
 from training.data import (
     IGNORE_INDEX,
     ExampleEncoder,
@@ -46,21 +46,13 @@ from training.data import (
 )
 from training.export import export_merged_in_clean_process, save_model
 from training.loss import token_losses
-from training.modeling import (
-    ModelError,
-    accepts_logits_to_keep,
-    check_packing_supported,
-    check_quantization_available,
-    is_encoder_decoder,
-    load_model,
-    load_model_config,
-    load_tokenizer,
-)
+from training.modeling import accepts_logits_to_keep, check_packing_supported, check_quantization_available, is_encoder_decoder, load_model, load_model_config, load_tokenizer
 from training.run_folder import check_output_dir, claim_output_dir
 from training.sampling import EpochSampler
 from evaluation.backends.generation import GenerationSettings
 from evaluation.zero_shot.predictions import write_predictions
 from training.validation import generate_texts, generation_source, score_and_keep, validation_loss
+from longlamp_errors import ModelLoadError, ConfigError, MissingNLTKDataError
 
 logger = logging.getLogger(__name__)
 NO_DECAY = ("bias", "norm")
@@ -135,7 +127,7 @@ def train(config: TrainConfig) -> TrainResult:
                            config.max_target_length, encoder_decoder,
                            new_tokens_flag="--max_target_length")  # zero-shot's rule; fails before any work
     if encoder_decoder and getattr(model_config, "decoder_start_token_id", None) is None:
-        raise ModelError(f"{config.model_name!r} is an encoder-decoder model without a decoder_start_token_id")
+        raise ModelLoadError(f"{config.model_name!r} is an encoder-decoder model without a decoder_start_token_id")
     if config.packing:
         if encoder_decoder:
             raise ConfigError("--packing needs a decoder-only model; use --group_by_length for encoder-decoder models")
@@ -170,7 +162,7 @@ def check_scorer_available() -> None:
     not at the first evaluation after hours of training."""
     try:
         import evaluation.scoring.metrics  # noqa: F401
-        from evaluation.scoring.nltk_setup import MissingNLTKDataError, require_nltk_data
+        from evaluation.scoring.nltk_setup import require_nltk_data
     except ImportError as error:
         raise ConfigError(f"--eval_generation_examples needs the project's scorer: {error}") from None
     try:

@@ -8,7 +8,8 @@ import logging
 
 import torch
 
-from training.config import ConfigError, TrainConfig
+from training.config import TrainConfig
+from longlamp_errors import ModelLoadError, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -23,10 +24,6 @@ RECURRENT_MODEL_TYPES = frozenset({
 })
 
 
-class ModelError(ValueError):
-    """The model or tokenizer named by --model_name cannot be loaded or used."""
-
-
 def load_model_config(model_name: str):
     """The model's configuration: cheap, so that a wrong --model_name fails before data or weights are touched."""
     from transformers import AutoConfig
@@ -34,8 +31,8 @@ def load_model_config(model_name: str):
     try:
         return AutoConfig.from_pretrained(model_name)
     except (OSError, ValueError) as error:
-        raise ModelError(f"cannot load model {model_name!r}: not a model folder, or not reachable on the Hub "
-                         f"({type(error).__name__}: {str(error).splitlines()[0]})") from None
+        raise ModelLoadError(f"cannot load model {model_name!r}: not a model folder, or not reachable on the Hub "
+                             f"({type(error).__name__}: {str(error).splitlines()[0]})") from None
 
 
 def load_tokenizer(model_name: str):
@@ -45,7 +42,7 @@ def load_tokenizer(model_name: str):
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_name)
     except (OSError, ValueError) as error:
-        raise ModelError(f"cannot load the tokenizer of {model_name!r}: {str(error).splitlines()[0]}") from None
+        raise ModelLoadError(f"cannot load the tokenizer of {model_name!r}: {str(error).splitlines()[0]}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -120,7 +117,7 @@ def load_model(config: TrainConfig, model_config, mixed_precision: str, device_i
     try:
         model = auto_class.from_pretrained(config.model_name, **kwargs)
     except ValueError as error:  # e.g. a config of an architecture that is not a language model
-        raise ModelError(f"{config.model_name!r} cannot be loaded as {auto_class.__name__}: {error}") from None
+        raise ModelLoadError(f"{config.model_name!r} cannot be loaded as {auto_class.__name__}: {error}") from None
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     sharded_4bit = config.load_in_4bit and sharded

@@ -12,7 +12,8 @@ import json
 import shutil
 from pathlib import Path
 
-from longlamp_runs import RunFolderError, write_json_atomic
+from longlamp_errors import RunFolderError
+from longlamp_io import write_json_atomic
 from training.checkpoints import STATE_FILE, TrainerState, list_checkpoints
 from training.config import TrainConfig
 

@@ -20,7 +20,8 @@ from typing import Sequence
 
 from longlamp_cli import ArgumentParser, add_flag, positive_int
 from longlamp_prompts import context_length, prompt_budget
-from longlamp_runs import RunFolderError, RunLock, write_json_atomic
+from longlamp_errors import DataError, PromptBudgetError, RunFolderError
+from longlamp_io import RunLock, write_json_atomic
 from longlamp_tasks import parse_config_name
 
 logger = logging.getLogger(__name__)
@@ -213,8 +214,6 @@ def lora_config(args, model_config, encoder_decoder: bool):
 
 def encode_all(encoder, examples: list[dict], source: str, max_target_length: int, long_targets: str) -> list[dict]:
     """Training's encoding of each example; targets over the limit skipped or refused as `long_targets` says."""
-    from longlamp_prompts import PromptBudgetError
-    from training.data import DataError
 
     encoded = []
     for example in examples:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from longlamp_cli import ArgumentParser, add_flag, positive_int
-from longlamp_runs import write_json_atomic
+from longlamp_io import write_json_atomic
 from longlamp_tasks import parse_config_name
 
 logger = logging.getLogger(__name__)

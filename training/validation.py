@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from evaluation.backends.base import finish_ids
 from evaluation.backends.generation import GenerationSettings, ModelSource
 from evaluation.backends.hf_transformers import generation_config, new_tokens
-from longlamp_runs import write_json_atomic
+from longlamp_io import write_json_atomic
 
 from training.config import GENERATION_METRICS
 from training.loss import per_example_sums, token_losses

@@ -17,15 +17,12 @@ from pathlib import Path
 from typing import Sequence
 
 from longlamp_prompts import context_length
+from longlamp_errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 _REASONING = re.compile(r"<think>.*?</think>\s*", re.DOTALL)
-
-
-class ModelLoadError(ValueError):
-    """A model, adapter or tokenizer could not be loaded from the address given."""
 
 
 @dataclass(frozen=True)

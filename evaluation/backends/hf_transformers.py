@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from evaluation.backends.base import TokenGenerator
-from evaluation.backends.generation import ModelLoadError, torch_dtype
+from evaluation.backends.generation import torch_dtype
+from longlamp_errors import ModelLoadError
 
 
 class TransformersGenerator(TokenGenerator):

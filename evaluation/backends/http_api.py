@@ -21,16 +21,13 @@ from abc import abstractmethod
 from typing import Iterator, Sequence
 
 from evaluation.backends.base import Generation, Generator
+from longlamp_errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)  # httpx logs every request at INFO
 RETRIED_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 MAX_BACKOFF = 60.0  # seconds: the longest wait between two tries, whatever the attempt number
 MAX_RETRY_AFTER = 600.0  # seconds: a longer Retry-After is taken as this
-
-
-class ServedModelError(ValueError):
-    """The server refused a request, answered something unreadable, or failed past the retry budget."""
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -167,20 +164,20 @@ class HTTPGenerator(Generator):
                         return self._parsed(response)
                     last = f"HTTP {response.status_code}: {response.text[:300]}"
                     if response.status_code not in RETRIED_STATUSES:
-                        raise ServedModelError(self._masked(f"{public_url(self.url)} refused the request ({last})"))
+                        raise ModelLoadError(self._masked(f"{public_url(self.url)} refused the request ({last})"))
                     retry_after = retry_after_seconds(response.headers.get("retry-after"))
             if attempt < self.max_retries:
                 logger.debug("retrying %s (%s)", public_url(self.url), last)
                 await asyncio.sleep(backoff_seconds(attempt, self.retry_backoff, retry_after, self._rng))
-        raise ServedModelError(self._masked(f"{public_url(self.url)} failed {self.max_retries + 1} times "
-                                            f"(--max_retries {self.max_retries}); the last: {last}"))
+        raise ModelLoadError(self._masked(f"{public_url(self.url)} failed {self.max_retries + 1} times "
+                                          f"(--max_retries {self.max_retries}); the last: {last}"))
 
     def _parsed(self, response) -> Generation:
         try:
             return self.parse(response.json())
         except (ValueError, KeyError, IndexError, TypeError) as error:
-            raise ServedModelError(self._masked(f"{public_url(self.url)} answered something that is not a "
-                                                f"{self.path()} response ({error!r}): {response.text[:300]}")) from None
+            raise ModelLoadError(self._masked(f"{public_url(self.url)} answered something that is not a "
+                                              f"{self.path()} response ({error!r}): {response.text[:300]}")) from None
 
     def _masked(self, message: str) -> str:
         return message.replace(self._key, "***") if self._key else message

@@ -16,7 +16,7 @@ from evaluation.comparison.ranking import DEFAULT_RESAMPLES, group_runs, rank_gr
 from evaluation.comparison.runs import Run, Skipped, load_runs
 from evaluation.comparison.tables import csv_text, markdown, page
 from evaluation.scoring import files, metrics
-from longlamp_runs import write_json_atomic, write_text_atomic
+from longlamp_io import write_json_atomic, write_text_atomic
 
 
 def distinct_names(folders: list[Path]) -> dict[Path, str]:

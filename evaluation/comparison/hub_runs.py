@@ -23,6 +23,7 @@ from evaluation.comparison.runs import (
     TRAINING_PREDICTIONS,
     holds_run,
 )
+from longlamp_errors import RunFolderError
 
 logger = logging.getLogger(__name__)
 REPO_ARGUMENT = re.compile(r"^(?:(?P<kind>datasets|models)/)?(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)"
@@ -31,10 +32,6 @@ ALLOW = (PUBLISHED_SUMMARY, f"*/{PUBLISHED_SUMMARY}", per_sample.FILE_NAME, f"*/
          PUBLISHED_RECORD, TRAINING_PREDICTIONS)  # fnmatch patterns: "*" crosses folders (no_profile/, longlamp/...)
 WHAT_A_RUN_HOLDS = (f"{PUBLISHED_SUMMARY} with {per_sample.FILE_NAME}, {PUBLISHED_RESULTS}/<config>/"
                     f"{PUBLISHED_SUMMARY}, or {PUBLISHED_RECORD} with {TRAINING_PREDICTIONS}")
-
-
-class HubRunError(ValueError):
-    """A Hub repository named as a run cannot be read as one; the message names it."""
 
 
 def repo_argument(argument: str) -> tuple[str, str | None, tuple[str, ...]] | None:
@@ -82,19 +79,19 @@ def fetch_run(argument: str) -> Path:
             unreachable = error
             continue
         except HFValidationError as error:
-            raise HubRunError(f"{argument}: not a local folder, nor a valid Hub repository id ({_message(error)})"
-                              ) from None
+            raise RunFolderError(f"{argument}: not a local folder, nor a valid Hub repository id ({_message(error)})"
+                                 ) from None
         except _network_errors() as error:
-            raise HubRunError(f"{argument}: downloading the {kind} repository {repo_id} failed: {_message(error)}"
-                              ) from None
+            raise RunFolderError(f"{argument}: downloading the {kind} repository {repo_id} failed: {_message(error)}"
+                                 ) from None
         if holds_run(folder):
             return folder
         found.append((kind, f"holds no run published by this toolkit (expected {WHAT_A_RUN_HOLDS})"))
     if unreachable is not None and not found:
-        raise HubRunError(f"{argument}: not a local folder, and the Hub ({constants.ENDPOINT}) could not be read nor "
-                          f"the cache used: {_message(unreachable)}")
+        raise RunFolderError(f"{argument}: not a local folder, and the Hub ({constants.ENDPOINT}) could not be read nor "
+                             f"the cache used: {_message(unreachable)}")
     if found:
-        raise HubRunError("; ".join(f"{argument}: the {kind} repository {repo_id} on the Hub {problem}"
-                                    for kind, problem in found))
-    raise HubRunError(f"{argument}: no such run folder, and no {' or '.join(kinds)} repository {repo_id} on the Hub "
-                      f"({constants.ENDPOINT}) that this token may read")
+        raise RunFolderError("; ".join(f"{argument}: the {kind} repository {repo_id} on the Hub {problem}"
+                                       for kind, problem in found))
+    raise RunFolderError(f"{argument}: no such run folder, and no {' or '.join(kinds)} repository {repo_id} on the Hub "
+                         f"({constants.ENDPOINT}) that this token may read")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from evaluation.comparison import significance
 from evaluation.scoring import files, metrics
+from longlamp_errors import DataError
 
 
 def comparison(golds: files.TaskFile, a: files.TaskFile, b: files.TaskFile, metric_names, num_resamples: int,
@@ -13,7 +14,7 @@ def comparison(golds: files.TaskFile, a: files.TaskFile, b: files.TaskFile, metr
     task = files.check_task(golds, a)
     files.check_task(golds, b)
     if by_user and golds.users is None:
-        raise files.InputFileError(f"{golds.path}: --by_user needs a 'user' field in every gold entry")
+        raise DataError(f"{golds.path}: --by_user needs a 'user' field in every gold entry")
     scores = [metrics.per_sample_scores(files.predictions_in_gold_order(golds, p), golds.outputs,
                                         metrics=metric_names, num_workers=num_workers, progress=True)
               for p in (a, b)]

@@ -2,7 +2,7 @@
 
 A task file is UTF-8 JSON `{"task": "<name>", "golds": [{"id": "...", "output": "..."}, ...]}`, for golds and
 predictions alike (the README's format). Gold entries may also carry a "user" string, which enables per-user
-averages. Anything else is refused with an InputFileError that names the file, the entry and what was expected:
+averages. Anything else is refused with an DataError that names the file, the entry and what was expected:
 invalid UTF-8 or JSON, missing fields, non-string ids or outputs, empty gold outputs, duplicate ids, ids that
 do not match the golds. An empty prediction is valid (it scores zero).
 
@@ -24,15 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from evaluation.scoring.task_names import canonical_task_name
+from longlamp_errors import DataError
 
 MAX_UNZIPPED_BYTES = 2 * 1024**3
 MAX_ZIP_MEMBERS = 10_000
 EXAMPLES_SHOWN = 5
 _DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-class InputFileError(ValueError):
-    """A gold or prediction file, or a zip of them, that cannot be scored as it is."""
 
 
 @dataclass(frozen=True)
@@ -56,19 +53,19 @@ def load_json(path: str | os.PathLike, name: str | None = None) -> object:
     try:
         raw = Path(path).read_bytes()
     except OSError as error:
-        raise InputFileError(f"{name or path}: cannot read the file ({error.strerror})") from None
+        raise DataError(f"{name or path}: cannot read the file ({error.strerror})") from None
     path = name or path
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise InputFileError(
+        raise DataError(
             f"{path}: not UTF-8 text (invalid byte {raw[error.start:error.start + 1]!r} at offset {error.start}); "
             "save the file as UTF-8"
         ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise InputFileError(
+        raise DataError(
             f"{path}: invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
         ) from None
 
@@ -78,38 +75,38 @@ def read_task_file(path: str | os.PathLike, role: str, name: str | None = None) 
     data = load_json(path, name)
     path = name or path
     if not isinstance(data, dict) or not isinstance(data.get("task"), str) or not isinstance(data.get("golds"), list):
-        raise InputFileError(
+        raise DataError(
             f'{path}: expected an object {{"task": <string>, "golds": [{{"id": ..., "output": ...}}, ...]}}'
         )
     try:
         task = canonical_task_name(data["task"])
     except ValueError as error:
-        raise InputFileError(f"{path}: {error}") from None
+        raise DataError(f"{path}: {error}") from None
     ids, outputs, users = [], [], []
     for i, entry in enumerate(data["golds"]):
         where = f"{path}: golds[{i}]"
         if not isinstance(entry, dict):
-            raise InputFileError(f"{where} is {type(entry).__name__}, expected an object with 'id' and 'output'")
+            raise DataError(f"{where} is {type(entry).__name__}, expected an object with 'id' and 'output'")
         if not isinstance(entry.get("id"), str):
-            raise InputFileError(f"{where}: 'id' is {_type_name(entry, 'id')}, expected a string")
+            raise DataError(f"{where}: 'id' is {_type_name(entry, 'id')}, expected a string")
         where += f" (id {entry['id']!r})"
         if not isinstance(entry.get("output"), str):
-            raise InputFileError(f"{where}: 'output' is {_type_name(entry, 'output')}, expected a string")
+            raise DataError(f"{where}: 'output' is {_type_name(entry, 'output')}, expected a string")
         if role == "golds" and not entry["output"].strip():
-            raise InputFileError(f"{where}: the gold output is empty, so nothing can be scored against it")
+            raise DataError(f"{where}: the gold output is empty, so nothing can be scored against it")
         if "user" in entry and not isinstance(entry["user"], str):
-            raise InputFileError(f"{where}: 'user' is {_type_name(entry, 'user')}, expected a string")
+            raise DataError(f"{where}: 'user' is {_type_name(entry, 'user')}, expected a string")
         ids.append(entry["id"])
         outputs.append(entry["output"])
         users.append(entry.get("user"))
     if not ids:
-        raise InputFileError(f"{path}: 'golds' is empty, expected at least one entry")
+        raise DataError(f"{path}: 'golds' is empty, expected at least one entry")
     duplicates = [i for i, count in Counter(ids).items() if count > 1]
     if duplicates:
-        raise InputFileError(f"{path}: {len(duplicates)} ids appear more than once: {_examples(duplicates)}")
+        raise DataError(f"{path}: {len(duplicates)} ids appear more than once: {_examples(duplicates)}")
     with_user = sum(user is not None for user in users)
     if role == "golds" and 0 < with_user < len(users):
-        raise InputFileError(f"{path}: {len(users) - with_user} entries lack the 'user' that the others have")
+        raise DataError(f"{path}: {len(users) - with_user} entries lack the 'user' that the others have")
     return TaskFile(str(path), task, ids, outputs, users if role == "golds" and with_user else None)
 
 
@@ -118,18 +115,18 @@ def _type_name(entry: dict, key: str) -> str:
 
 
 def check_task(golds: TaskFile, predictions: TaskFile, task_name: str | None = None) -> str:
-    """The task both files are for (and the one asked for, if any); InputFileError if they disagree."""
+    """The task both files are for (and the one asked for, if any); DataError if they disagree."""
     asked = canonical_task_name(task_name) if task_name else golds.task
     if not golds.task == predictions.task == asked:
         named = f"--task_name {asked}, " if task_name else ""
-        raise InputFileError(
+        raise DataError(
             f"task names disagree: {named}{golds.path} has {golds.task}, {predictions.path} has {predictions.task}"
         )
     return asked
 
 
 def predictions_in_gold_order(golds: TaskFile, predictions: TaskFile) -> list[str]:
-    """Each gold's prediction, in gold order; InputFileError unless the prediction ids are exactly the gold ids."""
+    """Each gold's prediction, in gold order; DataError unless the prediction ids are exactly the gold ids."""
     by_id = dict(zip(predictions.ids, predictions.outputs))
     missing = set(golds.ids) - set(by_id)
     extra = set(by_id) - set(golds.ids)
@@ -139,21 +136,21 @@ def predictions_in_gold_order(golds: TaskFile, predictions: TaskFile) -> list[st
             problems.append(f"{len(missing)} of {len(golds.ids)} gold ids have no prediction ({_examples(missing)})")
         if extra:
             problems.append(f"{len(extra)} prediction ids are not in the golds ({_examples(extra)})")
-        raise InputFileError(f"{predictions.path} does not match {golds.path}: {'; '.join(problems)}")
+        raise DataError(f"{predictions.path} does not match {golds.path}: {'; '.join(problems)}")
     return [by_id[i] for i in golds.ids]
 
 
 def _member_target(member: zipfile.ZipInfo, root: Path, zip_path) -> Path:
-    """Where a member may be written inside `root`; InputFileError for any path that could leave it."""
+    """Where a member may be written inside `root`; DataError for any path that could leave it."""
     name = member.filename.replace("\\", "/")
     parts = PurePosixPath(name).parts
     mode = member.external_attr >> 16
     escapes = "\0" in name or name.startswith("/") or _DRIVE.match(name) or ".." in parts
     if stat.S_ISLNK(mode):
-        raise InputFileError(f"{zip_path}: member {member.filename!r} is a symbolic link, which is not extracted")
+        raise DataError(f"{zip_path}: member {member.filename!r} is a symbolic link, which is not extracted")
     target = root.joinpath(*parts) if parts else root
     if escapes or not target.resolve().is_relative_to(root):
-        raise InputFileError(f"{zip_path}: member {member.filename!r} would be written outside {root}")
+        raise DataError(f"{zip_path}: member {member.filename!r} would be written outside {root}")
     return target
 
 
@@ -171,14 +168,14 @@ def extract_zip(
     try:
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as error:
-        raise InputFileError(f"{zip_path}: not a readable zip file ({error})") from None
+        raise DataError(f"{zip_path}: not a readable zip file ({error})") from None
     with archive:
         members = [m for m in archive.infolist() if not _is_macos_metadata(m.filename)]
         if len(members) > max_members:
-            raise InputFileError(f"{zip_path}: {len(members)} members, more than the limit of {max_members}")
+            raise DataError(f"{zip_path}: {len(members)} members, more than the limit of {max_members}")
         declared = sum(m.file_size for m in members)
         if declared > max_bytes:
-            raise InputFileError(
+            raise DataError(
                 f"{zip_path}: unpacks to {declared:,} bytes, more than the limit of {max_bytes:,}; refused as a "
                 "possible zip bomb. If the files are genuine, raise the limit (--max_unzipped_mb)."
             )
@@ -189,7 +186,7 @@ def extract_zip(
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             if member.flag_bits & 0x1:
-                raise InputFileError(f"{zip_path}: member {member.filename!r} is encrypted")
+                raise DataError(f"{zip_path}: member {member.filename!r} is encrypted")
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 # zipfile never yields more than a member's declared size (a longer stream fails its CRC check),
@@ -197,9 +194,9 @@ def extract_zip(
                 with archive.open(member) as source, open(target, "xb") as sink:
                     shutil.copyfileobj(source, sink)
             except FileExistsError:
-                raise InputFileError(f"{zip_path}: member {member.filename!r} appears more than once") from None
+                raise DataError(f"{zip_path}: member {member.filename!r} appears more than once") from None
             except (zipfile.BadZipFile, NotImplementedError, EOFError) as error:
-                raise InputFileError(f"{zip_path}: member {member.filename!r} cannot be read ({error})") from None
+                raise DataError(f"{zip_path}: member {member.filename!r} cannot be read ({error})") from None
             if target.suffix.lower() == ".json":
                 files.append(target)
     return sorted(files)

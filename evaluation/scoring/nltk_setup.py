@@ -27,6 +27,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+from longlamp_errors import MissingNLTKDataError
 
 logger = logging.getLogger(__name__)
 
@@ -196,10 +197,6 @@ def install(target: Path) -> list[str]:
         install_component(component, target)
         installed.append(component.name)
     return installed
-
-
-class MissingNLTKDataError(RuntimeError):
-    """METEOR cannot run: NLTK's WordNet or Punkt data is not where NLTK looks."""
 
 
 def require_nltk_data() -> None:

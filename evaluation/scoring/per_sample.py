@@ -19,14 +19,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from longlamp_runs import write_text_atomic
+from longlamp_io import write_text_atomic
+from longlamp_errors import DataError
 
 FILE_NAME = "per_sample.jsonl"  # the name other commands look for in a run folder
 FIXED_FIELDS = ("id", "user", "prediction_words")
-
-
-class PerSampleFileError(ValueError):
-    """A per-sample file that cannot be read as this module writes them."""
 
 
 def rows(ids: Sequence[str], predictions: Sequence[str], scores: Mapping[str, np.ndarray],
@@ -53,9 +50,9 @@ def _records(path: str | os.PathLike) -> list:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
-        raise PerSampleFileError(f"{path}: cannot read the file ({error.strerror})") from None
+        raise DataError(f"{path}: cannot read the file ({error.strerror})") from None
     except UnicodeDecodeError:
-        raise PerSampleFileError(f"{path}: not UTF-8 text") from None
+        raise DataError(f"{path}: not UTF-8 text") from None
     lines = text.splitlines()
     try:
         return json.loads("[" + ",".join(lines) + "]")
@@ -65,27 +62,27 @@ def _records(path: str | os.PathLike) -> list:
         try:
             json.loads(line)
         except json.JSONDecodeError as error:
-            raise PerSampleFileError(f"{path}, line {number}: invalid JSON ({error.msg})") from None
-    raise PerSampleFileError(f"{path}: not one JSON object per line")
+            raise DataError(f"{path}, line {number}: invalid JSON ({error.msg})") from None
+    raise DataError(f"{path}: not one JSON object per line")
 
 
 def read(path: str | os.PathLike) -> tuple[list[str], list[str | None], dict[str, np.ndarray]]:
     """(ids, users, {metric: scores}) of a per-sample file; every line must have the same metric columns."""
     records = _records(path)
     if not records:
-        raise PerSampleFileError(f"{path}: no examples")
+        raise DataError(f"{path}: no examples")
     names = None
     for number, record in enumerate(records, 1):
         if not isinstance(record, dict) or not isinstance(record.get("id"), str):
-            raise PerSampleFileError(f"{path}, line {number}: expected an object with a string \"id\"")
+            raise DataError(f"{path}, line {number}: expected an object with a string \"id\"")
         metrics = [key for key in record if key not in FIXED_FIELDS]
         if names is None:
             names = metrics
         elif metrics != names:
-            raise PerSampleFileError(f"{path}, line {number}: metrics {metrics}, but line 1 has {names}")
+            raise DataError(f"{path}, line {number}: metrics {metrics}, but line 1 has {names}")
         for name in names:
             value = record[name]
             if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise PerSampleFileError(f"{path}, line {number}: {name} is {value!r}, expected a number")
+                raise DataError(f"{path}, line {number}: {name} is {value!r}, expected a number")
     columns = {name: np.array([record[name] for record in records], dtype=np.float64) for name in names}
     return [r["id"] for r in records], [r.get("user") for r in records], columns

@@ -19,14 +19,11 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from longlamp_runs import write_json_atomic, write_text_atomic
+from longlamp_io import write_json_atomic, write_text_atomic
+from longlamp_errors import RunFolderError
 
 logger = logging.getLogger(__name__)
 DATA_SETTINGS = "data"  # the settings entry that may change on resume: lines are keyed by their prompts
-
-
-class ResumeMismatchError(ValueError):
-    """The progress file on disk was produced with other settings than the run being resumed."""
 
 
 class PredictionStore:
@@ -129,13 +126,13 @@ def _whole_lines(path: Path) -> tuple[list[str], int]:
 
 
 def _check_header(path: Path, line: str, settings: Mapping) -> dict:
-    """The settings a progress file records; ResumeMismatchError when they differ from `settings` (the data
+    """The settings a progress file records; RunFolderError when they differ from `settings` (the data
     aside, see the module's docstring)."""
     recorded = _parse_line(path, 1, line).get("settings") or {}
     strict_old = {k: v for k, v in recorded.items() if k != DATA_SETTINGS}
     strict_new = {k: v for k, v in settings.items() if k != DATA_SETTINGS}
     if strict_old != strict_new:
-        raise ResumeMismatchError(
+        raise RunFolderError(
             f"{path} holds predictions made with other settings than this run "
             f"({_difference(strict_old, strict_new)}); use another --output_dir, or delete the file to start over"
         )

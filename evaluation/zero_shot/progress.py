@@ -17,10 +17,11 @@ from tqdm.auto import tqdm
 from evaluation.backends import backend_class
 from evaluation.backends.generation import ModelSource, plan_batches
 from evaluation.zero_shot.predictions import PredictionStore, read_progress
-from longlamp_prompts import PromptBudgetError, PromptBuilder
-from longlamp_runs import write_json_atomic
+from longlamp_prompts import PromptBuilder
+from longlamp_io import write_json_atomic
 from longlamp_tasks import Task
 from retrieval import Retriever, top_k_items
+from longlamp_errors import PromptBudgetError
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from evaluation.scoring.metrics import score_with_samples
 from evaluation.zero_shot.options import ZeroShotOptions
 from evaluation.zero_shot.predictions import write_predictions
 from evaluation.zero_shot.progress import PreparedRun
-from longlamp_runs import write_json_atomic
+from longlamp_io import write_json_atomic
 
 logger = logging.getLogger(__name__)
 SEEDS_FILE = "seeds.json"  # with --seeds, in the output folder above the seed<N>/ runs

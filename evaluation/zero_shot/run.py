@@ -22,7 +22,7 @@ from evaluation.zero_shot.progress import collect_other_processes, generate_miss
 from evaluation.zero_shot.results import SEEDS_FILE, compare, finish_run, seed_summary
 from longlamp_cli import check_folder
 from longlamp_prompts import PromptBuilder, prompt_budget
-from longlamp_runs import RunLock, write_json_atomic
+from longlamp_io import RunLock, write_json_atomic
 from longlamp_tasks import Task, scorer_task_name
 
 logger = logging.getLogger(__name__)
