@@ -40,6 +40,7 @@ import yaml
 
 from longlamp_tasks import config_names, parse_config_name
 from longlamp_errors import ConfigError
+from scoring import HEADLINE_METRICS
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("zero_shot", "fine_tuned")
@@ -54,7 +55,6 @@ MODEL_KEYS = {"model_name", "mode", "train", "evaluate", "accelerate_config", "r
               "description"}
 RETRIEVER_KEYS = {"retriever", "retriever_model", "options", "ranked"}
 METHOD_KEYS = {"method", "train", "evaluate", "accelerate_config", "description"}
-HEADLINE = ("rouge1", "rougeL", "meteor")  # the paper's metrics
 
 
 def local_model(name: str) -> str:
@@ -330,8 +330,8 @@ def parse_experiment(values: dict, where: str = "experiment") -> Experiment:
             raise ConfigError(f"{where}: {config} is built from the licensed Avocado collection: give data_dir "
                               "(--data_dir /path/to/avocado; see the README's Avocado section)")
     plot_metric = values.get("plot_metric", "rougeL")
-    if plot_metric not in HEADLINE:
-        raise ConfigError(f"{where}: plot_metric must be one of {', '.join(HEADLINE)}")
+    if plot_metric not in HEADLINE_METRICS:
+        raise ConfigError(f"{where}: plot_metric must be one of {', '.join(HEADLINE_METRICS)}")
     return Experiment(
         name=str(values["name"]), output_dir=Path(_absolute(str(values["output_dir"]))), configs=list(configs),
         retrievers=retrievers, k=list(ks), models=models, methods=methods, data_dir=_absolute(values.get("data_dir")),

@@ -4,7 +4,7 @@ one plot per config, one card per run.
 
 The values are the scorer's (`score/scores.json` of each run, written by evaluation/eval_task.py). The paired
 differences come from the per-sample scores the scorer wrote beside them (`--per_sample_file`), bootstrapped
-with the scorer's resampling (`evaluation.scoring.aggregate.paired_difference`): the same
+with the scorer's resampling (`scoring.aggregate.paired_difference`): the same
 resampled examples for both runs, so the interval is the one of the difference, not of two separate means.
 """
 
@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 
 
-from benchmark_runner.experiment import HEADLINE, Experiment, Run
+from benchmark_runner.experiment import Experiment, Run
 from benchmark_runner.stages import Layout
-from evaluation.scoring import aggregate, per_sample
+from scoring import HEADLINE_METRICS, aggregate, per_sample
 from longlamp_io import write_json_atomic
 
 METRIC_LABELS = {"rouge1": "ROUGE-1", "rougeL": "ROUGE-L", "meteor": "METEOR"}
@@ -25,14 +25,14 @@ METRIC_LABELS = {"rouge1": "ROUGE-1", "rougeL": "ROUGE-L", "meteor": "METEOR"}
 def run_per_sample(layout: Layout, run: Run) -> dict:
     """{"ids", metric: per-sample scores} of a run in gold order: the score stage's --per_sample_file."""
     ids, _, scores = per_sample.read(layout.per_sample(run))
-    return {"ids": ids, **{name: scores[name] for name in HEADLINE}}
+    return {"ids": ids, **{name: scores[name] for name in HEADLINE_METRICS}}
 
 
 def paired_difference(with_profile: dict, without: dict, resamples: int, seed: int) -> dict:
     """Mean per-sample difference (profile minus no profile) and its paired bootstrap interval, per metric."""
     if with_profile["ids"] != without["ids"]:
         raise ValueError("paired difference: the two runs scored different examples")
-    return aggregate.paired_difference({m: with_profile[m] for m in HEADLINE}, {m: without[m] for m in HEADLINE},
+    return aggregate.paired_difference({m: with_profile[m] for m in HEADLINE_METRICS}, {m: without[m] for m in HEADLINE_METRICS},
                                        resamples, 0.95, seed)
 
 
@@ -52,7 +52,7 @@ def collect(experiment: Experiment) -> dict:
             "k": run.k, "personalization": run.method.method if run.method else None, "variant": run.variant,
             "num_samples": scores["num_samples"],
             "metrics": {m: {"value": scores["metrics"][m], **intervals.get(m, {"low": None, "high": None})}
-                        for m in HEADLINE},
+                        for m in HEADLINE_METRICS},
             "vs_no_profile": None,
             "run_dir": str(layout.run_dir(run).relative_to(experiment.output_dir)),
             "scores_file": str(layout.scores(run).relative_to(experiment.output_dir)),
@@ -90,14 +90,14 @@ def setting_label(row: dict) -> str:
 
 def markdown_table(results: dict) -> str:
     """One row per run: the three headline metrics with 95% intervals, then the paired differences."""
-    names = [METRIC_LABELS[m] for m in HEADLINE]
+    names = [METRIC_LABELS[m] for m in HEADLINE_METRICS]
     header = ["config", "model", "mode", "profile", "n", *names, *(f"Δ {n} vs no profile" for n in names)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in results["runs"]:
         profile = setting_label(row)
-        deltas = [_delta(row["vs_no_profile"][m] if row["vs_no_profile"] else None) for m in HEADLINE]
+        deltas = [_delta(row["vs_no_profile"][m] if row["vs_no_profile"] else None) for m in HEADLINE_METRICS]
         cells = [row["config"], row["model"], row["mode"].replace("_", "-"), profile, str(row["num_samples"]),
-                 *(_cell(row["metrics"][m]) for m in HEADLINE), *deltas]
+                 *(_cell(row["metrics"][m]) for m in HEADLINE_METRICS), *deltas]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

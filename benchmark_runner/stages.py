@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark_runner.experiment import TRAINED_METHODS, Experiment, Run
-from evaluation.scoring import per_sample
+from scoring import per_sample
 from longlamp_errors import RunFolderError, StageError
 from longlamp_io import write_json_atomic
 from longlamp_tasks import scorer_task_name, parse_config_name

@@ -1,8 +1,8 @@
-"""Scorer speed: the reference path against evaluation.scoring.metrics, on the same generated pairs.
+"""Scorer speed: the reference path against scoring.metrics, on the same generated pairs.
 
 The reference path is what evaluate does: rouge_score's RougeScorer (rouge1, rouge2, rougeL, rougeLsum) and
 NLTK's METEOR on nltk.word_tokenize tokens, one pair at a time in one process. Ours is
-`evaluation.scoring.metrics.per_sample_scores` (processes, evaluation/scoring/meteor.py's METEOR, Rust ROUGE).
+`scoring.metrics.per_sample_scores` (processes, scoring/meteor.py's METEOR, Rust ROUGE).
 Every per-sample score must be identical; the script prints both times (wall clock and CPU, worker processes
 included) and the ratios, and exits non-zero if any score differs.
 
@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.scoring import meteor, metrics  # noqa: E402
+from scoring import meteor, metrics  # noqa: E402
 
 def english_word_counts(max_words: int = 200_000) -> collections.Counter:
     """Word frequencies of real English prose: the docstrings of Python's standard library, parsed (not imported)."""
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     found = metrics.per_sample_scores(predictions, references, num_workers=args.workers)
     ours_seconds, ours_cpu = time.perf_counter() - start, cpu_seconds() - cpu
     workers = args.workers or metrics.default_num_workers()
-    print(f"ours (evaluation.scoring.metrics, {workers} workers): {ours_seconds:.1f} s, "
+    print(f"ours (scoring.metrics, {workers} workers): {ours_seconds:.1f} s, "
           f"CPU {ours_cpu:.1f} s (all processes)")
 
     differing = {name: int(np.sum(expected[name] != found[name])) for name in expected}

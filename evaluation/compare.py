@@ -4,7 +4,7 @@
         [--metrics rouge1,rougeL,meteor] [--resamples 10000] [--seed 0] [--by_user] [--output_file cmp.json]
 
 Both prediction files are scored against the golds as eval_task.py scores them; the comparison is
-evaluation/comparison/paired.py's, the statistics evaluation/comparison/significance.py's (see docs/evaluation.md,
+scoring/paired.py's, the statistics scoring/significance.py's (see docs/evaluation.md,
 "Comparing two systems"). With --by_user each user's examples are averaged first, so that every user counts once.
 """
 
@@ -18,14 +18,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable instead of evaluation/ itself
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from evaluation.comparison import significance  # noqa: E402
-from evaluation.comparison.paired import comparison, table  # noqa: E402
-from evaluation.scoring import files, metrics  # noqa: E402
+from scoring import significance  # noqa: E402
+from scoring.paired import comparison, table  # noqa: E402
+from scoring import HEADLINE_METRICS, files, metrics  # noqa: E402
 from longlamp_cli import run_command  # noqa: E402
 from longlamp_io import write_json_atomic  # noqa: E402
 
 logger = logging.getLogger(__name__)
-DEFAULT_METRICS = ("rouge1", "rougeL", "meteor")  # the benchmark's reported metrics
 
 
 def _metric_names(value: str) -> tuple[str, ...]:
@@ -42,9 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--golds", "--golds_json", required=True, help="gold outputs (the benchmark's JSON format)")
     parser.add_argument("--preds_a", required=True, help="predictions of system a, the baseline (same format)")
     parser.add_argument("--preds_b", required=True, help="predictions of system b; differences are b - a")
-    parser.add_argument("--metrics", type=_metric_names, default=DEFAULT_METRICS,
+    parser.add_argument("--metrics", type=_metric_names, default=HEADLINE_METRICS,
                         help=f"comma-separated, among {','.join(metrics.PER_SAMPLE_METRICS)} "
-                             f"(default: {','.join(DEFAULT_METRICS)})")
+                             f"(default: {','.join(HEADLINE_METRICS)})")
     parser.add_argument("--resamples", type=int, default=significance.DEFAULT_RESAMPLES,
                         help="bootstrap resamples and random sign patterns (default: %(default)s)")
     parser.add_argument("--confidence", type=float, default=significance.DEFAULT_CONFIDENCE,

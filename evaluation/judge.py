@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from evaluation.judges import expert  # noqa: E402
 from evaluation.judges.cache import CachedJudge, JudgeCache  # noqa: E402
 from evaluation.judges.judge_model import build_judge, judge_options  # noqa: E402
-from evaluation.scoring import files  # noqa: E402
+from scoring import files  # noqa: E402
 from evaluation.zero_shot.options import SERVED_OPTIONS, ZeroShotOptions, add_option_flag  # noqa: E402
 from longlamp_cli import ArgumentParser, add_flag, check_folder, check_output_file, positive_int  # noqa: E402
 from longlamp_cli import run_command  # noqa: E402

@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from evaluation.judges.style_similarity import report  # noqa: E402
-from evaluation.scoring import files  # noqa: E402
+from scoring import files  # noqa: E402
 from evaluation.zero_shot.data import load_rows, resolve_task_and_retriever  # noqa: E402
 from evaluation.zero_shot.options import ZeroShotOptions  # noqa: E402
 from longlamp_cli import ArgumentParser, add_flag, check_output_file, run_command  # noqa: E402

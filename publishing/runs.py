@@ -15,7 +15,7 @@ from pathlib import Path
 
 from longlamp_tasks import Task, parse_config_name
 from training.checkpoints import STATE_FILE, VALIDATION_DIR  # the run's file names (light modules: not the loop, no torch)
-from training.config import GENERATION_METRICS
+from scoring import HEADLINE_METRICS
 from training.export import RECORD_FILE
 from longlamp_errors import RunFolderError
 
@@ -180,7 +180,7 @@ def _read_training(folder: Path) -> Run:
         results.append(_zero_shot_result(evaluated, read_json(evaluated / "scores.json")))
     else:
         state = _latest_state(folder) or {}
-        scored = [entry for entry in state.get("history", []) if any(m in entry for m in GENERATION_METRICS)]
+        scored = [entry for entry in state.get("history", []) if any(m in entry for m in HEADLINE_METRICS)]
         if scored:
             last = scored[-1]
             rows = record.get("eval_generation_examples")
@@ -190,7 +190,7 @@ def _read_training(folder: Path) -> Run:
                 retrieval={"use_profile": bool(record.get("use_profile")),
                            **({"retriever": record.get("retriever"), "num_retrieved": record.get("num_retrieved")}
                               if record.get("use_profile") else {})},
-                num_samples=rows, metrics={m: last[m] for m in GENERATION_METRICS if m in last},
+                num_samples=rows, metrics={m: last[m] for m in HEADLINE_METRICS if m in last},
                 note=f"scored during training at step {last['step']} on the first {rows} validation examples"))
     extra = [p for p in (folder / "predictions_test.json",) if p.is_file()]
     settings = public_settings({k: v for k, v in record.items() if k != "hub_token"})

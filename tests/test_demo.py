@@ -17,7 +17,7 @@ import pytest
 
 from benchmark_runner.experiment import load_experiment
 from benchmark_runner.stages import MARKER, plan
-from evaluation.eval_task import evaluate_files
+from scoring.tasks import evaluate_files
 from longlamp_errors import ConfigError, RunFolderError
 
 REPO = Path(__file__).resolve().parents[1]

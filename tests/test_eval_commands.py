@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from evaluation import eval_all, eval_task
-from evaluation.scoring import metrics
+from scoring import tasks
+from scoring import metrics
 from longlamp_cli import EXIT_BAD_INPUT, run_command
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,8 +74,8 @@ def test_eval_task_script_scores_a_task_as_the_library_does(tmp_path):
 def test_evaluate_files_takes_aliases_and_the_golds_task_by_default(tmp_path):
     golds = write_task(tmp_path / "golds.json", gold_entries())
     preds = write_task(tmp_path / "preds.json", prediction_entries(), task="product_review_user")
-    by_default = eval_task.evaluate_files(golds, preds, bootstrap=0, num_workers=1)
-    by_alias = eval_task.evaluate_files(golds, preds, "longlamp-product-review", tmp_path / "r.json", bootstrap=0,
+    by_default = tasks.evaluate_files(golds, preds, bootstrap=0, num_workers=1)
+    by_alias = tasks.evaluate_files(golds, preds, "longlamp-product-review", tmp_path / "r.json", bootstrap=0,
                                         num_workers=1)
     assert by_default["task"] == by_alias["task"] == TASK and by_default["metrics"] == by_alias["metrics"]
     assert json.loads((tmp_path / "r.json").read_text())["metrics"] == by_alias["metrics"]
@@ -183,7 +184,7 @@ def test_eval_all_script_scores_the_tasks_it_has_and_lists_the_missing(tmp_path,
     assert "no predictions for LongLaMP_topic_writing_temporal" in done.stderr
     report = json.loads(out.read_text(encoding="utf-8"))
     assert list(report["tasks"]) == [TASK] and report["missing_predictions"] == ["LongLaMP_topic_writing_temporal"]
-    single = eval_task.evaluate_files(write_task(tmp_path / "g.json", gold_entries()),
+    single = tasks.evaluate_files(write_task(tmp_path / "g.json", gold_entries()),
                                       write_task(tmp_path / "p.json", prediction_entries()),
                                       per_sample_file=tmp_path / "single.jsonl", bootstrap=100, num_workers=1)
     assert report["tasks"][TASK]["metrics"] == single["metrics"]

@@ -13,7 +13,7 @@ from kill import kill_once_written
 
 from evaluation import compare, eval_task, evaluate_llm
 from evaluation.backends.hf_transformers import TransformersGenerator
-from evaluation.scoring.metrics import score
+from scoring.metrics import score
 from evaluation.zero_shot import ZeroShotOptions, evaluate
 from longlamp_cli import run_command
 from longlamp_tasks import TASKS

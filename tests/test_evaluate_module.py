@@ -7,7 +7,7 @@ from pathlib import Path
 import evaluate
 import pytest
 
-from evaluation.scoring import metrics
+from scoring import metrics
 
 MODULE = str(Path(__file__).resolve().parents[1] / "evaluation" / "longlamp_metric")
 PREDICTIONS = ["The battery lasts two days and the screen is bright.", "", "A fine paper\non learning models."]

@@ -11,7 +11,8 @@ from evaluation.backends import get_backend, resolve_backend
 from evaluation.backends.generation import GenerationSettings, plan_batches, resolve_model, strip_reasoning
 from evaluation.backends.hf_transformers import TransformersGenerator
 from evaluation.backends.vllm_engine import VLLMGenerator, engine_arguments, lora_rank_for, sampling_arguments
-from evaluation.zero_shot.predictions import PredictionStore, write_predictions
+from evaluation.zero_shot.predictions import PredictionStore
+from scoring.files import write_predictions
 from tiny_models import make_causal_lm, make_seq2seq_lm
 from longlamp_errors import ModelLoadError, RunFolderError
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation.comparison import significance
+from scoring import significance
 from evaluation.comparison.board import build
 from evaluation.comparison.runs import PUBLISHED_RESULTS
-from evaluation.scoring import aggregate, metrics, per_sample
+from scoring import aggregate, metrics, per_sample
 from longlamp_io import write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]

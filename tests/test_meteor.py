@@ -1,4 +1,4 @@
-"""Our METEOR (evaluation/scoring/meteor.py) against NLTK's meteor_score bit for bit, on inputs chosen to break it.
+"""Our METEOR (scoring/meteor.py) against NLTK's meteor_score bit for bit, on inputs chosen to break it.
 
 The cases aim at what decides a match in NLTK: repeated words (which position each occurrence takes), words
 that match in several stages or through several synonyms (stage order, last-position tie-breaking), the stem
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from nltk.translate.meteor_score import single_meteor_score
 
-from evaluation.scoring import meteor, word_tokens
+from scoring import meteor, word_tokens
 
 # Words with many WordNet synonyms among each other, inflections and shared stems.
 SYNONYM_RICH = (

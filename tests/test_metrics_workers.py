@@ -15,7 +15,7 @@ from nltk import word_tokenize
 from nltk.corpus import wordnet
 from nltk.translate.meteor_score import single_meteor_score
 
-from evaluation.scoring import meteor, metrics
+from scoring import meteor, metrics
 
 RUNS = 4
 

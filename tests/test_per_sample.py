@@ -1,4 +1,4 @@
-"""Per-sample score files (evaluation/scoring/per_sample.py) and eval_task.py's --per_sample_file."""
+"""Per-sample score files (scoring/per_sample.py) and eval_task.py's --per_sample_file."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from evaluation import eval_task
-from evaluation.scoring import metrics, per_sample
+from scoring import tasks
+from scoring import metrics, per_sample
 from tests.test_eval_commands import TASK, gold_entries, prediction_entries, run_script, write_task
 from longlamp_errors import DataError
 
@@ -52,7 +52,7 @@ def test_no_per_sample_file_is_written_for_bad_input(tmp_path):
     preds = write_task(tmp_path / "preds.json", prediction_entries()[:5])
     samples = tmp_path / "samples.jsonl"
     with pytest.raises(ValueError, match="no prediction"):
-        eval_task.evaluate_files(golds, preds, TASK, per_sample_file=samples, bootstrap=0, num_workers=1)
+        tasks.evaluate_files(golds, preds, TASK, per_sample_file=samples, bootstrap=0, num_workers=1)
     assert not samples.exists()
 
 

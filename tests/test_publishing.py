@@ -106,7 +106,7 @@ def test_zero_shot_card_values_equal_scores_json_and_eval_results_parse_back(zer
 
 
 def test_per_sample_scores_match_the_scorer_and_carry_no_golds(zero_shot_run):
-    from evaluation.scoring.metrics import per_sample_scores
+    from scoring.metrics import per_sample_scores
 
     lines = [json.loads(line) for line in (zero_shot_run / "per_sample.jsonl").read_text().splitlines()]
     predictions = json.loads((zero_shot_run / "predictions.json").read_text())["golds"]

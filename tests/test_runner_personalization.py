@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmark_runner.experiment import load_experiment
-from evaluation.scoring import per_sample
+from scoring import per_sample
 from longlamp_errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Paired significance (evaluation/comparison/significance.py) against hand-computed cases, brute force and scipy; and
+"""Paired significance (scoring/significance.py) against hand-computed cases, brute force and scipy; and
 evaluation/compare.py end to end."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from evaluation.comparison import significance
-from evaluation.comparison.paired import comparison
-from evaluation.scoring import files, metrics
+from scoring import significance
+from scoring.paired import comparison
+from scoring import files, metrics
 from longlamp_errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]

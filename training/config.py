@@ -18,12 +18,12 @@ from typing import Sequence
 from longlamp_cli import json_object, warn_ignored_profile_flags
 from longlamp_tasks import config_names, parse_config_name
 from retrieval.ranked import ranked_task_and_retriever
+from scoring import HEADLINE_METRICS
 from longlamp_errors import ConfigError
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
 TRACKERS = ("tensorboard", "wandb")
-GENERATION_METRICS = ("rouge1", "rougeL", "meteor")  # the paper's metrics, scored on generations during training
 
 # Where and whether a run is published: a resumed run may change them (pushing is not part of the run's result).
 PUBLISHING_FIELDS = ("push_to_hub", "hub_model_id", "hub_private", "hub_revision", "hub_strategy", "hub_token")
@@ -277,7 +277,7 @@ def choices_of() -> dict[str, tuple]:
     return {
         "retriever": tuple(RETRIEVERS), "lr_scheduler": SCHEDULERS, "long_targets": ("error", "skip"),
         "dtype": ("auto", "float32", "bfloat16", "float16"), "log_level": ("debug", "info", "warning"),
-        "mixed_precision": ("no", "fp16", "bf16"), "metric_for_best_model": ("eval_loss",) + GENERATION_METRICS,
+        "mixed_precision": ("no", "fp16", "bf16"), "metric_for_best_model": ("eval_loss",) + HEADLINE_METRICS,
     }
 
 

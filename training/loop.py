@@ -50,7 +50,7 @@ from training.modeling import accepts_logits_to_keep, check_packing_supported, c
 from training.run_folder import check_output_dir, claim_output_dir
 from training.sampling import EpochSampler
 from evaluation.backends.generation import GenerationSettings
-from evaluation.zero_shot.predictions import write_predictions
+from scoring.files import write_predictions
 from training.validation import generate_texts, generation_source, score_and_keep, validation_loss
 from longlamp_errors import ModelLoadError, ConfigError, MissingNLTKDataError
 
@@ -161,8 +161,8 @@ def check_scorer_available() -> None:
     """Generation metrics during training need the project's scorer and NLTK's data (METEOR): check them now,
     not at the first evaluation after hours of training."""
     try:
-        import evaluation.scoring.metrics  # noqa: F401
-        from evaluation.scoring.nltk_setup import require_nltk_data
+        import scoring.metrics  # noqa: F401
+        from scoring.nltk_setup import require_nltk_data
     except ImportError as error:
         raise ConfigError(f"--eval_generation_examples needs the project's scorer: {error}") from None
     try:

@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from personalization.generate import generate_per_user
     from personalization.style_vectors import StyleSteering, choose_layer_and_scale, decoder_layers, load_vectors
     from personalization.users import group_users
-    from evaluation.scoring.metrics import score
+    from scoring.metrics import score
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -15,8 +15,8 @@ from evaluation.backends.base import finish_ids
 from evaluation.backends.generation import GenerationSettings, ModelSource
 from evaluation.backends.hf_transformers import generation_config, new_tokens
 from longlamp_io import write_json_atomic
+from scoring import HEADLINE_METRICS
 
-from training.config import GENERATION_METRICS
 from training.loss import per_example_sums, token_losses
 
 
@@ -84,11 +84,11 @@ def score_and_keep(directory: Path, task_name: str, settings: dict, ids: list[st
     scorer; with `write` (the main process) the generations are kept in `directory` as a zero-shot run keeps them
     (predictions.json, golds.json, scores.json with 95% intervals, per_sample.jsonl), so that the run's card and
     upload show them like any evaluation."""
-    from evaluation.scoring import per_sample
-    from evaluation.scoring.metrics import score_with_samples
-    from evaluation.zero_shot.predictions import write_predictions
+    from scoring import per_sample
+    from scoring.metrics import score_with_samples
+    from scoring.files import write_predictions
 
-    result, samples = score_with_samples(predictions, references, metrics=GENERATION_METRICS)
+    result, samples = score_with_samples(predictions, references, metrics=HEADLINE_METRICS)
     if write:
         write_predictions(directory / "predictions.json", task_name, ids, dict(zip(ids, predictions)))
         write_predictions(directory / "golds.json", task_name, ids, dict(zip(ids, references)))

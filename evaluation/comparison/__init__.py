@@ -1,1 +1,2 @@
-"""Paired statistics and the leaderboard of runs."""
+"""The leaderboard of runs: finished run folders (or the Hub repositories they were pushed to) read, ranked
+and written out."""

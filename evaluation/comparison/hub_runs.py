@@ -15,7 +15,7 @@ import logging
 import re
 from pathlib import Path
 
-from evaluation.scoring import per_sample
+from scoring import per_sample
 from evaluation.comparison.runs import (
     PUBLISHED_RECORD,
     PUBLISHED_RESULTS,

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evaluation.comparison import significance
+from scoring import significance
 from evaluation.comparison.runs import Run
-from evaluation.scoring import aggregate
+from scoring import aggregate
 
 DEFAULT_RESAMPLES = 1000
 

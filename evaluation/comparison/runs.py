@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.scoring import files, metrics, per_sample
+from scoring import files, metrics, per_sample
 from publishing.runs import public_name
 
 SCORER_PACKAGES = ("nltk", "rouge_score", "sacrebleu")  # the versions that can change a score (rust ROUGE is

@@ -4,14 +4,14 @@
     metric = evaluate.load("evaluation/longlamp_metric")   # a path: nothing is fetched from the Hub
     metric.compute(predictions=[...], references=[...])
 
-It wraps `evaluation.scoring.metrics.score` (the longlamp package must be importable, as `make setup` installs it), so
+It wraps `scoring.metrics.score` (the longlamp package must be importable, as `make setup` installs it), so
 it returns the same numbers as the library call and the commands: see docs/evaluation.md.
 """
 
 import datasets
 import evaluate
 
-from evaluation.scoring.metrics import DEFAULT_METRICS, score
+from scoring.metrics import DEFAULT_METRICS, score
 
 _CITATION = """\
 @article{kumar2024longlamp,
@@ -40,7 +40,7 @@ Args:
     bootstrap: bootstrap resamples (default 1000; 0 for none). seed: their seed (default 0).
     num_workers: worker processes (default: all cores).
 Returns:
-    The dict of `evaluation.scoring.metrics.score`: "metrics" holds the headline numbers.
+    The dict of `scoring.metrics.score`: "metrics" holds the headline numbers.
 Examples:
     >>> metric = evaluate.load("evaluation/longlamp_metric")
     >>> result = metric.compute(predictions=["the cat sat"], references=["the cat sat down"], bootstrap=0)

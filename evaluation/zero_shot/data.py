@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evaluation.scoring.task_names import canonical_task_name
+from scoring.task_names import canonical_task_name
 from evaluation.zero_shot.options import DEFAULT_RETRIEVER, ZeroShotOptions
 from longlamp_tasks import Task, parse_config_name
 from retrieval import Retriever, get_retriever

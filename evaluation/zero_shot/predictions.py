@@ -8,7 +8,7 @@ The first line records the settings that produced the predictions: resuming with
 weights fingerprinted), decoding or prompt settings would mix two runs in one file, so it is refused with the
 list of what changed. Other data (`settings["data"]`) is not refused: the examples whose prompts are unchanged
 are kept, the others redone, and the file rewritten with the new header. Once every example is done,
-`write_predictions` writes the benchmark's `{"task", "golds": [{"id", "output"}]}` file, atomically.
+`scoring.files.write_predictions` writes the benchmark's file.
 """
 
 from __future__ import annotations
@@ -164,13 +164,3 @@ def _difference(old: Mapping, new: Mapping) -> str:
     keys = sorted(set(old) | set(new))
     changed = [f"{k}: {old.get(k)!r} on disk, {new.get(k)!r} now" for k in keys if old.get(k) != new.get(k)]
     return "; ".join(changed) or "unreadable settings line"
-
-
-def write_predictions(path: str | Path, task_name: str, ids: Sequence[str], outputs: Mapping[str, str],
-                      users: Mapping[str, str] | None = None) -> None:
-    """Write the benchmark's predictions (or golds) file for `ids`, in that order, atomically.
-
-    Golds may carry each example's user, which the scorer turns into per-user averages.
-    """
-    golds = [{"id": i, "output": outputs[i], **({"user": users[i]} if users else {})} for i in ids]
-    write_json_atomic(path, {"task": task_name, "golds": golds})

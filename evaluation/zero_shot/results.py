@@ -11,11 +11,11 @@ from typing import Sequence
 
 from evaluation.backends.generation import strip_reasoning
 from evaluation.backends.http_api import public_url
-from evaluation.comparison import significance
-from evaluation.scoring import per_sample
-from evaluation.scoring.metrics import score_with_samples
+from scoring import significance
+from scoring import per_sample
+from scoring.metrics import score_with_samples
 from evaluation.zero_shot.options import ZeroShotOptions
-from evaluation.zero_shot.predictions import write_predictions
+from scoring.files import write_predictions
 from evaluation.zero_shot.progress import PreparedRun
 from longlamp_io import write_json_atomic
 
@@ -82,7 +82,7 @@ def finish_run(run: PreparedRun, task_name: str, references: Sequence, users: Se
 def compare(with_profile: dict, without_profile: dict, with_dir: Path, without_dir: Path) -> dict:
     """Both runs' headline scores side by side, the gain from the profile, and whether it is significant: the
     paired bootstrap interval and sign-flip p-value of with-profile minus no-profile per example and, when the
-    split names users, per user (each user counts once; see evaluation/comparison/significance.py)."""
+    split names users, per user (each user counts once; see scoring/significance.py)."""
     scored = with_profile["scores"] and without_profile["scores"]
     ours, baseline = ((with_profile["scores"]["metrics"], without_profile["scores"]["metrics"]) if scored
                       else (None, None))

@@ -1,10 +1,10 @@
 """Two systems scored on the same examples, compared per metric: b - a with a paired bootstrap interval and a
-sign-flip p-value (evaluation/comparison/significance.py), by example and, on request, by user."""
+sign-flip p-value (scoring/significance.py), by example and, on request, by user."""
 
 from __future__ import annotations
 
-from evaluation.comparison import significance
-from evaluation.scoring import files, metrics
+from scoring import significance
+from scoring import files, metrics
 from longlamp_errors import DataError
 
 

@@ -31,8 +31,8 @@ from nltk.corpus.reader.wordnet import WordNetCorpusReader
 from nltk.stem.porter import PorterStemmer
 from nltk.translate.meteor_score import single_meteor_score
 
-from evaluation.scoring.nltk_setup import require_nltk_data
-from evaluation.scoring.word_tokens import fast_path_usable, word_tokenize
+from scoring.nltk_setup import require_nltk_data
+from scoring.word_tokens import fast_path_usable, word_tokenize
 
 ALPHA, BETA, GAMMA = 0.9, 3, 0.5  # evaluate's defaults
 CACHE_SIZE = 1 << 20  # distinct words kept per cache before it starts afresh; far more than a test split has
@@ -176,7 +176,7 @@ def matches_nltk() -> bool:
     expected = [single_meteor_score(r, h, alpha=ALPHA, beta=BETA, gamma=GAMMA) for h, r in PROBES]
     if [single_meteor(r, h) for h, r in PROBES] == expected:
         return True
-    logger.warning("evaluation.scoring.meteor disagrees with this NLTK's meteor_score on a probe: using NLTK's function")
+    logger.warning("scoring.meteor disagrees with this NLTK's meteor_score on a probe: using NLTK's function")
     return False
 
 

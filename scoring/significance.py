@@ -24,7 +24,7 @@ from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 
-from evaluation.scoring.aggregate import bootstrap_intervals
+from scoring.aggregate import bootstrap_intervals
 
 DEFAULT_RESAMPLES = 10_000
 DEFAULT_CONFIDENCE = 0.95

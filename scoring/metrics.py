@@ -22,7 +22,7 @@ from typing import Hashable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from evaluation.scoring import aggregate, meteor, rouge
+from scoring import aggregate, meteor, rouge
 
 logger = logging.getLogger(__name__)
 
