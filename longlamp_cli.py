@@ -41,7 +41,7 @@ def json_object(flag: str, text: str | None) -> dict:
 
 # The project's top-level modules and packages (pyproject.toml's); "__main__" is a command run as a script.
 PROJECT_MODULES = frozenset({"longlamp", "longlamp_tasks", "longlamp_errors", "longlamp_io", "longlamp_runs",
-                             "longlamp_cli", "longlamp_prompts", "retrieval", "scoring",
+                             "longlamp_cli", "longlamp_prompts", "retrieval", "scoring", "generation",
                              "personalization", "publishing", "training", "evaluation", "benchmark_runner",
                              "__main__"})
 

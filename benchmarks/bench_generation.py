@@ -1,6 +1,6 @@
 """Examples per second of batched, length-sorted generation against one-by-one generation.
 
-Both run the transformers backend (`evaluation.backends.hf_transformers.TransformersGenerator`) on the same prompts
+Both run the transformers backend (`generation.hf_transformers.TransformersGenerator`) on the same prompts
 (official prompts from the bundled sample, 0 to 4 profile items each, so lengths vary as in a real split)
 with greedy decoding, and the outputs are checked to be identical. A third line shows batching without the
 length sort, to separate what sorting adds. With vLLM and a GPU present, vLLM is timed on the same prompts.
@@ -22,9 +22,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from evaluation.backends.generation import GenerationSettings, plan_batches, resolve_model  # noqa: E402
-from evaluation.backends.hf_transformers import TransformersGenerator  # noqa: E402
-from evaluation.backends.vllm_engine import VLLMGenerator  # noqa: E402
+from generation.decoding import GenerationSettings, plan_batches  # noqa: E402
+from generation.source import resolve_model  # noqa: E402
+from generation.hf_transformers import TransformersGenerator  # noqa: E402
+from generation.vllm_engine import VLLMGenerator  # noqa: E402
 from longlamp_prompts import PromptBuilder  # noqa: E402
 from longlamp_tasks import TASKS  # noqa: E402
 

@@ -22,9 +22,9 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from openai_server import served  # noqa: E402
 
-from evaluation.backends.generation import GenerationSettings  # noqa: E402
-from evaluation.backends.openai_api import OpenAIGenerator  # noqa: E402
-from evaluation.backends.served_model import served_model  # noqa: E402
+from generation.decoding import GenerationSettings  # noqa: E402
+from generation.openai_api import OpenAIGenerator  # noqa: E402
+from generation.served_model import served_model  # noqa: E402
 from longlamp_prompts import PromptBuilder  # noqa: E402
 from longlamp_tasks import TASKS  # noqa: E402
 

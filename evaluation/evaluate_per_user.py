@@ -27,7 +27,7 @@ from typing import Sequence
 if __package__ in (None, ""):  # run as a file: import from the repository root, not from evaluation/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from evaluation.backends import BACKENDS, backend_class, resolve_backend  # noqa: E402
+from generation import BACKENDS, backend_class, resolve_backend  # noqa: E402
 from longlamp_cli import ArgumentParser, add_flag, check_folder, positive_int  # noqa: E402
 from longlamp_prompts import PromptBuilder, prompt_budget  # noqa: E402
 from longlamp_io import RunLock, write_json_atomic  # noqa: E402
@@ -124,7 +124,7 @@ VLLM_OPTIONS = ("tensor_parallel_size", "gpu_memory_utilization", "enforce_eager
 
 def vllm_refusal(args, source, adapters) -> str | None:
     """Why the vLLM backend cannot run these methods, or None (`source` None: what the flags alone rule out)."""
-    from evaluation.backends.vllm_engine import ADAPTER_ON_ADAPTER
+    from generation.vllm_engine import ADAPTER_ON_ADAPTER
     from personalization.generate import STYLE_NEEDS_ACTIVATIONS
 
     if args.style_vectors_dir:
@@ -160,8 +160,9 @@ class PromptSetup:
 
     def __init__(self, args, max_new_tokens: int | None = None, backend: str = "transformers",
                  backend_options: dict | None = None, longest_new_tokens: int = 0, source=None):
-        from evaluation.backends import get_backend
-        from evaluation.backends.generation import GenerationSettings, resolve_model
+        from generation import get_backend
+        from generation.decoding import GenerationSettings
+        from generation.source import resolve_model
 
         self.args, self.task = args, parse_config_name(args.task)[0]
         self.source = source or resolve_model(args.model_name)
@@ -277,14 +278,14 @@ def summary_writer(args, cache_dir: Path):
     """--summary_model on any backend (local or served), greedy, each summary cached by its full input in
     CACHE_DIR/summaries.sqlite: the judge's cached generator (evaluation/judges), which a resumed run asks again
     for nothing it has."""
-    from evaluation.judges.cache import JudgeCache
+    from generation.cache import GenerationCache
     from evaluation.judges.judge_model import build_judge, judge_options
 
     served = {"api_base": args.summary_api_base} if args.summary_api_base else {}
     options = judge_options(args.summary_model, str(cache_dir), backend=args.summary_backend,
                             max_new_tokens=args.summary_max_new_tokens, dtype=args.dtype, **served)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    return build_judge(options, JudgeCache(cache_dir / "summaries.sqlite"))
+    return build_judge(options, GenerationCache(cache_dir / "summaries.sqlite"))
 
 
 def zero_shot_options(args, output_dir: Path):
@@ -299,7 +300,7 @@ def zero_shot_options(args, output_dir: Path):
 
 def example_key(token_ids, user: str) -> str:
     """Zero-shot's prompt key of what one example's generation depends on: its user's model and its prompt."""
-    from evaluation.zero_shot.progress import prompt_key
+    from generation.progress import prompt_key
 
     return prompt_key(json.dumps([user, list(token_ids)], separators=(",", ":")), None)
 
@@ -308,7 +309,8 @@ def run_settings(args, setup: PromptSetup, options, dataset, style) -> dict:
     """What the predictions depend on, recorded in progress.jsonl and scores.json: zero-shot's settings (the same
     data record, so runs of the same split rank together) and the per-user methods with their files' digests."""
     from evaluation.zero_shot.data import data_source
-    from evaluation.zero_shot.fingerprints import folder_fingerprint, model_fingerprint
+    from generation.fingerprints import model_fingerprint
+    from longlamp_io import folder_content_digest
 
     task, setting = parse_config_name(args.task)
     source = setup.source
@@ -323,10 +325,10 @@ def run_settings(args, setup: PromptSetup, options, dataset, style) -> dict:
     methods = {}
     if args.adapters_dir:
         folder = Path(args.adapters_dir).resolve()
-        methods["per_user_adapters"] = {"folder": str(folder), "fingerprint": folder_fingerprint(folder / "users")}
+        methods["per_user_adapters"] = {"folder": str(folder), "fingerprint": folder_content_digest(folder / "users")}
     if style is not None:
         folder = Path(args.style_vectors_dir).resolve()
-        methods["style_vectors"] = {"folder": str(folder), "fingerprint": folder_fingerprint(folder),
+        methods["style_vectors"] = {"folder": str(folder), "fingerprint": folder_content_digest(folder),
                                     "layer": style.layer, "scale": style.scale}
     if args.use_summary:
         methods["profile_summary"] = {"of": args.summary_of, "max_new_tokens": args.summary_max_new_tokens,
@@ -337,10 +339,11 @@ def run_settings(args, setup: PromptSetup, options, dataset, style) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from evaluation.backends.generation import GenerationSettings, resolve_model
+    from generation.decoding import GenerationSettings
+    from generation.source import resolve_model
     from evaluation.zero_shot.data import column
-    from evaluation.zero_shot.predictions import PredictionStore
-    from evaluation.zero_shot.progress import PreparedRun
+    from generation.predictions import PredictionStore
+    from generation.progress import PreparedRun
     from evaluation.zero_shot.results import finish_run
     from personalization.generate import per_user_generations
     from personalization.summaries import SummaryPromptBuilder

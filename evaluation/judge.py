@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from evaluation.judges import expert  # noqa: E402
-from evaluation.judges.cache import CachedJudge, JudgeCache  # noqa: E402
+from generation.cache import CachedGenerator, GenerationCache  # noqa: E402
 from evaluation.judges.judge_model import build_judge, judge_options  # noqa: E402
 from scoring import files  # noqa: E402
 from evaluation.zero_shot.options import SERVED_OPTIONS, ZeroShotOptions, add_option_flag  # noqa: E402
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def score(args: argparse.Namespace) -> tuple[dict, list[dict], CachedJudge]:
+def score(args: argparse.Namespace) -> tuple[dict, list[dict], CachedGenerator]:
     """Judge the predictions; returns judge_scores.json's content, the per-example records and the judge (its
     call counts). Everything that can refuse the run does so before the judge is loaded."""
     output_dir = check_folder(args.output_dir, "--output_dir")
@@ -87,7 +87,7 @@ def score(args: argparse.Namespace) -> tuple[dict, list[dict], CachedJudge]:
     predictions = files.predictions_in_gold_order(golds, predictions_file)
     count = min(args.max_eval_examples or len(golds.ids), len(golds.ids))
     with RunLock(output_dir, "judge.py"):
-        cache = JudgeCache(cache_path)
+        cache = GenerationCache(cache_path)
         try:
             judge = build_judge(options, cache, args.max_prompt_length)
             records = expert.judge(golds.outputs[:count], predictions[:count], judge.ask, prompts, args.max_aspects)

@@ -13,8 +13,8 @@ from __future__ import annotations
 from contextlib import nullcontext
 from typing import Callable, Collection, Mapping, Sequence
 
-from evaluation.backends.generation import plan_batches
-from evaluation.backends.vllm_engine import VLLMGenerator
+from generation.decoding import plan_batches
+from generation.vllm_engine import VLLMGenerator
 from personalization.user_adapters import UserAdapterSwitch, vllm_lora_requests
 
 STYLE_NEEDS_ACTIVATIONS = ("style vectors are added to a layer's activations, which only the transformers backend "

@@ -33,8 +33,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
 
-from evaluation.backends.generation import GenerationSettings, resolve_model  # noqa: E402
-from evaluation.backends.hf_transformers import TransformersGenerator  # noqa: E402
+from generation.decoding import GenerationSettings  # noqa: E402
+from generation.source import resolve_model  # noqa: E402
+from generation.hf_transformers import TransformersGenerator  # noqa: E402
 
 
 class BatchingModel:

@@ -12,7 +12,7 @@ import torch
 from kill import kill_once_written
 
 from evaluation import compare, eval_task, evaluate_llm
-from evaluation.backends.hf_transformers import TransformersGenerator
+from generation.hf_transformers import TransformersGenerator
 from scoring.metrics import score
 from evaluation.zero_shot import ZeroShotOptions, evaluate
 from longlamp_cli import run_command
@@ -471,10 +471,10 @@ class ProbeGenerator(TransformersGenerator):
 def test_dense_retriever_is_released_before_the_model_loads(tiny_llama, tmp_path, sample_dir, sample_cache,
                                                             monkeypatch):
     """On a GPU, vLLM takes a share of the memory that is free when it starts: the encoder must be gone by then."""
-    from evaluation import backends
+    import generation
     from tiny_models import make_encoder
 
-    monkeypatch.setitem(backends.BACKENDS, "probe", "test_evaluate_llm:ProbeGenerator")
+    monkeypatch.setitem(generation.BACKENDS, "probe", "test_evaluate_llm:ProbeGenerator")
     monkeypatch.setattr(ProbeGenerator, "alive_at_load", [])
     encoder = make_encoder(tmp_path / "encoder")
     evaluate(ZeroShotOptions(validation_data="product_review_user", data_dir=str(sample_dir), cache_dir=sample_cache,

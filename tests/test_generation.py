@@ -7,11 +7,12 @@ import json
 import pytest
 import torch
 
-from evaluation.backends import get_backend, resolve_backend
-from evaluation.backends.generation import GenerationSettings, plan_batches, resolve_model, strip_reasoning
-from evaluation.backends.hf_transformers import TransformersGenerator
-from evaluation.backends.vllm_engine import VLLMGenerator, engine_arguments, lora_rank_for, sampling_arguments
-from evaluation.zero_shot.predictions import PredictionStore
+from generation import get_backend, resolve_backend
+from generation.decoding import GenerationSettings, plan_batches, strip_reasoning
+from generation.source import resolve_model
+from generation.hf_transformers import TransformersGenerator
+from generation.vllm_engine import VLLMGenerator, engine_arguments, lora_rank_for, sampling_arguments
+from generation.predictions import PredictionStore
 from scoring.files import write_predictions
 from tiny_models import make_causal_lm, make_seq2seq_lm
 from longlamp_errors import ModelLoadError, RunFolderError
@@ -286,7 +287,7 @@ def test_invalid_settings_are_refused():
 
 
 def done(text: str, tokens: int = 3):
-    from evaluation.backends import Generation
+    from generation import Generation
 
     return Generation(text, tokens, hit_limit=False)
 

@@ -22,9 +22,9 @@ from openai_server import served
 
 from benchmark_runner.local_models import DEFAULT_OUTPUT as SMOLLM  # where set-up prepares the demo model
 from evaluation import judge as judge_command
-from evaluation.backends.base import Generation
+from generation.base import Generation
 from evaluation.judges import expert
-from evaluation.judges.cache import JudgeCache
+from generation.cache import GenerationCache
 from evaluation.judges.judge_model import build_judge, judge_options
 from longlamp_cli import FLAGS, run_command
 
@@ -173,7 +173,7 @@ def seeded_judge(model: Path, cache_path: Path, answers: dict[str, str]) -> set[
     """Put `answers` (message -> answer) in the cache at `cache_path` as judge.py's default judge would have
     answered them; returns their keys."""
     options = judge_options(str(model), str(cache_path.parent), backend="transformers", max_new_tokens=16)
-    cache = JudgeCache(cache_path)
+    cache = GenerationCache(cache_path)
     judge = build_judge(options, cache)
     rows = []
     for message, answer in answers.items():

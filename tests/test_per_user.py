@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_train_support import REPO, SAMPLE, accelerate_launch, reset_accelerate
 
-from evaluation.backends.vllm_engine import VLLMGenerator
+from generation.vllm_engine import VLLMGenerator
 from longlamp_cli import run_command
 from longlamp_tasks import TASKS
 
@@ -105,8 +105,9 @@ def test_other_settings_in_the_same_folder_are_refused(two_process_run, tiny_lla
 
 def test_a_users_adapter_changes_only_that_users_predictions(two_process_run, tiny_llama, sample_cache):
     import longlamp
-    from evaluation.backends import get_backend
-    from evaluation.backends.generation import GenerationSettings, resolve_model
+    from generation import get_backend
+    from generation.decoding import GenerationSettings
+    from generation.source import resolve_model
     from longlamp_prompts import PromptBuilder
     from personalization.generate import generate_per_user
     from personalization.user_adapters import AdapterStore
@@ -145,7 +146,7 @@ def test_vllm_gets_one_lora_request_per_user_with_stable_ids_and_an_accepted_ran
 
 
 def test_grouped_batches_are_length_sorted_within_each_group_and_never_mix_groups():
-    from evaluation.backends.generation import plan_batches
+    from generation.decoding import plan_batches
     from personalization.generate import grouped_batches, unfinished
 
     token_ids = [[0] * n for n in (5, 1, 9, 3, 7, 2)]

@@ -116,7 +116,7 @@ def test_vllm_refusals_are_one_error_line_before_any_work(tiny_llama, sample_dir
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from evaluation.backends.vllm_engine import VLLMGenerator
+    from generation.vllm_engine import VLLMGenerator
     from evaluation.evaluate_per_user import main as evaluate
 
     flags = [*common(tiny_llama, sample_dir, sample_cache), "--output_dir", str(tmp_path / "p")]

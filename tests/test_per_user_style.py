@@ -16,8 +16,9 @@ TASK = TASKS["product_review"]
 @pytest.fixture(scope="module")
 def setup(tiny_llama, sample_cache, sample_dir):
     import longlamp
-    from evaluation.backends import get_backend
-    from evaluation.backends.generation import GenerationSettings, resolve_model
+    from generation import get_backend
+    from generation.decoding import GenerationSettings
+    from generation.source import resolve_model
 
     rows = list(longlamp.load_split("product_review_user", "validation", data_dir=str(sample_dir),
                                     cache_dir=sample_cache))

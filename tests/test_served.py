@@ -17,9 +17,9 @@ from openai_server import served
 from kill import kill_once_written
 
 from evaluation import evaluate_llm
-from evaluation.backends.http_api import backoff_seconds, public_url, retry_after_seconds
-from evaluation.backends.served_model import APPROXIMATION, ApproximateTokenizer
-from evaluation.backends.vllm_engine import replica_devices
+from generation.http_api import backoff_seconds, public_url, retry_after_seconds
+from generation.served_model import APPROXIMATION, ApproximateTokenizer
+from generation.vllm_engine import replica_devices
 from longlamp_cli import run_command
 
 REPO = Path(__file__).resolve().parents[1]

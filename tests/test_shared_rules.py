@@ -12,7 +12,7 @@ from longlamp_errors import PromptBudgetError
 
 def test_one_default_budget_for_training_and_zero_shot(tiny_llama):
     """The same model gets the same budget in both (zero-shot used context minus new tokens: 2,036 here)."""
-    from evaluation.backends.generation import resolve_model
+    from generation.source import resolve_model
     from training.config import TrainConfig
 
     source = resolve_model(str(tiny_llama))

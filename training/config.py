@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from generation.dtypes import DTYPES
 from longlamp_cli import json_object, warn_ignored_profile_flags
 from longlamp_tasks import config_names, parse_config_name
 from retrieval.ranked import ranked_task_and_retriever
@@ -84,8 +85,9 @@ class TrainConfig:
                                            default=None)
     attn_implementation: str | None = _help("eager, sdpa, flash_attention_2, ... (default: transformers' choice)",
                                             default=None)
-    dtype: str = _help("dtype of the loaded weights: auto is float32, or the mixed-precision dtype for a frozen "
-                       "LoRA base (alias --model_dtype)", default="auto")
+    dtype: str = _help("dtype of the loaded weights: auto is float32 for trained weights, the mixed-precision dtype "
+                       "for a frozen LoRA base (float32 without mixed precision; see generation/dtypes.py) (alias "
+                       "--model_dtype)", default="auto")
     max_prompt_length: int | None = _help("token budget of a prompt; profile items are shortened to fit it (default: "
                                           "1024, lowered to what the position limit leaves: the zero-shot rule; "
                                           "alias --max_prompt_tokens)", default=None)
@@ -276,7 +278,7 @@ def choices_of() -> dict[str, tuple]:
 
     return {
         "retriever": tuple(RETRIEVERS), "lr_scheduler": SCHEDULERS, "long_targets": ("error", "skip"),
-        "dtype": ("auto", "float32", "bfloat16", "float16"), "log_level": ("debug", "info", "warning"),
+        "dtype": DTYPES, "log_level": ("debug", "info", "warning"),
         "mixed_precision": ("no", "fp16", "bf16"), "metric_for_best_model": ("eval_loss",) + HEADLINE_METRICS,
     }
 

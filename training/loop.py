@@ -49,7 +49,7 @@ from training.loss import token_losses
 from training.modeling import accepts_logits_to_keep, check_packing_supported, check_quantization_available, is_encoder_decoder, load_model, load_model_config, load_tokenizer
 from training.run_folder import check_output_dir, claim_output_dir
 from training.sampling import EpochSampler
-from evaluation.backends.generation import GenerationSettings
+from generation.decoding import GenerationSettings
 from scoring.files import write_predictions
 from training.validation import generate_texts, generation_source, score_and_keep, validation_loss
 from longlamp_errors import ModelLoadError, ConfigError, MissingNLTKDataError

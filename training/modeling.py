@@ -8,13 +8,12 @@ import logging
 
 import torch
 
+from generation.dtypes import torch_dtype
 from training.config import TrainConfig
 from longlamp_errors import ModelLoadError, ConfigError
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-MIXED_PRECISION_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # Architectures with recurrent (state-space, RWKV, xLSTM) layers: their state runs on across the position-id
 # restarts of a packed row, so packed examples would leak into each other (a tiny Mamba's per-example loss moves
 # by 5.8e-3). model_type values of transformers' configs.
@@ -69,13 +68,9 @@ def check_quantization_available() -> None:
 
 
 def weights_dtype(config: TrainConfig, mixed_precision: str) -> torch.dtype:
-    """float32 for trained weights (mixed precision keeps master weights in float32); a frozen LoRA base
-    may live in the mixed-precision dtype and save half the memory."""
-    if config.dtype != "auto":
-        return DTYPES[config.dtype]
-    if config.use_lora and mixed_precision in MIXED_PRECISION_DTYPES:
-        return MIXED_PRECISION_DTYPES[mixed_precision]
-    return torch.float32
+    """--dtype as generation/dtypes.py resolves it: trained weights stay float32 (mixed precision keeps master
+    weights in float32); a frozen LoRA base may live in the mixed-precision dtype and save half the memory."""
+    return torch_dtype(config.dtype, trained=not config.use_lora, mixed_precision=mixed_precision)
 
 
 def lora_target_modules(spec: str, model_type: str) -> list[str] | str:
@@ -96,7 +91,7 @@ def quantization_kwargs(dtype: torch.dtype, mixed_precision: str, sharded: bool,
     from transformers import BitsAndBytesConfig
 
     options = dict(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                   bnb_4bit_compute_dtype=MIXED_PRECISION_DTYPES.get(mixed_precision, torch.float32))
+                   bnb_4bit_compute_dtype=torch_dtype("auto", mixed_precision=mixed_precision))
     if sharded:
         return {"quantization_config": BitsAndBytesConfig(**options, bnb_4bit_quant_storage=dtype)}
     return {"quantization_config": BitsAndBytesConfig(**options), "device_map": {"": device_index}}

@@ -167,7 +167,7 @@ def load_for_training(args, task, device):
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-    from evaluation.backends.generation import torch_dtype
+    from generation.dtypes import torch_dtype
     from training.collate import TrainingCollator
     from training.data import ExampleEncoder
     from training.modeling import accepts_logits_to_keep, is_encoder_decoder, load_model_config, load_tokenizer

@@ -11,9 +11,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from evaluation.backends.base import finish_ids
-from evaluation.backends.generation import GenerationSettings, ModelSource
-from evaluation.backends.hf_transformers import generation_config, new_tokens
+from generation.base import finish_ids
+from generation.decoding import GenerationSettings
+from generation.source import ModelSource
+from generation.hf_transformers import generation_config, new_tokens
 from longlamp_io import write_json_atomic
 from scoring import HEADLINE_METRICS
 

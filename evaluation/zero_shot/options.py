@@ -7,10 +7,10 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field
 
-from evaluation.backends import BACKENDS, backend_class
-from evaluation.backends.generation import GenerationSettings
-from evaluation.backends.http_api import check_request_settings, read_api_key
-from evaluation.zero_shot.progress import share
+from generation import BACKENDS, backend_class
+from generation.decoding import GenerationSettings
+from generation.http_api import check_request_settings, read_api_key
+from generation.progress import share
 from longlamp_cli import DEFAULT_RETRIEVER_MODEL, FLAGS, add_flag, json_object, warn_ignored_profile_flags
 
 DEFAULT_RETRIEVER, DEFAULT_NUM_RETRIEVED = "bm25", 4

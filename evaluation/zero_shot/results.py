@@ -9,14 +9,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from evaluation.backends.generation import strip_reasoning
-from evaluation.backends.http_api import public_url
+from generation.decoding import strip_reasoning
+from generation.http_api import public_url
 from scoring import significance
 from scoring import per_sample
 from scoring.metrics import score_with_samples
 from evaluation.zero_shot.options import ZeroShotOptions
 from scoring.files import write_predictions
-from evaluation.zero_shot.progress import PreparedRun
+from generation.progress import PreparedRun
 from longlamp_io import write_json_atomic
 
 logger = logging.getLogger(__name__)

@@ -8,17 +8,18 @@ import logging
 import os
 from pathlib import Path
 
-from evaluation.backends import backend_class, get_backend, resolve_backend
-from evaluation.backends import check_options as check_backend_options
-from evaluation.backends.generation import ModelSource, resolve_model
-from evaluation.backends.served_model import APPROXIMATION, served_model
+import generation
+from generation import backend_class, get_backend, resolve_backend
+from generation import check_options as check_backend_options
+from generation.served_model import APPROXIMATION
+from generation.source import ModelSource
 from evaluation.zero_shot.data import column, data_config, data_source, load_rows, make_retriever, \
     resolve_task_and_retriever
-from evaluation.zero_shot.fingerprints import model_fingerprint, served_fingerprint
+from generation.fingerprints import model_fingerprint, served_fingerprint
 from evaluation.zero_shot.options import DEFAULT_NUM_RETRIEVED, ZeroShotOptions, api_mode, check_options, \
     ignored_profile_flags, is_served
-from evaluation.zero_shot.progress import collect_other_processes, generate_missing, prepare_prompts, prepare_run, \
-    share
+from generation.progress import collect_other_processes, generate_missing, prepare_run, share
+from evaluation.zero_shot.prompts import prepare_prompts
 from evaluation.zero_shot.results import SEEDS_FILE, compare, finish_run, seed_summary
 from longlamp_cli import check_folder
 from longlamp_prompts import PromptBuilder, prompt_budget
@@ -77,11 +78,9 @@ def _evaluate(options: ZeroShotOptions, root: Path) -> list[dict]:
 def model_source(options: ZeroShotOptions) -> ModelSource:
     """The model the options name, without its weights: a served model by its name (and --tokenizer), else a
     folder or Hub id (a PEFT adapter on its base)."""
-    if is_served(options):
-        return served_model(options.model_name, options.tokenizer, options.trust_remote_code,
-                            options.template_kwargs())
-    return resolve_model(options.model_name, options.base_model, options.trust_remote_code,
-                         options.template_kwargs())
+    return generation.model_source(options.model_name, served=is_served(options), tokenizer=options.tokenizer,
+                                   base_model=options.base_model, trust_remote_code=options.trust_remote_code,
+                                   chat_template_kwargs=options.template_kwargs())
 
 
 def _generate_and_score(options: ZeroShotOptions, root: Path, task: Task, setting: str, rows, source: ModelSource,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from evaluation.backends.base import TokenGenerator
-from evaluation.backends.generation import torch_dtype
+from generation.base import TokenGenerator
+from generation.dtypes import torch_dtype
 from longlamp_errors import ModelLoadError
 
 
@@ -40,10 +40,6 @@ class TransformersGenerator(TokenGenerator):
             raise ModelLoadError(f"cannot load the weights of {source.address!r}: {error}") from error
         self.model = model.eval()
         self.model.generation_config = generation_config(self.model, source, settings)
-
-    @classmethod
-    def dtype_name(cls, dtype: str) -> str:
-        return str(torch_dtype(dtype)).removeprefix("torch.")
 
     def generate_ids(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int]) -> list[list[int]]:
         import torch

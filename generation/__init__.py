@@ -1,4 +1,10 @@
-"""Generation backends by name, like the retrievers: a lazy table of "module:Class" and `get_backend`.
+"""Generating text with a model, for every layer above: zero-shot and per-user evaluation, training's validation
+generations, profile summaries and the LLM judge.
+
+The backends by name, like the retrievers: a lazy table of "module:Class" and `get_backend`. Beside them: the model
+resolved without its weights (`source`), decoding settings and the batch plan (`decoding`), the dtype table
+(`dtypes`), what the weights are (`fingerprints`), resumable predictions and their progress (`predictions`,
+`progress`) and a generator behind an on-disk cache of its answers (`cache`).
 
 Each backend is one `Generator` subclass in a file of its own; what is true of a backend (its default batch
 size, whether it runs a model and settings, how it names the dtype) lives in its class. `get_backend` checks
@@ -10,15 +16,16 @@ from __future__ import annotations
 import importlib
 import inspect
 
-from evaluation.backends.base import Generator, Generation
+from generation.base import Generator, Generation
 
-__all__ = ["BACKENDS", "Generation", "Generator", "backend_class", "check_options", "get_backend", "resolve_backend"]
+__all__ = ["BACKENDS", "Generation", "Generator", "backend_class", "check_options", "get_backend", "model_source",
+           "resolve_backend"]
 
 # name -> "module:class"; imported on first use, so that choosing transformers never imports vLLM.
 BACKENDS = {
-    "transformers": "evaluation.backends.hf_transformers:TransformersGenerator",
-    "vllm": "evaluation.backends.vllm_engine:VLLMGenerator",
-    "openai": "evaluation.backends.openai_api:OpenAIGenerator",
+    "transformers": "generation.hf_transformers:TransformersGenerator",
+    "vllm": "generation.vllm_engine:VLLMGenerator",
+    "openai": "generation.openai_api:OpenAIGenerator",
 }
 AUTO_ORDER = ("vllm", "transformers")  # `auto`: the first that is available and runs the model and settings
 # (a served model is never chosen by `auto`: it needs --api_base)
@@ -57,3 +64,16 @@ def check_options(name: str, options) -> type[Generator]:
 def get_backend(name: str, source, settings, **options) -> Generator:
     """Load the weights of `source` into backend `name` (not `auto`: resolve it first) with its options."""
     return check_options(name, options)(source, settings, **options)
+
+
+def model_source(model_name: str, *, served: bool = False, tokenizer: str | None = None, base_model: str | None = None,
+                 trust_remote_code: bool = False, chat_template_kwargs: dict | None = None):
+    """The model a name means, without its weights: a served model by its name (its prompts counted with
+    `tokenizer`), else a folder or Hub id (a PEFT adapter on its base, or on `base_model`)."""
+    if served:
+        from generation.served_model import served_model
+
+        return served_model(model_name, tokenizer, trust_remote_code, chat_template_kwargs)
+    from generation.source import resolve_model
+
+    return resolve_model(model_name, base_model, trust_remote_code, chat_template_kwargs)

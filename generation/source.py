@@ -1,17 +1,15 @@
-"""What generation needs besides a backend: the model resolved without its weights, the decoding settings,
-the ids generation stops at, and the batch plan. The backends themselves are in `evaluation.backends`.
+"""A model resolved without its weights (`ModelSource`): where they come from, its config and tokenizer, the ids
+generation stops at, and how prompts are tokenized and continuations decoded on every backend.
 
 Prompts are token ids (tokenized once, the way `PromptBuilder.count` measured them, so a chat prompt gets no
-second BOS). Decoding uses exactly the settings given (`GenerationSettings`): a model's own
-`generation_config.json` sampling defaults (a chat model's temperature 0.6, say) are deliberately not applied,
-so that a run is described completely by its settings; only its end-of-sequence ids are taken from it.
+second BOS). Only a model's end-of-sequence ids are taken from its `generation_config.json`, never its sampling
+defaults (see `generation.decoding`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Sequence
@@ -20,37 +18,6 @@ from longlamp_prompts import context_length
 from longlamp_errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
-
-DTYPES = ("auto", "bfloat16", "float16", "float32")
-_REASONING = re.compile(r"<think>.*?</think>\s*", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """How to decode. Greedy unless `do_sample`; with sampling, `seed` makes runs repeatable."""
-
-    max_new_tokens: int = 512
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    num_beams: int = 1
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
-        if self.num_beams < 1:
-            raise ValueError(f"num_beams must be at least 1, got {self.num_beams}")
-        if self.do_sample and not (self.temperature > 0 and 0 < self.top_p <= 1):
-            raise ValueError(f"sampling needs temperature > 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
-
-    def record(self) -> dict:
-        """The settings that decide the output (sampling knobs only when sampling)."""
-        settings = asdict(self)
-        if not self.do_sample:
-            for unused in ("temperature", "top_p", "seed"):
-                settings.pop(unused)
-        return settings
 
 
 @dataclass
@@ -119,17 +86,6 @@ def end_of_turn_id(tokenizer, chat_template_kwargs: dict | None = None) -> int |
     return ids[0] if ids and ids[0] in special else None
 
 
-def strip_reasoning(text: str) -> str:
-    """The answer without a reasoning model's <think>...</think> blocks (or an unopened block's end: templates
-    that open <think> in the prompt)."""
-    if "</think>" not in text:
-        return text
-    head, _, rest = text.partition("</think>")
-    if "<think>" not in head:  # the block was opened by the prompt
-        text = rest.lstrip()
-    return _REASONING.sub("", text)
-
-
 def resolve_model(address: str, base_model: str | None = None, trust_remote_code: bool = False,
                   chat_template_kwargs: dict | None = None) -> ModelSource:
     """Read the config, generation config and tokenizer of `address` (a Hub id, a model folder or a PEFT adapter)."""
@@ -161,22 +117,3 @@ def resolve_model(address: str, base_model: str | None = None, trust_remote_code
     return ModelSource(address=address, base=base, adapter=adapter, config=config, tokenizer=tokenizer,
                        generation_config=generation_config, trust_remote_code=trust_remote_code,
                        chat_template_kwargs=dict(chat_template_kwargs or {}))
-
-
-def plan_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length, longest first (an out-of-memory batch shows at once)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
-
-
-def torch_dtype(name: str):
-    """`auto`: bfloat16 on a GPU that supports it, float32 on CPU (half precision is slow and lossy there)."""
-    import torch
-
-    if name not in DTYPES:
-        raise ValueError(f"unknown dtype {name!r}; expected one of {DTYPES}")
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
-    return getattr(torch, name)

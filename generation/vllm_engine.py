@@ -16,7 +16,8 @@ import importlib.util
 import os
 from typing import Mapping, Sequence
 
-from evaluation.backends.base import Generation, TokenGenerator
+from generation.base import Generation, TokenGenerator
+from generation.dtypes import resolve_dtype
 
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm.config.lora.MaxLoRARanks
 ADAPTER_ON_ADAPTER = ("vLLM applies one LoRA adapter per request and the model is an adapter already: give it the "
@@ -127,9 +128,10 @@ class VLLMGenerator(TokenGenerator):
 
             lora_rank = max(lora_rank or 1, PeftConfig.from_pretrained(source.adapter).r)
         self.llm = LLM(**engine_arguments(
-            source, settings, max_model_len=max_model_len, dtype=dtype, lora_rank=lora_rank, max_loras=max_loras,
-            tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
-            enforce_eager=enforce_eager, max_num_seqs=max_num_seqs, trust_remote_code=trust_remote_code))
+            source, settings, max_model_len=max_model_len, dtype=resolve_dtype(dtype), lora_rank=lora_rank,
+            max_loras=max_loras, tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager, max_num_seqs=max_num_seqs,
+            trust_remote_code=trust_remote_code))
         self.lora_request = LoRARequest("adapter", 1, source.adapter) if source.adapter else None
 
     @classmethod

@@ -3,30 +3,19 @@ served model's name. A resumed run with other weights is refused instead of mixi
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
-from evaluation.backends.generation import ModelSource
+from generation.source import ModelSource
+from longlamp_io import folder_content_digest
 
 logger = logging.getLogger(__name__)
-
-
-def folder_fingerprint(folder: Path) -> str:
-    """sha256 over every file's relative path and content: a checkpoint saved again to the same path differs."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 24), b""):
-                digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
 
 
 def address_fingerprint(address: str) -> str | None:
     """A local folder's content hash, or a Hub model's resolved commit (None when it cannot be told)."""
     if Path(address).expanduser().is_dir():
-        return folder_fingerprint(Path(address).expanduser())
+        return folder_content_digest(Path(address).expanduser())
     from transformers.utils.hub import cached_file, extract_commit_hash
 
     try:

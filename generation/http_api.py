@@ -20,7 +20,7 @@ import time
 from abc import abstractmethod
 from typing import Iterator, Sequence
 
-from evaluation.backends.base import Generation, Generator
+from generation.base import Generation, Generator
 from longlamp_errors import ModelLoadError
 
 logger = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
-"""Prompts and progress of one run: the prompts built and saved, each keyed by a hash of what the backend is
-sent, and generation of what is missing into a progress file per process (merged by the main one)."""
+"""Progress of one generation run: its prompts saved, each keyed by a hash of what the backend is sent, and
+generation of what is missing into a progress file per process (merged by the main one)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,10 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from evaluation.backends import backend_class
-from evaluation.backends.generation import ModelSource, plan_batches
-from evaluation.zero_shot.predictions import PredictionStore, read_progress
-from longlamp_prompts import PromptBuilder
+from generation.decoding import plan_batches
+from generation.predictions import PredictionStore, read_progress
 from longlamp_io import write_json_atomic
-from longlamp_tasks import Task
-from retrieval import Retriever, top_k_items
-from longlamp_errors import PromptBudgetError
+from longlamp_runs import PROGRESS_FILE, PROMPTS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +57,7 @@ def share() -> tuple[int, int]:
 
 def progress_path(directory: Path, rank: int) -> Path:
     """This process's progress file: the main one's is progress.jsonl, the others' progress.rank<N>.jsonl."""
-    return directory / ("progress.jsonl" if rank == 0 else f"progress.rank{rank}.jsonl")
+    return directory / (PROGRESS_FILE if rank == 0 else f"progress.rank{rank}.jsonl")
 
 
 def prompt_key(prompt: Sequence[int] | str, seed: int | None) -> str:
@@ -69,38 +65,6 @@ def prompt_key(prompt: Sequence[int] | str, seed: int | None) -> str:
     or a served model's prompt text) and its seed."""
     text = json.dumps([prompt if isinstance(prompt, str) else list(prompt), seed], separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def build_prompts(task: Task, rows: Sequence[dict], builder: PromptBuilder, retriever: Retriever | None,
-                  num_retrieved: int = 0, is_ranked: bool = False, as_message: bool = False) -> list[dict]:
-    """One audit record per row: id, the prompt text, its token count and how many profile items it holds.
-
-    Without a retriever the prompt is the task input alone (the non-personalised baseline). `as_message`: the
-    prompt is a chat endpoint's user message, before the template (the server applies it); it is counted with it.
-    """
-    records = []
-    for index, row in enumerate(tqdm(rows, desc="building prompts", unit="ex", total=len(rows))):
-        items = [] if retriever is None else top_k_items(task, row, num_retrieved, retriever, is_ranked)
-        try:
-            message = builder.fit(items, row["input"])
-        except PromptBudgetError as error:
-            raise PromptBudgetError(f"example {row['id']!r} (row {index}): {error}") from None
-        prompt = builder.format(message)
-        records.append({"id": row["id"], "prompt": message if as_message else prompt,
-                        "prompt_tokens": builder.count(prompt), "profile_items": len(items)})
-    return records
-
-
-def prepare_prompts(task: Task, rows: Sequence[dict], source: ModelSource, builder: PromptBuilder, settings: dict,
-                    retriever: Retriever | None, num_retrieved: int, is_ranked: bool) -> tuple[list[dict], list]:
-    """Build the prompts of one variant (no retriever: no profile): the audit records, and what the backend is
-    sent for each (token ids, or a served model's prompt text). The seeds of a `--seeds` run share them."""
-    generator_class = backend_class(settings["backend"])
-    as_message = generator_class.served and settings.get("api_mode") == "chat"
-    records = build_prompts(task, rows, builder, retriever, num_retrieved, is_ranked, as_message)
-    if generator_class.prompt_form == "text":
-        return records, [r["prompt"] for r in records]
-    return records, [source.encode(r["prompt"], builder.use_chat_template) for r in records]
 
 
 def prepare_run(directory: Path, settings: dict, records: list[dict], inputs: list, seed: int,
@@ -111,7 +75,7 @@ def prepare_run(directory: Path, settings: dict, records: list[dict], inputs: li
     directory.mkdir(parents=True, exist_ok=True)
     rank = share()[0]
     if rank == 0:
-        write_json_atomic(directory / "prompts.json", records)
+        write_json_atomic(directory / PROMPTS_FILE, records)
     store = PredictionStore(progress_path(directory, rank), settings, keys)
     elsewhere = {}
     for path in sorted(directory.glob("progress*.jsonl")):

@@ -10,8 +10,8 @@ text as built here (with --tokenizer's chat template when it is used).
 
 from __future__ import annotations
 
-from evaluation.backends.base import Generation
-from evaluation.backends.http_api import HTTPGenerator
+from generation.base import Generation
+from generation.http_api import HTTPGenerator
 
 API_MODES = ("chat", "completions")
 MAX_STOP_SEQUENCES = 4  # OpenAI's limit

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from evaluation.backends.generation import ModelSource
+from generation.source import ModelSource
 from longlamp_errors import ModelLoadError
 
 APPROXIMATION = "approximate: one token per run of up to 4 non-space characters (with the spaces before it)"

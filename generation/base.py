@@ -2,7 +2,7 @@
 
 `Generator` is the one interface the zero-shot pipeline calls; resume and scoring stay outside it. A local
 backend (`TokenGenerator`) takes token ids and returns token ids, which one shared step cuts at the stop ids
-and decodes, so local backends cannot disagree. A served backend (`evaluation.backends.http_api.HTTPGenerator`)
+and decodes, so local backends cannot disagree. A served backend (`generation.http_api.HTTPGenerator`)
 takes the prompt text and returns the server's text with its token usage and finish reason.
 """
 
@@ -11,6 +11,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Iterator, Sequence
+
+from generation.dtypes import resolve_dtype
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,11 @@ class TokenGenerator(Generator):
     def __init__(self, source, settings):
         super().__init__(source, settings)
         self.stop_ids = source.stop_token_ids
+
+    @classmethod
+    def dtype_name(cls, dtype: str) -> str:
+        """The weights are loaded here: "auto" is resolved as everywhere (`generation.dtypes`)."""
+        return resolve_dtype(dtype)
 
     @abstractmethod
     def generate_ids(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int]) -> list[list[int]]:
