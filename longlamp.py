@@ -26,23 +26,11 @@ from typing import Iterator, Mapping, Protocol
 import datasets
 import pyarrow.parquet as pq
 
-from longlamp_tasks import SETTINGS, TASKS, Task, config_names, parse_config_name
+from longlamp_tasks import CITATION, SETTINGS, TASKS, Task, config_names, parse_config_name
 from longlamp_errors import DataError
 
 logger = logging.getLogger(__name__)
 
-_CITATION = """\
-@misc{kumar2024longlamp,
-  title={LongLaMP: A Benchmark for Personalized Long-form Text Generation},
-  author={Ishita Kumar and Snigdha Viswanathan and Sushrita Yerra and Alireza Salemi and Ryan A. Rossi and
-          Franck Dernoncourt and Hanieh Deilamsalehy and Xiang Chen and Ruiyi Zhang and Shubham Agarwal and
-          Nedim Lipka and Chien Van Nguyen and Thien Huu Nguyen and Hamed Zamani},
-  year={2024},
-  eprint={2407.11016},
-  archivePrefix={arXiv},
-  primaryClass={cs.CL}
-}
-"""
 _DESCRIPTION = """\
 LongLaMP is a benchmark for personalized long-text generation: given a task input and the profile of one user
 (their earlier texts), generate the long text that this user wrote. Four tasks (email completion, abstract
@@ -132,7 +120,7 @@ class LongLaMP(datasets.GeneratorBasedBuilder):
             description=_DESCRIPTION + "\n" + (self.config.description or ""),
             features=features_for(self.task),
             homepage=_HOMEPAGE,
-            citation=_CITATION,
+            citation=CITATION,
             license=_LICENSE,
         )
 
@@ -248,6 +236,18 @@ def load_split(source: str, split: str = "validation", *, task: str | None = Non
         raise ValueError(f"{path}: unsupported file type; expected .parquet, .arrow, .json, .jsonl or a save_to_disk "
                          "folder")
     return datasets.load_dataset(kind, data_files=str(path), split="train", cache_dir=cache_dir)
+
+
+def load_rows(source: str, split: str = "validation", *, task: str | None = None, data_dir: str | None = None,
+              cache_dir: str | None = None, revision: str | None = None, limit: int | None = None):
+    """The rows of one split of any source (`load_split`'s: a config name, a file, a folder, LaMP-style questions)
+    as a `datasets.Dataset`, its first `limit` rows when given: the one loader of training, zero-shot and per-user
+    runs. A source that cannot be loaded is a DataError naming it and the split."""
+    try:
+        dataset = load_split(source, split, task=task, data_dir=data_dir, cache_dir=cache_dir, revision=revision)
+    except (FileNotFoundError, KeyError) as error:
+        raise DataError(f"{source}: cannot load the {split} split: {error}") from None
+    return dataset.select(range(min(limit, len(dataset)))) if limit is not None else dataset
 
 
 # --- ids and normalisation ------------------------------------------------------------------------------------
@@ -657,4 +657,5 @@ def register_with_datasets() -> None:
 
 register_with_datasets()
 
-__all__ = ["LongLaMP", "LongLaMPConfig", "DataError", "load", "load_split", "features_for", "example_id", "SETTINGS"]
+__all__ = ["LongLaMP", "LongLaMPConfig", "DataError", "load", "load_split", "load_rows", "features_for", "example_id",
+           "SETTINGS"]

@@ -21,6 +21,7 @@ CARD_FILE = "README.md"  # a run's (or a Hub repository's) card
 
 # A training run folder (training/).
 FINAL_DIR = "final"  # the model (or adapter) at the end of training
+BEST_DIR = "best"  # the model of the best evaluation, with --metric_for_best_model
 CHECKPOINTS_DIR = "checkpoints"  # resumable checkpoints, checkpoint-<step>/
 STATE_FILE = "trainer_state.json"  # in each checkpoint: where the run stood
 TRAINING_RECORD_FILE = "training_config.json"  # next to every exported model: the run's settings
@@ -33,3 +34,4 @@ STYLE_SELECTION_FILE = "style_selection.json"  # the layer and scale chosen on v
 
 # What publishing/hub.py names the files of a pushed run (the leaderboard reads them back).
 PUBLISHED_SUMMARY_FILE = "results.json"  # a variant's scores.json without machine paths
+PUBLISHED_RESULTS_DIR = "longlamp"  # in a model repository: a zero-shot run's files, one folder per config

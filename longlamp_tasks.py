@@ -13,6 +13,14 @@ from typing import Mapping, Sequence
 
 SETTINGS = ("user", "temporal")
 SPLITS = ("train", "validation", "test")
+# The benchmark's paper, as the README, the dataset builder, model and dataset cards and the metric cite it.
+CITATION = """@misc{kumar2024longlamp,
+  title={LongLaMP: A Benchmark for Personalized Long-form Text Generation},
+  author={Ishita Kumar and Snigdha Viswanathan and Sushrita Yerra and Alireza Salemi and Ryan A. Rossi and
+          Franck Dernoncourt and Hanieh Deilamsalehy and Xiang Chen and Ruiyi Zhang and Shubham Agarwal and
+          Nedim Lipka and Chien Van Nguyen and Thien Huu Nguyen and Hamed Zamani},
+  year={2024}, eprint={2407.11016}, archivePrefix={arXiv}, primaryClass={cs.CL}
+}"""
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,7 @@ class Task:
     """
 
     name: str
+    title: str  # what the task is, in words (cards, tables)
     user_column: str
     profile_fields: Mapping[str, str]
     corpus_fields: tuple[str, ...]
@@ -83,6 +92,7 @@ TASKS: dict[str, Task] = {
     for task in (
         Task(
             name="abstract_generation",
+            title="personalized abstract generation",
             user_column="name",
             profile_fields={"id": "string", "title": "string", "abstract": "string", "year": "int32"},
             corpus_fields=("title", "abstract"),
@@ -96,6 +106,7 @@ TASKS: dict[str, Task] = {
         ),
         Task(
             name="product_review",
+            title="personalized product review writing",
             user_column="reviewerId",
             profile_fields={"overall": "float64", "summary": "string", "description": "string", "reviewText": "string"},
             corpus_fields=("overall", "summary", "description", "reviewText"),
@@ -114,6 +125,7 @@ TASKS: dict[str, Task] = {
         ),
         Task(
             name="topic_writing",
+            title="personalized Reddit topic writing",
             user_column="author",
             profile_fields={"id": "string", "author": "string", "summary": "string", "content": "string"},
             corpus_fields=("summary", "content"),
@@ -126,6 +138,7 @@ TASKS: dict[str, Task] = {
         ),
         Task(
             name="email_generation",
+            title="personalized email completion",
             user_column="user_id",
             profile_fields={"id": "string", "title": "string", "text": "string"},
             corpus_fields=("text",),

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from benchmark_runner.experiment import TRAINED_METHODS, Experiment, Run
 from scoring import per_sample
+from longlamp_runs import FINAL_DIR, GOLDS_FILE, PER_SAMPLE_FILE, PER_USER_REPORT_FILE, PREDICTIONS_FILE, SCORES_FILE, STYLE_SELECTION_FILE
 from longlamp_errors import RunFolderError, StageError
 from longlamp_io import write_json_atomic
 from longlamp_tasks import scorer_task_name, parse_config_name
@@ -109,16 +110,16 @@ class Layout:
         return self.root / "runs" / run.config / run.model.name / run.variant
 
     def predictions(self, run: Run) -> Path:
-        return self.run_dir(run) / "generate" / "predictions.json"
+        return self.run_dir(run) / "generate" / PREDICTIONS_FILE
 
     def golds(self, run: Run) -> Path:
-        return self.run_dir(run) / "generate" / "golds.json"
+        return self.run_dir(run) / "generate" / GOLDS_FILE
 
     def scores(self, run: Run) -> Path:
-        return self.run_dir(run) / "score" / "scores.json"
+        return self.run_dir(run) / "score" / SCORES_FILE
 
     def per_sample(self, run: Run) -> Path:
-        return self.run_dir(run) / "score" / per_sample.FILE_NAME
+        return self.run_dir(run) / "score" / PER_SAMPLE_FILE
 
 
 def rank_stage(layout: Layout, config: str, retriever, split: str) -> Stage:
@@ -155,14 +156,14 @@ def train_stage(layout: Layout, run: Run) -> Stage:
                "training/train.py", *data, "--task", run.config, "--model_name", run.model.model_name,
                "--output_dir", str(folder), *profile, "--resume_from_checkpoint", "latest",
                *(["--cache_dir", experiment.cache_dir] if experiment.cache_dir else []), *_flags(run.model.train)]
-    return Stage(f"train {run.key}", folder, command, ["final"])
+    return Stage(f"train {run.key}", folder, command, [FINAL_DIR])
 
 
 def trained_model(layout: Layout, run: Run) -> str:
     """The model a run generates with: the fine-tuned one, else the model itself; a method's is its baseline's."""
     if run.method is not None:
         return trained_model(layout, run.baseline)
-    return str(layout.run_dir(run) / "train" / "final") if run.model.mode == "fine_tuned" else run.model.model_name
+    return str(layout.run_dir(run) / "train" / FINAL_DIR) if run.model.mode == "fine_tuned" else run.model.model_name
 
 
 def generate_stage(layout: Layout, run: Run) -> Stage:
@@ -183,7 +184,7 @@ def generate_stage(layout: Layout, run: Run) -> Stage:
                "--output_dir", str(folder), *profile,
                *(["--cache_dir", experiment.cache_dir] if experiment.cache_dir else []),
                *_flags({**experiment.evaluate, **run.model.evaluate})]
-    return Stage(f"generate {run.key}", folder, command, ["predictions.json", "golds.json"])
+    return Stage(f"generate {run.key}", folder, command, [PREDICTIONS_FILE, GOLDS_FILE])
 
 
 def _per_user_data(layout: Layout, run: Run) -> list[str]:
@@ -207,11 +208,11 @@ def per_user_train_stage(layout: Layout, run: Run) -> Stage:
         command = [*LAUNCH, "--config_file", method.accelerate_config or run.model.accelerate_config,
                    "training/train_per_user.py", *model, *_per_user_data(layout, run), "--output_dir", str(folder),
                    *_flags(method.train)]
-        return Stage(f"train {run.key}", folder, command, ["per_user_report.json"])
+        return Stage(f"train {run.key}", folder, command, [PER_USER_REPORT_FILE])
     command = [sys.executable, "training/train_style_vectors.py", "--model_name", trained_model(layout, run),
                *_per_user_data(layout, run), "--output_dir", str(folder),
                *_flags({**experiment.evaluate, **run.model.evaluate, **method.train})]
-    chosen = [] if method.train.get("selection_split") == "none" else ["style_selection.json"]
+    chosen = [] if method.train.get("selection_split") == "none" else [STYLE_SELECTION_FILE]
     return Stage(f"train {run.key}", folder, command, chosen)
 
 
@@ -227,7 +228,7 @@ def per_user_generate_stage(layout: Layout, run: Run) -> Stage:
     command = [sys.executable, "evaluation/evaluate_per_user.py", "--model_name", trained_model(layout, run),
                *_per_user_data(layout, run), "--output_dir", str(folder), *uses,
                *_flags({**experiment.evaluate, **run.model.evaluate, **method.evaluate})]
-    return Stage(f"generate {run.key}", folder, command, ["predictions.json", "golds.json"])
+    return Stage(f"generate {run.key}", folder, command, [PREDICTIONS_FILE, GOLDS_FILE])
 
 
 def score_stage(layout: Layout, run: Run) -> Stage:

@@ -21,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from longlamp_runs import PER_SAMPLE_FILE  # noqa: E402
 from evaluation.comparison import board  # noqa: E402
 from scoring import metrics, per_sample  # noqa: E402
 from longlamp_io import write_json_atomic  # noqa: E402
@@ -31,7 +32,7 @@ TASK = "LongLaMP_product_review_user"
 def write_run(folder: Path, rng: np.random.Generator, ids: list[str], users: list[str], settings: dict,
               level: float) -> None:
     scores = {name: np.clip(rng.normal(level, 0.08, len(ids)), 0, 1) for name in metrics.PER_SAMPLE_METRICS}
-    per_sample.write(folder / per_sample.FILE_NAME, per_sample.rows(ids, ["word " * 80] * len(ids), scores, users))
+    per_sample.write(folder / PER_SAMPLE_FILE, per_sample.rows(ids, ["word " * 80] * len(ids), scores, users))
     versions = metrics.library_versions(metrics.PER_SAMPLE_METRICS, "python")
     write_json_atomic(folder / "scores.json", {
         "task": TASK, "examples": len(ids), "empty_predictions": 0, "settings": settings,

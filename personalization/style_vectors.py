@@ -11,6 +11,7 @@ validation (`choose_layer_and_scale`).
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 
+from longlamp_runs import STYLE_SELECTION_FILE
 from personalization.users import user_folder_name
 
 
@@ -124,6 +126,19 @@ class StyleSteering:
             yield
         finally:
             handle.remove()
+
+
+def style_steering(folder: str, layer: int | None, scale: float | None) -> StyleSteering:
+    """The users' vectors of a train_style_vectors.py folder, at the layer and scale given, else those it chose on
+    validation."""
+    selection_file = Path(folder) / STYLE_SELECTION_FILE
+    chosen = json.loads(selection_file.read_text()) if selection_file.is_file() else {}
+    layer = layer or chosen.get("layer")
+    scale = scale if scale is not None else chosen.get("scale")
+    if layer is None or scale is None:
+        raise ValueError(f"{folder} has no {STYLE_SELECTION_FILE} (no layer and scale chosen on validation): give "
+                         "--style_layer and --style_scale")
+    return StyleSteering(load_vectors(folder, layer), layer, scale)
 
 
 def choose_layer_and_scale(layers: Iterable[int], scales: Iterable[float],

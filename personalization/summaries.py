@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -22,6 +23,7 @@ from longlamp_prompts import PromptBuilder
 from longlamp_io import write_json_atomic
 from longlamp_tasks import Task
 from longlamp_errors import PromptBudgetError
+from personalization.users import group_users
 
 SUMMARY_REQUEST = ("Summarize, in a few sentences, the topics this author writes about and their writing style "
                    "(tone, length, wording), as seen in the texts above.")
@@ -91,3 +93,59 @@ class SummaryPromptBuilder:
                 if room <= 0:
                     raise  # the task input alone does not fit: the builder's own message says so
                 room -= max(1, (room + 9) // 10)  # tokens merge differently once joined: give back some and retry
+
+
+def summaries_for(args, setup, rows, items, cache_dir: Path, writer=None) -> list[str]:
+    """Each row's summary: of its user's profile (one per user) or of its retrieved items (`items`), from the
+    cache in `cache_dir` or written by `setup`'s model; `writer`: another model writes them instead (a
+    `generation.cache.CachedGenerator`, which caches its own answers)."""
+    if args.summary_of == "profile":
+        profiles = {user.user_id: user.profile for user in group_users(rows, setup.task)}
+        sets = [profiles[str(row[setup.task.user_column])] for row in rows]
+    else:
+        sets = items
+    if writer is not None:
+        messages = summary_requests(setup.task, setup.source.tokenizer, setup.builder.max_prompt_tokens,
+                                    [sets[i] for i in wanted_items(sets)], args.use_chat_template, formatted=False)
+        found = writer.ask(messages, "summarising")
+        return place_summaries(sets, [text.strip() for text in found])
+    generator = setup.generator  # the loaded weights, with the summary's length for the time being
+    settings = replace(generator.settings, max_new_tokens=args.summary_max_new_tokens)
+    wanted = wanted_items(sets)
+    requests = summary_requests(setup.task, setup.source.tokenizer, setup.builder.max_prompt_tokens,
+                                [sets[i] for i in wanted], args.use_chat_template)
+    identity = {"model": setup.source.address, **settings.record()}
+    with generating_with(generator, settings):
+        found = summarize(requests, generator, setup.source, SummaryCache(cache_dir), identity,
+                          setup.builder.use_chat_template, setup.batch_size)
+    return place_summaries(sets, found)
+
+
+@contextmanager
+def generating_with(generator, settings):
+    """The loaded generator with other generation settings for the block (where transformers reads them: the
+    settings, and the model's generation config)."""
+    config = getattr(getattr(generator, "model", None), "generation_config", None)
+    before = generator.settings
+    generator.settings = settings
+    if config is not None:
+        config.max_new_tokens = settings.max_new_tokens
+    try:
+        yield generator
+    finally:
+        generator.settings = before
+        if config is not None:
+            config.max_new_tokens = before.max_new_tokens
+
+
+def wanted_items(sets) -> list[int]:
+    """The rows with items to summarise (nothing to summarise: no summary)."""
+    return [index for index, items in enumerate(sets) if items]
+
+
+def place_summaries(sets, found: list[str]) -> list[str]:
+    """One summary per row: the generated ones in the rows that had items, empty in the others."""
+    summaries = [""] * len(sets)
+    for index, summary in zip(wanted_items(sets), found):
+        summaries[index] = summary
+    return summaries

@@ -1,12 +1,11 @@
-"""One LoRA adapter per user (OPPU) on one shared base model: trained, stored, and switched in per user.
+"""One LoRA adapter per user (OPPU) on one shared base model: stored, and switched in per user (training them is
+training/user_adapters.py's).
 
-Training adds each user's adapter to the same `PeftModel`, trains only it, saves it and deletes it, so the
-base weights are loaded once however many users there are. Each user's adapter folder is a standard PEFT
-folder (`adapter_config.json`, `adapter_model.safetensors`) plus `user.json` (time, storage, losses), written
-under a temporary name and renamed when whole: a folder with `user.json` is a finished user, which is what
-lets a killed run continue with the next unfinished one. Evaluation loads the adapter of the user whose
-examples are generated (`UserAdapterSwitch`); on vLLM each user's prompts carry the user's LoRA request
-(`vllm_lora_requests`), and one batch mixes users.
+Each user's adapter folder is a standard PEFT folder (`adapter_config.json`, `adapter_model.safetensors`) plus
+`user.json` (time, storage, losses), written under a temporary name and put in place when whole: a folder with
+`user.json` is a finished user, which is what lets a killed run continue with the next unfinished one. Evaluation
+loads the adapter of the user whose examples are generated (`UserAdapterSwitch`); on vLLM each user's prompts carry
+the user's LoRA request (`vllm_lora_requests`), and one batch mixes users.
 """
 
 from __future__ import annotations
@@ -15,33 +14,17 @@ import hashlib
 import json
 import os
 import shutil
-import time
 import uuid
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
-import torch
-
-from longlamp_io import write_json_atomic
+from longlamp_io import replace_folder, write_json_atomic
 from personalization.users import user_folder_name
-from training.loss import per_example_sums, token_losses
 
 USER_RECORD = "user.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
-
-
-def user_seed(seed: int, user_id: str) -> int:
-    """A user's own seed: the same adapter initialisation and data order whichever process trains it, and after
-    a restart."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{user_id}".encode()).digest()[:4], "little")
-
-
-def adapter_name(user_id: str) -> str:
-    """The name a user's adapter has inside the PeftModel (module attribute names cannot hold dots)."""
-    return "user_" + hashlib.sha256(user_id.encode()).hexdigest()[:16]
 
 
 class AdapterStore:
@@ -80,98 +63,13 @@ class AdapterStore:
         save_file(state, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
         storage = sum(path.stat().st_size for path in tmp.iterdir())
         write_json_atomic(tmp / USER_RECORD, {"user_id": user_id, **record, "adapter_bytes": storage})
-        if final.exists():  # a folder without a record cannot exist (renamed whole), but one from a removed record can
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        replace_folder(tmp, final)  # a folder there has no record (put in place whole): one from a removed record
         return final
 
     def clean_temporary(self) -> None:
         """Remove the half-written folders a killed run left (never a finished user's)."""
         for tmp in self.root.glob(".*.tmp-*"):
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-@dataclass
-class TrainSettings:
-    learning_rate: float = 1e-4
-    num_train_epochs: int = 2
-    batch_size: int = 4
-    max_grad_norm: float = 1.0
-    seed: int = 42
-
-
-class UserAdapterTrainer:
-    """Trains users' adapters one after another on one model: add, train, save, delete."""
-
-    def __init__(self, model, lora_config, collator, encoder_decoder: bool, keep_target_logits: bool,
-                 settings: TrainSettings, device):
-        self.base, self.lora_config, self.collator = model, lora_config, collator
-        self.encoder_decoder, self.keep_target_logits = encoder_decoder, keep_target_logits
-        self.settings, self.device = settings, device
-        self.model = None  # the PeftModel, made with the first user's adapter
-
-    def _add(self, name: str):
-        from peft import get_peft_model
-
-        if self.model is None:
-            self.model = get_peft_model(self.base, self.lora_config, adapter_name=name)
-        else:
-            self.model.add_adapter(name, self.lora_config)
-        self.model.set_adapter(name)  # only this adapter's weights require gradients
-
-    def train_user(self, user_id: str, examples: Sequence[dict], held_out: Sequence[dict], store: AdapterStore) -> dict:
-        """Train, evaluate and save one user's adapter; returns its record."""
-        started = time.perf_counter()
-        name = adapter_name(user_id)
-        seed = user_seed(self.settings.seed, user_id)
-        torch.manual_seed(seed)
-        self._add(name)
-        before = self.loss(held_out, with_adapter=False) if held_out else None
-        train_loss = self._fit(examples, torch.Generator().manual_seed(seed))
-        after = self.loss(held_out) if held_out else None
-        record = {"adapter_name": name, "profile_examples": len(examples), "held_out_examples": len(held_out),
-                  "train_loss": train_loss, "held_out_loss": after, "held_out_loss_without_adapter": before,
-                  "seconds": round(time.perf_counter() - started, 3)}
-        store.save(self.model, name, user_id, record)
-        self.model.delete_adapter(name)
-        return store.record(user_id)
-
-    def _fit(self, examples: Sequence[dict], generator: torch.Generator) -> float | None:
-        settings, model = self.settings, self.model
-        parameters = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate)
-        model.train()
-        last = None
-        for _ in range(settings.num_train_epochs):
-            order = torch.randperm(len(examples), generator=generator).tolist()
-            for start in range(0, len(order), settings.batch_size):
-                batch = self._batch([examples[i] for i in order[start:start + settings.batch_size]])
-                losses, _ = token_losses(model, batch, self.encoder_decoder, self.keep_target_logits)
-                loss = losses.sum() / max(losses.numel(), 1)  # mean over this step's target tokens, as train.py
-                loss.backward()
-                if settings.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                last = float(loss.detach())
-        return last
-
-    @torch.no_grad()
-    def loss(self, examples: Sequence[dict], with_adapter: bool = True) -> float:
-        """Mean cross-entropy per target token of `examples` with the active adapter, or the model without it."""
-        model = self.model
-        model.eval()
-        totals = torch.zeros(2, dtype=torch.float64)
-        with nullcontext() if with_adapter else model.disable_adapter():
-            for start in range(0, len(examples), self.settings.batch_size):
-                chunk = examples[start:start + self.settings.batch_size]
-                losses, owners = token_losses(model, self._batch(chunk), self.encoder_decoder, self.keep_target_logits)
-                totals += per_example_sums(losses, owners, len(chunk)).sum(dim=0).double().cpu()
-        return float(totals[0] / totals[1])
-
-    def _batch(self, examples: Sequence[dict]) -> dict:
-        rows = [{**example, "row": index} for index, example in enumerate(examples)]
-        return {key: value.to(self.device) for key, value in self.collator(rows).items()}
 
 
 class UserAdapterSwitch:

@@ -14,7 +14,8 @@ import shlex
 from pathlib import Path
 
 from longlamp_io import write_text_atomic
-from longlamp_tasks import scorer_task_name
+from longlamp_runs import CARD_FILE
+from longlamp_tasks import CITATION, scorer_task_name
 from publishing.plots import plot_comparison
 from publishing.runs import DATASET_ID, Result, Run, is_hub_id, public_name, read_run
 from publishing.samples import paired_difference, write_per_sample_scores
@@ -26,16 +27,6 @@ METRIC_NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "
                 "meteor": "METEOR", "sacrebleu": "SacreBLEU"}
 METRIC_IDS = {"rouge1": "rouge", "rouge2": "rouge", "rougeL": "rouge", "rougeLsum": "rouge", "meteor": "meteor",
               "sacrebleu": "sacrebleu"}  # the Hub's metric ids (evaluate's metric names) for the card's `metrics`
-TASK_TITLES = {"abstract_generation": "personalized abstract generation", "product_review": "personalized product "
-               "review writing", "topic_writing": "personalized Reddit topic writing",
-               "email_generation": "personalized email completion"}
-CITATION = """@misc{kumar2024longlamp,
-  title={LongLaMP: A Benchmark for Personalized Long-form Text Generation},
-  author={Ishita Kumar and Snigdha Viswanathan and Sushrita Yerra and Alireza Salemi and Ryan A. Rossi and
-          Franck Dernoncourt and Hanieh Deilamsalehy and Xiang Chen and Ruiyi Zhang and Shubham Agarwal and
-          Nedim Lipka and Chien Van Nguyen and Thien Huu Nguyen and Hamed Zamani},
-  year={2024}, eprint={2407.11016}, archivePrefix={arXiv}, primaryClass={cs.CL}
-}"""
 # Training settings that describe the run's outcome or its machine, not how to repeat it.
 NOT_FLAGS = {"global_step", "best_metric", "best_step", "metrics", "output_dir", "resume_from_checkpoint",
              "push_to_hub", "hub_model_id", "hub_private", "hub_revision", "hub_strategy", "hub_token",
@@ -279,7 +270,7 @@ def build_card(run: Run, repo_id: str | None = None, source_url: str | None = No
     """The card of `run` (a `publishing.runs.Run`); pure: reads files, writes nothing."""
     from huggingface_hub import ModelCard
 
-    task_title = TASK_TITLES.get(run.task.name, run.task.name)
+    task_title = run.task.title
     if run.kind == "zero_shot":
         title = f"{run.model} on LongLaMP {run.config_name} (zero-shot)"
         summary = (f"Zero-shot results of `{run.model}` on the LongLaMP benchmark's {task_title} task "
@@ -324,6 +315,6 @@ def write_run_card(run_dir: str | Path, repo_id: str | None = None) -> Path:
     run_dir = Path(run_dir)
     write_results_files(read_run(run_dir))
     card = build_run_card(run_dir, repo_id)
-    path = run_dir / "README.md"
+    path = run_dir / CARD_FILE
     write_text_atomic(path, str(card))
     return path

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Mapping
 
 from longlamp_io import write_text_atomic
-from longlamp_tasks import parse_config_name
+from longlamp_runs import CARD_FILE
+from longlamp_tasks import CITATION, parse_config_name
 from longlamp_errors import PublishError
 
 logger = logging.getLogger(__name__)
@@ -93,9 +94,7 @@ def _config_entries(name: str, splits: dict) -> tuple[dict, dict]:
 def _write_card(output: Path, name: str, task, splits: dict, retriever: str | None, source: str) -> Path:
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    from publishing.cards import CITATION
-
-    path = output / "README.md"
+    path = output / CARD_FILE
     existing = DatasetCard.load(path).data.to_dict() if path.is_file() else {}
     config, info = _config_entries(name, splits)
     configs = [c for c in existing.get("configs", []) if c["config_name"] != name] + [config]

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from longlamp_runs import CARD_FILE, COMPARISON_FILE, PER_SAMPLE_FILE, PREDICTIONS_FILE, PROMPTS_FILE, PUBLISHED_RESULTS_DIR, PUBLISHED_SUMMARY_FILE, SCORES_FILE, TRAINING_RECORD_FILE
 from longlamp_io import write_json_atomic
 from publishing.cards import (
     EVAL_RESULTS_FILE,
@@ -25,14 +26,13 @@ from publishing.cards import (
     write_results_files,
 )
 from publishing.runs import Run, public_settings, read_run
-from publishing.samples import PER_SAMPLE_FILE
 from longlamp_errors import PublishError
 
 logger = logging.getLogger(__name__)
 REPO_TYPES = ("model", "dataset")
 CHECKPOINT_PATH = "last-checkpoint"  # where `hub_strategy checkpoint` keeps the newest checkpoint, as HF Trainer
 STAGING_MARKER = ".longlamp-staged"  # marks a folder stage_run may replace; never uploaded
-ZERO_SHOT_FILES = ("predictions.json", "prompts.json", PER_SAMPLE_FILE)  # never golds.json
+ZERO_SHOT_FILES = (PREDICTIONS_FILE, PROMPTS_FILE, PER_SAMPLE_FILE)  # never GOLDS_FILE
 LICENCE_WARNING = ("The email task derives from the Avocado Research Email Collection (LDC2015T03), licensed by the "
                    "LDC: its texts (in prompts, predictions and data) may not be redistributed publicly.")
 
@@ -86,11 +86,11 @@ def stage_run(run_dir: str | Path, staging: str | Path, repo_id: str | None = No
     (staging / STAGING_MARKER).touch()
     prefix = ""
     if run.kind == "zero_shot" and repo_type == "model":
-        prefix = f"longlamp/{run.config_name}/"  # beside the evaluated model's own files, not over them
+        prefix = f"{PUBLISHED_RESULTS_DIR}/{run.config_name}/"  # beside the evaluated model's own files, not over them
     if run.kind == "training":
         for path in sorted(p for p in run.model_dir.rglob("*") if p.is_file()):
             _link_or_copy(path, staging / path.relative_to(run.model_dir))
-        write_json_atomic(staging / "training_config.json", run.record)  # the record without local paths
+        write_json_atomic(staging / TRAINING_RECORD_FILE, run.record)  # the record without local paths
         for path in run.extra_files:
             _link_or_copy(path, staging / path.name)
     for result in (r for r in run.results if r.folder is not None):  # results scored from predictions on disk
@@ -98,9 +98,10 @@ def stage_run(run_dir: str | Path, staging: str | Path, repo_id: str | None = No
         for name in ZERO_SHOT_FILES:
             if (result.folder / name).is_file():
                 _link_or_copy(result.folder / name, staging / f"{prefix}{sub}{name}")
-        write_json_atomic(staging / f"{prefix}{sub}results.json", _results_json(run, result.folder / "scores.json"))
-    if (run.folder / "comparison.json").is_file():
-        _link_or_copy(run.folder / "comparison.json", staging / f"{prefix}comparison.json")
+        write_json_atomic(staging / f"{prefix}{sub}{PUBLISHED_SUMMARY_FILE}",
+                          _results_json(run, result.folder / SCORES_FILE))
+    if (run.folder / COMPARISON_FILE).is_file():
+        _link_or_copy(run.folder / COMPARISON_FILE, staging / f"{prefix}{COMPARISON_FILE}")
     plot = None
     if (run.folder / PLOT_FILE).is_file():
         plot = prefix + PLOT_FILE
@@ -109,11 +110,12 @@ def stage_run(run_dir: str | Path, staging: str | Path, repo_id: str | None = No
     if repo_id:
         from huggingface_hub import constants
 
-        source = f"{prefix}results.json" if (staging / f"{prefix}results.json").is_file() else "README.md"
+        source = prefix + PUBLISHED_SUMMARY_FILE
+        source = source if (staging / source).is_file() else CARD_FILE
         kind = "" if repo_type == "model" else "datasets/"
         source_url = f"{constants.ENDPOINT}/{kind}{repo_id}/blob/{revision or 'main'}/{source}"
     card = build_card(run, repo_id if repo_type == "model" else None, source_url, plot)
-    _write_text(staging / "README.md", str(card))
+    _write_text(staging / CARD_FILE, str(card))
     if run.results and any(r.metrics for r in run.results):
         name = EVAL_RESULTS_FILE if not prefix else EVAL_RESULTS_FILE.replace(".yaml", f"_{run.config_name}.yaml")
         _write_text(staging / name, eval_results_yaml(run, source_url))
@@ -194,7 +196,7 @@ def _merge_model_card(folder: Path, run: Run, repo_id: str, revision: str | None
     existing = None
     for where in dict.fromkeys([revision, None]):  # a branch not created yet starts from main's card
         try:
-            path = hf_hub_download(repo_id, "README.md", repo_type="model", revision=where, token=token)
+            path = hf_hub_download(repo_id, CARD_FILE, repo_type="model", revision=where, token=token)
             existing = ModelCard.load(path)
             break
         except (EntryNotFoundError, RepositoryNotFoundError):
@@ -205,9 +207,9 @@ def _merge_model_card(folder: Path, run: Run, repo_id: str, revision: str | None
             raise _failure("reading the card of", repo_id, error, token, run.folder) from None
     if existing is None:
         return
-    ours = ModelCard((folder / "README.md").read_text(encoding="utf-8"))
-    prefix = f"longlamp/{run.config_name}/"
-    _write_text(folder / prefix / "README.md", str(ours))
+    ours = ModelCard((folder / CARD_FILE).read_text(encoding="utf-8"))
+    prefix = f"{PUBLISHED_RESULTS_DIR}/{run.config_name}/"
+    _write_text(folder / prefix / CARD_FILE, str(ours))
 
     def key(result):
         return (result.dataset_config, result.dataset_split, result.metric_type, str(result.metric_args))
@@ -220,12 +222,12 @@ def _merge_model_card(folder: Path, run: Run, repo_id: str, revision: str | None
     start, end = f"<!-- longlamp:{run.config_name} -->", f"<!-- /longlamp:{run.config_name} -->"
     section = (f"{start}\n## LongLaMP {run.config_name} (zero-shot)\n\n{results_table(run)}\n\n"
                f"![LongLaMP results]({prefix}{PLOT_FILE})\n\nDetails, predictions and per-sample scores: "
-               f"[{prefix}README.md]({prefix}README.md)\n{end}")
+               f"[{prefix}{CARD_FILE}]({prefix}{CARD_FILE})\n{end}")
     text = existing.text
     text = (text[:text.index(start)] + section + text[text.index(end) + len(end):] if start in text and end in text
             else text.rstrip() + "\n\n" + section + "\n")
     existing.text = text
-    _write_text(folder / "README.md", str(existing))
+    _write_text(folder / CARD_FILE, str(existing))
 
 
 def push_checkpoint(checkpoint_dir: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,

@@ -13,10 +13,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from longlamp_runs import CHECKPOINTS_DIR, COMPARISON_FILE, FINAL_DIR, NO_PROFILE_DIR, PREDICTIONS_FILE, SCORES_FILE, STATE_FILE, TEST_PREDICTIONS_FILE, TRAINING_RECORD_FILE, VALIDATION_DIR
 from longlamp_tasks import Task, parse_config_name
-from training.checkpoints import STATE_FILE, VALIDATION_DIR  # the run's file names (light modules: not the loop, no torch)
 from scoring import HEADLINE_METRICS
-from training.export import RECORD_FILE
 from longlamp_errors import RunFolderError
 
 DATASET_ID = "LongLaMP/LongLaMP"
@@ -110,12 +109,13 @@ def known_license(model: str | None) -> str | None:
 
 
 def detect_kind(folder: Path) -> str:
-    if (folder / "scores.json").is_file() and (folder / "predictions.json").is_file():
+    if (folder / SCORES_FILE).is_file() and (folder / PREDICTIONS_FILE).is_file():
         return "zero_shot"
-    if (folder / "final" / RECORD_FILE).is_file() or (folder / "checkpoints").is_dir():
+    if (folder / FINAL_DIR / TRAINING_RECORD_FILE).is_file() or (folder / CHECKPOINTS_DIR).is_dir():
         return "training"
-    raise RunFolderError(f"{folder} is not a run folder: expected a zero-shot run (scores.json and "
-                         f"predictions.json) or a training run (final/{RECORD_FILE} or checkpoints/)")
+    raise RunFolderError(f"{folder} is not a run folder: expected a zero-shot run ({SCORES_FILE} and "
+                         f"{PREDICTIONS_FILE}) or a training run ({FINAL_DIR}/{TRAINING_RECORD_FILE} or "
+                         f"{CHECKPOINTS_DIR}/)")
 
 
 def read_run(folder: str | Path) -> Run:
@@ -142,15 +142,15 @@ def _zero_shot_result(folder: Path, summary: dict) -> Result:
 
 
 def _read_zero_shot(folder: Path) -> Run:
-    summary = read_json(folder / "scores.json")
+    summary = read_json(folder / SCORES_FILE)
     settings = summary.get("settings")
     if not isinstance(settings, dict) or "task" not in settings:
-        raise RunFolderError(f"{folder / 'scores.json'}: no 'settings' with the task (not a zero-shot run's)")
+        raise RunFolderError(f"{folder / SCORES_FILE}: no 'settings' with the task (not a zero-shot run's)")
     task, setting = parse_config_name(f"{settings['task']}_{settings.get('setting', 'user')}")
     results = [_zero_shot_result(folder, summary)]
-    if (folder / "no_profile" / "scores.json").is_file():
-        results.append(_zero_shot_result(folder / "no_profile", read_json(folder / "no_profile" / "scores.json")))
-    comparison = read_json(folder / "comparison.json") if (folder / "comparison.json").is_file() else None
+    if (folder / NO_PROFILE_DIR / SCORES_FILE).is_file():
+        results.append(_zero_shot_result(folder / NO_PROFILE_DIR, read_json(folder / NO_PROFILE_DIR / SCORES_FILE)))
+    comparison = read_json(folder / COMPARISON_FILE) if (folder / COMPARISON_FILE).is_file() else None
     base = settings.get("base_model")
     return Run("zero_shot", folder, task, setting, public_name(settings.get("model")), public_name(base),
                public_settings(settings), results, comparison, is_adapter=bool(base),
@@ -158,26 +158,26 @@ def _read_zero_shot(folder: Path) -> Run:
 
 
 def _latest_state(folder: Path) -> dict | None:
-    states = sorted((folder / "checkpoints").glob(f"checkpoint-*/{STATE_FILE}"),
+    states = sorted((folder / CHECKPOINTS_DIR).glob(f"checkpoint-*/{STATE_FILE}"),
                     key=lambda p: int(p.parent.name.rsplit("-", 1)[-1]) if p.parent.name.rsplit("-", 1)[-1].isdigit()
                     else -1)
     return read_json(states[-1]) if states else None
 
 
 def _read_training(folder: Path) -> Run:
-    model_dir = folder / "final"
-    if not (model_dir / RECORD_FILE).is_file():
-        raise RunFolderError(f"{folder}: the training run has no final/{RECORD_FILE} yet (not finished)")
-    record = read_json(model_dir / RECORD_FILE)
+    model_dir = folder / FINAL_DIR
+    if not (model_dir / TRAINING_RECORD_FILE).is_file():
+        raise RunFolderError(f"{folder}: the training run has no {FINAL_DIR}/{TRAINING_RECORD_FILE} yet (not finished)")
+    record = read_json(model_dir / TRAINING_RECORD_FILE)
     task, setting = parse_config_name(record["task"])
     is_adapter = (model_dir / "adapter_config.json").is_file()
     base = record.get("model_name")
     results = []
     # The model evaluated after training, in the zero-shot format; else the generations of its last evaluation
     # during training, kept in the same format (training/validation.py); else the scores in its history.
-    evaluated = next((d for d in (folder, folder / VALIDATION_DIR) if (d / "scores.json").is_file()), None)
+    evaluated = next((d for d in (folder, folder / VALIDATION_DIR) if (d / SCORES_FILE).is_file()), None)
     if evaluated is not None:
-        results.append(_zero_shot_result(evaluated, read_json(evaluated / "scores.json")))
+        results.append(_zero_shot_result(evaluated, read_json(evaluated / SCORES_FILE)))
     else:
         state = _latest_state(folder) or {}
         scored = [entry for entry in state.get("history", []) if any(m in entry for m in HEADLINE_METRICS)]
@@ -192,7 +192,7 @@ def _read_training(folder: Path) -> Run:
                               if record.get("use_profile") else {})},
                 num_samples=rows, metrics={m: last[m] for m in HEADLINE_METRICS if m in last},
                 note=f"scored during training at step {last['step']} on the first {rows} validation examples"))
-    extra = [p for p in (folder / "predictions_test.json",) if p.is_file()]
+    extra = [p for p in (folder / TEST_PREDICTIONS_FILE,) if p.is_file()]
     settings = public_settings({k: v for k, v in record.items() if k != "hub_token"})
     return Run("training", folder, task, setting, public_name(base), public_name(base), settings, results,
                record=settings, model_dir=model_dir, is_adapter=is_adapter, extra_files=extra,

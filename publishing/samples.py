@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from longlamp_runs import GOLDS_FILE, PER_SAMPLE_FILE, PREDICTIONS_FILE
 from scoring import per_sample
 from publishing.runs import Result, read_json
 from longlamp_errors import RunFolderError
 
-PER_SAMPLE_FILE = per_sample.FILE_NAME
 
 
 def _outputs(path: Path) -> list[dict]:
@@ -29,18 +29,18 @@ def write_per_sample_scores(result: Result) -> Path | None:
 
     None when the variant has no golds on disk (a test split), so nothing can be scored per sample.
     """
-    if result.folder is None or not (result.folder / "golds.json").is_file() or not result.metrics:
+    if result.folder is None or not (result.folder / GOLDS_FILE).is_file() or not result.metrics:
         return None
     from scoring.metrics import PER_SAMPLE_METRICS, per_sample_scores
 
     target = result.folder / PER_SAMPLE_FILE
-    predictions = _outputs(result.folder / "predictions.json")
+    predictions = _outputs(result.folder / PREDICTIONS_FILE)
     if target.is_file() and len(per_sample.read(target)[0]) == len(predictions):
         return target
-    golds = {entry["id"]: entry for entry in _outputs(result.folder / "golds.json")}
+    golds = {entry["id"]: entry for entry in _outputs(result.folder / GOLDS_FILE)}
     missing = [entry["id"] for entry in predictions if entry["id"] not in golds]
     if missing:
-        raise RunFolderError(f"{result.folder / 'golds.json'}: no reference for id {missing[0]!r}")
+        raise RunFolderError(f"{result.folder / GOLDS_FILE}: no reference for id {missing[0]!r}")
     ids, texts = [entry["id"] for entry in predictions], [entry["output"] for entry in predictions]
     metrics = [m for m in result.metrics if m in PER_SAMPLE_METRICS]
     scores = per_sample_scores(texts, [golds[i]["output"] for i in ids], metrics=metrics)

@@ -22,7 +22,6 @@ import numpy as np
 from longlamp_io import write_text_atomic
 from longlamp_errors import DataError
 
-FILE_NAME = "per_sample.jsonl"  # the name other commands look for in a run folder
 FIXED_FIELDS = ("id", "user", "prediction_words")
 
 

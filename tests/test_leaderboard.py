@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from longlamp_runs import PER_SAMPLE_FILE, PUBLISHED_RESULTS_DIR
 from scoring import significance
 from evaluation.comparison.board import build
-from evaluation.comparison.runs import PUBLISHED_RESULTS
 from scoring import aggregate, metrics, per_sample
 from longlamp_io import write_json_atomic
 
@@ -31,7 +31,7 @@ def zero_shot_run(folder: Path, level: float, seed: int, retriever: str | None =
     """A zero-shot run folder as evaluation/zero_shot/ writes it, with a per-sample file; returns its scores."""
     rng = np.random.default_rng(seed)
     scores = {name: np.clip(rng.normal(level, 0.05, len(IDS)), 0, 1) for name in metrics.PER_SAMPLE_METRICS}
-    per_sample.write(folder / per_sample.FILE_NAME, per_sample.rows(IDS, ["a b c"] * len(IDS), scores))
+    per_sample.write(folder / PER_SAMPLE_FILE, per_sample.rows(IDS, ["a b c"] * len(IDS), scores))
     versions = metrics.library_versions(metrics.PER_SAMPLE_METRICS, "python")
     if nltk_version:
         versions["nltk"] = nltk_version
@@ -227,7 +227,7 @@ def leaderboard_command(*args: str, env: dict) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("repo, inside", [("me/results", ""), ("datasets/me/results@main", ""),
-                                          ("me/tiny", f"/{PUBLISHED_RESULTS}/{CONFIG}")])
+                                          ("me/tiny", f"/{PUBLISHED_RESULTS_DIR}/{CONFIG}")])
 def test_a_run_read_from_its_hub_repository_ranks_as_its_local_folder(published, repo, inside):
     from test_publishing import TOKEN, assert_token_nowhere
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from longlamp_runs import PER_SAMPLE_FILE
 from scoring import tasks
 from scoring import metrics, per_sample
 from tests.test_eval_commands import TASK, gold_entries, prediction_entries, run_script, write_task
@@ -39,7 +40,7 @@ def test_eval_task_writes_one_line_per_example_with_every_per_sample_metric(tmp_
 
 def test_per_sample_file_reads_back_exactly(tmp_path):
     scores = {"rouge1": np.array([0.1, 1 / 3, 0.0]), "meteor": np.array([np.nextafter(0.5, 1), 0.2, 0.0])}
-    path = tmp_path / per_sample.FILE_NAME
+    path = tmp_path / PER_SAMPLE_FILE
     per_sample.write(path, per_sample.rows(["a", "b", "c"], ["one two", "", "x"], scores))
     ids, users, found = per_sample.read(path)
     assert ids == ["a", "b", "c"] and users == [None, None, None]

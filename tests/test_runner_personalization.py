@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from longlamp_runs import PER_SAMPLE_FILE
 from benchmark_runner.experiment import load_experiment
 from scoring import per_sample
 from longlamp_errors import ConfigError
@@ -50,7 +51,7 @@ def test_every_method_runs_on_the_same_examples_and_is_paired_with_no_profile(fi
     assert {v: runs[v]["personalization"] for v in VARIANTS} == {
         "no_profile": None, "bm25-k2": None, "oppu": "per_user_adapters", "style": "style_vectors",
         "summary": "profile_summary"}
-    ids = {v: per_sample.read(output / runs[v]["run_dir"] / "score" / per_sample.FILE_NAME)[0] for v in VARIANTS}
+    ids = {v: per_sample.read(output / runs[v]["run_dir"] / "score" / PER_SAMPLE_FILE)[0] for v in VARIANTS}
     assert len(ids["no_profile"]) == 4 and all(found == ids["no_profile"] for found in ids.values())
     for variant in VARIANTS - {"no_profile"}:
         assert runs[variant]["vs_no_profile"]["rougeL"]["difference"] == pytest.approx(

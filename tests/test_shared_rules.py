@@ -62,3 +62,22 @@ def test_training_warns_when_profile_flags_do_nothing(caplog):
         TrainConfig(model_name="m", train_data="product_review_user", output_dir="o", retriever="contriever",
                     report_to="none").validate()
     assert "--retriever given without --use_profile: this run is the NON-PERSONALISED baseline" in caplog.text
+
+
+def bibtex_of(markdown: str) -> str:
+    """The text of a Markdown file's ```bibtex block."""
+    start = markdown.index("```bibtex\n") + len("```bibtex\n")
+    return markdown[start:markdown.index("```", start)].rstrip("\n")
+
+
+def test_the_citation_is_the_readmes_everywhere(tmp_path):
+    """One citation (longlamp_tasks.CITATION): the README's, the metric card's, the dataset builder's."""
+    from pathlib import Path
+
+    import longlamp
+    from longlamp_tasks import CITATION
+
+    repo = Path(__file__).resolve().parents[1]
+    assert bibtex_of((repo / "README.md").read_text(encoding="utf-8")) == CITATION
+    assert bibtex_of((repo / "evaluation" / "longlamp_metric" / "README.md").read_text(encoding="utf-8")) == CITATION
+    assert longlamp.LongLaMP(config_name="product_review_user", cache_dir=str(tmp_path)).info.citation == CITATION

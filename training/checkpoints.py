@@ -16,10 +16,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from longlamp_runs import CHECKPOINTS_DIR, STATE_FILE
 from longlamp_io import write_json_atomic
 
-STATE_FILE = "trainer_state.json"
-VALIDATION_DIR = "validation"  # the last evaluation's generations and their scores, in the zero-shot layout
 PREFIX = "checkpoint-"
 logger = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ def replace_dir(tmp: Path, final: Path) -> None:
 
 
 def checkpoints_root(output_dir: str | Path) -> Path:
-    return Path(output_dir) / "checkpoints"
+    return Path(output_dir) / CHECKPOINTS_DIR
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:

@@ -191,16 +191,3 @@ def cached_encoding(folder: Path, encode) -> datasets.Dataset:
     except OSError:  # another process saved the same encoding first
         shutil.rmtree(tmp, ignore_errors=True)
     return datasets.load_from_disk(str(folder))
-
-
-def load_rows(source: str, split: str, task: str, data_dir: str | None = None, cache_dir: str | None = None,
-              limit: int | None = None, revision: str | None = None) -> datasets.Dataset:
-    """A split as a `datasets.Dataset` from a file, a folder or a LongLaMP config name (first `limit` rows)."""
-    import longlamp
-
-    try:
-        dataset = longlamp.load_split(source, split, task=task, data_dir=data_dir, cache_dir=cache_dir,
-                                      revision=revision)
-    except (FileNotFoundError, KeyError) as error:
-        raise DataError(f"{source}: cannot load the {split} split: {error}") from None
-    return dataset.select(range(min(limit, len(dataset)))) if limit else dataset

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from longlamp_io import write_json_atomic
 from training.checkpoints import replace_dir
-from training.run_folder import RECORD_FILE
+from longlamp_runs import TRAINING_RECORD_FILE
 
 REPO = Path(__file__).resolve().parent.parent
 # Set by launchers (accelerate, torchrun, DeepSpeed); the merging process must not think it is part of the job.
@@ -40,7 +40,7 @@ def save_model(accelerator, model, tokenizer, directory: str | Path, record: dic
             shutil.rmtree(tmp)
         accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        write_json_atomic(tmp / RECORD_FILE, record)
+        write_json_atomic(tmp / TRAINING_RECORD_FILE, record)
         replace_dir(tmp, directory)
         logger.info("saved model to %s", directory)
     accelerator.wait_for_everyone()
@@ -62,7 +62,7 @@ def export_merged(adapter_dir: str | Path, directory: str | Path, record: dict) 
         shutil.rmtree(tmp)
     merged.save_pretrained(tmp, safe_serialization=True)
     AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(tmp)
-    write_json_atomic(tmp / RECORD_FILE, {**record, "merged_from_adapter": str(adapter_dir)})
+    write_json_atomic(tmp / TRAINING_RECORD_FILE, {**record, "merged_from_adapter": str(adapter_dir)})
     replace_dir(tmp, directory)
     logger.info("saved merged model to %s", directory)
     return directory
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output_dir", help="where the merged model goes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    record_file = Path(args.adapter_dir) / RECORD_FILE
+    record_file = Path(args.adapter_dir) / TRAINING_RECORD_FILE
     record = json.loads(record_file.read_text()) if record_file.is_file() else {}
     export_merged(args.adapter_dir, args.output_dir, record)
     return 0

@@ -22,12 +22,12 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from longlamp_runs import BEST_DIR
+from longlamp_runs import FINAL_DIR, STATE_FILE, TEST_PREDICTIONS_FILE, VALIDATION_DIR
 from longlamp_io import RunLock
 from longlamp_prompts import context_length, prompt_budget
 from longlamp_tasks import parse_config_name, scorer_task_name
 from training.checkpoints import (
-    STATE_FILE,
-    VALIDATION_DIR,
     TrainerState,
     load_checkpoint,
     resolve_resume,
@@ -42,7 +42,6 @@ from training.data import (
     encode_dataset,
     encoded_cache_dir,
     encoding_key,
-    load_rows,
 )
 from training.export import export_merged_in_clean_process, save_model
 from training.loss import token_losses
@@ -251,7 +250,7 @@ def _train(accelerator, config: TrainConfig, output_dir: Path, resume_from: Path
 
     record = {**config.to_dict(), "global_step": state.global_step, "best_metric": state.best_metric,
               "best_step": state.best_step}
-    final_dir = save_model(accelerator, model, tokenizer, output_dir / "final", record)
+    final_dir = save_model(accelerator, model, tokenizer, output_dir / FINAL_DIR, record)
     if config.merge_lora:
         if accelerator.is_main_process:
             export_merged_in_clean_process(final_dir, output_dir / "final-merged")
@@ -261,7 +260,7 @@ def _train(accelerator, config: TrainConfig, output_dir: Path, resume_from: Path
                                run.synced_gpus)
         if accelerator.is_main_process:
             ids = splits.test["id"]
-            write_predictions(output_dir / "predictions_test.json", scorer_task_name(task, setting), ids,
+            write_predictions(output_dir / TEST_PREDICTIONS_FILE, scorer_task_name(task, setting), ids,
                               dict(zip(ids, (texts[i] for i in range(len(ids))))))
     if accelerator.is_main_process:  # the card always; the push when asked (publishing/hub.py)
         from publishing.hub import finish_training_run
@@ -295,10 +294,13 @@ def build_splits(config: TrainConfig, task, tokenizer, encoder_decoder: bool, bu
         use_chat_template=config.use_chat_template,
     )
 
+    import longlamp
+
     def encoded(source, split, limit, with_target=True):
         if source is None:
             return None
-        rows = load_rows(source, split, config.task, config.data_dir, config.cache_dir, limit, config.revision)
+        rows = longlamp.load_rows(source, split, task=config.task, data_dir=config.data_dir,
+                                  cache_dir=config.cache_dir, revision=config.revision, limit=limit)
         settings = {**{name: getattr(config, name) for name in ENCODING_SETTINGS}, "max_prompt_length": budget}
         settings.update(split=split, with_target=with_target, encoder_decoder=encoder_decoder)
         folder = encoded_cache_dir(config.cache_dir) / f"{split}-{encoding_key(rows, tokenizer, settings)}"
@@ -441,7 +443,7 @@ class _Run:
         if best is None or (value < best if self.config.best_is_lower else value > best):
             self.state.best_metric, self.state.best_step = value, self.state.global_step
             record = {**self.config.to_dict(), "global_step": self.state.global_step, "metrics": metrics}
-            save_model(self.accelerator, self.model, self.tokenizer, self.output_dir / "best", record)
+            save_model(self.accelerator, self.model, self.tokenizer, self.output_dir / BEST_DIR, record)
 
     def _record(self, values: dict) -> None:
         step = self.state.global_step

@@ -12,15 +12,16 @@ import json
 import shutil
 from pathlib import Path
 
+from longlamp_runs import BEST_DIR
+from longlamp_runs import CHECKPOINTS_DIR, FINAL_DIR, STATE_FILE, TEST_PREDICTIONS_FILE, TRAINING_RECORD_FILE
 from longlamp_errors import RunFolderError
 from longlamp_io import write_json_atomic
-from training.checkpoints import STATE_FILE, TrainerState, list_checkpoints
+from training.checkpoints import TrainerState, list_checkpoints
 from training.config import TrainConfig
 
 RUN_FILE = "training_run.json"
-RECORD_FILE = "training_config.json"  # written next to every exported model (training.export)
 # What a training run writes into its folder; --overwrite_output_dir removes exactly these.
-OUTPUTS = ("checkpoints", "final", "final-merged", "best", "logs", "predictions_test.json", RUN_FILE)
+OUTPUTS = (CHECKPOINTS_DIR, FINAL_DIR, "final-merged", BEST_DIR, "logs", TEST_PREDICTIONS_FILE, RUN_FILE)
 
 
 def recorded_run(folder: Path) -> dict | None:
@@ -28,8 +29,8 @@ def recorded_run(folder: Path) -> dict | None:
     final model or newest checkpoint; None when it holds no run."""
     if (folder / RUN_FILE).is_file():
         return _read(folder / RUN_FILE)
-    if (folder / "final" / RECORD_FILE).is_file():
-        return _read(folder / "final" / RECORD_FILE)
+    if (folder / FINAL_DIR / TRAINING_RECORD_FILE).is_file():
+        return _read(folder / FINAL_DIR / TRAINING_RECORD_FILE)
     found = list_checkpoints(folder)
     return TrainerState.read(found[-1] / STATE_FILE).config if found else None
 

@@ -21,14 +21,14 @@ from typing import Sequence
 
 from longlamp_cli import ArgumentParser, add_flag, positive_int
 from longlamp_io import write_json_atomic
+from longlamp_runs import STYLE_SELECTION_FILE
 from longlamp_tasks import parse_config_name
+from personalization.cli import add_model_and_prompt_flags
 
 logger = logging.getLogger(__name__)
 
 
 def parser() -> argparse.ArgumentParser:
-    from evaluation.evaluate_per_user import add_model_and_prompt_flags
-
     p = ArgumentParser(description=__doc__.splitlines()[0])
     add_model_and_prompt_flags(p)
     add_flag(p, "output_dir", required=True, help="one <user>.safetensors per user, and style_selection.json")
@@ -74,9 +74,17 @@ def write_user_vectors(setup, users, layers: list[int], folder: Path, max_items:
         save_vectors(folder, user.user_id, style_vector(setup.generator.model, prompts, real, neutral, layers))
 
 
+def rows_of(args, split: str) -> list[dict]:
+    """The rows of one split of --data (its first --max_eval_examples)."""
+    import longlamp
+
+    return list(longlamp.load_rows(args.data, split, task=args.task, data_dir=args.data_dir, cache_dir=args.cache_dir,
+                                   revision=args.revision, limit=args.max_eval_examples))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    from evaluation.evaluate_per_user import PromptSetup, load_rows
     from personalization.generate import generate_per_user
+    from personalization.prompt_setup import PromptSetup
     from personalization.style_vectors import StyleSteering, choose_layer_and_scale, decoder_layers, load_vectors
     from personalization.users import group_users
     from scoring.metrics import score
@@ -90,10 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(not 1 <= layer <= depth for layer in layers):
         raise ValueError(f"--layers {args.layers}: the model has decoder layers 1 to {depth}")
     task = setup.task
-    write_user_vectors(setup, group_users(load_rows(args), task), layers, output_dir, args.max_items_per_user)
+    write_user_vectors(setup, group_users(rows_of(args, args.split), task), layers, output_dir,
+                       args.max_items_per_user)
     if args.selection_split == "none":
         return 0
-    selection_rows = load_rows(argparse.Namespace(**{**vars(args), "split": args.selection_split}))
+    selection_rows = rows_of(args, args.selection_split)
     selection_dir = output_dir / f"selection-{args.selection_split}"
     write_user_vectors(setup, group_users(selection_rows, task), layers, selection_dir, args.max_items_per_user)
     prompts = [setup.encode(setup.builder(setup.items(row), row["input"])) for row in selection_rows]
@@ -106,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return score(texts, references, metrics=["rougeL"], bootstrap=0)["metrics"]["rougeL"]
 
     layer, scale, tried = choose_layer_and_scale(layers, args.scale_list, rouge_l)
-    write_json_atomic(output_dir / "style_selection.json", {"layer": layer, "scale": scale, "metric": "rougeL",
+    write_json_atomic(output_dir / STYLE_SELECTION_FILE, {"layer": layer, "scale": scale, "metric": "rougeL",
                                                             "split": args.selection_split, "tried": tried})
     logger.info("chose layer %d, scale %g on %s (ROUGE-L)", layer, scale, args.selection_split)
     return 0

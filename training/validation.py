@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from longlamp_runs import GOLDS_FILE, PER_SAMPLE_FILE, PREDICTIONS_FILE, SCORES_FILE
 from generation.base import finish_ids
 from generation.decoding import GenerationSettings
 from generation.source import ModelSource
@@ -91,9 +92,9 @@ def score_and_keep(directory: Path, task_name: str, settings: dict, ids: list[st
 
     result, samples = score_with_samples(predictions, references, metrics=HEADLINE_METRICS)
     if write:
-        write_predictions(directory / "predictions.json", task_name, ids, dict(zip(ids, predictions)))
-        write_predictions(directory / "golds.json", task_name, ids, dict(zip(ids, references)))
-        per_sample.write(directory / per_sample.FILE_NAME, per_sample.rows(ids, predictions, samples))
-        write_json_atomic(directory / "scores.json", {"task": task_name, "examples": len(ids), "settings": settings,
+        write_predictions(directory / PREDICTIONS_FILE, task_name, ids, dict(zip(ids, predictions)))
+        write_predictions(directory / GOLDS_FILE, task_name, ids, dict(zip(ids, references)))
+        per_sample.write(directory / PER_SAMPLE_FILE, per_sample.rows(ids, predictions, samples))
+        write_json_atomic(directory / SCORES_FILE, {"task": task_name, "examples": len(ids), "settings": settings,
                                                       "scores": result})
     return {name: float(value) for name, value in result["metrics"].items()}

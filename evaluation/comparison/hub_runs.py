@@ -15,23 +15,23 @@ import logging
 import re
 from pathlib import Path
 
-from scoring import per_sample
-from evaluation.comparison.runs import (
-    PUBLISHED_RECORD,
-    PUBLISHED_RESULTS,
-    PUBLISHED_SUMMARY,
-    TRAINING_PREDICTIONS,
-    holds_run,
+from evaluation.comparison.runs import holds_run
+from longlamp_runs import (
+    PER_SAMPLE_FILE,
+    PUBLISHED_RESULTS_DIR,
+    PUBLISHED_SUMMARY_FILE,
+    TEST_PREDICTIONS_FILE,
+    TRAINING_RECORD_FILE,
 )
 from longlamp_errors import RunFolderError
 
 logger = logging.getLogger(__name__)
 REPO_ARGUMENT = re.compile(r"^(?:(?P<kind>datasets|models)/)?(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)"
                            r"(?:@(?P<revision>[^\s@]+))?$")
-ALLOW = (PUBLISHED_SUMMARY, f"*/{PUBLISHED_SUMMARY}", per_sample.FILE_NAME, f"*/{per_sample.FILE_NAME}",
-         PUBLISHED_RECORD, TRAINING_PREDICTIONS)  # fnmatch patterns: "*" crosses folders (no_profile/, longlamp/...)
-WHAT_A_RUN_HOLDS = (f"{PUBLISHED_SUMMARY} with {per_sample.FILE_NAME}, {PUBLISHED_RESULTS}/<config>/"
-                    f"{PUBLISHED_SUMMARY}, or {PUBLISHED_RECORD} with {TRAINING_PREDICTIONS}")
+ALLOW = (PUBLISHED_SUMMARY_FILE, f"*/{PUBLISHED_SUMMARY_FILE}", PER_SAMPLE_FILE, f"*/{PER_SAMPLE_FILE}",
+         TRAINING_RECORD_FILE, TEST_PREDICTIONS_FILE)  # fnmatch patterns: "*" crosses folders (no_profile/, longlamp/...)
+WHAT_A_RUN_HOLDS = (f"{PUBLISHED_SUMMARY_FILE} with {PER_SAMPLE_FILE}, {PUBLISHED_RESULTS_DIR}/<config>/"
+                    f"{PUBLISHED_SUMMARY_FILE}, or {TRAINING_RECORD_FILE} with {TEST_PREDICTIONS_FILE}")
 
 
 def repo_argument(argument: str) -> tuple[str, str | None, tuple[str, ...]] | None:

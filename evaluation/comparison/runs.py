@@ -22,16 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
+from longlamp_runs import PUBLISHED_RESULTS_DIR, BEST_DIR, FINAL_DIR, GOLDS_FILE, NO_PROFILE_DIR, PER_SAMPLE_FILE, PREDICTIONS_FILE, SCORES_FILE, TEST_PREDICTIONS_FILE, TRAINING_RECORD_FILE, PUBLISHED_SUMMARY_FILE
 from scoring import files, metrics, per_sample
 from publishing.runs import public_name
 
 SCORER_PACKAGES = ("nltk", "rouge_score", "sacrebleu")  # the versions that can change a score (rust ROUGE is
 # checked bit-identical to rouge_score at run time, so its version does not)
-PUBLISHED_SUMMARY, PUBLISHED_RECORD = "results.json", "training_config.json"  # names publishing/hub.py gives them
-SUMMARY_FILES = ("scores.json", PUBLISHED_SUMMARY)
-RECORD_FILES = ("final/training_config.json", "best/training_config.json", PUBLISHED_RECORD)
-TRAINING_PREDICTIONS = "predictions_test.json"
-PUBLISHED_RESULTS = "longlamp"  # a model repository's zero-shot results, one folder per config
+SUMMARY_FILES = (SCORES_FILE, PUBLISHED_SUMMARY_FILE)
+# a training run's record: beside its final or best model, or at the top once published
+RECORD_FILES = (f"{FINAL_DIR}/{TRAINING_RECORD_FILE}", f"{BEST_DIR}/{TRAINING_RECORD_FILE}", TRAINING_RECORD_FILE)
 
 
 @dataclass
@@ -119,12 +118,12 @@ def _zero_shot_run(path: Path, summary_path: Path, name: str, where: str, cache_
     if not summary.get("scores"):
         return Skipped(where, summary.get("not_scored") or "the run was not scored")
     settings = summary["settings"]
-    if (path / per_sample.FILE_NAME).exists():
-        ids, _, scores = per_sample.read(path / per_sample.FILE_NAME)
-    elif (path / "golds.json").exists() and (path / "predictions.json").exists():
-        ids, scores = _score_files(path / "golds.json", path / "predictions.json", cache_dir)
+    if (path / PER_SAMPLE_FILE).exists():
+        ids, _, scores = per_sample.read(path / PER_SAMPLE_FILE)
+    elif (path / GOLDS_FILE).exists() and (path / PREDICTIONS_FILE).exists():
+        ids, scores = _score_files(path / GOLDS_FILE, path / PREDICTIONS_FILE, cache_dir)
     else:
-        return Skipped(where, f"neither {per_sample.FILE_NAME} nor predictions.json with golds.json")
+        return Skipped(where, f"neither {PER_SAMPLE_FILE} nor {PREDICTIONS_FILE} with {GOLDS_FILE}")
     profile = settings.get("use_profile")
     return Run(path, name, where, "zero-shot", summary["task"], settings.get("model", "?"),
                settings.get("retriever") if profile else None, settings.get("num_retrieved") if profile else None,
@@ -137,12 +136,12 @@ def _zero_shot_run(path: Path, summary_path: Path, name: str, where: str, cache_
 def _training_run(path: Path, name: str, where: str, golds_by_task: dict[str, Path], cache_dir: Path) -> Run | Skipped:
     record = next((path / r for r in RECORD_FILES if (path / r).is_file()), None)
     if record is None:
-        return Skipped(where, f"{TRAINING_PREDICTIONS} without final/training_config.json")
+        return Skipped(where, f"{TEST_PREDICTIONS_FILE} without {FINAL_DIR}/{TRAINING_RECORD_FILE}")
     config = files.load_json(record)
-    task = files.read_task_file(path / TRAINING_PREDICTIONS, "predictions").task
+    task = files.read_task_file(path / TEST_PREDICTIONS_FILE, "predictions").task
     if task not in golds_by_task:
         return Skipped(where, f"a training run of {task}: pass its test golds with --golds")
-    ids, scores = _score_files(golds_by_task[task], path / TRAINING_PREDICTIONS, cache_dir)
+    ids, scores = _score_files(golds_by_task[task], path / TEST_PREDICTIONS_FILE, cache_dir)
     profile = config.get("use_profile")
     return Run(path, name, where, "training", task, config.get("model_name", "?"),
                config.get("retriever") if profile else None, config.get("num_retrieved") if profile else None, "test",
@@ -160,21 +159,21 @@ def load_run(path: Path, golds_by_task: dict[str, Path], cache_dir: Path, name: 
     summary = _summary_file(path)
     if summary is not None:
         run = _zero_shot_run(path, summary, name, where, cache_dir)
-        baseline_summary = _summary_file(path / "no_profile")
+        baseline_summary = _summary_file(path / NO_PROFILE_DIR)
         if isinstance(run, Run) and baseline_summary is not None:
-            baseline = _zero_shot_run(path / "no_profile", baseline_summary, f"{name}/no_profile",
-                                      f"{where}/no_profile", cache_dir)
+            baseline = _zero_shot_run(path / NO_PROFILE_DIR, baseline_summary, f"{name}/{NO_PROFILE_DIR}",
+                                      f"{where}/{NO_PROFILE_DIR}", cache_dir)
             run.baseline = baseline if isinstance(baseline, Run) else None
         return run
-    if (path / TRAINING_PREDICTIONS).exists():
+    if (path / TEST_PREDICTIONS_FILE).exists():
         return _training_run(path, name, where, golds_by_task, cache_dir)
-    return Skipped(where, f"not a run folder (no {' or '.join(SUMMARY_FILES)}, no {TRAINING_PREDICTIONS})")
+    return Skipped(where, f"not a run folder (no {' or '.join(SUMMARY_FILES)}, no {TEST_PREDICTIONS_FILE})")
 
 
 def holds_run(folder: Path) -> bool:
     """Whether a folder holds a run of its own or published results of one (see the module docstring)."""
-    return (_summary_file(folder) is not None or (folder / TRAINING_PREDICTIONS).is_file()
-            or any(_summary_file(sub) for sub in (folder / PUBLISHED_RESULTS).glob("*")))
+    return (_summary_file(folder) is not None or (folder / TEST_PREDICTIONS_FILE).is_file()
+            or any(_summary_file(sub) for sub in (folder / PUBLISHED_RESULTS_DIR).glob("*")))
 
 
 def load_runs(folder: Path, golds_by_task: dict[str, Path], cache_dir: Path, name: str | None = None,
@@ -183,9 +182,9 @@ def load_runs(folder: Path, golds_by_task: dict[str, Path], cache_dir: Path, nam
     name, where = name or folder.name, where or str(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: no such run folder")
-    published = sorted(sub for sub in (folder / PUBLISHED_RESULTS).glob("*") if _summary_file(sub))
+    published = sorted(sub for sub in (folder / PUBLISHED_RESULTS_DIR).glob("*") if _summary_file(sub))
     found = []
-    if not published or _summary_file(folder) or (folder / TRAINING_PREDICTIONS).is_file():
+    if not published or _summary_file(folder) or (folder / TEST_PREDICTIONS_FILE).is_file():
         found.append(load_run(folder, golds_by_task, cache_dir, name, where))
     for sub in published:
         inside = sub.relative_to(folder).as_posix()

@@ -11,18 +11,9 @@ it returns the same numbers as the library call and the commands: see docs/evalu
 import datasets
 import evaluate
 
+from longlamp_tasks import CITATION
 from scoring.metrics import DEFAULT_METRICS, score
 
-_CITATION = """\
-@article{kumar2024longlamp,
-  title   = {LongLaMP: A Benchmark for Personalized Long-form Text Generation},
-  author  = {Kumar, Ishita and Viswanathan, Snigdha and Yerra, Sushrita and Salemi, Alireza and Rossi, Ryan A. and
-             Dernoncourt, Franck and Deilamsalehy, Hanieh and Chen, Xiang and Zhang, Ruiyi and Agarwal, Shubham and
-             Lipka, Nedim and Van Nguyen, Chien and Nguyen, Thien Huu and Zamani, Hamed},
-  journal = {arXiv preprint arXiv:2407.11016},
-  year    = {2024}
-}
-"""
 
 _DESCRIPTION = """\
 ROUGE-1, ROUGE-2, ROUGE-L, ROUGE-Lsum and METEOR (and optionally SacreBLEU) exactly as the LongLaMP benchmark
@@ -54,7 +45,7 @@ class LongLaMPMetric(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
-            citation=_CITATION,
+            citation=CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=[
                 datasets.Features({"predictions": datasets.Value("string"),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from scoring.task_names import canonical_task_name
 from evaluation.zero_shot.options import DEFAULT_RETRIEVER, ZeroShotOptions
+from longlamp_errors import DataError
 from longlamp_tasks import Task, parse_config_name
 from retrieval import Retriever, get_retriever
 
@@ -60,35 +61,31 @@ def make_retriever(options: ZeroShotOptions, name: str) -> Retriever:
     return get_retriever(name, **retriever_options)
 
 
-def load_rows(options: ZeroShotOptions):
-    """The split as a `datasets.Dataset` (its first `max_eval_examples` rows), checked for what generation needs.
+def rows_to_predict(options: ZeroShotOptions):
+    """The split as a `datasets.Dataset` (its first `max_eval_examples` rows, `longlamp.load_rows`), checked for what
+    a prediction file needs: an input and a unique string id in every row.
 
     Rows stay in Arrow and are read one at a time: temporal profiles hold thousands of items.
     """
     import longlamp
 
     task = config_name(options.task) if options.task is not None else None
-    try:
-        dataset = longlamp.load_split(options.validation_data, options.split, task=task,
-                                      data_dir=options.data_dir, cache_dir=options.cache_dir,
-                                      revision=options.revision)
-    except FileNotFoundError as error:
-        raise ValueError(str(error)) from None
+    dataset = longlamp.load_rows(options.validation_data, options.split, task=task, data_dir=options.data_dir,
+                                 cache_dir=options.cache_dir, revision=options.revision,
+                                 limit=options.max_eval_examples)
     where = f"{options.validation_data} ({options.split})"
-    if options.max_eval_examples is not None:
-        dataset = dataset.select(range(min(options.max_eval_examples, len(dataset))))
     if len(dataset) == 0:
-        raise ValueError(f"{where} has no rows")
+        raise DataError(f"{where} has no rows")
     missing = [column for column in ("id", "input") if column not in dataset.column_names]
     if missing:
-        raise ValueError(f"{where}: no {' or '.join(map(repr, missing))} column (columns: {dataset.column_names})")
+        raise DataError(f"{where}: no {' or '.join(map(repr, missing))} column (columns: {dataset.column_names})")
     seen: dict[str, int] = {}
     for index, (example_id, task_input) in enumerate(zip(dataset["id"], dataset["input"])):
         if not isinstance(example_id, str) or not isinstance(task_input, str):
-            raise ValueError(f"{where}, row {index}: 'id' and 'input' must be strings, got {example_id!r:.80} "
+            raise DataError(f"{where}, row {index}: 'id' and 'input' must be strings, got {example_id!r:.80} "
                              f"and {task_input!r:.80}")
         if example_id in seen:
-            raise ValueError(f"{where}: id {example_id!r} appears in rows {seen[example_id]} and {index}; "
+            raise DataError(f"{where}: id {example_id!r} appears in rows {seen[example_id]} and {index}; "
                              "prediction files need unique ids")
         seen[example_id] = index
     return dataset

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
+from longlamp_runs import GOLDS_FILE, PER_SAMPLE_FILE, PREDICTIONS_FILE, SCORES_FILE
 from generation.decoding import strip_reasoning
 from generation.http_api import public_url
 from scoring import significance
@@ -51,7 +52,7 @@ def finish_run(run: PreparedRun, task_name: str, references: Sequence, users: Se
     """Write the predictions file, then the golds and scores when every example has a reference output."""
     records = [run.store.records[key] for key in run.keys]
     predictions = [r["output"] if options.keep_reasoning else strip_reasoning(r["output"]) for r in records]
-    write_predictions(run.output_dir / "predictions.json", task_name, run.ids, dict(zip(run.ids, predictions)))
+    write_predictions(run.output_dir / PREDICTIONS_FILE, task_name, run.ids, dict(zip(run.ids, predictions)))
     empty = sum(not p.strip() for p in predictions)
     if empty:
         logger.warning("%s: %d of %d predictions are empty (the model produced no text); they are kept and "
@@ -71,11 +72,11 @@ def finish_run(run: PreparedRun, task_name: str, references: Sequence, users: Se
         logger.warning("%s: %s", run.output_dir, summary["not_scored"])
     else:
         users = users if all(isinstance(u, str) for u in users) else None
-        write_predictions(run.output_dir / "golds.json", task_name, run.ids, dict(zip(run.ids, references)),
+        write_predictions(run.output_dir / GOLDS_FILE, task_name, run.ids, dict(zip(run.ids, references)),
                           users=dict(zip(run.ids, users)) if users else None)
         summary["scores"], samples = score_with_samples(predictions, references, user_ids=users, progress=True)
-        per_sample.write(run.output_dir / per_sample.FILE_NAME, per_sample.rows(run.ids, predictions, samples, users))
-    write_json_atomic(run.output_dir / "scores.json", summary)
+        per_sample.write(run.output_dir / PER_SAMPLE_FILE, per_sample.rows(run.ids, predictions, samples, users))
+    write_json_atomic(run.output_dir / SCORES_FILE, summary)
     return summary
 
 
@@ -89,8 +90,8 @@ def compare(with_profile: dict, without_profile: dict, with_dir: Path, without_d
     comparison = {"task": with_profile["task"], "with_profile": ours, "no_profile": baseline}
     if scored:
         comparison["gain"] = {metric: ours[metric] - baseline[metric] for metric in ours}
-        _, _, a = per_sample.read(without_dir / per_sample.FILE_NAME)
-        _, users, b = per_sample.read(with_dir / per_sample.FILE_NAME)
+        _, _, a = per_sample.read(without_dir / PER_SAMPLE_FILE)
+        _, users, b = per_sample.read(with_dir / PER_SAMPLE_FILE)
         users = users if all(isinstance(user, str) for user in users) else None
         comparison["significance"] = {"a": "no profile", "b": "with profile",
                                       **significance.paired_report(a, b, users)}

@@ -9,11 +9,12 @@ import os
 from pathlib import Path
 
 import generation
+from longlamp_runs import COMPARISON_FILE, NO_PROFILE_DIR
 from generation import backend_class, get_backend, resolve_backend
 from generation import check_options as check_backend_options
 from generation.served_model import APPROXIMATION
 from generation.source import ModelSource
-from evaluation.zero_shot.data import column, data_config, data_source, load_rows, make_retriever, \
+from evaluation.zero_shot.data import column, data_config, data_source, rows_to_predict, make_retriever, \
     resolve_task_and_retriever
 from generation.fingerprints import model_fingerprint, served_fingerprint
 from evaluation.zero_shot.options import DEFAULT_NUM_RETRIEVED, ZeroShotOptions, api_mode, check_options, \
@@ -39,7 +40,7 @@ def _evaluate(options: ZeroShotOptions, root: Path) -> list[dict]:
     """Everything that can refuse the run, then the run under the folder's lock."""
     ignored_profile_flags(options)
     data_config(options.validation_data)  # an unknown config name fails before anything is loaded
-    rows = load_rows(options)
+    rows = rows_to_predict(options)
     task, setting, retriever_name, ranked_by = resolve_task_and_retriever(options, rows)
     retriever = make_retriever(options, retriever_name) if options.use_profile else None
     generation = options.generation()
@@ -136,7 +137,7 @@ def _generate_and_score(options: ZeroShotOptions, root: Path, task: Task, settin
     for seed, runs in by_seed.items():
         folder = seed_folder(root, seed, several)
         if options.compare_no_profile:
-            write_json_atomic(folder / "comparison.json", compare(*runs, folder, folder / "no_profile"))
+            write_json_atomic(folder / COMPARISON_FILE, compare(*runs, folder, folder / NO_PROFILE_DIR))
         write_run_card(folder)  # README.md: the run's card, pushed or not
     if several:
         write_json_atomic(root / SEEDS_FILE, seed_summary(by_seed))
@@ -152,7 +153,7 @@ def run_folders(options: ZeroShotOptions, root: Path) -> list[Path]:
     """Each run's folder, in the order `evaluate` returns their results: with profile, then no_profile/ (with
     --compare_no_profile), each for every seed."""
     several = options.seeds is not None
-    variants = [""] + (["no_profile"] if options.compare_no_profile else [])
+    variants = [""] + ([NO_PROFILE_DIR] if options.compare_no_profile else [])
     return [seed_folder(root, seed, several) / variant for variant in variants for seed in options.seed_list()]
 
 

@@ -1,0 +1,193 @@
+"""A per-user evaluation run (evaluation/evaluate_per_user.py's): each user's examples generated with that user's
+adapter, style vector and/or profile summary, into a zero-shot run folder.
+
+The prompts are the zero-shot ones (`PromptBuilder`, optionally with retrieved items and a summary); each user's
+examples are generated through the transformers backend with the user's adapter switched in and/or style vector
+added, or on vLLM with each prompt carrying its user's LoRA request (multi-LoRA; not with style vectors, which need
+the model's activations). The folder holds zero-shot's files (prompts.json, progress.jsonl, predictions.json,
+golds.json, scores.json, per_sample.jsonl), so the scorer, the run cards and the leaderboard read it as any run.
+Every finished batch is appended to progress.jsonl (`PredictionStore`, keyed by the zero-shot prompt key of the user
+and the prompt): a killed run, started again with the same flags, generates only what is missing, and other
+settings in the folder are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from generation import resolve_backend
+from longlamp_cli import check_folder
+from longlamp_io import RunLock, folder_content_digest, write_json_atomic
+from longlamp_runs import PROGRESS_FILE, PROMPTS_FILE
+from longlamp_tasks import parse_config_name, scorer_task_name
+from personalization.prompt_setup import PromptSetup
+
+logger = logging.getLogger(__name__)
+
+
+VLLM_OPTIONS = ("tensor_parallel_size", "gpu_memory_utilization", "enforce_eager", "max_num_seqs")
+
+
+def vllm_refusal(args, source, adapters) -> str | None:
+    """Why the vLLM backend cannot run these methods, or None (`source` None: what the flags alone rule out)."""
+    from generation.vllm_engine import ADAPTER_ON_ADAPTER
+    from personalization.generate import STYLE_NEEDS_ACTIVATIONS
+
+    if args.style_vectors_dir:
+        return STYLE_NEEDS_ACTIVATIONS
+    if adapters and source is not None and source.adapter:
+        return f"--model_name: {ADAPTER_ON_ADAPTER}"
+    return None
+
+
+def choose_backend(args, source, settings, adapters) -> str:
+    """--backend: auto is vLLM where it is installed, runs the model and decoding, and the methods asked for."""
+    reason = vllm_refusal(args, source, adapters)
+    if args.backend == "auto":
+        return "transformers" if reason else resolve_backend("auto", settings, source)
+    if args.backend == "vllm" and reason:
+        raise ValueError(f"--backend vllm: {reason}; use --backend transformers")
+    return args.backend
+
+
+def backend_options(args, backend: str, adapters) -> dict:
+    """The backend's options: for vLLM the engine flags given and, with per-user adapters, LoRA serving."""
+    if backend != "vllm":
+        return {}
+    from personalization.user_adapters import vllm_lora_engine_options
+
+    options = {name: getattr(args, name) for name in VLLM_OPTIONS if getattr(args, name) is not None}
+    return {**options, **(vllm_lora_engine_options(adapters, args.max_loras) if adapters else {})}
+
+
+def summary_writer(args, cache_dir: Path):
+    """--summary_model on any backend (local or served), greedy, each summary cached by its full input in
+    CACHE_DIR/summaries.sqlite: the judge's cached generator (evaluation/judges), which a resumed run asks again
+    for nothing it has."""
+    from generation.cache import GenerationCache
+    from evaluation.judges.judge_model import build_judge, judge_options
+
+    served = {"api_base": args.summary_api_base} if args.summary_api_base else {}
+    options = judge_options(args.summary_model, str(cache_dir), backend=args.summary_backend,
+                            max_new_tokens=args.summary_max_new_tokens, dtype=args.dtype, **served)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return build_judge(options, GenerationCache(cache_dir / "summaries.sqlite"))
+
+
+def zero_shot_options(args, output_dir: Path):
+    """The run as zero-shot evaluation's options: its data record and its files are written by the same code."""
+    from evaluation.zero_shot import ZeroShotOptions
+
+    return ZeroShotOptions(validation_data=args.data, model_name=args.model_name, output_dir=str(output_dir),
+                           task=args.task, split=args.split, data_dir=args.data_dir, cache_dir=args.cache_dir,
+                           revision=args.revision, max_eval_examples=args.max_eval_examples,
+                           max_new_tokens=args.max_new_tokens, dtype=args.dtype)
+
+
+def example_key(token_ids, user: str) -> str:
+    """Zero-shot's prompt key of what one example's generation depends on: its user's model and its prompt."""
+    from generation.progress import prompt_key
+
+    return prompt_key(json.dumps([user, list(token_ids)], separators=(",", ":")), None)
+
+
+def run_settings(args, setup: PromptSetup, options, dataset, style) -> dict:
+    """What the predictions depend on, recorded in progress.jsonl and scores.json: zero-shot's settings (the same
+    data record, so runs of the same split rank together) and the per-user methods with their files' digests."""
+    from evaluation.zero_shot.data import data_source
+    from generation.fingerprints import model_fingerprint
+    from personalization.user_adapters import AdapterStore
+
+    task, setting = parse_config_name(args.task)
+    source = setup.source
+    settings = {"task": task.name, "setting": setting, "split": args.split, "model": args.model_name,
+                "base_model": source.base if source.adapter else None, "model_fingerprint": model_fingerprint(source),
+                "backend": setup.generator.name, "dtype": type(setup.generator).dtype_name(args.dtype),
+                "max_prompt_length": setup.builder.max_prompt_tokens, "chat_template": setup.builder.use_chat_template,
+                "strip_reasoning": True, **setup.generator.settings.record(), "data": data_source(options, dataset),
+                "use_profile": args.use_profile}
+    if args.use_profile:
+        settings.update(retriever=setup.retriever.signature, num_retrieved=args.num_retrieved, is_ranked=False)
+    methods = {}
+    if args.adapters_dir:
+        folder = Path(args.adapters_dir).resolve()
+        methods["per_user_adapters"] = {"folder": str(folder),
+                                        "fingerprint": folder_content_digest(AdapterStore(folder).root)}
+    if style is not None:
+        folder = Path(args.style_vectors_dir).resolve()
+        methods["style_vectors"] = {"folder": str(folder), "fingerprint": folder_content_digest(folder),
+                                    "layer": style.layer, "scale": style.scale}
+    if args.use_summary:
+        methods["profile_summary"] = {"of": args.summary_of, "max_new_tokens": args.summary_max_new_tokens,
+                                      "model": args.summary_model,
+                                      "backend": args.summary_backend if args.summary_model else None}
+    settings["personalization"] = methods
+    return settings
+
+
+def run(args) -> dict:
+    """Generate, save and score the predictions the parsed flags ask for (evaluate_per_user.py's); returns the
+    run's scores.json content."""
+    import longlamp
+    from evaluation.zero_shot.data import column
+    from evaluation.zero_shot.results import finish_run
+    from generation.decoding import GenerationSettings
+    from generation.predictions import PredictionStore
+    from generation.progress import PreparedRun
+    from generation.source import resolve_model
+    from personalization.generate import per_user_generations
+    from personalization.style_vectors import style_steering
+    from personalization.summaries import SummaryPromptBuilder, summaries_for
+    from personalization.user_adapters import AdapterStore
+
+    root = check_folder(args.output_dir, "--output_dir")
+    adapters = AdapterStore(args.adapters_dir).adapters() if args.adapters_dir else None
+    if args.adapters_dir and not adapters:
+        raise ValueError(f"--adapters_dir {args.adapters_dir} holds no finished user adapter")
+    style = style_steering(args.style_vectors_dir, args.style_layer, args.style_scale) if args.style_vectors_dir \
+        else None
+    dataset = longlamp.load_rows(args.data, args.split, task=args.task, data_dir=args.data_dir,
+                                 cache_dir=args.cache_dir, revision=args.revision, limit=args.max_eval_examples)
+    rows = list(dataset)
+    source = resolve_model(args.model_name)
+    backend = choose_backend(args, source, GenerationSettings(max_new_tokens=args.max_new_tokens), adapters)
+    own_summaries = args.summary_max_new_tokens if args.use_summary and not args.summary_model else 0
+    setup = PromptSetup(args, backend=backend, backend_options=backend_options(args, backend, adapters),
+                        longest_new_tokens=own_summaries, source=source)
+    options = zero_shot_options(args, root)
+    with RunLock(root, "evaluate_per_user.py"):  # taken only now: a refused run leaves no folder behind
+        items = [setup.items(row) for row in rows]
+        if args.use_summary:
+            cache_dir = Path(args.summary_cache_dir or root / "summaries")
+            writer = summary_writer(args, cache_dir) if args.summary_model else None
+            summaries = summaries_for(args, setup, rows, items, cache_dir, writer)
+            with_summary = SummaryPromptBuilder(setup.builder)
+            prompts = [with_summary(i, row["input"], s) for i, row, s in zip(items, rows, summaries)]
+        else:
+            prompts = [setup.builder(i, row["input"]) for i, row in zip(items, rows)]
+        ids = [row["id"] for row in rows]
+        users = [str(row[setup.task.user_column]) for row in rows]
+        token_ids = [setup.encode(p) for p in prompts]
+        keys = [example_key(t, user) for t, user in zip(token_ids, users)]
+        settings = run_settings(args, setup, options, dataset, style)
+        write_json_atomic(root / PROMPTS_FILE, [{"id": i, "user": u, "prompt": p, "prompt_tokens": len(t)}
+                                                for i, u, p, t in zip(ids, users, prompts, token_ids)])
+        store = PredictionStore(root / PROGRESS_FILE, settings, keys)
+        finished = {index for index, key in enumerate(keys) if key in store}
+        if finished:
+            logger.info("%s: resuming, %d of %d examples already done", root, len(finished), len(keys))
+
+        def save(positions, generations):
+            store.add([(keys[i], ids[i], g) for i, g in zip(positions, generations) if keys[i] not in store])
+
+        per_user_generations(setup.generator, token_ids, users, adapters=adapters, style=style,
+                             batch_size=setup.batch_size, finished=finished, save=save)
+        prepared = PreparedRun(root, settings, 0, ids, token_ids, [len(t) for t in token_ids], keys, store)
+        _, setting = parse_config_name(args.task)
+        summary = finish_run(prepared, scorer_task_name(setup.task, setting), column(dataset, "output"), users,
+                             options)
+    logger.info("wrote %d predictions to %s (%s)", len(ids), root,
+                "not scored" if summary["scores"] is None else f"ROUGE-L {summary['scores']['metrics']['rougeL']:.4f}")
+    return summary

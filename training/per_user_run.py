@@ -1,0 +1,95 @@
+"""The per-user adapter training run (training/train_per_user.py's): its settings recorded and checked in the
+output folder, every pending user trained, and the report of time, storage and held-out losses."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from longlamp_errors import RunFolderError
+from longlamp_io import write_json_atomic
+from longlamp_runs import PER_USER_REPORT_FILE
+from longlamp_tasks import parse_config_name
+from personalization.user_adapters import AdapterStore
+from personalization.users import group_users, profile_examples
+
+logger = logging.getLogger(__name__)
+CONFIG_FILE = "per_user_config.json"
+# Settings a continued run may change: which users it goes on to, how it logs.
+RESUMABLE = frozenset({"output_dir", "max_users", "log_level", "cache_dir", "data_dir"})
+
+
+def check_settings(output_dir: Path, settings: dict, write: bool) -> None:
+    """Refuse a folder holding adapters trained with other settings; record the settings (`write`) if new."""
+    recorded_file = output_dir / CONFIG_FILE
+    if recorded_file.is_file():
+        recorded = json.loads(recorded_file.read_text())
+        changed = {k: (recorded.get(k), v) for k, v in settings.items() if recorded.get(k) != v}
+        if changed:
+            listed = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(changed.items()))
+            raise RunFolderError(f"{output_dir} holds per-user adapters trained with other settings ({listed}); "
+                                 "use another --output_dir or the same flags to continue")
+        return
+    if write:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(recorded_file, settings)
+
+
+def run(args, accelerator, output_dir: Path) -> None:
+    """Train every pending user of this process's share (users dealt to the processes in turn), then (main process)
+    write the report."""
+    import longlamp
+    from training.user_adapters import TrainSettings, UserAdapterTrainer, encode_all, load_for_training, lora_config
+
+    task, _ = parse_config_name(args.task)
+    rows = longlamp.load_rows(args.data, args.split, task=args.task, data_dir=args.data_dir, cache_dir=args.cache_dir,
+                              revision=args.revision)
+    users = group_users(rows, task, f"{args.data} ({args.split})")[: args.max_users]
+    store = AdapterStore(output_dir)
+    if accelerator.is_main_process:
+        store.clean_temporary()
+    accelerator.wait_for_everyone()
+    mine = users[accelerator.process_index::accelerator.num_processes]
+    pending = [user for user in mine if not store.is_done(user.user_id)]
+    logger.info("process %d: %d users, %d already done", accelerator.process_index, len(mine), len(mine) - len(pending))
+    if pending:
+        model, _, encoder, collator, encoder_decoder, keep = load_for_training(args, task, accelerator.device)
+        trainer = UserAdapterTrainer(model, lora_config(args, model.config, encoder_decoder), collator, encoder_decoder,
+                                     keep, TrainSettings(args.learning_rate, args.num_train_epochs,
+                                                         args.per_device_train_batch_size, args.max_grad_norm,
+                                                         args.seed), accelerator.device)
+        for user in tqdm(pending, desc="Users", disable=not accelerator.is_local_main_process):
+            items = profile_examples(task, user)[: args.max_items_per_user]
+            examples = encode_all(encoder, items, f"user {user.user_id!r} profile", args.max_target_length,
+                                  args.long_targets)
+            held_out = encode_all(encoder, [r for r in user.rows if r.get("output")], f"user {user.user_id!r} rows",
+                                  args.max_target_length, "skip")
+            if not examples:
+                logger.warning("user %r has no usable profile item: no adapter (the task model serves them)",
+                               user.user_id)
+                continue
+            record = trainer.train_user(user.user_id, examples, held_out, store)
+            logger.info("user %r: %d items, %.2fs, %d bytes, held-out loss %s -> %s", user.user_id, len(examples),
+                        record["seconds"], record["adapter_bytes"], record["held_out_loss_without_adapter"],
+                        record["held_out_loss"])
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_json_atomic(output_dir / PER_USER_REPORT_FILE, report(store, [u.user_id for u in users]))
+
+
+def report(store, user_ids: list[str]) -> dict:
+    """Time and storage per user, and the held-out losses with and without the users' adapters."""
+    records = [store.record(u) for u in user_ids if store.is_done(u)]
+
+    def mean(key):
+        values = [r[key] for r in records if r.get(key) is not None]
+        return sum(values) / len(values) if values else None
+
+    return {"users": len(user_ids), "users_with_adapter": len(records),
+            "mean_seconds_per_user": mean("seconds"), "mean_adapter_bytes": mean("adapter_bytes"),
+            "total_adapter_bytes": sum(r["adapter_bytes"] for r in records),
+            "mean_held_out_loss": mean("held_out_loss"),
+            "mean_held_out_loss_without_adapter": mean("held_out_loss_without_adapter")}

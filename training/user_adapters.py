@@ -1,0 +1,186 @@
+"""Training one LoRA adapter per user (OPPU) on one shared base model (training/train_per_user.py's trainer).
+
+The base (with a task adapter merged in) is loaded once however many users there are: each user's adapter is added
+to the same `PeftModel`, trained alone, saved into the run's `personalization.user_adapters.AdapterStore` and
+deleted. Each user's seed comes from the run's seed and the user id, so an adapter is the same whichever process
+trains it, and after a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from generation.dtypes import torch_dtype
+from longlamp_errors import DataError, PromptBudgetError
+from longlamp_prompts import context_length, prompt_budget
+from personalization.user_adapters import AdapterStore
+from training.collate import TrainingCollator
+from training.data import ExampleEncoder
+from training.loss import per_example_sums, token_losses
+from training.modeling import (
+    accepts_logits_to_keep,
+    is_encoder_decoder,
+    load_model_config,
+    load_tokenizer,
+    lora_target_modules,
+)
+
+
+def user_seed(seed: int, user_id: str) -> int:
+    """A user's own seed: the same adapter initialisation and data order whichever process trains it, and after
+    a restart."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{user_id}".encode()).digest()[:4], "little")
+
+
+def adapter_name(user_id: str) -> str:
+    """The name a user's adapter has inside the PeftModel (module attribute names cannot hold dots)."""
+    return "user_" + hashlib.sha256(user_id.encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrainSettings:
+    learning_rate: float = 1e-4
+    num_train_epochs: int = 2
+    batch_size: int = 4
+    max_grad_norm: float = 1.0
+    seed: int = 42
+
+
+class UserAdapterTrainer:
+    """Trains users' adapters one after another on one model: add, train, save, delete."""
+
+    def __init__(self, model, lora_config, collator, encoder_decoder: bool, keep_target_logits: bool,
+                 settings: TrainSettings, device):
+        self.base, self.lora_config, self.collator = model, lora_config, collator
+        self.encoder_decoder, self.keep_target_logits = encoder_decoder, keep_target_logits
+        self.settings, self.device = settings, device
+        self.model = None  # the PeftModel, made with the first user's adapter
+
+    def _add(self, name: str):
+        from peft import get_peft_model
+
+        if self.model is None:
+            self.model = get_peft_model(self.base, self.lora_config, adapter_name=name)
+        else:
+            self.model.add_adapter(name, self.lora_config)
+        self.model.set_adapter(name)  # only this adapter's weights require gradients
+
+    def train_user(self, user_id: str, examples: Sequence[dict], held_out: Sequence[dict], store: AdapterStore) -> dict:
+        """Train, evaluate and save one user's adapter; returns its record."""
+        started = time.perf_counter()
+        name = adapter_name(user_id)
+        seed = user_seed(self.settings.seed, user_id)
+        torch.manual_seed(seed)
+        self._add(name)
+        before = self.loss(held_out, with_adapter=False) if held_out else None
+        train_loss = self._fit(examples, torch.Generator().manual_seed(seed))
+        after = self.loss(held_out) if held_out else None
+        record = {"adapter_name": name, "profile_examples": len(examples), "held_out_examples": len(held_out),
+                  "train_loss": train_loss, "held_out_loss": after, "held_out_loss_without_adapter": before,
+                  "seconds": round(time.perf_counter() - started, 3)}
+        store.save(self.model, name, user_id, record)
+        self.model.delete_adapter(name)
+        return store.record(user_id)
+
+    def _fit(self, examples: Sequence[dict], generator: torch.Generator) -> float | None:
+        settings, model = self.settings, self.model
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate)
+        model.train()
+        last = None
+        for _ in range(settings.num_train_epochs):
+            order = torch.randperm(len(examples), generator=generator).tolist()
+            for start in range(0, len(order), settings.batch_size):
+                batch = self._batch([examples[i] for i in order[start:start + settings.batch_size]])
+                losses, _ = token_losses(model, batch, self.encoder_decoder, self.keep_target_logits)
+                loss = losses.sum() / max(losses.numel(), 1)  # mean over this step's target tokens, as train.py
+                loss.backward()
+                if settings.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                last = float(loss.detach())
+        return last
+
+    @torch.no_grad()
+    def loss(self, examples: Sequence[dict], with_adapter: bool = True) -> float:
+        """Mean cross-entropy per target token of `examples` with the active adapter, or the model without it."""
+        model = self.model
+        model.eval()
+        totals = torch.zeros(2, dtype=torch.float64)
+        with nullcontext() if with_adapter else model.disable_adapter():
+            for start in range(0, len(examples), self.settings.batch_size):
+                chunk = examples[start:start + self.settings.batch_size]
+                losses, owners = token_losses(model, self._batch(chunk), self.encoder_decoder, self.keep_target_logits)
+                totals += per_example_sums(losses, owners, len(chunk)).sum(dim=0).double().cpu()
+        return float(totals[0] / totals[1])
+
+    def _batch(self, examples: Sequence[dict]) -> dict:
+        rows = [{**example, "row": index} for index, example in enumerate(examples)]
+        return {key: value.to(self.device) for key, value in self.collator(rows).items()}
+
+
+def load_for_training(args, task, device):
+    """The shared model (task adapter merged in), tokenizer, the training encoder and collator."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    model_config = load_model_config(args.model_name)
+    tokenizer = load_tokenizer(args.model_name)
+    encoder_decoder = is_encoder_decoder(model_config)
+    auto_class = AutoModelForSeq2SeqLM if encoder_decoder else AutoModelForCausalLM
+    model = auto_class.from_pretrained(args.model_name, dtype=torch_dtype(args.dtype))
+    if args.task_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, args.task_adapter).merge_and_unload()
+    model.to(device)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    budget = prompt_budget(args.max_prompt_length, context_length(model_config, tokenizer), args.max_target_length,
+                           encoder_decoder, new_tokens_flag="--max_target_length")
+    retriever = None
+    if args.use_profile:
+        from retrieval import get_retriever
+
+        options = {"model_name": args.retriever_model} if args.retriever == "contriever" else {}
+        retriever = get_retriever(args.retriever, **options)
+    encoder = ExampleEncoder(task=task, tokenizer=tokenizer, is_encoder_decoder=encoder_decoder,
+                             max_prompt_length=budget, max_target_length=args.max_target_length,
+                             num_retrieved=args.num_retrieved if args.use_profile else 0, retriever=retriever,
+                             use_chat_template=args.use_chat_template)
+    collator = TrainingCollator(tokenizer.pad_token_id, encoder_decoder,
+                                getattr(model_config, "decoder_start_token_id", None))
+    torch.manual_seed(args.seed)
+    return model, tokenizer, encoder, collator, encoder_decoder, not encoder_decoder and accepts_logits_to_keep(model)
+
+
+def lora_config(args, model_config, encoder_decoder: bool):
+    from peft import LoraConfig, TaskType
+
+    return LoraConfig(task_type=TaskType.SEQ_2_SEQ_LM if encoder_decoder else TaskType.CAUSAL_LM, r=args.lora_r,
+                      lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                      target_modules=lora_target_modules(args.lora_target_modules, model_config.model_type))
+
+
+def encode_all(encoder, examples: list[dict], source: str, max_target_length: int, long_targets: str) -> list[dict]:
+    """Training's encoding of each example; targets over the limit skipped or refused as `long_targets` says."""
+    encoded = []
+    for example in examples:
+        try:
+            item = encoder.encode(example)
+        except PromptBudgetError as error:
+            raise DataError(f"{source}: {example['id']!r}: {error}; the budget is --max_prompt_length "
+                            f"{encoder.max_prompt_length}") from None
+        if item["target_length"] > max_target_length:
+            if long_targets == "error":
+                raise DataError(f"{source}: {example['id']!r}: the target takes {item['target_length']} tokens, more "
+                                f"than --max_target_length {max_target_length} (or pass --long_targets skip)")
+            continue
+        encoded.append(item)
+    return encoded
