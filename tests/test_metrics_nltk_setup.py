@@ -15,6 +15,7 @@ from nltk.tokenize.punkt import PunktTokenizer
 
 from scoring import metrics, nltk_setup
 from longlamp_errors import MissingNLTKDataError
+from longlamp_io import folder_content_digest
 
 
 def test_missing_data_error_names_the_fix_command(monkeypatch, tmp_path):
@@ -99,7 +100,7 @@ def _toy_component(tmp_path: Path, monkeypatch, digest: str | None = None) -> nl
     build(source, built)
     monkeypatch.setattr(nltk_setup, "_download", lambda component, folder: source)
     return dataclasses.replace(nltk_setup.WORDNET, name="toy", resource="corpora/toy", build=build,
-                               digest=digest or nltk_setup.folder_digest(built))
+                               digest=digest or folder_content_digest(built))
 
 
 def test_install_replaces_an_invalid_folder_in_one_rename(tmp_path, monkeypatch):

@@ -71,3 +71,58 @@ def test_the_project_modules_are_those_pyproject_installs():
     setuptools = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]
     installed = set(setuptools["py-modules"]) | {name.rstrip("*") for name in setuptools["packages"]["find"]["include"]}
     assert PROJECT_MODULES == installed | {"__main__"}
+
+
+def _folder(path, text: str):
+    path.mkdir(parents=True)
+    (path / "marker").write_text(text)
+    return path
+
+
+def test_replace_folder_never_leaves_a_moment_without_the_folder(tmp_path):
+    """A reader polling the folder during 300 replacements always finds one whole folder (old or new)."""
+    import threading
+
+    from longlamp_io import _exchange, replace_folder
+
+    target = _folder(tmp_path / "target", "0")
+    if not _exchange(_folder(tmp_path / "probe", "x"), target):
+        pytest.skip("renameat2(RENAME_EXCHANGE) is not supported here")
+    _exchange(tmp_path / "probe", target)  # swap back
+    missing, done = [], threading.Event()
+
+    def read():
+        while not done.is_set():
+            try:
+                (target / "marker").read_text()
+            except FileNotFoundError:
+                missing.append(1)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for number in range(1, 301):
+            assert replace_folder(_folder(tmp_path / f"staging{number}", str(number)), target)
+    finally:
+        done.set()
+        reader.join()
+    assert not missing and (target / "marker").read_text() == "300"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["probe", "target"]  # every old folder removed
+
+
+def test_replace_folder_without_the_exchange_renames_the_old_folder_aside(tmp_path, monkeypatch):
+    import longlamp_io
+
+    monkeypatch.setattr(longlamp_io, "_exchange", lambda a, b: False)
+    target = _folder(tmp_path / "target", "old")
+    assert longlamp_io.replace_folder(_folder(tmp_path / "staging", "new"), target)
+    assert (target / "marker").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["target"]
+
+
+def test_replace_folder_if_absent_keeps_what_another_process_put_there(tmp_path):
+    from longlamp_io import replace_folder
+
+    target = _folder(tmp_path / "cache", "first")
+    assert not replace_folder(_folder(tmp_path / "mine", "second"), target, if_absent=True)
+    assert (target / "marker").read_text() == "first" and not (tmp_path / "mine").exists()
+    assert replace_folder(_folder(tmp_path / "mine", "second"), tmp_path / "new", if_absent=True)

@@ -11,13 +11,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from longlamp_runs import CHECKPOINTS_DIR, STATE_FILE
-from longlamp_io import write_json_atomic
+from longlamp_io import replace_folder, write_json_atomic
 
 PREFIX = "checkpoint-"
 logger = logging.getLogger(__name__)
@@ -42,13 +41,6 @@ class TrainerState:
     @classmethod
     def read(cls, path: Path) -> TrainerState:
         return cls(**json.loads(Path(path).read_text()))
-
-
-def replace_dir(tmp: Path, final: Path) -> None:
-    """Move a finished folder into place, removing an older one of the same name."""
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
 
 
 def checkpoints_root(output_dir: str | Path) -> Path:
@@ -88,7 +80,7 @@ def save_checkpoint(accelerator, output_dir: str | Path, state: TrainerState, ke
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         state.write(tmp / STATE_FILE)
-        replace_dir(tmp, final)
+        replace_folder(tmp, final)
         if keep:
             for old in list_checkpoints(output_dir)[:-keep]:
                 shutil.rmtree(old)

@@ -11,13 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
+from longlamp_io import replace_folder
 from longlamp_prompts import PromptBuilder
 from longlamp_tasks import Task
 from longlamp_errors import DataError, PromptBudgetError
@@ -186,8 +185,5 @@ def cached_encoding(folder: Path, encode) -> datasets.Dataset:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.tmp")
     data.save_to_disk(str(tmp))
-    try:
-        os.replace(tmp, folder)
-    except OSError:  # another process saved the same encoding first
-        shutil.rmtree(tmp, ignore_errors=True)
+    replace_folder(tmp, folder, if_absent=True)  # another process may have saved the same encoding first
     return datasets.load_from_disk(str(folder))

@@ -19,8 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from longlamp_io import write_json_atomic
-from training.checkpoints import replace_dir
+from longlamp_io import replace_folder, write_json_atomic
 from longlamp_runs import TRAINING_RECORD_FILE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,7 +40,7 @@ def save_model(accelerator, model, tokenizer, directory: str | Path, record: dic
         accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / TRAINING_RECORD_FILE, record)
-        replace_dir(tmp, directory)
+        replace_folder(tmp, directory)
         logger.info("saved model to %s", directory)
     accelerator.wait_for_everyone()
     return directory
@@ -63,7 +62,7 @@ def export_merged(adapter_dir: str | Path, directory: str | Path, record: dict) 
     merged.save_pretrained(tmp, safe_serialization=True)
     AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(tmp)
     write_json_atomic(tmp / TRAINING_RECORD_FILE, {**record, "merged_from_adapter": str(adapter_dir)})
-    replace_dir(tmp, directory)
+    replace_folder(tmp, directory)
     logger.info("saved merged model to %s", directory)
     return directory
 
