@@ -1,8 +1,10 @@
-# Two commands do everything on a fresh machine: `make demo` and `make test` (see README.md).
+# Two commands do everything on a fresh machine: `make demo` and `make test` (see README.md). For developers:
+# `make test-fast` (the library's unit tests, a few minutes) and `make lint` (layers and style).
 PYTHON_ENV := .venv/bin/python
 STAMP := .venv/.setup-done
+FAST := not slow and not multiprocess and not e2e
 
-.PHONY: setup demo test dataset-infos sample
+.PHONY: setup demo test test-fast lint dataset-infos sample
 
 $(STAMP): pyproject.toml scripts/setup.sh scripts/prepare_models.py
 	bash scripts/setup.sh
@@ -15,6 +17,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PYTHON_ENV) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PYTHON_ENV) -m pytest -m "$(FAST)" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	.venv/bin/lint-imports
+	.venv/bin/ruff check .
 
 dataset-infos: $(STAMP)
 	$(PYTHON_ENV) scripts/make_dataset_infos.py

@@ -26,8 +26,8 @@ from typing import Iterator, Mapping, Protocol
 import datasets
 import pyarrow.parquet as pq
 
-from longlamp_tasks import CITATION, SETTINGS, TASKS, Task, config_names, parse_config_name
 from longlamp_errors import DataError
+from longlamp_tasks import CITATION, SETTINGS, TASKS, Task, config_names, parse_config_name
 
 logger = logging.getLogger(__name__)
 
@@ -503,7 +503,8 @@ def _split_of(path: str, suffix: str = ".parquet") -> str | None:
     for split, names in SOURCE_SPLIT_NAMES.items():
         for source_name in names:
             if suffix == ".parquet":
-                if name.startswith(source_name + "-") or name == source_name + suffix or (folders and folders[-1] == source_name):
+                if (name.startswith(source_name + "-") or name == source_name + suffix
+                        or (folders and folders[-1] == source_name)):
                     return split
             elif name == source_name + suffix:
                 return split
@@ -522,7 +523,8 @@ class Email:
 def find_avocado_questions(manual_dir: str | None, setting: str) -> dict[str, Path]:
     """The question file of each split for `setting`, or an error that says exactly what to get."""
     if not manual_dir:
-        raise FileNotFoundError("The email_generation task needs a manual download (data_dir).\n" + AVOCADO_INSTRUCTIONS)
+        raise FileNotFoundError("The email_generation task needs a manual download (data_dir).\n"
+                                + AVOCADO_INSTRUCTIONS)
     root = Path(manual_dir).expanduser()
     folder = root / setting if (root / setting).is_dir() else root
     questions = {}
@@ -645,7 +647,8 @@ def register_with_datasets() -> None:
         def get_module(self):
             if self.name == "longlamp" and self.data_dir is None and self.data_files is None:
                 module_path, module_hash = _PACKAGED_DATASETS_MODULES["longlamp"]
-                return DatasetModule(module_path, module_hash, {"dataset_name": "longlamp", "data_files": DataFilesDict()})
+                return DatasetModule(module_path, module_hash,
+                                     {"dataset_name": "longlamp", "data_files": DataFilesDict()})
             return super().get_module()
 
     source = inspect.getsource(sys.modules[__name__]).splitlines()

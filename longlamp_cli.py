@@ -3,8 +3,9 @@
 Contract: `main(argv) -> int`, run through `run_command`. Bad input (a `ValueError` raised by the project's own
 checks, which its errors subclass: data, config, model-loading, run-folder and usage errors) becomes one
 `<prog>: error: <message>` line on stderr and exit code 2, with no traceback: the message says what to fix.
-Anything else, a ValueError raised inside a library included, is a bug and keeps its traceback. `ArgumentParser` turns argparse's own errors into such a `UsageError`, so a bad flag also gives one
-line, and its `--help` shows every default and every choice.
+Anything else, a ValueError raised inside a library included, is a bug and keeps its traceback. `ArgumentParser`
+turns argparse's own errors into such a `UsageError`, so a bad flag also gives one line, and its `--help` shows
+every default and every choice.
 
 Vocabulary: `FLAGS` defines each concept once (its canonical flag, the older names kept as aliases, its help);
 `add_flag` puts one on a command's parser. docs/flags.md is the table across the commands.
@@ -19,6 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
 from longlamp_errors import UsageError
 
 EXIT_BAD_INPUT = 2

@@ -14,9 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from longlamp_tasks import Task
 from longlamp_errors import PromptBudgetError
-
+from longlamp_tasks import Task
 
 DEFAULT_PROMPT_BUDGET = 1024  # tokens: training's long-standing default, now zero-shot evaluation's too
 

@@ -38,8 +38,8 @@ from pathlib import Path
 
 import yaml
 
-from longlamp_tasks import config_names, parse_config_name
 from longlamp_errors import ConfigError
+from longlamp_tasks import config_names, parse_config_name
 from scoring import HEADLINE_METRICS
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 from benchmark_runner.experiment import Experiment, Run
 from benchmark_runner.stages import Layout
-from scoring import HEADLINE_METRICS, aggregate, per_sample
 from longlamp_io import write_json_atomic
+from scoring import HEADLINE_METRICS, aggregate, per_sample
 
 METRIC_LABELS = {"rouge1": "ROUGE-1", "rougeL": "ROUGE-L", "meteor": "METEOR"}
 
@@ -32,8 +31,8 @@ def paired_difference(with_profile: dict, without: dict, resamples: int, seed: i
     """Mean per-sample difference (profile minus no profile) and its paired bootstrap interval, per metric."""
     if with_profile["ids"] != without["ids"]:
         raise ValueError("paired difference: the two runs scored different examples")
-    return aggregate.paired_difference({m: with_profile[m] for m in HEADLINE_METRICS}, {m: without[m] for m in HEADLINE_METRICS},
-                                       resamples, 0.95, seed)
+    return aggregate.paired_difference({m: with_profile[m] for m in HEADLINE_METRICS},
+                                       {m: without[m] for m in HEADLINE_METRICS}, resamples, 0.95, seed)
 
 
 def collect(experiment: Experiment) -> dict:

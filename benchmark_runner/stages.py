@@ -19,11 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark_runner.experiment import TRAINED_METHODS, Experiment, Run
-from scoring import per_sample
-from longlamp_runs import FINAL_DIR, GOLDS_FILE, PER_SAMPLE_FILE, PER_USER_REPORT_FILE, PREDICTIONS_FILE, SCORES_FILE, STYLE_SELECTION_FILE
 from longlamp_errors import RunFolderError, StageError
 from longlamp_io import write_json_atomic
-from longlamp_tasks import scorer_task_name, parse_config_name
+from longlamp_runs import (
+    FINAL_DIR,
+    GOLDS_FILE,
+    PER_SAMPLE_FILE,
+    PER_USER_REPORT_FILE,
+    PREDICTIONS_FILE,
+    SCORES_FILE,
+    STYLE_SELECTION_FILE,
+)
+from longlamp_tasks import parse_config_name, scorer_task_name
 
 REPO = Path(__file__).resolve().parents[1]
 MARKER = ".stage.json"

@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from generation.decoding import GenerationSettings, plan_batches  # noqa: E402
-from generation.source import resolve_model  # noqa: E402
 from generation.hf_transformers import TransformersGenerator  # noqa: E402
+from generation.source import resolve_model  # noqa: E402
 from generation.vllm_engine import VLLMGenerator  # noqa: E402
 from longlamp_prompts import PromptBuilder  # noqa: E402
 from longlamp_tasks import TASKS  # noqa: E402

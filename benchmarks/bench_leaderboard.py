@@ -21,10 +21,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from longlamp_runs import PER_SAMPLE_FILE  # noqa: E402
 from evaluation.comparison import board  # noqa: E402
-from scoring import metrics, per_sample  # noqa: E402
 from longlamp_io import write_json_atomic  # noqa: E402
+from longlamp_runs import PER_SAMPLE_FILE  # noqa: E402
+from scoring import metrics, per_sample  # noqa: E402
 
 TASK = "LongLaMP_product_review_user"
 

@@ -88,7 +88,8 @@ def main() -> None:
           f"MiB on disk, {uncompressed / 2**20:.0f} MiB uncompressed")
     baseline, _ = run(BASELINE.format(repo=str(REPO)))
     naive, _ = run(READ_ALL.format(shard=str(shard)))
-    ours, seconds = run(PREPARE.format(repo=str(REPO), data=str(args.workdir / "data"), cache=str(args.workdir / "cache")))
+    ours, seconds = run(PREPARE.format(repo=str(REPO), data=str(args.workdir / "data"),
+                                       cache=str(args.workdir / "cache")))
     print(f"peak RSS, importing the toolkit only:        {baseline} MiB")
     print(f"peak RSS, pyarrow reading the whole shard:   {naive} MiB")
     print(f"peak RSS, preparing the config with longlamp: {ours} MiB ({seconds:.0f}s)")

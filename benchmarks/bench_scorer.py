@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scoring import meteor, metrics  # noqa: E402
 
+
 def english_word_counts(max_words: int = 200_000) -> collections.Counter:
     """Word frequencies of real English prose: the docstrings of Python's standard library, parsed (not imported)."""
     counts: collections.Counter = collections.Counter()

@@ -18,11 +18,15 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable instead of evaluation/ itself
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from scoring import significance  # noqa: E402
-from scoring.paired import comparison, table  # noqa: E402
-from scoring import HEADLINE_METRICS, files, metrics  # noqa: E402
 from longlamp_cli import run_command  # noqa: E402
 from longlamp_io import write_json_atomic  # noqa: E402
+from scoring import (  # noqa: E402
+    HEADLINE_METRICS,
+    files,
+    metrics,
+    significance,  # noqa: E402
+)
+from scoring.paired import comparison, table  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

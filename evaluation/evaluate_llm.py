@@ -24,10 +24,10 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
 from evaluation.zero_shot import ZeroShotOptions, evaluate  # noqa: E402
 from evaluation.zero_shot.options import add_option_flag  # noqa: E402
 from evaluation.zero_shot.run import run_folders  # noqa: E402
-from publishing.cli import HubOptions, add_publishing_arguments, publish, split_publishing  # noqa: E402
-from publishing.hub import check_repo_id  # noqa: E402
 from longlamp_cli import ArgumentParser, run_command  # noqa: E402
 from longlamp_errors import MissingNLTKDataError  # noqa: E402
+from publishing.cli import HubOptions, add_publishing_arguments, publish, split_publishing  # noqa: E402
+from publishing.hub import check_repo_id  # noqa: E402
 
 GROUPS = ("data", "model", "vllm", "served", "personalization", "prompt", "generation", "output")
 # Aliases only this command keeps (the benchmark README's and its own older names).

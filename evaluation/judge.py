@@ -23,13 +23,19 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from evaluation.judges import expert  # noqa: E402
-from generation.cache import CachedGenerator, GenerationCache  # noqa: E402
 from evaluation.judges.judge_model import build_judge, judge_options  # noqa: E402
-from scoring import files  # noqa: E402
 from evaluation.zero_shot.options import SERVED_OPTIONS, ZeroShotOptions, add_option_flag  # noqa: E402
-from longlamp_cli import ArgumentParser, add_flag, check_folder, check_output_file, positive_int  # noqa: E402
-from longlamp_cli import run_command  # noqa: E402
+from generation.cache import CachedGenerator, GenerationCache  # noqa: E402
+from longlamp_cli import (  # noqa: E402
+    ArgumentParser,
+    add_flag,
+    check_folder,
+    check_output_file,
+    positive_int,
+    run_command,  # noqa: E402
+)
 from longlamp_io import RunLock, write_json_atomic, write_text_atomic  # noqa: E402
+from scoring import files  # noqa: E402
 
 logger = logging.getLogger(__name__)
 # The zero-shot run's model settings that a judge takes as they are (their flags, help and defaults).

@@ -23,15 +23,15 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from evaluation.judges.style_similarity import report  # noqa: E402
-from scoring import files  # noqa: E402
-from evaluation.zero_shot.data import rows_to_predict, resolve_task_and_retriever  # noqa: E402
+from evaluation.zero_shot.data import resolve_task_and_retriever, rows_to_predict  # noqa: E402
 from evaluation.zero_shot.options import ZeroShotOptions  # noqa: E402
 from longlamp_cli import ArgumentParser, add_flag, check_output_file, run_command  # noqa: E402
+from longlamp_errors import DataError, UsageError  # noqa: E402
 from longlamp_io import write_json_atomic  # noqa: E402
 from longlamp_tasks import scorer_task_name  # noqa: E402
 from publishing.runs import is_hub_id  # noqa: E402
 from retrieval.dense import DenseRetriever  # noqa: E402
-from longlamp_errors import DataError, UsageError  # noqa: E402
+from scoring import files  # noqa: E402
 
 logger = logging.getLogger(__name__)
 DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"  # offline: pass the folder scripts/prepare_models.py prints

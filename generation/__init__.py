@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import inspect
 
-from generation.base import Generator, Generation
+from generation.base import Generation, Generator
 
 __all__ = ["BACKENDS", "Generation", "Generator", "backend_class", "check_options", "get_backend", "model_source",
            "resolve_backend"]

@@ -19,8 +19,8 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from longlamp_io import write_json_atomic, write_text_atomic
 from longlamp_errors import RunFolderError
+from longlamp_io import write_text_atomic
 
 logger = logging.getLogger(__name__)
 DATA_SETTINGS = "data"  # the settings entry that may change on resume: lines are keyed by their prompts

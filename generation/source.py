@@ -14,8 +14,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
-from longlamp_prompts import context_length
 from longlamp_errors import ModelLoadError
+from longlamp_prompts import context_length
 
 logger = logging.getLogger(__name__)
 

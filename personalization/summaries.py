@@ -19,10 +19,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from longlamp_prompts import PromptBuilder
-from longlamp_io import write_json_atomic
-from longlamp_tasks import Task
 from longlamp_errors import PromptBudgetError
+from longlamp_io import write_json_atomic
+from longlamp_prompts import PromptBuilder
+from longlamp_tasks import Task
 from personalization.users import group_users
 
 SUMMARY_REQUEST = ("Summarize, in a few sentences, the topics this author writes about and their writing style "

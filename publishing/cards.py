@@ -147,7 +147,8 @@ def _settings_rows(run: Run) -> dict:
     if s.get("use_profile"):
         retrieval = f"{s.get('retriever')}, k={s.get('num_retrieved')}" + (", pre-ranked" if s.get("is_ranked") else "")
     if run.kind == "zero_shot":
-        return {"model": run.model, "retrieval": retrieval, "per-user personalisation": personalization_text(s), "prompt budget (tokens)": s.get("max_prompt_tokens"),
+        return {"model": run.model, "retrieval": retrieval, "per-user personalisation": personalization_text(s),
+                "prompt budget (tokens)": s.get("max_prompt_tokens"),
                 "chat template": s.get("chat_template"), "backend / dtype": f"{s.get('backend')} / {s.get('dtype')}",
                 "generation": ", ".join(f"{k}={s[k]}" for k in ("max_new_tokens", "do_sample", "temperature",
                                                                 "top_p", "num_beams", "seed") if k in s)}

@@ -11,10 +11,10 @@ import logging
 from pathlib import Path
 from typing import Mapping
 
+from longlamp_errors import PublishError
 from longlamp_io import write_text_atomic
 from longlamp_runs import CARD_FILE
 from longlamp_tasks import CITATION, parse_config_name
-from longlamp_errors import PublishError
 
 logger = logging.getLogger(__name__)
 TEMPLATE = Path(__file__).with_name("dataset_card_template.md")

@@ -15,8 +15,19 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from longlamp_runs import CARD_FILE, COMPARISON_FILE, PER_SAMPLE_FILE, PREDICTIONS_FILE, PROMPTS_FILE, PUBLISHED_RESULTS_DIR, PUBLISHED_SUMMARY_FILE, SCORES_FILE, TRAINING_RECORD_FILE
+from longlamp_errors import PublishError
 from longlamp_io import write_json_atomic
+from longlamp_runs import (
+    CARD_FILE,
+    COMPARISON_FILE,
+    PER_SAMPLE_FILE,
+    PREDICTIONS_FILE,
+    PROMPTS_FILE,
+    PUBLISHED_RESULTS_DIR,
+    PUBLISHED_SUMMARY_FILE,
+    SCORES_FILE,
+    TRAINING_RECORD_FILE,
+)
 from publishing.cards import (
     EVAL_RESULTS_FILE,
     PLOT_FILE,
@@ -26,7 +37,6 @@ from publishing.cards import (
     write_results_files,
 )
 from publishing.runs import Run, public_settings, read_run
-from longlamp_errors import PublishError
 
 logger = logging.getLogger(__name__)
 REPO_TYPES = ("model", "dataset")

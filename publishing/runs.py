@@ -13,10 +13,21 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from longlamp_runs import CHECKPOINTS_DIR, COMPARISON_FILE, FINAL_DIR, NO_PROFILE_DIR, PREDICTIONS_FILE, SCORES_FILE, STATE_FILE, TEST_PREDICTIONS_FILE, TRAINING_RECORD_FILE, VALIDATION_DIR
+from longlamp_errors import RunFolderError
+from longlamp_runs import (
+    CHECKPOINTS_DIR,
+    COMPARISON_FILE,
+    FINAL_DIR,
+    NO_PROFILE_DIR,
+    PREDICTIONS_FILE,
+    SCORES_FILE,
+    STATE_FILE,
+    TEST_PREDICTIONS_FILE,
+    TRAINING_RECORD_FILE,
+    VALIDATION_DIR,
+)
 from longlamp_tasks import Task, parse_config_name
 from scoring import HEADLINE_METRICS
-from longlamp_errors import RunFolderError
 
 DATASET_ID = "LongLaMP/LongLaMP"
 EMBEDDED_PATH = re.compile(r"(?<![\w.:/~])(?:~/|/)(?:[^\s,()'\"=/]+/)+[^\s,()'\"=/]+")

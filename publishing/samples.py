@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from longlamp_runs import GOLDS_FILE, PER_SAMPLE_FILE, PREDICTIONS_FILE
-from scoring import per_sample
-from publishing.runs import Result, read_json
 from longlamp_errors import RunFolderError
-
+from longlamp_runs import GOLDS_FILE, PER_SAMPLE_FILE, PREDICTIONS_FILE
+from publishing.runs import Result, read_json
+from scoring import per_sample
 
 
 def _outputs(path: Path) -> list[dict]:

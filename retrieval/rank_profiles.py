@@ -26,10 +26,10 @@ if not __package__:  # run as `python retrieval/rank_profiles.py`: import from t
 import datasets  # noqa: E402
 
 from longlamp_cli import ArgumentParser, add_flag, positive_int, run_command  # noqa: E402
+from longlamp_errors import UsageError  # noqa: E402
 from longlamp_tasks import Task, parse_config_name  # noqa: E402
 from retrieval.ranking import DEFAULT_CHUNK_ITEMS, DEFAULT_CHUNK_SIZE, rank_dataset  # noqa: E402
 from retrieval.registry import RETRIEVERS, get_retriever, resolve_task  # noqa: E402
-from longlamp_errors import UsageError  # noqa: E402
 
 # flag -> the retriever option it sets (given flags only: an option the retriever does not take is refused)
 _RETRIEVER_OPTIONS = {"retriever_model": "model_name", "batch_size": "batch_size", "device": "device",

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Mapping, Sequence
 
+from longlamp_errors import DataError
 from longlamp_io import write_json_atomic
 from scoring.task_names import canonical_task_name
-from longlamp_errors import DataError
 
 MAX_UNZIPPED_BYTES = 2 * 1024**3
 MAX_ZIP_MEMBERS = 10_000

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import hashlib
 import logging
 import shutil
 import subprocess
@@ -27,6 +26,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
 from longlamp_errors import MissingNLTKDataError
 from longlamp_io import folder_content_digest, replace_folder
 

@@ -3,9 +3,8 @@ sign-flip p-value (scoring/significance.py), by example and, on request, by user
 
 from __future__ import annotations
 
-from scoring import significance
-from scoring import files, metrics
 from longlamp_errors import DataError
+from scoring import files, metrics, significance
 
 
 def comparison(golds: files.TaskFile, a: files.TaskFile, b: files.TaskFile, metric_names, num_resamples: int,

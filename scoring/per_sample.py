@@ -19,8 +19,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from longlamp_io import write_text_atomic
 from longlamp_errors import DataError
+from longlamp_io import write_text_atomic
 
 FIXED_FIELDS = ("id", "user", "prediction_words")
 

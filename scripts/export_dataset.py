@@ -21,9 +21,9 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from longlamp_cli import run_command  # noqa: E402
+from longlamp_errors import PublishError  # noqa: E402
 from longlamp_tasks import parse_config_name  # noqa: E402
 from publishing.dataset_export import AVOCADO_LICENSE, export_config  # noqa: E402
-from longlamp_errors import PublishError  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import email.utils
-from datetime import datetime, timezone
 import json
 import random
 import shutil
 import sys
 import zipfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
@@ -199,8 +199,10 @@ def rfc822_message(user: User, message_id: str, rng: random.Random) -> tuple[str
     subject = f"{user.title(topic)} — {rng.choice(['follow-up', 'minutes', 'question', 'draft'])}"
     folded = rng.random() < 0.3  # a long subject folded over two lines keeps its line break in mail-parser
     header_subject = subject + " for the\r\n weekly review" if folded else subject
-    body = "Hi all,\r\n\r\n" + user.text(topic, rng.randint(5, 10)).replace(". ", ".\r\n", 2) + f"\r\n\r\n-- \r\n{user.id}\r\n"
-    date = email.utils.format_datetime(datetime(2001, 1 + rng.randrange(12), 1 + rng.randrange(28), tzinfo=timezone.utc))
+    body = ("Hi all,\r\n\r\n" + user.text(topic, rng.randint(5, 10)).replace(". ", ".\r\n", 2)
+            + f"\r\n\r\n-- \r\n{user.id}\r\n")
+    date = email.utils.format_datetime(datetime(2001, 1 + rng.randrange(12), 1 + rng.randrange(28),
+                                                tzinfo=timezone.utc))
     headers = (f"Message-ID: <{message_id}@avocado.example>\r\nDate: {date}\r\nFrom: {user.id}@avocado.example\r\n"
                f"To: team@avocado.example\r\nSubject: {header_subject}\r\nContent-Type: text/plain; charset=utf-8\r\n"
                "Content-Transfer-Encoding: 8bit\r\n\r\n")

@@ -25,7 +25,12 @@ if str(REPO) not in sys.path:
 
 from benchmark_runner.experiment import load_experiment  # noqa: E402
 from benchmark_runner.results import (  # noqa: E402
-    collect, markdown_table, push_results, reading, write_cards, write_results,
+    collect,
+    markdown_table,
+    push_results,
+    reading,
+    write_cards,
+    write_results,
 )
 from benchmark_runner.stages import plan, stage_env  # noqa: E402
 from longlamp_cli import run_command  # noqa: E402

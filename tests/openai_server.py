@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
 
 from generation.decoding import GenerationSettings  # noqa: E402
-from generation.source import resolve_model  # noqa: E402
 from generation.hf_transformers import TransformersGenerator  # noqa: E402
+from generation.source import resolve_model  # noqa: E402
 
 
 class BatchingModel:

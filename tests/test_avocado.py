@@ -71,11 +71,13 @@ def test_rows_follow_the_official_algorithm(tmp_path):
 
 
 def test_body_keeps_its_line_endings(tmp_path):
-    extra = {"id": "q3", "input": "001-000002-EM", "content_length": 3, "profile": [{"id": "p3", "text": "001-000001-EM"}]}
+    extra = {"id": "q3", "input": "001-000002-EM", "content_length": 3,
+             "profile": [{"id": "p3", "text": "001-000001-EM"}]}
     manual = make_manual_dir(tmp_path / "avocado", layout="")
     (manual / "train_questions.json").write_text(json.dumps([extra]))
     rows = longlamp.load("email_generation_user", split="train", data_dir=str(manual), cache_dir=str(tmp_path / "c"))
-    assert rows[0]["profile"][0]["text"] == "Hi Bob,\r\n\r\nThe kiln is booked for Tuesday.\r\nBring the glazed vases.\r\n\r\nAnn"
+    assert rows[0]["profile"][0]["text"] == ("Hi Bob,\r\n\r\nThe kiln is booked for Tuesday.\r\nBring the glazed "
+                                             "vases.\r\n\r\nAnn")
     assert rows[0]["user_id"] is None  # the user setting's question files have no user column
 
 

@@ -13,11 +13,11 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hub_server import HubStandIn
 
 import longlamp
-from hub_server import HubStandIn
-from longlamp_tasks import TASKS, config_names, scorer_task_name
 from longlamp_errors import DataError
+from longlamp_tasks import TASKS, config_names, scorer_task_name
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLIC_CONFIGS = [name for name in config_names(with_aliases=False) if TASKS[name.rsplit("_", 1)[0]].public]
@@ -148,8 +148,8 @@ def run_hub_script(hub: HubStandIn, tmp_path: Path, names: list[str], hf_home: P
     out = tmp_path / "rows.json"
     environment = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(hf_home), **env,
                    "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    result = subprocess.run([sys.executable, "-c", HUB_SCRIPT, str(out), str(tmp_path / "ds-cache"), ",".join(names), *extra],
-                            env=environment, capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-c", HUB_SCRIPT, str(out), str(tmp_path / "ds-cache"), ",".join(names),
+                             *extra], env=environment, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(out.read_text())
 
@@ -217,7 +217,8 @@ GOOD = {"reviewerId": "u1", "input": "in", "output": "out",
 @pytest.mark.parametrize(
     "rows, message",
     [
-        ([{k: v for k, v in GOOD.items() if k != "profile"}], r"val-00000-of-00001.parquet, row 0: missing column\(s\) \['profile'\]"),
+        ([{k: v for k, v in GOOD.items() if k != "profile"}],
+         r"val-00000-of-00001.parquet, row 0: missing column\(s\) \['profile'\]"),
         ([dict(GOOD, profile=[{"overall": 5.0, "summary": "s"}])],
          r"row 0, profile item 0: missing field\(s\) \['description', 'reviewText'\]"),
         ([GOOD, dict(GOOD, input=None)], r"row 1: field 'input' must be a string"),

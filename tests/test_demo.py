@@ -17,8 +17,8 @@ import pytest
 
 from benchmark_runner.experiment import load_experiment
 from benchmark_runner.stages import MARKER, plan
-from scoring.tasks import evaluate_files
 from longlamp_errors import ConfigError, RunFolderError
+from scoring.tasks import evaluate_files
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "experiments" / "demo.yaml"
@@ -144,9 +144,8 @@ def test_a_bad_experiment_setting_is_named(sets, message):
 @pytest.mark.parametrize("experiment", sorted((REPO / "experiments").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_experiment_plans_commands_the_stage_scripts_accept(experiment):
     """Each planned stage command parses with its script's real parser (the runner cannot drift from the stages)."""
-    from test_readme_commands import check_against, script_parser, split_command
-
     import yaml
+    from test_readme_commands import check_against, script_parser, split_command
 
     values = yaml.safe_load(experiment.read_text())  # `local:` models are prepared at set-up: named here instead
     sets = [f"models.{name}.model_name=m" for name, spec in values["models"].items()

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from evaluation import eval_all, eval_task
-from scoring import tasks
-from scoring import metrics
 from longlamp_cli import EXIT_BAD_INPUT, run_command
+from scoring import metrics, tasks
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = "LongLaMP_product_review_user"

@@ -12,11 +12,11 @@ import torch
 from kill import kill_once_written
 
 from evaluation import compare, eval_task, evaluate_llm
-from generation.hf_transformers import TransformersGenerator
-from scoring.metrics import score
 from evaluation.zero_shot import ZeroShotOptions, evaluate
+from generation.hf_transformers import TransformersGenerator
 from longlamp_cli import run_command
 from longlamp_tasks import TASKS
+from scoring.metrics import score
 
 REPO = Path(__file__).resolve().parents[1]
 REVIEW = TASKS["product_review"]
@@ -152,9 +152,10 @@ def test_seeds_give_one_run_per_seed_and_their_mean_and_spread(tiny_llama, tmp_p
 
 def test_prompts_are_the_ones_training_builds(tiny_llama, sample_dir, sample_cache, tmp_path):
     """One definition: the same rows give the same prompt text in training and in zero-shot evaluation."""
+    from transformers import AutoTokenizer
+
     from retrieval import get_retriever
     from training.data import ExampleEncoder
-    from transformers import AutoTokenizer
 
     evaluate(ZeroShotOptions(validation_data="product_review_user", data_dir=str(sample_dir), cache_dir=sample_cache,
                              model_name=str(tiny_llama), output_dir=str(tmp_path), use_profile=True, num_retrieved=3,
@@ -471,8 +472,9 @@ class ProbeGenerator(TransformersGenerator):
 def test_dense_retriever_is_released_before_the_model_loads(tiny_llama, tmp_path, sample_dir, sample_cache,
                                                             monkeypatch):
     """On a GPU, vLLM takes a share of the memory that is free when it starts: the encoder must be gone by then."""
-    import generation
     from tiny_models import make_encoder
+
+    import generation
 
     monkeypatch.setitem(generation.BACKENDS, "probe", "test_evaluate_llm:ProbeGenerator")
     monkeypatch.setattr(ProbeGenerator, "alive_at_load", [])

@@ -10,9 +10,9 @@ import pytest
 
 from evaluation import eval_all, eval_task, evaluate_llm, evaluate_per_user
 from longlamp_cli import FLAGS
+from longlamp_errors import UsageError
 from retrieval import rank_profiles
 from training import train_per_user, train_style_vectors
-from longlamp_errors import UsageError
 
 FLAGS_DOC = Path(__file__).resolve().parents[1] / "docs" / "flags.md"
 # Shared by the per-user commands (docs/personalization.md).

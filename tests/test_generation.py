@@ -6,16 +6,16 @@ import json
 
 import pytest
 import torch
+from tiny_models import make_causal_lm, make_seq2seq_lm
 
 from generation import get_backend, resolve_backend
 from generation.decoding import GenerationSettings, plan_batches, strip_reasoning
-from generation.source import resolve_model
 from generation.hf_transformers import TransformersGenerator
-from generation.vllm_engine import VLLMGenerator, engine_arguments, lora_rank_for, sampling_arguments
 from generation.predictions import PredictionStore
-from scoring.files import write_predictions
-from tiny_models import make_causal_lm, make_seq2seq_lm
+from generation.source import resolve_model
+from generation.vllm_engine import VLLMGenerator, engine_arguments, lora_rank_for, sampling_arguments
 from longlamp_errors import ModelLoadError, RunFolderError
+from scoring.files import write_predictions
 
 PROMPTS = [
     "Generate the review text written by a reviewer who has a given an overall rating of 5.0 for a product.",
@@ -225,9 +225,8 @@ def test_vllm_engine_arguments(causal):
 
 def make_chat_model_with_end_of_turn(directory):
     """A tiny chat model whose template ends a turn with <|im_end|> and whose generation config lists two EOS."""
-    from transformers import AutoModelForCausalLM, GenerationConfig
-
     from tiny_models import make_causal_lm
+    from transformers import AutoModelForCausalLM, GenerationConfig
 
     make_causal_lm(directory)
     tokenizer = resolve_model(str(directory)).tokenizer

@@ -22,10 +22,10 @@ from openai_server import served
 
 from benchmark_runner.local_models import DEFAULT_OUTPUT as SMOLLM  # where set-up prepares the demo model
 from evaluation import judge as judge_command
-from generation.base import Generation
 from evaluation.judges import expert
-from generation.cache import GenerationCache
 from evaluation.judges.judge_model import build_judge, judge_options
+from generation.base import Generation
+from generation.cache import GenerationCache
 from longlamp_cli import FLAGS, run_command
 
 REPO = Path(__file__).resolve().parents[1]

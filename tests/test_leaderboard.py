@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from longlamp_runs import PER_SAMPLE_FILE, PUBLISHED_RESULTS_DIR
-from scoring import significance
 from evaluation.comparison.board import build
-from scoring import aggregate, metrics, per_sample
 from longlamp_io import write_json_atomic
+from longlamp_runs import PER_SAMPLE_FILE, PUBLISHED_RESULTS_DIR
+from scoring import aggregate, metrics, per_sample, significance
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = "LongLaMP_product_review_user"

@@ -13,9 +13,9 @@ import nltk
 import pytest
 from nltk.tokenize.punkt import PunktTokenizer
 
-from scoring import metrics, nltk_setup
 from longlamp_errors import MissingNLTKDataError
 from longlamp_io import folder_content_digest
+from scoring import metrics, nltk_setup
 
 
 def test_missing_data_error_names_the_fix_command(monkeypatch, tmp_path):

@@ -48,6 +48,7 @@ def test_style_vectors_are_chosen_on_validation_and_scale_zero_predicts_as_the_p
 
     # the run's card says what ran and how to run it again, without the machine's paths
     from huggingface_hub import ModelCard
+
     from publishing.cards import write_run_card
 
     card = ModelCard.load(write_run_card(tmp_path / "steered")).text
@@ -116,8 +117,8 @@ def test_vllm_refusals_are_one_error_line_before_any_work(tiny_llama, sample_dir
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from generation.vllm_engine import VLLMGenerator
     from evaluation.evaluate_per_user import main as evaluate
+    from generation.vllm_engine import VLLMGenerator
 
     flags = [*common(tiny_llama, sample_dir, sample_cache), "--output_dir", str(tmp_path / "p")]
     assert run_command(evaluate, [*flags, "--backend", "vllm", "--style_vectors_dir", str(tmp_path)],

@@ -72,7 +72,7 @@ def test_layer_and_scale_are_the_best_on_validation():
     from personalization.style_vectors import choose_layer_and_scale
 
     scores = {(1, 0.0): 0.1, (1, 1.0): 0.3, (2, 0.0): 0.1, (2, 1.0): 0.2}
-    layer, scale, tried = choose_layer_and_scale([1, 2], [0.0, 1.0], lambda l, s: scores[(l, s)])
+    layer, scale, tried = choose_layer_and_scale([1, 2], [0.0, 1.0], lambda layer, scale: scores[(layer, scale)])
     assert (layer, scale) == (1, 1.0) and len(tried) == 4
 
 

@@ -1,11 +1,11 @@
 """The official prompt templates, and the budget rule: shorten profile items, never the task input."""
 
 import pytest
+from tiny_models import make_tokenizer
 
+from longlamp_errors import PromptBudgetError
 from longlamp_prompts import PromptBuilder
 from longlamp_tasks import TASKS
-from tiny_models import make_tokenizer
-from longlamp_errors import PromptBudgetError
 
 REVIEW = TASKS["product_review"]
 ABSTRACT = TASKS["abstract_generation"]

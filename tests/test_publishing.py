@@ -370,7 +370,8 @@ def test_local_paths_are_reduced_to_their_last_part_hub_ids_and_urls_kept(tmp_pa
                                 "nested": {"cache": str(tmp_path / "cache")}, "k": 4})
     assert settings == {"model": "<local>/final", "data": "product_review_user",
                         "retriever": "contriever(model_name=<local>/encoder, batch=2)", "base": "facebook/contriever",
-                        "home": "<local>/tiny", "url": "https://hf.co/a/b", "nested": {"cache": "<local>/cache"}, "k": 4}
+                        "home": "<local>/tiny", "url": "https://hf.co/a/b", "nested": {"cache": "<local>/cache"},
+                        "k": 4}
 
 
 def test_only_the_main_process_pushes(zero_shot_run, tmp_path, monkeypatch):

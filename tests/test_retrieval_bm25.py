@@ -14,8 +14,8 @@ from rank_bm25 import BM25Okapi
 from longlamp_tasks import TASKS
 from retrieval import get_retriever
 from retrieval.bm25 import bm25_okapi_scores
-from retrieval.corpus_bytes import CorpusBytes
 from retrieval.bm25_kernel import _LONG_TOKEN, BYTE_KIND, find_slot, new_term_table, tokenize
+from retrieval.corpus_bytes import CorpusBytes
 
 ALL_SPACES = [chr(code) for code in range(sys.maxunicode + 1) if chr(code).isspace()]
 # Few distinct words (many ties and terms in most documents, so negative idfs and the epsilon floor),

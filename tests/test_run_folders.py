@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from longlamp_io import LOCK_FILE, RunLock, write_json_atomic
 from longlamp_errors import RunFolderError
+from longlamp_io import LOCK_FILE, RunLock, write_json_atomic
 
 
 def test_a_second_live_run_in_the_same_folder_is_refused_with_the_holder_named(tmp_path):

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from longlamp_runs import PER_SAMPLE_FILE
 from benchmark_runner.experiment import load_experiment
-from scoring import per_sample
 from longlamp_errors import ConfigError
+from longlamp_runs import PER_SAMPLE_FILE
+from scoring import per_sample
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = REPO / "experiments" / "personalization.yaml"

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from openai_server import served
 from kill import kill_once_written
+from openai_server import served
 
 from evaluation import evaluate_llm
 from generation.http_api import backoff_seconds, public_url, retry_after_seconds

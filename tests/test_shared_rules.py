@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from longlamp_prompts import DEFAULT_PROMPT_BUDGET, prompt_budget
 from longlamp_errors import PromptBudgetError
+from longlamp_prompts import DEFAULT_PROMPT_BUDGET, prompt_budget
 
 
 def test_one_default_budget_for_training_and_zero_shot(tiny_llama):

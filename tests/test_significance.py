@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from scoring import significance
-from scoring.paired import comparison
-from scoring import files, metrics
 from longlamp_errors import DataError
+from scoring import files, metrics, significance
+from scoring.paired import comparison
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = "LongLaMP_product_review_user"

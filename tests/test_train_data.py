@@ -9,6 +9,7 @@ import torch
 from test_train_support import CONFIG, SAMPLE, run_flags
 from tiny_models import make_tokenizer
 
+from longlamp_errors import ConfigError, DataError, ModelLoadError
 from longlamp_prompts import PromptBuilder
 from longlamp_tasks import TASKS, parse_config_name
 from training.collate import TrainingCollator
@@ -17,7 +18,6 @@ from training.data import IGNORE_INDEX, ExampleEncoder, encode_dataset
 from training.loss import per_example_sums, token_losses
 from training.modeling import lora_target_modules
 from training.sampling import EpochSampler
-from longlamp_errors import DataError, ModelLoadError, ConfigError
 
 REVIEW = TASKS["product_review"]
 ITEM = {"overall": 5.0, "summary": "Great pan", "description": "A pan", "reviewText": "It heats evenly. " * 60}

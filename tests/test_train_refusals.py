@@ -13,10 +13,10 @@ import torch
 from test_train_support import CONFIG, reset_accelerate, run_flags
 
 from longlamp_cli import run_command
+from longlamp_errors import ConfigError
 from training.config import TrainConfig, load_config_file, parse_args
 from training.loop import train
 from training.train import main
-from longlamp_errors import ConfigError
 
 pytest_plugins = ["test_train_support"]  # the shared fixtures
 

@@ -15,8 +15,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from longlamp_runs import CHECKPOINTS_DIR, STATE_FILE
 from longlamp_io import replace_folder, write_json_atomic
+from longlamp_runs import CHECKPOINTS_DIR, STATE_FILE
 
 PREFIX = "checkpoint-"
 logger = logging.getLogger(__name__)

@@ -17,10 +17,10 @@ from typing import Sequence
 
 from generation.dtypes import DTYPES
 from longlamp_cli import json_object, warn_ignored_profile_flags
+from longlamp_errors import ConfigError
 from longlamp_tasks import config_names, parse_config_name
 from retrieval.ranked import ranked_task_and_retriever
 from scoring import HEADLINE_METRICS
-from longlamp_errors import ConfigError
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")

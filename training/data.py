@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
+from longlamp_errors import DataError, PromptBudgetError
 from longlamp_io import replace_folder
 from longlamp_prompts import PromptBuilder
 from longlamp_tasks import Task
-from longlamp_errors import DataError, PromptBudgetError
 
 if TYPE_CHECKING:  # imported where used: the collator and the loss need no datasets
     import datasets

@@ -22,11 +22,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from longlamp_runs import BEST_DIR
-from longlamp_runs import FINAL_DIR, STATE_FILE, TEST_PREDICTIONS_FILE, VALIDATION_DIR
+from generation.decoding import GenerationSettings
+from longlamp_errors import ConfigError, MissingNLTKDataError, ModelLoadError
 from longlamp_io import RunLock
 from longlamp_prompts import context_length, prompt_budget
+from longlamp_runs import BEST_DIR, FINAL_DIR, STATE_FILE, TEST_PREDICTIONS_FILE, VALIDATION_DIR
 from longlamp_tasks import parse_config_name, scorer_task_name
+from scoring.files import write_predictions
 from training.checkpoints import (
     TrainerState,
     load_checkpoint,
@@ -43,15 +45,20 @@ from training.data import (
     encoded_cache_dir,
     encoding_key,
 )
-from training.export import export_merged_in_clean_process, save_model
 from training.loss import token_losses
-from training.modeling import accepts_logits_to_keep, check_packing_supported, check_quantization_available, is_encoder_decoder, load_model, load_model_config, load_tokenizer
+from training.modeling import (
+    accepts_logits_to_keep,
+    check_packing_supported,
+    check_quantization_available,
+    is_encoder_decoder,
+    load_model,
+    load_model_config,
+    load_tokenizer,
+)
 from training.run_folder import check_output_dir, claim_output_dir
 from training.sampling import EpochSampler
-from generation.decoding import GenerationSettings
-from scoring.files import write_predictions
+from training.saving import export_merged_in_clean_process, save_model
 from training.validation import generate_texts, generation_source, score_and_keep, validation_loss
-from longlamp_errors import ModelLoadError, ConfigError, MissingNLTKDataError
 
 logger = logging.getLogger(__name__)
 NO_DECAY = ("bias", "norm")
@@ -328,7 +335,8 @@ class _Run:
     """The state one training run threads through its steps, evaluations and checkpoints."""
 
     def __init__(self, accelerator, config, model, tokenizer, generation_source, optimizer, scheduler, state,
-                 encoder_decoder, keep_target_logits, output_dir, splits, validation_loader, generation_loader, total_steps):
+                 encoder_decoder, keep_target_logits, output_dir, splits, validation_loader, generation_loader,
+                 total_steps):
         self.accelerator, self.config, self.model, self.tokenizer = accelerator, config, model, tokenizer
         self.optimizer, self.scheduler, self.state = optimizer, scheduler, state
         self.encoder_decoder, self.keep_target_logits = encoder_decoder, keep_target_logits

@@ -9,8 +9,8 @@ import logging
 import torch
 
 from generation.dtypes import torch_dtype
+from longlamp_errors import ConfigError, ModelLoadError
 from training.config import TrainConfig
-from longlamp_errors import ModelLoadError, ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -12,10 +12,9 @@ import json
 import shutil
 from pathlib import Path
 
-from longlamp_runs import BEST_DIR
-from longlamp_runs import CHECKPOINTS_DIR, FINAL_DIR, STATE_FILE, TEST_PREDICTIONS_FILE, TRAINING_RECORD_FILE
 from longlamp_errors import RunFolderError
 from longlamp_io import write_json_atomic
+from longlamp_runs import BEST_DIR, CHECKPOINTS_DIR, FINAL_DIR, STATE_FILE, TEST_PREDICTIONS_FILE, TRAINING_RECORD_FILE
 from training.checkpoints import TrainerState, list_checkpoints
 from training.config import TrainConfig
 

@@ -11,14 +11,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from longlamp_runs import GOLDS_FILE, PER_SAMPLE_FILE, PREDICTIONS_FILE, SCORES_FILE
 from generation.base import finish_ids
 from generation.decoding import GenerationSettings
-from generation.source import ModelSource
 from generation.hf_transformers import generation_config, new_tokens
+from generation.source import ModelSource
 from longlamp_io import write_json_atomic
+from longlamp_runs import GOLDS_FILE, PER_SAMPLE_FILE, PREDICTIONS_FILE, SCORES_FILE
 from scoring import HEADLINE_METRICS
-
 from training.loss import per_example_sums, token_losses
 
 
@@ -87,8 +86,8 @@ def score_and_keep(directory: Path, task_name: str, settings: dict, ids: list[st
     (predictions.json, golds.json, scores.json with 95% intervals, per_sample.jsonl), so that the run's card and
     upload show them like any evaluation."""
     from scoring import per_sample
-    from scoring.metrics import score_with_samples
     from scoring.files import write_predictions
+    from scoring.metrics import score_with_samples
 
     result, samples = score_with_samples(predictions, references, metrics=HEADLINE_METRICS)
     if write:

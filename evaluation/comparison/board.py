@@ -15,8 +15,8 @@ from evaluation.comparison.plots import plot
 from evaluation.comparison.ranking import DEFAULT_RESAMPLES, group_runs, rank_group
 from evaluation.comparison.runs import Run, Skipped, load_runs
 from evaluation.comparison.tables import csv_text, markdown, page
-from scoring import files, metrics
 from longlamp_io import write_json_atomic, write_text_atomic
+from scoring import files, metrics
 
 
 def distinct_names(folders: list[Path]) -> dict[Path, str]:

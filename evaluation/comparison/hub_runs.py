@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from evaluation.comparison.runs import holds_run
+from longlamp_errors import RunFolderError
 from longlamp_runs import (
     PER_SAMPLE_FILE,
     PUBLISHED_RESULTS_DIR,
@@ -23,13 +24,13 @@ from longlamp_runs import (
     TEST_PREDICTIONS_FILE,
     TRAINING_RECORD_FILE,
 )
-from longlamp_errors import RunFolderError
 
 logger = logging.getLogger(__name__)
 REPO_ARGUMENT = re.compile(r"^(?:(?P<kind>datasets|models)/)?(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)"
                            r"(?:@(?P<revision>[^\s@]+))?$")
+# fnmatch patterns: "*" crosses folders (no_profile/, longlamp/...)
 ALLOW = (PUBLISHED_SUMMARY_FILE, f"*/{PUBLISHED_SUMMARY_FILE}", PER_SAMPLE_FILE, f"*/{PER_SAMPLE_FILE}",
-         TRAINING_RECORD_FILE, TEST_PREDICTIONS_FILE)  # fnmatch patterns: "*" crosses folders (no_profile/, longlamp/...)
+         TRAINING_RECORD_FILE, TEST_PREDICTIONS_FILE)
 WHAT_A_RUN_HOLDS = (f"{PUBLISHED_SUMMARY_FILE} with {PER_SAMPLE_FILE}, {PUBLISHED_RESULTS_DIR}/<config>/"
                     f"{PUBLISHED_SUMMARY_FILE}, or {TRAINING_RECORD_FILE} with {TEST_PREDICTIONS_FILE}")
 
@@ -88,8 +89,8 @@ def fetch_run(argument: str) -> Path:
             return folder
         found.append((kind, f"holds no run published by this toolkit (expected {WHAT_A_RUN_HOLDS})"))
     if unreachable is not None and not found:
-        raise RunFolderError(f"{argument}: not a local folder, and the Hub ({constants.ENDPOINT}) could not be read nor "
-                             f"the cache used: {_message(unreachable)}")
+        raise RunFolderError(f"{argument}: not a local folder, and the Hub ({constants.ENDPOINT}) could not be read "
+                             f"nor the cache used: {_message(unreachable)}")
     if found:
         raise RunFolderError("; ".join(f"{argument}: the {kind} repository {repo_id} on the Hub {problem}"
                                        for kind, problem in found))

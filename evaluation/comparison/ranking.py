@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scoring import significance
 from evaluation.comparison.runs import Run
-from scoring import aggregate
+from scoring import aggregate, significance
 
 DEFAULT_RESAMPLES = 1000
 

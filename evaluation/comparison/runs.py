@@ -22,9 +22,21 @@ from pathlib import Path
 
 import numpy as np
 
-from longlamp_runs import PUBLISHED_RESULTS_DIR, BEST_DIR, FINAL_DIR, GOLDS_FILE, NO_PROFILE_DIR, PER_SAMPLE_FILE, PREDICTIONS_FILE, SCORES_FILE, TEST_PREDICTIONS_FILE, TRAINING_RECORD_FILE, PUBLISHED_SUMMARY_FILE
-from scoring import files, metrics, per_sample
+from longlamp_runs import (
+    BEST_DIR,
+    FINAL_DIR,
+    GOLDS_FILE,
+    NO_PROFILE_DIR,
+    PER_SAMPLE_FILE,
+    PREDICTIONS_FILE,
+    PUBLISHED_RESULTS_DIR,
+    PUBLISHED_SUMMARY_FILE,
+    SCORES_FILE,
+    TEST_PREDICTIONS_FILE,
+    TRAINING_RECORD_FILE,
+)
 from publishing.runs import public_name
+from scoring import files, metrics, per_sample
 
 SCORER_PACKAGES = ("nltk", "rouge_score", "sacrebleu")  # the versions that can change a score (rust ROUGE is
 # checked bit-identical to rouge_score at run time, so its version does not)

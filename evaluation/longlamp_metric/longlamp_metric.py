@@ -14,7 +14,6 @@ import evaluate
 from longlamp_tasks import CITATION
 from scoring.metrics import DEFAULT_METRICS, score
 
-
 _DESCRIPTION = """\
 ROUGE-1, ROUGE-2, ROUGE-L, ROUGE-Lsum and METEOR (and optionally SacreBLEU) exactly as the LongLaMP benchmark
 computes them with evaluate's `rouge` and `meteor` (texts stripped, one reference per prediction), faster and

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scoring.task_names import canonical_task_name
 from evaluation.zero_shot.options import DEFAULT_RETRIEVER, ZeroShotOptions
 from longlamp_errors import DataError
 from longlamp_tasks import Task, parse_config_name
 from retrieval import Retriever, get_retriever
+from scoring.task_names import canonical_task_name
 
 
 def config_name(name: str) -> str:

@@ -66,8 +66,8 @@ def summary_writer(args, cache_dir: Path):
     """--summary_model on any backend (local or served), greedy, each summary cached by its full input in
     CACHE_DIR/summaries.sqlite: the judge's cached generator (evaluation/judges), which a resumed run asks again
     for nothing it has."""
-    from generation.cache import GenerationCache
     from evaluation.judges.judge_model import build_judge, judge_options
+    from generation.cache import GenerationCache
 
     served = {"api_base": args.summary_api_base} if args.summary_api_base else {}
     options = judge_options(args.summary_model, str(cache_dir), backend=args.summary_backend,

@@ -9,16 +9,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from longlamp_runs import GOLDS_FILE, PER_SAMPLE_FILE, PREDICTIONS_FILE, SCORES_FILE
+from evaluation.zero_shot.options import ZeroShotOptions
 from generation.decoding import strip_reasoning
 from generation.http_api import public_url
-from scoring import significance
-from scoring import per_sample
-from scoring.metrics import score_with_samples
-from evaluation.zero_shot.options import ZeroShotOptions
-from scoring.files import write_predictions
 from generation.progress import PreparedRun
 from longlamp_io import write_json_atomic
+from longlamp_runs import GOLDS_FILE, PER_SAMPLE_FILE, PREDICTIONS_FILE, SCORES_FILE
+from scoring import per_sample, significance
+from scoring.files import write_predictions
+from scoring.metrics import score_with_samples
 
 logger = logging.getLogger(__name__)
 SEEDS_FILE = "seeds.json"  # with --seeds, in the output folder above the seed<N>/ runs

@@ -9,22 +9,34 @@ import os
 from pathlib import Path
 
 import generation
-from longlamp_runs import COMPARISON_FILE, NO_PROFILE_DIR
-from generation import backend_class, get_backend, resolve_backend
-from generation import check_options as check_backend_options
-from generation.served_model import APPROXIMATION
-from generation.source import ModelSource
-from evaluation.zero_shot.data import column, data_config, data_source, rows_to_predict, make_retriever, \
-    resolve_task_and_retriever
-from generation.fingerprints import model_fingerprint, served_fingerprint
-from evaluation.zero_shot.options import DEFAULT_NUM_RETRIEVED, ZeroShotOptions, api_mode, check_options, \
-    ignored_profile_flags, is_served
-from generation.progress import collect_other_processes, generate_missing, prepare_run, share
+from evaluation.zero_shot.data import (
+    column,
+    data_config,
+    data_source,
+    make_retriever,
+    resolve_task_and_retriever,
+    rows_to_predict,
+)
+from evaluation.zero_shot.options import (
+    DEFAULT_NUM_RETRIEVED,
+    ZeroShotOptions,
+    api_mode,
+    check_options,
+    ignored_profile_flags,
+    is_served,
+)
 from evaluation.zero_shot.prompts import prepare_prompts
 from evaluation.zero_shot.results import SEEDS_FILE, compare, finish_run, seed_summary
+from generation import backend_class, get_backend, resolve_backend
+from generation import check_options as check_backend_options
+from generation.fingerprints import model_fingerprint, served_fingerprint
+from generation.progress import collect_other_processes, generate_missing, prepare_run, share
+from generation.served_model import APPROXIMATION
+from generation.source import ModelSource
 from longlamp_cli import check_folder
-from longlamp_prompts import PromptBuilder, prompt_budget
 from longlamp_io import RunLock, write_json_atomic
+from longlamp_prompts import PromptBuilder, prompt_budget
+from longlamp_runs import COMPARISON_FILE, NO_PROFILE_DIR
 from longlamp_tasks import Task, scorer_task_name
 
 logger = logging.getLogger(__name__)
