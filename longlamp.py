@@ -27,6 +27,7 @@ import datasets
 import pyarrow.parquet as pq
 
 from longlamp_errors import DataError
+from longlamp_io import folder_stat_digest
 from longlamp_tasks import CITATION, SETTINGS, TASKS, Task, config_names, parse_config_name
 
 logger = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class LongLaMP(datasets.GeneratorBasedBuilder):
         if "repo_id" in kwargs:
             kwargs["source_repo_id"] = kwargs.pop("repo_id")
         if kwargs.get("data_dir") and "local_fingerprint" not in kwargs:
-            kwargs["local_fingerprint"] = folder_fingerprint(Path(kwargs["data_dir"]).expanduser())
+            kwargs["local_fingerprint"] = folder_stat_digest(Path(kwargs["data_dir"]).expanduser())
         super().__init__(*args, **kwargs)
 
     @property
@@ -169,18 +170,6 @@ class LongLaMP(datasets.GeneratorBasedBuilder):
             datasets.SplitGenerator(name=split, gen_kwargs={"source": AvocadoSource(path, messages), "split": split})
             for split, path in question_files.items()
         ]
-
-
-def folder_fingerprint(folder: Path) -> str:
-    """A hash of the relative paths, sizes and modification times of the files under `folder`."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    if folder.is_dir():
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            stat = path.stat()
-            digest.update(f"{path.relative_to(folder).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
 
 
 def _hub_offline() -> bool:
