@@ -85,7 +85,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         if args.model is None:
-            from tiny_models import make_causal_lm
+            from support.tiny_models import make_causal_lm
 
             args.model = str(make_causal_lm(Path(scratch) / "tiny-llama"))
         source = resolve_model(args.model)

@@ -108,7 +108,7 @@ def main(argv=None) -> None:
         return
     with tempfile.TemporaryDirectory() as workdir:
         if args.model_name is None:
-            from tiny_models import make_causal_lm
+            from support.tiny_models import make_causal_lm
 
             args.model_name = str(make_causal_lm(Path(workdir) / "model", hidden_size=args.hidden_size,
                                                  intermediate_size=4 * args.hidden_size,

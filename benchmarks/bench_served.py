@@ -1,7 +1,7 @@
 """Examples per second of the openai backend with one request in flight against --max_concurrency 16.
 
 Both send the same official prompts from the bundled sample (0 to 4 profile items each) to the same local
-OpenAI-compatible server (tests/openai_server.py: a tiny random Llama built on the spot, or --model, decoding
+OpenAI-compatible server (tests/support/openai_server.py: a tiny random Llama built on the spot, or --model, decoding
 requests that arrive together as one padded batch, as vLLM does), greedy, through the completions endpoint,
 and the predictions are checked to be identical. Each setting is timed best of --repeats, in turn.
 
@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from openai_server import served  # noqa: E402
+from support.openai_server import served  # noqa: E402
 
 from generation.decoding import GenerationSettings  # noqa: E402
 from generation.openai_api import OpenAIGenerator  # noqa: E402
@@ -58,7 +58,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         if args.model is None:
-            from tiny_models import make_causal_lm
+            from support.tiny_models import make_causal_lm
 
             args.model = str(make_causal_lm(Path(scratch) / "tiny-llama"))
         source = served_model("served", args.model)

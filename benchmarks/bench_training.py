@@ -69,7 +69,7 @@ def prepare(args, workdir: Path) -> None:
     from training.data import ExampleEncoder
 
     if args.model_name is None:
-        from tiny_models import make_causal_lm
+        from support.tiny_models import make_causal_lm
 
         args.model_name = str(make_causal_lm(workdir / "tiny-llama"))
     tokenizer = AutoTokenizer.from_pretrained(args.model_name)

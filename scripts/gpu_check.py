@@ -59,7 +59,7 @@ def check(name: str, needs: tuple[str, ...] = (), on_cpu: bool = False, timeout:
 def tiny_llama(work: Path, chat: bool = False) -> Path:
     """The tiny Llama (head size 64) with its tokenizer, built once per work folder."""
     sys.path.insert(0, str(REPO / "tests"))
-    from tiny_models import make_causal_lm
+    from support.tiny_models import make_causal_lm
 
     directory = work / ("tiny-chat-llama" if chat else "tiny-llama")
     if not (directory / "config.json").is_file():
@@ -69,7 +69,7 @@ def tiny_llama(work: Path, chat: bool = False) -> Path:
 
 def tiny_encoder(work: Path) -> Path:
     sys.path.insert(0, str(REPO / "tests"))
-    from tiny_models import make_encoder
+    from support.tiny_models import make_encoder
 
     directory = work / "tiny-encoder"
     if not (directory / "config.json").is_file():

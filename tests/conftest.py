@@ -1,4 +1,5 @@
-"""Shared fixtures: the bundled sample and a prepared-dataset cache per test session."""
+"""Shared fixtures: the bundled sample, a prepared-dataset cache per session, tiny models, short training data and a
+clean accelerate state (the helpers behind them are in tests/support/)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ def sample_cache(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
-    """A tiny random Llama with its tokenizer, saved like a Hub model (see tiny_models.py)."""
-    from tiny_models import make_causal_lm
+    """A tiny random Llama with its tokenizer, saved like a Hub model (see support/tiny_models.py)."""
+    from support.tiny_models import make_causal_lm
 
     return make_causal_lm(tmp_path_factory.mktemp("tiny-llama"))
 
@@ -37,6 +38,32 @@ def tiny_llama(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_chat_llama(tmp_path_factory) -> Path:
     """The same with a chat template."""
-    from tiny_models import make_causal_lm
+    from support.tiny_models import make_causal_lm
 
     return make_causal_lm(tmp_path_factory.mktemp("tiny-chat-llama"), chat=True)
+
+
+@pytest.fixture
+def fresh_accelerate():
+    """Each in-process run starts from a clean accelerate state and leaves one behind."""
+    from support.training import reset_accelerate
+
+    reset_accelerate()
+    yield
+    reset_accelerate()
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory) -> Path:
+    from support.tiny_models import make_seq2seq_lm
+
+    return make_seq2seq_lm(tmp_path_factory.mktemp("tiny-t5"))
+
+
+@pytest.fixture(scope="session")
+def short_data(tmp_path_factory) -> tuple[Path, Path]:
+    """(train, validation) folders: 12 and 5 sample rows with 12-word outputs."""
+    from support.training import short_sample
+
+    root = tmp_path_factory.mktemp("short-sample")
+    return short_sample(root, "train"), short_sample(root, "validation")

@@ -13,7 +13,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hub_server import HubStandIn
+from support.hub_server import HubStandIn
 
 import longlamp
 from longlamp_errors import DataError

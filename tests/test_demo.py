@@ -46,7 +46,7 @@ def runner(output: Path, sets: list[str], *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory) -> Path:
-    from tiny_models import make_encoder
+    from support.tiny_models import make_encoder
 
     return make_encoder(tmp_path_factory.mktemp("tiny-encoder"))
 
@@ -145,7 +145,7 @@ def test_a_bad_experiment_setting_is_named(sets, message):
 def test_every_shipped_experiment_plans_commands_the_stage_scripts_accept(experiment):
     """Each planned stage command parses with its script's real parser (the runner cannot drift from the stages)."""
     import yaml
-    from test_readme_commands import check_against, script_parser, split_command
+    from support.parsers import check_against, script_parser, split_command
 
     values = yaml.safe_load(experiment.read_text())  # `local:` models are prepared at set-up: named here instead
     sets = [f"models.{name}.model_name=m" for name, spec in values["models"].items()

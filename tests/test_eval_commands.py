@@ -5,51 +5,21 @@ from __future__ import annotations
 
 import json
 import stat
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+from support.task_files import TASK, gold_entries, prediction_entries, run_script, write_task
 
 from evaluation import eval_all, eval_task
 from longlamp_cli import EXIT_BAD_INPUT, run_command
 from scoring import metrics, tasks
 
-REPO = Path(__file__).resolve().parents[1]
-TASK = "LongLaMP_product_review_user"
 FAST = ["--num_workers", "1", "--bootstrap", "100"]
-
-
-def gold_entries(n: int = 10, users: bool = False) -> list[dict]:
-    entries = [{"id": f"id-{i}", "output": f"The product number {i} works well and the battery lasts {i} days."}
-               for i in range(n)]
-    for i, entry in enumerate(entries):
-        if users:
-            entry["user"] = f"user-{i % 3}"
-    return entries
-
-
-def prediction_entries(n: int = 10) -> list[dict]:
-    entries = [{"id": f"id-{i}", "output": f"This product {i} works and the battery lasts long."} for i in range(n)]
-    entries[3]["output"] = ""  # an empty prediction: scored zero, never dropped
-    return entries[::-1]  # any order: predictions are matched to golds by id
-
-
-def write_task(path: Path, entries: list[dict], task: str = TASK) -> Path:
-    path.write_text(json.dumps({"task": task, "golds": entries}), encoding="utf-8")
-    return path
-
-
 def run_main(main, args: list[str], capsys) -> tuple[int, str]:
     """A command's main through the shared runner, as its script runs it: (exit code, stderr)."""
     code = run_command(main, args, prog="command")
     return code, capsys.readouterr().err
-
-
-def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "evaluation" / script), *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=300)
 
 
 def test_eval_task_script_scores_a_task_as_the_library_does(tmp_path):

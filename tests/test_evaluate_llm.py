@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from kill import kill_once_written
+from support.kill import kill_once_written
 
 from evaluation import compare, eval_task, evaluate_llm
 from evaluation.zero_shot import ZeroShotOptions, evaluate
@@ -327,7 +327,7 @@ def test_rerun_on_changed_data_never_keeps_old_predictions(tiny_llama, tmp_path,
 
 
 def test_retrained_checkpoint_at_the_same_path_is_refused(tmp_path, sample_dir, sample_cache, capsys):
-    from tiny_models import make_causal_lm
+    from support.tiny_models import make_causal_lm
 
     model = make_causal_lm(tmp_path / "checkpoint", seed=0)
     assert evaluate_llm.main(cli(model, tmp_path / "out", sample_dir, sample_cache, "--limit", "2")) == 0
@@ -472,7 +472,7 @@ class ProbeGenerator(TransformersGenerator):
 def test_dense_retriever_is_released_before_the_model_loads(tiny_llama, tmp_path, sample_dir, sample_cache,
                                                             monkeypatch):
     """On a GPU, vLLM takes a share of the memory that is free when it starts: the encoder must be gone by then."""
-    from tiny_models import make_encoder
+    from support.tiny_models import make_encoder
 
     import generation
 

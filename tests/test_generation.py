@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from tiny_models import make_causal_lm, make_seq2seq_lm
+from support.tiny_models import make_causal_lm, make_seq2seq_lm
 
 from generation import get_backend, resolve_backend
 from generation.decoding import GenerationSettings, plan_batches, strip_reasoning
@@ -225,7 +225,7 @@ def test_vllm_engine_arguments(causal):
 
 def make_chat_model_with_end_of_turn(directory):
     """A tiny chat model whose template ends a turn with <|im_end|> and whose generation config lists two EOS."""
-    from tiny_models import make_causal_lm
+    from support.tiny_models import make_causal_lm
     from transformers import AutoModelForCausalLM, GenerationConfig
 
     make_causal_lm(directory)

@@ -17,8 +17,8 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from kill import same_threads
-from openai_server import served
+from support.kill import same_threads
+from support.openai_server import served
 
 from benchmark_runner.local_models import DEFAULT_OUTPUT as SMOLLM  # where set-up prepares the demo model
 from evaluation import judge as judge_command

@@ -184,8 +184,8 @@ def published(tmp_path_factory, tiny_llama, sample_dir, sample_cache):
     """A real zero-shot run (with its no-profile baseline) pushed by push_results.py to a dataset repository and,
     beside the model's own weights, to a model repository, and a training run pushed to its model repository;
     then the stand-in, serving them, and its environment."""
-    from hub_server import HubStandIn
-    from test_publishing import TOKEN, hub_env, run
+    from support.hub import TOKEN, hub_env, run
+    from support.hub_server import HubStandIn
 
     from evaluation import evaluate_llm
 
@@ -228,7 +228,7 @@ def leaderboard_command(*args: str, env: dict) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("repo, inside", [("me/results", ""), ("datasets/me/results@main", ""),
                                           ("me/tiny", f"/{PUBLISHED_RESULTS_DIR}/{CONFIG}")])
 def test_a_run_read_from_its_hub_repository_ranks_as_its_local_folder(published, repo, inside):
-    from test_publishing import TOKEN, assert_token_nowhere
+    from support.hub import TOKEN, assert_token_nowhere
 
     from publishing.runs import public_name
 

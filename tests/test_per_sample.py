@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from support.task_files import TASK, gold_entries, prediction_entries, run_script, write_task
 
 from longlamp_errors import DataError
 from longlamp_runs import PER_SAMPLE_FILE
 from scoring import metrics, per_sample, tasks
-from tests.test_eval_commands import TASK, gold_entries, prediction_entries, run_script, write_task
 
 
 def test_eval_task_writes_one_line_per_example_with_every_per_sample_metric(tmp_path):

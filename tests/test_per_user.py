@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-from test_train_support import REPO, SAMPLE, accelerate_launch, reset_accelerate
+from support.training import REPO, SAMPLE, accelerate_launch, reset_accelerate
 
 from generation.vllm_engine import VLLMGenerator
 from longlamp_cli import run_command
 from longlamp_tasks import TASKS
 
-pytest_plugins = ["test_train_support"]
 SCRIPT = REPO / "training" / "train_per_user.py"
 USERS = ["user_0013_cooking", "user_0014_cycling", "user_0015_chess", "user_0016_gardening"]  # 0012: no profile
 TWO_CPU_PROCESSES = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
@@ -159,7 +158,7 @@ def test_grouped_batches_are_length_sorted_within_each_group_and_never_mix_group
 @pytest.fixture(scope="module")
 def vllm_sized_run(sample_cache, tmp_path_factory):
     """A tiny Llama with head size 64 (vLLM's kernels want it) and per-user adapters trained on it in one process."""
-    from tiny_models import make_causal_lm
+    from support.tiny_models import make_causal_lm
 
     from training.train_per_user import main
 

@@ -73,9 +73,9 @@ def test_summaries_are_generated_by_the_first_run_and_reused_by_the_next(tiny_ll
 
 def test_summaries_by_another_model_on_a_server_are_cached_by_their_input(tiny_llama, tiny_chat_llama, sample_dir,
                                                                           sample_cache, tmp_path, monkeypatch):
-    """--summary_model on any backend: here a served model (tests/openai_server.py), asked once per profile; the
+    """--summary_model on any backend: here a served model (tests/support/openai_server.py), asked once per profile; the
     second run finds every summary in the cache and sends nothing."""
-    from openai_server import served
+    from support.openai_server import served
 
     from evaluation.evaluate_per_user import main as evaluate
 
@@ -152,7 +152,7 @@ def test_a_killed_run_resumes_without_regenerating_and_ends_byte_identical(tiny_
     import sys
     from pathlib import Path
 
-    from kill import kill_once_written
+    from support.kill import kill_once_written
 
     from evaluation.evaluate_per_user import main as evaluate
     from training.train_style_vectors import main as train_vectors

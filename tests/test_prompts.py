@@ -1,7 +1,7 @@
 """The official prompt templates, and the budget rule: shorten profile items, never the task input."""
 
 import pytest
-from tiny_models import make_tokenizer
+from support.tiny_models import make_tokenizer
 
 from longlamp_errors import PromptBudgetError
 from longlamp_prompts import PromptBuilder

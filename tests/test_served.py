@@ -1,4 +1,4 @@
-"""The openai backend against a real local OpenAI-compatible server (tests/openai_server.py) serving a tiny
+"""The openai backend against a real local OpenAI-compatible server (tests/support/openai_server.py) serving a tiny
 model built here: the same predictions as the transformers backend, through faults, hangs, kills and resumes,
 with the key in no file or log; and the transformers backend's examples split over two processes."""
 
@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from kill import kill_once_written
-from openai_server import served
+from support.kill import kill_once_written
+from support.openai_server import served
 
 from evaluation import evaluate_llm
 from generation.http_api import backoff_seconds, public_url, retry_after_seconds
@@ -56,7 +56,7 @@ def assert_key_in_no_file(folder: Path, *texts: str) -> None:
 
 @pytest.fixture(scope="module", autouse=True)
 def server_threads():
-    """The local side computes with the test server's one thread (tests/openai_server.py), and so do the two
+    """The local side computes with the test server's one thread (tests/support/openai_server.py), and so do the two
     processes `accelerate launch` starts: a float sum split over another number of threads differs in its last
     bits, which a greedy choice between two nearly equal tokens would show."""
     import torch

@@ -1,5 +1,5 @@
 """Author-style similarity (evaluation/judges/style_similarity.py) with a tiny random BERT through DenseRetriever's
-encoding (tests/tiny_models.make_encoder: a tokenizer that gives the test words distinct ids, so texts embed
+encoding (tests/support/tiny_models.make_encoder: a tokenizer that gives the test words distinct ids, so texts embed
 apart), and its command, evaluation/style_similarity.py, on the bundled sample."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from support.tiny_models import make_encoder
 
 from evaluation import style_similarity as command
 from evaluation.judges import style_similarity
 from longlamp_cli import run_command
 from longlamp_tasks import TASKS
 from retrieval.dense import DenseRetriever
-from tests.tiny_models import make_encoder
 
 PROFILES = {"ann": ["cats dogs cats", "dogs tea"], "bob": ["code chess code", "chess maps"],
             "cyd": ["rain snow", "snow boats rain"]}

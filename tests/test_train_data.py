@@ -6,8 +6,8 @@ from __future__ import annotations
 import datasets
 import pytest
 import torch
-from test_train_support import CONFIG, SAMPLE, run_flags
-from tiny_models import make_tokenizer
+from support.tiny_models import make_tokenizer
+from support.training import CONFIG, SAMPLE, run_flags
 
 from longlamp_errors import ConfigError, DataError, ModelLoadError
 from longlamp_prompts import PromptBuilder
@@ -28,8 +28,6 @@ ROW = {
     "output": "Boils water in two minutes and looks great on the counter.",
     "profile": [ITEM, dict(ITEM, summary="Too small", reviewText="Not for a family.")],
 }
-
-pytest_plugins = ["test_train_support"]  # the shared fixtures
 
 
 def encoder_for(tokenizer, encoder_decoder=False, budget=10_000, target=512, profile_items=0):

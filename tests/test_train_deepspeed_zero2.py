@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 
 import pytest
-from test_train_support import (
+from support.training import (
     assert_same_weights,
     launch_deepspeed,
     run_flags,
@@ -17,8 +17,6 @@ from test_train_support import (
 )
 
 pytest.importorskip("deepspeed")
-
-pytest_plugins = ["test_train_support"]  # the shared fixtures
 
 
 def test_zero2_saves_reloadable_checkpoints_and_models_and_resumes_after_sigkill(tiny_llama, short_data, tmp_path):

@@ -5,11 +5,9 @@ merges the saved adapter outside DeepSpeed (inside, from_pretrained would enter 
 from __future__ import annotations
 
 import pytest
-from test_train_support import assert_same_weights, launch_deepspeed, run_flags, weights
+from support.training import assert_same_weights, launch_deepspeed, run_flags, weights
 
 pytest.importorskip("deepspeed")
-
-pytest_plugins = ["test_train_support"]  # the shared fixtures
 
 
 def test_zero3_run_resumed_from_a_checkpoint_matches_the_uninterrupted_run(tiny_llama, short_data, tmp_path):

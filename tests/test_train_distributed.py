@@ -10,7 +10,7 @@ import json
 import re
 from collections import defaultdict
 
-from test_train_support import (
+from support.training import (
     accelerate_launch,
     assert_same_weights,
     run_flags,
@@ -21,8 +21,6 @@ from test_train_support import (
 
 from training.config import parse_args
 from training.loop import train
-
-pytest_plugins = ["test_train_support"]  # the shared fixtures
 
 TWO_CPU_PROCESSES = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
                      "--dynamo_backend", "no"]

@@ -7,13 +7,11 @@ import json
 
 import pytest
 import torch
-from test_train_support import CONFIG, SAMPLE, assert_same_weights, reset_accelerate, run_flags, weights
+from support.training import CONFIG, SAMPLE, assert_same_weights, reset_accelerate, run_flags, weights
 
 from longlamp_errors import ConfigError
 from training.config import parse_args
 from training.loop import train
-
-pytest_plugins = ["test_train_support"]  # the shared fixtures
 
 
 @pytest.mark.parametrize("architecture", ["llama", "t5"])

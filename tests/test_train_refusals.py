@@ -10,15 +10,13 @@ import socket
 
 import pytest
 import torch
-from test_train_support import CONFIG, reset_accelerate, run_flags
+from support.training import CONFIG, reset_accelerate, run_flags
 
 from longlamp_cli import run_command
 from longlamp_errors import ConfigError
 from training.config import TrainConfig, load_config_file, parse_args
 from training.loop import train
 from training.train import main
-
-pytest_plugins = ["test_train_support"]  # the shared fixtures
 
 
 def refused(argv, capsys) -> str:
@@ -106,7 +104,7 @@ def test_generation_metrics_without_nltk_data_are_refused_before_training(tiny_l
 
 
 def test_packing_a_recurrent_model_is_refused_before_work(tmp_path, short_data, capsys):
-    from tiny_models import make_mamba
+    from support.tiny_models import make_mamba
 
     mamba = make_mamba(tmp_path / "mamba")
     line = refused(run_flags(mamba, tmp_path / "run", short_data[0], packing=True), capsys)
@@ -116,7 +114,7 @@ def test_packing_a_recurrent_model_is_refused_before_work(tmp_path, short_data, 
 
 def test_packing_really_mixes_a_recurrent_models_examples(tmp_path):
     """Why the refusal: position-id restarts separate packed examples for attention, not for a recurrent state."""
-    from tiny_models import make_mamba
+    from support.tiny_models import make_mamba
     from transformers import AutoModelForCausalLM
 
     from training.collate import TrainingCollator
@@ -180,7 +178,7 @@ def test_a_config_given_paths_resumes(tiny_llama, short_data, tmp_path, fresh_ac
 
 
 def test_on_the_fly_contriever_uses_the_retriever_model(tmp_path, tiny_llama, short_data, fresh_accelerate):
-    from tiny_models import make_encoder
+    from support.tiny_models import make_encoder
 
     encoder = make_encoder(tmp_path / "encoder")
     result = train(parse_args(run_flags(tiny_llama, tmp_path / "run", short_data[0], max_steps=1, use_profile=True,

@@ -1,5 +1,5 @@
-"""Shared pieces of the training tests (no tests here): small data cut from the bundled sample, tiny models,
-flags for short runs, launching real `accelerate launch` processes, and a clean accelerate state per test."""
+"""Shared pieces of the training tests: small data cut from the bundled sample, flags for short runs, launching
+real `accelerate launch` processes, and resetting accelerate's state (its fixtures are in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "sample"
 CONFIG = "product_review_user"
 
@@ -137,25 +135,3 @@ def reset_accelerate() -> None:
 
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
-
-
-@pytest.fixture
-def fresh_accelerate():
-    """Each in-process run starts from a clean accelerate state and leaves one behind."""
-    reset_accelerate()
-    yield
-    reset_accelerate()
-
-
-@pytest.fixture(scope="session")
-def tiny_t5(tmp_path_factory) -> Path:
-    from tiny_models import make_seq2seq_lm
-
-    return make_seq2seq_lm(tmp_path_factory.mktemp("tiny-t5"))
-
-
-@pytest.fixture(scope="session")
-def short_data(tmp_path_factory) -> tuple[Path, Path]:
-    """(train, validation) folders: 12 and 5 sample rows with 12-word outputs."""
-    root = tmp_path_factory.mktemp("short-sample")
-    return short_sample(root, "train"), short_sample(root, "validation")

@@ -1,6 +1,6 @@
 """A local OpenAI-compatible server for tests and benchmarks: a model on disk, real generation, both endpoints.
 
-    python tests/openai_server.py --model DIR [--fail_rate 0.3] [--hang] [--log FILE]
+    python tests/support/openai_server.py --model DIR [--fail_rate 0.3] [--hang] [--log FILE]
 
 It prints `port N` once listening on 127.0.0.1. /v1/chat/completions applies the tokenizer's chat template to
 the messages and tokenizes without special tokens (as `PromptBuilder` counts a chat prompt); /v1/completions
@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO)]
 
 from generation.decoding import GenerationSettings  # noqa: E402
