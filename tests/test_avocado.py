@@ -124,6 +124,7 @@ def _create_avocado_dataset(files_dir: Path, questions: Path, tmp_path: Path) ->
     return output
 
 
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("setting", ["user", "temporal"])
 def test_the_benchmark_command_writes_the_rows_of_the_builder(setting, sample_dir, tmp_path):
     """The README's create_avocado_dataset.py command gives LaMP-style files holding exactly the builder's rows."""
@@ -144,6 +145,7 @@ def test_the_benchmark_command_writes_the_rows_of_the_builder(setting, sample_di
             assert ours == theirs
 
 
+@pytest.mark.multiprocess
 def test_the_release_folder_itself_is_accepted(sample_dir, tmp_path):
     """Pointed at `avocado-1.0.2/` (archives under data/text/), the builder and the command find the archives."""
     release = tmp_path / "avocado-1.0.2"

@@ -161,6 +161,8 @@ def hub_root(tmp_path, sample_dir) -> Path:
     return root
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_load_dataset_from_the_hub_for_every_public_config(prepared, hub_root, tmp_path):
     shutil.copytree(hub_root / "LongLaMP" / "LongLaMP", hub_root / "someone" / "mirror")
     hub = HubStandIn(hub_root)
@@ -176,6 +178,8 @@ def test_load_dataset_from_the_hub_for_every_public_config(prepared, hub_root, t
     assert all(any(name in path for name in PUBLIC_CONFIGS) for path in fetched)
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_hub_token_offline_mode_and_cache(prepared, hub_root, tmp_path):
     name = "product_review_temporal"
     hub = HubStandIn(hub_root, token="hf_secret_token_for_tests")

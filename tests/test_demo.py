@@ -56,6 +56,9 @@ def _commands_run(stage_folder: Path) -> int:
     return sum(line.startswith("$ ") for line in (stage_folder / "stage.log").read_text().splitlines())
 
 
+@pytest.mark.e2e
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_the_demo_experiment_runs_every_stage_survives_a_kill_and_agrees_with_the_scorer(
         tmp_path, tiny_chat_llama, tiny_encoder):
     output, hub = tmp_path / "demo", tmp_path / "hub"

@@ -22,6 +22,8 @@ def run_main(main, args: list[str], capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_eval_task_script_scores_a_task_as_the_library_does(tmp_path):
     golds = write_task(tmp_path / "golds.json", gold_entries(users=True))
     preds = write_task(tmp_path / "preds.json", prediction_entries())
@@ -140,6 +142,8 @@ def golds_zip(tmp_path):
     })
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_eval_all_script_scores_the_tasks_it_has_and_lists_the_missing(tmp_path, golds_zip):
     preds_zip = make_zip(tmp_path / "preds.zip", {
         "preds/anything.json": task_json(prediction_entries()),

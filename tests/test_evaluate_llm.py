@@ -38,6 +38,7 @@ def sample_rows(sample_dir, cache, split="validation"):
     return list(longlamp.load("product_review_user", split=split, data_dir=str(sample_dir), cache_dir=cache))
 
 
+@pytest.mark.slow
 def test_without_profile_writes_benchmark_files_that_eval_task_scores(tiny_llama, tmp_path, sample_dir, sample_cache):
     assert evaluate_llm.main(cli(tiny_llama, tmp_path, sample_dir, sample_cache)) == 0
     rows = sample_rows(sample_dir, sample_cache)
@@ -68,6 +69,7 @@ def test_without_profile_writes_benchmark_files_that_eval_task_scores(tiny_llama
     assert read(tmp_path / "eval.json")["metrics"] == scores["scores"]["metrics"]
 
 
+@pytest.mark.slow
 def test_with_profile_and_comparison(tiny_llama, tmp_path, sample_dir, sample_cache):
     args = cli(tiny_llama, tmp_path, sample_dir, sample_cache, "--use_profile", "--retriever", "bm25",
                "--num_retrieved", "2", "--compare_no_profile")
@@ -106,6 +108,7 @@ def test_with_profile_and_comparison(tiny_llama, tmp_path, sample_dir, sample_ca
         assert significance["by_user"]["metrics"][name] == standalone["by_user"]["metrics"][name]
 
 
+@pytest.mark.slow
 def test_seeds_give_one_run_per_seed_and_their_mean_and_spread(tiny_llama, tmp_path, sample_dir, sample_cache,
                                                                capsys):
     sampling = ["--do_sample", "--temperature", "1.3"]
@@ -175,6 +178,8 @@ def test_chat_model_gets_its_template(tiny_chat_llama, tmp_path, sample_dir, sam
     assert read(tmp_path / "scores.json")["settings"]["chat_template"] is True
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_resume_after_a_kill_gives_the_same_file(tiny_llama, tmp_path, sample_dir, sample_cache):
     """A real SIGKILL in the middle of generation, then the same command again."""
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
@@ -192,6 +197,7 @@ def test_resume_after_a_kill_gives_the_same_file(tiny_llama, tmp_path, sample_di
     assert progress.read_text(encoding="utf-8").count("\n") == 1 + 5  # nothing generated twice
 
 
+@pytest.mark.slow
 def test_resume_after_a_crash_with_sampling(tiny_llama, tmp_path, sample_dir, sample_cache, monkeypatch):
     """Sampled outputs too: the batch plan and seeds do not depend on where the run stopped."""
 
@@ -310,6 +316,7 @@ def pa_array(values):
     return pa.array(values, pa.string())
 
 
+@pytest.mark.slow
 def test_rerun_on_changed_data_never_keeps_old_predictions(tiny_llama, tmp_path, sample_dir, sample_cache):
     """The issue's reproduction: --limit 2 on the sample, then the same command on a changed copy of it."""
     out = tmp_path / "run"
@@ -438,6 +445,7 @@ def test_is_ranked_reads_task_and_retriever_from_the_data(tiny_llama, tmp_path, 
         evaluate_llm.main([a if a != str(tmp_path / "out") else str(tmp_path / "wrong") for a in wrong])
 
 
+@pytest.mark.multiprocess
 def test_a_live_run_holds_its_folder(tiny_llama, tmp_path, sample_dir, sample_cache, capsys):
     import socket
 
@@ -469,6 +477,7 @@ class ProbeGenerator(TransformersGenerator):
         super().__init__(source, settings, dtype, device_map, trust_remote_code)
 
 
+@pytest.mark.slow
 def test_dense_retriever_is_released_before_the_model_loads(tiny_llama, tmp_path, sample_dir, sample_cache,
                                                             monkeypatch):
     """On a GPU, vLLM takes a share of the memory that is free when it starts: the encoder must be gone by then."""

@@ -32,6 +32,7 @@ def run_script(*args, **env) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.multiprocess
 def test_without_a_gpu_every_check_skips_with_a_reason_and_the_script_succeeds(gpu_check):
     done = run_script()
     assert done.returncode == 0, done.stderr
@@ -41,6 +42,8 @@ def test_without_a_gpu_every_check_skips_with_a_reason_and_the_script_succeeds(g
     assert any("vllm not installed" in line for line in lines) == (importlib.util.find_spec("vllm") is None)
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_a_check_runs_in_its_own_process_and_needs_only_its_own_packages(tmp_path):
     # As on the lent GPU machine, which has no datasets: the checks that do not need it still run.
     hidden = tmp_path / "hidden" / "datasets"
@@ -55,7 +58,8 @@ def test_a_check_runs_in_its_own_process_and_needs_only_its_own_packages(tmp_pat
 
 
 @pytest.mark.parametrize("name", ["sdpa_attention", "hf_generation_batched_vs_single", "lora_throughput",
-                                  "per_user_adapters"])
+                                  pytest.param("per_user_adapters", marks=[pytest.mark.e2e, pytest.mark.multiprocess,
+                                                                           pytest.mark.slow])])
 def test_the_checks_logic_passes_on_cpu(gpu_check, name, tmp_path):
     assert gpu_check.CHECKS[name].on_cpu
     assert gpu_check.CHECKS[name].run(tmp_path, "cpu")
@@ -77,6 +81,7 @@ def test_the_training_runs_it_launches_parse_as_train_py_flags(gpu_check, tmp_pa
     assert parse_args(gpu_check.flags(config)).to_dict() == config.validate().to_dict()
 
 
+@pytest.mark.slow
 def test_backends_are_compared_through_evaluate_llm(gpu_check, tmp_path, tiny_chat_llama):
     pytest.importorskip("datasets")
     hf = gpu_check.evaluate_llm(tmp_path, "hf", tiny_chat_llama, "transformers")

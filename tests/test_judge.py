@@ -184,6 +184,7 @@ def seeded_judge(model: Path, cache_path: Path, answers: dict[str, str]) -> set[
     return {key for key, _, _ in rows}
 
 
+@pytest.mark.slow
 def test_a_resumed_run_equals_an_uninterrupted_one_and_a_new_prompt_is_asked_again(tiny_chat_llama, task_files,
                                                                                     tmp_path, capsys):
     """The extractions are seeded into the cache (a tiny random model lists no aspects), so that the matching
@@ -222,6 +223,8 @@ def test_a_resumed_run_equals_an_uninterrupted_one_and_a_new_prompt_is_asked_aga
         "settings"]["prompts_sha256"]
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_the_answers_committed_before_the_kill(tiny_chat_llama, task_files, tmp_path,
                                                                         capsys):
     golds, preds = task_files
@@ -254,6 +257,8 @@ def test_a_killed_run_resumes_from_the_answers_committed_before_the_kill(tiny_ch
     assert outputs(tmp_path / "killed")[1] == outputs(tmp_path / "full")[1]
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_a_served_judge_answers_as_the_local_one(tiny_chat_llama, task_files, tmp_path, capsys):
     golds, preds = task_files
     run(golds, preds, tiny_chat_llama, tmp_path / "local", "--backend", "transformers", capsys=capsys)
@@ -291,6 +296,7 @@ def test_every_flag_is_in_the_flags_table_and_shared_concepts_keep_their_names()
 
 # --- the real small instruct model --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SMOLLM / "config.json").is_file(),
                     reason=f"{SMOLLM} is absent (scripts/prepare_models.py prepares it)")
 def test_the_real_instruct_model_runs_the_protocol(tmp_path, capsys):

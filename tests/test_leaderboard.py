@@ -158,6 +158,8 @@ def test_runs_without_per_sample_files_are_scored_from_their_predictions_and_cac
     assert "pass its test golds with --golds" in without_golds["not_ranked"][0]["reason"]
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_leaderboard_command_refuses_a_missing_folder_and_a_corpus_metric(tmp_path):
     for args, message in [([str(tmp_path / "nowhere")], "no such run folder"),
                           ([str(tmp_path), "--metric", "sacrebleu"], "per-sample metric")]:
@@ -225,6 +227,9 @@ def leaderboard_command(*args: str, env: dict) -> subprocess.CompletedProcess:
                           text=True, cwd=REPO, env=env, timeout=300)
 
 
+@pytest.mark.e2e
+@pytest.mark.multiprocess
+@pytest.mark.slow
 @pytest.mark.parametrize("repo, inside", [("me/results", ""), ("datasets/me/results@main", ""),
                                           ("me/tiny", f"/{PUBLISHED_RESULTS_DIR}/{CONFIG}")])
 def test_a_run_read_from_its_hub_repository_ranks_as_its_local_folder(published, repo, inside):
@@ -252,6 +257,9 @@ def test_a_run_read_from_its_hub_repository_ranks_as_its_local_folder(published,
     assert_token_nowhere(TOKEN, [root / "hf-home", output], [done.stdout, done.stderr], hub)
 
 
+@pytest.mark.e2e
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_a_fetched_repository_is_read_again_from_the_cache_offline(published, tmp_path):
     _, _, _, env, _, _ = published
     boards = []
@@ -263,6 +271,9 @@ def test_a_fetched_repository_is_read_again_from_the_cache_offline(published, tm
     assert boards[0] == boards[1]
 
 
+@pytest.mark.e2e
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_a_training_run_read_from_its_hub_repository_is_scored_as_its_local_folder(published, tmp_path):
     _, trained, _, env, root, _ = published
     golds = write_task(tmp_path / "test_golds.json", GOLDS)
@@ -276,6 +287,9 @@ def test_a_training_run_read_from_its_hub_repository_is_scored_as_its_local_fold
     assert snapshot_files(root, "trained") == {"training_config.json", "predictions_test.json"}  # no weights
 
 
+@pytest.mark.e2e
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_a_hub_repository_that_holds_no_run_is_refused_by_name(published):
     _, _, _, env, root, _ = published
     for repo, message in [("me/plain", "me/plain: the model repository me/plain on the Hub holds no run published"),

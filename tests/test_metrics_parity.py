@@ -87,6 +87,7 @@ def test_generated_pairs_cover_the_hard_cases(pairs):
     assert any("\n" in r.strip() for r in references) and any("東京" in p for p in predictions)
 
 
+@pytest.mark.slow
 def test_rust_backend_equals_rouge_score_bit_for_bit(pairs, reference_rouge):
     predictions, references = pairs
     found = rouge.rust_scores([p.strip() for p in predictions], [r.strip() for r in references], ROUGE_TYPES)
@@ -95,6 +96,7 @@ def test_rust_backend_equals_rouge_score_bit_for_bit(pairs, reference_rouge):
         assert np.array_equal(found[rouge_type], expected), rouge_type
 
 
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("backend, n", [("rust", None), ("python", 80)])  # python: rouge_score itself, in workers
 def test_per_sample_rouge_equals_rouge_score(pairs, reference_rouge, backend, n):
     predictions, references = pairs[0][:n], pairs[1][:n]
@@ -140,6 +142,7 @@ def test_a_fast_tokenizer_that_disagrees_is_not_used(monkeypatch):
         word_tokens.fast_path_usable.cache_clear()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_workers", [1, 2])
 def test_per_sample_meteor_equals_plain_nltk(pairs, reference_meteor, num_workers):
     found = metrics.per_sample_scores(*pairs, metrics=("meteor",), num_workers=num_workers)
@@ -154,6 +157,7 @@ def test_meteor_of_evaluates_documented_example():
     assert round(result["metrics"]["meteor"], 4) == 0.6944
 
 
+@pytest.mark.multiprocess
 def test_headline_numbers_are_the_mean_that_evaluate_users_compute(pairs, reference_rouge, reference_meteor):
     result = metrics.score(*pairs, bootstrap=0)
     for rouge_type in ROUGE_TYPES:

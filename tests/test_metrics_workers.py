@@ -50,6 +50,8 @@ def one_worker(pairs):
     return cold_scores(pairs, num_workers=1)
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_two_meteor_workers_equal_one_worker_on_every_run(pairs, one_worker):
     for _ in range(RUNS):
         np.testing.assert_array_equal(cold_scores(pairs, num_workers=2), one_worker)

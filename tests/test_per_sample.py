@@ -13,6 +13,8 @@ from longlamp_runs import PER_SAMPLE_FILE
 from scoring import metrics, per_sample, tasks
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_eval_task_writes_one_line_per_example_with_every_per_sample_metric(tmp_path):
     golds = write_task(tmp_path / "golds.json", gold_entries(users=True))
     preds = write_task(tmp_path / "preds.json", prediction_entries())

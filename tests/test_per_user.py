@@ -45,6 +45,8 @@ def two_process_run(tiny_llama, sample_cache, tmp_path_factory) -> Path:
     return run
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_two_processes_train_every_user_with_a_profile_once_and_report_time_and_storage(two_process_run):
     import json
 
@@ -61,6 +63,8 @@ def test_two_processes_train_every_user_with_a_profile_once_and_report_time_and_
     assert report["total_adapter_bytes"] == sum(store.record(u)["adapter_bytes"] for u in USERS)
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_each_users_adapter_lowers_that_users_held_out_loss(two_process_run):
     from personalization.user_adapters import AdapterStore
 
@@ -71,6 +75,8 @@ def test_each_users_adapter_lowers_that_users_held_out_loss(two_process_run):
         assert record["held_out_loss"] < record["held_out_loss_without_adapter"], user
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_a_run_killed_at_a_user_boundary_continues_with_the_next_user_and_ends_as_uninterrupted(
         two_process_run, tiny_llama, sample_cache, tmp_path):
     run = tmp_path / "killed"
@@ -93,6 +99,8 @@ def test_a_run_killed_at_a_user_boundary_continues_with_the_next_user_and_ends_a
     assert digests(run) == digests(two_process_run)  # one process or two, killed or not: the same adapters
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_other_settings_in_the_same_folder_are_refused(two_process_run, tiny_llama, sample_cache, capsys,
                                                        fresh_accelerate):
     from training.train_per_user import main
@@ -102,6 +110,8 @@ def test_other_settings_in_the_same_folder_are_refused(two_process_run, tiny_lla
     assert "lora_r: 8 -> 4" in capsys.readouterr().err
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_a_users_adapter_changes_only_that_users_predictions(two_process_run, tiny_llama, sample_cache):
     import longlamp
     from generation import get_backend
@@ -130,6 +140,8 @@ def test_a_users_adapter_changes_only_that_users_predictions(two_process_run, ti
     assert generate_per_user(generator, ids, users) == alone  # adapters switched in and out leave the model as it was
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_vllm_gets_one_lora_request_per_user_with_stable_ids_and_an_accepted_rank(two_process_run):
     from personalization.user_adapters import AdapterStore, vllm_lora_engine_options, vllm_lora_requests
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from longlamp_cli import run_command
 
 SAMPLE_FLAGS = ["--data", "product_review_user", "--max_new_tokens", "6", "--max_prompt_length", "300"]
@@ -57,6 +59,7 @@ def test_style_vectors_are_chosen_on_validation_and_scale_zero_predicts_as_the_p
             and "--style_scale 50.0" in card and "--backend transformers" in card and str(tmp_path) not in card)
 
 
+@pytest.mark.slow
 def test_summaries_are_generated_by_the_first_run_and_reused_by_the_next(tiny_llama, sample_dir, sample_cache,
                                                                         tmp_path):
     from evaluation.evaluate_per_user import main as evaluate
@@ -71,6 +74,8 @@ def test_summaries_are_generated_by_the_first_run_and_reused_by_the_next(tiny_ll
     assert outputs(tmp_path / "second") == outputs(tmp_path / "first")
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_summaries_by_another_model_on_a_server_are_cached_by_their_input(tiny_llama, tiny_chat_llama, sample_dir,
                                                                           sample_cache, tmp_path, monkeypatch):
     """--summary_model on any backend: here a served model (tests/support/openai_server.py), asked once per profile; the
@@ -145,6 +150,8 @@ def test_vllm_refusals_are_one_error_line_before_any_work(tiny_llama, sample_dir
     assert not (tmp_path / "p").exists()
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_a_killed_run_resumes_without_regenerating_and_ends_byte_identical(tiny_llama, sample_dir, sample_cache,
                                                                            tmp_path):
     """A real SIGKILL in the middle of steered generation, then the same command again: the finished examples are

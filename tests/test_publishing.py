@@ -166,6 +166,9 @@ print(json.dumps({"texts": texts, "library": card.data.library_name, "base_model
 """
 
 
+@pytest.mark.e2e
+@pytest.mark.multiprocess
+@pytest.mark.slow
 @pytest.mark.parametrize("adapter", [False, True], ids=["full", "lora"])
 def test_trained_model_pushed_with_push_to_hub_comes_back_and_generates_the_same(adapter, tiny_llama, short_data,
                                                                                     tmp_path):
@@ -201,6 +204,8 @@ def test_trained_model_pushed_with_push_to_hub_comes_back_and_generates_the_same
     assert_token_nowhere(TOKEN, [output, tmp_path / "hub"], [trained.stdout, trained.stderr, back.stdout], hub)
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_server_error_mid_upload_leaves_the_run_intact_and_a_retry_completes_it(zero_shot_run, tmp_path):
     hub = HubStandIn(tmp_path / "hub", token=TOKEN)
     command = ["evaluation/push_results.py", "--run_dir", str(zero_shot_run), "--hub_model_id", "me/results",
@@ -240,6 +245,9 @@ json.dump(rows, open(sys.argv[4], "w"))
 """
 
 
+@pytest.mark.e2e
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_exported_dataset_loads_with_plain_datasets_before_and_after_upload(sample_dir, sample_cache, tmp_path):
     import longlamp
 
@@ -264,6 +272,8 @@ def test_exported_dataset_loads_with_plain_datasets_before_and_after_upload(samp
     assert_token_nowhere(TOKEN, [folder, tmp_path / "hub"], [exported.stdout, exported.stderr], hub)
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_email_export_warns_and_pushes_privately_by_default(sample_dir, tmp_path):
     hub = HubStandIn(tmp_path / "hub")
     with hub.running():
@@ -276,6 +286,8 @@ def test_email_export_warns_and_pushes_privately_by_default(sample_dir, tmp_path
     assert "license_name: ldc-avocado" in (tmp_path / "export" / "README.md").read_text()
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_zero_shot_results_pushed_into_an_existing_model_repo_keep_its_card(tiny_llama, sample_dir, sample_cache,
                                                                              tmp_path):
     from huggingface_hub import ModelCard
@@ -308,6 +320,7 @@ def test_zero_shot_results_pushed_into_an_existing_model_repo_keep_its_card(tiny
     assert_token_nowhere(TOKEN, [output], [first.stdout, first.stderr, second.stdout, second.stderr], hub)
 
 
+@pytest.mark.multiprocess
 def test_a_ranked_split_exports_as_its_own_config_that_plain_datasets_loads(sample_dir, sample_cache, tmp_path):
     import longlamp
     from retrieval import rank_profiles

@@ -117,6 +117,7 @@ def test_json_outputs_hold_the_same_rows_as_parquet_and_load_back(suffix, tmp_pa
         assert row[SCORES_COLUMN] == pytest.approx(expected[SCORES_COLUMN], rel=1e-9, abs=1e-9)
 
 
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("retriever", ["bm25", "random"])  # worker threads, worker processes
 def test_workers_and_chunking_do_not_change_the_ranking(retriever, tmp_path):
     dataset = datasets.Dataset.from_list(review_rows(90))
@@ -150,6 +151,8 @@ def run_cli(*args: str, module: bool = False, env_dir: Path, wait: bool = True):
     return process.communicate(timeout=300) + (process.returncode,) if wait else process
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_a_killed_run_resumes_where_it_stopped_and_writes_the_same_file(tmp_path):
     source = tmp_path / "reviews.parquet"
     datasets.Dataset.from_list(review_rows(400, max_items=120, words=60, seed=1)).to_parquet(source)
@@ -232,6 +235,7 @@ def test_bad_arguments_are_refused_before_any_work(change, message, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_cli_reads_a_lamp_style_question_file_and_names_bad_input(tmp_path):
     questions = tmp_path / "dev_questions.json"
     questions.write_text(json.dumps(review_rows(12)))
@@ -265,6 +269,7 @@ def test_cli_reads_a_lamp_style_question_file_and_names_bad_input(tmp_path):
     assert "Traceback" not in log
 
 
+@pytest.mark.multiprocess
 def test_cli_ranks_a_config_through_longlamp_load(tmp_path):
     longlamp = pytest.importorskip("longlamp")
     if not (REPO / "data" / "sample").is_dir():

@@ -187,6 +187,7 @@ def _use_cache_in_child(cache, keys, vectors, results) -> None:
     results.put(sorted(cache.get(keys)))
 
 
+@pytest.mark.multiprocess
 def test_a_forked_child_uses_its_own_embedding_cache_connection(tmp_path):
     import multiprocessing
 

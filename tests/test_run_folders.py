@@ -12,6 +12,7 @@ from longlamp_errors import RunFolderError
 from longlamp_io import LOCK_FILE, RunLock, write_json_atomic
 
 
+@pytest.mark.multiprocess
 def test_a_second_live_run_in_the_same_folder_is_refused_with_the_holder_named(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -26,6 +27,7 @@ def test_a_second_live_run_in_the_same_folder_is_refused_with_the_holder_named(t
     assert (tmp_path / LOCK_FILE).exists()  # the refused run left the holder's lock alone
 
 
+@pytest.mark.multiprocess
 def test_the_lock_of_a_killed_run_is_taken_over_and_released_at_the_end(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (tmp_path / LOCK_FILE).write_text(json.dumps({"host": __import__("socket").gethostname(),

@@ -43,6 +43,9 @@ def finished(tiny_llama, tmp_path_factory) -> tuple[Path, list[str], dict]:
     return output, command, env
 
 
+@pytest.mark.e2e
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_every_method_runs_on_the_same_examples_and_is_paired_with_no_profile(finished):
     output, _, _ = finished
     results = json.loads((output / "results.json").read_text())
@@ -69,6 +72,9 @@ def test_every_method_runs_on_the_same_examples_and_is_paired_with_no_profile(fi
     assert report["users_with_adapter"] == 4
 
 
+@pytest.mark.e2e
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_the_leaderboard_ranks_every_run_of_the_runner_in_one_table(finished, tmp_path):
     from evaluation import leaderboard
 
@@ -83,6 +89,9 @@ def test_the_leaderboard_ranks_every_run_of_the_runner_in_one_table(finished, tm
     assert all(row["examples"] == 4 for row in group["rows"])
 
 
+@pytest.mark.e2e
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_started_again_the_runner_skips_every_stage(finished):
     output, command, env = finished
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

@@ -19,6 +19,7 @@ from longlamp_tasks import TASKS, config_names, parse_config_name
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.multiprocess
 def test_generator_reproduces_the_shipped_sample(tmp_path, sample_dir):
     subprocess.run([sys.executable, str(REPO / "scripts" / "make_sample.py"), "--output", str(tmp_path / "s")],
                    check=True, capture_output=True)

@@ -73,6 +73,8 @@ def api_key(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_completions_endpoint_equals_the_transformers_backend(tiny_llama, sample_dir, sample_cache, tmp_path,
                                                               api_key, capfd):
     common = flags(sample_dir, sample_cache, tmp_path / "local")
@@ -100,6 +102,8 @@ def records(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "progress.jsonl").read_text().splitlines()[1:]]
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_chat_endpoint_equals_the_transformers_backend_greedy_and_sampled(tiny_chat_llama, sample_dir, sample_cache,
                                                                           tmp_path, api_key):
     """The server applies the chat template to the user message, as PromptBuilder does; a sampled request draws
@@ -123,6 +127,8 @@ def test_chat_endpoint_equals_the_transformers_backend_greedy_and_sampled(tiny_c
         assert prompt["prompt"] == f"<|user|>\n{message['prompt']}</s>\n<|assistant|>\n"
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_a_failing_server_still_yields_the_identical_file(tiny_llama, sample_dir, sample_cache, tmp_path, api_key):
     """429s (with Retry-After), 500s and dropped connections at random, half of all requests."""
     assert evaluate_llm.main(flags(sample_dir, sample_cache, tmp_path / "local") + local(tiny_llama)) == 0
@@ -135,6 +141,8 @@ def test_a_failing_server_still_yields_the_identical_file(tiny_llama, sample_dir
     assert_key_in_no_file(tmp_path)
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_a_server_that_never_answers_gives_a_clear_error(tiny_llama, sample_dir, sample_cache, tmp_path, api_key,
                                                          capsys):
     with served(tiny_llama, "--hang", key=KEY) as url:
@@ -148,6 +156,8 @@ def test_a_server_that_never_answers_gives_a_clear_error(tiny_llama, sample_dir,
     assert len(records(tmp_path / "api")) == 0
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_a_refused_key_fails_at_once_without_showing_it(tiny_llama, sample_dir, sample_cache, tmp_path, api_key,
                                                         capsys):
     with served(tiny_llama, key="another-key") as url:
@@ -158,6 +168,8 @@ def test_a_refused_key_fails_at_once_without_showing_it(tiny_llama, sample_dir, 
     assert_key_in_no_file(tmp_path, captured.out, captured.err)
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_killed_run_resumes_without_resending_what_was_done(tiny_llama, sample_dir, sample_cache, tmp_path):
     """A real SIGKILL of a run, then the same command against a restarted server (on another port: the URL is not
     part of the run's settings): exactly the unfinished examples are sent, and the file is the uninterrupted one."""
@@ -186,6 +198,8 @@ def test_killed_run_resumes_without_resending_what_was_done(tiny_llama, sample_d
     assert_key_in_no_file(tmp_path, finished.stdout, finished.stderr)
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_without_a_tokenizer_the_budget_is_approximated_and_recorded(tiny_chat_llama, sample_dir, sample_cache,
                                                                      tmp_path, api_key):
     with served(tiny_chat_llama, key=KEY) as url:
@@ -254,6 +268,8 @@ TWO_CPU_PROCESSES = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1
                      "--dynamo_backend", "no"]
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_two_processes_split_the_examples_and_merge_to_the_one_process_file(tiny_llama, sample_dir, sample_cache,
                                                                             tmp_path):
     """`accelerate launch` with 2 gloo CPU processes: each takes every other batch of the length-sorted plan."""
@@ -274,6 +290,8 @@ def test_two_processes_split_the_examples_and_merge_to_the_one_process_file(tiny
     assert sorted(r["key"] for r in records(tmp_path / "two")) == sorted(r["key"] for r in records(tmp_path / "one"))
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_a_share_done_by_another_process_is_merged_by_a_one_process_resume(tiny_llama, sample_dir, sample_cache,
                                                                            tmp_path, monkeypatch):
     """Process 1 of 2 alone (as after a kill of the launch), then one process in the same folder: it generates

@@ -132,6 +132,7 @@ OURS = ["the battery lasts days", "a fine paper on data", "great price", "the ho
         "this product works"]
 
 
+@pytest.mark.slow
 def test_compare_command_writes_the_librarys_comparison_by_example_and_by_user(tmp_path):
     users = ["u1", "u1", "u2", "u2", "u2", "u3"]
     golds, a, b = (write_task(tmp_path / f"{name}.json", texts, users if name == "golds" else None)
@@ -153,6 +154,7 @@ def test_compare_command_writes_the_librarys_comparison_by_example_and_by_user(t
     assert "rouge1" in done.stdout and "3 users" in done.stdout
 
 
+@pytest.mark.slow
 def test_compare_command_refuses_bad_input_with_one_error_line(tmp_path):
     golds = write_task(tmp_path / "golds.json", GOLDS)
     a = write_task(tmp_path / "a.json", BASELINE)

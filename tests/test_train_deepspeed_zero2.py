@@ -16,6 +16,8 @@ from support.training import (
     write_driver,
 )
 
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
+
 pytest.importorskip("deepspeed")
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 from support.training import assert_same_weights, launch_deepspeed, run_flags, weights
 
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
+
 pytest.importorskip("deepspeed")
 
 

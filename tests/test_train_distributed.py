@@ -10,6 +10,7 @@ import json
 import re
 from collections import defaultdict
 
+import pytest
 from support.training import (
     accelerate_launch,
     assert_same_weights,
@@ -21,6 +22,8 @@ from support.training import (
 
 from training.config import parse_args
 from training.loop import train
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
 
 TWO_CPU_PROCESSES = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
                      "--dynamo_backend", "no"]

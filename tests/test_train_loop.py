@@ -42,6 +42,8 @@ def test_trains_on_the_bundled_sample_and_the_model_reloads(architecture, reques
     assert generated.shape[1] > (0 if architecture == "t5" else prompt["input_ids"].shape[1])
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_lora_changes_only_the_adapter_which_reloads_with_peft(tiny_llama, short_data, tmp_path, fresh_accelerate):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

@@ -177,6 +177,7 @@ def test_a_config_given_paths_resumes(tiny_llama, short_data, tmp_path, fresh_ac
     assert resumed.state.global_step == 2 and config().output_dir == str(tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_on_the_fly_contriever_uses_the_retriever_model(tmp_path, tiny_llama, short_data, fresh_accelerate):
     from support.tiny_models import make_encoder
 

@@ -14,7 +14,8 @@ directory holds:
                            of its prompt token ids: a changed prompt is generated again, never mixed in)
 
 With `compare_no_profile`, the same model also runs without profile into `<output_dir>/no_profile/`, and
-`comparison.json` puts both score sets side by side.
+`comparison.json` puts both score sets side by side. The file names are `longlamp_runs`'; the resume machinery is
+`generation.progress`'s and `generation.predictions`'. `per_user` is the per-user evaluation run, in this layout.
 """
 
 from evaluation.zero_shot.options import ZeroShotOptions
