@@ -81,3 +81,24 @@ def test_the_citation_is_the_readmes_everywhere(tmp_path):
     assert bibtex_of((repo / "README.md").read_text(encoding="utf-8")) == CITATION
     assert bibtex_of((repo / "evaluation" / "longlamp_metric" / "README.md").read_text(encoding="utf-8")) == CITATION
     assert longlamp.LongLaMP(config_name="product_review_user", cache_dir=str(tmp_path)).info.citation == CITATION
+
+
+@pytest.mark.parametrize("gpu", [False, True], ids=["cpu", "bf16-gpu"])
+def test_one_meaning_of_auto_keeps_every_default_dtype(gpu, monkeypatch):
+    """generation.dtypes gives each run the dtype it had before "auto" had one meaning: the backends' rule (bfloat16
+    on a GPU that has it, else float32) and training's (float32 for trained weights, the mixed-precision dtype for a
+    frozen LoRA base)."""
+    import torch
+
+    from generation.dtypes import torch_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: gpu)
+    assert torch_dtype("auto") == (torch.bfloat16 if gpu else torch.float32)  # generation, per-user adapters
+    mixed = {"bf16": torch.bfloat16, "fp16": torch.float16}
+    for lora in (False, True):
+        for precision in ("no", "bf16", "fp16", "fp8"):
+            for name in ("auto", "float32", "bfloat16", "float16"):
+                before = (getattr(torch, name) if name != "auto" else
+                          mixed.get(precision, torch.float32) if lora else torch.float32)
+                assert torch_dtype(name, trained=not lora, mixed_precision=precision) == before
