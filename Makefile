@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test` (see README.md). For developers:
-# `make test-fast` (the library's unit tests, about two minutes) and `make lint` (layers and style).
+# `make test-fast` (the library's unit tests, one to two minutes) and `make lint` (layers and style).
 PYTHON_ENV := .venv/bin/python
 STAMP := .venv/.setup-done
 FAST := not slow and not multiprocess and not e2e
