@@ -649,5 +649,4 @@ def register_with_datasets() -> None:
 
 register_with_datasets()
 
-__all__ = ["LongLaMP", "LongLaMPConfig", "DataError", "load", "load_split", "load_rows", "features_for", "example_id",
-           "SETTINGS"]
+__all__ = ["LongLaMP", "LongLaMPConfig", "load", "load_split", "load_rows", "features_for", "example_id", "SETTINGS"]
