@@ -40,6 +40,10 @@ class TransformersGenerator(TokenGenerator):
         self.model = model.eval()
         self.model.generation_config = generation_config(self.model, source, settings)
 
+    def use_settings(self, settings) -> None:
+        super().use_settings(settings)
+        self.model.generation_config = generation_config(self.model, self.source, settings)
+
     @classmethod
     def dtype_name(cls, dtype: str) -> str:
         return str(torch_dtype(dtype)).removeprefix("torch.")

@@ -70,4 +70,5 @@ def build_judge(options: ZeroShotOptions, cache: JudgeCache, max_prompt_length: 
     def load():
         return get_backend(backend, source, generation, **backend_options)
 
-    return CachedJudge(cache, identity, prepare, load, options.batch_size, generation.seed)
+    tokenizer = None if served and options.tokenizer is None else source.tokenizer  # not the approximate counter
+    return CachedJudge(cache, identity, prepare, load, options.batch_size, generation.seed, tokenizer)
