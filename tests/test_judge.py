@@ -25,6 +25,7 @@ from evaluation import judge as judge_command
 from evaluation.backends.base import Generation
 from evaluation.judges import expert
 from evaluation.judges.cache import JudgeCache
+from evaluation.judges.expert_parsing import Match, Verdict, json_answer, read_aspects, read_graded_ratings, read_match, read_verdict
 from evaluation.judges.judge_model import build_judge, judge_options
 from longlamp_cli import FLAGS, run_command
 
@@ -144,6 +145,121 @@ def test_a_bad_prompts_file_is_refused_naming_the_file_and_key(tmp_path):
     path.write_text("score_scale: 0\nextract: '{text}'\nmatch: '{aspect} {candidates}'\n")
     with pytest.raises(ValueError, match="'score_scale' must be an integer of at least 1, got 0"):
         expert.load_prompts(path)
+
+
+# --- the strict readers on adversarial answers (evaluation/judges/expert_parsing.py) -------------------------------
+
+@pytest.mark.parametrize("answer, expected", [
+    ("content: 2\nstyle: 0", {"content": 2, "style": 0}),
+    ("Content: 2\nStyle: 1", {"content": 2, "style": 1}),
+    ("  content :1  \n\tSTYLE:2", {"content": 1, "style": 2}),
+    ("The ratings:\ncontent: 2\nstyle: 1\nThe wording differs a little.", {"content": 2, "style": 1}),
+    ("Content (0-2): 2\nStyle (0-2): 2", None),  # was read as content 0 and style 0
+    ("content: <0, 1 or 2> 2\nstyle: <0, 1 or 2> 1", None),  # the template echoed: was read as 0
+    ("content: 1.5\nstyle: 1", None),  # was read as 1
+    ("content: -1\nstyle: 1", None),  # was read as 1
+    ("content: 2/2\nstyle: 1", None),
+    ("**Content** - 1, **Style**: 2.", None),
+    ("**content**: 2\n**style**: 1", None),
+    ("- content: 2\n- style: 1", None),
+    ("content: 2, style: 1", None),
+    ("content: 3\nstyle: 1", None),  # above the scale
+    ("content: 1", None),
+    ("content: 1\ncontent: 2\nstyle: 1", None),  # twice: which one?
+    ("content: 1\ncontent: 1\nstyle: 1", None),
+    ("content: \u0662\nstyle: 1", None),  # an Arabic-Indic two
+    ("content: null\nstyle: null", None),
+    ("yes", None),
+    ("", None),
+])
+def test_graded_ratings_are_read_only_from_whole_lines(answer, expected):
+    assert read_graded_ratings(answer, 2) == expected
+
+
+VERDICT = '{"reason": "both praise the speed", "is_matched": true}'
+
+
+@pytest.mark.parametrize("answer, expected", [
+    (VERDICT, Verdict(True, "both praise the speed")),
+    (' \n' + VERDICT + '\n', Verdict(True, "both praise the speed")),
+    ('```json\n{"reason": "r", "is_matched": false}\n```', Verdict(False, "r")),  # a chat model's own block
+    ('```\n{"reason": "r", "is_matched": false}```', Verdict(False, "r")),
+    ('{"reason": "r", "is_matched": true}\n```\nAnything after the block is never read.', Verdict(True, "r")),
+    ('```json\n{"reason": "r", "is_matched": true}\n```\nI hope this helps!', Verdict(True, "r")),
+    ('{"reason": "a raw\nline break", "is_matched": false}', Verdict(False, "a raw\nline break")),
+    ('{"reason": null, "is_matched": false}', Verdict(False, None)),  # ExPerT reads the reason as it is
+    ('{"reason": "r", "is_matched": false, "confidence": 0.9}', Verdict(False, "r")),
+    ('Here is my answer:\n```json\n' + VERDICT + '\n```', None),  # a preamble
+    ('Sure! ' + VERDICT, None),
+    (VERDICT + ' I am quite sure.', None),  # text after the JSON
+    (VERDICT + '\n' + VERDICT, None),  # two values
+    (VERDICT + '``', None),
+    ('```python\n' + VERDICT + '\n```', None),
+    ('{"reason": "r", "is_matched": "true"}', None),  # a string is not a boolean
+    ('{"reason": "r", "is_matched": "false"}', None),  # (ExPerT's truthiness would read it as a match)
+    ('{"reason": "r", "is_matched": null}', None),
+    ('{"reason": "r", "is_matched": 1}', None),
+    ('{"reason": "r", "is_matched": True}', None),  # Python, not JSON
+    ("{'reason': 'r', 'is_matched': true}", None),  # JSON5
+    ('{"reason": "r", "is_matched": true,}', None),
+    ('{"reason": "r", "is_matched": true, "is_matched": false}', None),  # a repeated key
+    ('{"is_matched": true}', None),  # no reason: ExPerT asks again too
+    ('[' + VERDICT + ']', None),
+    ('{"reason": "r", "is_matched": true', None),  # cut at the token limit
+    ('null', None),
+    ('', None),
+    ('```json\n```', None),
+])
+def test_verdicts_are_read_only_from_the_json_asked_for(answer, expected):
+    assert read_verdict(answer) == expected
+
+
+def test_json_constants_that_are_not_json_are_unreadable():
+    assert json_answer('{"a": 1}') == (True, {"a": 1}) and json_answer("null") == (True, None)
+    assert json_answer('{"a": NaN}') == (False, None) and json_answer('[Infinity]') == (False, None)
+
+
+@pytest.mark.parametrize("answer, expected", [
+    ('{"reason": "same concept", "is_matched": true, "matched_aspect": "Power"}', Match(True, "Power", "same concept")),
+    ('{"is_matched": false, "matched_aspect": ""}', Match(False, None, None)),
+    ('{"is_matched": false, "matched_aspect": "Power"}', Match(False, None, None)),  # ExPerT ignores it too
+    ('{"reason": "r", "is_matched": true, "matched_aspect": "power"}', None),  # not a listed title
+    ('{"reason": "r", "is_matched": true, "matched_aspect": "Power "}', None),
+    ('{"reason": "r", "is_matched": true, "matched_aspect": null}', None),
+    ('{"reason": "r", "is_matched": true}', None),
+    ('{"reason": "r", "is_matched": "no", "matched_aspect": ""}', None),
+    ('The best match is Power.\n{"is_matched": true, "matched_aspect": "Power"}', None),
+])
+def test_a_match_must_name_a_listed_title(answer, expected):
+    assert read_match(answer, {"Power", "Noise"}) == expected
+
+
+ASPECT = {"aspect": "Power", "description": "how strong it is", "evidence": ["It crushes ice."]}
+
+
+@pytest.mark.parametrize("answer, expected", [
+    (json.dumps([ASPECT]), [("Power", "how strong it is", ("It crushes ice.",))]),
+    ("[]", []),
+    ("```json\n" + json.dumps([ASPECT, {**ASPECT, "aspect": "Noise", "extra": 1}]) + "\n```\nThese are all.",
+     [("Power", "how strong it is", ("It crushes ice.",)), ("Noise", "how strong it is", ("It crushes ice.",))]),
+    ("Here are the aspects:\n" + json.dumps([ASPECT]), None),
+    (json.dumps([ASPECT]) + "\nThat is all.", None),
+    (json.dumps({"aspects": [ASPECT]}), None),  # an object, not the list asked for
+    (json.dumps([{**ASPECT, "evidence": []}]), None),
+    (json.dumps([{**ASPECT, "evidence": "It crushes ice."}]), None),  # a string, not a list
+    (json.dumps([{**ASPECT, "evidence": None}]), None),
+    (json.dumps([{**ASPECT, "evidence": ["", "It crushes ice."]}]), None),
+    (json.dumps([{**ASPECT, "evidence": [3]}]), None),
+    (json.dumps([{k: v for k, v in ASPECT.items() if k != "description"}]), None),
+    (json.dumps([{**ASPECT, "description": None}]), None),
+    (json.dumps([{**ASPECT, "aspect": " "}]), None),
+    (json.dumps([ASPECT, "Noise"]), None),
+    (json.dumps([ASPECT])[:-5], None),  # cut at the token limit
+    ("topic: a blender\ntone: happy", None),  # the graded form is not the JSON asked for
+])
+def test_aspects_are_read_only_from_the_json_list_asked_for(answer, expected):
+    found = read_aspects(answer)
+    assert (found if found is None else [(a.title, a.description, a.evidence) for a in found]) == expected
 
 
 # --- the mechanics, with a tiny random judge ------------------------------------------------------------------------
