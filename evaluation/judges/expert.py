@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from evaluation.judges.expert_parsing import Aspect, Match, read_aspects, read_match, read_verdict
-from evaluation.judges.protocol import Ask, JudgeFailure, Prompts, read_answers
+from evaluation.judges.protocol import Ask, Prompts, read_answers, read_extractions
 
 DEFAULT_MAX_TEXT_TOKENS = 512  # ExPerT's max_generated_output_length
 DEFAULT_MAX_NEW_TOKENS = 2048  # per answer; ExPerT allows 8096 (its max_evaluator_length)
@@ -119,25 +119,16 @@ def judge(inputs: Sequence[str], references: Sequence[str], predictions: Sequenc
     def read_extraction(message: str, answer: str):
         return read_aspects(answer)
 
-    ref_questions = [extraction(i, s) for i, s in zip(inputs, shown_refs)]
-    extracted, ref_tries = read_answers(ref_questions, read_extraction, ask, "extracting the references' aspects",
-                                        format_retries)
-    kept = [i for i, question in enumerate(ref_questions) if question in extracted]
-    pred_questions = {i: extraction(inputs[i], shown_preds[i]) for i in kept if shown_preds[i] is not None}
-    found, _ = read_answers([q for q in pred_questions.values() if q not in extracted], read_extraction, ask,
-                            "extracting the predictions' aspects", format_retries)
-    extracted.update(found)
-    failed = [i for i, question in pred_questions.items() if question not in extracted]
-    if failed:
-        raise JudgeFailure(f"the judge's aspects of {len(failed)} prediction(s) could not be read in "
-                           f"{format_retries + 1} tries (examples at positions {failed[:5]}): ExPerT stops here "
-                           "too; the answers read so far are cached")
+    def prediction(i: int) -> str | None:
+        return extraction(inputs[i], shown_preds[i]) if shown_preds[i] is not None else None
+
+    found = read_extractions([extraction(i, s) for i, s in zip(inputs, shown_refs)], prediction, read_extraction,
+                             ask, format_retries)
 
     # matching, both ways: (example, side, title) -> the question, or None when the other side has no aspects
     sides = {}
-    for i in kept:
-        ref = extracted[ref_questions[i]]
-        pred = extracted[pred_questions[i]] if i in pred_questions else []
+    for i in found.kept:
+        ref, pred = found.sides(i)
         sides[i] = {"recall": (ref, pred), "precision": (pred, ref)}
     titles_of: dict[str, set[str]] = {}
     questions = {}
@@ -171,7 +162,7 @@ def judge(inputs: Sequence[str], references: Sequence[str], predictions: Sequenc
     for i in range(len(references)):
         if i not in sides:
             records.append({"excluded": f"the judge's aspects of the reference could not be read in "
-                                        f"{ref_tries[ref_questions[i]]} tries",
+                                        f"{found.reference_tries[found.references[i]]} tries",
                             "truncated": {"reference": shown_refs[i].truncated}})
             continue
         entries, unreadable = {"recall": [], "precision": []}, {"matching": 0, "verdicts": 0}

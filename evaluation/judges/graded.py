@@ -22,7 +22,7 @@ from typing import Sequence
 
 from evaluation.judges.expert_parsing import GRADED_CRITERIA as CRITERIA
 from evaluation.judges.expert_parsing import read_graded_aspects, read_graded_ratings
-from evaluation.judges.protocol import Ask, JudgeFailure, Prompts, read_answers
+from evaluation.judges.protocol import Ask, Prompts, read_answers, read_extractions
 
 DEFAULT_MAX_ASPECTS = 8
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -56,21 +56,12 @@ def judge(references: Sequence[str], predictions: Sequence[str], ask: Ask, promp
     def read_extraction(message: str, answer: str):
         return read_graded_aspects(answer, max_aspects)
 
-    ref_questions = [extraction(prompts, text, max_aspects) for text in references]
-    extracted, ref_tries = read_answers(ref_questions, read_extraction, ask, "extracting the references' aspects",
-                                        format_retries)
-    kept = [i for i, question in enumerate(ref_questions) if question in extracted]
-    pred_questions = {i: extraction(prompts, predictions[i], max_aspects) for i in kept if predictions[i].strip()}
-    found, _ = read_answers([q for q in pred_questions.values() if q not in extracted], read_extraction, ask,
-                            "extracting the predictions' aspects", format_retries)
-    extracted.update(found)
-    failed = [i for i, question in pred_questions.items() if question not in extracted]
-    if failed:
-        raise JudgeFailure(f"the judge's aspects of {len(failed)} prediction(s) could not be read in "
-                           f"{format_retries + 1} tries (examples at positions {failed[:5]}); the answers read so "
-                           "far are cached")
-    sides = {i: (extracted[ref_questions[i]], extracted[pred_questions[i]] if i in pred_questions else [])
-             for i in kept}
+    def prediction(i: int) -> str | None:
+        return extraction(prompts, predictions[i], max_aspects) if predictions[i].strip() else None
+
+    found = read_extractions([extraction(prompts, text, max_aspects) for text in references], prediction,
+                             read_extraction, ask, format_retries)
+    sides = {i: found.sides(i) for i in found.kept}
 
     def questions(own: list, other: list) -> list[str]:
         return [matching(prompts, aspect, other) for aspect in own] if other else []
@@ -88,7 +79,7 @@ def judge(references: Sequence[str], predictions: Sequence[str], ask: Ask, promp
     for i in range(len(references)):
         if i not in sides:
             records.append({"excluded": f"the judge's aspects of the reference could not be read in "
-                                        f"{ref_tries[ref_questions[i]]} tries"})
+                                        f"{found.reference_tries[found.references[i]]} tries"})
             continue
         ref, pred = sides[i]
         recall, precision = ratings(ref, pred), ratings(pred, ref)

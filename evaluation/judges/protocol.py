@@ -87,6 +87,41 @@ def read_answers(messages: Sequence[str], read: Callable[[str, str], T | None], 
     return readings, tries
 
 
+@dataclass
+class Extractions:
+    """Both sides' extraction readings: by question, which examples are kept (their reference was read), each
+    kept example's prediction question (none for a blank prediction) and the tries each reference took."""
+
+    readings: dict
+    kept: list[int]
+    references: list[str]
+    predictions: dict[int, str]
+    reference_tries: dict[str, int]
+
+    def sides(self, i: int) -> tuple:
+        """Example i's (reference, prediction) readings; a blank prediction's is []."""
+        question = self.predictions.get(i)
+        return self.readings[self.references[i]], self.readings[question] if question is not None else []
+
+
+def read_extractions(references: Sequence[str], prediction: Callable[[int], str | None],
+                     read: Callable[[str, str], T | None], ask: Ask, format_retries: int) -> Extractions:
+    """The references' extraction questions read first; then, for the examples whose reference was read, the
+    question `prediction(i)` (None: nothing to ask). A prediction never read stops the run (as ExPerT stops)."""
+    readings, tries = read_answers(references, read, ask, "extracting the references' aspects", format_retries)
+    kept = [i for i, question in enumerate(references) if question in readings]
+    predictions = {i: question for i in kept if (question := prediction(i)) is not None}
+    found, _ = read_answers([q for q in predictions.values() if q not in readings], read, ask,
+                            "extracting the predictions' aspects", format_retries)
+    readings.update(found)
+    failed = [i for i, question in predictions.items() if question not in readings]
+    if failed:
+        raise JudgeFailure(f"the judge's aspects of {len(failed)} prediction(s) could not be read in "
+                           f"{format_retries + 1} tries (examples at positions {failed[:5]}); the run stops, as "
+                           "ExPerT's does, and the answers read so far are cached")
+    return Extractions(readings, kept, list(references), predictions, tries)
+
+
 @dataclass(frozen=True)
 class Prompts:
     """One protocol's prompts as read from the prompts file, with the whole file's sha256 for the record."""
