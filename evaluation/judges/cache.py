@@ -1,4 +1,5 @@
-"""Every judge call cached on disk by its full input, so that a re-score costs nothing and a killed run resumes.
+"""Judge calls cached on disk by their full input (the LLM judge keeps only answers it can read), so that a
+re-score costs nothing and a killed run resumes.
 
 A call's key is the sha256 of the judge's identity (model, weights fingerprint, backend, dtype, how prompts are
 sent), the exact prompt sent (after the chat template) and the generation settings: change any of them, the
