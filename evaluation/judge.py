@@ -1,13 +1,18 @@
-"""Score predictions with an LLM judge, ExPerT-style: optional, and not one of the benchmark's metrics.
+"""Score predictions with an LLM judge, ExPerT's protocol by default: optional, and not one of the benchmark's metrics.
 
     python evaluation/judge.py --golds golds.json --preds predictions.json --judge_model M --output_dir D \\
-        [--backend auto|transformers|vllm|openai --api_base URL ...] [--prompts_file F] [--max_aspects 8]
+        [--validation_data product_review_user --data_dir data/sample --split validation | --prompts_json P] \\
+        [--protocol expert|graded] [--backend auto|transformers|vllm|openai --api_base URL ...] [--prompts_file F]
 
-The judge lists the aspects of each reference and prediction, then rates each aspect against the other text's
-for content and for style: precision, recall and F1 per criterion (evaluation/judges/expert.py; the protocol in
-docs/evaluation.md, "LLM judge (ExPerT-style)"). Every judge call is cached by its full input in
-D/judge_cache.sqlite (or --cache_file): a killed run resumes, and scoring again makes no call at all. Writes
-D/judge_scores.json (settings, means, unreadable answers) and D/judge_per_example.jsonl.
+`--protocol expert` (the default) is ExPerT's (evaluation/judges/expert.py): the judge extracts each text's aspects
+with evidence, given the user's prompt (the task input: from the gold file, the data or a no-profile run's
+prompts.json), matches them both ways and gives content and style verdicts on each matched pair; it reports
+precision, recall and F1 for ExPerT's five variants. `--protocol graded` is the toolkit's earlier protocol
+(evaluation/judges/graded.py). Answers are read strictly and asked again on ExPerT's retry schedule; an example
+whose reference cannot be read is left out and counted. Every readable judge answer is cached by its full input
+in D/judge_cache.sqlite (or --cache_file): a killed run resumes, and scoring again asks only what was unreadable.
+Writes D/judge_scores.json (settings, means, what was left out or unreadable) and D/judge_per_example.jsonl.
+Protocol and differences from ExPerT: docs/evaluation.md, "LLM judge (ExPerT)".
 """
 
 from __future__ import annotations
@@ -22,19 +27,31 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable instead of evaluation/ itself
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from evaluation.judges import expert  # noqa: E402
+from evaluation.judges import expert, graded, task_inputs  # noqa: E402
 from evaluation.judges.judge_model import build_judge, judge_options  # noqa: E402
+from evaluation.judges.protocol import (  # noqa: E402  # noqa: E402
+    DEFAULT_FORMAT_RETRIES,
+    DEFAULT_PROMPTS,
+    PROTOCOLS,
+    RETRY_TOP_P,
+    Attempt,
+    load_prompts,
+)
+from evaluation.zero_shot.data import config_name, rows_to_predict  # noqa: E402
 from evaluation.zero_shot.options import SERVED_OPTIONS, ZeroShotOptions, add_option_flag  # noqa: E402
 from generation.cache import CachedGenerator, GenerationCache  # noqa: E402
-from longlamp_cli import (  # noqa: E402
+from longlamp_cli import (  # noqa: E402  # noqa: E402
     ArgumentParser,
+    UsageError,
     add_flag,
     check_folder,
     check_output_file,
+    non_negative_int,
     positive_int,
-    run_command,  # noqa: E402
+    run_command,
 )
 from longlamp_io import RunLock, write_json_atomic, write_text_atomic  # noqa: E402
+from longlamp_tasks import parse_config_name  # noqa: E402
 from scoring import files  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -42,9 +59,15 @@ logger = logging.getLogger(__name__)
 MODEL_FIELDS = ("backend", "batch_size", "dtype", "device_map", "base_model", "trust_remote_code",
                 "tensor_parallel_size", "gpu_memory_utilization", "enforce_eager", "max_num_seqs", *SERVED_OPTIONS,
                 "tokenizer", "chat_template_kwargs")
-DEFAULT_MAX_NEW_TOKENS = 256
-NOT_THE_BENCHMARK = ("an LLM judge's scores (ExPerT-style, evaluation/judges/expert.py): not the benchmark's "
-                     "metrics, which are ROUGE-1, ROUGE-L and METEOR (eval_task.py)")
+DATA_FLAGS = ("task", "split", "data_dir", "cache_dir", "revision")  # with --validation_data, as evaluate_llm.py's
+MAX_NEW_TOKENS = {"expert": expert.DEFAULT_MAX_NEW_TOKENS, "graded": graded.DEFAULT_MAX_NEW_TOKENS}
+REPORTS = {"expert": expert, "graded": graded}  # each protocol's summary() and report_lines()
+NOT_THE_BENCHMARK = ("an LLM judge's scores (ExPerT's protocol or the graded one, evaluation/judges/): not the "
+                     "benchmark's metrics, which are ROUGE-1, ROUGE-L and METEOR (eval_task.py)")
+NO_INPUTS = ("--protocol expert shows the judge each example's task input (ExPerT shows the user's prompt), and "
+             "{golds} carries none: give --validation_data (with --data_dir, --split or --task as for "
+             "evaluate_llm.py), or --prompts_json with a no-profile zero-shot run's prompts.json, or run --protocol "
+             "graded")
 
 
 def add_model_flags(group) -> None:
@@ -57,20 +80,38 @@ def add_model_flags(group) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     files_group = parser.add_argument_group("files")
-    files_group.add_argument("--golds", "--golds_json", required=True, help="gold outputs (the benchmark's format)")
+    files_group.add_argument("--golds", "--golds_json", required=True, help="gold outputs (the benchmark's format; "
+                             "an entry may carry its task input as \"input\")")
     files_group.add_argument("--preds", "--preds_json", required=True, help="predictions to judge (same format)")
     files_group.add_argument("--output_dir", required=True, help="where judge_scores.json and the per-example file go")
     files_group.add_argument("--cache_file", default=None,
                              help="the judge-call cache, which runs may share (default: OUTPUT_DIR/judge_cache.sqlite)")
     add_flag(files_group, "max_eval_examples", help="judge only the first N gold examples", type=positive_int)
+    inputs_group = parser.add_argument_group("task inputs (--protocol expert; default: the gold file's)")
+    data_help = {spec.name: spec.metadata["help"] for spec in dataclasses.fields(ZeroShotOptions)}
+    inputs_group.add_argument("--validation_data", help=data_help["validation_data"] + ", whose rows give the inputs")
+    for concept in DATA_FLAGS:
+        add_flag(inputs_group, concept)
+    inputs_group.add_argument("--prompts_json", help="a no-profile zero-shot run's prompts.json, whose prompts are "
+                              "the task inputs (refused when a profile or chat template is in them)")
     judge_group = parser.add_argument_group("judge")
     judge_group.add_argument("--judge_model", required=True, help="Hub id or folder of the judge model, or the "
                              "name a server knows it by (--backend openai)")
-    judge_group.add_argument("--prompts_file", default=None, help=f"the judge's prompts (default: "
-                             f"{expert.DEFAULT_PROMPTS.relative_to(Path(__file__).resolve().parents[1])})")
-    judge_group.add_argument("--max_aspects", type=positive_int, default=expert.DEFAULT_MAX_ASPECTS, metavar="N",
-                             help="aspects kept per text (the first the judge lists)")
-    add_flag(judge_group, "max_new_tokens", default=DEFAULT_MAX_NEW_TOKENS, help="tokens per judge answer at most")
+    judge_group.add_argument("--protocol", choices=PROTOCOLS, default="expert",
+                             help="expert: ExPerT's (evaluation/judges/expert.py); graded: the toolkit's earlier one")
+    judge_group.add_argument("--prompts_file", default=None, help=f"the judge's prompts, a section per protocol "
+                             f"(default: {DEFAULT_PROMPTS.relative_to(Path(__file__).resolve().parents[1])})")
+    judge_group.add_argument("--format_retries", type=non_negative_int, default=DEFAULT_FORMAT_RETRIES, metavar="N",
+                             help="times an unreadable answer is asked again, each try sampled 0.1 warmer (top_p "
+                             "0.95; ExPerT's max_retries)")
+    judge_group.add_argument("--max_text_tokens", type=positive_int, default=None, metavar="N",
+                             help=f"expert: each text is cut to its first N tokens of the judge's tokenizer (default "
+                             f"{expert.DEFAULT_MAX_TEXT_TOKENS}, ExPerT's)")
+    judge_group.add_argument("--max_aspects", type=positive_int, default=None, metavar="N",
+                             help=f"graded: aspects kept per text, the first the judge lists (default "
+                             f"{graded.DEFAULT_MAX_ASPECTS}); expert keeps all, as ExPerT")
+    add_flag(judge_group, "max_new_tokens", help=f"tokens per judge answer at most (default: "
+             f"{MAX_NEW_TOKENS['expert']} expert, {MAX_NEW_TOKENS['graded']} graded)", type=positive_int)
     add_flag(judge_group, "max_prompt_length", help="token budget of a judge prompt (default: what the model's "
              "context leaves after --max_new_tokens)")
     add_flag(judge_group, "use_chat_template")
@@ -78,13 +119,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_protocol_flags(args: argparse.Namespace) -> None:
+    """Refuse the flags the chosen protocol does not use."""
+    if args.protocol == "expert" and args.max_aspects is not None:
+        raise UsageError("--max_aspects caps the graded protocol's aspects; ExPerT keeps every aspect (drop it, or "
+                         "add --protocol graded)")
+    if args.protocol == "graded":
+        given = [f"--{name}" for name in ("max_text_tokens", "validation_data", "prompts_json")
+                 if getattr(args, name) is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)}: used by --protocol expert only (the graded protocol shows no task "
+                             "input and cuts no text)")
+    if args.validation_data is not None and args.prompts_json is not None:
+        raise UsageError("--validation_data and --prompts_json both give the task inputs: give one")
+
+
+def read_inputs(args: argparse.Namespace, golds: files.TaskFile, ids: list[str]) -> tuple[list[str], str]:
+    """The task input of each example in `ids`, and where they came from (for the record)."""
+    if args.validation_data is not None:
+        data = {"validation_data": args.validation_data, **{name: getattr(args, name) for name in DATA_FLAGS}}
+        rows = rows_to_predict(ZeroShotOptions(**data))
+        where = f"--validation_data {args.validation_data} ({args.split})"
+        return task_inputs.from_rows(rows, ids, golds.outputs[:len(ids)], where), where
+    if args.prompts_json is not None:
+        task = parse_config_name(config_name(golds.task))[0]
+        return task_inputs.from_prompts_file(args.prompts_json, ids, task), f"--prompts_json {args.prompts_json}"
+    found = task_inputs.from_golds(args.golds, ids)
+    if found is None:
+        raise UsageError(NO_INPUTS.format(golds=args.golds))
+    return found, f"{args.golds} (its entries' \"input\")"
+
+
+def asker(judge: CachedGenerator, generation):
+    """The protocols' `ask`: try 0 with the judge's greedy decoding, each retry sampled as the attempt says (its
+    temperature and top_p, and the try's number as its seed), answers stored only when readable."""
+    def ask(messages, what: str, attempt: Attempt, readable) -> list[str]:
+        settings = None
+        if attempt.temperature > 0:
+            settings = dataclasses.replace(generation, do_sample=True, temperature=attempt.temperature,
+                                           top_p=attempt.top_p, seed=generation.seed + attempt.number)
+            what = f"{what}, try {attempt.number + 1} at temperature {attempt.temperature:g}"
+        return judge.ask(messages, what, settings, readable)
+
+    return ask
+
+
 def score(args: argparse.Namespace) -> tuple[dict, list[dict], CachedGenerator]:
     """Judge the predictions; returns judge_scores.json's content, the per-example records and the judge (its
     call counts). Everything that can refuse the run does so before the judge is loaded."""
+    check_protocol_flags(args)
     output_dir = check_folder(args.output_dir, "--output_dir")
     cache_path = check_output_file(args.cache_file or output_dir / "judge_cache.sqlite", "--cache_file")
-    prompts = expert.load_prompts(args.prompts_file)
-    options = judge_options(args.judge_model, str(output_dir), max_new_tokens=args.max_new_tokens,
+    prompts = load_prompts(args.prompts_file, args.protocol)
+    max_new_tokens = args.max_new_tokens or MAX_NEW_TOKENS[args.protocol]
+    options = judge_options(args.judge_model, str(output_dir), max_new_tokens=max_new_tokens,
                             use_chat_template=args.use_chat_template,
                             **{name: getattr(args, name) for name in MODEL_FIELDS})
     golds = files.read_task_file(args.golds, "golds")
@@ -92,20 +180,38 @@ def score(args: argparse.Namespace) -> tuple[dict, list[dict], CachedGenerator]:
     task = files.check_task(golds, predictions_file)
     predictions = files.predictions_in_gold_order(golds, predictions_file)
     count = min(args.max_eval_examples or len(golds.ids), len(golds.ids))
+    ids = golds.ids[:count]
+    settings = {"protocol": args.protocol, "prompts_file": prompts.path, "prompts_sha256": prompts.sha256,
+                "format_retries": args.format_retries,
+                "retries": f"try 0 greedy; try n sampled at temperature min(n, 11) / 10, top_p {RETRY_TOP_P}, seed n",
+                "max_new_tokens": max_new_tokens}
+    if args.protocol == "expert":
+        inputs, inputs_from = read_inputs(args, golds, ids)
+        max_text_tokens = args.max_text_tokens or expert.DEFAULT_MAX_TEXT_TOKENS
+        settings.update(task_inputs=inputs_from, max_text_tokens=max_text_tokens)
+    else:
+        max_aspects = args.max_aspects or graded.DEFAULT_MAX_ASPECTS
+        settings.update(score_scale=prompts.score_scale, max_aspects=max_aspects)
     with RunLock(output_dir, "judge.py"):
         cache = GenerationCache(cache_path)
         try:
             judge = build_judge(options, cache, args.max_prompt_length)
-            records = expert.judge(golds.outputs[:count], predictions[:count], judge.ask, prompts, args.max_aspects)
+            ask = asker(judge, options.generation())
+            references, predicted = golds.outputs[:count], predictions[:count]
+            if args.protocol == "expert":
+                settings["text_tokenizer"] = ("the judge's" if judge.tokenizer is not None else
+                                              "none known (a served judge without --tokenizer): words, as ExPerT")
+                records = expert.judge(inputs, references, predicted, ask, prompts, judge.tokenizer,
+                                       max_text_tokens, args.format_retries)
+            else:
+                records = graded.judge(references, predicted, ask, prompts, max_aspects, args.format_retries)
         finally:
             cache.close()
         records = [{"id": example_id, **({"user": golds.users[i]} if golds.users else {}), **record}
-                   for i, (example_id, record) in enumerate(zip(golds.ids, records))]
+                   for i, (example_id, record) in enumerate(zip(ids, records))]
         result = {"note": NOT_THE_BENCHMARK, "task": task, "golds": golds.path, "preds": predictions_file.path,
-                  "examples": count,
-                  "settings": {"judge": judge.identity, "prompts_file": prompts.path, "prompts_sha256": prompts.sha256,
-                               "score_scale": prompts.score_scale, "max_aspects": args.max_aspects},
-                  "scores": expert.summary(records)}
+                  "examples": count, "settings": {"judge": judge.identity, **settings},
+                  "scores": REPORTS[args.protocol].summary(records)}
         write_text_atomic(output_dir / "judge_per_example.jsonl",
                           "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         write_json_atomic(output_dir / "judge_scores.json", result)
@@ -116,13 +222,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     result, _, judge = score(args)
-    scores = result["scores"]
-    for name in expert.CRITERIA:
-        print(f"{name}: precision {scores[name]['precision']:.4f}  recall {scores[name]['recall']:.4f}  "
-              f"f1 {scores[name]['f1']:.4f}")
-    unreadable = scores["unreadable"]
-    print(f"unreadable judge answers: {unreadable['reference_aspects']} reference and "
-          f"{unreadable['prediction_aspects']} prediction extractions, {unreadable['ratings']} ratings")
+    for line in REPORTS[args.protocol].report_lines(result["scores"]):
+        print(line)
     print(f"judge calls: {judge.sent} sent to the model, {judge.cached} answered from the cache")
     print(f"written: {Path(args.output_dir) / 'judge_scores.json'} ({result['examples']} examples): "
           f"{NOT_THE_BENCHMARK}")

@@ -66,6 +66,10 @@ class Generator(ABC):
         """The dtype the weights get, for the record."""
         return dtype
 
+    def use_settings(self, settings) -> None:
+        """Decode with `settings` from the next call on (the LLM judge samples its retries)."""
+        self.settings = settings
+
     @abstractmethod
     def generations(self, prompts: Sequence, seeds: Sequence[int]) -> list[Generation]:
         """The continuation of each prompt; seeds[i] is prompt i's sampling seed."""

@@ -8,8 +8,9 @@ process), committed as they arrive, so a kill loses only the calls in flight.
 
 `CachedGenerator.ask` sends only what the cache lacks, in the batches of one plan fixed by the prompts alone (as
 zero-shot generation does): a backend whose batch neighbours can change an output regenerates a batch whole, so
-a resumed run computes what an uninterrupted one would have. The model is loaded on the first miss only.
-`cached_generator` builds one for any backend from a resolved model.
+a resumed run computes what an uninterrupted one would have. The model is loaded on the first miss only. A caller
+may decode one call with other settings (part of the key) and keep answers it cannot use out of the cache (the LLM
+judge stores only answers it can read). `cached_generator` builds one for any backend from a resolved model.
 """
 
 from __future__ import annotations
@@ -81,32 +82,48 @@ class GenerationCache:
 
 class CachedGenerator:
     """A model behind the cache. `prepare(message)` gives what the backend is sent and the exact prompt
-    text it stands for (the key's request) and its length; `load()` builds the Generator, on the first miss."""
+    text it stands for (the key's request) and its length; `load()` builds the Generator, on the first miss.
+    `tokenizer`: the model's own, where it is known (a served model's only with --tokenizer), or None."""
 
     def __init__(self, cache: GenerationCache, identity: dict, prepare: Callable[[str], tuple[object, str, int]],
-                 load: Callable[[], Generator], batch_size: int | None = None, seed: int = 0):
+                 load: Callable[[], Generator], batch_size: int | None = None, seed: int = 0, tokenizer=None):
         self.cache, self.identity, self.prepare, self.load = cache, identity, prepare, load
+        self.tokenizer = tokenizer
         self.batch_size, self.seed = batch_size, seed
         self.generator: Generator | None = None
         self.sent = self.cached = 0  # calls made to the model, and answered from the cache
 
-    def ask(self, messages: Sequence[str], what: str = "judging") -> list[str]:
-        """The answer to each message (the same message asked twice is one call)."""
+    def ask(self, messages: Sequence[str], what: str = "judging", settings=None,
+            keep: Callable[[str, str], bool] | None = None) -> list[str]:
+        """The answer to each message (the same message asked twice is one call). `settings`: decode with these
+        GenerationSettings instead of the model's own (the LLM judge's retries sample); they are part of each call's
+        key. `keep(message, answer)`: store only the answers it accepts, and never an empty one (a later run asks
+        again)."""
+        identity = {**self.identity, **settings.record()} if settings is not None else self.identity
         unique = list(dict.fromkeys(messages))
         prepared = [self.prepare(message) for message in unique]
-        keys = [self.cache.key(self.identity, request) for _, request, _ in prepared]
+        keys = [self.cache.key(identity, request) for _, request, _ in prepared]
         found = self.cache.answers(keys)
+        stored = None if keep is None else (lambda i, text: bool(text.strip()) and keep(unique[i], text))
+        if stored is not None:  # an answer stored before it was checked (an older cache) is asked again
+            found = {key: found[key] for i, key in enumerate(keys) if key in found and stored(i, found[key])}
         missing = {key for key in keys if key not in found}
         self.cached += len(keys) - len(missing)
         if missing:
-            self._generate(prepared, keys, found, missing, what)
+            self._generate(prepared, keys, found, missing, what, settings, stored)
         by_message = {message: found[key] for message, key in zip(unique, keys)}
         return [by_message[message] for message in messages]
 
-    def _generate(self, prepared: list, keys: list[str], found: dict, missing: set, what: str) -> None:
+    def _generate(self, prepared: list, keys: list[str], found: dict, missing: set, what: str, settings=None,
+                  stored: Callable[[int, str], bool] | None = None) -> None:
         if self.generator is None:
             logger.info("loading %s", self.identity.get("model"))
             self.generator = self.load()
+            self.own_settings = self.generator.settings
+        chosen = settings if settings is not None else self.own_settings
+        if self.generator.settings != chosen:
+            self.generator.use_settings(chosen)
+        seed = self.seed if settings is None else settings.seed
         batch_size = self.batch_size or self.generator.default_batch_size
         with tqdm(total=len(missing), desc=f"{what} ({len(keys) - len(missing)} cached)", unit="call") as bar:
             for batch in plan_batches([length for _, _, length in prepared], batch_size):
@@ -115,10 +132,11 @@ class CachedGenerator:
                     continue
                 sent = todo if self.generator.independent_requests else batch
                 inputs = [prepared[i][0] for i in sent]
-                for finished in self.generator.completed(inputs, [self.seed] * len(sent)):
-                    new = [(keys[sent[j]], prepared[sent[j]][1], g) for j, g in finished if keys[sent[j]] not in found]
-                    self.cache.add(new)
-                    found.update((key, g.text) for key, _, g in new)
+                for finished in self.generator.completed(inputs, [seed] * len(sent)):
+                    new = [(sent[j], g) for j, g in finished if keys[sent[j]] not in found]
+                    self.cache.add([(keys[i], prepared[i][1], g) for i, g in new
+                                    if stored is None or stored(i, g.text)])
+                    found.update((keys[i], g.text) for i, g in new)
                     self.sent += len(finished)
                     bar.update(len(new))
 
@@ -171,4 +189,5 @@ def cached_generator(cache: GenerationCache, source: ModelSource, backend: str, 
     def load():
         return get_backend(backend, source, settings, **options)
 
-    return CachedGenerator(cache, identity, prepare, load, batch_size, settings.seed)
+    tokenizer = None if served and served_tokenizer is None else source.tokenizer  # not the approximate counter
+    return CachedGenerator(cache, identity, prepare, load, batch_size, settings.seed, tokenizer)

@@ -41,6 +41,10 @@ class TransformersGenerator(TokenGenerator):
         self.model = model.eval()
         self.model.generation_config = generation_config(self.model, source, settings)
 
+    def use_settings(self, settings) -> None:
+        super().use_settings(settings)
+        self.model.generation_config = generation_config(self.model, self.source, settings)
+
     def generate_ids(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int]) -> list[list[int]]:
         import torch
 

@@ -1,19 +1,28 @@
-"""The ExPerT-style LLM judge (evaluation/judge.py, evaluation/judges/): hand-computed scores from fixed judge
-answers; with a tiny random judge the mechanics (garbage answers counted, never fatal; a re-score makes no call; a
-resumed run equals an uninterrupted one; a changed prompt is asked again; a served judge answers as the local
-one); and a run with the real SmolLM2-135M-Instruct where the demo has prepared it."""
+"""The LLM judge (evaluation/judge.py, evaluation/judges/): ExPerT's protocol and the graded one.
+
+- the strict readers on adversarial answers (code fences, preambles, JSON with extra text, null and string
+  booleans, echoed templates, `Content (0-2): 2`, 1.5, -1);
+- hand-computed scores of ExPerT's five variants from fixed judge answers, ExPerT's float sums, the retry
+  schedule's temperatures, unreadable references left out of the means and counted;
+- the cache: only readable answers are stored, a batch is regenerated whole, sampled retries are keyed apart;
+- through the command: a fake served judge (fixed answers over HTTP) for retries, exclusions, a re-score with no
+  call and a run killed and resumed; a tiny random judge for garbage (never cached, never fatal) and a served
+  judge answering as the local one; and the real SmolLM2-135M-Instruct where the demo has prepared it.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,14 +31,27 @@ from support.openai_server import served
 
 from benchmark_runner.local_models import DEFAULT_OUTPUT as SMOLLM  # where set-up prepares the demo model
 from evaluation import judge as judge_command
-from evaluation.judges import expert
-from evaluation.judges.judge_model import build_judge, judge_options
-from generation.base import Generation
-from generation.cache import GenerationCache
+from evaluation.judges import expert, graded
+from evaluation.judges.expert_parsing import (
+    Match,
+    Verdict,
+    json_answer,
+    read_aspects,
+    read_graded_aspects,
+    read_graded_ratings,
+    read_match,
+    read_verdict,
+)
+from evaluation.judges.protocol import attempt, load_prompts, read_answers
+from generation.base import Generation, Generator
+from generation.cache import CachedGenerator, GenerationCache
+from generation.decoding import GenerationSettings
 from longlamp_cli import FLAGS, run_command
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = "LongLaMP_product_review_user"
+INPUT = ('Generate the review text written by a reviewer who has a given an overall rating of "{}" for a product '
+         'with description "A kitchen item.". The summary of the review text is "Fine".')
 GOLDS = ["Great blender, it crushes ice in seconds. I use it every morning for smoothies.",
          "The strap broke after a week. Disappointed, I would not buy it again.",
          "Comfortable shoes, true to size, and the colour is exactly as pictured."]
@@ -37,16 +59,18 @@ PREDICTIONS = ["This blender is powerful and crushes ice quickly.", "",
                "The shoes fit well and look like the photo."]
 
 
-def write_task(path: Path, outputs, users: bool = False) -> Path:
-    entries = [{"id": f"ex{i}", "output": text, **({"user": f"u{i}"} if users else {})}
-               for i, text in enumerate(outputs)]
+def write_task(path: Path, outputs, users: bool = False, inputs=None) -> Path:
+    entries = [{"id": f"ex{i}", "output": text, **({"user": f"u{i}"} if users else {}),
+                **({"input": inputs[i]} if inputs else {})} for i, text in enumerate(outputs)]
     path.write_text(json.dumps({"task": TASK, "golds": entries}), encoding="utf-8")
     return path
 
 
 @pytest.fixture
 def task_files(tmp_path) -> tuple[Path, Path]:
-    return write_task(tmp_path / "golds.json", GOLDS, users=True), write_task(tmp_path / "preds.json", PREDICTIONS)
+    inputs = [INPUT.format(rating) for rating in ("5.0", "1.0", "4.0")]
+    return (write_task(tmp_path / "golds.json", GOLDS, users=True, inputs=inputs),
+            write_task(tmp_path / "preds.json", PREDICTIONS))
 
 
 def run(golds: Path, preds: Path, model, output_dir: Path, *extra: str, capsys=None) -> tuple[int, dict]:
@@ -66,47 +90,128 @@ def outputs(output_dir: Path) -> tuple[str, str]:
             (output_dir / "judge_per_example.jsonl").read_text(encoding="utf-8"))
 
 
-# --- the protocol on fixed answers -------------------------------------------------------------------------------
+def scores_of(output_dir: Path) -> dict:
+    return json.loads((output_dir / "judge_scores.json").read_text(encoding="utf-8"))
 
-def test_scores_from_fixed_judge_answers_are_the_hand_computed_ones():
-    prompts = expert.load_prompts()
-    reference, prediction = "REFERENCE TEXT", "PREDICTION TEXT"
-    ref_aspects = ["tone: formal", "topic: a hiking trip"]
-    pred_aspects = ["topic: a hike"]
-    answers = {
-        prompts.extraction(reference): "- tone: formal\n2. topic: a hiking trip\n",
-        prompts.extraction(prediction): "Sure! Here they are:\n1. **topic**: a hike\nnot an aspect line",
-        prompts.matching(ref_aspects[0], pred_aspects): "content: 0\nstyle: 1",
-        prompts.matching(ref_aspects[1], pred_aspects): "Content: 2\nStyle: 1",
-        prompts.matching(pred_aspects[0], ref_aspects): "the content is 2 and I like it",  # no style: unreadable
-        prompts.extraction("ONLY REFERENCE"): "mood: calm",
-    }
-    asked = []
 
-    def ask(messages, what):
-        asked.extend(messages)
-        return [answers[message] for message in messages]
+def cache_rows(path: Path) -> int:
+    with closing(sqlite3.connect(path)) as db:
+        return db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
 
-    records = expert.judge([reference, "ONLY REFERENCE"], [prediction, " "], ask, prompts)
-    first, second = records
-    assert first["reference_aspects"] == ref_aspects and first["prediction_aspects"] == pred_aspects
-    # recall: content (0 + 2) / 2 / 2 = 0.5, style (1 + 1) / 2 / 2 = 0.5; precision: unreadable, so 0 for both
-    assert first["content"] == {"precision": 0.0, "recall": 0.5, "f1": 0.0}
-    assert first["style"] == {"precision": 0.0, "recall": 0.5, "f1": 0.0}
-    assert first["unreadable"] == {"reference_aspects": False, "prediction_aspects": False, "ratings": 1}
-    # a blank prediction: no aspects, nothing asked, every score 0, and not an unreadable answer
-    assert second["prediction_aspects"] == [] and second["recall_ratings"] == [{"content": 0, "style": 0}]
-    assert second["unreadable"] == {"reference_aspects": False, "prediction_aspects": False, "ratings": 0}
-    assert len(asked) == 3 + 3  # three texts extracted, three aspects rated
-    summary = expert.summary(records)
-    assert summary["content"] == {"precision": 0.0, "recall": 0.25, "f1": 0.0}
-    assert summary["unreadable"] == {"reference_aspects": 0, "prediction_aspects": 0, "ratings": 1}
 
-    answers[prompts.matching(pred_aspects[0], ref_aspects)] = "content: 2\nstyle: 1"
-    again = expert.judge([reference], [prediction], ask, prompts)[0]
-    # precision content 1.0, style 0.5; F1 content 2 * 1 * 0.5 / 1.5 = 2/3, style 0.5
-    assert again["content"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3})
-    assert again["style"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5})
+# --- the readers on adversarial answers -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("answer, expected", [
+    ("content: 2\nstyle: 0", {"content": 2, "style": 0}),
+    ("Content: 2\nStyle: 1", {"content": 2, "style": 1}),
+    ("  content :1  \n\tSTYLE:2", {"content": 1, "style": 2}),
+    ("The ratings:\ncontent: 2\nstyle: 1\nThe wording differs a little.", {"content": 2, "style": 1}),
+    ("Content (0-2): 2\nStyle (0-2): 2", None),  # was read as content 0 and style 0
+    ("content: <0, 1 or 2> 2\nstyle: <0, 1 or 2> 1", None),  # the template echoed: was read as 0
+    ("content: 1.5\nstyle: 1", None),  # was read as 1
+    ("content: -1\nstyle: 1", None),  # was read as 1
+    ("content: 2/2\nstyle: 1", None),
+    ("**Content** - 1, **Style**: 2.", None),
+    ("**content**: 2\n**style**: 1", None),
+    ("- content: 2\n- style: 1", None),
+    ("content: 2, style: 1", None),
+    ("content: 3\nstyle: 1", None),  # above the scale
+    ("content: 1", None),
+    ("content: 1\ncontent: 2\nstyle: 1", None),  # twice: which one?
+    ("content: 1\ncontent: 1\nstyle: 1", None),
+    ("content: \u0662\nstyle: 1", None),  # an Arabic-Indic two
+    ("content: null\nstyle: null", None),
+    ("yes", None),
+    ("", None),
+])
+def test_graded_ratings_are_read_only_from_whole_lines(answer, expected):
+    assert read_graded_ratings(answer, 2) == expected
+
+
+VERDICT = '{"reason": "both praise the speed", "is_matched": true}'
+
+
+@pytest.mark.parametrize("answer, expected", [
+    (VERDICT, Verdict(True, "both praise the speed")),
+    (' \n' + VERDICT + '\n', Verdict(True, "both praise the speed")),
+    ('```json\n{"reason": "r", "is_matched": false}\n```', Verdict(False, "r")),  # a chat model's own block
+    ('```\n{"reason": "r", "is_matched": false}```', Verdict(False, "r")),
+    ('{"reason": "r", "is_matched": true}\n```\nAnything after the block is never read.', Verdict(True, "r")),
+    ('```json\n{"reason": "r", "is_matched": true}\n```\nI hope this helps!', Verdict(True, "r")),
+    ('{"reason": "a raw\nline break", "is_matched": false}', Verdict(False, "a raw\nline break")),
+    ('{"reason": null, "is_matched": false}', Verdict(False, None)),  # ExPerT reads the reason as it is
+    ('{"reason": "r", "is_matched": false, "confidence": 0.9}', Verdict(False, "r")),
+    ('Here is my answer:\n```json\n' + VERDICT + '\n```', None),  # a preamble
+    ('Sure! ' + VERDICT, None),
+    (VERDICT + ' I am quite sure.', None),  # text after the JSON
+    (VERDICT + '\n' + VERDICT, None),  # two values
+    (VERDICT + '``', None),
+    ('```python\n' + VERDICT + '\n```', None),
+    ('{"reason": "r", "is_matched": "true"}', None),  # a string is not a boolean
+    ('{"reason": "r", "is_matched": "false"}', None),  # (ExPerT's truthiness would read it as a match)
+    ('{"reason": "r", "is_matched": null}', None),
+    ('{"reason": "r", "is_matched": 1}', None),
+    ('{"reason": "r", "is_matched": True}', None),  # Python, not JSON
+    ("{'reason': 'r', 'is_matched': true}", None),  # JSON5
+    ('{"reason": "r", "is_matched": true,}', None),
+    ('{"reason": "r", "is_matched": true, "is_matched": false}', None),  # a repeated key
+    ('{"is_matched": true}', None),  # no reason: ExPerT asks again too
+    ('[' + VERDICT + ']', None),
+    ('{"reason": "r", "is_matched": true', None),  # cut at the token limit
+    ('null', None),
+    ('', None),
+    ('```json\n```', None),
+])
+def test_verdicts_are_read_only_from_the_json_asked_for(answer, expected):
+    assert read_verdict(answer) == expected
+
+
+def test_json_constants_that_are_not_json_are_unreadable():
+    assert json_answer('{"a": 1}') == (True, {"a": 1}) and json_answer("null") == (True, None)
+    assert json_answer('{"a": NaN}') == (False, None) and json_answer('[Infinity]') == (False, None)
+
+
+@pytest.mark.parametrize("answer, expected", [
+    ('{"reason": "same concept", "is_matched": true, "matched_aspect": "Power"}', Match(True, "Power", "same concept")),
+    ('{"is_matched": false, "matched_aspect": ""}', Match(False, None, None)),
+    ('{"is_matched": false, "matched_aspect": "Power"}', Match(False, None, None)),  # ExPerT ignores it too
+    ('{"reason": "r", "is_matched": true, "matched_aspect": "power"}', None),  # not a listed title
+    ('{"reason": "r", "is_matched": true, "matched_aspect": "Power "}', None),
+    ('{"reason": "r", "is_matched": true, "matched_aspect": null}', None),
+    ('{"reason": "r", "is_matched": true}', None),
+    ('{"reason": "r", "is_matched": "no", "matched_aspect": ""}', None),
+    ('The best match is Power.\n{"is_matched": true, "matched_aspect": "Power"}', None),
+])
+def test_a_match_must_name_a_listed_title(answer, expected):
+    assert read_match(answer, {"Power", "Noise"}) == expected
+
+
+ASPECT = {"aspect": "Power", "description": "how strong it is", "evidence": ["It crushes ice."]}
+
+
+@pytest.mark.parametrize("answer, expected", [
+    (json.dumps([ASPECT]), [("Power", "how strong it is", ("It crushes ice.",))]),
+    ("[]", []),
+    ("```json\n" + json.dumps([ASPECT, {**ASPECT, "aspect": "Noise", "extra": 1}]) + "\n```\nThese are all.",
+     [("Power", "how strong it is", ("It crushes ice.",)), ("Noise", "how strong it is", ("It crushes ice.",))]),
+    ("Here are the aspects:\n" + json.dumps([ASPECT]), None),
+    (json.dumps([ASPECT]) + "\nThat is all.", None),
+    (json.dumps({"aspects": [ASPECT]}), None),  # an object, not the list asked for
+    (json.dumps([{**ASPECT, "evidence": []}]), None),
+    (json.dumps([{**ASPECT, "evidence": "It crushes ice."}]), None),  # a string, not a list
+    (json.dumps([{**ASPECT, "evidence": None}]), None),
+    (json.dumps([{**ASPECT, "evidence": ["", "It crushes ice."]}]), None),
+    (json.dumps([{**ASPECT, "evidence": [3]}]), None),
+    (json.dumps([{k: v for k, v in ASPECT.items() if k != "description"}]), None),
+    (json.dumps([{**ASPECT, "description": None}]), None),
+    (json.dumps([{**ASPECT, "aspect": " "}]), None),
+    (json.dumps([ASPECT, "Noise"]), None),
+    (json.dumps([ASPECT])[:-5], None),  # cut at the token limit
+    ("topic: a blender\ntone: happy", None),  # the graded form is not the JSON asked for
+])
+def test_aspects_are_read_only_from_the_json_list_asked_for(answer, expected):
+    found = read_aspects(answer)
+    assert (found if found is None else [(a.title, a.description, a.evidence) for a in found]) == expected
 
 
 @pytest.mark.parametrize("answer, expected", [
@@ -117,157 +222,586 @@ def test_scores_from_fixed_judge_answers_are_the_hand_computed_ones():
     ("", None),
     (":\n: evidence without an aspect", None),
 ])
-def test_aspect_lines_are_read_and_garbage_is_unreadable(answer, expected):
-    assert expert.parse_aspects(answer, 8) == expected
+def test_graded_aspect_lines_are_read_and_garbage_is_unreadable(answer, expected):
+    assert read_graded_aspects(answer, 8) == expected
 
 
-def test_at_most_max_aspects_are_kept():
-    assert expert.parse_aspects("\n".join(f"a{i}: e{i}" for i in range(10)), 3) == ["a0: e0", "a1: e1", "a2: e2"]
-
-
-@pytest.mark.parametrize("answer, expected", [
-    ("content: 2\nstyle: 0", {"content": 2, "style": 0}),
-    ("**Content** - 1, **Style**: 2.", {"content": 1, "style": 2}),
-    ("content: 3\nstyle: 1", None),  # outside the scale
-    ("content: 1", None),
-    ("yes", None),
-])
-def test_ratings_are_read_within_the_scale(answer, expected):
-    assert expert.parse_ratings(answer, 2) == expected
+def test_at_most_max_aspects_are_kept_and_the_graded_prompt_says_the_real_number():
+    assert read_graded_aspects("\n".join(f"a{i}: e{i}" for i in range(10)), 3) == ["a0: e0", "a1: e1", "a2: e2"]
+    prompts = load_prompts(protocol="graded")
+    assert "at most 3 lines" in graded.extraction(prompts, "A text.", 3)
+    assert "at most 8 lines" not in graded.extraction(prompts, "A text.", 3)
 
 
 def test_a_bad_prompts_file_is_refused_naming_the_file_and_key(tmp_path):
     path = tmp_path / "prompts.yaml"
-    path.write_text("score_scale: 2\nextract: 'Text: {text} {other}'\nmatch: '{aspect} {candidates}'\n")
-    with pytest.raises(ValueError, match=r"prompts\.yaml: 'extract' may use only the fields \{text\}"):
-        expert.load_prompts(path)
-    path.write_text("score_scale: 0\nextract: '{text}'\nmatch: '{aspect} {candidates}'\n")
-    with pytest.raises(ValueError, match="'score_scale' must be an integer of at least 1, got 0"):
-        expert.load_prompts(path)
+    path.write_text("graded:\n  score_scale: 2\n  extract: 'Text: {text} {max_aspects} {other}'\n"
+                    "  match: '{aspect} {candidates}'\n")
+    with pytest.raises(ValueError, match=r"prompts\.yaml: 'graded\.extract' may use only the fields \{text\}"):
+        load_prompts(path, "graded")
+    path.write_text("graded:\n  score_scale: 0\n  extract: '{text} {max_aspects}'\n  match: '{aspect} {candidates}'\n")
+    with pytest.raises(ValueError, match="'graded.score_scale' must be an integer of at least 1, got 0"):
+        load_prompts(path, "graded")
+    with pytest.raises(ValueError, match="expected a mapping 'expert' with the keys extract, match, content, style"):
+        load_prompts(path, "expert")
+    text = expert_prompts_text().replace("Prompt: {input}\n", "")  # the task input dropped: not ExPerT's protocol
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"'expert\.extract' must use each of the fields \{input\}, \{text\}"):
+        load_prompts(path, "expert")
+
+
+def expert_prompts_text() -> str:
+    return (REPO / "evaluation" / "judges" / "prompts.yaml").read_text(encoding="utf-8")
+
+
+# --- ExPerT's protocol on fixed answers -----------------------------------------------------------------------------
+
+def aspect(title: str, description: str, *evidence: str) -> dict:
+    return {"aspect": title, "description": description, "evidence": list(evidence)}
+
+
+def fake_ask(answers: dict, log: list):
+    """The protocols' `ask` answering from `answers` (message -> answer, or a list: the answer of try n is the
+    n-th, the last one for any later try); every (message, attempt) asked is logged."""
+    def ask(messages, what, attempt_, readable):
+        replies = []
+        for message in messages:
+            log.append((message, attempt_))
+            answer = answers[message]
+            replies.append(answer[min(attempt_.number, len(answer) - 1)] if isinstance(answer, list) else answer)
+        return replies
+    return ask
+
+
+class Scenario:
+    """Four examples with every judge answer fixed, built with the protocol's own prompts."""
+
+    def __init__(self):
+        self.prompts = load_prompts()
+        p = self.prompts
+        self.inputs = [INPUT.format(n) for n in ("5.0", "3.0", "2.0", "4.0")]
+        self.references = ["Great blender, it crushes ice in seconds. It is loud. Worth the price.",
+                           "A reference the judge cannot read.", "A calm evening.", "It tastes of lemon."]
+        self.predictions = ["This blender is powerful and crushes ice quickly. I love the red colour.",
+                            "Whatever.", "   ", "A lemony flavour."]
+        power_a = aspect("Power", "first words on power", "Great blender, it crushes ice in seconds.")
+        power = aspect("Power", "how strong the blender is", "Great blender, it crushes ice in seconds.")
+        noise, price = aspect("Noise", "how loud it is", "It is loud."), aspect("Price", "value", "Worth the price.")
+        strength = aspect("Strength", "how powerful it is", "This blender is powerful and crushes ice quickly.")
+        colour = aspect("Colour", "its colour", "I love the red colour.")
+        taste = aspect("Taste", "its taste", "It tastes of lemon.")
+        flavour = aspect("Flavour", "lemon", "A lemony flavour.")
+        mood = aspect("Mood", "the mood", "A calm evening.")
+        self.reference_aspects = [power_a, noise, power, price]  # "Power" twice: counted once, as its last entry
+        self.prediction_aspects = [strength, colour]
+
+        def extract(i, text):
+            return p.render("extract", input=self.inputs[i], text=text)
+
+        def match(own, other):
+            return p.render("match", title=own["aspect"], description=own["description"],
+                            candidates="\n\n".join(f"aspect title: {a['aspect']}\naspect detail: {a['description']}"
+                                                   for a in other))
+
+        def content(own, other):
+            return p.render("content", title=own["aspect"], description=own["description"],
+                            evidence_1="\n".join(own["evidence"]), evidence_2="\n".join(other["evidence"]))
+
+        def style(own, other):
+            return p.render("style", evidence_1="\n".join(own["evidence"]), evidence_2="\n".join(other["evidence"]))
+
+        def yes(title=None):
+            return json.dumps({"reason": "r", "is_matched": True, **({"matched_aspect": title} if title else {})})
+
+        no = json.dumps({"reason": "r", "is_matched": False, "matched_aspect": ""})
+        refs, preds = self.reference_aspects, self.prediction_aspects
+        self.answers = {
+            # a chat model's own block, with words after it: read up to the closing fence
+            extract(0, self.references[0]): "```json\n" + json.dumps(refs) + "\n```\nThose are all the aspects.",
+            extract(0, self.predictions[0]): json.dumps(preds) + "\n```",
+            extract(1, self.references[1]): ["Here are the aspects: " + json.dumps([mood]),
+                                             "Content (0-2): 2", "[{\"aspect\": \"Mood\"}]"],  # never readable
+            extract(2, self.references[2]): json.dumps([mood]),
+            extract(3, self.references[3]): json.dumps([taste]),
+            extract(3, self.predictions[3]): json.dumps([flavour]),
+            # recall: Power -> Strength (after an unreadable first try), Noise never readable, Price -> Colour
+            match(power, preds): ["The answer is:\n" + yes("Strength"), yes("Strength")],
+            match(noise, preds): 'is_matched: false',
+            match(price, preds): yes("Colour"),
+            # precision: Strength -> Power, Colour -> none (a title not in the list first: asked again)
+            match(strength, refs): yes("Power"),
+            match(colour, refs): [yes("Red"), no],
+            content(power, strength): yes(), style(power, strength): json.dumps({"reason": "r", "is_matched": False}),
+            content(price, colour): yes(), style(price, colour): ['{"reason": "r", "is_matched": "true"}', yes()],
+            content(strength, power): yes(), style(strength, power): yes(),
+            # example 3: Taste <-> Flavour, its recall content verdict never readable (false)
+            match(taste, [flavour]): yes("Flavour"), match(flavour, [taste]): yes("Taste"),
+            content(taste, flavour): '{"reason": "r", "is_matched": maybe}', style(taste, flavour): yes(),
+            content(flavour, taste): yes(), style(flavour, taste): yes(),
+        }
+        self.unreachable = {match(power_a, preds)}  # the first "Power" is never asked: its title's last entry is
+
+    def judge(self, log: list, format_retries: int = 3) -> list[dict]:
+        records = expert.judge(self.inputs, self.references, self.predictions, fake_ask(self.answers, log),
+                               self.prompts, None, 512, format_retries)
+        return [{"id": f"ex{i}", **record} for i, record in enumerate(records)]
+
+
+def test_expert_scores_from_fixed_judge_answers_are_the_hand_computed_ones():
+    scenario, log = Scenario(), []
+    records = scenario.judge(log)
+    first, excluded, blank, last = records
+    # recall over the 3 distinct reference titles: Power (content yes, style no), Noise (no match: unreadable),
+    # Price (content yes, style yes); precision over Strength (content yes, style yes) and Colour (no match)
+    assert [e["aspect"] for e in first["recall"]] == ["Power", "Noise", "Price"]
+    assert [(e["matched"], e["content"], e["style"]) for e in first["recall"]] == [
+        (True, True, False), (False, None, None), (True, True, True)]
+    assert first["recall"][1]["unreadable"] == "matching" and first["unreadable"] == {"matching": 1, "verdicts": 0}
+    expected = {  # precision, recall, F1
+        "content_only": (1 / 2, 2 / 3, 4 / 7), "style_only": (1 / 2, 1 / 3, 2 / 5),
+        "content_and_style": (1 / 2, 1 / 3, 2 / 5), "content_or_style": (1 / 2, 2 / 3, 4 / 7),
+        "content_style_average": (1 / 2, 1 / 2, 1 / 2)}
+    for name, (p, r, f) in expected.items():
+        assert first["scores"][name] == pytest.approx({"precision": p, "recall": r, "f1": f}, rel=1e-12), name
+    assert excluded == {"id": "ex1", "excluded": "the judge's aspects of the reference could not be read in 4 tries",
+                        "truncated": {"reference": False}}
+    # a blank prediction: no aspects and nothing asked; the reference's one aspect has no match
+    assert blank["prediction_aspects"] == [] and blank["recall"][0]["matched"] is False
+    assert all(value == 0 for scores in blank["scores"].values() for value in scores.values())
+    # Taste: content unreadable at every try (false, counted), style yes; Flavour: both yes
+    assert last["unreadable"] == {"matching": 0, "verdicts": 1} and last["recall"][0]["unreadable"] == ["content"]
+    assert last["scores"]["style_only"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
+    assert last["scores"]["content_only"] == {"precision": 1.0, "recall": 0, "f1": 0}
+    assert last["scores"]["content_style_average"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3})
+
+    summary = expert.summary(records)  # the mean over the three scored examples; ex1 is in no mean
+    assert summary["variants"]["content_only"] == pytest.approx(
+        {"precision": (1 / 2 + 0 + 1) / 3, "recall": (2 / 3 + 0 + 0) / 3, "f1": (4 / 7 + 0 + 0) / 3}, rel=1e-12)
+    assert summary["variants"]["style_only"] == pytest.approx(
+        {"precision": (1 / 2 + 0 + 1) / 3, "recall": (1 / 3 + 0 + 1) / 3, "f1": (2 / 5 + 0 + 1) / 3}, rel=1e-12)
+    assert summary["variants"]["content_style_average"] == pytest.approx(
+        {"precision": (1 / 2 + 0 + 1) / 3, "recall": (1 / 2 + 0 + 1 / 2) / 3, "f1": (1 / 2 + 0 + 2 / 3) / 3}, rel=1e-12)
+    assert summary["examples"] == 4 and summary["scored_examples"] == 3
+    assert summary["unreadable_references"] == {"count": 1, "ids": ["ex1"]}
+    assert summary["unreadable"] == {"matching": 1, "verdicts": 1}
+    assert summary["aspects"] == {"reference": 3 + 1 + 1, "prediction": 2 + 0 + 1, "matched_recall": 2 + 0 + 1,
+                                  "matched_precision": 1 + 0 + 1}
+
+    asked = [message for message, _ in log]
+    assert not scenario.unreachable & set(asked)
+    assert scenario.prompts.render("extract", input=scenario.inputs[1], text="Whatever.") not in asked  # left out
+    assert scenario.prompts.render("extract", input=scenario.inputs[2], text="   ") not in asked  # blank
+
+
+def test_expert_sums_shares_as_expert_does_to_the_last_bit():
+    """ExPerT adds 1/n per passing aspect (0.5/n per criterion for the average): 3 of 10 is 0.1 + 0.1 + 0.1."""
+    entries = [{"matched": i < 3, "content": True, "style": i < 1} for i in range(10)]
+    sums = expert.side_scores(entries)
+    assert sums["content_only"] == 0.30000000000000004 != 3 / 10
+    average = 0.0
+    for _ in range(4):  # three contents and one style
+        average += 0.5 / 10
+    assert sums["content_style_average"] == average
+    total = 0
+    for value in (0.1, 0.2, 0.7):
+        total += value
+    assert expert.mean([0.1, 0.2, 0.7]) == total / 3
+
+
+def test_the_retry_schedule_is_experts():
+    temperatures, value = [], 0.0
+    for _ in range(14):  # ExPerT's own loop: add 0.1 after each round while below 1.0
+        temperatures.append(value)
+        if value < 1.0:
+            value += 0.1
+    assert [attempt(n).temperature for n in range(14)] == [round(t, 10) for t in temperatures] == [
+        0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.1, 1.1]
+    assert {attempt(n).top_p for n in range(14)} == {0.95}
+
+    log = []
+    answers = {"never": "garbage", "third": ["garbage", "garbage", "ok"], "first": "ok"}
+    readings, tries = read_answers(list(answers), lambda m, a: a if a == "ok" else None, fake_ask(answers, log),
+                                   "testing", format_retries=4)
+    assert readings == {"third": "ok", "first": "ok"} and tries == {"never": 5, "third": 3, "first": 1}
+    assert [(m, a.temperature) for m, a in log if m == "never"] == [("never", t) for t in (0.0, 0.1, 0.2, 0.3, 0.4)]
+    assert len(log) == 5 + 3 + 1
+
+
+def test_graded_scores_from_fixed_judge_answers_are_the_hand_computed_ones():
+    prompts = load_prompts(protocol="graded")
+    reference, prediction = "REFERENCE TEXT", "PREDICTION TEXT"
+    ref_aspects = ["tone: formal", "topic: a hiking trip"]
+    pred_aspects = ["topic: a hike"]
+    answers = {
+        graded.extraction(prompts, reference, 8): "- tone: formal\n2. topic: a hiking trip\n",
+        graded.extraction(prompts, prediction, 8): "Sure! Here they are:\n1. **topic**: a hike\nnot an aspect line",
+        graded.matching(prompts, ref_aspects[0], pred_aspects): "content: 0\nstyle: 1",
+        graded.matching(prompts, ref_aspects[1], pred_aspects): ["Content (0-2): 2\nStyle (0-2): 1",
+                                                                 "Content: 2\nStyle: 1"],
+        graded.matching(prompts, pred_aspects[0], ref_aspects): "the content is 2 and I like it",  # never readable
+        graded.extraction(prompts, "ONLY REFERENCE", 8): "mood: calm",
+        graded.extraction(prompts, "UNREADABLE", 8): "ĠĠ the the",
+    }
+    log = []
+    records = graded.judge([reference, "ONLY REFERENCE", "UNREADABLE"], [prediction, " ", "anything"],
+                           fake_ask(answers, log), prompts, format_retries=2)
+    records = [{"id": f"ex{i}", **r} for i, r in enumerate(records)]
+    first, second, third = records
+    assert first["reference_aspects"] == ref_aspects and first["prediction_aspects"] == pred_aspects
+    # recall: content (0 + 2) / 2 / 2 = 0.5, style (1 + 1) / 2 / 2 = 0.5; precision: unreadable, so 0 for both
+    assert first["content"] == {"precision": 0.0, "recall": 0.5, "f1": 0.0}
+    assert first["style"] == {"precision": 0.0, "recall": 0.5, "f1": 0.0}
+    assert first["unreadable"] == {"ratings": 1}
+    # a blank prediction: no aspects, nothing asked, every score 0, and not an unreadable answer
+    assert second["prediction_aspects"] == [] and second["recall_ratings"] == [{"content": 0, "style": 0}]
+    assert second["unreadable"] == {"ratings": 0}
+    assert third == {"id": "ex2", "excluded": "the judge's aspects of the reference could not be read in 3 tries"}
+    # 4 extractions (the third's prediction is not asked), 3 ratings; 1 + 2 + 2 retries
+    assert len(log) == 4 + 3 + 1 + 2 + 2
+    summary = graded.summary(records)
+    assert summary["content"] == {"precision": 0.0, "recall": 0.25, "f1": 0.0}
+    assert summary["unreadable"] == {"ratings": 1} and summary["unreadable_references"] == {"count": 1, "ids": ["ex2"]}
+
+    answers[graded.matching(prompts, pred_aspects[0], ref_aspects)] = "content: 2\nstyle: 1"
+    again = graded.judge([reference], [prediction], fake_ask(answers, []), prompts)[0]
+    # precision content 1.0, style 0.5; F1 content 2 * 1 * 0.5 / 1.5 = 2/3, style 0.5
+    assert again["content"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3})
+    assert again["style"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5})
+
+
+def test_an_unreadable_prediction_stops_the_run_as_in_expert():
+    scenario = Scenario()
+    prediction = scenario.prompts.render("extract", input=scenario.inputs[0], text=scenario.predictions[0])
+    scenario.answers[prediction] = "I cannot list aspects."
+    with pytest.raises(ValueError, match=r"aspects of 1 prediction\(s\) could not be read in 3 tries"):
+        scenario.judge([], format_retries=2)
+
+
+def test_texts_are_cut_to_512_judge_tokens_and_quotes_become_spaces(tiny_chat_llama):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_llama)
+    long_text = 'He said "great" ' + " ".join(f"word{i}" for i in range(600))
+    shown = expert.truncate(long_text, tokenizer, 512)
+    ids = tokenizer(long_text)["input_ids"][:512]  # ExPerT: tokenizer(text), its special tokens counted
+    assert shown.truncated and shown.text == tokenizer.decode(ids, skip_special_tokens=True).replace('"', " ")
+    assert '"' not in shown.text and shown.text.startswith("He said  great  ")
+    assert expert.truncate("Short.", tokenizer, 512) == expert.Shown("Short.", False)
+    words = expert.truncate("  a  b\nc " + "d " * 600, None, 512)  # no tokenizer: words, as ExPerT
+    assert words.truncated and words.text.split() == ["a", "b", "c"] + ["d"] * 509 and "  " not in words.text
+
+
+# --- the cache ----------------------------------------------------------------------------------------------------
+
+class BatchEcho(Generator):
+    """A judge whose answer shows its batch (as a padded batch's can): 'prompt|batch size|temperature'."""
+
+    name, default_batch_size, prompt_form, independent_requests = "echo", 2, "text", False
+    calls: list = []
+
+    def generations(self, prompts, seeds):
+        type(self).calls.append(list(prompts))
+        temperature = self.settings.temperature if self.settings.do_sample else 0
+        return [Generation("" if p.startswith("empty") else f"{p}|{len(prompts)}|{temperature}|{seeds[0]}", 1, False)
+                for p in prompts]
+
+
+def echo_judge(path: Path) -> CachedGenerator:
+    settings = GenerationSettings(max_new_tokens=8)
+    return CachedGenerator(GenerationCache(path), {"model": "echo", **settings.record()}, lambda m: (m, m, len(m)),
+                       lambda: BatchEcho(None, settings), batch_size=2)
+
+
+def test_the_cache_keeps_only_readable_answers_and_keys_sampled_tries_apart(tmp_path):
+    BatchEcho.calls = []
+    judge, readable = echo_judge(tmp_path / "c.sqlite"), (lambda message, answer: message.startswith("good"))
+    messages = ["good-a", "bad-b", "good-cc", "empty-d"]
+    first = judge.ask(messages, "t", keep=readable)
+    assert first == ["good-a|2|0|0", "bad-b|2|0|0", "good-cc|2|0|0", ""] and len(judge.cache) == 2
+    judge.ask(messages, "t", keep=lambda m, a: True)  # an empty answer is never stored
+    assert len(judge.cache) == 3 and judge.cache.answers([judge.cache.key(judge.identity, "empty-d")]) == {}
+    warm = GenerationSettings(max_new_tokens=8, do_sample=True, temperature=0.3, top_p=0.95, seed=7)
+    assert judge.ask(["good-a"], "t", warm, readable) == ["good-a|1|0.3|7"]  # its own key, sampled as asked
+    assert judge.ask(["good-a", "good-zz"], "t") == ["good-a|2|0|0", "good-zz|2|0|0"]  # greedy again
+    judge.cache.close()
+
+    again = echo_judge(tmp_path / "c.sqlite")  # a new run: the unreadable one is asked again, with its batch
+    BatchEcho.calls = []
+    assert again.ask(messages, "t", keep=readable) == first
+    assert again.sent == 4 and again.cached == 2 and BatchEcho.calls == [["good-cc", "empty-d"], ["good-a", "bad-b"]]
+    again.cache.close()
+
+
+# --- through the command, with a fake served judge ------------------------------------------------------------------
+
+@contextmanager
+def fake_server(respond, delay: float = 0.0):
+    """An OpenAI-compatible chat endpoint on 127.0.0.1 whose answer is respond(message, temperature); yields
+    (its API base, the list of request bodies received)."""
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append(body)
+            time.sleep(delay)
+            text = respond(body["messages"][0]["content"], body["temperature"])
+            data = json.dumps({"choices": [{"message": {"content": text}, "finish_reason": "stop"}],
+                               "usage": {"completion_tokens": 1, "prompt_tokens": 1}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def rule_judge(message: str, temperature: float, preambles: bool = True) -> str:
+    """A deterministic judge that follows the expert prompts: a text's aspects are its first three words; an
+    aspect matches the candidate of the same word; content verdicts say yes, style verdicts yes for an even
+    hash. With `preambles`, a sixth of all questions get a preamble at temperature 0 (read at the next try); a
+    text holding the word NEVER is never answered readably."""
+    digest = int(hashlib.sha256(message.encode()).hexdigest(), 16)
+    if "Generated response: " in message:
+        text = message.split("Generated response: ")[1].rsplit("\n\nOutput: ```json", 1)[0]
+        if "NEVER" in text:
+            return "Sorry, I cannot do that."
+        answer = json.dumps([aspect(word.lower().strip(".,"), f"the word {word}", text) for word in text.split()[:3]])
+    elif "# The aspect to match" in message:
+        title = message.split("# The aspect to match\n\naspect title: ")[1].split("\n")[0]
+        listed = [line.removeprefix("aspect title: ") for line in message.split("# The list of aspects")[1].splitlines()
+                  if line.startswith("aspect title: ")]
+        answer = json.dumps({"reason": "same word" if title in listed else "none", "is_matched": title in listed,
+                             "matched_aspect": title if title in listed else ""})
+    elif "# Aspect\n" in message:
+        answer = json.dumps({"reason": "same content", "is_matched": True})
+    else:
+        answer = json.dumps({"reason": "style", "is_matched": digest % 2 == 0})
+    return ("Here you are: " + answer) if preambles and temperature == 0 and digest % 6 == 0 else answer
+
+
+def many_examples(tmp_path: Path, count: int, never: int | None = None) -> tuple[Path, Path]:
+    words = ["blender", "strap", "shoes", "kettle", "lamp", "chair", "desk", "mug", "pan", "fan", "rug", "clock"]
+    golds = [f"The {words[i % 12]} works well and looks nice, number {i}." for i in range(count)]
+    if never is not None:
+        golds[never] = f"NEVER readable {never}."
+    preds = [f"The {words[i % 12]} looks nice, item {i}." if i % 4 else f"A {words[(i + 1) % 12]} I like {i}."
+             for i in range(count)]
+    inputs = [INPUT.format(f"{i % 5}.0") for i in range(count)]
+    return (write_task(tmp_path / "golds.json", golds, inputs=inputs), write_task(tmp_path / "preds.json", preds))
+
+
+def served_flags(url: str) -> list[str]:
+    return ["--backend", "openai", "--api_base", url, "--retry_backoff", "0.01", "--format_retries", "3",
+            "--max_new_tokens", "64"]
+
+
+def test_the_expert_protocol_end_to_end_with_retries_exclusions_and_a_cache_of_readable_answers(tmp_path, capsys):
+    golds, preds = many_examples(tmp_path, 6, never=2)
+    with fake_server(rule_judge) as (url, received):
+        code, calls = run(golds, preds, "fake", tmp_path / "out", *served_flags(url), capsys=capsys)
+        assert code == 0
+        result = scores_of(tmp_path / "out")
+        scores = result["scores"]
+        assert scores["unreadable_references"] == {"count": 1, "ids": ["ex2"]} and scores["scored_examples"] == 5
+        assert result["settings"]["protocol"] == "expert" and result["settings"]["max_text_tokens"] == 512
+        assert result["settings"]["text_tokenizer"].startswith("none known") and "golds.json" in result[
+            "settings"]["task_inputs"]
+        for values in scores["variants"].values():
+            assert all(0 <= value <= 1 for value in values.values())
+        assert scores["variants"]["content_only"]["recall"] > 0
+        # the never-readable reference: tried 4 times at ExPerT's temperatures, top_p 0.95 and a seed per try
+        contents = [body["messages"][0]["content"] for body in received]
+        tries = [body for body, message in zip(received, contents) if "NEVER readable" in message]
+        assert [(b["temperature"], b.get("top_p"), b.get("seed")) for b in tries] == [
+            (0.0, None, None), (0.1, 0.95, 1), (0.2, 0.95, 2), (0.3, 0.95, 3)]
+        assert not any("item 2." in message for message in contents)  # its prediction: not asked
+        preambled = {m for b, m in zip(received, contents) if b["temperature"] == 0.1 and "NEVER" not in m}
+        assert preambled  # answers with a preamble at temperature 0 were asked again, and read
+        readable = len(set(contents)) - 1  # every question but the never-readable one, once
+        assert cache_rows(tmp_path / "out" / "judge_cache.sqlite") == readable  # no unreadable answer stored
+        assert calls == {"sent": len(received), "cached": 0}
+        first = outputs(tmp_path / "out")
+
+        received.clear()
+        code, calls = run(golds, preds, "fake", tmp_path / "out", *served_flags(url), capsys=capsys)
+        # only the unreadable answers are asked again: the greedy tries that had a preamble (their retry is
+        # cached), and the never-readable reference's four tries
+        assert code == 0 and calls == {"sent": len(preambled) + 4, "cached": readable}
+        assert len(received) == calls["sent"]
+        assert outputs(tmp_path / "out") == first
+
+
+@pytest.mark.multiprocess
+def test_a_killed_run_resumes_from_the_answers_committed_before_the_kill(tmp_path, capsys):
+    golds, preds = many_examples(tmp_path, 10)
+    with fake_server(rule_judge, delay=0.01) as (url, _):
+        flags = [*served_flags(url), "--max_concurrency", "1"]
+        assert run(golds, preds, "fake", tmp_path / "full", *flags, capsys=capsys)[0] == 0
+        total = cache_rows(tmp_path / "full" / "judge_cache.sqlite")
+        command = [sys.executable, str(REPO / "evaluation" / "judge.py"), "--golds", str(golds), "--preds",
+                   str(preds), "--judge_model", "fake", "--output_dir", str(tmp_path / "killed"), *flags]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   env={**os.environ, **same_threads()})
+        try:
+            rows = 0
+            while process.poll() is None and rows < total // 3:
+                time.sleep(0.02)
+                if (tmp_path / "killed" / "judge_cache.sqlite").exists():
+                    rows = cache_rows(tmp_path / "killed" / "judge_cache.sqlite")
+            process.send_signal(signal.SIGKILL)
+        finally:
+            process.wait()
+        assert 0 < rows < total and not (tmp_path / "killed" / "judge_scores.json").exists()
+        code, calls = run(golds, preds, "fake", tmp_path / "killed", *flags, capsys=capsys)
+    assert code == 0 and calls["cached"] >= rows and cache_rows(tmp_path / "killed" / "judge_cache.sqlite") == total
+    assert outputs(tmp_path / "killed")[1] == outputs(tmp_path / "full")[1]
+
+
+def test_a_changed_prompt_is_asked_again(tmp_path, capsys):
+    golds, preds = many_examples(tmp_path, 2)
+    with fake_server(lambda message, temperature: rule_judge(message, temperature, preambles=False)) as (url, received):
+        run(golds, preds, "fake", tmp_path / "out", *served_flags(url), capsys=capsys)
+        content_questions = sum("# Aspect\n" in body["messages"][0]["content"] for body in received)
+        changed = tmp_path / "prompts.yaml"
+        changed.write_text(expert_prompts_text().replace("  content: |\n    You are",
+                                                         "  content: |\n    Be careful. You are"))
+        received.clear()
+        code, calls = run(golds, preds, "fake", tmp_path / "out", *served_flags(url), "--prompts_file", str(changed),
+                          capsys=capsys)
+    asked = [body["messages"][0]["content"] for body in received]
+    assert code == 0 and calls["sent"] == len(asked) == content_questions > 0  # the content verdicts alone
+    assert all(message.startswith("Be careful.") for message in asked)
+
+
+# --- task inputs --------------------------------------------------------------------------------------------------
+
+def test_the_expert_protocol_refuses_to_run_without_task_inputs(tmp_path, capsys):
+    golds, preds = write_task(tmp_path / "g.json", GOLDS), write_task(tmp_path / "p.json", PREDICTIONS)
+    code, _ = run(golds, preds, tmp_path / "no-such-model", tmp_path / "out")
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--protocol expert shows the judge each example's task input" in err
+    partly = json.loads(golds.read_text())
+    partly["golds"][0]["input"] = "Only one."
+    golds.write_text(json.dumps(partly))
+    code, _ = run(golds, preds, tmp_path / "no-such-model", tmp_path / "out")
+    assert code == 2 and "2 of 3 gold entries carry no task input" in capsys.readouterr().err
+
+
+def test_task_inputs_come_from_the_data_or_a_no_profile_prompts_file(tmp_path, capsys, sample_dir, sample_cache):
+    import longlamp
+
+    rows = longlamp.load_split("product_review_user", "validation", data_dir=str(sample_dir), cache_dir=sample_cache)
+    golds = {"task": TASK, "golds": [{"id": r["id"], "output": r["output"]} for r in rows][:3]}
+    (tmp_path / "golds.json").write_text(json.dumps(golds))
+    asked = []
+
+    def respond(message, temperature):
+        asked.append(message)
+        return "[]"
+
+    data = ["--validation_data", "product_review_user", "--data_dir", str(sample_dir), "--cache_dir", sample_cache]
+    with fake_server(respond) as (url, _):
+        gold = tmp_path / "golds.json"
+        code, _ = run(gold, gold, "fake", tmp_path / "out", *served_flags(url), *data, capsys=capsys)
+        assert code == 0 and len(asked) == 3
+        assert all(any(f"Prompt: {r['input']}\n" in message for message in asked) for r in list(rows)[:3])
+        assert scores_of(tmp_path / "out")["scores"]["references_without_aspects"] == 3
+
+        prompts = [{"id": r["id"], "prompt": r["input"], "prompt_tokens": 9, "profile_items": 0} for r in rows]
+        (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+        asked.clear()
+        code, calls = run(gold, gold, "fake", tmp_path / "out2", *served_flags(url), "--prompts_json",
+                          str(tmp_path / "prompts.json"), capsys=capsys)
+        assert code == 0 and calls["sent"] == 3 and outputs(tmp_path / "out2")[1] == outputs(tmp_path / "out")[1]
+
+    for change, message in (({"profile_items": 2}, "hold profile items"),
+                            ({"prompt": "<|user|>\n" + rows[0]["input"]}, "a chat template was written into them")):
+        (tmp_path / "prompts.json").write_text(json.dumps([{**prompts[0], **change}, *prompts[1:]]))
+        code, _ = run(gold, gold, "fake", tmp_path / "out3", "--prompts_json", str(tmp_path / "prompts.json"))
+        assert code == 2 and message in capsys.readouterr().err
+    other = {**golds, "golds": [{**golds["golds"][0], "output": "Another text."}, *golds["golds"][1:]]}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    code, _ = run(tmp_path / "other.json", tmp_path / "other.json", "fake", tmp_path / "out3", *data)
+    assert code == 2 and "the output of 1 rows differs from the gold of the same id" in capsys.readouterr().err
 
 
 # --- the mechanics, with a tiny random judge ------------------------------------------------------------------------
 
-def test_a_tiny_judges_garbage_is_counted_and_a_rescore_makes_no_call(tiny_chat_llama, task_files, tmp_path, capsys):
+@pytest.mark.parametrize("protocol", ["expert", "graded"])
+def test_a_tiny_judges_garbage_is_left_out_counted_never_cached_and_asked_again(tiny_chat_llama, task_files,
+                                                                                tmp_path, capsys, protocol):
     golds, preds = task_files
-    code, calls = run(golds, preds, tiny_chat_llama, tmp_path / "out", capsys=capsys)
-    assert code == 0 and calls == {"sent": 5, "cached": 0}  # 3 references + 2 non-blank predictions
-    scores = json.loads((tmp_path / "out" / "judge_scores.json").read_text())
-    assert "not the benchmark's metrics" in scores["note"]
-    unreadable = scores["scores"]["unreadable"]
-    assert unreadable["reference_aspects"] + unreadable["prediction_aspects"] >= 4  # a random model's garbage
-    for name in expert.CRITERIA:
-        assert all(0 <= value <= 1 for value in scores["scores"][name].values())
+    flags = ["--protocol", protocol, "--format_retries", "1"]
+    code, calls = run(golds, preds, tiny_chat_llama, tmp_path / "out", *flags, capsys=capsys)
+    assert code == 0 and calls == {"sent": 3 * 2, "cached": 0}  # 3 references, 2 tries each; no prediction asked
+    scores = scores_of(tmp_path / "out")
+    assert "not the benchmark's metrics" in scores["note"] and scores["settings"]["protocol"] == protocol
+    assert scores["scores"]["unreadable_references"] == {"count": 3, "ids": ["ex0", "ex1", "ex2"]}
+    assert scores["scores"]["scored_examples"] == 0
+    assert (scores["scores"]["variants"] if protocol == "expert" else scores["scores"]["content"]) is None
     assert scores["settings"]["judge"]["fingerprint"]["base"].startswith("sha256:")
-    assert scores["settings"]["prompts_sha256"] == expert.load_prompts().sha256
+    assert scores["settings"]["prompts_sha256"] == load_prompts().sha256
     records = [json.loads(line) for line in (tmp_path / "out" / "judge_per_example.jsonl").read_text().splitlines()]
     assert [r["id"] for r in records] == ["ex0", "ex1", "ex2"] and records[1]["user"] == "u1"
+    assert all("excluded" in r for r in records)
+    assert cache_rows(tmp_path / "out" / "judge_cache.sqlite") == 0  # garbage is never a cached answer
     first = outputs(tmp_path / "out")
 
-    code, calls = run(golds, preds, tiny_chat_llama, tmp_path / "out", capsys=capsys)
-    assert code == 0 and calls == {"sent": 0, "cached": 5}
-    assert outputs(tmp_path / "out") == first
+    code, calls = run(golds, preds, tiny_chat_llama, tmp_path / "out", *flags, capsys=capsys)
+    assert code == 0 and calls == {"sent": 6, "cached": 0} and outputs(tmp_path / "out") == first
 
 
-def seeded_judge(model: Path, cache_path: Path, answers: dict[str, str]) -> set[str]:
-    """Put `answers` (message -> answer) in the cache at `cache_path` as judge.py's default judge would have
-    answered them; returns their keys."""
-    options = judge_options(str(model), str(cache_path.parent), backend="transformers", max_new_tokens=16)
-    cache = GenerationCache(cache_path)
+def test_seeded_answers_make_a_rescore_that_asks_nothing(tiny_chat_llama, task_files, tmp_path, capsys):
+    """Readable extractions seeded into the cache as the judge would have answered them: empty aspect lists,
+    so that no other question arises; the run then needs no model at all."""
+    golds, preds = task_files
+    from evaluation.judges.judge_model import build_judge, judge_options
+
+    prompts, inputs = load_prompts(), [e["input"] for e in json.loads(golds.read_text())["golds"]]
+    options = judge_options(str(tiny_chat_llama), str(tmp_path / "out"), backend="transformers", max_new_tokens=16)
+    cache = GenerationCache(tmp_path / "out" / "judge_cache.sqlite")
     judge = build_judge(options, cache)
     rows = []
-    for message, answer in answers.items():
+    for i, text in [(i, t) for i, t in enumerate(GOLDS)] + [(i, t) for i, t in enumerate(PREDICTIONS) if t.strip()]:
+        message = prompts.render("extract", input=inputs[i], text=expert.truncate(text, judge.tokenizer, 512).text)
         request = judge.prepare(message)[1]
-        rows.append((cache.key(judge.identity, request), request, Generation(answer, 1, False)))
+        rows.append((cache.key(judge.identity, request), request, Generation("[]", 1, False)))
     cache.add(rows)
     cache.close()
-    return {key for key, _, _ in rows}
-
-
-@pytest.mark.slow
-def test_a_resumed_run_equals_an_uninterrupted_one_and_a_new_prompt_is_asked_again(tiny_chat_llama, task_files,
-                                                                                    tmp_path, capsys):
-    """The extractions are seeded into the cache (a tiny random model lists no aspects), so that the matching
-    stage runs on the tiny model: its unreadable ratings are counted. Then half the cache is lost (a kill)."""
-    golds, preds = task_files
-    prompts = expert.load_prompts()
-    seeded = {prompts.extraction(text): f"subject: {text.split()[0]}\nmood: {text.split()[-1]}"
-              for text in GOLDS + PREDICTIONS if text.strip()}
-    extractions = seeded_judge(tiny_chat_llama, tmp_path / "full" / "judge_cache.sqlite", seeded)
-    code, calls = run(golds, preds, tiny_chat_llama, tmp_path / "full", "--backend", "transformers",
-                      "--batch_size", "3", capsys=capsys)
-    matches = 2 * 2 + 0 + 2 * 2  # two aspects each way on ex0 and ex2; ex1's prediction is blank
-    assert code == 0 and calls == {"sent": matches, "cached": 5}
-    full = outputs(tmp_path / "full")
-    scores = json.loads(full[0])["scores"]
-    assert scores["aspects"] == {"reference": 6, "prediction": 4, "rated": 6 + 4}
-    assert scores["unreadable"]["ratings"] == matches  # garbage ratings: counted, scored 0
-    assert scores["content"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
-
-    (tmp_path / "resumed").mkdir()
-    shutil.copy(tmp_path / "full" / "judge_cache.sqlite", tmp_path / "resumed" / "judge_cache.sqlite")
-    with sqlite3.connect(tmp_path / "resumed" / "judge_cache.sqlite") as db:  # half the model's answers lost
-        lost = [(key,) for (key,) in db.execute("SELECT key FROM calls ORDER BY key") if key not in extractions][::2]
-        db.executemany("DELETE FROM calls WHERE key = ?", lost)
-    code, calls = run(golds, preds, tiny_chat_llama, tmp_path / "resumed", "--backend", "transformers",
-                      "--batch_size", "3", capsys=capsys)
-    assert code == 0 and calls["cached"] == 5 + matches - len(lost) and calls["sent"] >= len(lost) == 4
-    assert outputs(tmp_path / "resumed")[1] == full[1]
-
-    changed = tmp_path / "prompts.yaml"
-    changed.write_text(expert.DEFAULT_PROMPTS.read_text().replace("\nmatch: |\n", "\nmatch: |\n  Be careful.\n"))
-    code, calls = run(golds, preds, tiny_chat_llama, tmp_path / "full", "--backend", "transformers",
-                      "--batch_size", "3", "--prompts_file", str(changed), capsys=capsys)
-    assert code == 0 and calls == {"sent": matches, "cached": 5}  # the changed matching prompt is asked again
-    assert json.loads(outputs(tmp_path / "full")[0])["settings"]["prompts_sha256"] != json.loads(full[0])[
-        "settings"]["prompts_sha256"]
-
-
-@pytest.mark.multiprocess
-@pytest.mark.slow
-def test_a_killed_run_resumes_from_the_answers_committed_before_the_kill(tiny_chat_llama, task_files, tmp_path,
-                                                                        capsys):
-    golds, preds = task_files
-    prompts = expert.load_prompts()
-    seeded = {prompts.extraction(text): "\n".join(f"aspect{k}: {word}" for k, word in enumerate(text.split()[:4]))
-              for text in GOLDS + PREDICTIONS if text.strip()}
-    flags = ["--backend", "transformers", "--batch_size", "1"]
-    for name in ("full", "killed"):
-        seeded_judge(tiny_chat_llama, tmp_path / name / "judge_cache.sqlite", seeded)
-    assert run(golds, preds, tiny_chat_llama, tmp_path / "full", *flags, capsys=capsys)[0] == 0
-    total = len(seeded) + 2 * 2 * 4  # four aspects each way on ex0 and ex2
-
-    command = [sys.executable, str(REPO / "evaluation" / "judge.py"), "--golds", str(golds), "--preds", str(preds),
-               "--judge_model", str(tiny_chat_llama), "--output_dir", str(tmp_path / "killed"),
-               "--max_new_tokens", "16", *flags]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, **same_threads()})  # its answers must equal this process's
-    try:
-        rows = 0
-        while process.poll() is None and rows < len(seeded) + 3:
-            time.sleep(0.02)
-            with closing(sqlite3.connect(tmp_path / "killed" / "judge_cache.sqlite")) as db:
-                rows = db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait()
-    assert len(seeded) < rows < total and not (tmp_path / "killed" / "judge_scores.json").exists()
-    code, calls = run(golds, preds, tiny_chat_llama, tmp_path / "killed", *flags, capsys=capsys)
-    assert code == 0 and calls["sent"] <= total - rows and calls["cached"] >= rows
-    assert outputs(tmp_path / "killed")[1] == outputs(tmp_path / "full")[1]
+    code, calls = run(golds, preds, tiny_chat_llama, tmp_path / "out", "--backend", "transformers", capsys=capsys)
+    assert code == 0 and calls == {"sent": 0, "cached": 5}
+    scores = scores_of(tmp_path / "out")["scores"]
+    assert scores["scored_examples"] == 3 and scores["references_without_aspects"] == 3
+    assert scores["variants"]["content_only"] == {"precision": 0, "recall": 0, "f1": 0}
 
 
 @pytest.mark.multiprocess
 @pytest.mark.slow
 def test_a_served_judge_answers_as_the_local_one(tiny_chat_llama, task_files, tmp_path, capsys):
     golds, preds = task_files
-    run(golds, preds, tiny_chat_llama, tmp_path / "local", "--backend", "transformers", capsys=capsys)
+    flags = ["--format_retries", "1"]
+    run(golds, preds, tiny_chat_llama, tmp_path / "local", "--backend", "transformers", *flags, capsys=capsys)
     with served(tiny_chat_llama) as url:
         code, calls = run(golds, preds, "tiny", tmp_path / "served", "--backend", "openai", "--api_base", url,
-                          "--tokenizer", str(tiny_chat_llama), "--retry_backoff", "0.01", capsys=capsys)
-    assert code == 0 and calls == {"sent": 5, "cached": 0}
+                          "--tokenizer", str(tiny_chat_llama), "--retry_backoff", "0.01", *flags, capsys=capsys)
+    assert code == 0 and calls == {"sent": 6, "cached": 0}
     assert outputs(tmp_path / "served")[1] == outputs(tmp_path / "local")[1]
-    assert json.loads(outputs(tmp_path / "served")[0])["settings"]["judge"]["api_mode"] == "chat"
+    served_settings = json.loads(outputs(tmp_path / "served")[0])["settings"]
+    assert served_settings["judge"]["api_mode"] == "chat" and served_settings["text_tokenizer"] == "the judge's"
 
 
 def test_bad_input_is_one_error_line_before_any_model_is_loaded(task_files, tmp_path, capsys):
@@ -281,6 +815,11 @@ def test_bad_input_is_one_error_line_before_any_model_is_loaded(task_files, tmp_
     code, _ = run(golds, golds, tmp_path / "no-such-model", tmp_path / "out", "--cache_file",
                   str(tmp_path / "not-a-cache"))
     assert code == 2 and "not-a-cache: not a judge cache" in capsys.readouterr().err
+    code, _ = run(golds, golds, tmp_path / "no-such-model", tmp_path / "out", "--max_aspects", "4")
+    assert code == 2 and "ExPerT keeps every aspect" in capsys.readouterr().err
+    code, _ = run(golds, golds, tmp_path / "no-such-model", tmp_path / "out", "--protocol", "graded",
+                  "--max_text_tokens", "100")
+    assert code == 2 and "--max_text_tokens: used by --protocol expert only" in capsys.readouterr().err
 
 
 def test_every_flag_is_in_the_flags_table_and_shared_concepts_keep_their_names():
@@ -299,18 +838,25 @@ def test_every_flag_is_in_the_flags_table_and_shared_concepts_keep_their_names()
 @pytest.mark.slow
 @pytest.mark.skipif(not (SMOLLM / "config.json").is_file(),
                     reason=f"{SMOLLM} is absent (scripts/prepare_models.py prepares it)")
-def test_the_real_instruct_model_runs_the_protocol(tmp_path, capsys):
+def test_the_real_instruct_model_runs_both_protocols(tmp_path, capsys):
     """The mechanics on a real chat model (a 135M one: what it answers is not the point). The prediction is the
-    reference itself, so that one extraction call serves both sides and any aspects found are rated."""
-    golds = write_task(tmp_path / "golds.json", GOLDS[:1])
-    code, calls = run(golds, golds, SMOLLM, tmp_path / "out", "--backend", "transformers", "--max_aspects", "2",
-                      "--max_new_tokens", "24", capsys=capsys)
+    reference itself, so that one extraction call serves both sides."""
+    golds = write_task(tmp_path / "golds.json", GOLDS[:1], inputs=[INPUT.format("5.0")])
+    flags = ["--backend", "transformers", "--format_retries", "0"]
+    code, calls = run(golds, golds, SMOLLM, tmp_path / "graded", *flags, "--protocol", "graded", "--max_aspects",
+                      "2", "--max_new_tokens", "24", capsys=capsys)
     assert code == 0 and calls["cached"] == 0
-    scores = json.loads((tmp_path / "out" / "judge_scores.json").read_text())["scores"]
-    found, unreadable = scores["aspects"]["reference"], scores["unreadable"]["reference_aspects"]
-    assert (found > 0) != (unreadable == 1) and calls["sent"] == 1 + found  # one extraction, one rating per aspect
-    for name in expert.CRITERIA:
-        assert all(0 <= value <= 1 for value in scores[name].values())
-    code, calls = run(golds, golds, SMOLLM, tmp_path / "out", "--backend", "transformers", "--max_aspects", "2",
-                      "--max_new_tokens", "24", capsys=capsys)
-    assert code == 0 and calls == {"sent": 0, "cached": 1 + found}
+    scores = scores_of(tmp_path / "graded")["scores"]
+    excluded = scores["unreadable_references"]["count"]
+    found = scores["aspects"]["reference"] if not excluded else 0
+    assert (found > 0) != (excluded == 1) and calls["sent"] == 1 + found  # one extraction, one rating per aspect
+    first = calls["sent"]
+    code, calls = run(golds, golds, SMOLLM, tmp_path / "graded", *flags, "--protocol", "graded", "--max_aspects",
+                      "2", "--max_new_tokens", "24", capsys=capsys)  # only what was unreadable is asked again
+    assert code == 0 and calls["sent"] + calls["cached"] == first
+    assert calls["cached"] == cache_rows(tmp_path / "graded" / "judge_cache.sqlite")
+
+    code, calls = run(golds, golds, SMOLLM, tmp_path / "expert", *flags, "--max_new_tokens", "48", capsys=capsys)
+    scores = scores_of(tmp_path / "expert")["scores"]
+    assert code == 0 and calls["sent"] >= 1 and scores["examples"] == 1
+    assert scores["unreadable_references"]["count"] + scores["scored_examples"] == 1

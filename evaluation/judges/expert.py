@@ -1,169 +1,240 @@
-"""An ExPerT-style LLM judge (Salemi et al., arXiv 2501.14956), optional and apart from the benchmark's metrics.
+"""ExPerT (Salemi, Killingback and Zamani, arXiv 2501.14956; github.com/alirezasalemi7/ExPerT), the LLM judge's
+default protocol, reproduced from its source: `expert_score/aspects/extraction.py`, `matching/match.py`,
+`matching/utils.py` and `utils/json_parsing.py`. For each example (the user's prompt, the reference, the
+prediction):
 
-The protocol, for each (reference, prediction) pair (docs/evaluation.md, "LLM judge (ExPerT-style)"):
+1. extraction: each text is cut to `max_text_tokens` (512) of the judge's tokenizer, its double quotes turned to
+   spaces, and shown with the user's prompt; the judge lists its atomic aspects as JSON, each a title, a
+   description and evidence sentences from the text;
+2. matching, both ways: each reference aspect is shown (title and description) with the prediction's aspects
+   (recall), each prediction aspect with the reference's (precision); the judge says whether one matches and
+   which (its title);
+3. verdicts: for each matched pair, one question on the two aspects' evidence for content (with the asking
+   aspect's title and description) and one for style, each true or false;
+4. scores: per side, each variant is the share of that side's aspects (distinct titles) that are matched and
+   pass it: content_only (content true), style_only (style true), content_and_style, content_or_style, and
+   content_style_average (half a point for each); F1 is their harmonic mean (0 when both are 0); the run's
+   numbers are the plain means of the examples' values, summed as ExPerT sums them.
 
-1. extraction: the judge lists each text's atomic aspects, one "aspect: evidence" line each (at most
-   `max_aspects` are kept, in the judge's order);
-2. matching, both ways: each reference aspect is shown with the prediction's aspects (recall), and each
-   prediction aspect with the reference's (precision); the judge rates content and style, each an integer from 0
-   to the prompts file's `score_scale`;
-3. scores: a side's content (style) score is the mean of its aspects' ratings over `score_scale`; F1 is the
-   harmonic mean of precision and recall; the run's numbers are the means over the examples.
-
-An answer that cannot be read (a tiny or random model's garbage) never stops the run: an unreadable extraction is
-"no aspects", an unreadable rating is 0 for both criteria, and both are counted and reported. The judge is reached
-through `ask(messages, what) -> answers`, so this module is the protocol alone: prompts in, parsed answers, scores.
+Every answer is read strictly (`expert_parsing`) and asked again on ExPerT's schedule until read
+(`protocol.read_answers`). What stays unread after the last try is handled as ExPerT handles it, except the
+reference: an example whose reference's aspects cannot be read is left out of the means and counted (ExPerT
+stops the run); a prediction's unreadable aspects stop the run with `JudgeFailure` (as in ExPerT); an unreadable
+match counts as no match, an unreadable verdict as false, and both are counted (ExPerT's `ignore_on_fail`).
+docs/evaluation.md, "Differences from ExPerT", lists every difference.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-import statistics
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
-DEFAULT_PROMPTS = Path(__file__).with_name("prompts.yaml")
-DEFAULT_MAX_ASPECTS = 8
-CRITERIA = ("content", "style")
-PLACEHOLDERS = {"extract": ("text",), "match": ("aspect", "candidates")}
-# "aspect: evidence", optionally bulleted or numbered; the aspect a short phrase without a colon.
-_ASPECT = re.compile(r"^\s*(?:[-*\u2022]|\d{1,2}[.)])?\s*\**([^:\n*]{1,80}?)\**\s*:\s*(\S.*?)\s*$")
-_RATING = {name: re.compile(rf"\b{name}\b\W{{0,5}}(\d+)", re.IGNORECASE) for name in CRITERIA}
+from evaluation.judges.expert_parsing import Aspect, Match, read_aspects, read_match, read_verdict
+from evaluation.judges.protocol import Ask, Prompts, read_answers, read_extractions
 
-Ask = Callable[[Sequence[str], str], list[str]]
+DEFAULT_MAX_TEXT_TOKENS = 512  # ExPerT's max_generated_output_length
+DEFAULT_MAX_NEW_TOKENS = 2048  # per answer; ExPerT allows 8096 (its max_evaluator_length)
+VARIANTS = ("content_only", "style_only", "content_and_style", "content_or_style", "content_style_average")
+PARTS = ("precision", "recall", "f1")
 
 
 @dataclass(frozen=True)
-class Prompts:
-    """The judge's prompts as read from one file, with the file's sha256 for the record."""
+class Shown:
+    """A text as the judge is shown it, and whether the cut shortened it."""
 
-    extract: str
-    match: str
-    score_scale: int
-    path: str
-    sha256: str
-
-    def extraction(self, text: str) -> str:
-        return self.extract.format(text=text.strip())
-
-    def matching(self, aspect: str, candidates: Sequence[str]) -> str:
-        listed = "\n".join(f"{number}. {candidate}" for number, candidate in enumerate(candidates, 1))
-        return self.match.format(aspect=aspect, candidates=listed)
+    text: str
+    truncated: bool
 
 
-def load_prompts(path: str | Path | None = None) -> Prompts:
-    """Read a prompts file (default: the packaged prompts.yaml); ValueError naming the file and key otherwise."""
-    import yaml
-
-    path = Path(path or DEFAULT_PROMPTS)
-    try:
-        raw = path.read_bytes()
-        data = yaml.safe_load(raw.decode("utf-8"))
-    except OSError as error:
-        raise ValueError(f"--prompts_file {path}: cannot read the file ({error.strerror})") from None
-    except (UnicodeDecodeError, yaml.YAMLError) as error:
-        raise ValueError(f"--prompts_file {path}: not a readable YAML file ({error})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"--prompts_file {path}: expected a mapping with keys extract, match and score_scale")
-    for key, fields in PLACEHOLDERS.items():
-        if not isinstance(data.get(key), str) or not data[key].strip():
-            raise ValueError(f"--prompts_file {path}: '{key}' must be a non-empty string")
-        try:
-            data[key].format(**{name: "" for name in fields})
-        except (KeyError, IndexError, ValueError) as error:
-            raise ValueError(f"--prompts_file {path}: '{key}' may use only the fields "
-                             f"{', '.join('{' + name + '}' for name in fields)} ({error!r}); write a literal brace "
-                             "as {{ or }}") from None
-    scale = data.get("score_scale")
-    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
-        raise ValueError(f"--prompts_file {path}: 'score_scale' must be an integer of at least 1, got {scale!r}")
-    return Prompts(data["extract"], data["match"], scale, str(path), hashlib.sha256(raw).hexdigest())
+def truncate(text: str, tokenizer, max_tokens: int) -> Shown:
+    """ExPerT's cut: the first `max_tokens` ids of `tokenizer(text)` (special tokens counted, as ExPerT's call
+    adds them), decoded with special tokens skipped; with no tokenizer (ExPerT's fallback, used here for a
+    served judge without --tokenizer) the first `max_tokens` words joined by single spaces. Then each double
+    quote becomes a space. ExPerT decodes even a text shorter than the limit, and so does this."""
+    if tokenizer is None:
+        words = text.split()
+        kept, truncated = " ".join(words[:max_tokens]), len(words) > max_tokens
+    else:
+        ids = tokenizer(text)["input_ids"]
+        kept, truncated = tokenizer.decode(ids[:max_tokens], skip_special_tokens=True), len(ids) > max_tokens
+    return Shown(kept.replace('"', " "), truncated)
 
 
-def parse_aspects(answer: str, max_aspects: int) -> list[str] | None:
-    """The "aspect: evidence" lines of an extraction answer (the first max_aspects, each once), or None when
-    there is not one: an unreadable answer."""
-    aspects = []
-    for line in answer.splitlines():
-        found = _ASPECT.match(line)
-        if found:
-            aspect = f"{found.group(1).strip()}: {found.group(2)}"
-            if aspect not in aspects:
-                aspects.append(aspect)
-    return aspects[:max_aspects] or None
+def candidates(aspects: Sequence[Aspect]) -> str:
+    """The other side's aspects as the matching prompt lists them (every one, a repeated title too)."""
+    return "\n\n".join(f"aspect title: {a.title}\naspect detail: {a.description}" for a in aspects)
 
 
-def parse_ratings(answer: str, scale: int) -> dict[str, int] | None:
-    """{"content": n, "style": n} from a matching answer (the first number after each word), or None when either
-    is missing or outside 0..scale."""
-    ratings = {}
-    for name, pattern in _RATING.items():
-        found = pattern.search(answer)
-        if not found or int(found.group(1)) > scale:
-            return None
-        ratings[name] = int(found.group(1))
-    return ratings
+def by_title(aspects: Sequence[Aspect]) -> dict[str, Aspect]:
+    """A side's aspects by title: ExPerT keys them so, so a title listed twice counts once, as its last entry."""
+    return {aspect.title: aspect for aspect in aspects}
 
 
-def side_scores(ratings: Sequence[dict | None], scale: int) -> dict[str, float]:
-    """The mean rating of a side's aspects per criterion, over scale; an unreadable rating counts 0, and a side
-    without aspects scores 0."""
-    return {name: statistics.fmean([(r or {}).get(name, 0) / scale for r in ratings]) if ratings else 0.0
-            for name in CRITERIA}
+def evidence(aspect: Aspect) -> str:
+    return "\n".join(aspect.evidence)
+
+
+def side_scores(entries: Sequence[dict]) -> dict[str, float]:
+    """One side's five variants from its entries ({"matched", "content", "style"} per distinct title), summed in
+    steps of 1/n (0.5/n for the average) as ExPerT sums them, so the floats are ExPerT's to the last bit."""
+    n = len(entries)
+    sums = dict.fromkeys(VARIANTS, 0.0)
+    for entry in entries:
+        if not entry["matched"]:
+            continue
+        content, style = entry["content"], entry["style"]
+        if content:
+            sums["content_only"] += 1 / n
+            sums["content_style_average"] += 0.5 / n
+        if style:
+            sums["style_only"] += 1 / n
+            sums["content_style_average"] += 0.5 / n
+        if content and style:
+            sums["content_and_style"] += 1 / n
+        if content or style:
+            sums["content_or_style"] += 1 / n
+    return sums
 
 
 def f1(precision: float, recall: float) -> float:
-    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    return 0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
 
 
-def example_record(reference: dict, prediction: dict, recall: list, precision: list, scale: int) -> dict:
-    """One example's aspects, ratings and scores (reference/prediction: {"aspects", "unreadable"})."""
-    p, r = side_scores(precision, scale), side_scores(recall, scale)
-    return {
-        "reference_aspects": reference["aspects"], "prediction_aspects": prediction["aspects"],
-        "recall_ratings": recall, "precision_ratings": precision,
-        **{name: {"precision": p[name], "recall": r[name], "f1": f1(p[name], r[name])} for name in CRITERIA},
-        "unreadable": {"reference_aspects": reference["unreadable"], "prediction_aspects": prediction["unreadable"],
-                       "ratings": sum(rating is None for rating in recall + precision)},
-    }
+def example_scores(recall: Sequence[dict], precision: Sequence[dict]) -> dict[str, dict[str, float]]:
+    r, p = side_scores(recall), side_scores(precision)
+    return {name: {"precision": p[name], "recall": r[name], "f1": f1(p[name], r[name])} for name in VARIANTS}
 
 
-def judge(references: Sequence[str], predictions: Sequence[str], ask: Ask, prompts: Prompts,
-          max_aspects: int = DEFAULT_MAX_ASPECTS) -> list[dict]:
-    """Each pair's record (see `example_record`), in order. A blank prediction has no aspects without asking."""
-    texts = list(dict.fromkeys(t for t in [*references, *predictions] if t.strip()))
-    answers = ask([prompts.extraction(text) for text in texts], "extracting aspects")
-    extracted = {}
-    for text, answer in zip(texts, answers):
-        aspects = parse_aspects(answer, max_aspects)
-        extracted[text] = {"aspects": aspects or [], "unreadable": aspects is None}
-    nothing = {"aspects": [], "unreadable": False}
-    sides = [(extracted[ref], extracted.get(pred, nothing)) for ref, pred in zip(references, predictions)]
+def judge(inputs: Sequence[str], references: Sequence[str], predictions: Sequence[str], ask: Ask, prompts: Prompts,
+          tokenizer=None, max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS, format_retries: int = 100) -> list[dict]:
+    """Each example's record, in order: {"excluded": reason} when its reference's aspects could not be read,
+    else its aspects, matches, verdicts, scores and what stayed unreadable. A blank prediction has no aspects
+    without a call; a side facing no aspects has no match without a call."""
+    shown_refs = [truncate(text, tokenizer, max_text_tokens) for text in references]
+    shown_preds = [truncate(text, tokenizer, max_text_tokens) if text.strip() else None for text in predictions]
 
-    def questions(own: dict, other: dict) -> list[str]:
-        return [prompts.matching(aspect, other["aspects"]) for aspect in own["aspects"]] if other["aspects"] else []
+    def extraction(task_input: str, shown: Shown) -> str:
+        return prompts.render("extract", input=task_input, text=shown.text)
 
-    asked = list(dict.fromkeys(q for ref, pred in sides for q in questions(ref, pred) + questions(pred, ref)))
-    rated = {q: parse_ratings(a, prompts.score_scale) for q, a in zip(asked, ask(asked, "matching aspects"))}
+    def read_extraction(message: str, answer: str):
+        return read_aspects(answer)
 
-    def ratings(own: dict, other: dict) -> list:  # nothing to match against: 0, without asking
-        if not other["aspects"]:
-            return [dict.fromkeys(CRITERIA, 0) for _ in own["aspects"]]
-        return [rated[q] for q in questions(own, other)]
+    def prediction(i: int) -> str | None:
+        return extraction(inputs[i], shown_preds[i]) if shown_preds[i] is not None else None
 
-    return [example_record(ref, pred, ratings(ref, pred), ratings(pred, ref), prompts.score_scale)
-            for ref, pred in sides]
+    found = read_extractions([extraction(i, s) for i, s in zip(inputs, shown_refs)], prediction, read_extraction,
+                             ask, format_retries)
+
+    # matching, both ways: (example, side, title) -> the question, or None when the other side has no aspects
+    sides = {}
+    for i in found.kept:
+        ref, pred = found.sides(i)
+        sides[i] = {"recall": (ref, pred), "precision": (pred, ref)}
+    titles_of: dict[str, set[str]] = {}
+    questions = {}
+    for i, pair in sides.items():
+        for side, (own, other) in pair.items():
+            for title, aspect in by_title(own).items():
+                question = None
+                if other:
+                    question = prompts.render("match", title=aspect.title, description=aspect.description,
+                                              candidates=candidates(other))
+                    titles_of.setdefault(question, {a.title for a in other})
+                questions[i, side, title] = question
+    matches, _ = read_answers([q for q in questions.values() if q], lambda q, a: read_match(a, titles_of[q]), ask,
+                              "matching aspects", format_retries)
+
+    # verdicts on each matched pair's evidence: content and style
+    verdict_questions = {}
+    for (i, side, title), question in questions.items():
+        match: Match | None = matches.get(question) if question else None
+        if match is not None and match.is_matched:
+            own, other = sides[i][side]
+            mine, theirs = by_title(own)[title], by_title(other)[match.matched_aspect]
+            verdict_questions[i, side, title] = (
+                prompts.render("content", title=mine.title, description=mine.description,
+                               evidence_1=evidence(mine), evidence_2=evidence(theirs)),
+                prompts.render("style", evidence_1=evidence(mine), evidence_2=evidence(theirs)))
+    verdicts, _ = read_answers([q for pair in verdict_questions.values() for q in pair],
+                               lambda q, a: read_verdict(a), ask, "content and style verdicts", format_retries)
+
+    records = []
+    for i in range(len(references)):
+        if i not in sides:
+            records.append({"excluded": f"the judge's aspects of the reference could not be read in "
+                                        f"{found.reference_tries[found.references[i]]} tries",
+                            "truncated": {"reference": shown_refs[i].truncated}})
+            continue
+        entries, unreadable = {"recall": [], "precision": []}, {"matching": 0, "verdicts": 0}
+        for side in ("recall", "precision"):
+            for title in by_title(sides[i][side][0]):
+                question = questions[i, side, title]
+                match = matches.get(question) if question else Match(False, None, None)
+                entry = {"aspect": title, "matched": False, "matched_aspect": None, "content": None, "style": None}
+                if match is None:
+                    unreadable["matching"] += 1
+                    entry["unreadable"] = "matching"
+                elif match.is_matched:
+                    content, style = (verdicts.get(q) for q in verdict_questions[i, side, title])
+                    unreadable["verdicts"] += (content is None) + (style is None)
+                    entry.update(matched=True, matched_aspect=match.matched_aspect,
+                                 content=bool(content and content.is_matched), style=bool(style and style.is_matched),
+                                 reasons={"match": match.reason, "content": content and content.reason,
+                                          "style": style and style.reason})
+                    if content is None or style is None:
+                        entry["unreadable"] = [name for name, v in (("content", content), ("style", style))
+                                               if v is None]
+                else:
+                    entry["reasons"] = {"match": match.reason}
+                entries[side].append(entry)
+        ref, pred = sides[i]["recall"]
+        records.append({
+            "reference_aspects": [a.record() for a in ref], "prediction_aspects": [a.record() for a in pred],
+            **entries, "scores": example_scores(entries["recall"], entries["precision"]), "unreadable": unreadable,
+            "truncated": {"reference": shown_refs[i].truncated,
+                          "prediction": bool(shown_preds[i] and shown_preds[i].truncated)}})
+    return records
+
+
+def mean(values: Sequence[float]) -> float:
+    """ExPerT's average: a running sum in example order, divided by the count."""
+    total = 0
+    for value in values:
+        total += value
+    return total / len(values)
 
 
 def summary(records: Sequence[dict]) -> dict:
-    """The run's means per criterion and what could not be read, over all examples."""
-    means = {name: {part: statistics.fmean(r[name][part] for r in records) for part in ("precision", "recall", "f1")}
-             for name in CRITERIA}
-    unreadable = {key: sum(r["unreadable"][key] for r in records)
-                  for key in ("reference_aspects", "prediction_aspects", "ratings")}
-    rated = sum(len(r["recall_ratings"]) + len(r["precision_ratings"]) for r in records)
-    return {**means, "unreadable": unreadable, "aspects": {
-        "reference": sum(len(r["reference_aspects"]) for r in records),
-        "prediction": sum(len(r["prediction_aspects"]) for r in records), "rated": rated}}
+    """The run's numbers: each variant's precision, recall and F1 over the scored examples (None when none is),
+    and what was left out or unreadable. Records carry their example's "id"."""
+    scored = [r for r in records if "excluded" not in r]
+    variants = {name: {part: mean([r["scores"][name][part] for r in scored]) for part in PARTS}
+                for name in VARIANTS} if scored else None
+    excluded = [r["id"] for r in records if "excluded" in r]
+    return {
+        "variants": variants, "examples": len(records), "scored_examples": len(scored),
+        "unreadable_references": {"count": len(excluded), "ids": excluded},
+        "references_without_aspects": sum(not r["reference_aspects"] for r in scored),
+        "unreadable": {key: sum(r["unreadable"][key] for r in scored) for key in ("matching", "verdicts")},
+        "aspects": {"reference": sum(len(r["recall"]) for r in scored),
+                    "prediction": sum(len(r["precision"]) for r in scored),
+                    "matched_recall": sum(e["matched"] for r in scored for e in r["recall"]),
+                    "matched_precision": sum(e["matched"] for r in scored for e in r["precision"])},
+        "truncated": {"references": sum(r["truncated"]["reference"] for r in records),
+                      "predictions": sum(r["truncated"].get("prediction", False) for r in scored)},
+    }
+
+
+def report_lines(scores: dict) -> list[str]:
+    """What judge.py prints."""
+    lines = []
+    for name in VARIANTS:
+        values = (scores["variants"] or {}).get(name)
+        lines.append(f"{name}: " + ("no example scored" if values is None else
+                                    "  ".join(f"{part} {values[part]:.4f}" for part in PARTS)))
+    left = scores["unreadable_references"]["count"]
+    lines.append(f"examples scored: {scores['scored_examples']} of {scores['examples']} ({left} left out: the "
+                 f"judge's aspects of their reference could not be read)")
+    lines.append(f"unreadable judge answers after every retry: {scores['unreadable']['matching']} matches (no "
+                 f"match), {scores['unreadable']['verdicts']} verdicts (false)")
+    return lines
