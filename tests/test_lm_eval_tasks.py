@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 import pytest
 
-pytest.importorskip("lm_eval", reason="lm-eval is not installed (pip install -e \".[lm_eval]\")")
+pytest.importorskip("lm_eval", reason="lm-eval is not installed (pip install -e \".[lm-eval]\")")
 
 from kill import same_threads  # noqa: E402
 from lm_eval.api.instance import Instance  # noqa: E402
