@@ -143,8 +143,8 @@ class Setup:
     task_name: str
     config: str
     harness: HarnessOptions
-    options: Any  # toolkit.ZeroShotOptions
-    task: Any  # toolkit.Task
+    options: toolkit.ZeroShotOptions
+    task: toolkit.Task
     source: Any  # the model's config, tokenizer and generation config (evaluation.backends.generation.ModelSource)
     budget: int
     generation_kwargs: dict
@@ -196,8 +196,7 @@ class Setup:
         budget = toolkit.prompt_budget(options.max_prompt_length, source.context_length(), options.max_new_tokens,
                                        source.is_encoder_decoder, budget_flag="max_prompt_length",
                                        new_tokens_flag="max_new_tokens")
-        if harness.max_length is not None and not source.is_encoder_decoder \
-                and budget + options.max_new_tokens > harness.max_length:
+        if harness.max_length is not None and budget + options.max_new_tokens > harness.max_length:
             raise ValueError(f"{task_name}: lm-eval's max_length={harness.max_length} leaves less than the prompt "
                              f"budget {budget} + max_new_tokens {options.max_new_tokens}: lm-eval would cut the "
                              "start of long prompts; lower max_prompt_length or raise max_length")
@@ -253,9 +252,7 @@ class Setup:
         tokenizer = self.source.tokenizer
         expected = self.source.encode(prompt, chat)
         bos = getattr(tokenizer, "bos_token", None)
-        if self.source.is_encoder_decoder:
-            special = True
-        elif bos is not None and prompt.startswith(bos):
+        if bos is not None and prompt.startswith(bos):
             special = False
         else:
             special = True if self.harness.add_bos_token is None else bool(self.harness.add_bos_token)

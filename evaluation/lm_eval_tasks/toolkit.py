@@ -7,7 +7,7 @@ unchanged when those functions move between packages.
 
 from evaluation.backends.generation import strip_reasoning
 from evaluation.scoring.aggregate import mean
-from evaluation.scoring.metrics import DEFAULT_METRICS, per_sample_scores
+from evaluation.scoring.metrics import per_sample_scores
 from evaluation.zero_shot.data import load_rows, make_retriever
 from evaluation.zero_shot.options import DEFAULT_NUM_RETRIEVED, DEFAULT_RETRIEVER, ZeroShotOptions, check_options
 from evaluation.zero_shot.run import model_source
@@ -16,7 +16,6 @@ from longlamp_tasks import Task, parse_config_name
 from retrieval import top_k_items
 
 __all__ = [
-    "DEFAULT_METRICS",
     "DEFAULT_NUM_RETRIEVED",
     "DEFAULT_RETRIEVER",
     "PromptBuilder",
