@@ -78,10 +78,12 @@ def adjust(families: dict, seed: int) -> dict:
         described.append({"config": config, **significance.family_settings(
             f"every paired difference against no profile of {config}: {len(members)} run(s) x "
             f"{len(HEADLINE_METRICS)} metrics", len(differences), len(order), significance.DEFAULT_RESAMPLES, seed)})
-    return {"interval": (f"each difference's own percentile bootstrap, {significance.DEFAULT_RESAMPLES} resamples of "
-                         f"the examples, seed {seed}, not adjusted for the other comparisons"),
+    return {"interval": (f"a 95% interval: that difference's own percentile bootstrap "
+                         f"({significance.DEFAULT_RESAMPLES} resamples of the examples, seed {seed}), not adjusted for "
+                         "the other comparisons"),
             "p_value": "two-sided paired sign-flip test of that difference alone",
-            "p_adjusted": "adjusted over its family (single-step max-T sign-flip test, Westfall & Young 1993)",
+            "p_adjusted": ("its sign-flip p-value adjusted over its family (single-step max-T, Westfall & Young "
+                           "1993)"),
             "families": described}
 
 
@@ -140,7 +142,7 @@ def legend(results: dict) -> str:
     """What a Δ cell and its mark mean (results.md)."""
     level = significance.LEVEL
     return (f"Δ is the paired difference against the same model without profile on the same examples, with "
-            f"{results['paired']['interval']}, and p, its p-value {results['paired']['p_adjusted']}. A config's "
+            f"{results['paired']['interval']}, and p, {results['paired']['p_adjusted']}. A config's "
             f"family is every Δ it shows (all its personalised runs x the three metrics); * marks p < {level}: "
             f"within a config, the chance that any Δ without a real difference is marked is at most {level}.")
 
