@@ -21,7 +21,7 @@ import numpy as np
 from benchmark_runner.experiment import Experiment, Run
 from benchmark_runner.stages import Layout
 from longlamp_io import write_json_atomic
-from scoring import HEADLINE_METRICS, significance
+from scoring import HEADLINE_METRICS, aggregate, significance
 from scoring.paired import read_pair
 
 METRIC_LABELS = {"rouge1": "ROUGE-1", "rougeL": "ROUGE-L", "meteor": "METEOR"}
@@ -56,8 +56,8 @@ def collect(experiment: Experiment) -> dict:
             families.setdefault((run.config, frozenset(pair.ids)), []).append((row, pair))
         rows.append(row)
     return {"experiment": experiment.name, "eval_split": experiment.eval_split, "confidence": 0.95,
-            "bootstrap_resamples": int(experiment.scoring.get("bootstrap", 1000)), "seed": seed,
-            "paired": adjust(families, seed), "runs": rows}
+            "bootstrap_resamples": int(experiment.scoring.get("bootstrap", aggregate.BOOTSTRAP_RESAMPLES)),
+            "seed": seed, "paired": adjust(families, seed), "runs": rows}
 
 
 def adjust(families: dict, seed: int) -> dict:
