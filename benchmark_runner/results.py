@@ -2,10 +2,13 @@
 of each personalised run (a retriever and k, or a per-user method) against the same model's run without profile,
 one plot per config, one card per run.
 
-The values are the scorer's (`score/scores.json` of each run, written by evaluation/eval_task.py). The paired
-differences come from the per-sample scores the scorer wrote beside them (`--per_sample_file`), bootstrapped
-with the scorer's resampling (`scoring.aggregate.paired_difference`): the same
-resampled examples for both runs, so the interval is the one of the difference, not of two separate means.
+The values and their intervals are the scorer's (`score/scores.json` of each run, written by
+evaluation/eval_task.py). Each paired difference comes from the per-sample scores the scorer wrote beside them
+(`--per_sample_file`): scoring/significance.py's one paired comparison (`compare`, its default resamples: the same
+difference, interval and p-value as the run's comparison.json, card and leaderboard row). The differences of one
+config (every personalised run, the three headline metrics) are one family: each carries its p-value adjusted over
+that family (single-step max-T sign-flip test), and only an adjusted p-value below `significance.LEVEL` is read as
+an effect; the intervals are each comparison's own, not adjusted.
 """
 
 from __future__ import annotations
@@ -13,38 +16,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from benchmark_runner.experiment import Experiment, Run
 from benchmark_runner.stages import Layout
 from longlamp_io import write_json_atomic
-from scoring import HEADLINE_METRICS, aggregate, per_sample
+from scoring import HEADLINE_METRICS, aggregate, significance
+from scoring.paired import read_pair
 
 METRIC_LABELS = {"rouge1": "ROUGE-1", "rougeL": "ROUGE-L", "meteor": "METEOR"}
-
-
-def run_per_sample(layout: Layout, run: Run) -> dict:
-    """{"ids", metric: per-sample scores} of a run in gold order: the score stage's --per_sample_file."""
-    ids, _, scores = per_sample.read(layout.per_sample(run))
-    return {"ids": ids, **{name: scores[name] for name in HEADLINE_METRICS}}
-
-
-def paired_difference(with_profile: dict, without: dict, resamples: int, seed: int) -> dict:
-    """Mean per-sample difference (profile minus no profile) and its paired bootstrap interval, per metric."""
-    if with_profile["ids"] != without["ids"]:
-        raise ValueError("paired difference: the two runs scored different examples")
-    return aggregate.paired_difference({m: with_profile[m] for m in HEADLINE_METRICS},
-                                       {m: without[m] for m in HEADLINE_METRICS}, resamples, 0.95, seed)
 
 
 def collect(experiment: Experiment) -> dict:
     """The results record of every run of the grid (each run must be scored)."""
     layout = Layout(experiment)
-    resamples = int(experiment.scoring.get("bootstrap", 1000))
     seed = int(experiment.scoring.get("seed", 0))
-    rows, baselines = [], {}
+    rows, baselines, families = [], {}, {}
     for run in experiment.runs():
         scores = json.loads(layout.scores(run).read_text())
         intervals = (scores.get("bootstrap") or {}).get("intervals", {})
-        samples = run_per_sample(layout, run)
         row = {
             "config": run.config, "model": run.model.name, "mode": run.model.mode, "model_name": run.model.model_name,
             "profile": run.retriever is not None, "retriever": run.retriever.name if run.retriever else None,
@@ -57,13 +47,44 @@ def collect(experiment: Experiment) -> dict:
             "scores_file": str(layout.scores(run).relative_to(experiment.output_dir)),
         }
         if run.variant == "no_profile":
-            baselines[(run.config, run.model.name)] = samples
+            baselines[(run.config, run.model.name)] = run
         else:
-            row["vs_no_profile"] = paired_difference(samples, baselines[(run.config, run.model.name)],
-                                                     resamples, seed)
+            base = baselines[(run.config, run.model.name)]
+            pair = read_pair(layout.per_sample(base), layout.per_sample(run), layout.golds(base), layout.golds(run))
+            row["vs_no_profile"] = significance.compare({m: pair.a[m] for m in HEADLINE_METRICS},
+                                                        {m: pair.b[m] for m in HEADLINE_METRICS}, seed=seed)
+            families.setdefault((run.config, frozenset(pair.ids)), []).append((row, pair))
         rows.append(row)
-    return {"experiment": experiment.name, "eval_split": experiment.eval_split,
-            "confidence": 0.95, "bootstrap_resamples": resamples, "seed": seed, "runs": rows}
+    return {"experiment": experiment.name, "eval_split": experiment.eval_split, "confidence": 0.95,
+            "bootstrap_resamples": int(experiment.scoring.get("bootstrap", aggregate.BOOTSTRAP_RESAMPLES)),
+            "seed": seed, "paired": adjust(families, seed), "runs": rows}
+
+
+def adjust(families: dict, seed: int) -> dict:
+    """Add each difference's family-adjusted p-value (`p_adjusted`) to its row; returns what the numbers mean."""
+    described = []
+    for (config, _), members in families.items():
+        order = {example_id: i for i, example_id in enumerate(members[0][1].ids)}
+        differences = {}
+        for index, (row, pair) in enumerate(members):
+            positions = [order[example_id] for example_id in pair.ids]
+            for metric in HEADLINE_METRICS:
+                aligned = np.empty(len(order))
+                aligned[positions] = pair.b[metric] - pair.a[metric]
+                differences[(index, metric)] = aligned
+        adjusted = significance.max_t_p_values(differences, seed=seed)
+        for (index, metric), p_value in adjusted.items():
+            members[index][0]["vs_no_profile"][metric]["p_adjusted"] = p_value
+        described.append({"config": config, **significance.family_settings(
+            f"every paired difference against no profile of {config}: {len(members)} run(s) x "
+            f"{len(HEADLINE_METRICS)} metrics", len(differences), len(order), significance.DEFAULT_RESAMPLES, seed)})
+    return {"interval": (f"a 95% interval: that difference's own percentile bootstrap "
+                         f"({significance.DEFAULT_RESAMPLES} resamples of the examples, seed {seed}), not adjusted for "
+                         "the other comparisons"),
+            "p_value": "two-sided paired sign-flip test of that difference alone",
+            "p_adjusted": ("its sign-flip p-value adjusted over its family (single-step max-T, Westfall & Young "
+                           "1993)"),
+            "families": described}
 
 
 def _cell(entry: dict) -> str:
@@ -75,9 +96,9 @@ def _cell(entry: dict) -> str:
 def _delta(entry: dict | None) -> str:
     if entry is None:
         return "baseline"
-    if entry.get("low") is None:
-        return f"{entry['difference']:+.4f}"
-    return f"{entry['difference']:+.4f} [{entry['low']:+.4f}, {entry['high']:+.4f}]"
+    p_value = entry["p_adjusted"]
+    return (f"{entry['difference']:+.4f} [{entry['low']:+.4f}, {entry['high']:+.4f}] p {p_value:.2g}"
+            + ("*" if p_value < significance.LEVEL else ""))
 
 
 def setting_label(row: dict) -> str:
@@ -102,18 +123,28 @@ def markdown_table(results: dict) -> str:
 
 
 def reading(results: dict, metric: str) -> list[str]:
-    """What the paired intervals say, one line per personalised run: only an interval that excludes 0 is an effect."""
+    """What the paired differences say, one line per personalised run: only an adjusted p-value below the level is
+    an effect."""
     lines = []
     for row in results["runs"]:
-        delta = row["vs_no_profile"]
-        if delta is None or delta[metric]["low"] is None:
+        if row["vs_no_profile"] is None:
             continue
-        entry = delta[metric]
-        verdict = ("the profile helps" if entry["low"] > 0 else "the profile hurts" if entry["high"] < 0 else
-                   f"no difference measurable on {row['num_samples']} examples (the interval contains 0)")
+        entry = row["vs_no_profile"][metric]
+        found = entry["p_adjusted"] < significance.LEVEL
+        verdict = ("the profile helps" if found and entry["difference"] > 0 else "the profile hurts" if found else
+                   f"no difference shown on {row['num_samples']} examples (adjusted p >= {significance.LEVEL})")
         lines.append(f"{row['config']}, {row['model']}, {setting_label(row)}: {METRIC_LABELS[metric]} "
                      f"{_delta(entry)} against no profile: {verdict}")
     return lines
+
+
+def legend(results: dict) -> str:
+    """What a Δ cell and its mark mean (results.md)."""
+    level = significance.LEVEL
+    return (f"Δ is the paired difference against the same model without profile on the same examples, with "
+            f"{results['paired']['interval']}, and p, {results['paired']['p_adjusted']}. A config's "
+            f"family is every Δ it shows (all its personalised runs x the three metrics); * marks p < {level}: "
+            f"within a config, the chance that any Δ without a real difference is marked is at most {level}.")
 
 
 def plot_rows(results: dict, config: str, metric: str) -> list[dict]:
@@ -143,9 +174,9 @@ def write_results(experiment: Experiment, results: dict) -> dict[str, Path]:
     results = {**results, "plots": plots}
     write_json_atomic(written["json"], results)
     table = markdown_table(results)
-    text = (f"# {experiment.name}: results\n\n{experiment.eval_split} split; values with 95% bootstrap intervals "
-            f"({results['bootstrap_resamples']} resamples, seed {results['seed']}); Δ is the paired difference "
-            "against the same model without profile.\n\n" + table + "\n\n"
+    text = (f"# {experiment.name}: results\n\n{experiment.eval_split} split; values with the scorer's 95% bootstrap "
+            f"intervals ({results['bootstrap_resamples']} resamples, seed {results['seed']}). {legend(results)}"
+            "\n\n" + table + "\n\n"
             + "".join(f"- {line}\n" for line in reading(results, experiment.plot_metric)) + "\n"
             + "".join(f"![{config}]({path})\n" for config, path in plots.items()))
     written["markdown"].write_text(text, encoding="utf-8")

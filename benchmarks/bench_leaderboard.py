@@ -2,8 +2,9 @@
 
 The runs are generated zero-shot run folders (scores.json, per_sample.jsonl, no_profile/): 2 models x 5
 retrievers x 5 values of k, one config. The script prints the time `evaluation.comparison.board.build` takes
-(reading 100 per-sample files, ranking, 1,000-resample bootstrap and sign-flip tests against the best and the
-baseline, writing Markdown, CSV, HTML and the plot); the issue's goal is under a minute.
+(reading 100 per-sample files, ranking, the scorer's 1,000-resample interval of each mean, the adjusted sign-flip
+tests against the best and the baseline with 10,000 patterns, writing Markdown, CSV, HTML and the plot); the issue's
+goal is under a minute.
 
     .venv/bin/python benchmarks/bench_leaderboard.py [--runs 50] [--examples 4500]
 """

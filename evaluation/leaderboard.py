@@ -39,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--golds", type=Path, action="append", default=[],
                         help="gold file of a task (repeatable): training runs of that task are scored against it")
     parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
-                        help="bootstrap resamples and sign patterns per test")
+                        help="sign patterns of each family's adjusted test (docs/evaluation.md)")
     add_flag(parser, "seed", help="seed of the resampling", default=0)
     return parser.parse_args(argv)
 

@@ -6,9 +6,11 @@ numbers, and these are written to a file of their own.
         --preds runs/review/predictions.json --output_file runs/review/style_similarity.json [--encoder MODEL]
 
 The data is read as evaluate_llm.py reads it (a config name, or a file or folder with --task; --split,
---data_dir, --cache_dir, --revision); each predicted example's row names its user, and the profiles of the
-predicted examples' users are the authors' texts. The numbers are evaluation/judges/style_similarity.py's (see
-docs/evaluation.md, "Author-style similarity"); embeddings are cached on disk, so scoring again encodes nothing.
+--data_dir, --cache_dir, --revision); every row needs a prediction (as eval_task.py needs every gold id), each row
+names its user, and the texts its users wrote in their profiles are the authors' texts. Empty predictions are
+counted and not scored; the references' own score is reported beside, as the ceiling. The numbers are
+evaluation/judges/style_similarity.py's (see docs/evaluation.md, "Author-style similarity"); embeddings are cached
+on disk, so scoring again encodes nothing.
 """
 
 from __future__ import annotations
@@ -72,10 +74,15 @@ def main(argv=None) -> int:
                         f"{scorer_task_name(task, setting)}")
     rows = rows_to_predict(options)
     position = {example_id: index for index, example_id in enumerate(rows["id"])}
-    missing = [example_id for example_id in predictions.ids if example_id not in position]
-    if missing:
-        raise DataError(f"{args.preds}: {len(missing)} of {len(predictions.ids)} prediction ids are not "
-                        f"in {args.validation_data} ({args.split}), e.g. {missing[:3]}")
+    unknown = [example_id for example_id in predictions.ids if example_id not in position]
+    if unknown:
+        raise DataError(f"{args.preds}: {len(unknown)} of {len(predictions.ids)} prediction ids are not "
+                        f"in {args.validation_data} ({args.split}), e.g. {unknown[:3]}")
+    predicted = set(predictions.ids)
+    unpredicted = [example_id for example_id in rows["id"] if example_id not in predicted]
+    if unpredicted:  # as eval_task.py: a score over part of the rows would pass for the whole split's
+        raise DataError(f"{args.preds}: no prediction for {len(unpredicted)} of the {len(position)} rows of "
+                        f"{args.validation_data} ({args.split}), e.g. {unpredicted[:3]}: predict every row")
     examples = list(rows.select([position[example_id] for example_id in predictions.ids]))
     encoder = DenseRetriever(model_name=encoder_name, cache_dir=args.embedding_cache_dir)
     logger.info("embedding %d predictions and their users' profiles with %s", len(examples), encoder_name)
@@ -83,8 +90,10 @@ def main(argv=None) -> int:
               "encoder": encoder.result_options(), **report(encoder, task, examples, predictions.outputs)}
     write_json_atomic(output, result)
     shown = ", ".join(f"{name} {value:.4f}" for name, value in result["aggregate"].items() if value is not None)
-    print(f"{result['scored_examples']} of {result['examples']} predictions scored ({result['users']} users): "
-          f"{shown or 'none'} -> {output}")
+    ceiling = (f"; the references' own: style_gain {result['ceiling']['aggregate']['style_gain']:.4f}"
+               if result["ceiling"] and result["ceiling"]["aggregate"]["style_gain"] is not None else "")
+    print(f"{result['scored_examples']} of {result['examples']} predictions scored ({result['users']} users, "
+          f"{result['empty_predictions']} empty): {shown or 'none'}{ceiling} -> {output}")
     return 0
 
 

@@ -19,6 +19,7 @@ from longlamp_tasks import CITATION, scorer_task_name
 from publishing.plots import plot_comparison
 from publishing.runs import DATASET_ID, Result, Run, is_hub_id, public_name, read_run
 from publishing.samples import paired_difference, write_per_sample_scores
+from scoring.significance import DEFAULT_RESAMPLES
 
 TEMPLATE = Path(__file__).with_name("card_template.md")
 PLOT_FILE = "results.png"
@@ -121,10 +122,13 @@ def comparison_table(run: Run) -> str:
         if not gains:
             return ""
         differences = {m: {"difference": v} for m, v in gains.items()}
-    lines = ["| metric | difference | 95% interval |", "|---|---|---|"]
+    lines = ["| metric | difference | 95% interval | p-value |", "|---|---|---|---|"]
     for metric, d in differences.items():
         interval = f"[{d['low']:+.4f}, {d['high']:+.4f}]" if "low" in d else "-"
-        lines.append(f"| {metric_name(metric)} | {d['difference']:+.4f} | {interval} |")
+        p_value = f"{d['p_value']:.3g}" if "p_value" in d else "-"
+        lines.append(f"| {metric_name(metric)} | {d['difference']:+.4f} | {interval} | {p_value} |")
+    if any("p_value" in d for d in differences.values()):
+        lines += ["", f"{DEFAULT_RESAMPLES:,} bootstrap resamples and sign patterns, seed 0."]
     return "\n".join(lines)
 
 

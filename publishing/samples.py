@@ -3,7 +3,7 @@
 Zero-shot runs write that file while scoring; for a run folder that lacks it (written by an older version) it is
 computed here once with the project's scorer from the predictions and the golds the run wrote. Golds stay local:
 only the scores derived from them are published. The paired difference between the variants with and without
-profile is bootstrapped over the same examples.
+profile is scoring/significance.py's one paired comparison over the same examples.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from longlamp_errors import RunFolderError
 from longlamp_runs import GOLDS_FILE, PER_SAMPLE_FILE, PREDICTIONS_FILE
 from publishing.runs import Result, read_json
 from scoring import per_sample
+from scoring.paired import read_pair
+from scoring.significance import compare
 
 
 def _outputs(path: Path) -> list[dict]:
@@ -48,19 +50,15 @@ def write_per_sample_scores(result: Result) -> Path | None:
 
 
 def paired_difference(with_profile: Result, without_profile: Result, seed: int = 0) -> dict | None:
-    """{metric: {"difference", "low", "high"}}: mean of (with - without) over shared ids, 95% bootstrap interval."""
-    import numpy as np
-
-    from scoring.aggregate import paired_difference as paired
-
-    paths = [r.folder / PER_SAMPLE_FILE if r.folder else None for r in (with_profile, without_profile)]
-    if not all(p is not None and p.is_file() for p in paths):
+    """{metric: {"a", "b", "difference", "low", "high", "p_value"}}: with minus without profile over the same
+    examples, scoring/significance.py's one paired comparison (its default resamples, as comparison.json, results.md
+    and the leaderboard show it); None when a variant has no per-sample scores (a test split)."""
+    folders = [r.folder for r in (without_profile, with_profile)]
+    if not all(f is not None and (f / PER_SAMPLE_FILE).is_file() for f in folders):
         return None
-    (ours_ids, _, ours), (their_ids, _, theirs) = (per_sample.read(p) for p in paths)
-    position = {example_id: i for i, example_id in enumerate(their_ids)}
-    shared = [(i, position[example_id]) for i, example_id in enumerate(ours_ids) if example_id in position]
-    metrics = [m for m in with_profile.metrics if shared and m in ours and m in theirs]
+    golds = [f / GOLDS_FILE for f in folders]
+    pair = read_pair(*(f / PER_SAMPLE_FILE for f in folders), *(golds if all(g.is_file() for g in golds) else ()))
+    metrics = [m for m in with_profile.metrics if m in pair.a]
     if not metrics:
         return None
-    mine, other = (np.array(index) for index in zip(*shared))
-    return paired({m: ours[m][mine] for m in metrics}, {m: theirs[m][other] for m in metrics}, 1000, 0.95, seed)
+    return compare({m: pair.a[m] for m in metrics}, {m: pair.b[m] for m in metrics}, seed=seed)

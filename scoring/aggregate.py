@@ -17,6 +17,8 @@ from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 
+BOOTSTRAP_RESAMPLES = 1000  # the scorer's interval of a mean (scores.json, the leaderboard's runs); a paired
+# difference has its own, scoring/significance.py's DEFAULT_RESAMPLES
 EVALUATE_RESAMPLES = 1000  # rouge_score.scoring.BootstrapAggregator defaults, which evaluate uses
 EVALUATE_CONFIDENCE = 0.95
 RESAMPLE_BLOCK = 50  # resamples drawn at once: bounds memory to RESAMPLE_BLOCK * n indices
@@ -28,7 +30,8 @@ def mean(values: np.ndarray) -> float:
 
 
 def bootstrap_intervals(
-    columns: Mapping[str, np.ndarray], num_resamples: int = 1000, confidence: float = 0.95, seed: int | None = 0,
+    columns: Mapping[str, np.ndarray], num_resamples: int = BOOTSTRAP_RESAMPLES, confidence: float = 0.95,
+    seed: int | None = 0,
 ) -> dict[str, dict[str, float]]:
     """Percentile bootstrap of the mean: {metric: {"low", "high"}}; metrics share the resampled samples."""
     if num_resamples < 1 or not 0 < confidence < 1:
@@ -44,19 +47,6 @@ def bootstrap_intervals(
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(means, [tail, 100 - tail], axis=0)
     return {name: {"low": float(low[i]), "high": float(high[i])} for i, name in enumerate(names)}
-
-
-def paired_difference(
-    with_profile: Mapping[str, np.ndarray], without_profile: Mapping[str, np.ndarray], num_resamples: int = 1000,
-    confidence: float = 0.95, seed: int | None = 0,
-) -> dict[str, dict[str, float | None]]:
-    """{metric: {"difference", "low", "high"}}: the mean per-sample gain (with minus without, same examples in the
-    same order) and its paired bootstrap interval (the same resampled examples for both; None when num_resamples is
-    0). The metrics are `with_profile`'s."""
-    gains = {name: np.asarray(values) - np.asarray(without_profile[name]) for name, values in with_profile.items()}
-    intervals = bootstrap_intervals(gains, num_resamples, confidence, seed) if num_resamples else {}
-    return {name: {"difference": mean(values), **intervals.get(name, {"low": None, "high": None})}
-            for name, values in gains.items()}
 
 
 def evaluate_compatible_rouge(rouge: Mapping[str, np.ndarray], seed: int | None) -> dict[str, float]:

@@ -145,8 +145,9 @@ def score(predictions: Sequence[str], references: Sequence[str], **options) -> d
 
 def score_with_samples(
     predictions: Sequence[str], references: Sequence[str], *, metrics: Sequence[str] = DEFAULT_METRICS,
-    user_ids: Sequence[Hashable] | None = None, bootstrap: int = 1000, confidence: float = 0.95,
-    seed: int | None = 0, num_workers: int | None = None, rouge_backend: str = "auto", progress: bool = False,
+    user_ids: Sequence[Hashable] | None = None, bootstrap: int = aggregate.BOOTSTRAP_RESAMPLES,
+    confidence: float = 0.95, seed: int | None = 0, num_workers: int | None = None, rouge_backend: str = "auto",
+    progress: bool = False,
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """Score predictions against references as LongLaMP does: (the report, {metric: per-sample scores}).
 

@@ -64,13 +64,13 @@ def board(tmp_path_factory):
     return result, scores, baseline, output
 
 
-def test_runs_are_ranked_by_the_metric_with_their_bootstrap_intervals(board):
+def test_runs_are_ranked_by_the_metric_with_the_scorers_bootstrap_intervals(board):
     result, scores, _, _ = board
     main = result["configs"][TASK][0]
     assert main["apart"] is None and [row["run"] for row in main["rows"]] == ["bm25-k4", "contriever-k1", "bm25-k1"]
     for row in main["rows"]:
         values = scores[row["run"]]["rougeL"]
-        interval = aggregate.bootstrap_intervals({"m": values}, 500, 0.95, 3)["m"]
+        interval = aggregate.bootstrap_intervals({"m": values}, aggregate.BOOTSTRAP_RESAMPLES, 0.95, 3)["m"]
         assert (row["mean"], row["low"], row["high"]) == (np.mean(values), interval["low"], interval["high"])
 
 
@@ -89,18 +89,24 @@ def test_a_run_on_ranked_data_ranks_beside_the_no_profile_run_of_its_config(tmp_
     assert [row["run"] for row in apart["rows"]] == ["copy"] and "data '<local>/mine.parquet'" in apart["apart"]
 
 
-def test_each_run_is_tested_against_the_best_and_against_its_own_no_profile_baseline(board):
+def test_each_run_is_tested_against_the_best_and_its_own_no_profile_baseline_adjusted_per_family(board):
     result, scores, baseline, _ = board
-    best, second, third = result["configs"][TASK][0]["rows"]
+    group = result["configs"][TASK][0]
+    best, second, third = group["rows"]
     assert best["vs_best"] is None and best["p_vs_best"] is None
-    best_values = scores["bm25-k4"]["rougeL"]
+    ranked = {row["run"]: scores[row["run"]]["rougeL"] for row in group["rows"]}
+    adjusted = significance.pairwise_max_t_p_values(ranked, "bm25-k4", 500, 3)  # every pair of the table
     for row in (second, third):
-        mine = scores[row["run"]]["rougeL"]
-        assert row["vs_best"] == np.mean(mine - best_values) < 0
-        assert row["p_vs_best"] == significance.sign_flip_p_value(best_values, mine, 500, 3)
-    assert best["vs_no_profile"] == np.mean(best_values - baseline["rougeL"]) > 0
-    assert best["p_vs_no_profile"] == significance.sign_flip_p_value(baseline["rougeL"], best_values, 500, 3) < 0.01
+        mine = ranked[row["run"]]
+        assert row["vs_best"] == np.mean(mine - ranked["bm25-k4"]) < 0
+        assert row["p_vs_best"] == adjusted[row["run"]] >= significance.sign_flip_p_value(ranked["bm25-k4"], mine,
+                                                                                             500, 3)
+    assert best["vs_no_profile"] == np.mean(ranked["bm25-k4"] - baseline["rougeL"]) > 0
+    # the family of runs with a baseline has one member here: its adjusted p-value is the test's own
+    assert best["p_vs_no_profile"] == significance.sign_flip_p_value(baseline["rougeL"], ranked["bm25-k4"], 500,
+                                                                     3) < 0.01
     assert second["vs_no_profile"] is None  # contriever-k1 has no no_profile/
+    assert group["families"]["vs_best"]["comparisons"] == 3 and group["families"]["vs_no_profile"]["comparisons"] == 1
 
 
 def test_runs_on_another_split_or_scorer_are_ranked_apart_with_the_reason(board):
@@ -167,6 +173,64 @@ def test_leaderboard_command_refuses_a_missing_folder_and_a_corpus_metric(tmp_pa
                                str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO, timeout=300)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
         assert not (tmp_path / "out").exists()
+
+
+def as_task(folder: Path, task: str) -> Path:
+    """A generated run folder relabelled as a run of another task (config)."""
+    summary = json.loads((folder / "scores.json").read_text(encoding="utf-8"))
+    summary["task"] = summary["settings"]["task"] = task
+    write_json_atomic(folder / "scores.json", summary)
+    return folder
+
+
+def test_a_leaderboard_built_again_into_its_folder_removes_the_files_it_no_longer_writes_and_only_those(tmp_path):
+    runs, output = tmp_path / "runs", tmp_path / "board"
+    zero_shot_run(runs / "review", 0.3, 1)
+    zero_shot_run(runs / "topic", 0.3, 2)
+    as_task(runs / "topic", "LongLaMP_topic_writing_user")
+    build([runs / "review", runs / "topic"], output, num_resamples=50)
+    mine = output / "notes.md"
+    mine.write_text("my notes")
+    older = {p.name for p in output.iterdir() if p.is_file()}
+    assert {"LongLaMP_topic_writing_user.csv", "LongLaMP_topic_writing_user.png", f"{TASK}.csv"} < older
+    result = build([runs / "review"], output, num_resamples=50)
+    assert list(result["configs"]) == [TASK]
+    assert {p.name for p in output.iterdir() if p.is_file()} == {
+        "leaderboard.md", "leaderboard.html", "leaderboard.json", f"{TASK}.csv", f"{TASK}.png", "notes.md"}
+    assert mine.read_text() == "my notes"
+    assert "topic_writing" not in (output / "leaderboard.md").read_text(encoding="utf-8")
+
+
+def test_a_folder_that_is_a_file_or_holds_a_foreign_leaderboard_json_is_refused(tmp_path, capsys):
+    from evaluation import leaderboard
+    from longlamp_cli import run_command
+
+    zero_shot_run(tmp_path / "run", 0.3, 1)
+    (tmp_path / "file").write_text("x")
+    foreign = tmp_path / "foreign"
+    write_json_atomic(foreign / "leaderboard.json", {"configs": {"../../elsewhere": []}})
+    for output, message in [(tmp_path / "file", "is a file: give a folder"),
+                            (foreign, "leaderboard.json was not written by leaderboard.py")]:
+        argv = [str(tmp_path / "run"), "--output", str(output), "--resamples", "50"]
+        assert run_command(leaderboard.main, argv, prog="leaderboard.py") == 2
+        error = capsys.readouterr().err
+        assert message in error and error.count("\n") == 1, error
+    assert sorted(p.name for p in foreign.iterdir()) == ["leaderboard.json"]
+
+
+def test_the_same_run_given_twice_is_refused_naming_both_arguments(tmp_path, capsys):
+    from evaluation import leaderboard
+    from longlamp_cli import run_command
+
+    zero_shot_run(tmp_path / "run", 0.3, 1)
+    zero_shot_run(tmp_path / "repo" / PUBLISHED_RESULTS_DIR / CONFIG, 0.3, 2)  # a model repository's results
+    for twice in ([str(tmp_path / "run"), str(tmp_path / "." / "run")],
+                  [str(tmp_path / "repo"), str(tmp_path / "repo" / PUBLISHED_RESULTS_DIR / CONFIG)]):
+        argv = [*twice, "--output", str(tmp_path / "board"), "--resamples", "50"]
+        assert run_command(leaderboard.main, argv, prog="leaderboard.py") == 2
+        error = capsys.readouterr().err
+        assert "the same run is given twice" in error and error.count("\n") == 1, error
+        assert twice[-1] in error and not (tmp_path / "board" / "leaderboard.json").exists()
 
 
 # --- runs published on the Hub (the local stand-in), read back by repository id -----------------------------------

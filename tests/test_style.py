@@ -76,13 +76,27 @@ def test_a_user_without_profile_texts_scores_nan_and_is_no_calibration_author(en
         assert found[name][1] == reference[name][0], name
 
 
-def test_profiles_come_from_the_tasks_corpus_texts():
-    task = TASKS["topic_writing"]
-    item = {name: "cats and dogs" for name in ("content", "summary", "text", "title", "abstract")}
-    rows = [{"input": "x", task.user_column: "u1", "profile": [item]},
-            {"input": "y", task.user_column: "u1", "profile": [item]}]
-    profiles = style_similarity.profiles_from_examples(task, rows)
-    assert list(profiles) == ["u1"] and profiles["u1"] == [task.corpus_text(item)]
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_author_texts_are_only_what_the_user_wrote_the_tasks_output_field(name):
+    """Every task: each profile item gives its output field alone (for reviews `reviewText`, not the retrieval text
+    `overall summary description reviewText`), a user's rows merged, each text once."""
+    task = TASKS[name]
+    items = [{field: f"{field} of item {i}" for field in task.profile_fields} for i in range(2)]
+    rows = [{"input": "x", "output": "a reference", task.user_column: "u1", "profile": items},
+            {"input": "y", "output": "another", task.user_column: "u1", "profile": items[:1]}]
+    profiles, dropped = style_similarity.profiles_from_examples(task, rows)
+    assert profiles == {"u1": [f"{task.output_field} of item 0", f"{task.output_field} of item 1"]} and dropped == 0
+    assert task.profile_fields[task.output_field] == "string"
+
+
+def test_a_profile_text_that_is_an_evaluated_rows_reference_is_left_out():
+    task = TASKS["product_review"]
+    later = {"reviewText": "the first row's own review", "summary": "s", "description": "d", "overall": 5.0}
+    rows = [{"input": "x", "output": " the first row's own review ", "reviewerId": "ann",
+             "profile": [{**later, "reviewText": "an older review"}]},
+            {"input": "y", "output": "the second review", "reviewerId": "ann", "profile": [later]}]
+    profiles, dropped = style_similarity.profiles_from_examples(task, rows)
+    assert profiles == {"ann": ["an older review"]} and dropped == 1
 
 
 # --- the command, on the bundled sample -------------------------------------------------------------------------
@@ -116,8 +130,8 @@ def test_the_command_scores_each_prediction_against_its_users_profile_apart_from
     result = json.loads(output.read_text(encoding="utf-8"))
     task = TASKS["product_review"]
     users = [row[task.user_column] for row in rows]
-    expected = style_similarity.style_scores(encoder, [row["output"] for row in rows], users,
-                                             style_similarity.profiles_from_examples(task, rows))
+    profiles, _ = style_similarity.profiles_from_examples(task, rows)
+    expected = style_similarity.style_scores(encoder, [row["output"] for row in rows], users, profiles)
     assert [(e["id"], e["user"]) for e in result["per_example"]] == [(r["id"], u) for r, u in zip(rows, users)]
     for i, example in enumerate(result["per_example"]):
         for name in style_similarity.METRICS:
@@ -149,3 +163,60 @@ def test_the_command_refuses_other_tasks_unknown_ids_and_a_missing_encoder(encod
         error = capsys.readouterr().err
         assert message in error and error.count("\n") == 1, error
         assert not output.exists()
+
+
+def run_style(encoder, sample_dir, sample_cache, tmp_path, rows, outputs, capsys) -> dict:
+    """The command on predictions `outputs` for `rows`: its JSON, and the line it printed."""
+    preds = tmp_path / "preds.json"
+    preds.write_text(json.dumps({"task": "LongLaMP_product_review_user",
+                                 "golds": [{"id": r["id"], "output": text} for r, text in zip(rows, outputs)]}))
+    output = tmp_path / "style.json"
+    assert command.main(command_line(encoder, sample_dir, sample_cache, preds, output)) == 0
+    return {**json.loads(output.read_text(encoding="utf-8")), "printed": capsys.readouterr().out}
+
+
+def test_the_ceiling_is_the_references_own_score_and_the_calibration_users_are_recorded(
+        encoder, sample_rows, sample_dir, sample_cache, tmp_path, capsys):
+    task = TASKS["product_review"]
+    references = [row["output"] for row in sample_rows]
+    own = run_style(encoder, sample_dir, sample_cache, tmp_path, sample_rows, references, capsys)
+    assert own["ceiling"]["aggregate"] == own["aggregate"]  # the references as predictions reach the ceiling
+    assert own["ceiling"]["aggregate_by_user"] == own["aggregate_by_user"]
+    shifted = run_style(encoder, sample_dir, sample_cache, tmp_path, sample_rows, references[1:] + references[:1],
+                        capsys)
+    assert shifted["ceiling"] == own["ceiling"] and shifted["aggregate"] != own["ceiling"]["aggregate"]
+    with_texts = sorted(row[task.user_column] for row in sample_rows if row["profile"])
+    assert own["calibration_users"] == with_texts and len(with_texts) == 4  # one sample user has no profile
+    assert own["author_texts"] == {"field": "reviewText", "left_out_as_references": 0}
+    assert f"the references' own: style_gain {own['ceiling']['aggregate']['style_gain']:.4f}" in own["printed"]
+
+
+def test_empty_predictions_are_counted_and_not_scored(encoder, sample_rows, sample_dir, sample_cache, tmp_path,
+                                                      capsys):
+    references = [row["output"] for row in sample_rows]
+    full = run_style(encoder, sample_dir, sample_cache, tmp_path, sample_rows, references, capsys)
+    scored = [i for i, e in enumerate(full["per_example"]) if e["style_own"] is not None]
+    blanked = scored[:2]
+    some = run_style(encoder, sample_dir, sample_cache, tmp_path, sample_rows,
+                     ["  " if i in blanked else text for i, text in enumerate(references)], capsys)
+    assert some["empty_predictions"] == 2 and some["empty_prediction_ids"] == [sample_rows[i]["id"] for i in blanked]
+    assert some["scored_examples"] == full["scored_examples"] - 2
+    assert all(some["per_example"][i][m] is None for i in blanked for m in style_similarity.METRICS)
+    kept = [i for i in scored if i not in blanked]
+    assert [some["per_example"][i] for i in kept] == [full["per_example"][i] for i in kept]
+    none = run_style(encoder, sample_dir, sample_cache, tmp_path, sample_rows, [""] * len(sample_rows), capsys)
+    assert (none["empty_predictions"], none["scored_examples"]) == (5, 0)
+    assert set(none["aggregate"].values()) == {None} and none["ceiling"] == full["ceiling"]
+    assert "0 of 5 predictions scored (5 users, 5 empty): none" in none["printed"]
+
+
+def test_a_predictions_file_that_lacks_rows_of_the_split_is_refused_naming_them(
+        encoder, sample_rows, sample_dir, sample_cache, tmp_path, capsys):
+    output = tmp_path / "style.json"
+    partial = write_predictions(tmp_path / "partial.json", sample_rows[1:])
+    argv = command_line(encoder, sample_dir, sample_cache, partial, output)
+    assert run_command(command.main, argv, prog="style_similarity.py") == 2
+    error = capsys.readouterr().err
+    assert (f"no prediction for 1 of the 5 rows of product_review_user (validation), e.g. ['{sample_rows[0]['id']}']"
+            in error) and error.count("\n") == 1, error
+    assert not output.exists()

@@ -1,11 +1,17 @@
 """Building the leaderboard: find the runs (local folders or Hub repositories), rank them per config, write every
-output (leaderboard.md, leaderboard.html, leaderboard.json, <config>.csv and <config>.png) into one folder."""
+output (leaderboard.md, leaderboard.html, leaderboard.json, <config>.csv and <config>.png) into one folder.
+
+A run reached twice (the same folder given twice, or once by itself and once inside another argument) is refused,
+naming both arguments: it would otherwise be ranked twice. Building into a folder that holds an older leaderboard
+removes the files that leaderboard wrote and this one does not (a config no longer ranked), and nothing else; a
+folder whose leaderboard.json this command did not write is refused."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +21,13 @@ from evaluation.comparison.plots import plot
 from evaluation.comparison.ranking import DEFAULT_RESAMPLES, group_runs, rank_group
 from evaluation.comparison.runs import Run, Skipped, load_runs
 from evaluation.comparison.tables import csv_text, markdown, page
+from longlamp_errors import RunFolderError, UsageError
 from longlamp_io import write_json_atomic, write_text_atomic
-from scoring import files, metrics
+from scoring import aggregate, files, metrics, significance
+
+BOARD_FILES = ("leaderboard.md", "leaderboard.html", "leaderboard.json")
+CONFIG_FILES = (".csv", ".png")  # one of each per config ranked
+CONFIG_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # a config as a file name (a task name: LongLaMP_product_review_user)
 
 
 def distinct_names(folders: list[Path]) -> dict[Path, str]:
@@ -52,17 +63,24 @@ def build(sources: list[str | Path], output: Path, metric: str = "rougeL", golds
     """Read the runs, rank them and write every output; returns the leaderboard.json content."""
     if metric not in metrics.PER_SAMPLE_METRICS:
         raise ValueError(f"--metric must be a per-sample metric among {', '.join(metrics.PER_SAMPLE_METRICS)}")
-    golds_by_task = {files.read_task_file(path, "golds").task: Path(path) for path in golds}
     output = Path(output)
+    previous = files_written_before(output)
+    golds_by_task = {files.read_task_file(path, "golds").task: Path(path) for path in golds}
     loaded = find_runs(sources, golds_by_task, output / "cache")
     runs = [run for run in loaded if isinstance(run, Run)]
     skipped = [run for run in loaded if isinstance(run, Skipped)]
+    refuse_runs_given_twice(runs)
     configs = {}
     for task, groups in sorted(group_runs(runs).items()):
         configs[task] = [{"split": g.key[0], "data": g.key[1], "scorer": json.loads(g.key[2]), "apart": g.apart,
-                          "rows": rank_group(g, metric, num_resamples, seed)} for g in groups]
+                          **rank_group(g, metric, num_resamples, seed)} for g in groups]
     result = {"metric": metric, "num_resamples": num_resamples, "seed": seed,
-              "test": "paired permutation (sign-flip), two-sided",
+              "interval": (f"the scorer's percentile bootstrap of the mean, {aggregate.BOOTSTRAP_RESAMPLES} resamples "
+                           f"(as scores.json), seed {seed}"),
+              "test": (f"paired sign-flip test, two-sided, adjusted per family by the single-step max-T method "
+                       f"(Westfall & Young 1993): {num_resamples} sign patterns (all of them when 2^n is fewer), "
+                       f"seed {seed}; a p-value below {significance.LEVEL} keeps the family-wise error rate at "
+                       f"{significance.LEVEL}"),
               "configs": configs, "not_ranked": [{"path": s.where, "reason": s.reason} for s in skipped]}
     output.mkdir(parents=True, exist_ok=True)
     images = {}
@@ -74,7 +92,42 @@ def build(sources: list[str | Path], output: Path, metric: str = "rougeL", golds
         (output / f"{task}.png").write_bytes(image)
         images[task] = base64.b64encode(image).decode("ascii")
         write_text_atomic(output / f"{task}.csv", csv_text(groups))
+    for name in sorted(set(previous) - set(board_files(configs))):  # before leaderboard.json stops naming them
+        (output / name).unlink(missing_ok=True)
     write_text_atomic(output / "leaderboard.md", markdown(result))
     write_text_atomic(output / "leaderboard.html", page(result, images))
     write_json_atomic(output / "leaderboard.json", result)
     return result
+
+
+def board_files(configs) -> list[str]:
+    """The files a leaderboard of these configs consists of, by name inside its folder."""
+    return [*BOARD_FILES, *(f"{task}{suffix}" for task in configs for suffix in CONFIG_FILES)]
+
+
+def files_written_before(output: Path) -> list[str]:
+    """The files an older leaderboard in `output` wrote (its leaderboard.json names its configs), or [] for a new or
+    leaderboard-free folder; refuses a file, or a leaderboard.json of another origin."""
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"--output {output} is a file: give a folder for the leaderboard")
+    record = output / "leaderboard.json"
+    if not record.exists():
+        return []
+    try:
+        configs = json.loads(record.read_text(encoding="utf-8"))["configs"]
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError):
+        configs = None
+    if not isinstance(configs, dict) or not all(isinstance(c, str) and CONFIG_NAME.fullmatch(c) for c in configs):
+        raise RunFolderError(f"{record} was not written by leaderboard.py: choose another --output folder")
+    return board_files(configs)
+
+
+def refuse_runs_given_twice(runs: list[Run]) -> None:
+    """One row per run: a folder reached by two arguments (or twice by one) is refused, naming both."""
+    seen: dict[Path, Run] = {}
+    for run in runs:
+        folder = run.path.resolve()
+        if folder in seen:
+            raise UsageError(f"the same run is given twice, as {seen[folder].where} and as {run.where}: give each run "
+                             "once")
+        seen[folder] = run

@@ -7,19 +7,22 @@ import csv
 import html
 import io
 
+from scoring.significance import LEVEL
+
 COLUMNS = ("rank", "run", "model", "retriever", "k", "mean", "low", "high", "vs_best", "p_vs_best", "vs_no_profile",
            "p_vs_no_profile", "examples")
 
 
 def _cells(row: dict) -> list[str]:
-    """A row's cells as text: scores to 4 decimals, differences signed, p-values to 3 significant digits."""
+    """A row's cells as text: scores to 4 decimals, differences signed, adjusted p-values to 3 significant digits,
+    marked * below the level."""
     cells = []
     for column in COLUMNS:
         value = row[column]
         if value is None:
             cells.append("—")
         elif column.startswith("p_"):
-            cells.append(f"{value:.3g}")
+            cells.append(f"{value:.3g}" + ("*" if value < LEVEL else ""))
         elif column.startswith("vs_"):
             cells.append(f"{value:+.4f}")
         elif isinstance(value, float):
@@ -30,9 +33,12 @@ def _cells(row: dict) -> list[str]:
 
 
 def _legend(result: dict) -> str:
-    return (f"Ranked by mean {result['metric']}; low/high: 95% bootstrap interval; vs_best, vs_no_profile: paired "
-            f"difference of means with its {result['test']} p-value ({result['num_resamples']} resamples, seed "
-            f"{result['seed']}).")
+    return (f"Ranked by mean {result['metric']}; low/high: {result['interval']}. vs_best: difference from the table's "
+            "best run, p_vs_best its p-value adjusted over every pairwise comparison among the table's runs (so the "
+            "best may be chosen after looking); vs_no_profile: difference from the run's own no-profile run, "
+            "p_vs_no_profile adjusted over the table's runs that have one. Each table holds these two families; "
+            f"tests: {result['test']}. * marks an adjusted p-value below {LEVEL}: within a family, the chance that any "
+            f"run without a real difference is marked is at most {LEVEL}.")
 
 
 def csv_text(groups: list[dict]) -> str:

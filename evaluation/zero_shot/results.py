@@ -18,6 +18,7 @@ from longlamp_runs import GOLDS_FILE, PER_SAMPLE_FILE, PREDICTIONS_FILE, SCORES_
 from scoring import per_sample, significance
 from scoring.files import write_predictions
 from scoring.metrics import score_with_samples
+from scoring.paired import read_pair
 
 logger = logging.getLogger(__name__)
 SEEDS_FILE = "seeds.json"  # with --seeds, in the output folder above the seed<N>/ runs
@@ -82,18 +83,19 @@ def finish_run(run: PreparedRun, task_name: str, references: Sequence, users: Se
 def compare(with_profile: dict, without_profile: dict, with_dir: Path, without_dir: Path) -> dict:
     """Both runs' headline scores side by side, the gain from the profile, and whether it is significant: the
     paired bootstrap interval and sign-flip p-value of with-profile minus no-profile per example and, when the
-    split names users, per user (each user counts once; see scoring/significance.py)."""
+    split names users, per user (each user counts once): scoring/significance.py's one paired comparison, with its
+    default resamples, as the cards, results.md and the leaderboard show it."""
     scored = with_profile["scores"] and without_profile["scores"]
     ours, baseline = ((with_profile["scores"]["metrics"], without_profile["scores"]["metrics"]) if scored
                       else (None, None))
     comparison = {"task": with_profile["task"], "with_profile": ours, "no_profile": baseline}
     if scored:
         comparison["gain"] = {metric: ours[metric] - baseline[metric] for metric in ours}
-        _, _, a = per_sample.read(without_dir / PER_SAMPLE_FILE)
-        _, users, b = per_sample.read(with_dir / PER_SAMPLE_FILE)
-        users = users if all(isinstance(user, str) for user in users) else None
+        pair = read_pair(without_dir / PER_SAMPLE_FILE, with_dir / PER_SAMPLE_FILE, without_dir / GOLDS_FILE,
+                         with_dir / GOLDS_FILE)
+        users = pair.users if all(isinstance(user, str) for user in pair.users) else None
         comparison["significance"] = {"a": "no profile", "b": "with profile",
-                                      **significance.paired_report(a, b, users)}
+                                      **significance.paired_report(pair.a, pair.b, users)}
     return comparison
 
 
