@@ -10,21 +10,22 @@ resampled examples for both runs, so the interval is the one of the difference, 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from benchmark_runner.experiment import Experiment, Run
 from benchmark_runner.stages import Layout
 from longlamp_io import write_json_atomic
+from longlamp_runs import Scores, read_scores
 from scoring import HEADLINE_METRICS, aggregate, per_sample
 
 METRIC_LABELS = {"rouge1": "ROUGE-1", "rougeL": "ROUGE-L", "meteor": "METEOR"}
 
 
-def run_per_sample(layout: Layout, run: Run) -> dict:
-    """{"ids", metric: per-sample scores} of a run in gold order: the score stage's --per_sample_file."""
-    ids, _, scores = per_sample.read(layout.per_sample(run))
-    return {"ids": ids, **{name: scores[name] for name in HEADLINE_METRICS}}
+def run_per_sample(layout: Layout, run: Run, scores: Scores) -> dict:
+    """{"ids", metric: per-sample scores} of a run in gold order: the score stage's --per_sample_file, checked
+    against the scores beside it and the golds it was scored on."""
+    ids, _, columns = per_sample.read_checked(layout.per_sample(run), scores, layout.scores(run), layout.golds(run))
+    return {"ids": ids, **{name: columns[name] for name in HEADLINE_METRICS}}
 
 
 def paired_difference(with_profile: dict, without: dict, resamples: int, seed: int) -> dict:
@@ -42,15 +43,15 @@ def collect(experiment: Experiment) -> dict:
     seed = int(experiment.scoring.get("seed", 0))
     rows, baselines = [], {}
     for run in experiment.runs():
-        scores = json.loads(layout.scores(run).read_text())
-        intervals = (scores.get("bootstrap") or {}).get("intervals", {})
-        samples = run_per_sample(layout, run)
+        scores = read_scores(layout.scores(run))
+        intervals = scores.intervals
+        samples = run_per_sample(layout, run, scores)
         row = {
             "config": run.config, "model": run.model.name, "mode": run.model.mode, "model_name": run.model.model_name,
             "profile": run.retriever is not None, "retriever": run.retriever.name if run.retriever else None,
             "k": run.k, "personalization": run.method.method if run.method else None, "variant": run.variant,
-            "num_samples": scores["num_samples"],
-            "metrics": {m: {"value": scores["metrics"][m], **intervals.get(m, {"low": None, "high": None})}
+            "num_samples": scores.num_samples,
+            "metrics": {m: {"value": scores.metrics[m], **intervals.get(m, {"low": None, "high": None})}
                         for m in HEADLINE_METRICS},
             "vs_no_profile": None,
             "run_dir": str(layout.run_dir(run).relative_to(experiment.output_dir)),

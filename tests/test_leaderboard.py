@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.records import write_summary, write_training_run, zero_shot_record
 
 from evaluation.comparison.board import build
-from longlamp_io import write_json_atomic
 from longlamp_runs import PER_SAMPLE_FILE, PUBLISHED_RESULTS_DIR
 from scoring import aggregate, metrics, per_sample, significance
 
@@ -31,17 +31,19 @@ def zero_shot_run(folder: Path, level: float, seed: int, retriever: str | None =
     rng = np.random.default_rng(seed)
     scores = {name: np.clip(rng.normal(level, 0.05, len(IDS)), 0, 1) for name in metrics.PER_SAMPLE_METRICS}
     per_sample.write(folder / PER_SAMPLE_FILE, per_sample.rows(IDS, ["a b c"] * len(IDS), scores))
+    write_summary(folder, zero_shot_record(CONFIG, split, model, data, retriever, k, ranked_by),
+                  scorer_report(scores, nltk_version))
+    return scores
+
+
+def scorer_report(scores: dict, nltk_version: str | None = None) -> dict:
+    """The scorer's report of per-sample scores (scoring.metrics.score's keys; the exact means)."""
     versions = metrics.library_versions(metrics.PER_SAMPLE_METRICS, "python")
     if nltk_version:
         versions["nltk"] = nltk_version
-    settings = {"task": TASK, "data": {"data": data, "data_dir": None, "revision": None}, "split": split,
-                "model": model, "use_profile": retriever is not None, **({"ranked_by": ranked_by} if ranked_by else {})}
-    if retriever:
-        settings.update(retriever=retriever, num_retrieved=k)
-    write_json_atomic(folder / "scores.json", {
-        "task": TASK, "examples": len(IDS), "settings": settings,
-        "scores": {"versions": versions, "settings": metrics.scoring_settings(metrics.PER_SAMPLE_METRICS, "python")}})
-    return scores
+    return {"num_samples": len(next(iter(scores.values()))),
+            "metrics": {name: float(np.mean(values)) for name, values in scores.items()},
+            "versions": versions, "settings": metrics.scoring_settings(metrics.PER_SAMPLE_METRICS, "python")}
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +57,7 @@ def board(tmp_path_factory):
         "old-nltk": zero_shot_run(root / "old-nltk", 0.50, 5, nltk_version="3.8.1"),
     }
     baseline = zero_shot_run(root / "bm25-k4" / "no_profile", 0.25, 6, retriever=None, k=None)
-    write_json_atomic(root / "unscored" / "scores.json", {"task": TASK, "settings": {}, "scores": None,
-                                                          "not_scored": "no reference outputs"})
+    write_summary(root / "unscored", zero_shot_record(), None, not_scored="no reference outputs")
     (root / "empty").mkdir()
     output = root / "board"
     result = build([root / name for name in [*scores, "unscored", "empty"]], output, "rougeL",
@@ -142,12 +143,10 @@ def test_runs_without_per_sample_files_are_scored_from_their_predictions_and_cac
     run = tmp_path / "run"
     write_task(run / "golds.json", GOLDS, users=True)
     write_task(run / "predictions.json", PREDICTIONS)
-    write_json_atomic(run / "scores.json", {"task": TASK, "settings": {"split": "validation", "data": "x"},
-                                            "scores": {"versions": {}, "settings": {}}})
+    write_summary(run, zero_shot_record(data="x"), {"num_samples": 4, "metrics": {"meteor": 0.5}})
     training = tmp_path / "trained"
     write_task(training / "predictions_test.json", GOLDS[:3] + ["quality"])
-    write_json_atomic(training / "final" / "training_config.json", {"model_name": "tiny-t5", "use_profile": False,
-                                                                    "test_data": "product_review_user"})
+    write_training_run(training, model_name="tiny-t5", use_profile=False, test_data="product_review_user")
     golds = write_task(tmp_path / "test_golds.json", GOLDS)
     result = build([run, training], tmp_path / "board", "meteor", golds=[golds], num_resamples=100)
     rows = {row["run"]: row for group in result["configs"][TASK] for row in group["rows"]}
@@ -198,9 +197,8 @@ def published(tmp_path_factory, tiny_llama, sample_dir, sample_cache):
                               str(folder), "--max_new_tokens", "8", "--batch_size", "2", "--max_eval_examples", "4",
                               "--use_profile", "--num_retrieved", "2", "--compare_no_profile"]) == 0
     trained = root / "trained"  # a training run as training/loop.py leaves it (its weights a stand-in file)
-    write_json_atomic(trained / "final" / "training_config.json", {
-        "task": CONFIG, "model_name": "tiny-t5", "use_profile": True, "retriever": "bm25",
-        "num_retrieved": 2, "test_data": CONFIG})
+    write_training_run(trained, task=CONFIG, model_name="tiny-t5", use_profile=True, retriever="bm25",
+                       num_retrieved=2, test_data=CONFIG)
     (trained / "final" / "model.safetensors").write_bytes(b"weights")
     write_task(trained / "predictions_test.json", PREDICTIONS)
     hub = HubStandIn(root / "hub", token=TOKEN)
