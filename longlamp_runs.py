@@ -261,7 +261,7 @@ class PerUserSettings:
         if self.style_vectors is not None:
             named.append(f"style vectors (layer {self.style_vectors.layer}, scale {self.style_vectors.scale:g})")
         if self.profile_summary is not None:
-            named.append(f"a summary of the {self.profile_summary.of} in the prompt")
+            named.append(f"a summary of the {'profile' if self.profile_summary.of == 'profile' else 'retrieved items'}")
         return named
 
 

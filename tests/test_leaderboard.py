@@ -127,6 +127,31 @@ def test_markdown_csv_html_and_plot_are_written(board):
     assert json.loads((output / "leaderboard.json").read_text(encoding="utf-8")) == json.loads(json.dumps(result))
 
 
+@pytest.mark.parametrize("fault, problem", [
+    ("nan", "line 1: rougeL is nan, expected a finite number"),
+    ("duplicate", "line 2: id 'id-0' again (first on line 1)"),
+    ("truncated", "39 rows, but"),
+], ids=["nan", "duplicate", "truncated"])
+def test_a_run_whose_per_sample_file_is_not_its_own_is_not_ranked_and_says_why(tmp_path, fault, problem):
+    """Issue 27: a NaN was ranked first (mean nan), a duplicated id counted one example twice, a truncated file
+    was ranked as it was. The file is checked against the run where it is read; the run is set apart, named."""
+    zero_shot_run(tmp_path / "good", 0.30, 1)
+    zero_shot_run(tmp_path / "bad", 0.90, 2)  # far better: it would be ranked first
+    path = tmp_path / "bad" / PER_SAMPLE_FILE
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if fault == "nan":
+        lines[0] = json.dumps({**json.loads(lines[0]), "rougeL": float("nan")})
+    elif fault == "duplicate":
+        lines[1] = lines[0]
+    else:
+        lines = lines[:-1]
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    result = build([tmp_path / "good", tmp_path / "bad"], tmp_path / "board", "rougeL", num_resamples=100)
+    assert [row["run"] for group in result["configs"][TASK] for row in group["rows"]] == ["good"]
+    [skipped] = result["not_ranked"]
+    assert skipped["path"] == str(tmp_path / "bad") and str(path) in skipped["reason"] and problem in skipped["reason"]
+
+
 def write_task(path: Path, outputs: list[str], users: bool = False) -> Path:
     entries = [{"id": f"id-{i}", "output": text, **({"user": f"u{i % 2}"} if users else {})}
                for i, text in enumerate(outputs)]

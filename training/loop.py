@@ -25,7 +25,6 @@ from tqdm.auto import tqdm
 from generation.decoding import GenerationSettings
 from longlamp_errors import ConfigError, MissingNLTKDataError, ModelLoadError
 from longlamp_io import RunLock
-from longlamp_prompts import context_length, prompt_budget
 from longlamp_runs import (
     BEST_DIR,
     FINAL_DIR,
@@ -60,12 +59,9 @@ from training.modeling import (
     accepts_logits_to_keep,
     check_packing_supported,
     check_quantization_available,
-    is_encoder_decoder,
     load_model,
-    load_model_config,
-    load_tokenizer,
 )
-from training.record import changes, training_record
+from training.record import changes, prompt_rules, training_record
 from training.run_folder import check_output_dir, claim_output_dir
 from training.sampling import EpochSampler
 from training.saving import export_merged_in_clean_process, save_model
@@ -114,12 +110,7 @@ def train(config: TrainConfig) -> TrainResult:
     if config.load_in_4bit:
         check_quantization_available()
     output_dir = Path(config.output_dir)
-    model_config = load_model_config(config.model_name)
-    tokenizer = load_tokenizer(config.model_name)
-    encoder_decoder = is_encoder_decoder(model_config)
-    budget = prompt_budget(config.max_prompt_length, context_length(model_config, tokenizer),
-                           config.max_target_length, encoder_decoder,
-                           new_tokens_flag="--max_target_length")  # zero-shot's rule; fails before any work
+    model_config, tokenizer, encoder_decoder, budget = prompt_rules(config)
     record = training_record(config, budget, tokenizer)
     resume_from = resolve_resume(config.resume_from_checkpoint, output_dir)
     recorded = TrainerState.read(resume_from / STATE_FILE) if resume_from is not None else None

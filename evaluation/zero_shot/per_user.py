@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from generation import resolve_backend
@@ -110,22 +111,26 @@ def run_record(args, setup: PromptSetup, dataset, style) -> RunRecord:
     return setup.record("per_user", data, PerUserSettings(adapters, style_vectors, summary), strip_reasoning=True)
 
 
-def run(args) -> dict:
-    """Generate, save and score the predictions the parsed flags ask for (evaluate_per_user.py's); returns the
-    run's scores.json content."""
+@dataclass
+class PerUserPlan:
+    """A per-user run checked and resolved before any prompt is built: its rows, prompt rules and generator (the
+    model loaded), the users' adapters and style steering, and its record."""
+
+    dataset: object
+    setup: PromptSetup
+    adapters: dict | None
+    style: object
+    record: RunRecord
+
+
+def prepare(args) -> PerUserPlan:
+    """Everything that can refuse the run, then what it will record: the same record for the same flags."""
     import longlamp
-    from evaluation.zero_shot.data import column
-    from evaluation.zero_shot.results import finish_run
     from generation.decoding import GenerationSettings
-    from generation.predictions import PredictionStore
-    from generation.progress import PreparedRun
     from generation.source import resolve_model
-    from personalization.generate import per_user_generations
     from personalization.style_vectors import style_steering
-    from personalization.summaries import SummaryPromptBuilder, summaries_for
     from personalization.user_adapters import AdapterStore
 
-    root = check_folder(args.output_dir, "--output_dir")
     adapters = AdapterStore(args.adapters_dir).adapters() if args.adapters_dir else None
     if args.adapters_dir and not adapters:
         raise ValueError(f"--adapters_dir {args.adapters_dir} holds no finished user adapter")
@@ -133,12 +138,28 @@ def run(args) -> dict:
         else None
     dataset = longlamp.load_rows(args.data, args.split, task=args.task, data_dir=args.data_dir,
                                  cache_dir=args.cache_dir, revision=args.revision, limit=args.max_eval_examples)
-    rows = list(dataset)
     source = resolve_model(args.model_name)
     backend = choose_backend(args, source, GenerationSettings(max_new_tokens=args.max_new_tokens), adapters)
     own_summaries = args.summary_max_new_tokens if args.use_summary and not args.summary_model else 0
     setup = PromptSetup(args, backend=backend, backend_options=backend_options(args, backend, adapters),
                         longest_new_tokens=own_summaries, source=source)
+    return PerUserPlan(dataset, setup, adapters, style, run_record(args, setup, dataset, style))
+
+
+def run(args) -> dict:
+    """Generate, save and score the predictions the parsed flags ask for (evaluate_per_user.py's); returns the
+    run's scores.json content."""
+    from evaluation.zero_shot.data import column
+    from evaluation.zero_shot.results import finish_run
+    from generation.predictions import PredictionStore
+    from generation.progress import PreparedRun
+    from personalization.generate import per_user_generations
+    from personalization.summaries import SummaryPromptBuilder, summaries_for
+
+    root = check_folder(args.output_dir, "--output_dir")
+    plan = prepare(args)
+    setup, dataset, record = plan.setup, plan.dataset, plan.record
+    rows = list(dataset)
     with RunLock(root, "evaluate_per_user.py"):  # taken only now: a refused run leaves no folder behind
         items = [setup.items(row) for row in rows]
         if args.use_summary:
@@ -153,7 +174,6 @@ def run(args) -> dict:
         users = [str(row[setup.task.user_column]) for row in rows]
         token_ids = [setup.encode(p) for p in prompts]
         keys = [example_key(t, user) for t, user in zip(token_ids, users)]
-        record = run_record(args, setup, dataset, style)
         write_json_atomic(root / PROMPTS_FILE, [{"id": i, "user": u, "prompt": p, "prompt_tokens": len(t)}
                                                 for i, u, p, t in zip(ids, users, prompts, token_ids)])
         store = PredictionStore(root / PROGRESS_FILE, record, keys)
@@ -164,7 +184,7 @@ def run(args) -> dict:
         def save(positions, generations):
             store.add([(keys[i], ids[i], g) for i, g in zip(positions, generations) if keys[i] not in store])
 
-        per_user_generations(setup.generator, token_ids, users, adapters=adapters, style=style,
+        per_user_generations(setup.generator, token_ids, users, adapters=plan.adapters, style=plan.style,
                              batch_size=setup.batch_size, finished=finished, save=save)
         prepared = PreparedRun(root, record, 0, ids, token_ids, [len(t) for t in token_ids], keys, store)
         summary = finish_run(prepared, column(dataset, "output"), users)
