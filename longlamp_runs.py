@@ -825,7 +825,7 @@ class RunFolder:
     variants: tuple[Variant, ...]
     comparison: dict | None = None
     outcome: TrainingOutcome | None = None
-    model_dir: Path | None = None  # training: the folder whose files are the model (final/), when it is there
+    model_dir: Path | None = None  # training: the folder whose files are the model (final/), once finished
     test_predictions: Path | None = None  # training: predictions for --test_data
 
     @property
@@ -834,8 +834,9 @@ class RunFolder:
 
     @property
     def is_adapter(self) -> bool:
-        return bool(self.model_dir and (self.model_dir / "adapter_config.json").is_file()) or (
-            self.kind != "training" and bool(self.record.model.base_model))
+        if self.kind == "training":
+            return ((self.model_dir or self.folder) / "adapter_config.json").is_file()
+        return bool(self.record.model.base_model)
 
 
 def training_record_file(folder: Path) -> Path | None:
@@ -870,7 +871,7 @@ def read_run(folder: str | Path) -> RunFolder:
     # The model evaluated after training in the zero-shot format, else its last validation generations.
     evaluated = next((summary_file(d) for d in (folder, folder / VALIDATION_DIR) if summary_file(d)), None)
     variants = (read_variant(evaluated.parent, evaluated),) if evaluated else ()
-    model_dir = record_file.parent if record_file.parent != folder else None
+    model_dir = record_file.parent if record_file.parent == folder / FINAL_DIR else None
     return RunFolder(folder, "training", record, variants, outcome=outcome, model_dir=model_dir,
                      test_predictions=_file(folder / TEST_PREDICTIONS_FILE))
 

@@ -21,6 +21,7 @@ from longlamp_io import write_json_atomic
 from longlamp_runs import (
     CARD_FILE,
     COMPARISON_FILE,
+    FINAL_DIR,
     PER_SAMPLE_FILE,
     PREDICTIONS_FILE,
     PROMPTS_FILE,
@@ -103,7 +104,8 @@ def stage_run(run_dir: str | Path, staging: str | Path, repo_id: str | None = No
         prefix = f"{PUBLISHED_RESULTS_DIR}/{run.config}/"  # beside the evaluated model's own files, not over them
     if run.kind == "training":
         if run.model_dir is None:
-            raise PublishError(f"{run_dir}: no {run.record.kind} model folder to push (a published copy)")
+            raise PublishError(f"{run_dir}: no {FINAL_DIR}/ model to push (a training run not finished yet, or a "
+                               "published copy)")
         for path in sorted(p for p in run.model_dir.rglob("*") if p.is_file()):
             _link_or_copy(path, staging / path.relative_to(run.model_dir))
         outcome = dataclasses.replace(run.outcome, merged_from_adapter=public_name(run.outcome.merged_from_adapter))
