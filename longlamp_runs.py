@@ -317,11 +317,6 @@ class RunRecord:
         has none of is one None."""
         return _flatten(self.to_dict())
 
-    @property
-    def is_personalised(self) -> bool:
-        """Whether the user's profile reached the model: retrieved items, or a per-user method."""
-        return self.retrieval.use_profile or bool(self.per_user and self.per_user.methods())
-
 
 def differences(old: RunRecord, new: RunRecord, ignore: Sequence[str] = ()) -> dict[str, tuple]:
     """{dotted name: (old value, new value)} of the settings that differ, apart from the names in `ignore` (a
@@ -350,10 +345,6 @@ def _flatten(data: Mapping, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-def _hints(cls) -> dict:
-    return typing.get_type_hints(cls)
-
-
 def _load(cls, data, where: str):
     """An instance of the dataclass `cls` from its JSON object, every field checked against its annotation."""
     if not isinstance(data, Mapping):
@@ -363,7 +354,7 @@ def _load(cls, data, where: str):
     if unknown:
         raise RunFolderError(f"{where}: unknown setting(s) {', '.join(unknown)} (a record of another toolkit "
                              "version, or edited by hand)")
-    hints, values = _hints(cls), {}
+    hints, values = typing.get_type_hints(cls), {}
     for spec in fields(cls):
         if spec.name in data:
             values[spec.name] = _value(hints[spec.name], data[spec.name], f"{where}.{spec.name}")

@@ -18,7 +18,7 @@ import shlex
 from pathlib import Path
 
 from longlamp_io import write_text_atomic
-from longlamp_runs import CARD_FILE, RECORD_VERSION, RunFolder, Variant, flags_of, read_run
+from longlamp_runs import CARD_FILE, RECORD_VERSION, RunFolder, RunRecord, Variant, flags_of, read_run
 from longlamp_tasks import CITATION, parse_config_name, scorer_task_name
 from publishing.plots import plot_comparison
 from publishing.runs import (
@@ -171,15 +171,14 @@ def settings_table(run: RunFolder) -> str:
 
 
 def command_line(program: str, options: list[tuple[str, object]]) -> str:
-    """`program` with each flag: alone when True, with its value (a local path by its last part) when set."""
+    """`program` with each flag: alone when True, with its value when set (a mapping as JSON)."""
     parts = program.split()
     for flag, value in options:
         if value is True:
             parts.append(flag)
         elif value is not None and value is not False:
-            parts += [flag, public_name(value if isinstance(value, str) else json.dumps(value) if isinstance(
-                value, (dict, list)) else str(value))]
-    return " ".join(shlex.quote(str(p)) for p in parts)
+            parts += [flag, json.dumps(value) if isinstance(value, dict) else str(value)]
+    return " ".join(shlex.quote(part) for part in parts)
 
 
 def _chat_template_flag(value: bool | None) -> tuple[str, bool]:
@@ -187,8 +186,8 @@ def _chat_template_flag(value: bool | None) -> tuple[str, bool]:
     return ("--use_chat_template" if value else "--no-use_chat_template", value is not None)
 
 
-def _retrieval_options(run: RunFolder) -> list[tuple[str, object]]:
-    retrieval = run.record.retrieval
+def _retrieval_options(record: RunRecord) -> list[tuple[str, object]]:
+    retrieval = record.retrieval
     if not retrieval.use_profile:
         return []
     return [("--use_profile", True), ("--retriever", retrieval.retriever),
@@ -196,25 +195,23 @@ def _retrieval_options(run: RunFolder) -> list[tuple[str, object]]:
             ("--is_ranked", retrieval.is_ranked)]
 
 
-def _data_options(run: RunFolder, data_flag: str) -> list[tuple[str, object]]:
-    record = run.record
+def _data_options(record: RunRecord, data_flag: str) -> list[tuple[str, object]]:
     return [(data_flag, record.data.data), ("--task", record.task.config), ("--split", record.task.split),
             ("--data_dir", record.data.data_dir), ("--revision", record.data.revision),
             ("--max_eval_examples", record.data.limit)]
 
 
-def zero_shot_command(run: RunFolder) -> str:
+def zero_shot_command(run: RunFolder, record: RunRecord) -> str:
     """evaluate_llm.py's command line that repeats a zero-shot run (both variants with --compare_no_profile)."""
     from generation.served_model import APPROXIMATION
 
-    record = run.record
     model, prompt, decoding = record.model, record.prompt, record.generation
     endpoint = run.variants[0].endpoint
-    options = [*_data_options(run, "--validation_data"),
+    options = [*_data_options(record, "--validation_data"),
                ("--model_name", model.name), ("--base_model", model.base_model), ("--backend", model.backend),
                ("--dtype", model.dtype), ("--api_base", endpoint), ("--api_mode", model.api_mode),
                ("--tokenizer", model.prompt_tokenizer if model.prompt_tokenizer != APPROXIMATION else None),
-               *_retrieval_options(run), ("--compare_no_profile", len(run.variants) > 1),
+               *_retrieval_options(record), ("--compare_no_profile", len(run.variants) > 1),
                ("--max_prompt_length", prompt.max_prompt_length), _chat_template_flag(prompt.chat_template),
                ("--chat_template_kwargs", prompt.chat_template_kwargs),
                ("--max_new_tokens", decoding.max_new_tokens), ("--do_sample", decoding.do_sample),
@@ -224,14 +221,12 @@ def zero_shot_command(run: RunFolder) -> str:
     return command_line("python evaluation/evaluate_llm.py", options)
 
 
-def per_user_command(run: RunFolder) -> str:
-    """evaluate_per_user.py's command line that repeats a per-user run (its adapter and vector folders by their last
-    part)."""
-    record = run.record
+def per_user_command(record: RunRecord) -> str:
+    """evaluate_per_user.py's command line that repeats a per-user run."""
     model, methods = record.model, record.per_user
     adapters, style, summary = methods.adapters, methods.style_vectors, methods.profile_summary
-    options = [*_data_options(run, "--data"), ("--model_name", model.name), ("--backend", model.backend),
-               ("--dtype", model.dtype), *_retrieval_options(run),
+    options = [*_data_options(record, "--data"), ("--model_name", model.name), ("--backend", model.backend),
+               ("--dtype", model.dtype), *_retrieval_options(record),
                ("--max_prompt_length", record.prompt.max_prompt_length),
                _chat_template_flag(record.prompt.chat_template),
                ("--max_new_tokens", record.generation.max_new_tokens),
@@ -242,29 +237,30 @@ def per_user_command(run: RunFolder) -> str:
                ("--summary_max_new_tokens", summary.max_new_tokens if summary else None),
                ("--summary_model", summary.model if summary else None),
                ("--summary_backend", summary.backend if summary else None),
-               ("--output_dir", "runs/" + run.config)]
+               ("--output_dir", "runs/" + record.task.config)]
     return command_line("python evaluation/evaluate_per_user.py", options)
 
 
-def training_command(run: RunFolder) -> str:
+def training_command(record: RunRecord) -> str:
     """train.py's command line that repeats a training run: every recorded setting as its flag."""
     lines = ["accelerate launch training/train.py"]
-    for name, value in flags_of(run.record).items():
+    for name, value in flags_of(record).items():
         if name == "use_chat_template":
             lines.append(_chat_template_flag(value)[0])
         elif value is True:
             lines.append(f"--{name}")
         elif value is not False:
-            lines.append(f"--{name} {shlex.quote(str(public_name(value)))}")
-    lines.append(f"--output_dir runs/{run.config}")
+            lines.append(f"--{name} {shlex.quote(str(value))}")
+    lines.append(f"--output_dir runs/{record.task.config}")
     return " \\\n    ".join(lines)
 
 
 def reproduce_command(run: RunFolder) -> str:
     """The command that repeats the run, from its record (local paths shown by their last part)."""
+    record = public_record(run.record)
     if run.kind == "training":
-        return training_command(run)
-    return per_user_command(run) if run.kind == "per_user" else zero_shot_command(run)
+        return training_command(record)
+    return per_user_command(record) if run.kind == "per_user" else zero_shot_command(run, record)
 
 
 def _is_seq2seq(run: RunFolder) -> bool:
