@@ -2,7 +2,10 @@
 the digests of a folder.
 
 `write_text_atomic` and `write_json_atomic` write through a temporary file, fsync and a rename, so a reader sees
-the old file or the whole new one; `replace_folder` does the same for a folder built under another name. A run
+the old file or the whole new one; `replace_folder` does the same for a folder built under another name. Every
+JSON file and JSON line of the project is strict JSON (`json_text`, `json_line`, `write_json_lines`): a NaN or an
+infinity is refused with an error naming its key and nothing is written, never the `NaN` literal that other JSON
+readers reject (a value that may be missing is written as null by its producer, never as NaN). A run
 folder (training's `--output_dir`, a zero-shot run, a ranking's parts) is written by one live process at a time:
 `RunLock` holds `.lock` in it while the command runs, refuses a second live run with a message naming the holder,
 and takes over a lock whose process is gone (a killed run).
@@ -14,6 +17,7 @@ import ctypes
 import errno
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -40,9 +44,51 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         temporary.unlink(missing_ok=True)
 
 
+def _non_finite(data: object, where: str = "") -> str | None:
+    """The key path of the first NaN or infinity in `data` ("scores.metrics.rouge1", "runs[2].mean"), or None."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return where or "the value"
+    if isinstance(data, dict):
+        items = ((f"{where}.{key}" if where else str(key), value) for key, value in data.items())
+    elif isinstance(data, (list, tuple)):
+        items = ((f"{where}[{index}]", value) for index, value in enumerate(data))
+    else:
+        return None
+    return next((found for key, value in items if (found := _non_finite(value, key)) is not None), None)
+
+
+def _strict(dump, data: object, name: str) -> str:
+    try:
+        return dump(data)
+    except ValueError:  # json's "Out of range float values are not JSON compliant", which names no key
+        key = _non_finite(data)
+        if key is None:
+            raise
+        raise ValueError(f"{name}: {key} is not a finite number; JSON holds only finite numbers, so nothing was "
+                         "written") from None
+
+
+def json_text(data: object, *, sort_keys: bool = False, name: str = "JSON") -> str:
+    """`data` as indented strict JSON (ValueError naming the key of a NaN or infinity; `name`: the file)."""
+    return _strict(lambda d: json.dumps(d, indent=2, ensure_ascii=False, sort_keys=sort_keys, default=str,
+                                        allow_nan=False), data, name) + "\n"
+
+
+def json_line(record: object, *, name: str = "JSON line") -> str:
+    """One strict JSON line, newline included (a JSON Lines file's record)."""
+    return _strict(lambda d: json.dumps(d, ensure_ascii=False, allow_nan=False), record, name) + "\n"
+
+
 def write_json_atomic(path: str | os.PathLike, data: object, *, sort_keys: bool = False) -> None:
-    """Write JSON atomically (write_text_atomic); nothing is written when `data` is not JSON-serialisable."""
-    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=sort_keys, default=str) + "\n")
+    """Write strict JSON atomically (write_text_atomic); nothing is written when `data` is not JSON-serialisable
+    or holds a NaN or infinity (ValueError naming the file and the key)."""
+    write_text_atomic(path, json_text(data, sort_keys=sort_keys, name=str(path)))
+
+
+def write_json_lines(path: str | os.PathLike, records) -> None:
+    """Write one strict JSON line per record, atomically: the file is whole or absent."""
+    write_text_atomic(path, "".join(json_line(record, name=f"{path}, line {number}")
+                                    for number, record in enumerate(records, 1)))
 
 
 def _process_alive(pid: int) -> bool:

@@ -50,6 +50,11 @@ def prompt_budget(given: int | None, context: int | None, new_tokens: int, is_en
     return budget
 
 
+def uses_chat_template(tokenizer, given: bool | None) -> bool:
+    """Whether prompts are wrapped in the chat template: as given, else when the tokenizer has one."""
+    return bool(getattr(tokenizer, "chat_template", None)) if given is None else given
+
+
 @dataclass
 class PromptBuilder:
     """Builds the text a model sees for one example, within `max_prompt_tokens` tokens.
@@ -66,8 +71,7 @@ class PromptBuilder:
     chat_template_kwargs: Mapping | None = None  # e.g. {"enable_thinking": False} for a reasoning model
 
     def __post_init__(self):
-        if self.use_chat_template is None:
-            self.use_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
+        self.use_chat_template = uses_chat_template(self.tokenizer, self.use_chat_template)
 
     def __call__(self, items: Sequence[Mapping], task_input: str) -> str:
         """The formatted prompt; items are shortened (longest fields first) until it fits."""

@@ -13,7 +13,6 @@ an effect; the intervals are each comparison's own, not adjusted.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,8 @@ import numpy as np
 from benchmark_runner.experiment import Experiment, Run
 from benchmark_runner.stages import Layout
 from longlamp_io import write_json_atomic
-from scoring import HEADLINE_METRICS, aggregate, significance
+from longlamp_runs import read_scores
+from scoring import HEADLINE_METRICS, aggregate, per_sample, significance
 from scoring.paired import read_pair
 
 METRIC_LABELS = {"rouge1": "ROUGE-1", "rougeL": "ROUGE-L", "meteor": "METEOR"}
@@ -33,14 +33,16 @@ def collect(experiment: Experiment) -> dict:
     seed = int(experiment.scoring.get("seed", 0))
     rows, baselines, families = [], {}, {}
     for run in experiment.runs():
-        scores = json.loads(layout.scores(run).read_text())
-        intervals = (scores.get("bootstrap") or {}).get("intervals", {})
+        scores = read_scores(layout.scores(run))
+        intervals = scores.intervals
+        # refused unless it is this run's per-sample file (its row count, its golds' ids)
+        per_sample.read_checked(layout.per_sample(run), scores, layout.scores(run), layout.golds(run))
         row = {
             "config": run.config, "model": run.model.name, "mode": run.model.mode, "model_name": run.model.model_name,
             "profile": run.retriever is not None, "retriever": run.retriever.name if run.retriever else None,
             "k": run.k, "personalization": run.method.method if run.method else None, "variant": run.variant,
-            "num_samples": scores["num_samples"],
-            "metrics": {m: {"value": scores["metrics"][m], **intervals.get(m, {"low": None, "high": None})}
+            "num_samples": scores.num_samples,
+            "metrics": {m: {"value": scores.metrics[m], **intervals.get(m, {"low": None, "high": None})}
                         for m in HEADLINE_METRICS},
             "vs_no_profile": None,
             "run_dir": str(layout.run_dir(run).relative_to(experiment.output_dir)),

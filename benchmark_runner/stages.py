@@ -1,16 +1,15 @@
 """Each stage of an experiment as the real command a user would type, run in a subprocess and skipped when done.
 
-A stage is done when its folder holds `.stage.json` (written last, atomically, after the command succeeded and
-its outputs were checked) and every output it names exists. A killed stage has no such file and runs again: the
-stage commands resume by themselves (rank_profiles.py, evaluate_llm.py and evaluate_per_user.py continue where
-they stopped, train.py is given `--resume_from_checkpoint latest`, train_per_user.py and train_style_vectors.py
-continue with the next unfinished user). A stage whose recorded command differs from today's is an error,
-not a silent reuse: the folder holds another experiment's result.
+A stage is done when its folder holds its stage record (`longlamp_runs.StageRecord` in `.stage.json`, written last,
+atomically, after the command succeeded and its outputs were checked) and every output it names exists. A killed stage
+has no such file and runs again: the stage commands resume by themselves (rank_profiles.py, evaluate_llm.py and
+evaluate_per_user.py continue where they stopped, train.py is given `--resume_from_checkpoint latest`,
+train_per_user.py and train_style_vectors.py continue with the next unfinished user). A stage whose recorded command
+differs from today's is an error, not a silent reuse: the folder holds another experiment's result.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -20,7 +19,6 @@ from pathlib import Path
 
 from benchmark_runner.experiment import TRAINED_METHODS, Experiment, Run
 from longlamp_errors import RunFolderError, StageError
-from longlamp_io import write_json_atomic
 from longlamp_runs import (
     FINAL_DIR,
     GOLDS_FILE,
@@ -29,11 +27,13 @@ from longlamp_runs import (
     PREDICTIONS_FILE,
     SCORES_FILE,
     STYLE_SELECTION_FILE,
+    StageRecord,
+    read_stage_record,
+    write_stage_record,
 )
 from longlamp_tasks import parse_config_name, scorer_task_name
 
 REPO = Path(__file__).resolve().parents[1]
-MARKER = ".stage.json"
 # `accelerate launch` from the same environment as this interpreter (its console script, else its module).
 _ACCELERATE = Path(sys.executable).with_name("accelerate")
 LAUNCH = [str(_ACCELERATE), "launch"] if _ACCELERATE.is_file() else [sys.executable, "-m", "accelerate.commands.launch"]
@@ -51,13 +51,12 @@ class Stage:
     outputs: list[str] = field(default_factory=list)  # paths relative to `folder`
 
     def is_done(self) -> bool:
-        marker = self.folder / MARKER
-        if not marker.is_file():
+        recorded = read_stage_record(self.folder)
+        if recorded is None:
             return False
-        recorded = json.loads(marker.read_text())
-        if recorded.get("command") != self.portable_command():
+        if recorded.command != self.portable_command():
             raise RunFolderError(
-                f"{self.folder} holds stage {self.name} done with another command:\n  {' '.join(recorded['command'])}"
+                f"{self.folder} holds stage {self.name} done with another command:\n  {' '.join(recorded.command)}"
                 f"\nnow:\n  {' '.join(self.portable_command())}\nchoose another --output_dir or remove that folder")
         return all((self.folder / output).exists() for output in self.outputs)
 
@@ -80,8 +79,8 @@ class Stage:
         missing = [output for output in self.outputs if not (self.folder / output).exists()]
         if missing:
             raise StageError(f"stage {self.name} finished but did not write {', '.join(missing)} in {self.folder}")
-        write_json_atomic(self.folder / MARKER, {"stage": self.name, "command": self.portable_command(),
-                                                 "outputs": self.outputs, "seconds": time.monotonic() - started})
+        write_stage_record(self.folder, StageRecord(self.name, self.portable_command(), self.outputs,
+                                                    time.monotonic() - started))
         return time.monotonic() - started
 
 

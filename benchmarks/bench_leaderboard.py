@@ -12,6 +12,7 @@ goal is under a minute.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import sys
 import tempfile
@@ -24,20 +25,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluation.comparison import board  # noqa: E402
 from longlamp_io import write_json_atomic  # noqa: E402
-from longlamp_runs import PER_SAMPLE_FILE  # noqa: E402
+from longlamp_runs import (  # noqa: E402
+    PER_SAMPLE_FILE,
+    DataSource,
+    DecodingSettings,
+    ModelSettings,
+    RetrievalSettings,
+    RunRecord,
+    TaskSettings,
+)
 from scoring import metrics, per_sample  # noqa: E402
 
 TASK = "LongLaMP_product_review_user"
 
 
-def write_run(folder: Path, rng: np.random.Generator, ids: list[str], users: list[str], settings: dict,
+def write_run(folder: Path, rng: np.random.Generator, ids: list[str], users: list[str], record: RunRecord,
               level: float) -> None:
     scores = {name: np.clip(rng.normal(level, 0.08, len(ids)), 0, 1) for name in metrics.PER_SAMPLE_METRICS}
     per_sample.write(folder / PER_SAMPLE_FILE, per_sample.rows(ids, ["word " * 80] * len(ids), scores, users))
     versions = metrics.library_versions(metrics.PER_SAMPLE_METRICS, "python")
     write_json_atomic(folder / "scores.json", {
-        "task": TASK, "examples": len(ids), "empty_predictions": 0, "settings": settings,
-        "scores": {"metrics": {n: float(np.mean(v)) for n, v in scores.items()}, "versions": versions,
+        "task": TASK, "examples": len(ids), "empty_predictions": 0, "settings": record.to_dict(),
+        "scores": {"num_samples": len(ids), "metrics": {n: float(np.mean(v)) for n, v in scores.items()},
+                   "versions": versions,
                    "settings": metrics.scoring_settings(metrics.PER_SAMPLE_METRICS, "python")}})
 
 
@@ -49,10 +59,12 @@ def make_runs(root: Path, runs: int, examples: int) -> list[Path]:
     folders = []
     for model, retriever, k in itertools.islice(grid, runs):
         folder = root / f"{model}-{retriever}-k{k}"
-        common = {"task": TASK, "data": "product_review_user", "split": "validation", "model": model}
-        write_run(folder, rng, ids, users, {**common, "use_profile": True, "retriever": retriever,
-                                            "num_retrieved": k}, 0.20 + 0.002 * k)
-        write_run(folder / "no_profile", rng, ids, users, {**common, "use_profile": False}, 0.19)
+        common = RunRecord("zero_shot", TaskSettings("product_review_user", "validation"),
+                           DataSource("product_review_user"), ModelSettings(model),
+                           generation=DecodingSettings(max_new_tokens=512))
+        with_profile = RetrievalSettings(True, retriever, signature=retriever, num_retrieved=k)
+        write_run(folder, rng, ids, users, dataclasses.replace(common, retrieval=with_profile), 0.20 + 0.002 * k)
+        write_run(folder / "no_profile", rng, ids, users, common, 0.19)
         folders.append(folder)
     return folders
 

@@ -81,7 +81,7 @@ def prepare(args, workdir: Path) -> None:
         rows.save_to_disk(str(workdir / f"rows-{split}"))
         pairs = {"prompt": [encoder.prompt(row) for row in rows], "completion": rows["output"]}
         datasets.Dataset.from_dict(pairs).save_to_disk(str(workdir / f"pairs-{split}"))
-    (workdir / "args.json").write_text(json.dumps(vars(args)))
+    (workdir / "args.json").write_text(json.dumps(vars(args), allow_nan=False))
 
 
 def heldout_loss(model, tokenizer, workdir: Path) -> float:

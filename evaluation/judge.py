@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 from pathlib import Path
@@ -50,7 +49,7 @@ from longlamp_cli import (  # noqa: E402  # noqa: E402
     positive_int,
     run_command,
 )
-from longlamp_io import RunLock, write_json_atomic, write_text_atomic  # noqa: E402
+from longlamp_io import RunLock, write_json_atomic, write_json_lines  # noqa: E402
 from longlamp_tasks import parse_config_name  # noqa: E402
 from scoring import files  # noqa: E402
 
@@ -212,8 +211,7 @@ def score(args: argparse.Namespace) -> tuple[dict, list[dict], CachedGenerator]:
         result = {"note": NOT_THE_BENCHMARK, "task": task, "golds": golds.path, "preds": predictions_file.path,
                   "examples": count, "settings": {"judge": judge.identity, **settings},
                   "scores": REPORTS[args.protocol].summary(records)}
-        write_text_atomic(output_dir / "judge_per_example.jsonl",
-                          "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        write_json_lines(output_dir / "judge_per_example.jsonl", records)
         write_json_atomic(output_dir / "judge_scores.json", result)
     return result, records, judge
 

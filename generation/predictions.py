@@ -4,10 +4,10 @@ Generation over a whole split takes hours, so every finished batch is appended t
 flushed to disk before the next one starts. A restarted run reads that file back and skips what is done.
 Each line is keyed by a hash of the example's prompt token ids (and seed), not by its id: the sample and the
 real data share ids, and an example whose prompt changed is generated again, never mixed in.
-The first line records the settings that produced the predictions: resuming with a different model (its
-weights fingerprinted), decoding or prompt settings would mix two runs in one file, so it is refused with the
-list of what changed. Other data (`settings["data"]`) is not refused: the examples whose prompts are unchanged
-are kept, the others redone, and the file rewritten with the new header. Once every example is done,
+The first line holds the run's record (longlamp_runs.RunRecord) under "settings": resuming with a different model
+(its weights fingerprinted), decoding or prompt settings would mix two runs in one file, so it is refused with the
+list of what changed. Other data (the record's `data` group) is not refused: the examples whose prompts are
+unchanged are kept, the others redone, and the file rewritten with the new header. Once every example is done,
 `scoring.files.write_predictions` writes the benchmark's file.
 """
 
@@ -17,26 +17,28 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 from longlamp_errors import RunFolderError
-from longlamp_io import write_text_atomic
+from longlamp_io import json_line, write_text_atomic
+from longlamp_runs import RunRecord, describe_differences, differences
 
 logger = logging.getLogger(__name__)
-DATA_SETTINGS = "data"  # the settings entry that may change on resume: lines are keyed by their prompts
+DATA_SETTINGS = "data"  # the record's group that may change on resume: lines are keyed by their prompts
 
 
 class PredictionStore:
     """Finished generations of one run, read back from and appended to `path` (JSON Lines).
 
-    Line 1 is `{"settings": {...}}`; every other line is one `{"key", "id", "output", "tokens", "hit_limit"}`.
+    Line 1 is `{"settings": <the run record>}`; every other line is one
+    `{"key", "id", "output", "tokens", "hit_limit"}`.
     A last line cut short by a kill is dropped (its example is generated again); any other unreadable line is an
     error naming it. `keys` are the run's prompt keys: lines of other keys are dropped when the data changed.
     """
 
-    def __init__(self, path: str | Path, settings: Mapping, keys: Sequence[str] = ()):
+    def __init__(self, path: str | Path, record: RunRecord, keys: Sequence[str] = ()):
         self.path = Path(path)
-        self.settings = json.loads(json.dumps(settings))  # the form it takes once written and read back
+        self.record = record
         self.records: dict[str, dict] = {}
         lines = self._complete_lines() if self.path.exists() else []
         if lines:
@@ -68,11 +70,11 @@ class PredictionStore:
         """Append records as read from another progress file of the same run."""
         if not records:
             return
-        self._append("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        self._append("".join(json_line(r, name=str(self.path)) for r in records))
         self.records.update((r["key"], r) for r in records)
 
     def _header(self) -> str:
-        return json.dumps({"settings": self.settings}, ensure_ascii=False) + "\n"
+        return json_line({"settings": self.record.to_dict()}, name=str(self.path))
 
     def _append(self, text: str) -> None:
         with open(self.path, "a", encoding="utf-8") as handle:
@@ -89,30 +91,30 @@ class PredictionStore:
         return lines
 
     def _read(self, lines: list[str], keys: set[str]) -> None:
-        recorded = _check_header(self.path, lines[0], self.settings)
+        recorded = _check_header(self.path, lines[0], self.record)
         self.records.update(_records(self.path, lines))
-        if recorded.get(DATA_SETTINGS) != self.settings.get(DATA_SETTINGS):
+        changed = differences(recorded, self.record)
+        if changed:  # only the data can differ here
             kept = {key: record for key, record in self.records.items() if key in keys}
             logger.warning("%s: the data changed (%s); %d of %d finished examples have the same prompt and are kept, "
-                           "the others are generated again", self.path,
-                           _difference(recorded.get(DATA_SETTINGS) or {}, self.settings.get(DATA_SETTINGS) or {}),
-                           len(kept), len(self.records))
+                           "the others are generated again", self.path, describe_differences(changed), len(kept),
+                           len(self.records))
             self.records = kept
             self._rewrite()
 
     def _rewrite(self) -> None:
         """The header and the kept records, through a temporary file and a rename."""
-        write_text_atomic(self.path, self._header() + "".join(json.dumps(r, ensure_ascii=False) + "\n"
+        write_text_atomic(self.path, self._header() + "".join(json_line(r, name=str(self.path))
                                                               for r in self.records.values()))
 
 
-def read_progress(path: str | Path, settings: Mapping, keys: Sequence[str]) -> dict[str, dict]:
+def read_progress(path: str | Path, record: RunRecord, keys: Sequence[str]) -> dict[str, dict]:
     """The records of `keys` in another process's progress file of the same run, read without changing it (a
     partial last line is that process still writing). Refused like a resume when its settings differ."""
     lines, _ = _whole_lines(Path(path))
     if not lines:
         return {}
-    _check_header(Path(path), lines[0], json.loads(json.dumps(settings)))
+    _check_header(Path(path), lines[0], record)
     wanted = set(keys)
     return {key: record for key, record in _records(Path(path), lines).items() if key in wanted}
 
@@ -125,16 +127,16 @@ def _whole_lines(path: Path) -> tuple[list[str], int]:
     return complete.decode("utf-8").split("\n")[:-1], len(complete)
 
 
-def _check_header(path: Path, line: str, settings: Mapping) -> dict:
-    """The settings a progress file records; RunFolderError when they differ from `settings` (the data
-    aside, see the module's docstring)."""
-    recorded = _parse_line(path, 1, line).get("settings") or {}
-    strict_old = {k: v for k, v in recorded.items() if k != DATA_SETTINGS}
-    strict_new = {k: v for k, v in settings.items() if k != DATA_SETTINGS}
-    if strict_old != strict_new:
+def _check_header(path: Path, line: str, record: RunRecord) -> RunRecord:
+    """The record a progress file starts with (read through longlamp_runs: checked, an unversioned one migrated);
+    RunFolderError when it differs from `record` (the data aside, see the module's docstring)."""
+    header = _parse_line(path, 1, line)
+    recorded = RunRecord.from_dict(header.get("settings") or {}, f"{path}, line 1")
+    changed = differences(recorded, record, ignore=(DATA_SETTINGS,))
+    if changed:
         raise RunFolderError(
             f"{path} holds predictions made with other settings than this run "
-            f"({_difference(strict_old, strict_new)}); use another --output_dir, or delete the file to start over"
+            f"({describe_differences(changed)}); use another --output_dir, or delete the file to start over"
         )
     return recorded
 
@@ -159,8 +161,3 @@ def _parse_line(path: Path, number: int, line: str) -> dict:
         raise ValueError(f"{path}, line {number}: expected a JSON object, got {line[:200]}")
     return record
 
-
-def _difference(old: Mapping, new: Mapping) -> str:
-    keys = sorted(set(old) | set(new))
-    changed = [f"{k}: {old.get(k)!r} on disk, {new.get(k)!r} now" for k in keys if old.get(k) != new.get(k)]
-    return "; ".join(changed) or "unreadable settings line"

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from generation.decoding import plan_batches
 from generation.predictions import PredictionStore, read_progress
 from longlamp_io import write_json_atomic
-from longlamp_runs import PROGRESS_FILE, PROMPTS_FILE
+from longlamp_runs import PROGRESS_FILE, PROMPTS_FILE, RunRecord
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class PreparedRun:
     """One run's prompts and progress, ready for generation (one per profile / no-profile variant and seed)."""
 
     output_dir: Path
-    settings: dict
+    record: RunRecord
     seed: int  # example i is generated with seed + i
     ids: list[str]
     inputs: list  # what the backend takes: token ids, or the prompt text (a served model)
@@ -67,7 +67,7 @@ def prompt_key(prompt: Sequence[int] | str, seed: int | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def prepare_run(directory: Path, settings: dict, records: list[dict], inputs: list, seed: int,
+def prepare_run(directory: Path, record: RunRecord, records: list[dict], inputs: list, seed: int,
                 sampling: bool) -> PreparedRun:
     """Save one run's prompts and open or resume its progress file. Example i is generated with seed + i; when
     sampling, that seed is part of its key (greedy outputs do not depend on it)."""
@@ -76,15 +76,15 @@ def prepare_run(directory: Path, settings: dict, records: list[dict], inputs: li
     rank = share()[0]
     if rank == 0:
         write_json_atomic(directory / PROMPTS_FILE, records)
-    store = PredictionStore(progress_path(directory, rank), settings, keys)
+    store = PredictionStore(progress_path(directory, rank), record, keys)
     elsewhere = {}
     for path in sorted(directory.glob("progress*.jsonl")):
         if path != store.path:
-            elsewhere.update(read_progress(path, settings, keys))
+            elsewhere.update(read_progress(path, record, keys))
     done = len(set(store.records) | set(elsewhere))
     if done:
         logger.info("%s: resuming, %d of %d examples already done", directory, done, len(records))
-    return PreparedRun(directory, settings, seed, [r["id"] for r in records], inputs,
+    return PreparedRun(directory, record, seed, [r["id"] for r in records], inputs,
                        [r["prompt_tokens"] for r in records], keys, store, elsewhere)
 
 
@@ -123,7 +123,7 @@ def collect_other_processes(run: PreparedRun, poll_seconds: float = 1.0) -> None
     while missing:
         found = {}
         for path in others:
-            found.update(read_progress(path, run.settings, missing))
+            found.update(read_progress(path, run.record, missing))
         run.store.add_records([found[key] for key in missing if key in found])
         missing = [key for key in missing if key not in found]
         if missing:

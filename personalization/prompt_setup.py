@@ -7,6 +7,18 @@ from generation import backend_class, get_backend
 from generation.decoding import GenerationSettings
 from generation.source import resolve_model
 from longlamp_prompts import PromptBuilder, prompt_budget
+from longlamp_runs import (
+    DataSource,
+    DecodingSettings,
+    ModelSettings,
+    PerUserSettings,
+    PromptSettings,
+    RetrievalSettings,
+    RunRecord,
+    TaskSettings,
+    config_of,
+    trained_settings,
+)
 from longlamp_tasks import parse_config_name
 
 
@@ -41,3 +53,21 @@ class PromptSetup:
 
     def encode(self, prompt: str) -> list[int]:
         return self.source.encode(prompt, self.builder.use_chat_template)
+
+    def record(self, kind: str, data: DataSource, per_user: PerUserSettings, strip_reasoning: bool) -> RunRecord:
+        """The run record of a run with these model, backend and prompt rules (per-user evaluation, style vectors);
+        the weights are fingerprinted here."""
+        from generation.fingerprints import model_fingerprint
+
+        args, source, generator = self.args, self.source, self.generator
+        retrieval = RetrievalSettings()
+        if self.retriever is not None:
+            retrieval = RetrievalSettings(True, args.retriever, args.retriever_model, self.retriever.signature,
+                                          args.num_retrieved)
+        return RunRecord(
+            kind, TaskSettings(config_of(args.task), args.split), data,
+            ModelSettings(args.model_name, source.base if source.adapter else None, model_fingerprint(source),
+                          generator.name, type(generator).dtype_name(args.dtype),
+                          trained_settings(args.model_name) is not None),
+            retrieval, PromptSettings(self.builder.max_prompt_tokens, self.builder.use_chat_template),
+            DecodingSettings(**generator.settings.record(), strip_reasoning=strip_reasoning), per_user=per_user)

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Mapping
 
 from longlamp_io import replace_folder, write_json_atomic
+from longlamp_runs import USER_RECORD_FILE
 from personalization.users import user_folder_name
 
-USER_RECORD = "user.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -37,15 +37,15 @@ class AdapterStore:
         return self.root / user_folder_name(user_id)
 
     def is_done(self, user_id: str) -> bool:
-        return (self.path(user_id) / USER_RECORD).is_file()
+        return (self.path(user_id) / USER_RECORD_FILE).is_file()
 
     def record(self, user_id: str) -> dict:
-        return json.loads((self.path(user_id) / USER_RECORD).read_text())
+        return json.loads((self.path(user_id) / USER_RECORD_FILE).read_text())
 
     def adapters(self) -> dict[str, Path]:
         """Every finished user's adapter folder, by user id."""
         found = {}
-        for record_file in sorted(self.root.glob(f"*/{USER_RECORD}")):
+        for record_file in sorted(self.root.glob(f"*/{USER_RECORD_FILE}")):
             found[json.loads(record_file.read_text())["user_id"]] = record_file.parent
         return found
 
@@ -62,7 +62,7 @@ class AdapterStore:
                  for key, value in get_peft_model_state_dict(model, adapter_name=name).items()}
         save_file(state, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
         storage = sum(path.stat().st_size for path in tmp.iterdir())
-        write_json_atomic(tmp / USER_RECORD, {"user_id": user_id, **record, "adapter_bytes": storage})
+        write_json_atomic(tmp / USER_RECORD_FILE, {"user_id": user_id, **record, "adapter_bytes": storage})
         replace_folder(tmp, final)  # a folder there has no record (put in place whole): one from a removed record
         return final
 

@@ -1,23 +1,36 @@
 """Model cards built from what a run wrote on disk: pure functions returning `huggingface_hub.ModelCard`.
 
-The card's YAML carries the Hub metadata (base model, datasets, library, pipeline, tags) and the scores as
-`model-index` (`EvalResult`), exactly the numbers of `scores.json`; `eval_result_entries` gives the same
-numbers as `.eval_results/` entries. The body is rendered from `card_template.md`: what the model is for,
-the setting, the results table with intervals and the paired difference, the plot, how to load it and how to
-reproduce it. No machine paths and no tokens reach a card (see `runs.public_name`).
+Everything a card says comes from `longlamp_runs.read_run`: the run's record (every setting, in the settings
+table), its scores and its files. The card's YAML carries the Hub metadata (base model, datasets, library,
+pipeline, tags) and the scores as `model-index` (`EvalResult`), exactly the numbers of `scores.json`;
+`eval_result_entries` gives the same numbers as `.eval_results/` entries. The body is rendered from
+`card_template.md`: what ran (zero-shot or fine-tuned, with or without profile, the per-user method), the setting,
+every recorded setting, the results table with intervals and the paired difference, the plot, how to load it and
+the command that reproduces it, built from the record so that it parses into the same settings. No machine paths
+and no tokens reach a card (see `runs.public_name`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 from pathlib import Path
 
 from longlamp_io import write_text_atomic
-from longlamp_runs import CARD_FILE
-from longlamp_tasks import CITATION, scorer_task_name
+from longlamp_runs import CARD_FILE, RECORD_VERSION, RunFolder, RunRecord, Variant, flags_of, read_run
+from longlamp_tasks import CITATION, parse_config_name, scorer_task_name
 from publishing.plots import plot_comparison
-from publishing.runs import DATASET_ID, Result, Run, is_hub_id, public_name, read_run
+from publishing.runs import (
+    DATASET_ID,
+    is_hub_id,
+    known_license,
+    metric_args,
+    public_name,
+    public_record,
+    variant_label,
+    what_ran,
+)
 from publishing.samples import paired_difference, write_per_sample_scores
 from scoring.significance import DEFAULT_RESAMPLES
 
@@ -28,17 +41,23 @@ METRIC_NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "
                 "meteor": "METEOR", "sacrebleu": "SacreBLEU"}
 METRIC_IDS = {"rouge1": "rouge", "rouge2": "rouge", "rougeL": "rouge", "rougeLsum": "rouge", "meteor": "meteor",
               "sacrebleu": "sacrebleu"}  # the Hub's metric ids (evaluate's metric names) for the card's `metrics`
-# Training settings that describe the run's outcome or its machine, not how to repeat it.
-NOT_FLAGS = {"global_step", "best_metric", "best_step", "metrics", "output_dir", "resume_from_checkpoint",
-             "push_to_hub", "hub_model_id", "hub_private", "hub_revision", "hub_strategy", "hub_token",
-             "merged_from_adapter"}
 
 
 def metric_name(metric: str) -> str:
     return METRIC_NAMES.get(metric, metric)
 
 
-def eval_results(run: Run, source_url: str | None = None) -> list:
+def model_shown(run: RunFolder) -> str:
+    """The model as a card names it: the evaluated model, or the fine-tuned base (local folders by their last part)."""
+    return public_name(run.record.model.name)
+
+
+def base_model(run: RunFolder) -> str | None:
+    """The model a card's model is made from: a training run's base, an evaluated adapter's base."""
+    return run.record.model.name if run.kind == "training" else run.record.model.base_model
+
+
+def eval_results(run: RunFolder, source_url: str | None = None) -> list:
     """One `EvalResult` per variant and metric, with the values exactly as scored (model-index).
 
     huggingface_hub groups model-index results by task, dataset, config, split and revision, so the variants
@@ -46,19 +65,18 @@ def eval_results(run: Run, source_url: str | None = None) -> list:
     """
     from huggingface_hub import EvalResult
 
-    revision = run.settings.get("revision")
     return [
         EvalResult(task_type="text-generation", task_name="Personalized long-text generation", dataset_type=DATASET_ID,
-                   dataset_name=f"LongLaMP {run.config_name}", dataset_config=run.config_name,
-                   dataset_split=result.split, dataset_revision=revision, metric_type=metric,
-                   metric_name=f"{metric_name(metric)} ({result.label})", metric_args=result.retrieval,
-                   metric_value=value,
+                   dataset_name=f"LongLaMP {run.config}", dataset_config=run.config,
+                   dataset_split=variant.record.task.split, dataset_revision=variant.record.data.revision,
+                   metric_type=metric, metric_name=f"{metric_name(metric)} ({variant_label(variant)})",
+                   metric_args=metric_args(variant), metric_value=value,
                    source_name="LongLaMP toolkit scorer" if source_url else None, source_url=source_url)
-        for result in run.results for metric, value in result.metrics.items()
+        for variant in run.variants for metric, value in variant.metrics.items()
     ]
 
 
-def eval_result_entries(run: Run, source_url: str | None = None) -> list:
+def eval_result_entries(run: RunFolder, source_url: str | None = None) -> list:
     """The same numbers as huggingface_hub `EvalResultEntry`s for `.eval_results/longlamp.yaml`.
 
     LongLaMP is not a registered Hub benchmark, so `task_id` is the config name and `notes` say which metric,
@@ -67,56 +85,58 @@ def eval_result_entries(run: Run, source_url: str | None = None) -> list:
     from huggingface_hub import EvalResultEntry
 
     return [
-        EvalResultEntry(dataset_id=DATASET_ID, task_id=run.config_name, value=value,
-                        dataset_revision=run.settings.get("revision"), source_url=source_url,
+        EvalResultEntry(dataset_id=DATASET_ID, task_id=run.config, value=value,
+                        dataset_revision=variant.record.data.revision, source_url=source_url,
                         source_name="LongLaMP toolkit scorer" if source_url else None,
-                        notes=f"{metric}; split {result.split}; {result.label}; n={result.num_samples}")
-        for result in run.results for metric, value in result.metrics.items()
+                        notes=f"{metric}; split {variant.record.task.split}; {variant_label(variant)}; "
+                              f"n={variant.scores.num_samples}")
+        for variant in run.variants for metric, value in variant.metrics.items()
     ]
 
 
-def eval_results_yaml(run: Run, source_url: str | None = None) -> str:
+def eval_results_yaml(run: RunFolder, source_url: str | None = None) -> str:
     import yaml
     from huggingface_hub import eval_result_entries_to_yaml
 
     return yaml.safe_dump(eval_result_entries_to_yaml(eval_result_entries(run, source_url)), sort_keys=False)
 
 
-def plot_rows(run: Run) -> list[dict]:
+def plot_rows(run: RunFolder) -> list[dict]:
     """The rows of the results plot: one bar per variant and metric, grouped by metric."""
     rows = []
-    for result in run.results:
-        for metric, value in result.metrics.items():
-            interval = result.intervals.get(metric, {})
-            rows.append({"label": result.label, "group": metric_name(metric), "value": value,
+    for variant in run.variants:
+        for metric, value in variant.metrics.items():
+            interval = variant.scores.intervals.get(metric, {})
+            rows.append({"label": variant_label(variant), "group": metric_name(metric), "value": value,
                          "low": interval.get("low"), "high": interval.get("high")})
     return rows
 
 
-def _value(result: Result, metric: str) -> str:
-    if metric not in result.metrics:
+def _value(variant: Variant, metric: str) -> str:
+    if metric not in variant.metrics:
         return "-"
-    interval = result.intervals.get(metric)
-    shown = f"{result.metrics[metric]:.4f}"
+    interval = variant.scores.intervals.get(metric)
+    shown = f"{variant.metrics[metric]:.4f}"
     return f"{shown} [{interval['low']:.4f}, {interval['high']:.4f}]" if interval else shown
 
 
-def results_table(run: Run) -> str:
-    metrics = list(dict.fromkeys(m for r in run.results for m in r.metrics))
+def results_table(run: RunFolder) -> str:
+    metrics = list(dict.fromkeys(m for v in run.variants for m in v.metrics))
     if not metrics:
-        return "Not scored (see the note below)." if any(r.note for r in run.results) else "Not scored."
+        return "Not scored (see the note below)." if any(v.not_scored for v in run.variants) else "Not scored."
     header = ["variant", "split", "examples"] + [metric_name(m) for m in metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for result in run.results:
-        cells = [result.label, result.split, str(result.num_samples or "-")] + [_value(result, m) for m in metrics]
+    for variant in run.variants:
+        examples = str(variant.scores.num_samples) if variant.scores else "-"
+        cells = [variant_label(variant), variant.record.task.split, examples] + [_value(variant, m) for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def comparison_table(run: Run) -> str:
-    if len(run.results) < 2:
+def comparison_table(run: RunFolder) -> str:
+    if len(run.variants) < 2:
         return ""
-    differences = paired_difference(run.results[0], run.results[1])
+    differences = paired_difference(run.variants[0], run.variants[1])
     if not differences:
         gains = (run.comparison or {}).get("gain") or {}
         if not gains:
@@ -132,122 +152,133 @@ def comparison_table(run: Run) -> str:
     return "\n".join(lines)
 
 
-def personalization_text(settings: dict) -> str | None:
-    """The per-user methods of an evaluate_per_user.py run (its settings' `personalization`), in words."""
-    described = []
-    for name, details in (settings.get("personalization") or {}).items():
-        if name == "style_vectors":
-            described.append(f"style vectors (layer {details.get('layer')}, scale {details.get('scale')})")
-        elif name == "profile_summary":
-            described.append(f"a summary of the {details.get('of')} in the prompt")
-        else:
-            described.append("one LoRA adapter per user (OPPU)")
-    return "; ".join(described) or None
+def cell(value) -> str:
+    """A setting's value in the settings table: a string as it is, anything else as JSON."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text.replace("|", "\\|")
 
 
-def _settings_rows(run: Run) -> dict:
-    s = run.settings
-    retrieval = "none (no profile)"
-    if s.get("use_profile"):
-        retrieval = f"{s.get('retriever')}, k={s.get('num_retrieved')}" + (", pre-ranked" if s.get("is_ranked") else "")
-    if run.kind == "zero_shot":
-        return {"model": run.model, "retrieval": retrieval, "per-user personalisation": personalization_text(s),
-                "prompt budget (tokens)": s.get("max_prompt_tokens"),
-                "chat template": s.get("chat_template"), "backend / dtype": f"{s.get('backend')} / {s.get('dtype')}",
-                "generation": ", ".join(f"{k}={s[k]}" for k in ("max_new_tokens", "do_sample", "temperature",
-                                                                "top_p", "num_beams", "seed") if k in s)}
-    tuning = (f"LoRA r={s.get('lora_r')}, alpha={s.get('lora_alpha')}, dropout={s.get('lora_dropout')}"
-              + (", 4-bit base (QLoRA)" if s.get("load_in_4bit") else "") if s.get("use_lora") else "all weights")
-    return {"base model": run.base_model, "fine-tuning": tuning, "retrieval": retrieval,
-            "prompt / target budget (tokens)": f"{s.get('max_prompt_length')} / {s.get('max_target_length')}",
-            "optimisation": (f"lr {s.get('learning_rate')} ({s.get('lr_scheduler')}), batch "
-                             f"{s.get('per_device_train_batch_size')} x {s.get('gradient_accumulation_steps')} "
-                             f"accumulation per process, {s.get('num_train_epochs')} epoch(s), max_steps "
-                             f"{s.get('max_steps')}, weight decay {s.get('weight_decay')}, seed {s.get('seed')}"),
-            "steps trained": s.get("global_step"),
-            "hardware": (f"{s.get('num_processes', 1)} process(es), mixed precision "
-                         f"{s.get('mixed_precision') or 'as configured'}, dtype {s.get('model_dtype')}"),
-            "best checkpoint": f"{s.get('metric_for_best_model')} {s.get('best_metric')} at step {s.get('best_step')}"}
-
-
-def per_user_command(run: Run) -> str:
-    """evaluate_per_user.py's command line for a per-user run (its adapter and vector folders by their last part)."""
-    s, methods = run.settings, run.settings["personalization"]
-    retriever = s.get("retriever")
-    options = [("--data", s.get("data")), ("--split", s.get("split")), ("--model_name", run.model),
-               ("--max_prompt_length", s.get("max_prompt_tokens")), ("--max_new_tokens", s.get("max_new_tokens")),
-               ("--use_profile", s.get("use_profile")),
-               ("--retriever", (retriever.get("name") if isinstance(retriever, dict) else retriever)
-                if s.get("use_profile") else None),
-               ("--num_retrieved", s.get("num_retrieved") if s.get("use_profile") else None),
-               ("--adapters_dir", methods.get("per_user_adapters", {}).get("folder")),
-               ("--style_vectors_dir", methods.get("style_vectors", {}).get("folder")),
-               ("--style_layer", methods.get("style_vectors", {}).get("layer")),
-               ("--style_scale", methods.get("style_vectors", {}).get("scale")),
-               ("--use_summary", "profile_summary" in methods),
-               ("--summary_of", methods.get("profile_summary", {}).get("of")),
-               ("--backend", s.get("backend")), ("--output_dir", "runs/" + run.config_name)]
-    return command_line("python evaluation/evaluate_per_user.py", options)
+def settings_table(run: RunFolder) -> str:
+    """Every setting of the run's record (local paths by their last part), one row per dotted name and one column
+    per variant; a training run's outcome below its settings."""
+    records = [public_record(v.record) for v in run.variants] if run.kind != "training" else [public_record(
+        run.record)]
+    labels = [variant_label(v) for v in run.variants] if run.kind != "training" else ["value"]
+    flats = [record.flat() for record in records]
+    if run.outcome is not None:
+        outcome = {f"outcome.{key}": value for key, value in dataclasses.asdict(run.outcome).items()}
+        flats = [{**flat, **outcome} for flat in flats]
+    names = list(dict.fromkeys(name for flat in flats for name in flat))
+    lines = ["| setting | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    lines += [f"| {name} | " + " | ".join(cell(flat.get(name)) for flat in flats) + " |" for name in names]
+    return "\n".join(lines)
 
 
 def command_line(program: str, options: list[tuple[str, object]]) -> str:
-    """`program` with each flag: alone when True, with its value (a local path by its last part) when set."""
+    """`program` with each flag: alone when True, with its value when set (a mapping as JSON)."""
     parts = program.split()
     for flag, value in options:
         if value is True:
             parts.append(flag)
         elif value is not None and value is not False:
-            parts += [flag, public_name(value)]
-    return " ".join(shlex.quote(str(p)) for p in parts)
+            parts += [flag, json.dumps(value) if isinstance(value, dict) else str(value)]
+    return " ".join(shlex.quote(part) for part in parts)
 
 
-def _table(rows: dict) -> str:
-    lines = ["| setting | value |", "|---|---|"]
-    lines += [f"| {key} | {value} |" for key, value in rows.items() if value not in (None, "")]
-    return "\n".join(lines)
+def _chat_template_flag(value: bool | None) -> tuple[str, bool]:
+    """The resolved chat-template choice, always explicit (its default depends on the tokenizer)."""
+    return ("--use_chat_template" if value else "--no-use_chat_template", value is not None)
 
 
-def reproduce_command(run: Run) -> str:
-    """The command that repeats the run, from its recorded settings (local paths shown by their last part)."""
-    s = run.settings
-    if s.get("personalization"):
-        return per_user_command(run)
-    if run.kind == "zero_shot":
-        retriever = s.get("retriever")
-        options = [("--validation_data", s.get("data")), ("--split", s.get("split")), ("--model_name", run.model),
-                   ("--base_model", s.get("base_model")), ("--max_prompt_length", s.get("max_prompt_tokens")),
-                   ("--max_new_tokens", s.get("max_new_tokens")), ("--num_beams", s.get("num_beams")),
-                   ("--do_sample", s.get("do_sample")), ("--temperature", s.get("temperature") if s.get("do_sample")
-                                                         else None),
-                   ("--top_p", s.get("top_p") if s.get("do_sample") else None), ("--seed", s.get("seed")),
-                   ("--use_profile", s.get("use_profile")),
-                   ("--retriever", (retriever.get("name") if isinstance(retriever, dict) else retriever)
-                    if s.get("use_profile") else None),
-                   ("--num_retrieved", s.get("num_retrieved") if s.get("use_profile") else None),
-                   ("--is_ranked", s.get("is_ranked")), ("--compare_no_profile", len(run.results) > 1),
-                   ("--no_use_chat_template", s.get("chat_template") is False),
-                   ("--output_dir", "runs/" + run.config_name)]
-        return command_line("python evaluation/evaluate_llm.py", options)
+def _retrieval_options(record: RunRecord) -> list[tuple[str, object]]:
+    retrieval = record.retrieval
+    if not retrieval.use_profile:
+        return []
+    return [("--use_profile", True), ("--retriever", retrieval.retriever),
+            ("--retriever_model", retrieval.retriever_model), ("--num_retrieved", retrieval.num_retrieved),
+            ("--is_ranked", retrieval.is_ranked)]
+
+
+def _data_options(record: RunRecord, data_flag: str) -> list[tuple[str, object]]:
+    return [(data_flag, record.data.data), ("--task", record.task.config), ("--split", record.task.split),
+            ("--data_dir", record.data.data_dir), ("--revision", record.data.revision),
+            ("--max_eval_examples", record.data.limit)]
+
+
+def zero_shot_command(run: RunFolder, record: RunRecord) -> str:
+    """evaluate_llm.py's command line that repeats a zero-shot run (both variants with --compare_no_profile)."""
+    from generation.served_model import APPROXIMATION
+
+    model, prompt, decoding = record.model, record.prompt, record.generation
+    endpoint = run.variants[0].endpoint
+    options = [*_data_options(record, "--validation_data"),
+               ("--model_name", model.name), ("--base_model", model.base_model), ("--backend", model.backend),
+               ("--dtype", model.dtype), ("--api_base", endpoint), ("--api_mode", model.api_mode),
+               ("--tokenizer", model.prompt_tokenizer if model.prompt_tokenizer != APPROXIMATION else None),
+               *_retrieval_options(record), ("--compare_no_profile", len(run.variants) > 1),
+               ("--max_prompt_length", prompt.max_prompt_length), _chat_template_flag(prompt.chat_template),
+               ("--chat_template_kwargs", prompt.chat_template_kwargs),
+               ("--max_new_tokens", decoding.max_new_tokens), ("--do_sample", decoding.do_sample),
+               ("--temperature", decoding.temperature), ("--top_p", decoding.top_p),
+               ("--num_beams", decoding.num_beams), ("--seed", decoding.seed),
+               ("--keep_reasoning", not decoding.strip_reasoning), ("--output_dir", "runs/" + run.config)]
+    return command_line("python evaluation/evaluate_llm.py", options)
+
+
+def per_user_command(record: RunRecord) -> str:
+    """evaluate_per_user.py's command line that repeats a per-user run."""
+    model, methods = record.model, record.per_user
+    adapters, style, summary = methods.adapters, methods.style_vectors, methods.profile_summary
+    options = [*_data_options(record, "--data"), ("--model_name", model.name), ("--backend", model.backend),
+               ("--dtype", model.dtype), *_retrieval_options(record),
+               ("--max_prompt_length", record.prompt.max_prompt_length),
+               _chat_template_flag(record.prompt.chat_template),
+               ("--max_new_tokens", record.generation.max_new_tokens),
+               ("--adapters_dir", adapters.folder if adapters else None),
+               ("--style_vectors_dir", style.folder if style else None),
+               ("--style_layer", style.layer if style else None), ("--style_scale", style.scale if style else None),
+               ("--use_summary", summary is not None), ("--summary_of", summary.of if summary else None),
+               ("--summary_max_new_tokens", summary.max_new_tokens if summary else None),
+               ("--summary_model", summary.model if summary else None),
+               ("--summary_backend", summary.backend if summary else None),
+               ("--output_dir", "runs/" + record.task.config)]
+    return command_line("python evaluation/evaluate_per_user.py", options)
+
+
+def training_command(record: RunRecord) -> str:
+    """train.py's command line that repeats a training run: every recorded setting as its flag."""
     lines = ["accelerate launch training/train.py"]
-    for key, value in s.items():
-        if key in NOT_FLAGS or value is None or value is False or isinstance(value, (dict, list)):
-            continue  # False: every boolean flag defaults to off
-        lines.append(f"--{key}" if value is True else f"--{key} {shlex.quote(str(value))}")
-    lines.append(f"--output_dir runs/{run.config_name}")
+    for name, value in flags_of(record).items():
+        if name == "use_chat_template":
+            lines.append(_chat_template_flag(value)[0])
+        elif value is True:
+            lines.append(f"--{name}")
+        elif value is not False:
+            lines.append(f"--{name} {shlex.quote(str(value))}")
+    lines.append(f"--output_dir runs/{record.task.config}")
     return " \\\n    ".join(lines)
 
 
-def _is_seq2seq(run: Run) -> bool:
+def reproduce_command(run: RunFolder) -> str:
+    """The command that repeats the run, from its record (local paths shown by their last part)."""
+    record = public_record(run.record)
+    if run.kind == "training":
+        return training_command(record)
+    return per_user_command(record) if run.kind == "per_user" else zero_shot_command(run, record)
+
+
+def _is_seq2seq(run: RunFolder) -> bool:
     config = run.model_dir / "config.json" if run.model_dir else None
     return bool(config and config.is_file() and json.loads(config.read_text()).get("is_encoder_decoder"))
 
 
-def usage(run: Run, repo_id: str | None) -> str:
-    fallback = run.model if run.kind == "zero_shot" and is_hub_id(run.model) else "path/to/the/model"
+def usage(run: RunFolder, repo_id: str | None) -> str:
+    model, base = model_shown(run), public_name(base_model(run))
+    fallback = model if run.kind != "training" and is_hub_id(model) else "path/to/the/model"
     name = repo_id or fallback
     auto = "AutoModelForSeq2SeqLM" if _is_seq2seq(run) else "AutoModelForCausalLM"
     if run.is_adapter:
-        base = run.base_model if is_hub_id(run.base_model) else "BASE_MODEL"
+        base = base if is_hub_id(base) else "BASE_MODEL"
         return (f"from peft import PeftModel\nfrom transformers import {auto}, AutoTokenizer\n\n"
                 f"base = {auto}.from_pretrained({base!r})\nmodel = PeftModel.from_pretrained(base, {name!r})\n"
                 f"tokenizer = AutoTokenizer.from_pretrained({name!r})")
@@ -255,46 +286,81 @@ def usage(run: Run, repo_id: str | None) -> str:
             f"tokenizer = AutoTokenizer.from_pretrained({name!r})")
 
 
-def card_data(run: Run, source_url: str | None = None):
+def title(run: RunFolder) -> str:
+    """What ran, in the card's title: "<model> on LongLaMP <config> (zero-shot, with and without profile)", "<base>
+    fine-tuned for LongLaMP <config> (LoRA adapter, with profile)"."""
+    if run.kind == "training":
+        kind = "LoRA adapter" if run.is_adapter else "all weights"
+        profile = "with profile" if run.record.retrieval.use_profile else "no profile"
+        return f"{model_shown(run)} fine-tuned for LongLaMP {run.config} ({kind}, {profile})"
+    return f"{model_shown(run)} on LongLaMP {run.config} ({what_ran(run)})"
+
+
+def summary_text(run: RunFolder) -> str:
+    task_title = parse_config_name(run.config)[0].title
+    setting = parse_config_name(run.config)[1]
+    model = model_shown(run)
+    if run.kind == "training":
+        kind = "a LoRA adapter for" if run.is_adapter else "a fine-tuned version of"
+        items = " and items retrieved from one user's profile" if run.record.retrieval.use_profile else ""
+        return (f"This model is {kind} `{model}` trained for the LongLaMP benchmark's {task_title} task ({setting} "
+                f"setting): given a task input{items}, it writes the long text that this user would write.")
+    how = "Results of the fine-tuned model" if run.record.model.fine_tuned else "Zero-shot results of"
+    profiles = [v.record.retrieval.use_profile for v in run.variants]
+    personalised = ("with retrieval-augmented personalization from the user's profile, and without it for "
+                    "comparison" if len(set(profiles)) > 1 else
+                    "with retrieval-augmented personalization from the user's profile" if profiles[0] else
+                    "without the user's profile (the non-personalised baseline)")
+    methods = run.record.per_user.methods() if run.record.per_user else []
+    if methods:
+        personalised = f"personalised per user with {'; '.join(methods)}, " + (
+            "with retrieved profile items" if profiles[0] else "without retrieved profile items")
+    return f"{how} `{model}` on the LongLaMP benchmark's {task_title} task ({setting} setting), {personalised}."
+
+
+def card_data(run: RunFolder, source_url: str | None = None):
     from huggingface_hub import ModelCardData
 
-    base = run.base_model if is_hub_id(run.base_model) else None  # a local base cannot be linked on the Hub
+    base = base_model(run)
+    base = base if is_hub_id(base) else None  # a local base cannot be linked on the Hub
+    model = model_shown(run)
+    kind_tag = "fine-tuned" if run.kind == "training" or run.record.model.fine_tuned else "zero-shot"
     return ModelCardData(
-        model_name=f"LongLaMP {run.config_name}: {run.model}" if run.kind == "zero_shot"
-        else f"{run.model} fine-tuned on LongLaMP {run.config_name}",
-        base_model=base, datasets=[DATASET_ID], language=["en"], license=run.license,
+        model_name=f"LongLaMP {run.config}: {model}" if run.kind != "training"
+        else f"{model} fine-tuned on LongLaMP {run.config}",
+        base_model=base, datasets=[DATASET_ID], language=["en"],
+        license=known_license(base_model(run) or run.record.model.name),
         library_name="peft" if run.is_adapter else "transformers",
         pipeline_tag="text2text-generation" if _is_seq2seq(run) else "text-generation",
-        tags=["longlamp", "personalization", run.task.name, run.config_name], metrics=list(
-            dict.fromkeys(METRIC_IDS.get(m, m) for r in run.results for m in r.metrics)) or None,
+        tags=["longlamp", "personalization", parse_config_name(run.config)[0].name, run.config, kind_tag,
+              *(["per-user"] if run.kind == "per_user" else [])],
+        metrics=list(dict.fromkeys(METRIC_IDS.get(m, m) for v in run.variants for m in v.metrics)) or None,
         eval_results=eval_results(run, source_url) or None,
     )
 
 
-def build_card(run: Run, repo_id: str | None = None, source_url: str | None = None, plot_file: str | None = None):
-    """The card of `run` (a `publishing.runs.Run`); pure: reads files, writes nothing."""
+def notes(run: RunFolder) -> str:
+    lines = [f"Note: {variant_label(v)}: {v.not_scored}." for v in run.variants if v.not_scored]
+    lines += [f"Note: scored during training at step {v.step} on the first {v.scores.num_samples} validation "
+              "examples." for v in run.variants if v.record.kind == "training" and v.scores]
+    return "\n".join(lines)
+
+
+def build_card(run: RunFolder, repo_id: str | None = None, source_url: str | None = None,
+               plot_file: str | None = None):
+    """The card of `run` (longlamp_runs.read_run's); pure: reads files, writes nothing."""
     from huggingface_hub import ModelCard
 
-    task_title = run.task.title
-    if run.kind == "zero_shot":
-        title = f"{run.model} on LongLaMP {run.config_name} (zero-shot)"
-        summary = (f"Zero-shot results of `{run.model}` on the LongLaMP benchmark's {task_title} task "
-                   f"({run.setting} setting), with retrieval-augmented personalization from the user's profile.")
-    else:
-        kind = "a LoRA adapter for" if run.is_adapter else "a fine-tuned version of"
-        title = f"{run.model} fine-tuned for LongLaMP {run.config_name}"
-        summary = (f"This model is {kind} `{run.base_model}` trained for the LongLaMP benchmark's {task_title} "
-                   f"task ({run.setting} setting): given a task input and items retrieved from one user's "
-                   "profile, it writes the long text that this user would write.")
-    split_rule = ("test users are unseen in training" if run.setting == "user"
+    task, setting = parse_config_name(run.config)
+    split_rule = ("test users are unseen in training" if setting == "user"
                   else "each user's latest items are the targets, earlier ones the profile")
-    setting_text = (f"LongLaMP config `{run.config_name}` (`{scorer_task_name(run.task, run.setting)}` in prediction "
-                    f"files): {split_rule}.")
-    notes = [f"Note: {r.label}: {r.note}." for r in run.results if r.note]
+    setting_text = (f"LongLaMP config `{run.config}` (`{scorer_task_name(task, setting)}` in prediction files): "
+                    f"{split_rule}. Every setting of the run (its run record, version {RECORD_VERSION}; "
+                    "docs/runs.md of the LongLaMP toolkit describes each):")
     return ModelCard.from_template(
-        card_data(run, source_url), template_path=str(TEMPLATE), title=title, summary=summary,
-        setting_text=setting_text, settings_table=_table(_settings_rows(run)), results_table=results_table(run),
-        comparison_table=comparison_table(run), plot_file=plot_file, results_note="\n".join(notes),
+        card_data(run, source_url), template_path=str(TEMPLATE), title=title(run), summary=summary_text(run),
+        setting_text=setting_text, settings_table=settings_table(run), results_table=results_table(run),
+        comparison_table=comparison_table(run), plot_file=plot_file, results_note=notes(run),
         usage=usage(run, repo_id), command=reproduce_command(run), citation=CITATION,
     )
 
@@ -306,13 +372,13 @@ def build_run_card(run_dir: str | Path, repo_id: str | None = None, source_url: 
     return build_card(run, repo_id, source_url, plot)
 
 
-def write_results_files(run: Run) -> None:
+def write_results_files(run: RunFolder) -> None:
     """Per-sample scores of each scored variant and the results plot, written into the run folder."""
-    for result in run.results:
-        write_per_sample_scores(result)
+    for variant in run.variants:
+        write_per_sample_scores(variant)
     rows = plot_rows(run)
     if rows:
-        plot_comparison(rows, run.folder / PLOT_FILE, f"{run.model} on LongLaMP {run.config_name}")
+        plot_comparison(rows, run.folder / PLOT_FILE, f"{model_shown(run)} on LongLaMP {run.config}")
 
 
 def write_run_card(run_dir: str | Path, repo_id: str | None = None) -> Path:

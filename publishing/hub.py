@@ -8,6 +8,7 @@ leaves every local file as it was, and the same push again writes the same files
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -20,14 +21,18 @@ from longlamp_io import write_json_atomic
 from longlamp_runs import (
     CARD_FILE,
     COMPARISON_FILE,
+    FINAL_DIR,
     PER_SAMPLE_FILE,
     PREDICTIONS_FILE,
     PROMPTS_FILE,
     PUBLISHED_RESULTS_DIR,
     PUBLISHED_SUMMARY_FILE,
-    SCORES_FILE,
-    TRAINING_RECORD_FILE,
+    RunFolder,
+    Variant,
+    read_run,
+    write_model_record,
 )
+from longlamp_tasks import parse_config_name
 from publishing.cards import (
     EVAL_RESULTS_FILE,
     PLOT_FILE,
@@ -36,7 +41,7 @@ from publishing.cards import (
     results_table,
     write_results_files,
 )
-from publishing.runs import Run, public_settings, read_run
+from publishing.runs import public_name, public_record, what_ran
 
 logger = logging.getLogger(__name__)
 REPO_TYPES = ("model", "dataset")
@@ -73,12 +78,12 @@ def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def _results_json(run: Run, summary_path: Path) -> dict:
-    """A zero-shot variant's scores.json without machine paths (no golds are in it)."""
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    summary["settings"] = public_settings(summary.get("settings") or {})
-    summary["data_source"] = {"dataset": "LongLaMP/LongLaMP", "config": run.config_name,
-                              "revision": summary["settings"].get("revision")}
+def _results_json(run: RunFolder, variant: Variant) -> dict:
+    """A variant's scores.json with its record without machine paths (no golds are in it)."""
+    summary = json.loads(variant.summary_file.read_text(encoding="utf-8"))
+    summary["settings"] = public_record(variant.record).to_dict()
+    summary["data_source"] = {"dataset": "LongLaMP/LongLaMP", "config": run.config,
+                              "revision": variant.record.data.revision}
     return summary
 
 
@@ -95,21 +100,24 @@ def stage_run(run_dir: str | Path, staging: str | Path, repo_id: str | None = No
     staging.mkdir(parents=True, exist_ok=True)
     (staging / STAGING_MARKER).touch()
     prefix = ""
-    if run.kind == "zero_shot" and repo_type == "model":
-        prefix = f"{PUBLISHED_RESULTS_DIR}/{run.config_name}/"  # beside the evaluated model's own files, not over them
+    if run.kind != "training" and repo_type == "model":
+        prefix = f"{PUBLISHED_RESULTS_DIR}/{run.config}/"  # beside the evaluated model's own files, not over them
     if run.kind == "training":
+        if run.model_dir is None:
+            raise PublishError(f"{run_dir}: no {FINAL_DIR}/ model to push (a training run not finished yet, or a "
+                               "published copy)")
         for path in sorted(p for p in run.model_dir.rglob("*") if p.is_file()):
             _link_or_copy(path, staging / path.relative_to(run.model_dir))
-        write_json_atomic(staging / TRAINING_RECORD_FILE, run.record)  # the record without local paths
-        for path in run.extra_files:
-            _link_or_copy(path, staging / path.name)
-    for result in (r for r in run.results if r.folder is not None):  # results scored from predictions on disk
-        sub = "" if result.folder == run.folder else result.folder.relative_to(run.folder).as_posix() + "/"
+        outcome = dataclasses.replace(run.outcome, merged_from_adapter=public_name(run.outcome.merged_from_adapter))
+        write_model_record(staging, public_record(run.record), outcome)  # the record without local paths
+        if run.test_predictions is not None:
+            _link_or_copy(run.test_predictions, staging / run.test_predictions.name)
+    for variant in run.variants:  # results scored from predictions on disk
+        sub = "" if variant.folder == run.folder else variant.folder.relative_to(run.folder).as_posix() + "/"
         for name in ZERO_SHOT_FILES:
-            if (result.folder / name).is_file():
-                _link_or_copy(result.folder / name, staging / f"{prefix}{sub}{name}")
-        write_json_atomic(staging / f"{prefix}{sub}{PUBLISHED_SUMMARY_FILE}",
-                          _results_json(run, result.folder / SCORES_FILE))
+            if (variant.folder / name).is_file():
+                _link_or_copy(variant.folder / name, staging / f"{prefix}{sub}{name}")
+        write_json_atomic(staging / f"{prefix}{sub}{PUBLISHED_SUMMARY_FILE}", _results_json(run, variant))
     if (run.folder / COMPARISON_FILE).is_file():
         _link_or_copy(run.folder / COMPARISON_FILE, staging / f"{prefix}{COMPARISON_FILE}")
     plot = None
@@ -126,8 +134,8 @@ def stage_run(run_dir: str | Path, staging: str | Path, repo_id: str | None = No
         source_url = f"{constants.ENDPOINT}/{kind}{repo_id}/blob/{revision or 'main'}/{source}"
     card = build_card(run, repo_id if repo_type == "model" else None, source_url, plot)
     _write_text(staging / CARD_FILE, str(card))
-    if run.results and any(r.metrics for r in run.results):
-        name = EVAL_RESULTS_FILE if not prefix else EVAL_RESULTS_FILE.replace(".yaml", f"_{run.config_name}.yaml")
+    if any(variant.metrics for variant in run.variants):
+        name = EVAL_RESULTS_FILE if not prefix else EVAL_RESULTS_FILE.replace(".yaml", f"_{run.config}.yaml")
         _write_text(staging / name, eval_results_yaml(run, source_url))
     return staging
 
@@ -182,21 +190,21 @@ def push_run(run_dir: str | Path, repo_id: str, *, repo_type: str = "model", pri
         return ""
     check_repo_id(repo_id)
     run = read_run(run_dir)
-    if not run.task.public and not private and not public_despite_license:
+    if not parse_config_name(run.config)[0].public and not private and not public_despite_license:
         raise PublishError(f"{LICENCE_WARNING} Push it with --private (or hub_private), or accept the licence terms "
                            "yourself with --public_despite_license")
     if dry_run_dir is not None:
         return str(stage_run(run_dir, dry_run_dir, repo_id, repo_type, revision))
     with tempfile.TemporaryDirectory(prefix="longlamp-push-") as staging:
         folder = stage_run(run_dir, Path(staging) / "repo", repo_id, repo_type, revision)
-        if run.kind == "zero_shot" and repo_type == "model":
+        if run.kind != "training" and repo_type == "model":
             _merge_model_card(folder, run, repo_id, revision, token)
         return upload(folder, repo_id, repo_type=repo_type, private=private, revision=revision, token=token,
-                      commit_message=f"LongLaMP {run.kind.replace('_', '-')} run ({run.config_name})",
+                      commit_message=f"LongLaMP {run.kind.replace('_', '-')} run ({run.config})",
                       local=Path(run_dir))
 
 
-def _merge_model_card(folder: Path, run: Run, repo_id: str, revision: str | None, token: str | None) -> None:
+def _merge_model_card(folder: Path, run: RunFolder, repo_id: str, revision: str | None, token: str | None) -> None:
     """Results pushed into an existing model repository keep its card: our results join its model-index
     (replacing earlier ones of the same config, split, metric and variant) and its body gains (or renews) one
     section per config; our full card goes to longlamp/<config>/README.md."""
@@ -218,7 +226,7 @@ def _merge_model_card(folder: Path, run: Run, repo_id: str, revision: str | None
     if existing is None:
         return
     ours = ModelCard((folder / CARD_FILE).read_text(encoding="utf-8"))
-    prefix = f"{PUBLISHED_RESULTS_DIR}/{run.config_name}/"
+    prefix = f"{PUBLISHED_RESULTS_DIR}/{run.config}/"
     _write_text(folder / prefix / CARD_FILE, str(ours))
 
     def key(result):
@@ -229,8 +237,8 @@ def _merge_model_card(folder: Path, run: Run, repo_id: str, revision: str | None
     existing.data.eval_results = [r for r in existing.data.eval_results or [] if key(r) not in replaced] + new
     if existing.data.model_name is None:
         existing.data.model_name = repo_id
-    start, end = f"<!-- longlamp:{run.config_name} -->", f"<!-- /longlamp:{run.config_name} -->"
-    section = (f"{start}\n## LongLaMP {run.config_name} (zero-shot)\n\n{results_table(run)}\n\n"
+    start, end = f"<!-- longlamp:{run.config} -->", f"<!-- /longlamp:{run.config} -->"
+    section = (f"{start}\n## LongLaMP {run.config} ({what_ran(run)})\n\n{results_table(run)}\n\n"
                f"![LongLaMP results]({prefix}{PLOT_FILE})\n\nDetails, predictions and per-sample scores: "
                f"[{prefix}{CARD_FILE}]({prefix}{CARD_FILE})\n{end}")
     text = existing.text

@@ -148,7 +148,7 @@ def _prepare_parts(output: Path, manifest: dict, resume: bool) -> Path:
         logger.info("resuming the interrupted ranking in %s", parts)
         return parts
     parts.mkdir(parents=True)
-    _write_atomically(manifest_path, lambda path: path.write_text(json.dumps(manifest, indent=1)))
+    _write_atomically(manifest_path, lambda path: path.write_text(json.dumps(manifest, indent=1, allow_nan=False)))
     return parts
 
 
@@ -296,7 +296,7 @@ def _write_json(path: Path, tables, as_list: bool) -> None:
         first = True
         for table in tables:
             for row in table.to_pylist():
-                line = json.dumps(row, ensure_ascii=False)
+                line = json.dumps(row, ensure_ascii=False, allow_nan=False)
                 file.write(("\n" if first else ",\n") + line if as_list else line + "\n")
                 first = False
         file.write("\n]\n" if as_list else "")

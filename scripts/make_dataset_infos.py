@@ -43,7 +43,7 @@ def dataset_infos() -> dict:
 
 
 def render() -> str:
-    return json.dumps(dataset_infos(), indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(dataset_infos(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -237,7 +237,7 @@ def write_avocado(output: Path, sizes: dict[str, int], seed: int) -> None:
                 counter += 1
             path = output / "avocado" / setting / f"{split}_questions.json"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(questions, indent=1, ensure_ascii=False))
+            path.write_text(json.dumps(questions, indent=1, ensure_ascii=False, allow_nan=False))
             offset += n if setting == "user" else 0
     archive = output / "avocado" / "text" / "001.zip"
     archive.parent.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from benchmark_runner.experiment import load_experiment
-from benchmark_runner.stages import MARKER, plan
+from benchmark_runner.stages import plan
 from longlamp_errors import ConfigError, RunFolderError
+from longlamp_runs import STAGE_FILE, StageRecord, write_stage_record
 from scoring.tasks import evaluate_files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,7 +66,7 @@ def test_the_demo_experiment_runs_every_stage_survives_a_kill_and_agrees_with_th
     sets = reduced_demo(tiny_chat_llama, tiny_encoder)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     # 1. Start it and SIGKILL the runner and its stage process once the first profile run is scored.
-    first = output / "runs" / "product_review_user" / "smollm2" / "bm25-k1" / "score" / MARKER
+    first = output / "runs" / "product_review_user" / "smollm2" / "bm25-k1" / "score" / STAGE_FILE
     process = subprocess.Popen(runner(output, sets), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                start_new_session=True)
     deadline = time.monotonic() + 900
@@ -75,7 +76,7 @@ def test_the_demo_experiment_runs_every_stage_survives_a_kill_and_agrees_with_th
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert not (output / "results.json").exists()
-    done_before = [path.parent for path in output.rglob(MARKER)]
+    done_before = [path.parent for path in output.rglob(STAGE_FILE)]
     assert len(done_before) >= 5  # three rankings, then generation and scoring of the first runs
 
     # 2. The same command again: finished stages are skipped, the rest runs, everything is published (dry run).
@@ -126,7 +127,7 @@ def test_a_stage_done_with_other_settings_is_an_error_not_a_silent_reuse(tmp_pat
                                                                          "retrievers.minilm.retriever_model=e"])
     stage = plan(experiment)[0]
     stage.folder.mkdir(parents=True)
-    (stage.folder / MARKER).write_text(json.dumps({"command": ["python", "other"]}))
+    write_stage_record(stage.folder, StageRecord("other", ["python", "other"], [], 1.0))
     with pytest.raises(RunFolderError, match="another command"):
         stage.is_done()
 

@@ -15,6 +15,7 @@ from evaluation import compare, eval_task, evaluate_llm
 from evaluation.zero_shot import ZeroShotOptions, evaluate
 from generation.hf_transformers import TransformersGenerator
 from longlamp_cli import run_command
+from longlamp_runs import read_record
 from longlamp_tasks import TASKS
 from scoring.metrics import score
 
@@ -56,10 +57,10 @@ def test_without_profile_writes_benchmark_files_that_eval_task_scores(tiny_llama
     assert set(scores["scores"]["metrics"]) == {"rouge1", "rouge2", "rougeL", "rougeLsum", "meteor"}
     outputs = [p["output"] for p in predictions["golds"]]
     assert scores["scores"]["metrics"] == score(outputs, [row["output"] for row in rows])["metrics"]
-    settings = scores["settings"]
-    assert settings["model"] == str(tiny_llama) and settings["use_profile"] is False
-    assert (settings["max_new_tokens"], settings["do_sample"], settings["dtype"]) == (12, False, "float32")
-    assert settings["max_prompt_length"] == 1024  # the default budget, as in training
+    record = read_record(tmp_path / "scores.json")
+    assert record.model.name == str(tiny_llama) and record.retrieval.use_profile is False
+    assert (record.generation.max_new_tokens, record.generation.do_sample, record.model.dtype) == (12, False, "float32")
+    assert record.prompt.max_prompt_length == 1024  # the default budget, as in training
 
     # The benchmark's scorer takes the files as they are, and agrees.
     assert eval_task.main(["--golds_json", str(tmp_path / "golds.json"),
@@ -84,8 +85,10 @@ def test_with_profile_and_comparison(tiny_llama, tmp_path, sample_dir, sample_ca
     assert [p["prompt"] for p in read(tmp_path / "no_profile" / "prompts.json")] == [r["input"] for r in rows]
 
     with_profile, without = read(tmp_path / "scores.json"), read(tmp_path / "no_profile" / "scores.json")
-    assert with_profile["settings"]["retriever"] == "bm25" and with_profile["settings"]["num_retrieved"] == 2
-    assert without["settings"]["use_profile"] is False and "retriever" not in without["settings"]
+    ours, theirs = read_record(tmp_path / "scores.json"), read_record(tmp_path / "no_profile" / "scores.json")
+    assert (ours.retrieval.retriever, ours.retrieval.signature, ours.retrieval.num_retrieved) == ("bm25", "bm25", 2)
+    assert theirs.retrieval.use_profile is False and theirs.retrieval.retriever is None
+    assert ours.model == theirs.model and ours.prompt == theirs.prompt and ours.data == theirs.data
     comparison = read(tmp_path / "comparison.json")
     assert comparison["with_profile"] == with_profile["scores"]["metrics"]
     assert comparison["no_profile"] == without["scores"]["metrics"]
@@ -118,14 +121,14 @@ def test_seeds_give_one_run_per_seed_and_their_mean_and_spread(tiny_llama, tmp_p
     printed = [line.split(" (")[0] for line in capsys.readouterr().out.splitlines() if "predictions.json" in line]
     assert printed == [str(tmp_path / "seeds" / folder / "predictions.json") for folder in
                        ("seed5", "seed8", "seed5/no_profile", "seed8/no_profile")]
-    scores = [read(Path(path).parent / "scores.json") for path in printed]
-    assert [(s["settings"]["seed"], s["settings"]["use_profile"]) for s in scores] == [
+    records = [read_record(Path(path).parent / "scores.json") for path in printed]
+    assert [(r.generation.seed, r.retrieval.use_profile) for r in records] == [
         (5, True), (8, True), (5, False), (8, False)]
     assert evaluate_llm.main(cli(tiny_llama, tmp_path / "alone", sample_dir, sample_cache, *sampling, "--seed", "8",
                                  "--use_profile", "--num_retrieved", "1")) == 0
     # one seed of a --seeds run is exactly the run with that --seed
     assert read(tmp_path / "seeds" / "seed8" / "predictions.json") == read(tmp_path / "alone" / "predictions.json")
-    assert read(tmp_path / "seeds" / "seed8" / "scores.json")["settings"]["seed"] == 8
+    assert read_record(tmp_path / "seeds" / "seed8" / "scores.json").generation.seed == 8
     five, eight = (read(tmp_path / "seeds" / f"seed{seed}" / "predictions.json") for seed in (5, 8))
     assert five != eight
     assert (tmp_path / "seeds" / "seed5" / "no_profile" / "scores.json").exists()
@@ -175,7 +178,7 @@ def test_chat_model_gets_its_template(tiny_chat_llama, tmp_path, sample_dir, sam
     prompts = read(tmp_path / "prompts.json")
     assert len(prompts) == 2 and len(read(tmp_path / "predictions.json")["golds"]) == 2
     assert all(p["prompt"].startswith("<|user|>\n") and p["prompt"].endswith("<|assistant|>\n") for p in prompts)
-    assert read(tmp_path / "scores.json")["settings"]["chat_template"] is True
+    assert read_record(tmp_path / "scores.json").prompt.chat_template is True
 
 
 @pytest.mark.multiprocess
@@ -230,7 +233,7 @@ def read_progress(directory: Path) -> list[dict]:
 def test_resume_with_other_settings_is_refused(tiny_llama, tmp_path, sample_dir, sample_cache, capsys):
     assert evaluate_llm.main(cli(tiny_llama, tmp_path, sample_dir, sample_cache, "--limit", "2")) == 0
     assert run_command(evaluate_llm.main, cli(tiny_llama, tmp_path, sample_dir, sample_cache, "--num_beams", "2")) == 2
-    assert "num_beams: 1 on disk, 2 now" in capsys.readouterr().err
+    assert "generation.num_beams: 1 -> 2" in capsys.readouterr().err
 
 
 def test_limit_then_full_run_reuses_what_is_done(tiny_llama, tmp_path, sample_dir, sample_cache):
@@ -328,9 +331,9 @@ def test_rerun_on_changed_data_never_keeps_old_predictions(tiny_llama, tmp_path,
     assert all(p["prompt"].startswith("Write the review text") for p in read(out / "prompts.json"))
     assert read(out / "predictions.json") == read(fresh / "predictions.json")
     assert len(read_progress(out)) == 5  # the two old lines are gone, not mixed in
-    settings = read(out / "scores.json")["settings"]
-    assert settings["data"]["data_dir"] == str(copy.resolve()) and settings["data"]["fingerprint"]
-    assert settings["data"]["revision"] == "main"  # the Hub revision asked for is part of the record
+    data = read_record(out / "scores.json").data
+    assert data.data_dir == str(copy.resolve()) and data.fingerprint
+    assert data.revision == "main"  # the Hub revision asked for is part of the record
 
 
 def test_retrained_checkpoint_at_the_same_path_is_refused(tmp_path, sample_dir, sample_cache, capsys):
@@ -341,7 +344,7 @@ def test_retrained_checkpoint_at_the_same_path_is_refused(tmp_path, sample_dir, 
     make_causal_lm(model, seed=1)  # trained again, saved to the same folder
     assert run_command(evaluate_llm.main, cli(model, tmp_path / "out", sample_dir, sample_cache)) == 2
     error = capsys.readouterr().err
-    assert "other settings than this run (model_fingerprint: {'base': 'sha256:" in error
+    assert "other settings than this run (model.fingerprint.base: 'sha256:" in error
     assert len(read_progress(tmp_path / "out")) == 2 and "Traceback" not in error
 
 
@@ -371,8 +374,8 @@ def test_reasoning_template_kwargs_and_think_blocks(tiny_chat_llama, tmp_path, s
                '{"enable_thinking": false}')
     assert evaluate_llm.main(args) == 0
     assert all(p["prompt"].endswith("<|assistant|>\n<think></think>") for p in read(tmp_path / "out" / "prompts.json"))
-    settings = read(tmp_path / "out" / "scores.json")["settings"]
-    assert settings["chat_template_kwargs"] == {"enable_thinking": False} and settings["strip_reasoning"] is True
+    record = read_record(tmp_path / "out" / "scores.json")
+    assert record.prompt.chat_template_kwargs == {"enable_thinking": False} and record.generation.strip_reasoning
     assert not any("<think>" in p["output"] for p in read(tmp_path / "out" / "predictions.json")["golds"])
     assert all(line["output"].startswith("<think>hmm</think>") for line in read_progress(tmp_path / "out"))
     kept = cli(thinking, tmp_path / "kept", sample_dir, sample_cache, "--limit", "2", "--keep_reasoning")
@@ -396,7 +399,8 @@ def test_retriever_without_use_profile_warns_and_says_what_ran(tiny_llama, tmp_p
     assert "--retriever and --num_retrieved given without --use_profile" in caplog.text
     assert "NON-PERSONALISED baseline" in caplog.text
     scores = read(tmp_path / "scores.json")
-    assert scores["personalised"] is False and "NON-PERSONALISED" in scores["ignored_flags"]
+    assert not read_record(tmp_path / "scores.json").retrieval.use_profile
+    assert "NON-PERSONALISED" in scores["ignored_flags"]
 
 
 def test_scorer_task_name_is_accepted(tiny_llama, tmp_path, sample_dir, sample_cache):
@@ -438,8 +442,9 @@ def test_is_ranked_reads_task_and_retriever_from_the_data(tiny_llama, tmp_path, 
     args = ["--validation_data", str(ranked), "--model_name", str(tiny_llama), "--output_dir", str(tmp_path / "out"),
             "--use_profile", "--is_ranked", "--num_retrieved", "2", *GENERATION]
     assert evaluate_llm.main(args) == 0  # no --task, no --retriever: the data says both
-    settings = read(tmp_path / "out" / "scores.json")["settings"]
-    assert settings["task"] == "product_review" and settings["retriever"] == "recency"
+    record = read_record(tmp_path / "out" / "scores.json")
+    assert record.task.config == "product_review_user" and record.retrieval.retriever == "recency"
+    assert record.retrieval.signature == record.data.ranked_by == "recency" and record.retrieval.is_ranked
     wrong = [*args[:-4], "--retriever", "bm25", *GENERATION]
     with pytest.raises(ValueError, match="was ranked with 'recency', not with --retriever 'bm25'"):
         evaluate_llm.main([a if a != str(tmp_path / "out") else str(tmp_path / "wrong") for a in wrong])
@@ -494,6 +499,7 @@ def test_dense_retriever_is_released_before_the_model_loads(tiny_llama, tmp_path
                              embedding_cache_dir=str(tmp_path / "embeddings"), num_retrieved=2, max_new_tokens=4,
                              max_eval_examples=2, backend="probe"))
     assert ProbeGenerator.alive_at_load == [0]
-    settings = read(tmp_path / "out" / "scores.json")["settings"]
-    assert settings["retriever"].startswith(f"contriever(model_name={encoder}") and settings["backend"] == "probe"
+    record = read_record(tmp_path / "out" / "scores.json")
+    assert record.retrieval.signature.startswith(f"contriever(model_name={encoder}") and record.model.backend == "probe"
+    assert record.retrieval.retriever_model == str(encoder)
     assert any((tmp_path / "embeddings").iterdir())  # --embedding_cache_dir reached the retriever

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 import torch
+from support.records import zero_shot_record
 from support.tiny_models import make_causal_lm, make_seq2seq_lm
 
 from generation import get_backend, resolve_backend
@@ -15,6 +17,7 @@ from generation.predictions import PredictionStore
 from generation.source import resolve_model
 from generation.vllm_engine import VLLMGenerator, engine_arguments, lora_rank_for, sampling_arguments
 from longlamp_errors import ModelLoadError, RunFolderError
+from longlamp_runs import DecodingSettings
 from scoring.files import write_predictions
 
 PROMPTS = [
@@ -295,40 +298,59 @@ def outputs(store) -> dict:
     return {key: record["output"] for key, record in store.records.items()}
 
 
+RECORD = zero_shot_record()
+
+
 def test_store_resumes_and_drops_a_line_cut_by_a_kill(tmp_path):
     path = tmp_path / "progress.jsonl"
-    store = PredictionStore(path, {"model": "m"})
+    store = PredictionStore(path, RECORD)
     awkward = "first 🙂\u2028line\x85next\r\n"  # str.splitlines() would cut this record in three
     store.add([("ka", "a", done(awkward)), ("kb", "b", done(""))])
     with open(path, "a", encoding="utf-8") as handle:
         handle.write('{"key": "kc", "outp')  # the process died mid-write
-    resumed = PredictionStore(path, {"model": "m"})
+    resumed = PredictionStore(path, RECORD)
     assert outputs(resumed) == {"ka": awkward, "kb": ""}
     resumed.add([("kc", "c", done("third"))])
-    assert outputs(PredictionStore(path, {"model": "m"})) == {"ka": awkward, "kb": "", "kc": "third"}
+    assert outputs(PredictionStore(path, RECORD)) == {"ka": awkward, "kb": "", "kc": "third"}
     assert len(path.read_text(encoding="utf-8").split("\n")) == 1 + 3 + 1
 
 
 def test_store_refuses_other_settings(tmp_path):
-    PredictionStore(tmp_path / "p.jsonl", {"model": "m", "k": 4}).add([("ka", "a", done("x"))])
-    with pytest.raises(RunFolderError, match="k: 4 on disk, 2 now"):
-        PredictionStore(tmp_path / "p.jsonl", {"model": "m", "k": 2})
+    PredictionStore(tmp_path / "p.jsonl", zero_shot_record(retriever="bm25", k=4)).add([("ka", "a", done("x"))])
+    with pytest.raises(RunFolderError, match="retrieval.num_retrieved: 4 -> 2"):
+        PredictionStore(tmp_path / "p.jsonl", zero_shot_record(retriever="bm25", k=2))
+
+
+def test_store_reads_a_settings_line_of_toolkit_0_1_0_through_the_migration(tmp_path):
+    """A progress file begun before run records (flat settings, no version) resumes when the settings agree."""
+    path = tmp_path / "p.jsonl"
+    flat = {"task": "product_review", "setting": "user", "split": "validation", "model": "tiny", "base_model": None,
+            "model_fingerprint": None, "backend": "transformers", "dtype": "float32", "max_prompt_length": 1024,
+            "chat_template": False, "chat_template_kwargs": None, "strip_reasoning": True, "max_new_tokens": 12,
+            "do_sample": False, "num_beams": 1, "data": {"data": "product_review_user", "data_dir": None,
+                                                        "revision": None, "fingerprint": None}, "use_profile": False}
+    path.write_text(json.dumps({"settings": flat}) + "\n" + json.dumps({"key": "k1", "id": "a", "output": "x"}) + "\n")
+    assert outputs(PredictionStore(path, RECORD, keys=["k1"])) == {"k1": "x"}
+    with pytest.raises(RunFolderError, match="generation.num_beams: 1 -> 2"):
+        PredictionStore(path, dataclasses.replace(RECORD, generation=DecodingSettings(max_new_tokens=12, num_beams=2)))
 
 
 def test_store_keeps_only_unchanged_prompts_when_the_data_changed(tmp_path, caplog):
     path = tmp_path / "p.jsonl"
-    PredictionStore(path, {"model": "m", "data": {"data": "old"}}).add([("k1", "a", done("x")), ("k2", "b", done("y"))])
-    store = PredictionStore(path, {"model": "m", "data": {"data": "new"}}, keys=["k2", "k3"])
+    old, new = zero_shot_record(data="old"), zero_shot_record(data="new")
+    PredictionStore(path, old).add([("k1", "a", done("x")), ("k2", "b", done("y"))])
+    store = PredictionStore(path, new, keys=["k2", "k3"])
     assert outputs(store) == {"k2": "y"} and "1 of 2 finished examples have the same prompt" in caplog.text
-    assert outputs(PredictionStore(path, {"model": "m", "data": {"data": "new"}})) == {"k2": "y"}  # header rewritten
+    assert "data.data: 'old' -> 'new'" in caplog.text
+    assert outputs(PredictionStore(path, new)) == {"k2": "y"}  # header rewritten
 
 
 def test_store_names_a_corrupt_line(tmp_path):
     path = tmp_path / "p.jsonl"
-    PredictionStore(path, {}).add([("ka", "a", done("x"))])
+    PredictionStore(path, RECORD).add([("ka", "a", done("x"))])
     path.write_text(path.read_text() + "oops\n" + '{"key": "kb", "id": "b", "output": "y"}\n')
     with pytest.raises(ValueError, match=r"p.jsonl, line 3: not valid JSON"):
-        PredictionStore(path, {})
+        PredictionStore(path, RECORD)
 
 
 def test_predictions_file_is_the_benchmark_format_in_given_order(tmp_path):

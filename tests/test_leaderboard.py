@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.records import write_summary, write_training_run, zero_shot_record
 
 from evaluation.comparison.board import build
 from longlamp_io import write_json_atomic
@@ -31,17 +32,19 @@ def zero_shot_run(folder: Path, level: float, seed: int, retriever: str | None =
     rng = np.random.default_rng(seed)
     scores = {name: np.clip(rng.normal(level, 0.05, len(IDS)), 0, 1) for name in metrics.PER_SAMPLE_METRICS}
     per_sample.write(folder / PER_SAMPLE_FILE, per_sample.rows(IDS, ["a b c"] * len(IDS), scores))
+    write_summary(folder, zero_shot_record(CONFIG, split, model, data, retriever, k, ranked_by),
+                  scorer_report(scores, nltk_version))
+    return scores
+
+
+def scorer_report(scores: dict, nltk_version: str | None = None) -> dict:
+    """The scorer's report of per-sample scores (scoring.metrics.score's keys; the exact means)."""
     versions = metrics.library_versions(metrics.PER_SAMPLE_METRICS, "python")
     if nltk_version:
         versions["nltk"] = nltk_version
-    settings = {"task": TASK, "data": {"data": data, "data_dir": None, "revision": None}, "split": split,
-                "model": model, "use_profile": retriever is not None, **({"ranked_by": ranked_by} if ranked_by else {})}
-    if retriever:
-        settings.update(retriever=retriever, num_retrieved=k)
-    write_json_atomic(folder / "scores.json", {
-        "task": TASK, "examples": len(IDS), "settings": settings,
-        "scores": {"versions": versions, "settings": metrics.scoring_settings(metrics.PER_SAMPLE_METRICS, "python")}})
-    return scores
+    return {"num_samples": len(next(iter(scores.values()))),
+            "metrics": {name: float(np.mean(values)) for name, values in scores.items()},
+            "versions": versions, "settings": metrics.scoring_settings(metrics.PER_SAMPLE_METRICS, "python")}
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +58,7 @@ def board(tmp_path_factory):
         "old-nltk": zero_shot_run(root / "old-nltk", 0.50, 5, nltk_version="3.8.1"),
     }
     baseline = zero_shot_run(root / "bm25-k4" / "no_profile", 0.25, 6, retriever=None, k=None)
-    write_json_atomic(root / "unscored" / "scores.json", {"task": TASK, "settings": {}, "scores": None,
-                                                          "not_scored": "no reference outputs"})
+    write_summary(root / "unscored", zero_shot_record(), None, not_scored="no reference outputs")
     (root / "empty").mkdir()
     output = root / "board"
     result = build([root / name for name in [*scores, "unscored", "empty"]], output, "rougeL",
@@ -132,6 +134,31 @@ def test_markdown_csv_html_and_plot_are_written(board):
     assert json.loads((output / "leaderboard.json").read_text(encoding="utf-8")) == json.loads(json.dumps(result))
 
 
+@pytest.mark.parametrize("fault, problem", [
+    ("nan", "line 1: rougeL is nan, expected a finite number"),
+    ("duplicate", "line 2: id 'id-0' again (first on line 1)"),
+    ("truncated", "39 rows, but"),
+], ids=["nan", "duplicate", "truncated"])
+def test_a_run_whose_per_sample_file_is_not_its_own_is_not_ranked_and_says_why(tmp_path, fault, problem):
+    """Issue 27: a NaN was ranked first (mean nan), a duplicated id counted one example twice, a truncated file
+    was ranked as it was. The file is checked against the run where it is read; the run is set apart, named."""
+    zero_shot_run(tmp_path / "good", 0.30, 1)
+    zero_shot_run(tmp_path / "bad", 0.90, 2)  # far better: it would be ranked first
+    path = tmp_path / "bad" / PER_SAMPLE_FILE
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if fault == "nan":
+        lines[0] = json.dumps({**json.loads(lines[0]), "rougeL": float("nan")})
+    elif fault == "duplicate":
+        lines[1] = lines[0]
+    else:
+        lines = lines[:-1]
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    result = build([tmp_path / "good", tmp_path / "bad"], tmp_path / "board", "rougeL", num_resamples=100)
+    assert [row["run"] for group in result["configs"][TASK] for row in group["rows"]] == ["good"]
+    [skipped] = result["not_ranked"]
+    assert skipped["path"] == str(tmp_path / "bad") and str(path) in skipped["reason"] and problem in skipped["reason"]
+
+
 def write_task(path: Path, outputs: list[str], users: bool = False) -> Path:
     entries = [{"id": f"id-{i}", "output": text, **({"user": f"u{i % 2}"} if users else {})}
                for i, text in enumerate(outputs)]
@@ -148,12 +175,10 @@ def test_runs_without_per_sample_files_are_scored_from_their_predictions_and_cac
     run = tmp_path / "run"
     write_task(run / "golds.json", GOLDS, users=True)
     write_task(run / "predictions.json", PREDICTIONS)
-    write_json_atomic(run / "scores.json", {"task": TASK, "settings": {"split": "validation", "data": "x"},
-                                            "scores": {"versions": {}, "settings": {}}})
+    write_summary(run, zero_shot_record(data="x"), {"num_samples": 4, "metrics": {"meteor": 0.5}})
     training = tmp_path / "trained"
     write_task(training / "predictions_test.json", GOLDS[:3] + ["quality"])
-    write_json_atomic(training / "final" / "training_config.json", {"model_name": "tiny-t5", "use_profile": False,
-                                                                    "test_data": "product_review_user"})
+    write_training_run(training, model_name="tiny-t5", use_profile=False, test_data="product_review_user")
     golds = write_task(tmp_path / "test_golds.json", GOLDS)
     result = build([run, training], tmp_path / "board", "meteor", golds=[golds], num_resamples=100)
     rows = {row["run"]: row for group in result["configs"][TASK] for row in group["rows"]}
@@ -178,7 +203,7 @@ def test_leaderboard_command_refuses_a_missing_folder_and_a_corpus_metric(tmp_pa
 def as_task(folder: Path, task: str) -> Path:
     """A generated run folder relabelled as a run of another task (config)."""
     summary = json.loads((folder / "scores.json").read_text(encoding="utf-8"))
-    summary["task"] = summary["settings"]["task"] = task
+    summary["task"], summary["settings"]["task"]["config"] = task, task.removeprefix("LongLaMP_")
     write_json_atomic(folder / "scores.json", summary)
     return folder
 
@@ -262,9 +287,8 @@ def published(tmp_path_factory, tiny_llama, sample_dir, sample_cache):
                               str(folder), "--max_new_tokens", "8", "--batch_size", "2", "--max_eval_examples", "4",
                               "--use_profile", "--num_retrieved", "2", "--compare_no_profile"]) == 0
     trained = root / "trained"  # a training run as training/loop.py leaves it (its weights a stand-in file)
-    write_json_atomic(trained / "final" / "training_config.json", {
-        "task": CONFIG, "model_name": "tiny-t5", "use_profile": True, "retriever": "bm25",
-        "num_retrieved": 2, "test_data": CONFIG})
+    write_training_run(trained, task=CONFIG, model_name="tiny-t5", use_profile=True, retriever="bm25",
+                       num_retrieved=2, test_data=CONFIG)
     (trained / "final" / "model.safetensors").write_bytes(b"weights")
     write_task(trained / "predictions_test.json", PREDICTIONS)
     hub = HubStandIn(root / "hub", token=TOKEN)

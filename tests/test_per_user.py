@@ -107,7 +107,7 @@ def test_other_settings_in_the_same_folder_are_refused(two_process_run, tiny_lla
 
     code = run_command(main, flags(tiny_llama, two_process_run, sample_cache, lora_r=4), "train_per_user.py")
     assert code == 2
-    assert "lora_r: 8 -> 4" in capsys.readouterr().err
+    assert "training.lora_r: 8 -> 4" in capsys.readouterr().err
 
 
 @pytest.mark.multiprocess

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from longlamp_cli import run_command
+from longlamp_runs import read_record
 
 SAMPLE_FLAGS = ["--data", "product_review_user", "--max_new_tokens", "6", "--max_prompt_length", "300"]
 
@@ -45,8 +46,11 @@ def test_style_vectors_are_chosen_on_validation_and_scale_zero_predicts_as_the_p
     golds = json.loads((tmp_path / "plain" / "golds.json").read_text())
     assert golds["golds"][0]["user"] == "user_0017_jazz" and golds["task"] == "LongLaMP_product_review_user"
     scores = json.loads((tmp_path / "steered" / "scores.json").read_text())
-    assert scores["settings"]["personalization"]["style_vectors"]["scale"] == 50
+    assert read_record(tmp_path / "steered" / "scores.json").per_user.style_vectors.scale == 50
     assert scores["scores"]["num_samples"] == len(plain)
+    vectors = read_record(style_dir / "per_user_config.json")  # what the vectors were made with
+    assert vectors.kind == "style_vectors" and vectors.per_user.style_vector_training.scales == [0.0, 50.0]
+    assert run_command(train_vectors, [*flags, "--output_dir", str(style_dir), "--scales", "0,5"]) == 2
 
     # the run's card says what ran and how to run it again, without the machine's paths
     from huggingface_hub import ModelCard
@@ -54,7 +58,9 @@ def test_style_vectors_are_chosen_on_validation_and_scale_zero_predicts_as_the_p
     from publishing.cards import write_run_card
 
     card = ModelCard.load(write_run_card(tmp_path / "steered")).text
-    assert "| per-user personalisation | style vectors (layer 1, scale 50.0) |" in card
+    title = next(line for line in card.splitlines() if line.startswith("# "))
+    assert title.endswith("on LongLaMP product_review_user (style vectors (layer 1, scale 50), no profile)")
+    assert "| per_user.style_vectors.scale | 50.0 |" in card
     assert ("python evaluation/evaluate_per_user.py" in card and "--style_vectors_dir '<local>/style'" in card
             and "--style_scale 50.0" in card and "--backend transformers" in card and str(tmp_path) not in card)
 
@@ -97,8 +103,8 @@ def test_summaries_by_another_model_on_a_server_are_cached_by_their_input(tiny_l
     prompts = json.loads((tmp_path / "first" / "prompts.json").read_text())
     assert sum("Summary of the author's profile: " in p["prompt"] for p in prompts) == 4
     assert outputs(tmp_path / "second") == outputs(tmp_path / "first")
-    settings = json.loads((tmp_path / "first" / "scores.json").read_text())["settings"]["personalization"]
-    assert settings["profile_summary"]["model"] == "tiny-chat" and settings["profile_summary"]["backend"] == "openai"
+    summary = read_record(tmp_path / "first" / "scores.json").per_user.profile_summary
+    assert (summary.model, summary.backend) == ("tiny-chat", "openai")
 
 
 def test_refusals_are_one_error_line(tiny_llama, sample_dir, sample_cache, tmp_path, capsys):

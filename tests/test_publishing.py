@@ -45,8 +45,8 @@ def test_zero_shot_card_values_equal_scores_json_and_eval_results_parse_back(zer
     import yaml
     from huggingface_hub import ModelCard, eval_result_entries_to_yaml, parse_eval_result_entries
 
+    from longlamp_runs import read_run
     from publishing.cards import eval_result_entries
-    from publishing.runs import read_run
 
     card = ModelCard.load(zero_shot_run / "README.md")  # written by the evaluation itself
     scores = {False: json.loads((zero_shot_run / "no_profile" / "scores.json").read_text()),
@@ -119,7 +119,7 @@ def test_an_email_run_is_not_pushed_publicly_without_the_licence_flag(zero_shot_
     email = tmp_path / "email-run"
     shutil.copytree(zero_shot_run, email)
     summary = json.loads((email / "scores.json").read_text())
-    summary["settings"]["task"] = "email_generation"
+    summary["settings"]["task"]["config"] = "email_generation_user"
     (email / "scores.json").write_text(json.dumps(summary))
     with pytest.raises(PublishError, match="Avocado"):
         push_run(email, "me/email", repo_type="dataset", dry_run_dir=tmp_path / "staged")
@@ -339,17 +339,24 @@ def test_a_ranked_split_exports_as_its_own_config_that_plain_datasets_loads(samp
     assert loaded["validation"] == json.loads(json.dumps(list(longlamp.load_split(str(ranked), "validation"))))
 
 
-def test_local_paths_are_reduced_to_their_last_part_hub_ids_and_urls_kept(tmp_path):
-    from publishing.runs import public_settings
+def test_local_paths_are_reduced_to_their_last_part_hub_ids_and_urls_kept(tmp_path, monkeypatch):
+    from support.records import zero_shot_record
 
-    settings = public_settings({"model": str(tmp_path / "final"), "data": "product_review_user",
-                                "retriever": f"contriever(model_name={tmp_path}/encoder, batch=2)",
-                                "base": "facebook/contriever", "home": "~/models/tiny", "url": "https://hf.co/a/b",
-                                "nested": {"cache": str(tmp_path / "cache")}, "k": 4})
-    assert settings == {"model": "<local>/final", "data": "product_review_user",
-                        "retriever": "contriever(model_name=<local>/encoder, batch=2)", "base": "facebook/contriever",
-                        "home": "<local>/tiny", "url": "https://hf.co/a/b", "nested": {"cache": "<local>/cache"},
-                        "k": 4}
+    from publishing.runs import public_name, public_record
+
+    assert [public_name(value) for value in (str(tmp_path / "final"), "product_review_user",
+                                             f"contriever(model_name={tmp_path}/encoder, batch=2)",
+                                             "facebook/contriever", "~/models/tiny", "https://hf.co/a/b")] == [
+        "<local>/final", "product_review_user", "contriever(model_name=<local>/encoder, batch=2)",
+        "facebook/contriever", "<local>/tiny", "https://hf.co/a/b"]
+    record = zero_shot_record(model=str(tmp_path / "final"), data=str(tmp_path / "rows.parquet"),
+                              retriever=f"contriever(model_name={tmp_path}/encoder, dtype=float32)", k=2)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "zero_shot").mkdir()  # a folder named like a setting's value: only settings that are places change
+    shown = public_record(record)
+    assert (shown.model.name, shown.data.data, shown.retrieval.signature, shown.kind, shown.task.config) == (
+        "<local>/final", "<local>/rows.parquet", "contriever(model_name=<local>/encoder, dtype=float32)",
+        "zero_shot", "product_review_user")
 
 
 def test_only_the_main_process_pushes(zero_shot_run, tmp_path, monkeypatch):

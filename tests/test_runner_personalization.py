@@ -15,7 +15,7 @@ import pytest
 
 from benchmark_runner.experiment import load_experiment
 from longlamp_errors import ConfigError
-from longlamp_runs import PER_SAMPLE_FILE
+from longlamp_runs import PER_SAMPLE_FILE, read_record
 from scoring import per_sample
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,13 +61,12 @@ def test_every_method_runs_on_the_same_examples_and_is_paired_with_no_profile(fi
             runs[variant]["metrics"]["rougeL"]["value"] - runs["no_profile"]["metrics"]["rougeL"]["value"], abs=1e-12)
     table = (output / "results.md").read_text()
     assert "oppu (per_user_adapters)" in table and "style (style_vectors)" in table and "bm25 k=2" in table
-    settings = {v: json.loads((output / runs[v]["run_dir"] / "generate" / "scores.json").read_text())["settings"]
-                for v in VARIANTS}
-    assert set(settings["oppu"]["personalization"]) == {"per_user_adapters"}
-    assert settings["style"]["personalization"]["style_vectors"]["layer"] == 1  # chosen on validation
-    assert set(settings["summary"]["personalization"]) == {"profile_summary"}
-    for key in ("split", "data", "model"):  # what the leaderboard compares runs by
-        assert len({json.dumps(s[key], sort_keys=True) for s in settings.values()}) == 1, key
+    records = {v: read_record(output / runs[v]["run_dir"] / "generate" / "scores.json") for v in VARIANTS}
+    assert records["oppu"].per_user.methods() == ["per-user adapters (OPPU)"]
+    assert records["style"].per_user.style_vectors.layer == 1  # chosen on validation
+    assert records["summary"].per_user.profile_summary is not None and records["summary"].per_user.adapters is None
+    for group in ("task", "data", "model"):  # what the leaderboard compares runs by
+        assert len({repr(getattr(r, group)) for r in records.values()}) == 1, group
     report = json.loads((output / runs["oppu"]["run_dir"] / "train" / "per_user_report.json").read_text())
     assert report["users_with_adapter"] == 4
 

@@ -21,6 +21,7 @@ from generation.http_api import backoff_seconds, public_url, retry_after_seconds
 from generation.served_model import APPROXIMATION, ApproximateTokenizer
 from generation.vllm_engine import replica_devices
 from longlamp_cli import run_command
+from longlamp_runs import read_record
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "sk-test-0123456789abcdef-never-written"
@@ -91,10 +92,9 @@ def test_completions_endpoint_equals_the_transformers_backend(tiny_llama, sample
                                "completion_tokens": sum(r["tokens"] for r in records(tmp_path / "api"))}
     assert scores["finish_reasons"] == reference["finish_reasons"] and sum(scores["finish_reasons"].values()) == 5
     assert scores["finish_reasons"].get("length", 0) == scores["generation_lengths"]["hit_max_new_tokens"]
-    settings = scores["settings"]
-    assert (settings["backend"], settings["api_mode"], settings["prompt_tokenizer"]) == ("openai", "completions",
-                                                                                         str(tiny_llama))
-    assert scores["endpoint"] == url and "max_concurrency" not in settings
+    model = read_record(tmp_path / "api" / "scores.json").model
+    assert (model.backend, model.api_mode, model.prompt_tokenizer) == ("openai", "completions", str(tiny_llama))
+    assert scores["endpoint"] == url and "max_concurrency" not in json.dumps(scores["settings"])
     assert_key_in_no_file(tmp_path, *capfd.readouterr())
 
 
@@ -205,8 +205,8 @@ def test_without_a_tokenizer_the_budget_is_approximated_and_recorded(tiny_chat_l
     with served(tiny_chat_llama, key=KEY) as url:
         argv = [a for a in api(url, tiny_chat_llama, "chat") if a not in ("--tokenizer", str(tiny_chat_llama))]
         assert evaluate_llm.main(flags(sample_dir, sample_cache, tmp_path, "--max_prompt_length", "100") + argv) == 0
-    settings = read(tmp_path / "scores.json")["settings"]
-    assert settings["prompt_tokenizer"] == APPROXIMATION and settings["model_fingerprint"]["tokenizer"] is None
+    model = read_record(tmp_path / "scores.json").model
+    assert model.prompt_tokenizer == APPROXIMATION and model.fingerprint["tokenizer"] is None
     counter = ApproximateTokenizer()
     for prompt in read(tmp_path / "prompts.json"):
         assert prompt["prompt_tokens"] == len(counter(prompt["prompt"])["input_ids"]) <= 100

@@ -6,7 +6,6 @@ packed batches)."""
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections import defaultdict
 
@@ -20,6 +19,7 @@ from support.training import (
     write_driver,
 )
 
+from longlamp_runs import read_model_record
 from training.config import parse_args
 from training.loop import train
 
@@ -74,8 +74,8 @@ def test_two_processes_shard_the_data_keep_equal_weights_and_resume_after_sigkil
                                         **{**COMMON, "per_device_train_batch_size": 4})))
     assert_same_weights(rank0, single.model.state_dict(), atol=1e-2 * COMMON["learning_rate"])
     # Validation loss gathered from both ranks (5 rows: accelerate pads the last batch, the padding is dropped).
-    ddp_record = json.loads((tmp_path / "ddp" / "final" / "training_config.json").read_text())
-    assert abs(ddp_record["best_metric"] - single.state.best_metric) < 1e-4
+    _, ddp_outcome = read_model_record(tmp_path / "ddp" / "final" / "training_config.json")
+    assert abs(ddp_outcome.best_metric - single.state.best_metric) < 1e-4
 
 
 def test_two_processes_packed_resume_after_sigkill_mid_epoch_is_bit_identical(tiny_llama, short_data, tmp_path):

@@ -14,8 +14,16 @@ from support.training import CONFIG, reset_accelerate, run_flags
 
 from longlamp_cli import run_command
 from longlamp_errors import ConfigError
+from longlamp_runs import (
+    migrate_unversioned,
+    read_model_record,
+    read_record,
+    record_from_flags,
+    trained_settings,
+)
 from training.config import TrainConfig, load_config_file, parse_args
 from training.loop import train
+from training.record import changes
 from training.train import main
 
 
@@ -60,9 +68,11 @@ def test_older_names_are_aliases_in_flags_and_config_files(tmp_path):
     config = parse_args(["--config", str(settings), "--train_data", CONFIG, "--output_dir", "o"])
     assert (config.model_name, config.dtype, config.num_workers) == ("m", "float16", 3)
     assert config.scheduler_kwargs() == {"min_lr_rate": 0.1}
-    # A run recorded before the rename names the setting by its older name: still compared.
+    # A run recorded before the rename (toolkit 0.1.0: flat, no version) names the setting by its older name: the
+    # migration of longlamp_runs maps it, so it is still compared.
     recorded = {name: value for name, value in config.to_dict().items() if name != "dtype"}
-    assert config.changes_from({**recorded, "model_dtype": "bfloat16"}) == {"dtype": ("bfloat16", "float16")}
+    old = migrate_unversioned({**recorded, "model_dtype": "bfloat16"})
+    assert changes(old, record_from_flags("training", config.to_dict())) == {"model.dtype": ("bfloat16", "float16")}
     settings.write_text(json.dumps({"model_addr": "m", "model_name": "n"}))
     with pytest.raises(ConfigError, match="model_addr and model_name name the same setting"):
         load_config_file(settings)
@@ -138,7 +148,7 @@ def test_an_output_dir_holding_another_run_is_refused_unless_overwritten(tiny_ll
     final = (run / "final" / "model.safetensors").read_bytes()
 
     line = refused(run_flags(tiny_llama, run, short_data[0], max_steps=1, learning_rate=0.1), capsys)
-    assert f"--output_dir {run} holds another run (learning_rate: 0.003 -> 0.1)" in line and \
+    assert f"--output_dir {run} holds another run (training.learning_rate: 0.003 -> 0.1)" in line and \
         "--overwrite_output_dir" in line
     assert (run / "final" / "model.safetensors").read_bytes() == final  # untouched
 
@@ -151,7 +161,7 @@ def test_an_output_dir_holding_another_run_is_refused_unless_overwritten(tiny_ll
     train(parse_args(run_flags(tiny_llama, run, short_data[0], max_steps=1, learning_rate=0.1,
                                overwrite_output_dir=True)))
     assert (run / "final" / "model.safetensors").read_bytes() != final
-    assert json.loads((run / "training_run.json").read_text())["learning_rate"] == 0.1
+    assert read_record(run / "training_run.json").training.learning_rate == 0.1
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["checkpoint-1"]
 
 
@@ -185,8 +195,9 @@ def test_on_the_fly_contriever_uses_the_retriever_model(tmp_path, tiny_llama, sh
     result = train(parse_args(run_flags(tiny_llama, tmp_path / "run", short_data[0], max_steps=1, use_profile=True,
                                         retriever="contriever", retriever_model=encoder, num_retrieved=1)))
     assert result.state.global_step == 1
-    record = json.loads((tmp_path / "run" / "final" / "training_config.json").read_text())
-    assert record["retriever_model"] == str(encoder)
+    record, _ = read_model_record(tmp_path / "run" / "final" / "training_config.json")
+    assert record.retrieval.retriever_model == str(encoder)
+    assert trained_settings(tmp_path / "run" / "final")["retriever_model"] == str(encoder)
 
 
 def test_encoded_data_is_saved_once_and_reused_by_the_same_settings(tiny_llama, short_data, tmp_path, caplog,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from longlamp_io import replace_folder, write_json_atomic
-from longlamp_runs import CHECKPOINTS_DIR, STATE_FILE
+from longlamp_runs import CHECKPOINTS_DIR, STATE_FILE, RunRecord
 
 PREFIX = "checkpoint-"
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class TrainerState:
     best_step: int | None = None
     num_processes: int = 1
     history: list[dict] = field(default_factory=list)
-    config: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)  # the run's record (longlamp_runs.RunRecord.to_dict())
 
     def write(self, path: Path) -> None:
         write_json_atomic(path, dataclasses.asdict(self), sort_keys=True)
@@ -41,6 +41,10 @@ class TrainerState:
     @classmethod
     def read(cls, path: Path) -> TrainerState:
         return cls(**json.loads(Path(path).read_text()))
+
+    def record(self, path: Path) -> RunRecord:
+        """The record of the run this state belongs to (read from `path`, named in errors)."""
+        return RunRecord.from_dict(self.config, f"{path}: config")
 
 
 def checkpoints_root(output_dir: str | Path) -> Path:

@@ -26,15 +26,6 @@ SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constan
               "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
 TRACKERS = ("tensorboard", "wandb")
 
-# Where and whether a run is published: a resumed run may change them (pushing is not part of the run's result).
-PUBLISHING_FIELDS = ("push_to_hub", "hub_model_id", "hub_private", "hub_revision", "hub_strategy", "hub_token")
-# Settings a resumed run may change without changing the run itself (where it logs, how often it reports).
-RESUMABLE_CHANGES = frozenset({
-    "output_dir", "overwrite_output_dir", "resume_from_checkpoint", "logging_steps", "eval_steps", "save_steps",
-    "save_total_limit", "report_to", "project_name", "log_level", "num_workers", "eval_generation_examples",
-    "max_new_tokens", "num_beams", "per_device_eval_batch_size", "test_data", "merge_lora", "cache_dir",
-    "ddp_timeout",
-}) | frozenset(PUBLISHING_FIELDS)
 # Older names kept for flags and config-file keys (the project's one vocabulary; docs/training.md has the table).
 ALIASES = {
     "model_addr": "model_name",
@@ -253,18 +244,8 @@ class TrainConfig:
         return self.metric_for_best_model == "eval_loss"
 
     def to_dict(self) -> dict:
-        """Every setting except secrets: what is recorded beside the model and in checkpoints."""
+        """Every setting except secrets (the run record, training/record.py, is built from it)."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in SECRET_FIELDS}
-
-    def changes_from(self, other: dict) -> dict[str, tuple]:
-        """Settings that differ from a recorded run's and would make a resumed run a different run (a record written
-        before a setting was renamed names it by its older name)."""
-        other = {ALIASES.get(name, name): value for name, value in other.items()}
-        return {
-            name: (other.get(name), value)
-            for name, value in self.to_dict().items()
-            if name not in RESUMABLE_CHANGES and other.get(name, value) != value
-        }
 
 
 def _check_choice(name: str, value, choices: Sequence) -> None:

@@ -7,12 +7,9 @@ the merging itself is `training.saving.export_merged`.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-from pathlib import Path
 
-from longlamp_runs import TRAINING_RECORD_FILE
 from training.saving import export_merged
 
 
@@ -22,9 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output_dir", help="where the merged model goes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    record_file = Path(args.adapter_dir) / TRAINING_RECORD_FILE
-    record = json.loads(record_file.read_text()) if record_file.is_file() else {}
-    export_merged(args.adapter_dir, args.output_dir, record)
+    export_merged(args.adapter_dir, args.output_dir)
     return 0
 
 

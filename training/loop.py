@@ -25,8 +25,17 @@ from tqdm.auto import tqdm
 from generation.decoding import GenerationSettings
 from longlamp_errors import ConfigError, MissingNLTKDataError, ModelLoadError
 from longlamp_io import RunLock
-from longlamp_prompts import context_length, prompt_budget
-from longlamp_runs import BEST_DIR, FINAL_DIR, STATE_FILE, TEST_PREDICTIONS_FILE, VALIDATION_DIR
+from longlamp_runs import (
+    BEST_DIR,
+    FINAL_DIR,
+    MERGED_DIR,
+    STATE_FILE,
+    TEST_PREDICTIONS_FILE,
+    VALIDATION_DIR,
+    RunRecord,
+    TrainingOutcome,
+    describe_differences,
+)
 from longlamp_tasks import parse_config_name, scorer_task_name
 from scoring.files import write_predictions
 from training.checkpoints import (
@@ -50,11 +59,9 @@ from training.modeling import (
     accepts_logits_to_keep,
     check_packing_supported,
     check_quantization_available,
-    is_encoder_decoder,
     load_model,
-    load_model_config,
-    load_tokenizer,
 )
+from training.record import changes, prompt_rules, training_record
 from training.run_folder import check_output_dir, claim_output_dir
 from training.sampling import EpochSampler
 from training.saving import export_merged_in_clean_process, save_model
@@ -103,14 +110,16 @@ def train(config: TrainConfig) -> TrainResult:
     if config.load_in_4bit:
         check_quantization_available()
     output_dir = Path(config.output_dir)
+    model_config, tokenizer, encoder_decoder, budget = prompt_rules(config)
+    record = training_record(config, budget, tokenizer)
     resume_from = resolve_resume(config.resume_from_checkpoint, output_dir)
     recorded = TrainerState.read(resume_from / STATE_FILE) if resume_from is not None else None
     if recorded is not None:
-        changes = config.changes_from(recorded.config)
-        if changes:
-            listed = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items())
-            raise ConfigError(f"cannot resume from {resume_from}: these settings differ from the run's: {listed}")
-    check_output_dir(config)
+        changed = changes(recorded.record(resume_from / STATE_FILE), record)
+        if changed:
+            raise ConfigError(f"cannot resume from {resume_from}: these settings differ from the run's: "
+                              f"{describe_differences(changed)}")
+    check_output_dir(config, record)
 
     accelerator = Accelerator(
         gradient_accumulation_plugin=GradientAccumulationPlugin(
@@ -126,12 +135,6 @@ def train(config: TrainConfig) -> TrainResult:
     if recorded is not None and recorded.num_processes != accelerator.num_processes:
         raise ConfigError(f"cannot resume from {resume_from}: it ran on {recorded.num_processes} process(es), this run "
                           f"has {accelerator.num_processes} (the data order and random states depend on it)")
-    model_config = load_model_config(config.model_name)
-    tokenizer = load_tokenizer(config.model_name)
-    encoder_decoder = is_encoder_decoder(model_config)
-    budget = prompt_budget(config.max_prompt_length, context_length(model_config, tokenizer),
-                           config.max_target_length, encoder_decoder,
-                           new_tokens_flag="--max_target_length")  # zero-shot's rule; fails before any work
     if encoder_decoder and getattr(model_config, "decoder_start_token_id", None) is None:
         raise ModelLoadError(f"{config.model_name!r} is an encoder-decoder model without a decoder_start_token_id")
     if config.packing:
@@ -143,8 +146,8 @@ def train(config: TrainConfig) -> TrainResult:
     created = not output_dir.exists()
     try:
         with RunLock(output_dir, "training/train.py") if accelerator.is_main_process else nullcontext():
-            return _train(accelerator, config, output_dir, resume_from, model_config, tokenizer, encoder_decoder,
-                          sharded, budget)
+            return _train(accelerator, config, record, output_dir, resume_from, model_config, tokenizer,
+                          encoder_decoder, sharded, budget)
     finally:
         if created and accelerator.is_main_process and output_dir.is_dir() and not any(output_dir.iterdir()):
             output_dir.rmdir()  # a run refused before it wrote anything leaves no folder behind
@@ -178,8 +181,8 @@ def check_scorer_available() -> None:
         raise ConfigError(f"--eval_generation_examples: {message}") from None
 
 
-def _train(accelerator, config: TrainConfig, output_dir: Path, resume_from: Path | None, model_config, tokenizer,
-           encoder_decoder: bool, sharded: bool, budget: int) -> TrainResult:
+def _train(accelerator, config: TrainConfig, record: RunRecord, output_dir: Path, resume_from: Path | None,
+           model_config, tokenizer, encoder_decoder: bool, sharded: bool, budget: int) -> TrainResult:
     from accelerate.utils import set_seed
     from transformers import get_scheduler
 
@@ -194,7 +197,7 @@ def _train(accelerator, config: TrainConfig, output_dir: Path, resume_from: Path
     with accelerator.local_main_process_first():
         splits = build_splits(config, task, tokenizer, encoder_decoder, budget)
     if accelerator.is_main_process:
-        claim_output_dir(config)
+        claim_output_dir(config, record)
     accelerator.wait_for_everyone()
     model = load_model(config, model_config, accelerator.mixed_precision, accelerator.local_process_index, sharded)
     keep_target_logits = not encoder_decoder and accepts_logits_to_keep(model)
@@ -240,10 +243,10 @@ def _train(accelerator, config: TrainConfig, output_dir: Path, resume_from: Path
                               scheduler_specific_kwargs=config.scheduler_kwargs())
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
-    state = TrainerState(config=config.to_dict(), num_processes=accelerator.num_processes)
+    state = TrainerState(config=record.to_dict(), num_processes=accelerator.num_processes)
     if resume_from is not None:
         state = load_checkpoint(accelerator, resume_from)
-        state.config = config.to_dict()
+        state.config = record.to_dict()
         logger.info("resumed from %s at step %d (epoch %d, micro-batch %d)", resume_from, state.global_step,
                     state.epoch, state.batches_done)
     accelerator.init_trackers(config.project_name, config=_tracker_config(config))
@@ -251,16 +254,15 @@ def _train(accelerator, config: TrainConfig, output_dir: Path, resume_from: Path
                 config.model_name, len(splits.train), total_steps, steps_per_epoch, world)
 
     source = generation_source(config.model_name, model_config, tokenizer, accelerator.unwrap_model(model))
-    run = _Run(accelerator, config, model, tokenizer, source, optimizer, scheduler, state, encoder_decoder,
+    run = _Run(accelerator, config, record, model, tokenizer, source, optimizer, scheduler, state, encoder_decoder,
                keep_target_logits, output_dir, splits, validation_loader, generation_loader, total_steps)
     run.fit(train_loader, sampler, micro_batches_per_epoch)
 
-    record = {**config.to_dict(), "global_step": state.global_step, "best_metric": state.best_metric,
-              "best_step": state.best_step}
-    final_dir = save_model(accelerator, model, tokenizer, output_dir / FINAL_DIR, record)
+    outcome = TrainingOutcome(global_step=state.global_step, best_metric=state.best_metric, best_step=state.best_step)
+    final_dir = save_model(accelerator, model, tokenizer, output_dir / FINAL_DIR, record, outcome)
     if config.merge_lora:
         if accelerator.is_main_process:
-            export_merged_in_clean_process(final_dir, output_dir / "final-merged")
+            export_merged_in_clean_process(final_dir, output_dir / MERGED_DIR)
         accelerator.wait_for_everyone()
     if test_loader is not None:
         texts = generate_texts(accelerator, model, run.generation_source, test_loader, run.generation,
@@ -334,10 +336,11 @@ def build_splits(config: TrainConfig, task, tokenizer, encoder_decoder: bool, bu
 class _Run:
     """The state one training run threads through its steps, evaluations and checkpoints."""
 
-    def __init__(self, accelerator, config, model, tokenizer, generation_source, optimizer, scheduler, state,
+    def __init__(self, accelerator, config, record, model, tokenizer, generation_source, optimizer, scheduler, state,
                  encoder_decoder, keep_target_logits, output_dir, splits, validation_loader, generation_loader,
                  total_steps):
-        self.accelerator, self.config, self.model, self.tokenizer = accelerator, config, model, tokenizer
+        self.accelerator, self.config, self.record, self.model = accelerator, config, record, model
+        self.tokenizer = tokenizer
         self.optimizer, self.scheduler, self.state = optimizer, scheduler, state
         self.encoder_decoder, self.keep_target_logits = encoder_decoder, keep_target_logits
         self.output_dir, self.splits, self.total_steps = output_dir, splits, total_steps
@@ -438,20 +441,15 @@ class _Run:
             texts = generate_texts(self.accelerator, self.model, self.generation_source, self.generation_loader,
                                    self.generation, self.synced_gpus)
             references = self.splits.generation["output"]
-            task, setting = parse_config_name(self.config.task)
-            settings = {"task": task.name, "setting": setting, "split": "validation", "model": self.config.model_name,
-                        "use_profile": self.config.use_profile, "retriever": self.config.retriever,
-                        "num_retrieved": self.config.num_retrieved, "step": self.state.global_step}
             metrics.update(score_and_keep(
-                self.output_dir / VALIDATION_DIR, scorer_task_name(task, setting), settings,
-                self.splits.generation["id"], [texts[i] for i in range(len(references))], references,
-                write=self.accelerator.is_main_process))
+                self.output_dir / VALIDATION_DIR, self.record, self.state.global_step, self.splits.generation["id"],
+                [texts[i] for i in range(len(references))], references, write=self.accelerator.is_main_process))
         self._record(metrics)
         value, best = metrics[self.config.metric_for_best_model], self.state.best_metric
         if best is None or (value < best if self.config.best_is_lower else value > best):
             self.state.best_metric, self.state.best_step = value, self.state.global_step
-            record = {**self.config.to_dict(), "global_step": self.state.global_step, "metrics": metrics}
-            save_model(self.accelerator, self.model, self.tokenizer, self.output_dir / BEST_DIR, record)
+            save_model(self.accelerator, self.model, self.tokenizer, self.output_dir / BEST_DIR, self.record,
+                       TrainingOutcome(global_step=self.state.global_step, metrics=metrics))
 
     def _record(self, values: dict) -> None:
         step = self.state.global_step

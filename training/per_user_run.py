@@ -3,39 +3,47 @@ output folder, every pending user trained, and the report of time, storage and h
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from longlamp_errors import RunFolderError
 from longlamp_io import write_json_atomic
-from longlamp_runs import PER_USER_REPORT_FILE
+from longlamp_prompts import uses_chat_template
+from longlamp_runs import (
+    PER_USER_RECORD_FILE,
+    PER_USER_REPORT_FILE,
+    RunRecord,
+    check_same_run,
+    record_from_flags,
+    write_record,
+)
 from longlamp_tasks import parse_config_name
 from personalization.user_adapters import AdapterStore
 from personalization.users import group_users, profile_examples
 
 logger = logging.getLogger(__name__)
-CONFIG_FILE = "per_user_config.json"
-# Settings a continued run may change: which users it goes on to, how it logs.
-RESUMABLE = frozenset({"output_dir", "max_users", "log_level", "cache_dir", "data_dir"})
+# Recorded settings a continued run may change: where the data's local copy lies. (Which users it goes on to and
+# how it logs are not recorded at all.)
+RESUMABLE = ("data.data_dir",)
 
 
-def check_settings(output_dir: Path, settings: dict, write: bool) -> None:
+def per_user_record(args) -> RunRecord:
+    """The run record of train_per_user.py's flags, with the prompt budget and chat-template choice resolved for
+    the model (its config and tokenizer are read, not its weights)."""
+    from training.user_adapters import prompt_rules
+
+    _, tokenizer, _, budget = prompt_rules(args)
+    values = {**vars(args), "max_prompt_length": budget,
+              "use_chat_template": uses_chat_template(tokenizer, args.use_chat_template)}
+    return record_from_flags("per_user_adapters", values, "per-user training settings")
+
+
+def check_settings(output_dir: Path, record: RunRecord, write: bool) -> None:
     """Refuse a folder holding adapters trained with other settings; record the settings (`write`) if new."""
-    recorded_file = output_dir / CONFIG_FILE
-    if recorded_file.is_file():
-        recorded = json.loads(recorded_file.read_text())
-        changed = {k: (recorded.get(k), v) for k, v in settings.items() if recorded.get(k) != v}
-        if changed:
-            listed = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(changed.items()))
-            raise RunFolderError(f"{output_dir} holds per-user adapters trained with other settings ({listed}); "
-                                 "use another --output_dir or the same flags to continue")
-        return
-    if write:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(recorded_file, settings)
+    check_same_run(output_dir / PER_USER_RECORD_FILE, record, RESUMABLE, "per-user adapters")
+    if write and not (output_dir / PER_USER_RECORD_FILE).is_file():
+        write_record(output_dir / PER_USER_RECORD_FILE, record)
 
 
 def run(args, accelerator, output_dir: Path) -> None:

@@ -21,7 +21,7 @@ from typing import Sequence
 from longlamp_cli import ArgumentParser, add_flag, positive_int
 from longlamp_io import RunLock
 from longlamp_tasks import parse_config_name
-from training.per_user_run import RESUMABLE, check_settings, run
+from training.per_user_run import check_settings, per_user_record, run
 
 
 def parser() -> argparse.ArgumentParser:
@@ -89,8 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         level=getattr(logging, args.log_level.upper()))
     output_dir = Path(args.output_dir)
-    settings = {k: v for k, v in vars(args).items() if k not in RESUMABLE}
-    check_settings(output_dir, settings, write=accelerator.is_main_process)  # every process refuses alike
+    check_settings(output_dir, per_user_record(args), write=accelerator.is_main_process)  # every process alike
     accelerator.wait_for_everyone()
     with RunLock(output_dir, "training/train_per_user.py") if accelerator.is_main_process else nullcontext():
         run(args, accelerator, output_dir)

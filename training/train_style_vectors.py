@@ -6,7 +6,8 @@
 For each user of `--split` and each of their first `--max_items_per_user` profile items, the item's task
 prompt (no retrieval) is continued once by the model itself through the transformers backend: that is the
 style-neutral text; the vector is the mean last-token difference at each layer between the user's real text and
-it (`personalization.style_vectors`). Users already written are skipped, so a killed run continues. With
+it (`personalization.style_vectors`). The run's record goes to per_user_config.json: a folder holding vectors
+made with other settings is refused, and users already written are skipped, so a killed run continues. With
 `--selection_split` (default validation) the same is done for that split's users, its rows are generated at
 every layer and scale, and the best ROUGE-L is written to style_selection.json, which evaluate_per_user.py reads.
 """
@@ -21,7 +22,16 @@ from typing import Sequence
 
 from longlamp_cli import ArgumentParser, add_flag, positive_int
 from longlamp_io import write_json_atomic
-from longlamp_runs import STYLE_SELECTION_FILE
+from longlamp_runs import (
+    PER_USER_RECORD_FILE,
+    STYLE_SELECTION_FILE,
+    PerUserSettings,
+    RunRecord,
+    StyleVectorTraining,
+    check_same_run,
+    data_source,
+    write_record,
+)
 from longlamp_tasks import parse_config_name
 from personalization.cli import add_model_and_prompt_flags
 
@@ -82,6 +92,14 @@ def rows_of(args, split: str) -> list[dict]:
                                    revision=args.revision, limit=args.max_eval_examples))
 
 
+def style_record(args, setup, layers: list[int]) -> RunRecord:
+    """The run's record: the model, prompt and decoding of the style-neutral texts, and how the vectors are made."""
+    training = StyleVectorTraining(layers, args.scale_list, args.max_items_per_user, args.selection_split)
+    data = data_source(args.data, args.data_dir, args.revision, limit=args.max_eval_examples)
+    return setup.record("style_vectors", data, PerUserSettings(style_vector_training=training),
+                        strip_reasoning=False)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from personalization.generate import generate_per_user
     from personalization.prompt_setup import PromptSetup
@@ -97,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     layers = args.layer_list or sorted({max(1, depth // 2), max(1, 3 * depth // 4)})
     if any(not 1 <= layer <= depth for layer in layers):
         raise ValueError(f"--layers {args.layers}: the model has decoder layers 1 to {depth}")
+    record = style_record(args, setup, layers)
+    check_same_run(output_dir / PER_USER_RECORD_FILE, record, (), "style vectors")
+    write_record(output_dir / PER_USER_RECORD_FILE, record)
     task = setup.task
     write_user_vectors(setup, group_users(rows_of(args, args.split), task), layers, output_dir,
                        args.max_items_per_user)

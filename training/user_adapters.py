@@ -126,13 +126,22 @@ class UserAdapterTrainer:
         return {key: value.to(self.device) for key, value in self.collator(rows).items()}
 
 
+def prompt_rules(args) -> tuple:
+    """(model config, tokenizer, whether it is an encoder-decoder, the prompt budget) of the per-user training run
+    `args` describes: what its record and its training read, without the weights."""
+    model_config = load_model_config(args.model_name)
+    tokenizer = load_tokenizer(args.model_name)
+    encoder_decoder = is_encoder_decoder(model_config)
+    budget = prompt_budget(args.max_prompt_length, context_length(model_config, tokenizer), args.max_target_length,
+                           encoder_decoder, new_tokens_flag="--max_target_length")
+    return model_config, tokenizer, encoder_decoder, budget
+
+
 def load_for_training(args, task, device):
     """The shared model (task adapter merged in), tokenizer, the training encoder and collator."""
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-    model_config = load_model_config(args.model_name)
-    tokenizer = load_tokenizer(args.model_name)
-    encoder_decoder = is_encoder_decoder(model_config)
+    model_config, tokenizer, encoder_decoder, budget = prompt_rules(args)
     auto_class = AutoModelForSeq2SeqLM if encoder_decoder else AutoModelForCausalLM
     model = auto_class.from_pretrained(args.model_name, dtype=torch_dtype(args.dtype))
     if args.task_adapter:
@@ -142,8 +151,6 @@ def load_for_training(args, task, device):
     model.to(device)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    budget = prompt_budget(args.max_prompt_length, context_length(model_config, tokenizer), args.max_target_length,
-                           encoder_decoder, new_tokens_flag="--max_target_length")
     retriever = None
     if args.use_profile:
         from retrieval import get_retriever

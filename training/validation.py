@@ -16,7 +16,7 @@ from generation.decoding import GenerationSettings
 from generation.hf_transformers import generation_config, new_tokens
 from generation.source import ModelSource
 from longlamp_io import write_json_atomic
-from longlamp_runs import GOLDS_FILE, PER_SAMPLE_FILE, PREDICTIONS_FILE, SCORES_FILE
+from longlamp_runs import GOLDS_FILE, PER_SAMPLE_FILE, PREDICTIONS_FILE, SCORES_FILE, RunRecord
 from scoring import HEADLINE_METRICS
 from training.loss import per_example_sums, token_losses
 
@@ -79,21 +79,22 @@ def generation_sync(synced_gpus: bool | None) -> dict:
     return {} if synced_gpus is None else {"synced_gpus": synced_gpus}
 
 
-def score_and_keep(directory: Path, task_name: str, settings: dict, ids: list[str], predictions: list[str],
+def score_and_keep(directory: Path, record: RunRecord, step: int, ids: list[str], predictions: list[str],
                    references: list[str], write: bool) -> dict[str, float]:
     """The paper's metrics (ROUGE-1, ROUGE-L, METEOR) of the validation generations, exact means from the project's
     scorer; with `write` (the main process) the generations are kept in `directory` as a zero-shot run keeps them
-    (predictions.json, golds.json, scores.json with 95% intervals, per_sample.jsonl), so that the run's card and
-    upload show them like any evaluation."""
+    (predictions.json, golds.json, scores.json with 95% intervals and the training run's record, per_sample.jsonl),
+    so that the run's card and upload show them like any evaluation."""
     from scoring import per_sample
     from scoring.files import write_predictions
     from scoring.metrics import score_with_samples
 
     result, samples = score_with_samples(predictions, references, metrics=HEADLINE_METRICS)
+    task_name = record.task.scorer_task_name
     if write:
         write_predictions(directory / PREDICTIONS_FILE, task_name, ids, dict(zip(ids, predictions)))
         write_predictions(directory / GOLDS_FILE, task_name, ids, dict(zip(ids, references)))
         per_sample.write(directory / PER_SAMPLE_FILE, per_sample.rows(ids, predictions, samples))
-        write_json_atomic(directory / SCORES_FILE, {"task": task_name, "examples": len(ids), "settings": settings,
-                                                      "scores": result})
+        write_json_atomic(directory / SCORES_FILE, {"task": task_name, "examples": len(ids), "step": step,
+                                                      "settings": record.to_dict(), "scores": result})
     return {name: float(value) for name, value in result["metrics"].items()}

@@ -1,17 +1,19 @@
 """Finding and reading finished runs, each into one `Run` of per-sample scores, for the leaderboard.
 
-A folder holds a run when it has:
+Every folder is read by `longlamp_runs.read_run`, the reader the cards and uploads use, so a run reads the same
+whether it was written here or downloaded from the Hub (evaluation/comparison/hub_runs.py). A folder holds a run
+when it has:
 
-- a zero-shot summary: `scores.json` (evaluation/zero_shot/) or `results.json`, its published copy
-  (publishing/hub.py `stage_run`: the same summary, machine paths reduced), with `per_sample.jsonl`, else
-  `predictions.json` and `golds.json`, scored here (golds are never published) and cached under the cache folder
-  by the two files' contents; its `no_profile/` run is its baseline;
-- a training run (training/loop.py): `predictions_test.json` and its record, `final/` or `best/`
-  `training_config.json` (`training_config.json` at the top once published), scored against the gold file of its
-  task given with --golds;
+- a zero-shot or per-user summary: `scores.json` or `results.json`, its published copy (machine paths reduced),
+  with `per_sample.jsonl`, else `predictions.json` and `golds.json`, scored here (golds are never published) and
+  cached under the cache folder by the two files' contents; its `no_profile/` run is its baseline;
+- a training run: `predictions_test.json` and its model's record (`final/` or `best/` `training_config.json`, or
+  `training_config.json` at the top once published), scored against the gold file of its task given with --golds;
 - zero-shot results published into a model repository: `longlamp/<config>/`, each one a run as above.
 
-A folder is read the same whether it was written here or downloaded from the Hub (evaluation/comparison/hub_runs.py).
+A per-sample file is checked where it is read (`scoring.per_sample.read_variant`): one that is not the run's (a
+truncated file, an id twice, a NaN, ids other than the golds', another count than its scores) is not ranked, and
+the reason names the file and the problem.
 """
 
 from __future__ import annotations
@@ -22,27 +24,24 @@ from pathlib import Path
 
 import numpy as np
 
+from longlamp_errors import DataError, RunFolderError
 from longlamp_runs import (
-    BEST_DIR,
-    FINAL_DIR,
-    GOLDS_FILE,
     NO_PROFILE_DIR,
     PER_SAMPLE_FILE,
     PREDICTIONS_FILE,
-    PUBLISHED_RESULTS_DIR,
-    PUBLISHED_SUMMARY_FILE,
-    SCORES_FILE,
     TEST_PREDICTIONS_FILE,
-    TRAINING_RECORD_FILE,
+    RunFolder,
+    RunRecord,
+    Variant,
+    published_runs,
+    read_run,
+    summary_file,
 )
 from publishing.runs import public_name
 from scoring import files, metrics, per_sample
 
 SCORER_PACKAGES = ("nltk", "rouge_score", "sacrebleu")  # the versions that can change a score (rust ROUGE is
 # checked bit-identical to rouge_score at run time, so its version does not)
-SUMMARY_FILES = (SCORES_FILE, PUBLISHED_SUMMARY_FILE)
-# a training run's record: beside its final or best model, or at the top once published
-RECORD_FILES = (f"{FINAL_DIR}/{TRAINING_RECORD_FILE}", f"{BEST_DIR}/{TRAINING_RECORD_FILE}", TRAINING_RECORD_FILE)
 
 
 @dataclass
@@ -107,58 +106,51 @@ def _score_files(golds_path: Path, predictions_path: Path, cache_dir: Path) -> t
     return golds.ids, scores
 
 
-def data_identity(settings: dict, ranked_task: str | None = None) -> str:
-    """The data a run read: its source and the dataset revision where one was recorded. A local path counts by its
-    last part, as the toolkit publishes it, so a run and its published copy are ranked together. Ranked data
-    (retrieval/rank_profiles.py: the split's rows, ids and outputs, each profile reordered) counts as the config
-    it was ranked from, `ranked_task`, so a retriever's run ranks beside the no-profile run on that config."""
-    data, revision = settings.get("data", "?"), settings.get("revision")
-    if isinstance(data, dict):  # zero_shot.data_source: {"data", "data_dir", "revision", "fingerprint"}
-        data, revision = data.get("data", "?"), data.get("revision") or revision
-    source = ranked_task.removeprefix("LongLaMP_") if ranked_task else public_name(str(data))
+def data_identity(record: RunRecord, data: str | None = None) -> str:
+    """The data a run read: its source (`data`, else the record's) and the dataset revision where one was recorded.
+    A local path counts by its last part, as the toolkit publishes it, so a run and its published copy are ranked
+    together. Ranked data (retrieval/rank_profiles.py: the split's rows, ids and outputs, each profile reordered)
+    counts as the config it was ranked from, so a retriever's run ranks beside the no-profile run on that config."""
+    ranked = record.data.ranked_by is not None or (record.kind == "training" and record.retrieval.is_ranked)
+    source = record.task.config if ranked else public_name(str(data or record.data.data))
+    revision = record.data.revision
     return f"{source}@{revision}" if revision else source
 
 
-def _summary_file(folder: Path) -> Path | None:
-    return next((folder / name for name in SUMMARY_FILES if (folder / name).is_file()), None)
+def _zero_shot_run(variant: Variant, name: str, where: str, cache_dir: Path) -> Run | Skipped:
+    if variant.scores is None:
+        return Skipped(where, variant.not_scored)
+    path = variant.folder
+    try:
+        if variant.per_sample_file.exists():
+            ids, _, scores = per_sample.read_variant(variant)
+        elif variant.golds_file.exists() and variant.predictions_file.exists():
+            ids, scores = _score_files(variant.golds_file, variant.predictions_file, cache_dir)
+        else:
+            return Skipped(where, f"neither {PER_SAMPLE_FILE} nor {PREDICTIONS_FILE} with {variant.golds_file.name}")
+    except (DataError, RunFolderError) as error:
+        return Skipped(where, str(error))
+    record = variant.record
+    retrieval = record.retrieval
+    profile = retrieval.use_profile
+    return Run(path, name, where, "zero-shot", variant.task_name, record.model.name,
+               (retrieval.signature or retrieval.retriever) if profile else None,
+               retrieval.num_retrieved if profile else None, record.task.split, data_identity(record),
+               scorer_identity(variant.scores.versions, variant.scores.scorer_settings), ids, scores)
 
 
-def _zero_shot_run(path: Path, summary_path: Path, name: str, where: str, cache_dir: Path) -> Run | Skipped:
-    summary = files.load_json(summary_path)
-    if not isinstance(summary, dict) or "settings" not in summary:
-        return Skipped(where, f"{summary_path.name} is not a zero-shot run's summary")
-    if not summary.get("scores"):
-        return Skipped(where, summary.get("not_scored") or "the run was not scored")
-    settings = summary["settings"]
-    if (path / PER_SAMPLE_FILE).exists():
-        ids, _, scores = per_sample.read(path / PER_SAMPLE_FILE)
-    elif (path / GOLDS_FILE).exists() and (path / PREDICTIONS_FILE).exists():
-        ids, scores = _score_files(path / GOLDS_FILE, path / PREDICTIONS_FILE, cache_dir)
-    else:
-        return Skipped(where, f"neither {PER_SAMPLE_FILE} nor {PREDICTIONS_FILE} with {GOLDS_FILE}")
-    profile = settings.get("use_profile")
-    return Run(path, name, where, "zero-shot", summary["task"], settings.get("model", "?"),
-               settings.get("retriever") if profile else None, settings.get("num_retrieved") if profile else None,
-               settings.get("split", "?"),
-               data_identity(settings, summary["task"] if settings.get("ranked_by") else None),
-               scorer_identity(summary["scores"].get("versions", {}), summary["scores"].get("settings", {})), ids,
-               scores)
-
-
-def _training_run(path: Path, name: str, where: str, golds_by_task: dict[str, Path], cache_dir: Path) -> Run | Skipped:
-    record = next((path / r for r in RECORD_FILES if (path / r).is_file()), None)
-    if record is None:
-        return Skipped(where, f"{TEST_PREDICTIONS_FILE} without {FINAL_DIR}/{TRAINING_RECORD_FILE}")
-    config = files.load_json(record)
-    task = files.read_task_file(path / TEST_PREDICTIONS_FILE, "predictions").task
+def _training_run(run: RunFolder, name: str, where: str, golds_by_task: dict[str, Path],
+                  cache_dir: Path) -> Run | Skipped:
+    record = run.record
+    task = files.read_task_file(run.test_predictions, "predictions").task
     if task not in golds_by_task:
         return Skipped(where, f"a training run of {task}: pass its test golds with --golds")
-    ids, scores = _score_files(golds_by_task[task], path / TEST_PREDICTIONS_FILE, cache_dir)
-    profile = config.get("use_profile")
-    return Run(path, name, where, "training", task, config.get("model_name", "?"),
-               config.get("retriever") if profile else None, config.get("num_retrieved") if profile else None, "test",
-               data_identity({"data": config.get("test_data", "?"), "revision": config.get("revision")},
-                             task if profile and config.get("is_ranked") else None),
+    ids, scores = _score_files(golds_by_task[task], run.test_predictions, cache_dir)
+    retrieval = record.retrieval
+    profile = retrieval.use_profile
+    return Run(run.folder, name, where, "training", task, record.model.name,
+               retrieval.retriever if profile else None, retrieval.num_retrieved if profile else None, "test",
+               data_identity(record, (record.training.test_data if record.training else None) or "?"),
                _current_scorer(), ids, scores)
 
 
@@ -168,24 +160,25 @@ def load_run(path: Path, golds_by_task: dict[str, Path], cache_dir: Path, name: 
     name, where = name or path.name, where or str(path)
     if not path.is_dir():
         raise ValueError(f"{path}: no such run folder")
-    summary = _summary_file(path)
-    if summary is not None:
-        run = _zero_shot_run(path, summary, name, where, cache_dir)
-        baseline_summary = _summary_file(path / NO_PROFILE_DIR)
-        if isinstance(run, Run) and baseline_summary is not None:
-            baseline = _zero_shot_run(path / NO_PROFILE_DIR, baseline_summary, f"{name}/{NO_PROFILE_DIR}",
-                                      f"{where}/{NO_PROFILE_DIR}", cache_dir)
-            run.baseline = baseline if isinstance(baseline, Run) else None
-        return run
-    if (path / TEST_PREDICTIONS_FILE).exists():
-        return _training_run(path, name, where, golds_by_task, cache_dir)
-    return Skipped(where, f"not a run folder (no {' or '.join(SUMMARY_FILES)}, no {TEST_PREDICTIONS_FILE})")
+    try:
+        run = read_run(path)
+    except RunFolderError as error:
+        return Skipped(where, str(error))
+    if run.kind == "training":  # its test predictions are ranked (its validation generations are not)
+        if run.test_predictions is None:
+            return Skipped(where, f"a training run without {TEST_PREDICTIONS_FILE}: nothing to rank")
+        return _training_run(run, name, where, golds_by_task, cache_dir)
+    ranked = _zero_shot_run(run.variants[0], name, where, cache_dir)
+    if isinstance(ranked, Run) and len(run.variants) > 1:
+        baseline = _zero_shot_run(run.variants[1], f"{name}/{NO_PROFILE_DIR}", f"{where}/{NO_PROFILE_DIR}", cache_dir)
+        ranked.baseline = baseline if isinstance(baseline, Run) else None
+    return ranked
 
 
 def holds_run(folder: Path) -> bool:
     """Whether a folder holds a run of its own or published results of one (see the module docstring)."""
-    return (_summary_file(folder) is not None or (folder / TEST_PREDICTIONS_FILE).is_file()
-            or any(_summary_file(sub) for sub in (folder / PUBLISHED_RESULTS_DIR).glob("*")))
+    return (summary_file(folder) is not None or (folder / TEST_PREDICTIONS_FILE).is_file()
+            or bool(published_runs(folder)))
 
 
 def load_runs(folder: Path, golds_by_task: dict[str, Path], cache_dir: Path, name: str | None = None,
@@ -194,9 +187,9 @@ def load_runs(folder: Path, golds_by_task: dict[str, Path], cache_dir: Path, nam
     name, where = name or folder.name, where or str(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: no such run folder")
-    published = sorted(sub for sub in (folder / PUBLISHED_RESULTS_DIR).glob("*") if _summary_file(sub))
+    published = published_runs(folder)
     found = []
-    if not published or _summary_file(folder) or (folder / TEST_PREDICTIONS_FILE).is_file():
+    if not published or summary_file(folder) or (folder / TEST_PREDICTIONS_FILE).is_file():
         found.append(load_run(folder, golds_by_task, cache_dir, name, where))
     for sub in published:
         inside = sub.relative_to(folder).as_posix()

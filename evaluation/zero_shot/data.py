@@ -1,5 +1,5 @@
-"""The rows a zero-shot run evaluates: the split loaded and checked, the task, setting and retriever it implies,
-and the record of where the data came from."""
+"""The rows a zero-shot run evaluates: the split loaded and checked, and the task, setting and retriever it
+implies."""
 
 from __future__ import annotations
 
@@ -94,13 +94,3 @@ def rows_to_predict(options: ZeroShotOptions):
 def column(dataset, name: str) -> list:
     """A column's values, or None for each row when the data has no such column (a test split's outputs)."""
     return dataset[name] if name in dataset.column_names else [None] * len(dataset)
-
-
-def data_source(options: ZeroShotOptions, rows) -> dict:
-    """Where the rows came from, for the record: the data as given, its folder, the Hub revision asked for, and
-    datasets' fingerprint of the loaded files. A resumed run on other data keeps only the examples whose prompts
-    are unchanged."""
-    data_dir = str(Path(options.data_dir).expanduser().resolve()) if options.data_dir else None
-    path = Path(options.validation_data).expanduser()
-    return {"data": str(path.resolve()) if path.exists() else options.validation_data, "data_dir": data_dir,
-            "revision": options.revision, "fingerprint": getattr(rows, "_fingerprint", None)}

@@ -15,13 +15,22 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from generation import resolve_backend
 from longlamp_cli import check_folder
 from longlamp_io import RunLock, folder_content_digest, write_json_atomic
-from longlamp_runs import PROGRESS_FILE, PROMPTS_FILE
-from longlamp_tasks import parse_config_name, scorer_task_name
+from longlamp_runs import (
+    PROGRESS_FILE,
+    PROMPTS_FILE,
+    PerUserSettings,
+    ProfileSummary,
+    RunRecord,
+    StyleVectors,
+    UserAdapters,
+    data_source,
+)
 from personalization.prompt_setup import PromptSetup
 
 logger = logging.getLogger(__name__)
@@ -76,16 +85,6 @@ def summary_writer(args, cache_dir: Path):
     return build_judge(options, GenerationCache(cache_dir / "summaries.sqlite"))
 
 
-def zero_shot_options(args, output_dir: Path):
-    """The run as zero-shot evaluation's options: its data record and its files are written by the same code."""
-    from evaluation.zero_shot import ZeroShotOptions
-
-    return ZeroShotOptions(validation_data=args.data, model_name=args.model_name, output_dir=str(output_dir),
-                           task=args.task, split=args.split, data_dir=args.data_dir, cache_dir=args.cache_dir,
-                           revision=args.revision, max_eval_examples=args.max_eval_examples,
-                           max_new_tokens=args.max_new_tokens, dtype=args.dtype)
-
-
 def example_key(token_ids, user: str) -> str:
     """Zero-shot's prompt key of what one example's generation depends on: its user's model and its prompt."""
     from generation.progress import prompt_key
@@ -93,56 +92,45 @@ def example_key(token_ids, user: str) -> str:
     return prompt_key(json.dumps([user, list(token_ids)], separators=(",", ":")), None)
 
 
-def run_settings(args, setup: PromptSetup, options, dataset, style) -> dict:
-    """What the predictions depend on, recorded in progress.jsonl and scores.json: zero-shot's settings (the same
-    data record, so runs of the same split rank together) and the per-user methods with their files' digests."""
-    from evaluation.zero_shot.data import data_source
-    from generation.fingerprints import model_fingerprint
+def run_record(args, setup: PromptSetup, dataset, style) -> RunRecord:
+    """What the predictions depend on, recorded in progress.jsonl and scores.json: zero-shot's groups (the same data
+    record, so runs of the same split rank together) and the per-user methods with their files' digests."""
     from personalization.user_adapters import AdapterStore
 
-    task, setting = parse_config_name(args.task)
-    source = setup.source
-    settings = {"task": task.name, "setting": setting, "split": args.split, "model": args.model_name,
-                "base_model": source.base if source.adapter else None, "model_fingerprint": model_fingerprint(source),
-                "backend": setup.generator.name, "dtype": type(setup.generator).dtype_name(args.dtype),
-                "max_prompt_length": setup.builder.max_prompt_tokens, "chat_template": setup.builder.use_chat_template,
-                "strip_reasoning": True, **setup.generator.settings.record(), "data": data_source(options, dataset),
-                "use_profile": args.use_profile}
-    if args.use_profile:
-        settings.update(retriever=setup.retriever.signature, num_retrieved=args.num_retrieved, is_ranked=False)
-    methods = {}
+    adapters = style_vectors = summary = None
     if args.adapters_dir:
         folder = Path(args.adapters_dir).resolve()
-        methods["per_user_adapters"] = {"folder": str(folder),
-                                        "fingerprint": folder_content_digest(AdapterStore(folder).root)}
+        adapters = UserAdapters(str(folder), folder_content_digest(AdapterStore(folder).root))
     if style is not None:
         folder = Path(args.style_vectors_dir).resolve()
-        methods["style_vectors"] = {"folder": str(folder), "fingerprint": folder_content_digest(folder),
-                                    "layer": style.layer, "scale": style.scale}
+        style_vectors = StyleVectors(str(folder), folder_content_digest(folder), style.layer, style.scale)
     if args.use_summary:
-        methods["profile_summary"] = {"of": args.summary_of, "max_new_tokens": args.summary_max_new_tokens,
-                                      "model": args.summary_model,
-                                      "backend": args.summary_backend if args.summary_model else None}
-    settings["personalization"] = methods
-    return settings
+        summary = ProfileSummary(args.summary_of, args.summary_max_new_tokens, args.summary_model,
+                                 args.summary_backend if args.summary_model else None)
+    data = data_source(args.data, args.data_dir, args.revision, dataset, args.max_eval_examples)
+    return setup.record("per_user", data, PerUserSettings(adapters, style_vectors, summary), strip_reasoning=True)
 
 
-def run(args) -> dict:
-    """Generate, save and score the predictions the parsed flags ask for (evaluate_per_user.py's); returns the
-    run's scores.json content."""
+@dataclass
+class PerUserPlan:
+    """A per-user run checked and resolved before any prompt is built: its rows, prompt rules and generator (the
+    model loaded), the users' adapters and style steering, and its record."""
+
+    dataset: object
+    setup: PromptSetup
+    adapters: dict | None
+    style: object
+    record: RunRecord
+
+
+def prepare(args) -> PerUserPlan:
+    """Everything that can refuse the run, then what it will record: the same record for the same flags."""
     import longlamp
-    from evaluation.zero_shot.data import column
-    from evaluation.zero_shot.results import finish_run
     from generation.decoding import GenerationSettings
-    from generation.predictions import PredictionStore
-    from generation.progress import PreparedRun
     from generation.source import resolve_model
-    from personalization.generate import per_user_generations
     from personalization.style_vectors import style_steering
-    from personalization.summaries import SummaryPromptBuilder, summaries_for
     from personalization.user_adapters import AdapterStore
 
-    root = check_folder(args.output_dir, "--output_dir")
     adapters = AdapterStore(args.adapters_dir).adapters() if args.adapters_dir else None
     if args.adapters_dir and not adapters:
         raise ValueError(f"--adapters_dir {args.adapters_dir} holds no finished user adapter")
@@ -150,13 +138,28 @@ def run(args) -> dict:
         else None
     dataset = longlamp.load_rows(args.data, args.split, task=args.task, data_dir=args.data_dir,
                                  cache_dir=args.cache_dir, revision=args.revision, limit=args.max_eval_examples)
-    rows = list(dataset)
     source = resolve_model(args.model_name)
     backend = choose_backend(args, source, GenerationSettings(max_new_tokens=args.max_new_tokens), adapters)
     own_summaries = args.summary_max_new_tokens if args.use_summary and not args.summary_model else 0
     setup = PromptSetup(args, backend=backend, backend_options=backend_options(args, backend, adapters),
                         longest_new_tokens=own_summaries, source=source)
-    options = zero_shot_options(args, root)
+    return PerUserPlan(dataset, setup, adapters, style, run_record(args, setup, dataset, style))
+
+
+def run(args) -> dict:
+    """Generate, save and score the predictions the parsed flags ask for (evaluate_per_user.py's); returns the
+    run's scores.json content."""
+    from evaluation.zero_shot.data import column
+    from evaluation.zero_shot.results import finish_run
+    from generation.predictions import PredictionStore
+    from generation.progress import PreparedRun
+    from personalization.generate import per_user_generations
+    from personalization.summaries import SummaryPromptBuilder, summaries_for
+
+    root = check_folder(args.output_dir, "--output_dir")
+    plan = prepare(args)
+    setup, dataset, record = plan.setup, plan.dataset, plan.record
+    rows = list(dataset)
     with RunLock(root, "evaluate_per_user.py"):  # taken only now: a refused run leaves no folder behind
         items = [setup.items(row) for row in rows]
         if args.use_summary:
@@ -171,10 +174,9 @@ def run(args) -> dict:
         users = [str(row[setup.task.user_column]) for row in rows]
         token_ids = [setup.encode(p) for p in prompts]
         keys = [example_key(t, user) for t, user in zip(token_ids, users)]
-        settings = run_settings(args, setup, options, dataset, style)
         write_json_atomic(root / PROMPTS_FILE, [{"id": i, "user": u, "prompt": p, "prompt_tokens": len(t)}
                                                 for i, u, p, t in zip(ids, users, prompts, token_ids)])
-        store = PredictionStore(root / PROGRESS_FILE, settings, keys)
+        store = PredictionStore(root / PROGRESS_FILE, record, keys)
         finished = {index for index, key in enumerate(keys) if key in store}
         if finished:
             logger.info("%s: resuming, %d of %d examples already done", root, len(finished), len(keys))
@@ -182,12 +184,10 @@ def run(args) -> dict:
         def save(positions, generations):
             store.add([(keys[i], ids[i], g) for i, g in zip(positions, generations) if keys[i] not in store])
 
-        per_user_generations(setup.generator, token_ids, users, adapters=adapters, style=style,
+        per_user_generations(setup.generator, token_ids, users, adapters=plan.adapters, style=plan.style,
                              batch_size=setup.batch_size, finished=finished, save=save)
-        prepared = PreparedRun(root, settings, 0, ids, token_ids, [len(t) for t in token_ids], keys, store)
-        _, setting = parse_config_name(args.task)
-        summary = finish_run(prepared, scorer_task_name(setup.task, setting), column(dataset, "output"), users,
-                             options)
+        prepared = PreparedRun(root, record, 0, ids, token_ids, [len(t) for t in token_ids], keys, store)
+        summary = finish_run(prepared, column(dataset, "output"), users)
     logger.info("wrote %d predictions to %s (%s)", len(ids), root,
                 "not scored" if summary["scores"] is None else f"ROUGE-L {summary['scores']['metrics']['rougeL']:.4f}")
     return summary

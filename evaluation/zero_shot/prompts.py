@@ -11,6 +11,7 @@ from generation import backend_class
 from generation.source import ModelSource
 from longlamp_errors import PromptBudgetError
 from longlamp_prompts import PromptBuilder
+from longlamp_runs import RunRecord
 from longlamp_tasks import Task
 from retrieval import Retriever, top_k_items
 
@@ -35,12 +36,12 @@ def build_prompts(task: Task, rows: Sequence[dict], builder: PromptBuilder, retr
     return records
 
 
-def prepare_prompts(task: Task, rows: Sequence[dict], source: ModelSource, builder: PromptBuilder, settings: dict,
+def prepare_prompts(task: Task, rows: Sequence[dict], source: ModelSource, builder: PromptBuilder, record: RunRecord,
                     retriever: Retriever | None, num_retrieved: int, is_ranked: bool) -> tuple[list[dict], list]:
     """Build the prompts of one variant (no retriever: no profile): the audit records, and what the backend is
     sent for each (token ids, or a served model's prompt text). The seeds of a `--seeds` run share them."""
-    generator_class = backend_class(settings["backend"])
-    as_message = generator_class.served and settings.get("api_mode") == "chat"
+    generator_class = backend_class(record.model.backend)
+    as_message = generator_class.served and record.model.api_mode == "chat"
     records = build_prompts(task, rows, builder, retriever, num_retrieved, is_ranked, as_message)
     if generator_class.prompt_form == "text":
         return records, [r["prompt"] for r in records]

@@ -9,9 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from evaluation.zero_shot.options import ZeroShotOptions
 from generation.decoding import strip_reasoning
-from generation.http_api import public_url
 from generation.progress import PreparedRun
 from longlamp_io import write_json_atomic
 from longlamp_runs import GOLDS_FILE, PER_SAMPLE_FILE, PREDICTIONS_FILE, SCORES_FILE
@@ -47,27 +45,32 @@ def usage(records: Sequence[dict]) -> dict:
                       "completion_tokens": sum(r["tokens"] for r in records), "requests": len(records)}}
 
 
-def finish_run(run: PreparedRun, task_name: str, references: Sequence, users: Sequence, options: ZeroShotOptions,
+def finish_run(run: PreparedRun, references: Sequence, users: Sequence, endpoint: str | None = None,
                ignored: str | None = None) -> dict:
-    """Write the predictions file, then the golds and scores when every example has a reference output."""
+    """Write the predictions file, then the golds and scores when every example has a reference output; returns
+    scores.json's content (the run's record under "settings"). `endpoint`: a served model's API, without
+    credentials; `ignored`: the warning about flags the run ignored."""
     records = [run.store.records[key] for key in run.keys]
-    predictions = [r["output"] if options.keep_reasoning else strip_reasoning(r["output"]) for r in records]
+    record = run.record
+    task_name = record.task.scorer_task_name
+    predictions = [strip_reasoning(r["output"]) if record.generation.strip_reasoning else r["output"]
+                   for r in records]
     write_predictions(run.output_dir / PREDICTIONS_FILE, task_name, run.ids, dict(zip(run.ids, predictions)))
     empty = sum(not p.strip() for p in predictions)
     if empty:
         logger.warning("%s: %d of %d predictions are empty (the model produced no text); they are kept and "
                        "score 0", run.output_dir, empty, len(predictions))
     summary = {"task": task_name, "examples": len(run.ids), "empty_predictions": empty,
-               "generation_lengths": length_summary(records, options.max_new_tokens),
-               "finish_reasons": finish_reasons(records), **usage(records),
-               "personalised": run.settings["use_profile"], "settings": run.settings, "scores": None}
-    if options.api_base:
-        summary["endpoint"] = public_url(options.api_base)
+               "generation_lengths": length_summary(records, record.generation.max_new_tokens),
+               "finish_reasons": finish_reasons(records), **usage(records), "settings": record.to_dict(),
+               "scores": None}
+    if endpoint:
+        summary["endpoint"] = endpoint
     if ignored:
         summary["ignored_flags"] = ignored
     missing = sum(not (isinstance(r, str) and r.strip()) for r in references)
     if missing:
-        summary["not_scored"] = (f"{missing} of {len(references)} examples of split {options.split!r} have no "
+        summary["not_scored"] = (f"{missing} of {len(references)} examples of split {record.task.split!r} have no "
                                  "reference output; predictions were written, scoring was skipped")
         logger.warning("%s: %s", run.output_dir, summary["not_scored"])
     else:

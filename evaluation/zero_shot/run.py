@@ -3,16 +3,17 @@ and scores for each variant (with profile; without, with `compare_no_profile`) u
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import generation
 from evaluation.zero_shot.data import (
     column,
     data_config,
-    data_source,
     make_retriever,
     resolve_task_and_retriever,
     rows_to_predict,
@@ -30,14 +31,26 @@ from evaluation.zero_shot.results import SEEDS_FILE, compare, finish_run, seed_s
 from generation import backend_class, get_backend, resolve_backend
 from generation import check_options as check_backend_options
 from generation.fingerprints import model_fingerprint, served_fingerprint
+from generation.http_api import public_url
 from generation.progress import collect_other_processes, generate_missing, prepare_run, share
 from generation.served_model import APPROXIMATION
 from generation.source import ModelSource
 from longlamp_cli import check_folder
 from longlamp_io import RunLock, write_json_atomic
 from longlamp_prompts import PromptBuilder, prompt_budget
-from longlamp_runs import COMPARISON_FILE, NO_PROFILE_DIR
-from longlamp_tasks import Task, scorer_task_name
+from longlamp_runs import (
+    COMPARISON_FILE,
+    NO_PROFILE_DIR,
+    DecodingSettings,
+    ModelSettings,
+    PromptSettings,
+    RetrievalSettings,
+    RunRecord,
+    TaskSettings,
+    data_source,
+    trained_settings,
+)
+from longlamp_tasks import Task
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +63,29 @@ def evaluate(options: ZeroShotOptions) -> list[dict]:
 
 def _evaluate(options: ZeroShotOptions, root: Path) -> list[dict]:
     """Everything that can refuse the run, then the run under the folder's lock."""
+    prepared = prepare(options)
+    if share()[0] != 0:  # another process of an `accelerate launch`: the main one holds the folder's lock
+        return _generate_and_score(options, root, prepared)
+    with RunLock(root, "evaluate_llm.py"):  # taken only now: a refused run leaves no folder behind
+        return _generate_and_score(options, root, prepared)
+
+
+@dataclass
+class Prepared:
+    """A zero-shot run checked and resolved before any prompt is built: its rows, task, model (without weights),
+    prompt rules, retriever, and the record of each variant (with profile, then without with
+    --compare_no_profile), for the first seed."""
+
+    rows: object
+    task: Task
+    source: ModelSource
+    builder: PromptBuilder
+    retriever: object
+    records: list[RunRecord]
+
+
+def prepare(options: ZeroShotOptions) -> Prepared:
+    """Everything that can refuse the run, then what it will record: the same records for the same options."""
     ignored_profile_flags(options)
     data_config(options.validation_data)  # an unknown config name fails before anything is loaded
     rows = rows_to_predict(options)
@@ -67,25 +103,29 @@ def _evaluate(options: ZeroShotOptions, root: Path) -> list[dict]:
     budget = prompt_budget(options.max_prompt_length, source.context_length(), generation.max_new_tokens,
                            source.is_encoder_decoder)
     builder = PromptBuilder(task, source.tokenizer, budget, options.use_chat_template, options.template_kwargs())
-    common = {
-        "task": task.name, "setting": setting, "split": options.split,
-        "model": options.model_name, "base_model": source.base if source.adapter else None,
-        "model_fingerprint": (served_fingerprint(options.model_name, options.tokenizer) if served
-                              else model_fingerprint(source)),
-        "backend": backend, "dtype": generator_class.dtype_name(options.dtype),
-        "max_prompt_length": builder.max_prompt_tokens,
-        "chat_template": builder.use_chat_template, "chat_template_kwargs": options.template_kwargs() or None,
-        "strip_reasoning": not options.keep_reasoning, **generation.record(),
-        "data": data_source(options, rows), **({"ranked_by": ranked_by} if ranked_by else {}),
-    }
-    if served:  # what decides the prompts sent; not the URL or the concurrency, which may change on resume
-        common.update(api_mode=api_mode(options), prompt_tokenizer=options.tokenizer or APPROXIMATION)
-    handed_over = [retriever]  # the callee takes the only reference, so that it can free the retriever's memory
-    del retriever
-    if share()[0] != 0:  # another process of an `accelerate launch`: the main one holds the folder's lock
-        return _generate_and_score(options, root, task, setting, rows, source, builder, common, handed_over)
-    with RunLock(root, "evaluate_llm.py"):  # taken only now: a refused run leaves no folder behind
-        return _generate_and_score(options, root, task, setting, rows, source, builder, common, handed_over)
+    model = ModelSettings(
+        options.model_name, source.base if source.adapter else None,
+        served_fingerprint(options.model_name, options.tokenizer) if served else model_fingerprint(source),
+        backend, generator_class.dtype_name(options.dtype),
+        not served and trained_settings(options.model_name) is not None,
+        # what decides the prompts sent; not the URL or the concurrency, which may change on resume
+        api_mode(options) if served else None, (options.tokenizer or APPROXIMATION) if served else None)
+    common = RunRecord(
+        "zero_shot", TaskSettings(f"{task.name}_{setting}", options.split),
+        data_source(options.validation_data, options.data_dir, options.revision, rows, options.max_eval_examples,
+                    ranked_by),
+        model, RetrievalSettings(),
+        PromptSettings(builder.max_prompt_tokens, builder.use_chat_template, options.template_kwargs() or None),
+        DecodingSettings(**generation.record(), strip_reasoning=not options.keep_reasoning))
+    records = []
+    if retriever is not None:
+        num_retrieved = options.num_retrieved if options.num_retrieved is not None else DEFAULT_NUM_RETRIEVED
+        records.append(dataclasses.replace(common, retrieval=RetrievalSettings(
+            True, retriever_name, options.retriever_model, ranked_by if options.is_ranked else retriever.signature,
+            num_retrieved, options.is_ranked)))
+    if retriever is None or options.compare_no_profile:
+        records.append(common)
+    return Prepared(rows, task, source, builder, retriever, records)
 
 
 def model_source(options: ZeroShotOptions) -> ModelSource:
@@ -96,29 +136,26 @@ def model_source(options: ZeroShotOptions) -> ModelSource:
                                    chat_template_kwargs=options.template_kwargs())
 
 
-def _generate_and_score(options: ZeroShotOptions, root: Path, task: Task, setting: str, rows, source: ModelSource,
-                        builder: PromptBuilder, common: dict, handed_over: list) -> list[dict]:
+def _generate_and_score(options: ZeroShotOptions, root: Path, plan: Prepared) -> list[dict]:
     """Write the prompts, generate what is missing, then write predictions and scores, for each variant and seed.
 
     The prompts of a variant are built once and shared by its seeds; the model is loaded once for all runs."""
-    retriever = handed_over.pop()
-    variants = [retriever] + ([None] if options.compare_no_profile else [])
+    retriever, plan.retriever = plan.retriever, None  # this frame holds the only reference: it can free it
+    task, rows, source, builder = plan.task, plan.rows, plan.source, plan.builder
     folders = iter(run_folders(options, root))
-    num_retrieved = options.num_retrieved if options.num_retrieved is not None else DEFAULT_NUM_RETRIEVED
-    generation, backend = options.generation(), common["backend"]
+    generation = options.generation()
+    backend = plan.records[0].model.backend
     seeds, several = options.seed_list(), options.seeds is not None
     prepared = []
-    for run_retriever in variants:
-        settings = {**common, "use_profile": run_retriever is not None}
-        if run_retriever is not None:
-            settings.update(retriever=run_retriever.signature, num_retrieved=num_retrieved,
-                            is_ranked=options.is_ranked)
-        records, inputs = prepare_prompts(task, rows, source, builder, settings, run_retriever, num_retrieved,
-                                          options.is_ranked)
+    for record in plan.records:
+        run_retriever = retriever if record.retrieval.use_profile else None
+        prompts, inputs = prepare_prompts(task, rows, source, builder, record, run_retriever,
+                                          record.retrieval.num_retrieved or 0, options.is_ranked)
         for seed in seeds:
-            run_settings = {**settings, "seed": seed} if generation.do_sample else settings
-            prepared.append(prepare_run(next(folders), run_settings, records, inputs, seed, generation.do_sample))
-    del variants, retriever, run_retriever
+            run_record = (dataclasses.replace(record, generation=dataclasses.replace(record.generation, seed=seed))
+                          if generation.do_sample else record)
+            prepared.append(prepare_run(next(folders), run_record, prompts, inputs, seed, generation.do_sample))
+    del retriever, run_retriever
     release_accelerator_memory()  # an on-the-fly dense retriever's encoder must not hold memory vLLM needs
     generator_class = backend_class(backend)
     ignored = ignored_profile_flags(options, warn=False)
@@ -141,8 +178,8 @@ def _generate_and_score(options: ZeroShotOptions, root: Path, task: Task, settin
     for run in prepared:
         collect_other_processes(run)
     references, users = column(rows, "output"), column(rows, task.user_column)
-    results = [finish_run(run, scorer_task_name(task, setting), references, users, options, ignored)
-               for run in prepared]
+    endpoint = public_url(options.api_base) if options.api_base else None
+    results = [finish_run(run, references, users, endpoint, ignored) for run in prepared]
     from publishing.cards import write_run_card
 
     by_seed = {seed: results[index::len(seeds)] for index, seed in enumerate(seeds)}  # [with profile, no profile]
