@@ -7,6 +7,9 @@ it is defined here once; a name only its own package uses stays there.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 # A zero-shot run folder (evaluation/zero_shot/), which per-user evaluation and training's validation generations
 # also write, and which cards, uploads, the leaderboard and the runner read.
 PROMPTS_FILE = "prompts.json"  # what the model saw, per example
@@ -35,3 +38,22 @@ STYLE_SELECTION_FILE = "style_selection.json"  # the layer and scale chosen on v
 # What publishing/hub.py names the files of a pushed run (the leaderboard reads them back).
 PUBLISHED_SUMMARY_FILE = "results.json"  # a variant's scores.json without machine paths
 PUBLISHED_RESULTS_DIR = "longlamp"  # in a model repository: a zero-shot run's files, one folder per config
+
+
+# The prompt settings a fine-tuned model is evaluated with by default (longlamp_cli's trained-settings defaults).
+# A minimal reader of the training record, until the run record's own reader replaces it under the same name.
+TRAINED_SETTINGS = ("use_profile", "retriever", "retriever_model", "num_retrieved", "max_prompt_length",
+                    "use_chat_template")
+TRAINED_RETRIEVAL = ("retriever", "retriever_model", "num_retrieved")  # meaningful only with use_profile
+
+
+def trained_settings(model_path) -> dict | None:
+    """The retrieval, k, prompt budget and chat-template settings a model folder was fine-tuned with, read from
+    the training record beside it; None for anything else (a Hub id, a base model). Settings the run left to
+    their defaults (None) are not returned, nor the retrieval of a model trained without profile."""
+    record_file = Path(model_path).expanduser() / TRAINING_RECORD_FILE
+    if not record_file.is_file():
+        return None
+    record = json.loads(record_file.read_text(encoding="utf-8"))
+    names = [name for name in TRAINED_SETTINGS if record.get("use_profile") or name not in TRAINED_RETRIEVAL]
+    return {name: record[name] for name in names if record.get(name) is not None}

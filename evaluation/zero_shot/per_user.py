@@ -83,7 +83,8 @@ def zero_shot_options(args, output_dir: Path):
     return ZeroShotOptions(validation_data=args.data, model_name=args.model_name, output_dir=str(output_dir),
                            task=args.task, split=args.split, data_dir=args.data_dir, cache_dir=args.cache_dir,
                            revision=args.revision, max_eval_examples=args.max_eval_examples,
-                           max_new_tokens=args.max_new_tokens, dtype=args.dtype)
+                           max_new_tokens=args.max_new_tokens, dtype=args.dtype,
+                           from_training_record=args.from_training_record)
 
 
 def example_key(token_ids, user: str) -> str:

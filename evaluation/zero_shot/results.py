@@ -64,6 +64,8 @@ def finish_run(run: PreparedRun, task_name: str, references: Sequence, users: Se
         summary["endpoint"] = public_url(options.api_base)
     if ignored:
         summary["ignored_flags"] = ignored
+    if options.from_training_record:  # the fine-tuned model's own settings, taken as defaults (longlamp_cli)
+        summary["from_training_record"] = options.from_training_record
     missing = sum(not (isinstance(r, str) and r.strip()) for r in references)
     if missing:
         summary["not_scored"] = (f"{missing} of {len(references)} examples of split {options.split!r} have no "

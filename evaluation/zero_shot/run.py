@@ -18,7 +18,6 @@ from evaluation.zero_shot.data import (
     rows_to_predict,
 )
 from evaluation.zero_shot.options import (
-    DEFAULT_NUM_RETRIEVED,
     ZeroShotOptions,
     api_mode,
     check_options,
@@ -104,7 +103,7 @@ def _generate_and_score(options: ZeroShotOptions, root: Path, task: Task, settin
     retriever = handed_over.pop()
     variants = [retriever] + ([None] if options.compare_no_profile else [])
     folders = iter(run_folders(options, root))
-    num_retrieved = options.num_retrieved if options.num_retrieved is not None else DEFAULT_NUM_RETRIEVED
+    num_retrieved = options.num_retrieved
     generation, backend = options.generation(), common["backend"]
     seeds, several = options.seed_list(), options.seeds is not None
     prepared = []
