@@ -22,7 +22,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import re
 import sys
 import types
@@ -124,22 +123,6 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
 
     convert.__name__ = "int"
     return convert
-
-
-def finite_float(value: str) -> float:
-    """A finite number (not nan or inf)."""
-    number = float(value)
-    if not math.isfinite(number):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {value}")
-    return number
-
-
-def positive_float(value: str) -> float:
-    """A finite number > 0."""
-    number = finite_float(value)
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
-    return number
 
 
 def _first_existing_parent(path: Path) -> Path | None:
@@ -624,20 +607,27 @@ def warn_ignored_profile_flags(use_profile: bool, given: Sequence[str], warn: bo
 # above (generation.cli, retrieval.cli, scoring.cli, publishing.cli) and its own.
 
 @dataclass(kw_only=True)
-class DataArguments:
-    """Which LongLaMP data a command reads."""
+class DataSourceArguments:
+    """Where LongLaMP data comes from, for config names and data files alike."""
 
     _argument_group_name = "data"
     task: str | None = arg("task or config name, e.g. product_review_user (default: the config name of the data "
                            "when it is one, or the task ranked data names)", default=None)
-    split: str = arg("which split is read: of a config name (train, validation or test), of a save_to_disk folder "
-                     "holding several, or the id prefix of a LaMP-style questions file; a single data file is read "
-                     "whole", default="validation")
     data_dir: str | None = arg("local copy of the LongLaMP data (e.g. data/sample; the Avocado folder for email) "
                                "(default: none, the Hub)", default=None, exists="folder")
     cache_dir: str | None = arg("datasets cache folder (default: the datasets library's)", default=None)
     revision: str | None = arg("branch, tag or commit of the Hub's LongLaMP data for config names (default: the "
                                "newest); recorded with the run", default=None)
+
+
+@dataclass(kw_only=True)
+class DataArguments(DataSourceArguments):
+    """Which LongLaMP data a command reads: its source, the split, how many rows."""
+
+    _argument_group_name = "data"
+    split: str = arg("which split is read: of a config name (train, validation or test), of a save_to_disk folder "
+                     "holding several, or the id prefix of a LaMP-style questions file; a single data file is read "
+                     "whole", default="validation")
     max_eval_examples: int | None = arg("use only the first N rows (a quick look) (default: all)", default=None,
                                         aliases=("--limit",), type=positive_int)
 

@@ -44,6 +44,7 @@ from generation.cli import BackendArguments, DecodingArguments, ModelArguments, 
 from longlamp_cli import (  # noqa: E402
     ArgumentParser,
     DataArguments,
+    DataSourceArguments,
     OutputArguments,
     PromptArguments,
     UsageError,
@@ -78,7 +79,7 @@ NO_INPUTS = ("--protocol expert shows the judge each example's task input (ExPer
 
 # The bases are listed last first: a dataclass takes its fields from the last base first.
 @dataclass(kw_only=True)
-class JudgeArguments(ServedArguments, VllmArguments, BackendArguments):
+class JudgeArguments(ServedArguments, VllmArguments, BackendArguments, DataSourceArguments):
     """The judge's files, task inputs, protocol and model (the model flags as evaluate_llm.py's)."""
 
     _argument_group_name = "judge"
@@ -93,11 +94,7 @@ class JudgeArguments(ServedArguments, VllmArguments, BackendArguments):
                                         help="task inputs for --protocol expert (default: the gold file's): a "
                                              "LongLaMP config name or a local file/folder of rows, whose rows give "
                                              "the inputs")
-    task: str | None = reuse(DataArguments, "task")
     split: str = reuse(DataArguments, "split")
-    data_dir: str | None = reuse(DataArguments, "data_dir")
-    cache_dir: str | None = reuse(DataArguments, "cache_dir")
-    revision: str | None = reuse(DataArguments, "revision")
     prompts_json: str | None = arg("task inputs for --protocol expert: a no-profile zero-shot run's prompts.json, "
                                    "whose prompts are the task inputs (refused when a profile or chat template is in "
                                    "them) (default: none)", default=None)

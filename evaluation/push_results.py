@@ -19,25 +19,21 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from longlamp_cli import ArgumentParser, arg, reuse, run_command  # noqa: E402
-from publishing.cli import HubArguments, publish  # noqa: E402
+from publishing.cli import HubArguments, HubRepositoryArguments, publish  # noqa: E402
 
 DRY_RUN_FOLDER = "hub-upload"
 
 
 @dataclass(kw_only=True)
-class PushResultsArguments:
+class PushResultsArguments(HubRepositoryArguments):
     """The run to publish, and where: HubArguments' flags (this command always pushes, so no --push_to_hub)."""
 
     _argument_group_name = "push"
     run_dir: str = arg("a training output_dir or a zero-shot run folder", exists="folder")
     dry_run: bool = arg(f"write what would be uploaded into RUN_DIR/{DRY_RUN_FOLDER}/; upload nothing", default=False)
-    hub_model_id: str = reuse(HubArguments, "hub_model_id", default=dataclasses.MISSING,
+    hub_model_id: str = reuse(HubRepositoryArguments, "hub_model_id", default=dataclasses.MISSING,
                               help="Hub repository NAMESPACE/NAME to publish to")
     hub_repo_type: str = reuse(HubArguments, "hub_repo_type")
-    hub_private: bool = reuse(HubArguments, "hub_private")
-    hub_revision: str | None = reuse(HubArguments, "hub_revision")
-    hub_token: str | None = reuse(HubArguments, "hub_token")
-    public_despite_license: bool = reuse(HubArguments, "public_despite_license")
 
 
 def make_parser() -> ArgumentParser:

@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from evaluation.judges.style_similarity import report  # noqa: E402
 from evaluation.zero_shot.data import resolve_task_and_retriever, rows_to_predict  # noqa: E402
 from evaluation.zero_shot.options import ZeroShotOptions  # noqa: E402
-from longlamp_cli import ArgumentParser, DataArguments, arg, output_file, reuse, run_command  # noqa: E402
+from longlamp_cli import ArgumentParser, DataArguments, DataSourceArguments, arg, output_file, reuse, run_command  # noqa: E402
 from longlamp_errors import DataError, UsageError  # noqa: E402
 from longlamp_io import write_json_atomic  # noqa: E402
 from longlamp_tasks import scorer_task_name  # noqa: E402
@@ -41,16 +41,12 @@ DATA_FLAGS = ("task", "split", "data_dir", "cache_dir", "revision")
 
 
 @dataclass(kw_only=True)
-class StyleSimilarityArguments:
+class StyleSimilarityArguments(DataSourceArguments):
     """The data as evaluate_llm.py reads it, the predictions, and the sentence encoder."""
 
     _argument_group_name = "style similarity"
     validation_data: str = reuse(ZeroShotOptions, "validation_data")
-    task: str | None = reuse(DataArguments, "task")
     split: str = reuse(DataArguments, "split")
-    data_dir: str | None = reuse(DataArguments, "data_dir")
-    cache_dir: str | None = reuse(DataArguments, "cache_dir")
-    revision: str | None = reuse(DataArguments, "revision")
     preds: str = arg("the predictions to score (the benchmark's format, ids of the data's rows)",
                      aliases=("--preds_json",))
     encoder: str = arg("sentence encoder, Hub id or folder (mean pooling); offline, the all-MiniLM-L6-v2 folder that "

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from generation import BACKENDS
 from generation.dtypes import DTYPES
-from longlamp_cli import arg, non_negative_int, positive_int, seed_value
+from longlamp_cli import arg, non_negative_int, positive_int
 
 DEFAULT_MAX_NEW_TOKENS = 512
 
@@ -57,7 +57,8 @@ class VllmArguments:
 
 @dataclass(kw_only=True)
 class ServedArguments:
-    """A model served elsewhere through an OpenAI-compatible API (--backend openai; refused with the others)."""
+    """A model served elsewhere through an OpenAI-compatible API, by vLLM, TGI, SGLang or a hosted service
+    (--backend openai; refused with any other backend)."""
 
     _argument_group_name = "served model"
     api_base: str | None = arg("the server's OpenAI-compatible API, e.g. http://localhost:8000/v1 (--model_name is "
@@ -88,7 +89,6 @@ class DecodingArguments:
     temperature: float = arg("with --do_sample", default=1.0)
     top_p: float = arg("with --do_sample (1.0: no cut)", default=1.0)
     num_beams: int = arg("beam search when > 1", default=1, type=positive_int)
-    seed: int = arg("seed of what the run draws at random (sampling here)", default=0, type=seed_value)
     seeds: str | None = arg("comma-separated sampling seeds, e.g. 0,1,2 (with --do_sample, instead of --seed): one "
                             "run per seed in OUTPUT_DIR/seed<N>/, and OUTPUT_DIR/seeds.json with each metric's mean "
                             "and standard deviation across them (default: none, --seed alone)", default=None)

@@ -7,29 +7,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from generation.cli import BackendArguments, DecodingArguments, ModelArguments
-from longlamp_cli import DataArguments, OutputArguments, PromptArguments, arg, not_a_flag, reuse
-from retrieval.cli import DEFAULT_RETRIEVER, ProfileArguments
+from longlamp_cli import DataArguments, DataSourceArguments, OutputArguments, arg, not_a_flag, reuse
+from retrieval.cli import DEFAULT_RETRIEVER, PromptSettingsArguments
 
 
+# Fields come from the last base first: the model, the data, the prompt, the output folder, then its own.
 @dataclass(kw_only=True)
-class PerUserArguments(OutputArguments, ModelArguments):  # fields: the model first (last base first)
+class PerUserArguments(OutputArguments, PromptSettingsArguments, DataSourceArguments, ModelArguments):
     """The users whose methods are trained or evaluated, and their prompts."""
 
     _argument_group_name = "per-user"
     data: str = arg("the users' data: a LongLaMP config name or a file/folder")
-    task: str | None = reuse(DataArguments, "task")
     # Per-user methods are trained on the evaluated users' own profiles and choose their settings on validation
     # (train_style_vectors.py's --selection_split): the test split is the one they evaluate.
     split: str = reuse(DataArguments, "split", default="test")
-    data_dir: str | None = reuse(DataArguments, "data_dir")
-    cache_dir: str | None = reuse(DataArguments, "cache_dir")
-    revision: str | None = reuse(DataArguments, "revision")
-    use_profile: bool = reuse(ProfileArguments, "use_profile")
-    retriever: str | None = reuse(ProfileArguments, "retriever")
-    retriever_model: str = reuse(ProfileArguments, "retriever_model")
-    num_retrieved: int = reuse(ProfileArguments, "num_retrieved")
-    max_prompt_length: int | None = reuse(PromptArguments, "max_prompt_length")
-    use_chat_template: bool | None = reuse(PromptArguments, "use_chat_template")
     from_training_record: dict | None = not_a_flag()  # the settings taken from a fine-tuned model's record
 
     def __post_init__(self):

@@ -36,22 +36,28 @@ class PushToHub(Switch):
 
 
 @dataclass(kw_only=True)
-class HubArguments:
-    """Where and how a run is published on the Hugging Face Hub."""
+class HubRepositoryArguments:
+    """The Hub repository something is published to, and with what rights."""
 
     _argument_group_name = "publishing"
-    push_to_hub: bool = arg("publish to the Hub when the run ends (--push_to_hub NAMESPACE/NAME is short for "
-                            "--push_to_hub --hub_model_id NAMESPACE/NAME)", default=False, action=PushToHub)
     hub_model_id: str | None = arg("Hub repository NAMESPACE/NAME to publish to (default: none; needed to publish)",
                                    default=None)
-    hub_repo_type: str = arg("model: the evaluated model's repository (results under longlamp/<config>/); dataset: "
-                             "a results repository", default="model", choices=REPO_TYPES)
     hub_private: bool = arg("create the repository as private", default=False, aliases=("--private",))
     hub_revision: str | None = arg("branch to push to (default: main)", default=None)
     hub_token: str | None = arg("Hub token (default: HF_TOKEN or the saved login); never written or shown",
                                 default=None, secret=True)
     public_despite_license: bool = arg("push the email task (Avocado, LDC-licensed) publicly anyway: you answer for "
                                        "the LDC licence", default=False)
+
+
+@dataclass(kw_only=True)
+class HubArguments(HubRepositoryArguments):
+    """Where and how a run is published on the Hugging Face Hub, and whether it is."""
+
+    push_to_hub: bool = arg("publish to the Hub when the run ends (--push_to_hub NAMESPACE/NAME is short for "
+                            "--push_to_hub --hub_model_id NAMESPACE/NAME)", default=False, action=PushToHub)
+    hub_repo_type: str = arg("model: the evaluated model's repository (results under longlamp/<config>/); dataset: "
+                             "a results repository", default="model", choices=REPO_TYPES)
 
 
 def publish(run_dir: str | Path, hub, dry_run_dir: str | Path | None = None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from longlamp_cli import arg, positive_int
+from longlamp_cli import PromptArguments, arg, positive_int, reuse
 from retrieval.registry import RETRIEVERS
 
 DEFAULT_RETRIEVER = "bm25"
@@ -38,6 +38,19 @@ class ProfileArguments(RetrievalArguments):
     is_ranked: bool = arg("profiles are already ranked (retrieval/rank_profiles.py): take the first "
                           "--num_retrieved items; the task and retriever are read from the data's ranked_by column",
                           default=False)
+
+
+@dataclass(kw_only=True)
+class PromptSettingsArguments:
+    """The settings that decide a prompt, those a fine-tuned model records (longlamp_runs.TRAINED_SETTINGS) and is
+    evaluated with by default: for the commands that take them without the rest of their concepts."""
+
+    use_profile: bool = reuse(ProfileArguments, "use_profile")
+    retriever: str | None = reuse(ProfileArguments, "retriever")
+    retriever_model: str = reuse(ProfileArguments, "retriever_model")
+    num_retrieved: int = reuse(ProfileArguments, "num_retrieved")
+    max_prompt_length: int | None = reuse(PromptArguments, "max_prompt_length")
+    use_chat_template: bool | None = reuse(PromptArguments, "use_chat_template")
 
 
 def retrieval_flags_set(arguments) -> list[str]:

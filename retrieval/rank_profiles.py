@@ -28,6 +28,7 @@ import datasets  # noqa: E402
 from longlamp_cli import (  # noqa: E402
     ArgumentParser,
     DataArguments,
+    DataSourceArguments,
     SeedArguments,
     WorkerArguments,
     arg,
@@ -48,20 +49,16 @@ _RETRIEVER_OPTIONS = {"retriever_model": "model_name", "batch_size": "batch_size
 
 
 @dataclass(kw_only=True)
-class RankArguments(RetrievalArguments, SeedArguments, WorkerArguments):
+class RankArguments(RetrievalArguments, SeedArguments, WorkerArguments, DataSourceArguments):
     """What to rank, and how."""
 
     _argument_group_name = "ranking"
-    task: str | None = reuse(DataArguments, "task")
     input_data: str | None = arg("a .parquet, .arrow, .jsonl or .json file, a LaMP-style *_questions.json, or a folder "
                                  "(default: none; give this or --config_name)", default=None)
     config_name: str | None = arg("a LongLaMP config loaded with longlamp.load, e.g. product_review_user; `--config "
                                   "NAME` still works (default: none; give this or --input_data)", default=None,
                                   config_alias=True)
     split: str = reuse(DataArguments, "split")
-    data_dir: str | None = reuse(DataArguments, "data_dir")
-    cache_dir: str | None = reuse(DataArguments, "cache_dir")
-    revision: str | None = reuse(DataArguments, "revision")
     output: str = arg("the ranked dataset to write: .parquet, .arrow, .jsonl or .json", type=output_file)
     resume: bool = arg("continue an interrupted run", default=True)
     chunk_size: int = arg("rows per resumable chunk", default=DEFAULT_CHUNK_SIZE, type=positive_int)

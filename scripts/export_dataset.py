@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
 from longlamp_cli import ArgumentParser, DataArguments, arg, output_folder, reuse, run_command  # noqa: E402
 from longlamp_errors import PublishError  # noqa: E402
 from longlamp_tasks import parse_config_name  # noqa: E402
-from publishing.cli import HubArguments  # noqa: E402
+from publishing.cli import HubArguments, HubRepositoryArguments  # noqa: E402
 from publishing.dataset_export import AVOCADO_LICENSE, export_config  # noqa: E402
 
 SPLITS = ("train", "validation", "test")
@@ -39,7 +39,7 @@ def ranked_spec(value: str) -> tuple[str, str]:
 
 
 @dataclass(kw_only=True)
-class ExportArguments:
+class ExportArguments(HubRepositoryArguments):
     """The configs to export, and where."""
 
     _argument_group_name = "export"
@@ -54,11 +54,6 @@ class ExportArguments:
     output: str = arg("the dataset folder to write (created or added to)", type=output_folder)
     push_to_hub: bool = reuse(HubArguments, "push_to_hub", help="upload the folder to a dataset repository: "
                               "--push_to_hub NAMESPACE/NAME, or with --hub_model_id NAMESPACE/NAME")
-    hub_model_id: str | None = reuse(HubArguments, "hub_model_id")
-    hub_private: bool = reuse(HubArguments, "hub_private")
-    hub_revision: str | None = reuse(HubArguments, "hub_revision")
-    hub_token: str | None = reuse(HubArguments, "hub_token")
-    public_despite_license: bool = reuse(HubArguments, "public_despite_license")
 
 
 def make_parser() -> ArgumentParser:

@@ -18,9 +18,9 @@ from generation.cli import DecodingArguments, ModelArguments
 from longlamp_cli import (
     ArgumentParser,
     DataArguments,
+    DataSourceArguments,
     LoggingArguments,
     OutputArguments,
-    PromptArguments,
     SeedArguments,
     WorkerArguments,
     arg,
@@ -34,7 +34,7 @@ from longlamp_cli import (
 from longlamp_errors import ConfigError
 from longlamp_tasks import config_names, parse_config_name
 from publishing.cli import HubArguments
-from retrieval.cli import DEFAULT_RETRIEVER, ProfileArguments, retrieval_flags_set
+from retrieval.cli import DEFAULT_RETRIEVER, ProfileArguments, PromptSettingsArguments, retrieval_flags_set
 from retrieval.ranked import ranked_task_and_retriever
 from scoring import HEADLINE_METRICS
 
@@ -57,8 +57,9 @@ SECRET_FIELDS = ("hub_token",)  # never recorded, logged or echoed
 HUB_STRATEGIES = ("end", "checkpoint")
 
 
+# Fields come from the last base first: the model, the data, the prompt, the output folder, logging, then its own.
 @dataclass(kw_only=True)
-class TrainConfig(LoggingArguments, OutputArguments, ModelArguments):  # fields: the model first (last base first)
+class TrainConfig(LoggingArguments, OutputArguments, PromptSettingsArguments, DataSourceArguments, ModelArguments):
     """What one fine-tuning run does; `validate()` checks it, `to_dict()` records it next to the model."""
 
     _argument_group_name = "training"
@@ -68,23 +69,13 @@ class TrainConfig(LoggingArguments, OutputArguments, ModelArguments):  # fields:
     validation_data: str | None = arg("validation data: a file/folder or a LongLaMP config name (default: none, no "
                                       "evaluation)", default=None)
     test_data: str | None = arg("test data to write predictions for after training (default: none)", default=None)
-    task: str | None = reuse(DataArguments, "task")
-    data_dir: str | None = reuse(DataArguments, "data_dir")
-    cache_dir: str | None = reuse(DataArguments, "cache_dir")
-    revision: str | None = reuse(DataArguments, "revision")
-    use_profile: bool = reuse(ProfileArguments, "use_profile")
-    retriever: str | None = reuse(ProfileArguments, "retriever")
-    retriever_model: str = reuse(ProfileArguments, "retriever_model")
     is_ranked: bool = reuse(ProfileArguments, "is_ranked")
-    num_retrieved: int = reuse(ProfileArguments, "num_retrieved")
     max_train_examples: int | None = arg("use only the first N training rows (quick runs) (default: all)",
                                          default=None, type=positive_int)
     max_eval_examples: int | None = reuse(DataArguments, "max_eval_examples")
     num_workers: int | None = reuse(WorkerArguments, "num_workers")
 
     # Model and prompt
-    use_chat_template: bool | None = reuse(PromptArguments, "use_chat_template")
-    max_prompt_length: int | None = reuse(PromptArguments, "max_prompt_length")
     attn_implementation: str | None = arg("eager, sdpa, flash_attention_2, ... (default: transformers' choice)",
                                           default=None)
     max_target_length: int = arg("longest target in tokens, end-of-sequence included (targets are never cut)",
