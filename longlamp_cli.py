@@ -151,17 +151,13 @@ def output_folder(value: str) -> str:
     return value
 
 
-def missing_path(value: str, kind: str) -> str | None:
-    """Why `value` is not an existing file, folder or either (`kind`), or None. Checked when a command runs, not
-    when its command line is only parsed (the runner checks stage command lines before earlier stages wrote)."""
+def missing_folder(value: str) -> str | None:
+    """Why `value` is not an existing folder, or None. Checked when a command runs, not when its command line is
+    only parsed (the runner checks stage command lines before earlier stages have written)."""
     path = Path(value).expanduser()
     if not path.exists():
         return f"{value} does not exist"
-    if kind == "folder" and not path.is_dir():
-        return f"{value} is a file, not a folder"
-    if kind == "file" and not path.is_file():
-        return f"{value} is a folder, not a file"
-    return None
+    return None if path.is_dir() else f"{value} is a file, not a folder"
 
 
 def check_output_file(path: str | Path, flag: str) -> Path:
@@ -186,15 +182,15 @@ def check_folder(path: str | Path, flag: str) -> Path:
 
 def arg(help: str, default: Any = dataclasses.MISSING, *, aliases: Sequence[str] = (), negations: Sequence[str] = (),
         choices: Sequence | None = None, type: Callable | None = None, metavar: str | None = None,
-        nargs: str | None = None, positional: bool = False, action: type | None = None, config_alias: bool = False,
+        positional: bool = False, action: type | None = None, config_alias: bool = False,
         secret: bool = False, exists: str | None = None,
         default_factory: Callable[[], Any] = dataclasses.MISSING) -> dataclasses.Field:
     """A dataclass field that is a flag (`--<name>`, then `aliases`); without a default it is required.
     `config_alias`: a LongLaMP config-name flag that `--config NAME` still spells (see ArgumentParser.route_config);
-    `secret`: a value never shown (a token): left out of the dataclass's repr; `exists`: "file", "folder" or "path",
-    what the value must name when the command runs."""
+    `secret`: a value never shown (a token): left out of the dataclass's repr; `exists="folder"`: the value must name
+    a folder when the command runs (not when its command line is only checked)."""
     metadata = {"help": help, "aliases": tuple(aliases), "negations": tuple(negations), "choices": choices,
-                "type": type, "metavar": metavar, "nargs": nargs, "positional": positional, "action": action,
+                "type": type, "metavar": metavar, "positional": positional, "action": action,
                 "config_alias": config_alias, "exists": exists}
     return dataclasses.field(default=default, default_factory=default_factory, repr=not secret,
                              metadata={key: value for key, value in metadata.items() if value not in (None, (), False)})
@@ -236,12 +232,10 @@ def field_group(cls: type, spec: dataclasses.Field) -> str:
 
 @dataclass(frozen=True)
 class FieldType:
-    """What a field's annotation says: the base type, whether None is allowed, the choices of a Literal, and
-    whether it is a list."""
+    """What a field's annotation says: the base type, whether None is allowed, whether it is a list."""
 
     base: type
     optional: bool
-    choices: tuple | None
     is_list: bool
 
 
@@ -254,11 +248,9 @@ def field_type(annotation) -> FieldType:
         if len(rest) != 1:
             raise TypeError(f"a flag takes one type or None, not {annotation}")
         annotation, args = rest[0], typing.get_args(rest[0])
-    if typing.get_origin(annotation) is typing.Literal:
-        return FieldType(type(args[0]), optional, args, False)
     if typing.get_origin(annotation) in (list, tuple):
-        return FieldType(args[0], optional, None, True)
-    return FieldType(annotation, optional, None, False)
+        return FieldType(args[0], optional, True)
+    return FieldType(annotation, optional, False)
 
 
 def flag_fields(cls: type) -> list[tuple[dataclasses.Field, FieldType]]:
@@ -285,7 +277,7 @@ def check_fields(instance) -> None:
     for spec, kind in flag_fields(type(instance)):
         value = getattr(instance, spec.name)
         _check_value(spec.name, value, kind, "--")
-        choices = spec.metadata.get("choices") or kind.choices
+        choices = spec.metadata.get("choices")
         if value is None:
             continue
         if choices is not None and value not in choices:
@@ -369,7 +361,7 @@ class ArgumentParser(argparse.ArgumentParser):
         self.dataclass_types = [dataclass_types] if isinstance(dataclass_types, type) else list(dataclass_types)
         self.trained_settings_from = trained_settings_from
         self.kinds: dict[str, FieldType] = {}
-        self.exists: dict[str, str] = {}
+        self.must_exist: list[str] = []  # folders that must exist when the command runs
         self.given: set[str] = set()
         self.required: list[str] = []
         self._groups: dict[str, argparse._ArgumentGroup] = {}
@@ -394,8 +386,8 @@ class ArgumentParser(argparse.ArgumentParser):
         if required:
             self.required.append(spec.name)
         self.kinds[spec.name] = kind
-        if meta.get("exists"):
-            self.exists[spec.name] = meta["exists"]
+        if meta.get("exists") == "folder":
+            self.must_exist.append(spec.name)
         options = {"help": meta["help"].replace("%", "%%"), "default": default}
         if meta.get("positional"):
             group.add_argument(spec.name, nargs="*" if kind.is_list else "?", type=meta.get("type") or kind.base,
@@ -408,18 +400,13 @@ class ArgumentParser(argparse.ArgumentParser):
             group.add_argument(*names, dest=spec.name, action=meta.get("action", Switch),
                                negations=switch_negations(spec), **options)
             return
-        choices = meta.get("choices") or kind.choices
+        choices = meta.get("choices")
         converter = meta.get("type") or kind.base
-        if kind.choices:  # a Literal: its values as they are written on the command line
-            by_text = {str(choice): choice for choice in kind.choices}
-
-            def converter(text, by_text=by_text):
-                return by_text.get(text, text)
         metavar = meta.get("metavar")
         if metavar is None and choices is None:
             metavar = {int: "INT", float: "FLOAT"}.get(kind.base)
         action = meta.get("action", "store")
-        nargs = meta.get("nargs") or ("+" if kind.is_list and action == "store" else None)
+        nargs = "+" if kind.is_list and action == "store" else None
         group.add_argument(*names, dest=spec.name, action=action, type=converter, choices=choices, metavar=metavar,
                            nargs=nargs, **options)
 
@@ -480,12 +467,11 @@ class ArgumentParser(argparse.ArgumentParser):
         """One instance per dataclass type, in order (HfArgumentParser's method of the same name), once the paths
         that must exist do."""
         namespace = self.parse_args(args)
-        for action in self._actions:
-            kind = self.exists.get(action.dest)
-            value = getattr(namespace, action.dest, None)
-            problem = missing_path(str(value), kind) if kind and value is not None else None
+        for dest in self.must_exist:
+            value = getattr(namespace, dest)
+            problem = missing_folder(str(value)) if value is not None else None
             if problem:
-                self.error(f"argument {self._spelling(action.dest)}: {problem}")
+                self.error(f"argument {self._spelling(dest)}: {problem}")
         values = vars(namespace)
         return tuple(cls(**{spec.name: values[spec.name] for spec in dataclasses.fields(cls)
                             if spec.name in values and spec.init}) for cls in self.dataclass_types)
