@@ -77,7 +77,8 @@ The differences kept on purpose, each in its own row below: training's seed is 4
 draws with 0; the per-user commands read the test split by default (their methods are trained on the evaluated
 users' profiles and choose settings on validation), the others validation; per-user adapters have OPPU's smaller
 LoRA and optimisation defaults; `train.py --max_new_tokens` (validation generations) defaults to
-`--max_target_length` and `judge.py`'s to its protocol's.
+`--max_target_length` and `judge.py`'s to its protocol's; `rank_profiles.py --dtype` is the dense encoder's (its
+own choices and default), not the language model's.
 
 Evaluating a fine-tuned model: `evaluate_llm.py`, `evaluate_per_user.py` and `train_style_vectors.py` (`--model_name`),
 and `train_per_user.py` (`--task_adapter`), read the training record beside the model folder
