@@ -4,7 +4,7 @@ PYTHON_ENV := .venv/bin/python
 STAMP := .venv/.setup-done
 FAST := not slow and not multiprocess and not e2e
 
-.PHONY: setup demo test test-fast lint dataset-infos sample
+.PHONY: setup demo test test-fast lint dataset-infos sample flags-doc
 
 $(STAMP): pyproject.toml scripts/setup.sh scripts/prepare_models.py
 	bash scripts/setup.sh
@@ -30,3 +30,6 @@ dataset-infos: $(STAMP)
 
 sample: $(STAMP)
 	$(PYTHON_ENV) scripts/make_sample.py
+
+flags-doc: $(STAMP)
+	$(PYTHON_ENV) scripts/make_flags_doc.py

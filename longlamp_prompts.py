@@ -6,7 +6,7 @@ Here the task input is never cut; when the prompt does not fit, the retrieved pr
 room left after the task input and the items' template text is shared out by water-filling: an item that fits
 in an equal share is kept whole and passes what it does not use on to the longer items, so the whole budget is
 used (one long item beside three short ones gets all the room they leave). Within an item the same rule cuts
-the longest field first. `default_prompt_budget` gives training and zero-shot evaluation the same default.
+the longest field first. `prompt_budget` gives training and zero-shot evaluation the same default.
 """
 
 from __future__ import annotations

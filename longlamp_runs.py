@@ -402,11 +402,12 @@ def _map_paths(value, change: Callable[[str], str]):
 # --- the training flags as record fields (training/record.py builds, cards write them back as flags) ---------------
 
 # Flags that say where a run writes, how it logs and whether it is published: not settings of the run, never
-# recorded (the token is a secret besides).
+# recorded (the token is a secret besides). `from_training_record` names which settings came from a fine-tuned
+# model's record (longlamp_cli); their values are recorded under their own names.
 RUN_CONTROL = frozenset({
     "output_dir", "overwrite_output_dir", "resume_from_checkpoint", "push_to_hub", "hub_model_id", "hub_private",
     "hub_revision", "hub_strategy", "hub_token", "cache_dir", "num_workers", "logging_steps", "report_to",
-    "project_name", "log_level", "ddp_timeout", "max_users",
+    "project_name", "log_level", "ddp_timeout", "max_users", "from_training_record",
 })
 _SHARED_FLAGS = {
     "task": "task.config", "data_dir": "data.data_dir", "revision": "data.revision", "model_name": "model.name",

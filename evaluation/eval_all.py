@@ -12,41 +12,45 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable instead of evaluation/ itself
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from longlamp_cli import ArgumentParser, check_folder, positive_int, run_command  # noqa: E402
+from longlamp_cli import ArgumentParser, arg, output_folder, positive_int, run_command  # noqa: E402
 from scoring import files  # noqa: E402
-from scoring.cli import add_scoring_arguments, exit_code_for_missing_nltk_data, scoring_options  # noqa: E402
+from scoring.cli import ScoringArguments, exit_code_for_missing_nltk_data  # noqa: E402
 from scoring.tasks import evaluate_zips  # noqa: E402
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--golds_zip", required=True, help="zip of gold files, one per task")
-    parser.add_argument("--preds_zip", required=True, help="zip of prediction files, one per task")
-    parser.add_argument("--temp_dir", default=None, help="folder to extract into (default: the system's temp folder)")
-    parser.add_argument("--max_unzipped_mb", type=positive_int, default=files.MAX_UNZIPPED_BYTES // 2**20,
-                        help="refuse a zip that unpacks to more than this many MiB")
-    add_scoring_arguments(parser)
-    parser.add_argument("--per_sample_dir", default=None,
-                        help="also write each task's per-sample scores into this folder, as "
-                             "<task>.per_sample.jsonl (eval_task.py's --per_sample_file format)")
-    return parser
+@dataclass(kw_only=True)
+class EvalAllArguments(ScoringArguments):
+    _argument_group_name = "files"
+    golds_zip: str = arg("zip of gold files, one per task")
+    preds_zip: str = arg("zip of prediction files, one per task")
+    temp_dir: str | None = arg("folder to extract into (default: the system's temp folder)", default=None,
+                               type=output_folder)
+    max_unzipped_mb: int = arg("refuse a zip that unpacks to more than this many MiB",
+                               default=files.MAX_UNZIPPED_BYTES // 2**20, type=positive_int)
+    per_sample_dir: str | None = arg("also write each task's per-sample scores into this folder, as "
+                                     "<task>.per_sample.jsonl (eval_task.py's --per_sample_file format) (default: "
+                                     "none)", default=None, type=output_folder)
+
+
+def make_parser() -> ArgumentParser:
+    return ArgumentParser(EvalAllArguments, description=__doc__.split("\n")[0])
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    options = scoring_options(args)
-    temp_dir = check_folder(args.temp_dir, "--temp_dir") if args.temp_dir is not None else None
-    per_sample_dir = check_folder(args.per_sample_dir, "--per_sample_dir") if args.per_sample_dir else None
+    args = make_parser().parse_into(argv)
+    temp_dir, per_sample_dir = (Path(path).expanduser().absolute() if path else None
+                                for path in (args.temp_dir, args.per_sample_dir))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return exit_code_for_missing_nltk_data(
         lambda: evaluate_zips(args.golds_zip, args.preds_zip, temp_dir, args.output_file,
-                              max_unzipped_bytes=args.max_unzipped_mb * 2**20,
-                              per_sample_dir=per_sample_dir, **options))
+                              max_unzipped_bytes=args.max_unzipped_mb * 2**20, per_sample_dir=per_sample_dir,
+                              **args.options()))
 
 
 if __name__ == "__main__":

@@ -12,46 +12,48 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable instead of evaluation/ itself
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from longlamp_cli import ArgumentParser, check_output_file, run_command  # noqa: E402
-from scoring.cli import add_scoring_arguments, exit_code_for_missing_nltk_data, scoring_options  # noqa: E402
+from longlamp_cli import ArgumentParser, arg, output_file, run_command  # noqa: E402
+from scoring.cli import ScoringArguments, exit_code_for_missing_nltk_data  # noqa: E402
 from scoring.task_names import canonical_task_name  # noqa: E402
 from scoring.tasks import evaluate_files  # noqa: E402
 
 
-def _task_name(value: str) -> str:
+def task_name(value: str) -> str:
+    """argparse type: a scorer task name or one of its aliases, as the canonical name."""
     try:
         return canonical_task_name(value)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--golds_json", required=True, help="gold outputs of the task (JSON)")
-    parser.add_argument("--preds_json", required=True, help="predictions for the same ids (JSON)")
-    parser.add_argument("--task_name", type=_task_name, default=None,
-                        help="e.g. LongLaMP_product_review_user (default: the task named in the gold file)")
-    add_scoring_arguments(parser)
-    parser.add_argument("--per_sample_file", default=None,
-                        help="also write each example's scores here, one JSON line per example (id, user, "
-                             "prediction_words, each per-sample metric); see docs/evaluation.md")
-    return parser
+@dataclass(kw_only=True)
+class EvalTaskArguments(ScoringArguments):
+    _argument_group_name = "files"
+    golds_json: str = arg("gold outputs of the task (JSON)")
+    preds_json: str = arg("predictions for the same ids (JSON)")
+    task_name: str | None = arg("e.g. LongLaMP_product_review_user (default: the task named in the gold file)",
+                                default=None, type=task_name)
+    per_sample_file: str | None = arg("also write each example's scores here, one JSON line per example (id, user, "
+                                      "prediction_words, each per-sample metric); see docs/evaluation.md (default: "
+                                      "none)", default=None, type=output_file)
+
+
+def make_parser() -> ArgumentParser:
+    return ArgumentParser(EvalTaskArguments, description=__doc__.split("\n")[0])
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    options = scoring_options(args)
-    if args.per_sample_file is not None:
-        check_output_file(args.per_sample_file, "--per_sample_file")
+    args = make_parser().parse_into(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return exit_code_for_missing_nltk_data(
         lambda: evaluate_files(args.golds_json, args.preds_json, args.task_name, args.output_file,
-                               args.per_sample_file, **options))
+                               args.per_sample_file, **args.options()))
 
 
 if __name__ == "__main__":

@@ -6,14 +6,14 @@
 
 `--validation_data` is a config name (then `--split` picks the split) or a local file/folder (then `--task`
 names the task). A killed run, restarted with the same arguments, continues where it stopped. The benchmark
-README's flags (`--model_addr`, `--max_prompt_tokens`, `--limit`, `--no_chat_template`) are kept as aliases.
+README's flags (`--model_addr`, `--max_prompt_tokens`, `--limit`, `--no_chat_template`) are kept as aliases. A
+fine-tuned model (a folder holding training's record) is evaluated by default with the retrieval, k, prompt budget and
+chat template it was trained with; a flag given wins.
 See docs/zero_shot.md for the files written, docs/flags.md for the flags across the commands.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -22,36 +22,23 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from evaluation.zero_shot import ZeroShotOptions, evaluate  # noqa: E402
-from evaluation.zero_shot.options import add_option_flag  # noqa: E402
 from evaluation.zero_shot.run import run_folders  # noqa: E402
 from longlamp_cli import ArgumentParser, run_command  # noqa: E402
 from longlamp_errors import MissingNLTKDataError  # noqa: E402
-from publishing.cli import HubOptions, add_publishing_arguments, publish, split_publishing  # noqa: E402
+from publishing.cli import HubArguments, publish  # noqa: E402
 from publishing.hub import check_repo_id  # noqa: E402
 
-GROUPS = ("data", "model", "vllm", "served", "personalization", "prompt", "generation", "output")
-# Aliases only this command keeps (the benchmark README's and its own older names).
-ALIASES = {"max_eval_examples": ("--limit",)}
+
+def make_parser() -> ArgumentParser:
+    """ZeroShotOptions' fields (the shared argument dataclasses) and, apart, where to publish the run; a fine-tuned
+    model's training record gives the defaults of its prompt settings."""
+    return ArgumentParser([ZeroShotOptions, HubArguments], description=__doc__.split("\n\n")[0],
+                          trained_settings_from="model_name")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """One flag per ZeroShotOptions field: the shared concepts as longlamp_cli defines them, the others from the
-    field's own help; the field's default is the flag's default."""
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    groups = {name: parser.add_argument_group(name) for name in GROUPS}
-    for spec in dataclasses.fields(ZeroShotOptions):
-        add_option_flag(groups[spec.metadata["group"]], spec, ALIASES.get(spec.name, ()))
-    # The old negative form of the chat-template switch, kept for existing command lines.
-    groups["prompt"].add_argument("--no_chat_template", dest="use_chat_template", action="store_false",
-                                  help="the same as --no-use_chat_template")
-    add_publishing_arguments(parser)
-    return parser
-
-
-def parse_command(argv=None) -> tuple[ZeroShotOptions, HubOptions]:
+def parse_command(argv=None) -> tuple[ZeroShotOptions, HubArguments]:
     """The run's options and, apart, where to publish it (not part of the run: never recorded)."""
-    values, hub = split_publishing(vars(build_parser().parse_args(argv)))
-    return ZeroShotOptions(**values), hub
+    return make_parser().parse_args_into_dataclasses(argv)
 
 
 def parse_args(argv=None) -> ZeroShotOptions:

@@ -8,9 +8,9 @@ OUTPUT_DIR is a zero-shot run folder, resumable: the run itself is evaluation/ze
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -18,56 +18,51 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from evaluation.zero_shot.per_user import VLLM_OPTIONS, choose_backend, run  # noqa: E402
-from generation import BACKENDS  # noqa: E402
-from longlamp_cli import ArgumentParser, add_flag, positive_int  # noqa: E402
+from generation.cli import BackendArguments, VllmArguments  # noqa: E402
+from longlamp_cli import ArgumentParser, arg, positive_int, reuse  # noqa: E402
 from longlamp_tasks import parse_config_name  # noqa: E402
-from personalization.cli import add_model_and_prompt_flags  # noqa: E402
+from personalization.cli import PerUserGenerationArguments  # noqa: E402
 
 
-def parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(description=__doc__.splitlines()[0])
-    add_model_and_prompt_flags(p)
-    p.add_argument("--adapters_dir", help="a training/train_per_user.py output folder: each user's adapter")
-    p.add_argument("--style_vectors_dir", help="a training/train_style_vectors.py output folder")
-    p.add_argument("--style_layer", type=positive_int, help="steered layer (default: the folder's chosen one)")
-    p.add_argument("--style_scale", type=float, help="steering scale (default: the folder's chosen one)")
-    p.add_argument("--use_summary", action="store_true", help="put a summary of the user's profile in the prompt")
-    p.add_argument("--summary_of", choices=("profile", "retrieved"), default="profile",
-                   help="summarise the whole profile (once per user) or each example's retrieved items")
-    p.add_argument("--summary_cache_dir", help="where summaries are cached (default: OUTPUT_DIR/summaries)")
-    p.add_argument("--summary_max_new_tokens", type=positive_int, default=128, help="summary length")
-    p.add_argument("--summary_model", help="write the summaries with this model instead of the evaluated one: a "
-                   "Hub id or folder, or with --summary_backend openai the name a server knows")
-    p.add_argument("--summary_backend", default="auto", choices=("auto", *BACKENDS),
-                   help="the backend of --summary_model (evaluate_llm.py's --backend)")
-    p.add_argument("--summary_api_base", help="with --summary_backend openai: the server's API, e.g. "
-                   "http://localhost:8000/v1 (its key: OPENAI_API_KEY)")
-    add_flag(p, "output_dir", required=True, help="the run folder (zero-shot's files); a restart resumes from it")
-    p.add_argument("--backend", default="auto", choices=("auto", "transformers", "vllm"),
-                   help="auto: vLLM when it is installed with a GPU (or as a CPU build) and runs the model and the "
-                   "methods asked for (not style vectors, not per-user adapters on a task adapter), else transformers")
-    add_vllm_flags(p)
-    return p
+@dataclass(kw_only=True)
+class EvaluatePerUserArguments(VllmArguments, PerUserGenerationArguments):
+    """The per-user methods to evaluate, and the backend."""
+
+    _argument_group_name = "per-user methods"
+    adapters_dir: str | None = arg("a training/train_per_user.py output folder: each user's adapter (default: none)",
+                                   default=None)
+    style_vectors_dir: str | None = arg("a training/train_style_vectors.py output folder (default: none)",
+                                        default=None)
+    style_layer: int | None = arg("steered layer (default: the folder's chosen one)", default=None, type=positive_int)
+    style_scale: float | None = arg("steering scale (default: the folder's chosen one)", default=None)
+    use_summary: bool = arg("put a summary of the user's profile in the prompt", default=False)
+    summary_of: str = arg("summarise the whole profile (once per user) or each example's retrieved items",
+                          default="profile", choices=("profile", "retrieved"))
+    summary_cache_dir: str | None = arg("where summaries are cached (default: OUTPUT_DIR/summaries)", default=None)
+    summary_max_new_tokens: int = arg("summary length in tokens, at most", default=128, type=positive_int)
+    summary_model: str | None = arg("write the summaries with this model instead of the evaluated one: a Hub id or "
+                                    "folder, or with --summary_backend openai the name a server knows (default: the "
+                                    "evaluated model)", default=None)
+    summary_backend: str = reuse(BackendArguments, "backend", help="the backend of --summary_model, as "
+                                 "evaluate_llm.py's --backend")
+    summary_api_base: str | None = arg("with --summary_backend openai: the server's API, e.g. "
+                                       "http://localhost:8000/v1 (its key: OPENAI_API_KEY) (default: none)",
+                                       default=None)
+    backend: str = reuse(BackendArguments, "backend", choices=("auto", "transformers", "vllm"),
+                         help="auto: vLLM when it is installed with a GPU (or as a CPU build) and runs the model and "
+                              "the methods asked for (not style vectors, not per-user adapters on a task adapter), "
+                              "else transformers")
+    max_loras: int = arg("vLLM: users' adapters one batch may mix (each holds GPU memory)", default=8,
+                         type=positive_int)
 
 
-def add_vllm_flags(p: argparse.ArgumentParser) -> None:
-    """evaluate_llm.py's vLLM engine flags (ZeroShotOptions' vllm group), and how many users' adapters mix."""
-    import dataclasses
-
-    from evaluation.zero_shot import ZeroShotOptions
-    from evaluation.zero_shot.options import add_option_flag
-
-    group = p.add_argument_group("vllm")
-    for spec in dataclasses.fields(ZeroShotOptions):
-        if spec.metadata["group"] == "vllm":
-            add_option_flag(group, spec)
-    group.add_argument("--max_loras", type=positive_int, default=8,
-                       help="vLLM: users' adapters one batch may mix (each holds GPU memory; default: 8)")
+def make_parser() -> ArgumentParser:
+    return ArgumentParser(EvaluatePerUserArguments, description=__doc__.splitlines()[0],
+                          trained_settings_from="model_name")
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    args = parser().parse_args(argv)
-    args.task = args.task or args.data
+def parse_args(argv: Sequence[str] | None = None) -> EvaluatePerUserArguments:
+    args = make_parser().parse_into(argv)
     parse_config_name(args.task)
     if args.summary_of == "retrieved" and not args.use_profile:
         raise ValueError("--summary_of retrieved summarises the retrieved items: add --use_profile")

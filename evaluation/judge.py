@@ -17,10 +17,10 @@ Protocol and differences from ExPerT: docs/evaluation.md, "LLM judge (ExPerT)".
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable instead of evaluation/ itself
@@ -28,7 +28,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from evaluation.judges import expert, graded, task_inputs  # noqa: E402
 from evaluation.judges.judge_model import build_judge, judge_options  # noqa: E402
-from evaluation.judges.protocol import (  # noqa: E402  # noqa: E402
+from evaluation.judges.protocol import (  # noqa: E402
     DEFAULT_FORMAT_RETRIES,
     DEFAULT_PROMPTS,
     PROTOCOLS,
@@ -37,16 +37,23 @@ from evaluation.judges.protocol import (  # noqa: E402  # noqa: E402
     load_prompts,
 )
 from evaluation.zero_shot.data import config_name, rows_to_predict  # noqa: E402
-from evaluation.zero_shot.options import SERVED_OPTIONS, ZeroShotOptions, add_option_flag  # noqa: E402
+from evaluation.zero_shot.options import SERVED_OPTIONS, ZeroShotOptions  # noqa: E402
 from generation.cache import CachedGenerator, GenerationCache  # noqa: E402
-from longlamp_cli import (  # noqa: E402  # noqa: E402
+from generation.cli import BackendArguments, DecodingArguments, ModelArguments, ServedArguments, VllmArguments  # noqa: E402
+from longlamp_cli import (  # noqa: E402
     ArgumentParser,
+    DataArguments,
+    DataSourceArguments,
+    OutputArguments,
+    PromptArguments,
     UsageError,
-    add_flag,
+    arg,
     check_folder,
     check_output_file,
     non_negative_int,
+    output_file,
     positive_int,
+    reuse,
     run_command,
 )
 from longlamp_io import RunLock, write_json_atomic, write_json_lines  # noqa: E402
@@ -69,56 +76,58 @@ NO_INPUTS = ("--protocol expert shows the judge each example's task input (ExPer
              "graded")
 
 
-def add_model_flags(group) -> None:
-    """The judge model's flags, as evaluate_llm.py defines them from ZeroShotOptions' fields."""
-    for spec in dataclasses.fields(ZeroShotOptions):
-        if spec.name in MODEL_FIELDS:
-            add_option_flag(group, spec)
+# The bases are listed last first: a dataclass takes its fields from the last base first.
+@dataclass(kw_only=True)
+class JudgeArguments(ServedArguments, VllmArguments, BackendArguments, DataSourceArguments):
+    """The judge's files, task inputs, protocol and model (the model flags as evaluate_llm.py's)."""
+
+    _argument_group_name = "judge"
+    golds: str = arg("gold outputs (the benchmark's format; an entry may carry its task input as \"input\")",
+                     aliases=("--golds_json",))
+    preds: str = arg("predictions to judge (same format)", aliases=("--preds_json",))
+    output_dir: str = reuse(OutputArguments, "output_dir")
+    cache_file: str | None = arg("the judge-call cache, which runs may share (default: OUTPUT_DIR/judge_cache.sqlite)",
+                                 default=None, type=output_file)
+    max_eval_examples: int | None = reuse(DataArguments, "max_eval_examples")
+    validation_data: str | None = reuse(ZeroShotOptions, "validation_data", default=None,
+                                        help="task inputs for --protocol expert (default: the gold file's): a "
+                                             "LongLaMP config name or a local file/folder of rows, whose rows give "
+                                             "the inputs")
+    split: str = reuse(DataArguments, "split")
+    prompts_json: str | None = arg("task inputs for --protocol expert: a no-profile zero-shot run's prompts.json, "
+                                   "whose prompts are the task inputs (refused when a profile or chat template is in "
+                                   "them) (default: none)", default=None)
+    judge_model: str = arg("Hub id or folder of the judge model, or the name a server knows it by (--backend openai)")
+    protocol: str = arg("expert: ExPerT's (evaluation/judges/expert.py); graded: the toolkit's earlier one",
+                        default="expert", choices=PROTOCOLS)
+    prompts_file: str | None = arg(f"the judge's prompts, a section per protocol (default: "
+                                   f"{DEFAULT_PROMPTS.relative_to(Path(__file__).resolve().parents[1])})",
+                                   default=None)
+    format_retries: int = arg("times an unreadable answer is asked again, each try sampled 0.1 warmer (top_p 0.95; "
+                              "ExPerT's max_retries)", default=DEFAULT_FORMAT_RETRIES, type=non_negative_int,
+                              metavar="N")
+    max_text_tokens: int | None = arg(f"expert: each text is cut to its first N tokens of the judge's tokenizer "
+                                      f"(default: {expert.DEFAULT_MAX_TEXT_TOKENS}, ExPerT's)", default=None,
+                                      type=positive_int, metavar="N")
+    max_aspects: int | None = arg(f"graded: aspects kept per text, the first the judge lists (default: "
+                                  f"{graded.DEFAULT_MAX_ASPECTS}); expert keeps all, as ExPerT", default=None,
+                                  type=positive_int, metavar="N")
+    max_new_tokens: int | None = reuse(DecodingArguments, "max_new_tokens", default=None,
+                                       help=f"tokens per judge answer at most (default: {MAX_NEW_TOKENS['expert']} "
+                                            f"expert, {MAX_NEW_TOKENS['graded']} graded)")
+    max_prompt_length: int | None = reuse(PromptArguments, "max_prompt_length",
+                                          help="token budget of a judge prompt (default: what the model's context "
+                                               "leaves after --max_new_tokens)")
+    use_chat_template: bool | None = reuse(PromptArguments, "use_chat_template")
+    chat_template_kwargs: str | None = reuse(PromptArguments, "chat_template_kwargs")
+    dtype: str = reuse(ModelArguments, "dtype")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    files_group = parser.add_argument_group("files")
-    files_group.add_argument("--golds", "--golds_json", required=True, help="gold outputs (the benchmark's format; "
-                             "an entry may carry its task input as \"input\")")
-    files_group.add_argument("--preds", "--preds_json", required=True, help="predictions to judge (same format)")
-    files_group.add_argument("--output_dir", required=True, help="where judge_scores.json and the per-example file go")
-    files_group.add_argument("--cache_file", default=None,
-                             help="the judge-call cache, which runs may share (default: OUTPUT_DIR/judge_cache.sqlite)")
-    add_flag(files_group, "max_eval_examples", help="judge only the first N gold examples", type=positive_int)
-    inputs_group = parser.add_argument_group("task inputs (--protocol expert; default: the gold file's)")
-    data_help = {spec.name: spec.metadata["help"] for spec in dataclasses.fields(ZeroShotOptions)}
-    inputs_group.add_argument("--validation_data", help=data_help["validation_data"] + ", whose rows give the inputs")
-    for concept in DATA_FLAGS:
-        add_flag(inputs_group, concept)
-    inputs_group.add_argument("--prompts_json", help="a no-profile zero-shot run's prompts.json, whose prompts are "
-                              "the task inputs (refused when a profile or chat template is in them)")
-    judge_group = parser.add_argument_group("judge")
-    judge_group.add_argument("--judge_model", required=True, help="Hub id or folder of the judge model, or the "
-                             "name a server knows it by (--backend openai)")
-    judge_group.add_argument("--protocol", choices=PROTOCOLS, default="expert",
-                             help="expert: ExPerT's (evaluation/judges/expert.py); graded: the toolkit's earlier one")
-    judge_group.add_argument("--prompts_file", default=None, help=f"the judge's prompts, a section per protocol "
-                             f"(default: {DEFAULT_PROMPTS.relative_to(Path(__file__).resolve().parents[1])})")
-    judge_group.add_argument("--format_retries", type=non_negative_int, default=DEFAULT_FORMAT_RETRIES, metavar="N",
-                             help="times an unreadable answer is asked again, each try sampled 0.1 warmer (top_p "
-                             "0.95; ExPerT's max_retries)")
-    judge_group.add_argument("--max_text_tokens", type=positive_int, default=None, metavar="N",
-                             help=f"expert: each text is cut to its first N tokens of the judge's tokenizer (default "
-                             f"{expert.DEFAULT_MAX_TEXT_TOKENS}, ExPerT's)")
-    judge_group.add_argument("--max_aspects", type=positive_int, default=None, metavar="N",
-                             help=f"graded: aspects kept per text, the first the judge lists (default "
-                             f"{graded.DEFAULT_MAX_ASPECTS}); expert keeps all, as ExPerT")
-    add_flag(judge_group, "max_new_tokens", help=f"tokens per judge answer at most (default: "
-             f"{MAX_NEW_TOKENS['expert']} expert, {MAX_NEW_TOKENS['graded']} graded)", type=positive_int)
-    add_flag(judge_group, "max_prompt_length", help="token budget of a judge prompt (default: what the model's "
-             "context leaves after --max_new_tokens)")
-    add_flag(judge_group, "use_chat_template")
-    add_model_flags(parser.add_argument_group("judge model (as evaluate_llm.py's)"))
-    return parser
+def make_parser() -> ArgumentParser:
+    return ArgumentParser(JudgeArguments, description=__doc__.split("\n\n")[0])
 
 
-def check_protocol_flags(args: argparse.Namespace) -> None:
+def check_protocol_flags(args: JudgeArguments) -> None:
     """Refuse the flags the chosen protocol does not use."""
     if args.protocol == "expert" and args.max_aspects is not None:
         raise UsageError("--max_aspects caps the graded protocol's aspects; ExPerT keeps every aspect (drop it, or "
@@ -133,11 +142,11 @@ def check_protocol_flags(args: argparse.Namespace) -> None:
         raise UsageError("--validation_data and --prompts_json both give the task inputs: give one")
 
 
-def read_inputs(args: argparse.Namespace, golds: files.TaskFile, ids: list[str]) -> tuple[list[str], str]:
+def read_inputs(args: JudgeArguments, golds: files.TaskFile, ids: list[str]) -> tuple[list[str], str]:
     """The task input of each example in `ids`, and where they came from (for the record)."""
     if args.validation_data is not None:
         data = {"validation_data": args.validation_data, **{name: getattr(args, name) for name in DATA_FLAGS}}
-        rows = rows_to_predict(ZeroShotOptions(**data))
+        rows = rows_to_predict(ZeroShotOptions(model_name="", output_dir="", **data))
         where = f"--validation_data {args.validation_data} ({args.split})"
         return task_inputs.from_rows(rows, ids, golds.outputs[:len(ids)], where), where
     if args.prompts_json is not None:
@@ -163,7 +172,7 @@ def asker(judge: CachedGenerator, generation):
     return ask
 
 
-def score(args: argparse.Namespace) -> tuple[dict, list[dict], CachedGenerator]:
+def score(args: JudgeArguments) -> tuple[dict, list[dict], CachedGenerator]:
     """Judge the predictions; returns judge_scores.json's content, the per-example records and the judge (its
     call counts). Everything that can refuse the run does so before the judge is loaded."""
     check_protocol_flags(args)
@@ -217,7 +226,7 @@ def score(args: argparse.Namespace) -> tuple[dict, list[dict], CachedGenerator]:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = make_parser().parse_into(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     result, _, judge = score(args)
     for line in REPORTS[args.protocol].report_lines(result["scores"]):

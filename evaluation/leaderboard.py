@@ -16,43 +16,45 @@ Written to DIR: leaderboard.md, leaderboard.html (self-contained: the plots inli
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable instead of evaluation/ itself
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from evaluation.comparison.board import build  # noqa: E402
-from evaluation.comparison.ranking import DEFAULT_RESAMPLES  # noqa: E402
-from longlamp_cli import ArgumentParser, add_flag, run_command  # noqa: E402
+from longlamp_cli import ArgumentParser, SeedArguments, arg, output_folder, reuse, run_command  # noqa: E402
+from scoring import metrics  # noqa: E402
+from scoring.cli import ComparisonArguments  # noqa: E402
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_HUB_REPO",
-                        help="finished run folders (zero-shot or training) or Hub repositories they were pushed to "
-                             "(owner/name[@revision]; datasets/owner/name for a dataset repository only)")
-    parser.add_argument("--output", "--output_dir", type=Path, required=True, help="folder for the leaderboard files")
-    parser.add_argument("--metric", default="rougeL", help="per-sample metric to rank by")
-    parser.add_argument("--golds", type=Path, action="append", default=[],
-                        help="gold file of a task (repeatable): training runs of that task are scored against it")
-    parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
-                        help="sign patterns of each family's adjusted test (docs/evaluation.md)")
-    add_flag(parser, "seed", help="seed of the resampling", default=0)
-    return parser.parse_args(argv)
+@dataclass(kw_only=True)
+class LeaderboardArguments(SeedArguments):
+    _argument_group_name = "leaderboard"
+    runs: list[str] = arg("finished run folders (zero-shot or training) or Hub repositories they were pushed to "
+                          "(owner/name[@revision]; datasets/owner/name for a dataset repository only)",
+                          positional=True, metavar="RUN_DIR_OR_HUB_REPO")
+    output: str = arg("folder for the leaderboard files", aliases=("--output_dir",), type=output_folder)
+    metric: str = arg("per-sample metric to rank by", default="rougeL", choices=metrics.PER_SAMPLE_METRICS)
+    golds: list[str] = arg("gold file of a task (repeatable): training runs of that task are scored against it "
+                           "(default: none)", default_factory=list, action="append")
+    resamples: int = reuse(ComparisonArguments, "resamples")
+
+
+def make_parser() -> ArgumentParser:
+    return ArgumentParser(LeaderboardArguments, description=__doc__.split("\n")[0])
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    args = make_parser().parse_into(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.resamples < 1:
-        raise ValueError(f"--resamples must be >= 1, got {args.resamples}")
-    result = build(args.runs, args.output, args.metric, args.golds, args.resamples, args.seed)
+    output = Path(args.output)
+    result = build(args.runs, output, args.metric, [Path(golds) for golds in args.golds], args.resamples, args.seed)
     ranked = sum(len(g["rows"]) for groups in result["configs"].values() for g in groups)
     print(f"{ranked} runs ranked in {len(result['configs'])} config(s), {len(result['not_ranked'])} not ranked: "
-          f"{args.output / 'leaderboard.md'}")
+          f"{output / 'leaderboard.md'}")
     return 0
 
 

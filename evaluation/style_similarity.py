@@ -15,10 +15,9 @@ on disk, so scoring again encodes nothing.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable instead of evaluation/ itself
@@ -27,11 +26,12 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from evaluation.judges.style_similarity import report  # noqa: E402
 from evaluation.zero_shot.data import resolve_task_and_retriever, rows_to_predict  # noqa: E402
 from evaluation.zero_shot.options import ZeroShotOptions  # noqa: E402
-from longlamp_cli import ArgumentParser, add_flag, check_output_file, run_command  # noqa: E402
+from longlamp_cli import ArgumentParser, DataArguments, DataSourceArguments, arg, output_file, reuse, run_command  # noqa: E402
 from longlamp_errors import DataError, UsageError  # noqa: E402
 from longlamp_io import write_json_atomic  # noqa: E402
 from longlamp_tasks import scorer_task_name  # noqa: E402
 from publishing.runs import is_hub_id  # noqa: E402
+from retrieval.cli import RetrievalArguments  # noqa: E402
 from retrieval.dense import DenseRetriever  # noqa: E402
 from scoring import files  # noqa: E402
 
@@ -42,31 +42,34 @@ NOTE = ("Author-style similarity: optional, not one of the benchmark's metrics (
 DATA_FLAGS = ("task", "split", "data_dir", "cache_dir", "revision")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    data_help = {spec.name: spec.metadata["help"] for spec in dataclasses.fields(ZeroShotOptions)}
-    parser.add_argument("--validation_data", required=True, help=data_help["validation_data"])
-    for concept in DATA_FLAGS:
-        add_flag(parser, concept)
-    parser.add_argument("--preds", "--preds_json", required=True,
-                        help="the predictions to score (the benchmark's format, ids of the data's rows)")
-    parser.add_argument("--encoder", default=DEFAULT_ENCODER,
-                        help="sentence encoder, Hub id or folder (mean pooling); offline, the all-MiniLM-L6-v2 folder "
-                             "that scripts/prepare_models.py prints")
-    add_flag(parser, "embedding_cache_dir")
-    parser.add_argument("--output_file", required=True, help="where the numbers go (JSON)")
-    return parser.parse_args(argv)
+@dataclass(kw_only=True)
+class StyleSimilarityArguments(DataSourceArguments):
+    """The data as evaluate_llm.py reads it, the predictions, and the sentence encoder."""
+
+    _argument_group_name = "style similarity"
+    validation_data: str = reuse(ZeroShotOptions, "validation_data")
+    split: str = reuse(DataArguments, "split")
+    preds: str = arg("the predictions to score (the benchmark's format, ids of the data's rows)",
+                     aliases=("--preds_json",))
+    encoder: str = arg("sentence encoder, Hub id or folder (mean pooling); offline, the all-MiniLM-L6-v2 folder that "
+                       "scripts/prepare_models.py prints", default=DEFAULT_ENCODER)
+    embedding_cache_dir: str | None = reuse(RetrievalArguments, "embedding_cache_dir")
+    output_file: str = arg("where the numbers go (JSON)", type=output_file)
+
+
+def make_parser() -> ArgumentParser:
+    return ArgumentParser(StyleSimilarityArguments, description=__doc__.split("\n\n")[0])
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    args = make_parser().parse_into(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    output = check_output_file(args.output_file, "--output_file")
+    output = Path(args.output_file)
     encoder_name = args.encoder
     if not (Path(encoder_name).expanduser().is_dir() or is_hub_id(encoder_name)):
         raise UsageError(f"--encoder {encoder_name!r} is neither a folder nor a Hub model id")
     data = {"validation_data": args.validation_data, **{name: getattr(args, name) for name in DATA_FLAGS}}
-    options = ZeroShotOptions(**data)
+    options = ZeroShotOptions(model_name="", output_dir="", **data)
     task, setting, _, _ = resolve_task_and_retriever(options, None)  # before the rows: a wrong task fails at once
     predictions = files.read_task_file(args.preds, "predictions")
     if predictions.task != scorer_task_name(task, setting):

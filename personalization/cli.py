@@ -1,30 +1,37 @@
-"""The flags the per-user commands share (training/train_style_vectors.py and evaluation/evaluate_per_user.py):
-model, data and prompt, from longlamp_cli.FLAGS."""
+"""The flags the per-user commands share (training/train_per_user.py, training/train_style_vectors.py,
+evaluation/evaluate_per_user.py): the model, the users' data and the prompt, from the shared argument dataclasses
+(longlamp_cli explains how commands combine them)."""
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
-from longlamp_cli import add_flag, positive_int
+from generation.cli import BackendArguments, DecodingArguments, ModelArguments
+from longlamp_cli import DataArguments, DataSourceArguments, OutputArguments, arg, not_a_flag, reuse
+from retrieval.cli import DEFAULT_RETRIEVER, PromptSettingsArguments
 
 
-def add_model_and_prompt_flags(p: argparse.ArgumentParser) -> None:
-    """The model, data and prompt flags, with the per-user commands' defaults."""
-    add_flag(p, "model_name", required=True, help="base model or task adapter folder")
-    p.add_argument("--data", required=True, help="a LongLaMP config name or a file/folder")
-    add_flag(p, "task", help="task or config name (default: --data when it is a config name)")
-    add_flag(p, "split", default="test", choices=("train", "validation", "test"), help="which split of --data is read")
-    add_flag(p, "data_dir")
-    add_flag(p, "cache_dir")
-    add_flag(p, "revision")
-    add_flag(p, "max_eval_examples", "--limit", type=positive_int)
-    add_flag(p, "use_profile")
-    add_flag(p, "retriever")
-    add_flag(p, "retriever_model")
-    add_flag(p, "num_retrieved", type=positive_int, default=1)
-    add_flag(p, "max_prompt_length", type=positive_int)
-    add_flag(p, "max_new_tokens", type=positive_int, default=512)
-    add_flag(p, "batch_size", type=positive_int, help="prompts per generate call (default: the backend's, 8 "
-             "transformers, 256 vLLM)")
-    add_flag(p, "dtype")
-    add_flag(p, "use_chat_template")
+# Fields come from the last base first: the model, the data, the prompt, the output folder, then its own.
+@dataclass(kw_only=True)
+class PerUserArguments(OutputArguments, PromptSettingsArguments, DataSourceArguments, ModelArguments):
+    """The users whose methods are trained or evaluated, and their prompts."""
+
+    _argument_group_name = "per-user"
+    data: str = arg("the users' data: a LongLaMP config name or a file/folder")
+    # Per-user methods are trained on the evaluated users' own profiles and choose their settings on validation
+    # (train_style_vectors.py's --selection_split): the test split is the one they evaluate.
+    split: str = reuse(DataArguments, "split", default="test")
+    from_training_record: dict | None = not_a_flag()  # the settings taken from a fine-tuned model's record
+
+    def __post_init__(self):
+        self.task = self.task or self.data
+        self.retriever = self.retriever or DEFAULT_RETRIEVER
+
+
+@dataclass(kw_only=True)
+class PerUserGenerationArguments(PerUserArguments):
+    """What the per-user commands that generate add (train_style_vectors.py, evaluate_per_user.py)."""
+
+    max_eval_examples: int | None = reuse(DataArguments, "max_eval_examples")
+    max_new_tokens: int = reuse(DecodingArguments, "max_new_tokens")
+    batch_size: int | None = reuse(BackendArguments, "batch_size")

@@ -1,49 +1,68 @@
-"""The publishing flags every command shares (one argument group), and the call they lead to."""
+"""The publishing flags, as an argument dataclass (longlamp_cli explains how commands combine them), and the call
+they lead to."""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 
+from longlamp_cli import Switch, arg
 from longlamp_errors import PublishError
+from publishing.hub import REPO_TYPES
 
 
-@dataclass(frozen=True)
-class HubOptions:
-    push_to_hub: bool = False
-    hub_model_id: str | None = None
-    hub_repo_type: str = "model"
-    hub_private: bool = False
-    hub_revision: str | None = None
-    hub_token: str | None = field(default=None, repr=False)  # never shown
-    public_despite_license: bool = False
+class PushToHub(Switch):
+    """`--push_to_hub`, or `--push_to_hub NAMESPACE/NAME` (export_dataset.py's older spelling): the same as
+    `--push_to_hub --hub_model_id NAMESPACE/NAME`."""
+
+    def __init__(self, option_strings, dest, negations=(), default=False, required=False, help=None):
+        argparse.Action.__init__(self, [*option_strings, *negations], dest, nargs="?", const=True, default=default,
+                                 required=required, help=help, metavar="NAMESPACE/NAME")
+        self.negations = frozenset(negations)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string in self.negations:
+            if values is not None:
+                parser.error(f"{option_string} takes no value")
+            setattr(namespace, self.dest, False)
+            return
+        setattr(namespace, self.dest, True)
+        if isinstance(values, str):
+            given = getattr(namespace, "hub_model_id", None)
+            if given not in (None, values):
+                parser.error(f"--push_to_hub {values} and --hub_model_id {given} name two repositories; give one")
+            namespace.hub_model_id = values
 
 
-def add_publishing_arguments(parser: argparse.ArgumentParser, with_push_flag: bool = True) -> None:
-    group = parser.add_argument_group("publishing")
-    if with_push_flag:
-        group.add_argument("--push_to_hub", action="store_true", help="publish the run to the Hub when it ends")
-    group.add_argument("--hub_model_id", help="Hub repository NAMESPACE/NAME to publish to")
-    group.add_argument("--hub_repo_type", choices=("model", "dataset"), default="model",
-                       help="model: the evaluated model's repository (results under longlamp/<config>/); dataset: "
-                            "a results repository (default: model)")
-    group.add_argument("--hub_private", "--private", action="store_true", help="create the repository as private")
-    group.add_argument("--hub_revision", help="branch to push to (default: main)")
-    group.add_argument("--hub_token", help="Hub token (default: HF_TOKEN or the saved login); never written or shown")
-    group.add_argument("--public_despite_license", action="store_true",
-                       help="push an email (Avocado, LDC-licensed) run publicly anyway")
+@dataclass(kw_only=True)
+class HubRepositoryArguments:
+    """The Hub repository something is published to, and with what rights."""
+
+    _argument_group_name = "publishing"
+    hub_model_id: str | None = arg("Hub repository NAMESPACE/NAME to publish to (default: none; needed to publish)",
+                                   default=None)
+    hub_private: bool = arg("create the repository as private", default=False, aliases=("--private",))
+    hub_revision: str | None = arg("branch to push to (default: main)", default=None)
+    hub_token: str | None = arg("Hub token (default: HF_TOKEN or the saved login); never written or shown",
+                                default=None, secret=True)
+    public_despite_license: bool = arg("push the email task (Avocado, LDC-licensed) publicly anyway: you answer for "
+                                       "the LDC licence", default=False)
 
 
-def split_publishing(values: dict) -> tuple[dict, HubOptions]:
-    """(the other arguments, the publishing ones) from a parsed namespace's dict."""
-    names = {spec.name for spec in fields(HubOptions)}
-    hub = HubOptions(**{k: v for k, v in values.items() if k in names})
-    return {k: v for k, v in values.items() if k not in names}, hub
+@dataclass(kw_only=True)
+class HubArguments(HubRepositoryArguments):
+    """Where and how a run is published on the Hugging Face Hub, and whether it is."""
+
+    push_to_hub: bool = arg("publish to the Hub when the run ends (--push_to_hub NAMESPACE/NAME is short for "
+                            "--push_to_hub --hub_model_id NAMESPACE/NAME)", default=False, action=PushToHub)
+    hub_repo_type: str = arg("model: the evaluated model's repository (results under longlamp/<config>/); dataset: "
+                             "a results repository", default="model", choices=REPO_TYPES)
 
 
-def publish(run_dir: str | Path, hub: HubOptions, dry_run_dir: str | Path | None = None) -> str:
-    """Push `run_dir` as `hub` says (or stage it into `dry_run_dir`); returns the repository URL or the folder."""
+def publish(run_dir: str | Path, hub, dry_run_dir: str | Path | None = None) -> str:
+    """Push `run_dir` as `hub` (HubArguments' fields) says, or stage it into `dry_run_dir`; returns the repository
+    URL or the folder."""
     from publishing.hub import push_run
 
     if not hub.hub_model_id:

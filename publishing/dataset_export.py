@@ -28,13 +28,22 @@ PUBLIC_LICENSE = (f"The texts come from the public sources of the LongLaMP bench
 
 
 def _ranked_splits(ranked: Mapping[str, str | Path]) -> dict:
+    import pyarrow.parquet
+    from datasets.exceptions import DatasetGenerationError
+
     import longlamp
 
     splits = {}
     for split, path in ranked.items():
         if not Path(path).exists():
             raise PublishError(f"--ranked {path}: no such file")
-        data = longlamp.load_split(str(path), split)
+        try:
+            if Path(path).suffix == ".parquet":  # its footer first: datasets would log the failure at length
+                pyarrow.parquet.read_schema(path)
+            data = longlamp.load_split(str(path), split)
+        except (ValueError, OSError, DatasetGenerationError) as error:  # pyarrow's ArrowInvalid is a ValueError
+            raise PublishError(f"--ranked {path}: not a dataset file written by retrieval/rank_profiles.py "
+                               f"({type(error).__name__}: {' '.join(str(error).split())})") from None
         if "ranked_by" not in data.column_names:
             raise PublishError(f"--ranked {path}: no 'ranked_by' column (not written by retrieval/rank_profiles.py)")
         splits[split] = data

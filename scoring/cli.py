@@ -1,49 +1,74 @@
-"""What the scoring commands (evaluation/eval_task.py, evaluation/eval_all.py) share: their scoring flags, and exit
-code 3 with the fix when NLTK's data is missing."""
+"""The flags of scoring and comparing prediction files, as argument dataclasses (longlamp_cli explains how commands
+combine them), and exit code 3 with the fix when NLTK's data is missing."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import dataclass
 from typing import Callable
 
-from longlamp_cli import add_flag, check_output_file, non_negative_int, positive_int
+from longlamp_cli import SeedArguments, WorkerArguments, arg, bounded_int, output_file
 from longlamp_errors import MissingNLTKDataError
-from scoring import metrics
+from scoring import metrics, significance
 
 logger = logging.getLogger(__name__)
 EXIT_MISSING_DATA = 3
+# A million resamples put an interval's ends within about a thousandth of their spread, past anything a table shows;
+# more only costs memory and time (ten billion asked numpy for 224 GiB).
+MAX_RESAMPLES = 1_000_000
 
 
-def _metric_names(value: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in value.split(",") if name.strip())
-    unknown = [name for name in names if name not in metrics.METRICS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown metrics {unknown}; choose among {', '.join(metrics.METRICS)}")
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise argparse.ArgumentTypeError(f"{', '.join(repeated)} given more than once")
-    return names
+def metric_names(choices: tuple[str, ...], what: str = "") -> Callable[[str], tuple[str, ...]]:
+    """argparse type: comma-separated metric names among `choices`, each once."""
+    def convert(value: str) -> tuple[str, ...]:
+        names = tuple(name.strip() for name in value.split(",") if name.strip())
+        unknown = [name for name in names if name not in choices]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"unknown {what}metrics {unknown}; choose among {', '.join(choices)}")
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise argparse.ArgumentTypeError(f"{', '.join(repeated)} given more than once")
+        return names
+
+    convert.__name__ = "metrics"
+    return convert
 
 
-def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
-    """The scoring options both commands share."""
-    parser.add_argument("--output_file", required=True, help="where to write the results (JSON)")
-    parser.add_argument("--metrics", type=_metric_names, default=metrics.DEFAULT_METRICS,
-                        help=f"comma-separated, among {','.join(metrics.METRICS)} (default: "
-                        f"{','.join(metrics.DEFAULT_METRICS)})")
-    parser.add_argument("--bootstrap", type=non_negative_int, default=1000, metavar="N",
-                        help="bootstrap resamples, 0 for none")
-    add_flag(parser, "seed", type=non_negative_int, default=0,
-             help="seed of the bootstrap and evaluate-compatible values")
-    add_flag(parser, "num_workers", type=positive_int, help="worker processes (default: all cores)")
+def confidence_level(value: str) -> float:
+    """argparse type: a number strictly between 0 and 1."""
+    number = float(value)
+    if not 0 < number < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return number
 
 
-def scoring_options(args: argparse.Namespace) -> dict:
-    """The keyword arguments of metrics.score that the shared options set; refuses a folder as --output_file."""
-    check_output_file(args.output_file, "--output_file")
-    return {"metrics": args.metrics, "bootstrap": args.bootstrap, "seed": args.seed, "num_workers": args.num_workers,
-            "progress": True}
+@dataclass(kw_only=True)
+class ScoringArguments(SeedArguments, WorkerArguments):
+    """What the scorers compute and where it goes (eval_task.py, eval_all.py)."""
+
+    _argument_group_name = "scoring"
+    output_file: str = arg("where the results go (JSON)", type=output_file)
+    metrics: str = arg(f"comma-separated, among {','.join(metrics.METRICS)}", default=metrics.DEFAULT_METRICS,
+                       type=metric_names(metrics.METRICS))
+    bootstrap: int = arg("bootstrap resamples of each metric's 95% interval, 0 for none", default=1000,
+                         type=bounded_int(0, MAX_RESAMPLES), metavar="N")
+
+    def options(self) -> dict:
+        """The keyword arguments of metrics.score that these flags set."""
+        return {"metrics": self.metrics, "bootstrap": self.bootstrap, "seed": self.seed,
+                "num_workers": self.num_workers, "progress": True}
+
+
+@dataclass(kw_only=True)
+class ComparisonArguments(SeedArguments):
+    """The paired comparison of two systems (compare.py, leaderboard.py): scoring/significance.py's one test."""
+
+    _argument_group_name = "comparison"
+    resamples: int = arg("bootstrap resamples and random sign patterns per test", metavar="N",
+                         default=significance.DEFAULT_RESAMPLES, type=bounded_int(1, MAX_RESAMPLES))
+    confidence: float = arg("confidence of the interval", default=significance.DEFAULT_CONFIDENCE,
+                            type=confidence_level)
 
 
 def exit_code_for_missing_nltk_data(command: Callable[[], object]) -> int:

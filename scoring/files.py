@@ -94,6 +94,11 @@ def read_task_file(path: str | os.PathLike, role: str, name: str | None = None) 
         where += f" (id {entry['id']!r})"
         if not isinstance(entry.get("output"), str):
             raise DataError(f"{where}: 'output' is {_type_name(entry, 'output')}, expected a string")
+        surrogate = _lone_surrogate(entry["output"])
+        if surrogate is not None:
+            raise DataError(f"{where}: 'output' holds a lone surrogate (\\u{ord(entry['output'][surrogate]):04x} at "
+                            f"character {surrogate}), which is not text: no tokenizer or file encoding takes it; "
+                            "write the file from valid Unicode")
         if role == "golds" and not entry["output"].strip():
             raise DataError(f"{where}: the gold output is empty, so nothing can be scored against it")
         if "user" in entry and not isinstance(entry["user"], str):
@@ -110,6 +115,16 @@ def read_task_file(path: str | os.PathLike, role: str, name: str | None = None) 
     if role == "golds" and 0 < with_user < len(users):
         raise DataError(f"{path}: {len(users) - with_user} entries lack the 'user' that the others have")
     return TaskFile(str(path), task, ids, outputs, users if role == "golds" and with_user else None)
+
+
+def _lone_surrogate(text: str) -> int | None:
+    """Where a string holds a lone UTF-16 surrogate (JSON's "\\ud800" reads as one), or None. Every command that
+    reads a prediction or gold file refuses one here: some would score it, others crash on it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return error.start
+    return None
 
 
 def _type_name(entry: dict, key: str) -> str:

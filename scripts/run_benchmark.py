@@ -14,9 +14,9 @@ again with the same arguments, the runner skips every finished stage and the sta
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,32 +33,46 @@ from benchmark_runner.results import (  # noqa: E402
     write_results,
 )
 from benchmark_runner.stages import plan, stage_env  # noqa: E402
-from longlamp_cli import run_command  # noqa: E402
+from longlamp_cli import ArgumentParser, DataArguments, OutputArguments, arg, output_folder, reuse, run_command  # noqa: E402
 from longlamp_io import RunLock  # noqa: E402
+from publishing.cli import HubArguments  # noqa: E402
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="the experiment file (YAML), e.g. experiments/demo.yaml")
-    parser.add_argument("--output_dir", help="the one output folder (default: the experiment's output_dir)")
-    parser.add_argument("--data_dir", help="local copy of the data (default: the experiment's; none: the Hub)")
-    parser.add_argument("--cache_dir", help="datasets cache for every stage (default: the datasets library's)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one setting of the experiment file, e.g. k=[1] or "
-                             "models.smollm2-lora.train.max_steps=2 (the value is read as YAML); repeatable")
-    parser.add_argument("--dry_run", action="store_true", help="print the stage commands and stop")
-    hub = parser.add_argument_group("publishing")
-    hub.add_argument("--push_to_hub", action="store_true", help="publish the results, plots, cards and fine-tuned "
-                     "adapters in one commit to --hub_model_id (token: HF_TOKEN or `hf auth login`)")
-    hub.add_argument("--hub_model_id", metavar="NAMESPACE/NAME", help="the Hub repository to push to")
-    hub.add_argument("--hub_private", action="store_true", help="create the repository private")
-    hub.add_argument("--hub_dry_run_dir", help="write what would be uploaded into this folder instead of uploading")
-    return parser
+@dataclass(kw_only=True)
+class RunnerArguments:
+    """The experiment, and what the command line changes of it."""
+
+    _argument_group_name = "experiment"
+    # The experiment file is this command's settings file: its output_dir, data_dir and cache_dir are the flags
+    # below, which win over it. So `--config` (the README's spelling) is this flag here, not a second file.
+    experiment: str = arg("the experiment file (YAML), e.g. experiments/demo.yaml: this command's settings file, "
+                          "whose output_dir, data_dir and cache_dir the flags below override", aliases=("--config",))
+    output_dir: str | None = reuse(OutputArguments, "output_dir", default=None,
+                                   help="the one output folder (default: the experiment's output_dir)")
+    data_dir: str | None = reuse(DataArguments, "data_dir", help="local copy of the data (default: the "
+                                 "experiment's; none: the Hub)")
+    cache_dir: str | None = reuse(DataArguments, "cache_dir", help="datasets cache for every stage (default: the "
+                                  "experiment's, else the datasets library's)")
+    set: list[str] = arg("override one setting of the experiment file, e.g. k=[1] or "
+                         "models.smollm2-lora.train.max_steps=2 (the value is read as YAML); repeatable (default: "
+                         "none)", default_factory=list, action="append", metavar="KEY=VALUE")
+    dry_run: bool = arg("print the stage commands and stop", default=False)
+    push_to_hub: bool = reuse(HubArguments, "push_to_hub", help="publish the results, plots, cards and fine-tuned "
+                              "adapters in one commit to --hub_model_id (token: HF_TOKEN or `hf auth login`); "
+                              "--push_to_hub NAMESPACE/NAME names it")
+    hub_model_id: str | None = reuse(HubArguments, "hub_model_id")
+    hub_private: bool = reuse(HubArguments, "hub_private")
+    hub_dry_run_dir: str | None = arg("write what would be uploaded into this folder instead of uploading (default: "
+                                      "none)", default=None, type=output_folder)
+
+
+def make_parser() -> ArgumentParser:
+    return ArgumentParser(RunnerArguments, description=__doc__.split("\n\n")[0])
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
-    experiment = load_experiment(args.config, {"output_dir": args.output_dir, "data_dir": args.data_dir,
+    args = make_parser().parse_into(argv)
+    experiment = load_experiment(args.experiment, {"output_dir": args.output_dir, "data_dir": args.data_dir,
                                                "cache_dir": args.cache_dir}, args.set)
     if args.push_to_hub:
         from publishing.hub import check_repo_id

@@ -222,8 +222,8 @@ def test_eval_all_takes_the_readmes_relative_temp_dir(tmp_path, golds_zip, monke
     (["--seed", "-1"], "argument --seed: must be 0 or more, got -1"),
     (["--metrics", "rouge1,meteor,rouge1"], "rouge1 given more than once"),
     (["--num_workers", "0"], "argument --num_workers: must be at least 1"),
-    (["--output_file", "."], "--output_file . is a folder"),
-    (["--temp_dir", "golds.zip"], "--temp_dir golds.zip is a file, not a folder"),
+    (["--output_file", "."], "argument --output_file: . is a folder"),
+    (["--temp_dir", "golds.zip"], "argument --temp_dir: golds.zip is a file, not a folder"),
 ])
 def test_bad_scoring_flags_are_refused_before_any_work(tmp_path, golds_zip, capsys, monkeypatch, extra, message):
     monkeypatch.chdir(tmp_path)

@@ -270,7 +270,7 @@ def test_prompt_that_cannot_fit_fails_before_generation(tiny_llama, tmp_path, sa
     ({}, ["--task", "topic_writing_user"], "--task 'topic_writing_user' contradicts --validation_data"),
     ({"--model_addr": "/nonexistent/model"}, [], "cannot load --model_name"),
     ({}, ["--compare_no_profile"], "add --use_profile"),
-    ({}, ["--use_profile", "--retriever", "bm99"], "unknown retriever 'bm99'"),
+    ({}, ["--use_profile", "--retriever", "bm99"], "argument --retriever: invalid choice: 'bm99'"),
 ])
 def test_bad_input_is_a_clear_error(tiny_llama, tmp_path, sample_dir, sample_cache, capsys, replace, extra, message):
     args = cli(tiny_llama, tmp_path, sample_dir, sample_cache, *extra)
@@ -417,7 +417,7 @@ def test_scorer_task_name_is_accepted(tiny_llama, tmp_path, sample_dir, sample_c
     (["--max_prompt_length", "2040"], "--max_prompt_length 2040 + --max_new_tokens 12 is more than the model's "
                                       "position limit of 2048 tokens"),
     (["--max_new_tokens", "2048"], "no room for a prompt"),
-    (["--limit", "0"], "--max_eval_examples must be at least 1"),
+    (["--limit", "0"], "argument --max_eval_examples: must be at least 1, got 0"),
     (["--seeds", "0,1"], "--seeds is for sampling runs"),
     (["--do_sample", "--seeds", "3"], "--seeds needs at least two distinct seeds"),
     (["--do_sample", "--seeds", "3,3"], "--seeds needs at least two distinct seeds"),

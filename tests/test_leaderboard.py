@@ -234,7 +234,7 @@ def test_a_folder_that_is_a_file_or_holds_a_foreign_leaderboard_json_is_refused(
     (tmp_path / "file").write_text("x")
     foreign = tmp_path / "foreign"
     write_json_atomic(foreign / "leaderboard.json", {"configs": {"../../elsewhere": []}})
-    for output, message in [(tmp_path / "file", "is a file: give a folder"),
+    for output, message in [(tmp_path / "file", "is a file, not a folder"),
                             (foreign, "leaderboard.json was not written by leaderboard.py")]:
         argv = [str(tmp_path / "run"), "--output", str(output), "--resamples", "50"]
         assert run_command(leaderboard.main, argv, prog="leaderboard.py") == 2

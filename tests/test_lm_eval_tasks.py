@@ -33,6 +33,7 @@ from evaluation.lm_eval_tasks import task as harness  # noqa: E402
 from evaluation.zero_shot import ZeroShotOptions, evaluate  # noqa: E402
 from longlamp_runs import PER_SAMPLE_FILE  # noqa: E402
 from retrieval import top_k_items  # noqa: E402
+from retrieval.cli import DEFAULT_NUM_RETRIEVED  # noqa: E402
 from scoring import per_sample  # noqa: E402
 from scoring.metrics import DEFAULT_METRICS, score  # noqa: E402
 
@@ -108,7 +109,7 @@ def toolkit_run(model: Path, config: str, metadata: dict, output: Path, cache: s
     evaluate(ZeroShotOptions(
         validation_data=config, split=metadata.get("split", "test"), data_dir=str(REPO / data_dir), cache_dir=cache,
         model_name=str(model), output_dir=str(output), use_profile=metadata.get("use_profile", True),
-        retriever=metadata.get("retriever"), num_retrieved=metadata.get("num_retrieved"),
+        retriever=metadata.get("retriever"), num_retrieved=metadata.get("num_retrieved", DEFAULT_NUM_RETRIEVED),
         max_prompt_length=metadata.get("max_prompt_length"), max_new_tokens=metadata.get("max_new_tokens", 512),
         use_chat_template=chat, batch_size=1, max_eval_examples=limit))
     return output
@@ -356,7 +357,7 @@ def unshortened_tokens(task, doc, chat: bool) -> int:
     ({"validation_data": "x.jsonl"}, "local data goes in data_dir"),
     ({"use_profile": False, "retriever": "bm25"}, '"use_profile" is false'),
     ({"max_length": 600}, "lm-eval's max_length=600 leaves less than the prompt budget 1024 \\+ max_new_tokens 512"),
-    ({"num_retrieved": -1}, "num_retrieved must be at least 0"),
+    ({"num_retrieved": -1}, "num_retrieved must be at least 1"),
 ])
 def test_settings_that_would_change_the_numbers_are_refused(plain_model, metadata, message):
     with pytest.raises(ValueError, match=message):

@@ -102,13 +102,13 @@ def test_every_flag_of_the_training_commands_is_recorded_or_run_control():
     """A flag added to train.py or train_per_user.py without a place in the record is an error, not a setting that
     silently goes unrecorded (then cards, resume checks and the leaderboard could not see it)."""
     from training.config import TrainConfig
-    from training.train_per_user import parser
+    from training.train_per_user import make_parser
 
     config = TrainConfig(model_name="m", output_dir="o", train_data="product_review_user", use_profile=True)
     recorded = record_from_flags("training", config.validate().to_dict()).flat()
     assert "training.learning_rate" in recorded and "retrieval.num_retrieved" in recorded
-    per_user = vars(parser().parse_args(["--model_name", "m", "--data", "product_review_user", "--output_dir", "o"]))
-    per_user["task"] = per_user["task"] or per_user["data"]
+    per_user = vars(make_parser().parse_into(["--model_name", "m", "--data", "product_review_user", "--output_dir",
+                                              "o"]))
     assert record_from_flags("per_user_adapters", per_user).training.lora_r == 8
     assert {"output_dir", "hub_token", "max_users"} <= RUN_CONTROL
     with pytest.raises(RunFolderError, match="'colour' is not a setting the run record knows"):

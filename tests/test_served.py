@@ -244,7 +244,7 @@ def test_retry_waits():
     (["--backend", "openai", "--api_base", "ftp://x"], "must be an http:// or https:// URL"),
     (["--backend", "openai", "--api_base", "http://x/v1", "--api_key_env", "LONGLAMP_UNSET_VARIABLE"],
      "the environment variable LONGLAMP_UNSET_VARIABLE is not set"),
-    (["--backend", "openai", "--api_base", "http://x/v1", "--max_concurrency", "0"], "--max_concurrency must be"),
+    (["--backend", "openai", "--api_base", "http://x/v1", "--max_concurrency", "0"], "--max_concurrency: must be"),
 ])
 def test_served_flags_are_checked_before_any_work(extra, message, sample_dir, sample_cache, tmp_path, capsys,
                                                   tiny_llama, api_key):

@@ -18,7 +18,8 @@ def test_one_default_budget_for_training_and_zero_shot(tiny_llama):
     source = resolve_model(str(tiny_llama))
     zero_shot = prompt_budget(None, source.context_length(), 512, False)
     assert zero_shot == DEFAULT_PROMPT_BUDGET
-    assert TrainConfig().max_prompt_length is None  # training leaves the default to the same prompt_budget
+    trained = TrainConfig(model_name="m", output_dir="o", train_data="product_review_user")
+    assert trained.max_prompt_length is None  # training leaves the default to the same prompt_budget
     assert prompt_budget(None, 1000, 200, False) == 800  # lowered to what a small model's positions leave
     assert prompt_budget(None, 1000, 200, True) == 1000  # an encoder's input has its positions alone
     assert prompt_budget(3000, None, 200, False) == 3000  # no known limit: nothing to check against
@@ -51,6 +52,10 @@ def test_training_reads_task_and_retriever_from_ranked_data(tmp_path, sample_dir
     ranked = rank_dataset(rows, "product_review", "recency", tmp_path / "ranked.parquet", progress=False)
     config = TrainConfig(model_name="m", train_data=str(ranked), output_dir=str(tmp_path / "o"), use_profile=True,
                          is_ranked=True, report_to="none").validate()
+    assert (config.task, config.retriever) == ("product_review_user", "recency")
+    assert "is not used" not in caplog.text  # no --retriever given: the data's ranking is the run's
+    config = TrainConfig(model_name="m", train_data=str(ranked), output_dir=str(tmp_path / "o"), use_profile=True,
+                         is_ranked=True, retriever="bm25", report_to="none").validate()
     assert (config.task, config.retriever) == ("product_review_user", "recency")
     assert "was ranked with recency: --retriever bm25 is not used" in caplog.text
 

@@ -13,7 +13,7 @@ import torch
 from support.training import CONFIG, reset_accelerate, run_flags
 
 from longlamp_cli import run_command
-from longlamp_errors import ConfigError
+from longlamp_errors import ConfigError, UsageError
 from longlamp_runs import (
     migrate_unversioned,
     read_model_record,
@@ -21,7 +21,7 @@ from longlamp_runs import (
     record_from_flags,
     trained_settings,
 )
-from training.config import TrainConfig, load_config_file, parse_args
+from training.config import TrainConfig, parse_args, parser
 from training.loop import train
 from training.record import changes
 from training.train import main
@@ -47,7 +47,7 @@ def test_a_config_file_value_of_the_wrong_type_is_refused_naming_the_key(tiny_ll
                       ("max_steps: true\n", "max_steps"), ("model_name: [a, b]\n", "model_name")):
         settings.write_text(text)
         with pytest.raises(ConfigError, match=f"{key}: expected"):
-            load_config_file(settings)
+            parser().read_settings(settings)
     with pytest.raises(ConfigError, match="learning_rate: expected a float"):
         TrainConfig(model_name="m", output_dir="o", train_data=CONFIG, learning_rate="1e-4").validate()
 
@@ -75,7 +75,7 @@ def test_older_names_are_aliases_in_flags_and_config_files(tmp_path):
     assert changes(old, record_from_flags("training", config.to_dict())) == {"model.dtype": ("bfloat16", "float16")}
     settings.write_text(json.dumps({"model_addr": "m", "model_name": "n"}))
     with pytest.raises(ConfigError, match="model_addr and model_name name the same setting"):
-        load_config_file(settings)
+        parser().read_settings(settings)
 
 
 def test_help_shows_defaults_and_choices(capsys):
@@ -242,5 +242,5 @@ def test_qlora_under_fsdp_or_zero3_stores_4bit_weights_in_the_weights_dtype_with
 def test_ddp_timeout_is_a_setting(fresh_accelerate):
     assert parse_args(["--train_data", CONFIG, "--output_dir", "o", "--model_name", "m",
                        "--ddp_timeout", "7200"]).ddp_timeout == 7200
-    with pytest.raises(ConfigError, match="--ddp_timeout must be at least 1"):
+    with pytest.raises(UsageError, match="argument --ddp_timeout: must be at least 1, got 0"):
         parse_args(["--train_data", CONFIG, "--output_dir", "o", "--model_name", "m", "--ddp_timeout", "0"])

@@ -17,12 +17,12 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from longlamp_cli import run_command  # noqa: E402
-from training.config import parse_args  # noqa: E402
+from training.config import parser as make_parser  # noqa: E402
 from training.loop import train  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    train(parse_args(argv))
+    train(make_parser().parse_into(argv).validate())
     return 0
 
 

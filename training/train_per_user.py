@@ -11,68 +11,57 @@ training/per_user_run.py's, the trainer training/user_adapters.py's.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from longlamp_cli import ArgumentParser, add_flag, positive_int
+from longlamp_cli import ArgumentParser, LoggingArguments, arg, positive_int, reuse
 from longlamp_io import RunLock
 from longlamp_tasks import parse_config_name
+from personalization.cli import PerUserArguments
+from training.config import TrainConfig
 from training.per_user_run import check_settings, per_user_record, run
 
 
-def parser() -> argparse.ArgumentParser:
-    """The project's shared flags (longlamp_cli.FLAGS) with this command's defaults, and its own."""
-    p = ArgumentParser(description=__doc__.splitlines()[0])
-    add_flag(p, "model_name", required=True, help="base model: Hub id or folder")
-    p.add_argument("--task_adapter", help="a LoRA adapter folder from training/train.py to start from (merged into "
-                                          "the base in memory); default: the base model alone")
-    p.add_argument("--data", required=True, help="the users' data: a LongLaMP config name or a file/folder")
-    add_flag(p, "task", help="task or config name (default: --data when it is a config name)")
-    add_flag(p, "split", default="test", choices=("train", "validation", "test"),
-             help="which split of --data is read: its users get adapters, and their rows of this split are the "
-                  "held-out examples")
-    add_flag(p, "data_dir")
-    add_flag(p, "cache_dir")
-    add_flag(p, "revision")
-    add_flag(p, "output_dir", required=True, help="where users/<user>/ adapters and the report go")
-    add_flag(p, "use_profile", help="put retrieved profile items (the user's other items) in each training prompt")
-    add_flag(p, "retriever")
-    add_flag(p, "retriever_model")
-    add_flag(p, "num_retrieved", type=positive_int, default=1)
-    add_flag(p, "max_prompt_length", type=positive_int)
-    add_flag(p, "max_target_length", type=positive_int, default=1024)
-    p.add_argument("--long_targets", choices=("skip", "error"), default="skip",
-                   help="a profile item longer than --max_target_length is skipped or an error")
-    p.add_argument("--max_items_per_user", type=positive_int, help="train on at most the first N profile items")
-    p.add_argument("--max_users", type=positive_int, help="train only the first N users (sorted by id)")
-    add_flag(p, "lora_r", type=positive_int, default=8)
-    add_flag(p, "lora_alpha", type=positive_int, default=16)
-    add_flag(p, "lora_dropout", default=0.0)
-    add_flag(p, "lora_target_modules")
-    add_flag(p, "learning_rate", default=1e-4)
-    add_flag(p, "num_train_epochs", type=positive_int, default=2, help="passes over a user's items")
-    add_flag(p, "per_device_train_batch_size", type=positive_int, default=4)
-    add_flag(p, "max_grad_norm", default=1.0)
-    add_flag(p, "dtype", "--model_dtype", help="weights dtype (auto: bfloat16 on a GPU that has it, else float32)")
-    add_flag(p, "use_chat_template")
-    add_flag(p, "seed", default=42, help="seed of each user's adapter initialisation and data order")
-    p.add_argument("--cpu_threads", type=positive_int, default=1,
-                   help="compute threads of each process when training on a CPU. A float sum splits differently "
-                        "over another number of threads, so this number, not the process count, is what keeps an "
-                        "adapter the same whichever process trains it; scale with processes "
-                        "(accelerate launch --num_processes N)")
-    add_flag(p, "log_level")
-    return p
+@dataclass(kw_only=True)
+class TrainPerUserArguments(LoggingArguments, PerUserArguments):
+    """Each user's adapter: training's flags, with OPPU's smaller defaults for one user's few items."""
+
+    _argument_group_name = "per-user adapters"
+    task_adapter: str | None = arg("a LoRA adapter folder from training/train.py to start from (merged into the base "
+                                   "in memory; its training record gives the prompt settings' defaults) (default: "
+                                   "the base model alone)", default=None)
+    max_target_length: int = reuse(TrainConfig, "max_target_length")
+    long_targets: str = reuse(TrainConfig, "long_targets", default="skip")
+    max_items_per_user: int | None = arg("train on at most the first N profile items (default: all)", default=None,
+                                         type=positive_int)
+    max_users: int | None = arg("train only the first N users, sorted by id (default: all)", default=None,
+                                type=positive_int)
+    lora_r: int = reuse(TrainConfig, "lora_r", default=8)
+    lora_alpha: int = reuse(TrainConfig, "lora_alpha", default=16)
+    lora_dropout: float = reuse(TrainConfig, "lora_dropout", default=0.0)
+    lora_target_modules: str = reuse(TrainConfig, "lora_target_modules")
+    learning_rate: float = reuse(TrainConfig, "learning_rate", default=1e-4)
+    num_train_epochs: int = reuse(TrainConfig, "num_train_epochs", default=2)
+    per_device_train_batch_size: int = reuse(TrainConfig, "per_device_train_batch_size")
+    max_grad_norm: float = reuse(TrainConfig, "max_grad_norm")
+    seed: int = reuse(TrainConfig, "seed")
+    cpu_threads: int = arg("compute threads of each process when training on a CPU. A float sum splits differently "
+                           "over another number of threads, so this number, not the process count, is what keeps an "
+                           "adapter the same whichever process trains it; scale with processes "
+                           "(accelerate launch --num_processes N)", default=1, type=positive_int)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    args = parser().parse_args(argv)
-    if args.task is None:
-        args.task = args.data
+def make_parser() -> ArgumentParser:
+    return ArgumentParser(TrainPerUserArguments, description=__doc__.splitlines()[0],
+                          trained_settings_from="task_adapter")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> TrainPerUserArguments:
+    args = make_parser().parse_into(argv)
     parse_config_name(args.task)  # ValueError naming the choices
     return args
 

@@ -14,13 +14,13 @@ every layer and scale, and the best ROUGE-L is written to style_selection.json, 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from longlamp_cli import ArgumentParser, add_flag, positive_int
+from longlamp_cli import ArgumentParser, arg, positive_int
 from longlamp_io import write_json_atomic
 from longlamp_runs import (
     PER_USER_RECORD_FILE,
@@ -33,27 +33,29 @@ from longlamp_runs import (
     write_record,
 )
 from longlamp_tasks import parse_config_name
-from personalization.cli import add_model_and_prompt_flags
+from personalization.cli import PerUserGenerationArguments
 
 logger = logging.getLogger(__name__)
 
 
-def parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(description=__doc__.splitlines()[0])
-    add_model_and_prompt_flags(p)
-    add_flag(p, "output_dir", required=True, help="one <user>.safetensors per user, and style_selection.json")
-    p.add_argument("--layers", help="comma-separated decoder layers, counted from 1 (default: the layers at half "
-                                    "and three quarters of the depth)")
-    p.add_argument("--scales", default="0,0.5,1,2,4", help="scales tried on validation")
-    p.add_argument("--max_items_per_user", type=positive_int, default=8, help="profile items per vector")
-    p.add_argument("--selection_split", default="validation", choices=("train", "validation", "test", "none"),
-                   help="split whose rows choose layer and scale (none: choose nothing)")
-    return p
+@dataclass(kw_only=True)
+class StyleVectorArguments(PerUserGenerationArguments):
+    _argument_group_name = "style vectors"
+    layers: str | None = arg("comma-separated decoder layers, counted from 1 (default: the layers at half and three "
+                             "quarters of the depth)", default=None)
+    scales: str = arg("scales tried on validation", default="0,0.5,1,2,4")
+    max_items_per_user: int = arg("profile items per vector", default=8, type=positive_int)
+    selection_split: str = arg("split whose rows choose layer and scale (none: choose nothing)", default="validation",
+                               choices=("train", "validation", "test", "none"))
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    args = parser().parse_args(argv)
-    args.task = args.task or args.data
+def make_parser() -> ArgumentParser:
+    return ArgumentParser(StyleVectorArguments, description=__doc__.splitlines()[0],
+                          trained_settings_from="model_name")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> StyleVectorArguments:
+    args = make_parser().parse_into(argv)
     parse_config_name(args.task)
     try:
         args.scale_list = [float(s) for s in args.scales.split(",")]

@@ -6,12 +6,13 @@ unchanged when those functions move between packages.
 """
 
 from evaluation.zero_shot.data import make_retriever, rows_to_predict
-from evaluation.zero_shot.options import DEFAULT_NUM_RETRIEVED, DEFAULT_RETRIEVER, ZeroShotOptions, check_options
+from evaluation.zero_shot.options import ZeroShotOptions, check_options
 from evaluation.zero_shot.run import model_source
 from generation.decoding import strip_reasoning
 from longlamp_prompts import PromptBuilder, prompt_budget
 from longlamp_tasks import Task, parse_config_name
 from retrieval import top_k_items
+from retrieval.cli import DEFAULT_NUM_RETRIEVED, DEFAULT_RETRIEVER
 from scoring.aggregate import mean
 from scoring.metrics import per_sample_scores
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evaluation.zero_shot.options import DEFAULT_RETRIEVER, ZeroShotOptions
+from evaluation.zero_shot.options import ZeroShotOptions
 from longlamp_errors import DataError
 from longlamp_tasks import Task, parse_config_name
 from retrieval import Retriever, get_retriever
+from retrieval.cli import DEFAULT_RETRIEVER
 from scoring.task_names import canonical_task_name
 
 

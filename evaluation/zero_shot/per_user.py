@@ -187,7 +187,8 @@ def run(args) -> dict:
         per_user_generations(setup.generator, token_ids, users, adapters=plan.adapters, style=plan.style,
                              batch_size=setup.batch_size, finished=finished, save=save)
         prepared = PreparedRun(root, record, 0, ids, token_ids, [len(t) for t in token_ids], keys, store)
-        summary = finish_run(prepared, column(dataset, "output"), users)
+        summary = finish_run(prepared, column(dataset, "output"), users,
+                             from_training_record=args.from_training_record)
     logger.info("wrote %d predictions to %s (%s)", len(ids), root,
                 "not scored" if summary["scores"] is None else f"ROUGE-L {summary['scores']['metrics']['rougeL']:.4f}")
     return summary

@@ -19,7 +19,6 @@ from evaluation.zero_shot.data import (
     rows_to_predict,
 )
 from evaluation.zero_shot.options import (
-    DEFAULT_NUM_RETRIEVED,
     ZeroShotOptions,
     api_mode,
     check_options,
@@ -119,10 +118,9 @@ def prepare(options: ZeroShotOptions) -> Prepared:
         DecodingSettings(**generation.record(), strip_reasoning=not options.keep_reasoning))
     records = []
     if retriever is not None:
-        num_retrieved = options.num_retrieved if options.num_retrieved is not None else DEFAULT_NUM_RETRIEVED
         records.append(dataclasses.replace(common, retrieval=RetrievalSettings(
             True, retriever_name, options.retriever_model, ranked_by if options.is_ranked else retriever.signature,
-            num_retrieved, options.is_ranked)))
+            options.num_retrieved, options.is_ranked)))
     if retriever is None or options.compare_no_profile:
         records.append(common)
     return Prepared(rows, task, source, builder, retriever, records)
@@ -179,7 +177,7 @@ def _generate_and_score(options: ZeroShotOptions, root: Path, plan: Prepared) ->
         collect_other_processes(run)
     references, users = column(rows, "output"), column(rows, task.user_column)
     endpoint = public_url(options.api_base) if options.api_base else None
-    results = [finish_run(run, references, users, endpoint, ignored) for run in prepared]
+    results = [finish_run(run, references, users, endpoint, ignored, options.from_training_record) for run in prepared]
     from publishing.cards import write_run_card
 
     by_seed = {seed: results[index::len(seeds)] for index, seed in enumerate(seeds)}  # [with profile, no profile]

@@ -17,9 +17,9 @@ class _Captured(Exception):
         self.parser = parser
 
 
-def script_parser(script: str) -> argparse.ArgumentParser:
-    """The argument parser a script builds, captured when its main() parses (nothing else of it runs)."""
-    spec = importlib.util.spec_from_file_location(f"readme_check_{Path(script).stem}", REPO / script)
+def load_script(script: str):
+    """A command's module loaded from its file, as `python <script>` runs it (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"script_{Path(script).stem}", REPO / script)
     module = importlib.util.module_from_spec(spec)
     saved_path = list(sys.path)
     sys.modules[spec.name] = module  # dataclasses look their module up there
@@ -27,7 +27,12 @@ def script_parser(script: str) -> argparse.ArgumentParser:
         spec.loader.exec_module(module)
     finally:
         sys.path[:] = saved_path
-        del sys.modules[spec.name]
+    return module
+
+
+def script_parser(script: str) -> argparse.ArgumentParser:
+    """The argument parser a script builds, captured when its main() parses (nothing else of it runs)."""
+    module = load_script(script)
 
     def capture(parser, *args, **kwargs):
         raise _Captured(parser)
