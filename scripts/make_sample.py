@@ -2,9 +2,9 @@
 
 The rows follow the exact public layout (parquet shards per config and split, with the source's `val` split
 name) and, for the email task, the Avocado route: LaMP-style question files plus a zip archive of RFC 822
-messages. Users write about their own topics with their own habits, and the profile items sharing the query's
-topic predict the target, so retrieving from a user's own profile measurably helps; profiles range from empty to
-very large; texts carry unicode, quotes and newlines.
+messages. Users write about their own topics with their own habits and stock phrases, and the profile items
+sharing the query's topic predict the target, so retrieving from a user's own profile measurably helps on ROUGE-1,
+ROUGE-L and METEOR; profiles range from empty to very large; texts carry unicode, quotes and newlines.
 
 Usage: python scripts/make_sample.py [--output data/sample] [--seed 0]
 The functions are reused by benchmarks to generate larger data of the same shape.
@@ -44,19 +44,20 @@ DOMAINS = {
     "sailing": "spinnaker keel tack mooring halyard jib regatta harbour buoy rudder anchor windward".split(),
 }
 COMMON = "time people work idea result way problem method data system group question value part week".split()
-ADJECTIVES = "careful bright steady strange gentle robust quick elegant noisy patient fragile bold".split()
 VERBS = "improves reveals changes supports shapes tests balances explains follows measures builds joins".split()
-TEMPLATES = [
-    "The {adj} {d1} {verb} the {d2} more than any {common} I know.",
-    "Honestly, every {d1} needs a {adj} {d2}, and the {common} follows.",
-    "We studied how the {d1} {verb} a {adj} {d2} over one {common}.",
-    "My {d1} finally {verb} the {d2}; the {common} was worth it.",
-    "A {adj} approach to the {d1} {verb} both the {d2} and the {common}.",
-    "Nobody tells you that the {d1} {verb} the {adj} {d2}.",
+TEMPLATES = [  # {p1}, {p2}: two of the user's phrases on the topic (see User)
+    "The {p1} {verb} the {p2} like no {common} I know.",
+    "Honestly, every {p1} needs a {p2}; the {common} follows.",
+    "We studied how {p1} {verb} a {p2} over one {common}.",
+    "My {p1} {verb} the {p2}; {common} was worth it.",
+    "An approach to the {p1} {verb} the {p2} and the {common}.",
+    "Nobody tells you the {p1} {verb} the {p2}.",
 ]
 QUIRKS = [" 🙂", "!", " — truly.", "…", " (really)", ""]
 UNICODE_WORDS = ["café", "naïve", "Zürich", "São Paulo", "Æsir", "smörgåsbord", "Kraków", "niño"]
 FRIENDS = "Amara Bjorn Chiara Dmitri Esme Farid Greta Hiro Ines Jonas Keiko Lars Mina Nadia Oskar Priya".split()
+PHRASES_PER_TOPIC = 4  # a user's stock phrases on each of their topics
+FOCUS = 0.7  # the share of a text's phrases taken from its focus (two of the topic's phrases)
 PLACES = "Lisbon Oslo Kyoto Quito Tbilisi Hobart Leeds Lyon Austin Porto Bergen Cusco Dakar Graz Perth Split".split()
 
 
@@ -66,36 +67,63 @@ class User:
     Each text is about one of the user's topics, and so is the task input written for it (its title, keywords,
     product description or summary): as in the real data, the profile items that share the query's topic are
     the ones that predict the target, which is what retrieval from a profile is for.
+
+    On each topic a user has a few stock phrases (two of the topic's words in a fixed order), as real authors
+    reuse their own terms; a text is mostly about two of them (its focus, which its title names) and about as
+    long as the user's other texts. The phrases are what make the signal hold beyond word counts: every text
+    shares the sentence templates' words in their order, so topic words drawn one at a time raise ROUGE-1 but
+    hardly the longest common subsequence (ROUGE-L) or METEOR's in-order chunks. A phrase takes the place of an
+    adjective and a noun or of template words, so each template keeps its length (token limits in the tests
+    rely on the texts' lengths).
     """
 
     def __init__(self, rng: random.Random, index: int):
-        self.rng = rng
+        # The user's own random stream: what the caller draws next (profile sizes) does not depend on the texts.
+        self.rng = random.Random(rng.getrandbits(64))
         names = list(DOMAINS)
         self.domain = names[index % len(names)]
         self.topics = [self.domain, names[(index * 5 + 3) % len(names)], names[(index * 7 + 5) % len(names)]]
         self.quirk = QUIRKS[index % len(QUIRKS)]
-        self.signature = f"{rng.choice(UNICODE_WORDS)} {rng.choice(['notes', 'thoughts', 'log', 'diary'])}"
-        self.friends, self.places = rng.sample(FRIENDS, 2), rng.sample(PLACES, 2)
+        self.signature = f"{self.rng.choice(UNICODE_WORDS)} {self.rng.choice(['notes', 'thoughts', 'log', 'diary'])}"
+        self.friends, self.places = self.rng.sample(FRIENDS, 2), self.rng.sample(PLACES, 2)
         self.id = f"user_{index:04d}_{self.domain}"
+        self.phrases = {topic: [" ".join(self.rng.sample(DOMAINS[topic], 2))
+                                for _ in range(PHRASES_PER_TOPIC)] for topic in self.topics}
+        self.length = self.rng.random()  # where in each task's range of lengths this user's texts lie
+        self.vocabulary = {topic: sorted({w for phrase in phrases for w in phrase.split()})
+                           for topic, phrases in self.phrases.items()}
+
+    def sentences(self, low: int, high: int) -> int:
+        """A text's number of sentences: near the user's habitual length, within the task's range."""
+        return min(high, max(low, round(low + self.length * (high - low)) + self.rng.randint(-1, 1)))
 
     def topic(self) -> str:
         return self.rng.choice(self.topics)
 
     def words(self, topic: str, n: int = 2) -> list[str]:
-        return [self.rng.choice(DOMAINS[topic]) for _ in range(n)]
+        """Words of the user's own vocabulary on the topic (those of their phrases)."""
+        return [self.rng.choice(self.vocabulary[topic]) for _ in range(n)]
 
-    def sentence(self, topic: str) -> str:
-        d1, d2, d3 = self.words(topic, 3)
-        common = d3 if self.rng.random() < 0.7 else self.rng.choice(COMMON)  # mostly the topic's own words
-        text = self.rng.choice(TEMPLATES).format(
-            adj=self.rng.choice(ADJECTIVES), d1=d1, d2=d2, verb=self.rng.choice(VERBS), common=common
-        )
+    def phrase(self, topic: str) -> str:
+        return self.rng.choice(self.phrases[topic])
+
+    def focus(self, topic: str) -> list[str]:
+        """What one text is about: two of the user's phrases on the topic, which its title names."""
+        return self.rng.sample(self.phrases[topic], 2)
+
+    def sentence(self, topic: str | None = None, focus: list[str] | None = None) -> str:
+        """One sentence on the topic (a topic of the user's when None), mostly on the text's focus."""
+        topic = topic or self.topic()
+        focus = focus or self.phrases[topic]
+        p1, p2 = (self.rng.choice(focus) if self.rng.random() < FOCUS else self.phrase(topic) for _ in range(2))
+        common = self.words(topic, 1)[0] if self.rng.random() < 0.7 else self.rng.choice(COMMON)
+        text = self.rng.choice(TEMPLATES).format(p1=p1, p2=p2, verb=self.rng.choice(VERBS), common=common)
         if self.rng.random() < 0.4:  # people and places that only this user writes about
             text = f"{text[:-1]}, with {self.rng.choice(self.friends)} in {self.rng.choice(self.places)}{text[-1]}"
         return text[:-1] + self.quirk + text[-1] if self.quirk and self.rng.random() < 0.3 else text
 
-    def text(self, topic: str, sentences: int, paragraphs: bool = False) -> str:
-        parts = [self.sentence(topic) for _ in range(sentences)]
+    def text(self, topic: str, focus: list[str], sentences: int, paragraphs: bool = False) -> str:
+        parts = [self.sentence(topic, focus) for _ in range(sentences)]
         if self.rng.random() < 0.2:
             parts.append(f'As I always say, "{self.signature}".')
         if paragraphs:
@@ -103,30 +131,31 @@ class User:
             return " ".join(parts[:cut]) + "\n\n" + " ".join(parts[cut:])
         return " ".join(parts)
 
-    def title(self, topic: str) -> str:
-        d1, d2 = self.words(topic)
-        return f"{self.rng.choice(ADJECTIVES).capitalize()} {d1} and the {d2}"
+    def title(self, focus: list[str]) -> str:
+        return f"{focus[0].capitalize()} and {focus[1]}"
 
 
 def abstract_item(user: User, year: int) -> dict:
     topic = user.topic()
-    return {"id": f"{user.id}-p{user.rng.randrange(10**6)}", "title": user.title(topic),
-            "abstract": user.text(topic, user.rng.randint(6, 12)), "year": year}
+    focus = user.focus(topic)
+    return {"id": f"{user.id}-p{user.rng.randrange(10**6)}", "title": user.title(focus),
+            "abstract": user.text(topic, focus, user.sentences(6, 12)), "year": year}
 
 
 def review_item(user: User, _year: int) -> dict:
     topic = user.topic()
-    d1, d2 = user.words(topic)
-    return {"overall": float(user.rng.randint(1, 5)), "summary": f"{user.rng.choice(ADJECTIVES).capitalize()} {d1}",
-            "description": f"A {user.rng.choice(ADJECTIVES)} {d1} with a {d2} for every {user.rng.choice(COMMON)}.",
-            "reviewText": user.text(topic, user.rng.randint(8, 16), paragraphs=True)}
+    focus = user.focus(topic)
+    return {"overall": float(user.rng.randint(1, 5)), "summary": focus[0].capitalize(),
+            "description": f"A {focus[0]} with {focus[1]} for every {user.rng.choice(COMMON)}.",
+            "reviewText": user.text(topic, focus, user.sentences(8, 16), paragraphs=True)}
 
 
 def topic_item(user: User, _year: int) -> dict:
     topic = user.topic()
+    focus = user.focus(topic)
     return {"id": f"t3_{user.rng.randrange(16**6):06x}", "author": user.id,
-            "summary": f"{user.title(topic)}: what I learned",
-            "content": user.text(topic, user.rng.randint(8, 16), True)}
+            "summary": f"{user.title(focus)}: what I learned",
+            "content": user.text(topic, focus, user.sentences(8, 16), True)}
 
 
 ITEM_MAKERS = {"abstract_generation": abstract_item, "product_review": review_item, "topic_writing": topic_item}
@@ -196,11 +225,12 @@ def write_parquet(rows: list[dict], path: Path) -> None:
 def rfc822_message(user: User, message_id: str, rng: random.Random) -> tuple[str, str, str]:
     """An Avocado-like message; returns (file text, subject as mail-parser reads it, body)."""
     topic = user.topic()
-    subject = f"{user.title(topic)} — {rng.choice(['follow-up', 'minutes', 'question', 'draft'])}"
+    focus = user.focus(topic)
+    subject = f"{user.title(focus)} — {rng.choice(['follow-up', 'minutes', 'question', 'draft'])}"
     folded = rng.random() < 0.3  # a long subject folded over two lines keeps its line break in mail-parser
     header_subject = subject + " for the\r\n weekly review" if folded else subject
-    body = ("Hi all,\r\n\r\n" + user.text(topic, rng.randint(5, 10)).replace(". ", ".\r\n", 2)
-            + f"\r\n\r\n-- \r\n{user.id}\r\n")
+    text = user.text(topic, focus, user.sentences(5, 10)).replace(". ", ".\r\n", 2)
+    body = f"Hi all,\r\n\r\n{text}\r\n\r\n-- \r\n{user.id}\r\n"
     date = email.utils.format_datetime(datetime(2001, 1 + rng.randrange(12), 1 + rng.randrange(28),
                                                 tzinfo=timezone.utc))
     headers = (f"Message-ID: <{message_id}@avocado.example>\r\nDate: {date}\r\nFrom: {user.id}@avocado.example\r\n"
@@ -258,9 +288,10 @@ path of the toolkit runs on them:
 - `avocado/text/001.zip`: RFC 822 messages named by message id, as in the Avocado collection;
 - `avocado/{{user,temporal}}/{{train,dev,test}}_questions.json`: the benchmark's question files for the email task.
 
-Each synthetic user writes about three topics with their own habits; every text, and the task input made from
-it, is about one topic, so a user's own profile predicts their texts and the profile items that share the query's
-topic predict them best. The first user of each split has an empty profile and the second a very large one.
+Each synthetic user writes about three topics with their own habits and, on each topic, their own stock phrases;
+every text, and the task input made from it, is about one topic, so a user's own profile predicts their texts and
+the profile items that share the query's topic predict them best (on ROUGE-1, ROUGE-L and METEOR alike). The
+first user of each split has an empty profile and the second a very large one.
 """
 
 
