@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from generation import resolve_backend
+from generation import FALLBACK_BACKEND
 from longlamp_cli import check_folder
 from longlamp_io import RunLock, folder_content_digest, write_json_atomic
 from longlamp_runs import (
@@ -36,39 +36,56 @@ from personalization.prompt_setup import PromptSetup
 logger = logging.getLogger(__name__)
 
 
-VLLM_OPTIONS = ("tensor_parallel_size", "gpu_memory_utilization", "enforce_eager", "max_num_seqs")
+ENGINE_OPTIONS = ("tensor_parallel_size", "gpu_memory_utilization", "enforce_eager", "max_num_seqs")
 
 
-def vllm_refusal(args, source, adapters) -> str | None:
-    """Why the vLLM backend cannot run these methods, or None (`source` None: what the flags alone rule out)."""
-    from generation.vllm_engine import ADAPTER_ON_ADAPTER
-    from personalization.generate import STYLE_NEEDS_ACTIVATIONS
+def foreign_engine_flags(args) -> str | None:
+    """The refusal of engine flags given that --backend does not take (`auto`: any backend may), naming the
+    backends that do, or None."""
+    from generation import accepted_options, backends_taking
 
-    if args.style_vectors_dir:
-        return STYLE_NEEDS_ACTIVATIONS
-    if adapters and source is not None and source.adapter:
-        return f"--model_name: {ADAPTER_ON_ADAPTER}"
-    return None
-
-
-def choose_backend(args, source, settings, adapters) -> str:
-    """--backend: auto is vLLM where it is installed, runs the model and decoding, and the methods asked for."""
-    reason = vllm_refusal(args, source, adapters)
     if args.backend == "auto":
-        return "transformers" if reason else resolve_backend("auto", settings, source)
-    if args.backend == "vllm" and reason:
-        raise ValueError(f"--backend vllm: {reason}; use --backend transformers")
-    return args.backend
+        return None
+    given = [name for name in ENGINE_OPTIONS if getattr(args, name) is not None]
+    foreign = [name for name in given if name not in accepted_options(args.backend)]
+    if not foreign:
+        return None
+    owners = sorted({owner for name in foreign for owner in backends_taking(name)})
+    flags = ", ".join(f"--{name}" for name in foreign)
+    return f"{flags} {'is' if len(foreign) == 1 else 'are'} for {' or '.join(f'--backend {o}' for o in owners)}"
 
 
-def backend_options(args, backend: str, adapters) -> dict:
-    """The backend's options: for vLLM the engine flags given and, with per-user adapters, LoRA serving."""
-    if backend != "vllm":
-        return {}
-    from personalization.user_adapters import vllm_lora_engine_options
+def method_refusal(args) -> str | None:
+    """What the flags alone rule out on an explicitly named --backend (before anything is loaded), or None."""
+    from generation import backend_class
 
-    options = {name: getattr(args, name) for name in VLLM_OPTIONS if getattr(args, name) is not None}
-    return {**options, **(vllm_lora_engine_options(adapters, args.max_loras) if adapters else {})}
+    if args.backend == "auto":
+        return None
+    reason = backend_class(args.backend).unsupported_methods(steering=bool(args.style_vectors_dir),
+                                                             user_adapters=bool(args.adapters_dir))
+    return f"--backend {args.backend}: {reason}; use --backend {FALLBACK_BACKEND}" if reason else None
+
+
+def prepare_generation(args, adapters):
+    """The evaluated model prepared for generation (`generation.preparation`) with the methods asked for: the
+    engine flags given and, where the backend serves per-user adapters per prompt, their LoRA serving options."""
+    from generation import backend_class, resolve_backend
+    from generation.decoding import GenerationSettings
+    from generation.preparation import prepare_model
+    from generation.source import resolve_model
+
+    source = resolve_model(args.model_name)
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
+    methods = {"steering": bool(args.style_vectors_dir), "user_adapters": bool(adapters)}
+    backend = resolve_backend(args.backend, settings, source, **methods)
+    options = {"dtype": args.dtype, **{name: getattr(args, name) for name in ENGINE_OPTIONS
+                                       if getattr(args, name) is not None}}
+    if adapters and backend_class(backend).per_prompt_adapters:
+        from personalization.user_adapters import vllm_lora_engine_options
+
+        options.update(vllm_lora_engine_options(adapters, args.max_loras))
+    return prepare_model(args.model_name, settings, backend=backend, options=options, source=source,
+                         max_prompt_length=args.max_prompt_length, **methods)
 
 
 def summary_writer(args, cache_dir: Path):
@@ -126,8 +143,6 @@ class PerUserPlan:
 def prepare(args) -> PerUserPlan:
     """Everything that can refuse the run, then what it will record: the same record for the same flags."""
     import longlamp
-    from generation.decoding import GenerationSettings
-    from generation.source import resolve_model
     from personalization.style_vectors import style_steering
     from personalization.user_adapters import AdapterStore
 
@@ -138,11 +153,8 @@ def prepare(args) -> PerUserPlan:
         else None
     dataset = longlamp.load_rows(args.data, args.split, task=args.task, data_dir=args.data_dir,
                                  cache_dir=args.cache_dir, revision=args.revision, limit=args.max_eval_examples)
-    source = resolve_model(args.model_name)
-    backend = choose_backend(args, source, GenerationSettings(max_new_tokens=args.max_new_tokens), adapters)
     own_summaries = args.summary_max_new_tokens if args.use_summary and not args.summary_model else 0
-    setup = PromptSetup(args, backend=backend, backend_options=backend_options(args, backend, adapters),
-                        longest_new_tokens=own_summaries, source=source)
+    setup = PromptSetup(args, prepare_generation(args, adapters), longest_new_tokens=own_summaries)
     return PerUserPlan(dataset, setup, adapters, style, run_record(args, setup, dataset, style))
 
 
