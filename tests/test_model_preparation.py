@@ -66,8 +66,9 @@ def test_an_explicit_backend_that_cannot_run_the_decoding_is_refused_naming_the_
 def test_no_caller_branches_on_a_backend_name():
     """Backend names appear in evaluation/, personalization/ and training/ only as flag choices, never in a
     comparison or an isinstance check."""
-    branch = re.compile(r"""(==|!=|\bin)\s*\(?\s*["'](vllm|transformers|openai)["']|["'](vllm|transformers|openai)["']"""
-                        r"""\s*(==|!=)|isinstance\([^)]*(VLLM|Transformers|OpenAI)Generator""")
+    name = r"""["'](vllm|transformers|openai)["']"""
+    branch = re.compile(rf"""(==|!=|\bin)\s*\(?\s*{name}|{name}\s*(==|!=)|{name} if |"""
+                        r"""isinstance\([^)]*(VLLM|Transformers|OpenAI)Generator""")
     found = [f"{path.relative_to(REPOSITORY)}:{number}"
              for folder in ("evaluation", "personalization", "training")
              for path in sorted((REPOSITORY / folder).rglob("*.py"))

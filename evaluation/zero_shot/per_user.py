@@ -31,6 +31,7 @@ from longlamp_runs import (
     UserAdapters,
     data_source,
 )
+from longlamp_tasks import parse_config_name
 from personalization.prompt_setup import PromptSetup
 
 logger = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def method_refusal(args) -> str | None:
 def prepare_generation(args, adapters):
     """The evaluated model prepared for generation (`generation.preparation`) with the methods asked for: the
     engine flags given and, where the backend serves per-user adapters per prompt, their LoRA serving options."""
-    from generation import backend_class, resolve_backend
+    from generation import resolve_backend
     from generation.decoding import GenerationSettings
     from generation.preparation import prepare_model
     from generation.source import resolve_model
@@ -80,12 +81,13 @@ def prepare_generation(args, adapters):
     backend = resolve_backend(args.backend, settings, source, **methods)
     options = {"dtype": args.dtype, **{name: getattr(args, name) for name in ENGINE_OPTIONS
                                        if getattr(args, name) is not None}}
-    if adapters and backend_class(backend).per_prompt_adapters:
+    model = prepare_model(args.model_name, settings, backend=backend, options=options, source=source,
+                          max_prompt_length=args.max_prompt_length, **methods)
+    if adapters and model.generator_class.per_prompt_adapters:  # read only once the backend is known to serve them
         from personalization.user_adapters import vllm_lora_engine_options
 
-        options.update(vllm_lora_engine_options(adapters, args.max_loras))
-    return prepare_model(args.model_name, settings, backend=backend, options=options, source=source,
-                         max_prompt_length=args.max_prompt_length, **methods)
+        model.options.update(vllm_lora_engine_options(adapters, args.max_loras))
+    return model
 
 
 def summary_writer(args, cache_dir: Path):
@@ -128,6 +130,80 @@ def run_record(args, setup: PromptSetup, dataset, style) -> RunRecord:
     return setup.record("per_user", data, PerUserSettings(adapters, style_vectors, summary), strip_reasoning=True)
 
 
+# What per-user adapters must be evaluated with as they were trained (besides the model they were trained on): the
+# retrieval and chat template that built their training prompts. The prompt budget is not among them: the runner
+# trains adapters with a shorter one than it evaluates with, and a longer budget only adds text of the same items.
+ADAPTER_SETTINGS = ("retrieval.use_profile", "retrieval.retriever", "retrieval.retriever_model",
+                    "retrieval.num_retrieved", "prompt.chat_template")
+
+
+def trained_adapters_record(adapters_dir: str) -> RunRecord:
+    """The record train_per_user.py wrote in `adapters_dir` (per_user_config.json), read through longlamp_runs."""
+    from longlamp_runs import PER_USER_RECORD_FILE, read_record
+
+    path = Path(adapters_dir) / PER_USER_RECORD_FILE
+    if not path.is_file():
+        raise ValueError(f"--adapters_dir {adapters_dir} has no {PER_USER_RECORD_FILE}: not a "
+                         "training/train_per_user.py output folder (which records the model and settings the "
+                         "adapters were trained with)")
+    record = read_record(path)
+    if record.kind != "per_user_adapters":
+        raise ValueError(f"--adapters_dir {adapters_dir}: {PER_USER_RECORD_FILE} records {record.kind}, not per-user "
+                         "adapters")
+    return record
+
+
+def same_model(given: str, trained: str) -> bool:
+    """Whether two model names mean the same model: the same folder when either is a local one, else the same id."""
+    paths = [Path(name).expanduser() for name in (given, trained)]
+    if any(path.exists() for path in paths):
+        return all(path.exists() for path in paths) and paths[0].resolve() == paths[1].resolve()
+    return given == trained
+
+
+def check_adapters_model(args, trained: RunRecord) -> None:
+    """Refuse --model_name other than the one the adapters were trained on: the task adapter they started from
+    (train_per_user.py --task_adapter), else the base model alone."""
+    task_adapter, base = trained.training.task_adapter, trained.model.name
+    expected = task_adapter or base
+    if not same_model(args.model_name, expected):
+        on = f"the task adapter {task_adapter} (on {base})" if task_adapter else f"the base model {base} alone"
+        raise ValueError(f"--model_name {args.model_name}: the adapters of --adapters_dir {args.adapters_dir} were "
+                         f"trained on {on}; evaluate them with --model_name {expected}")
+
+
+def check_adapters_settings(args, trained: RunRecord, record: RunRecord) -> None:
+    """Refuse retrieval or prompt settings (ADAPTER_SETTINGS) other than those the adapters were trained with,
+    naming each (as trained -> as asked)."""
+    from longlamp_runs import describe_differences
+
+    before, after = trained.flat(), record.flat()
+    changes = {name: (before.get(name), after.get(name)) for name in ADAPTER_SETTINGS
+               if before.get(name) != after.get(name)}
+    if changes:
+        raise ValueError(f"--adapters_dir {args.adapters_dir}: the adapters were trained with other settings than "
+                         f"this run's ({describe_differences(changes)}); evaluate with the settings they were trained "
+                         "with")
+
+
+def adapter_coverage(args, adapters: dict, users) -> dict:
+    """How many of the evaluated users have an adapter (the others get the model alone): for scores.json, with a
+    warning when some have none; adapters for none of them are refused."""
+    evaluated = sorted(set(users))
+    served = [user for user in evaluated if user in adapters]
+    if not served:
+        raise ValueError(f"--adapters_dir {args.adapters_dir}: its {len(adapters)} adapters were trained for none of "
+                         f"the {len(evaluated)} users evaluated (--data {args.data}, --split {args.split}); train "
+                         "them on this split's users")
+    coverage = {"users": len(evaluated), "users_with_adapter": len(served)}
+    if len(served) < len(evaluated):
+        coverage["warning"] = (f"{len(evaluated) - len(served)} of {len(evaluated)} evaluated users have no adapter "
+                               "(no usable profile item, or not trained: train_per_user.py --max_users); they are "
+                               "generated by the model alone")
+        logger.warning("%s", coverage["warning"])
+    return coverage
+
+
 @dataclass
 class PerUserPlan:
     """A per-user run checked and resolved before any prompt is built: its rows, prompt rules and generator (the
@@ -138,6 +214,7 @@ class PerUserPlan:
     adapters: dict | None
     style: object
     record: RunRecord
+    coverage: dict | None  # with per-user adapters: how many evaluated users have one (adapter_coverage)
 
 
 def prepare(args) -> PerUserPlan:
@@ -153,9 +230,21 @@ def prepare(args) -> PerUserPlan:
         else None
     dataset = longlamp.load_rows(args.data, args.split, task=args.task, data_dir=args.data_dir,
                                  cache_dir=args.cache_dir, revision=args.revision, limit=args.max_eval_examples)
+    model = prepare_generation(args, adapters)
+    trained = trained_adapters_record(args.adapters_dir) if adapters else None
+    coverage = None
+    if trained is not None:
+        check_adapters_model(args, trained)
+        from evaluation.zero_shot.data import column
+
+        users = column(dataset, parse_config_name(args.task)[0].user_column)
+        coverage = adapter_coverage(args, adapters, [str(user) for user in users])
     own_summaries = args.summary_max_new_tokens if args.use_summary and not args.summary_model else 0
-    setup = PromptSetup(args, prepare_generation(args, adapters), longest_new_tokens=own_summaries)
-    return PerUserPlan(dataset, setup, adapters, style, run_record(args, setup, dataset, style))
+    setup = PromptSetup(args, model, longest_new_tokens=own_summaries)
+    record = run_record(args, setup, dataset, style)
+    if trained is not None:
+        check_adapters_settings(args, trained, record)
+    return PerUserPlan(dataset, setup, adapters, style, record, coverage)
 
 
 def run(args) -> dict:
@@ -200,7 +289,7 @@ def run(args) -> dict:
                              batch_size=setup.batch_size, finished=finished, save=save)
         prepared = PreparedRun(root, record, 0, ids, token_ids, [len(t) for t in token_ids], keys, store)
         summary = finish_run(prepared, column(dataset, "output"), users,
-                             from_training_record=args.from_training_record)
+                             from_training_record=args.from_training_record, user_adapters=plan.coverage)
     logger.info("wrote %d predictions to %s (%s)", len(ids), root,
                 "not scored" if summary["scores"] is None else f"ROUGE-L {summary['scores']['metrics']['rougeL']:.4f}")
     return summary
