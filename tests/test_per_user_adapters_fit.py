@@ -110,3 +110,36 @@ def test_a_folder_without_the_training_record_is_refused(tiny_llama, sample_dir,
     argv = evaluate_flags(tiny_llama, sample_dir, (copy, cache), tmp_path)
     assert run_command(evaluate, argv, "evaluate_per_user.py") == 2
     assert "has no per_user_config.json: not a training/train_per_user.py output folder" in error_line(capsys)
+
+
+def test_adapters_on_a_task_adapter_take_it_or_its_merged_export_and_refuse_the_base(tiny_llama, sample_dir,
+                                                                                     sample_cache, tmp_path, capsys,
+                                                                                     fresh_accelerate):
+    from peft import LoraConfig, get_peft_model
+    from support.records import write_training_run
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from evaluation import evaluate_per_user
+    from evaluation.zero_shot import per_user
+    from training.saving import export_merged
+    from training.train_per_user import main as train
+
+    task_adapter = tmp_path / "task" / "final"
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama),
+                   LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(task_adapter)
+    AutoTokenizer.from_pretrained(tiny_llama).save_pretrained(task_adapter)  # as train.py saves it
+    write_training_run(tmp_path / "task", model_name=str(tiny_llama), max_prompt_length=256, use_chat_template=False)
+    folder = tmp_path / "oppu"
+    assert train(["--model_name", str(tiny_llama), "--task_adapter", str(task_adapter), *SPLIT, "--data_dir",
+                  str(sample_dir), "--cache_dir", sample_cache, "--output_dir", str(folder), "--max_users", "2",
+                  "--max_items_per_user", "1", "--num_train_epochs", "1"]) == 0
+    merged = export_merged(task_adapter, tmp_path / "merged")
+    for model in (task_adapter, merged):
+        plan = per_user.prepare(evaluate_per_user.parse_args(evaluate_flags(model, sample_dir, (folder, sample_cache),
+                                                                            tmp_path)))
+        assert plan.coverage == {"users": 5, "users_with_adapter": 1, "warning": plan.coverage["warning"]}
+    capsys.readouterr()
+    assert run_command(evaluate_per_user.main, evaluate_flags(tiny_llama, sample_dir, (folder, sample_cache), tmp_path),
+                       "evaluate_per_user.py") == 2
+    assert (f"trained on the task adapter {task_adapter} (on {tiny_llama}); evaluate them with --model_name "
+            f"{task_adapter} or its merged export") in error_line(capsys)

@@ -161,15 +161,25 @@ def same_model(given: str, trained: str) -> bool:
     return given == trained
 
 
+def merged_from(model_name: str) -> str | None:
+    """The adapter a merged model was exported from (its training record's outcome), or None."""
+    from longlamp_runs import TRAINING_RECORD_FILE, read_model_record
+
+    path = Path(model_name).expanduser() / TRAINING_RECORD_FILE
+    return read_model_record(path)[1].merged_from_adapter if path.is_file() else None
+
+
 def check_adapters_model(args, trained: RunRecord) -> None:
     """Refuse --model_name other than the one the adapters were trained on: the task adapter they started from
-    (train_per_user.py --task_adapter), else the base model alone."""
+    (train_per_user.py --task_adapter) or its merged export (what vLLM takes), else the base model alone."""
     task_adapter, base = trained.training.task_adapter, trained.model.name
     expected = task_adapter or base
-    if not same_model(args.model_name, expected):
+    merged = merged_from(args.model_name) if task_adapter else None
+    if not same_model(args.model_name, expected) and not (merged and same_model(merged, task_adapter)):
         on = f"the task adapter {task_adapter} (on {base})" if task_adapter else f"the base model {base} alone"
+        merged_too = " or its merged export" if task_adapter else ""
         raise ValueError(f"--model_name {args.model_name}: the adapters of --adapters_dir {args.adapters_dir} were "
-                         f"trained on {on}; evaluate them with --model_name {expected}")
+                         f"trained on {on}; evaluate them with --model_name {expected}{merged_too}")
 
 
 def check_adapters_settings(args, trained: RunRecord, record: RunRecord) -> None:
