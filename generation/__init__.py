@@ -4,10 +4,12 @@ generations, profile summaries and the LLM judge.
 The backends by name, like the retrievers: a lazy table of "module:Class" and `get_backend`. Beside them: the model
 resolved without its weights (`source`), decoding settings and the batch plan (`decoding`), the dtype table
 (`dtypes`), what the weights are (`fingerprints`), resumable predictions and their progress (`predictions`,
-`progress`) and a generator behind an on-disk cache of its answers (`cache`).
+`progress`), a generator behind an on-disk cache of its answers (`cache`), and the one preparation of a model for
+generation that every caller goes through (`preparation`).
 
 Each backend is one `Generator` subclass in a file of its own; what is true of a backend (its default batch
-size, whether it runs a model and settings, how it names the dtype) lives in its class. `get_backend` checks
+size, whether it runs a model and settings, how it names the dtype, whether it is served, which per-user methods
+it runs and how it serves per-user adapters) lives in its class; callers never branch on a backend's name. `get_backend` checks
 the options against the class's constructor and names the ones it takes, as `retrieval.get_retriever` does.
 """
 
