@@ -9,8 +9,9 @@ generation that every caller goes through (`preparation`).
 
 Each backend is one `Generator` subclass in a file of its own; what is true of a backend (its default batch
 size, whether it runs a model and settings, how it names the dtype, whether it is served, which per-user methods
-it runs and how it serves per-user adapters) lives in its class; callers never branch on a backend's name. `get_backend` checks
-the options against the class's constructor and names the ones it takes, as `retrieval.get_retriever` does.
+it runs and how it serves per-user adapters) lives in its class; callers never branch on a backend's name.
+`get_backend` checks the options against the class's constructor and names the ones it takes, as
+`retrieval.get_retriever` does.
 """
 
 from __future__ import annotations
