@@ -75,6 +75,11 @@ class PreparedModel:
         return get_backend(self.backend, self.source, self.settings, **self.options, **options, **run)
 
 
+def backend_refusal(backend: str, reason: str) -> str:
+    """The error line of a backend named explicitly that cannot run what is asked of it."""
+    return f"--backend {backend}: {reason}; use --backend {FALLBACK_BACKEND}"
+
+
 def prepare_model(model_name: str, settings: GenerationSettings, *, backend: str = "auto",
                   options: Mapping | None = None, base_model: str | None = None, trust_remote_code: bool = False,
                   tokenizer: str | None = None, api_mode: str | None = None, chat_template_kwargs: dict | None = None,
@@ -99,7 +104,7 @@ def prepare_model(model_name: str, settings: GenerationSettings, *, backend: str
     generator_class = backend_class(backend)
     reason = generator_class.unsupported(source, settings) or generator_class.unsupported_methods(source, **methods)
     if reason:
-        raise ValueError(f"--backend {backend}: {reason}; use --backend {FALLBACK_BACKEND}")
+        raise ValueError(backend_refusal(backend, reason))
     check_options(backend, {**options, **generator_class.run_options(0, 0)})
     context = source.context_length()
     if max_prompt_length is None and whole_context and context:

@@ -18,7 +18,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from generation import FALLBACK_BACKEND
 from longlamp_cli import check_folder
 from longlamp_io import RunLock, folder_content_digest, write_json_atomic
 from longlamp_runs import (
@@ -59,30 +58,28 @@ def foreign_engine_flags(args) -> str | None:
 def method_refusal(args) -> str | None:
     """What the flags alone rule out on an explicitly named --backend (before anything is loaded), or None."""
     from generation import backend_class
+    from generation.preparation import backend_refusal
 
     if args.backend == "auto":
         return None
     reason = backend_class(args.backend).unsupported_methods(steering=bool(args.style_vectors_dir),
                                                              user_adapters=bool(args.adapters_dir))
-    return f"--backend {args.backend}: {reason}; use --backend {FALLBACK_BACKEND}" if reason else None
+    return backend_refusal(args.backend, reason) if reason else None
 
 
 def prepare_generation(args, adapters):
     """The evaluated model prepared for generation (`generation.preparation`) with the methods asked for: the
     engine flags given and, where the backend serves per-user adapters per prompt, their LoRA serving options."""
-    from generation import resolve_backend
     from generation.decoding import GenerationSettings
     from generation.preparation import prepare_model
     from generation.source import resolve_model
 
-    source = resolve_model(args.model_name)
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
-    methods = {"steering": bool(args.style_vectors_dir), "user_adapters": bool(adapters)}
-    backend = resolve_backend(args.backend, settings, source, **methods)
     options = {"dtype": args.dtype, **{name: getattr(args, name) for name in ENGINE_OPTIONS
                                        if getattr(args, name) is not None}}
-    model = prepare_model(args.model_name, settings, backend=backend, options=options, source=source,
-                          max_prompt_length=args.max_prompt_length, **methods)
+    model = prepare_model(args.model_name, GenerationSettings(max_new_tokens=args.max_new_tokens),
+                          backend=args.backend, options=options, source=resolve_model(args.model_name),
+                          max_prompt_length=args.max_prompt_length, steering=bool(args.style_vectors_dir),
+                          user_adapters=bool(adapters))
     if adapters and model.generator_class.per_prompt_adapters:  # read only once the backend is known to serve them
         from personalization.user_adapters import vllm_lora_engine_options
 
