@@ -97,10 +97,11 @@ def test_the_summary_counts_in_the_prompt_budget_and_never_cuts_the_task_input(s
 
     rows, source, _, _ = setup
     row = rows[2]
-    builder = PromptBuilder(TASK, source.tokenizer, 120)
+    budget = 160  # the task input takes 103 tokens: room for a shortened summary
+    builder = PromptBuilder(TASK, source.tokenizer, budget)
     with_summary = SummaryPromptBuilder(builder)
     long_summary = "This author writes about bikes and chains in short cheerful sentences. " * 40
     prompt = with_summary(row["profile"][:2], row["input"], long_summary)
-    assert builder.count(prompt) <= 120 and prompt.endswith(row["input"]) and SUMMARY_PREFIX in prompt
+    assert builder.count(prompt) <= budget and prompt.endswith(row["input"]) and SUMMARY_PREFIX in prompt
     short = with_summary([], row["input"], "Short and cheerful.")
     assert short == f"{SUMMARY_PREFIX}Short and cheerful.\n{row['input']}"
