@@ -82,9 +82,9 @@ def broken_llama(tiny_llama, tmp_path):
 @pytest.mark.slow
 def test_a_non_finite_loss_saves_no_user_and_leaves_no_settings_so_the_corrected_command_runs(
         tiny_llama, broken_llama, sample_dir, sample_cache, tmp_path, fresh_accelerate, capsys):
-    from personalization.user_adapters import AdapterStore
     from support.training import reset_accelerate
 
+    from personalization.user_adapters import AdapterStore
     from training.train_per_user import main
 
     output = tmp_path / "run"
