@@ -107,3 +107,36 @@ def test_per_user_training_never_trains_on_the_leak_and_records_it(tiny_llama, t
     assert store.record("ann")["profile_examples"] == 2 and store.record("ann")["profile_items_left_out"] == 1
     report = json.loads((tmp_path / "run" / "per_user_report.json").read_text())
     assert report["profile_items_left_out"] == 1 and report["users_with_adapter"] == 2
+
+
+def test_a_300_item_profile_is_summarised_whole_within_a_small_budget(tiny_llama):
+    """Map-reduce: every item with text reaches a request whole (none an empty template), each request fits the
+    budget, and the partial summaries are combined into one."""
+    from dataclasses import replace
+
+    from transformers import AutoTokenizer
+
+    from longlamp_prompts import PromptBuilder
+    from personalization.summaries import COMBINE_REQUEST, map_reduce, summary_record
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    builder = PromptBuilder(replace(REVIEW, prompt_suffix=". "), tokenizer, 160, False)
+    items = [review(f"review {i} of the pan" if i % 7 else "", summary=f"s{i}") for i in range(300)]
+    asked = []
+
+    def ask(messages):
+        asked.append(list(messages))
+        return [f"part {len(asked)}.{i}" for i in range(len(messages))]
+
+    (summary,), (chunks,) = map_reduce(REVIEW, builder, [items], ask)
+    first_round = asked[0]
+    assert all(builder.count(message) <= 160 for round_ in asked for message in round_)
+    assert not any('summary for ""' in message for message in first_round)  # no empty template reaches a prompt
+    with_text = [i for i, item in enumerate(items) if item["reviewText"]]
+    assert [i for chunk in chunks for i in chunk.positions] == with_text
+    assert all(sum(f'"review {i} of the pan"' in m for m in first_round) == 1 for i in with_text)
+    assert len(first_round) > 1 and all(COMBINE_REQUEST in m for round_ in asked[1:] for m in round_)
+    assert summary.startswith("part ") and len(asked[-1]) == 1
+    record = summary_record(REVIEW, "profile", ["u"], [items], [chunks], [0])["sets"][0]
+    assert record["summarized"] == with_text and record["without_text"] == [i for i in range(300) if i % 7 == 0]
+    assert record["shortened"] == [] and record["requests"] == len(first_round)
