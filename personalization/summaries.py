@@ -35,6 +35,7 @@ COMBINE_REQUEST = ("The texts above summarise parts of one author's writing. Com
                    "sentences, of the topics this author writes about and their writing style (tone, length, wording).")
 SUMMARY_PREFIX = "Summary of the author's profile: "
 PART_JOINER = "\n\n"
+SUMMARY_RECORD_FILE = "summaries.json"  # in a per-user run folder: which items each summary read
 MIN_ITEM_WORDS = 8  # an item shortened to fit a request alone keeps at least this much of the user's text
 
 
@@ -142,11 +143,13 @@ def combine_groups(builder: PromptBuilder, summaries: Sequence[str]) -> list[lis
     return groups
 
 
-def map_reduce(task: Task, builder: PromptBuilder, sets: Sequence[Sequence[Mapping]], ask) -> tuple[list[str], list]:
-    """(each set's summary, each set's chunks): every item with text summarised in chunks, then the chunks'
-    summaries combined until one is left per set. `ask(messages)` answers requests given before the chat template,
-    all of one round at once. A set without text gets "" (no summary)."""
+def map_reduce(task: Task, builder: PromptBuilder, sets: Sequence[Sequence[Mapping]], ask) -> tuple[list[str], list,
+                                                                                                   list[int]]:
+    """(each set's summary, each set's chunks, each set's number of combining requests): every item with text
+    summarised in chunks, then the chunks' summaries combined until one is left per set. `ask(messages)` answers
+    requests given before the chat template, all of one round at once. A set without text gets "" (no summary)."""
     chunks = [chunk_items(task, builder, items) for items in sets]
+    combined = [0] * len(sets)
     partial: list[list[str]] = [[] for _ in sets]
     requests = [(index, request) for index, items in enumerate(sets)
                 for request in summary_requests(builder, items, chunks[index])]
@@ -159,7 +162,8 @@ def map_reduce(task: Task, builder: PromptBuilder, sets: Sequence[Sequence[Mappi
                 groups = combine_groups(builder, parts)
                 partial[index] = [group[0] for group in groups if len(group) == 1]
                 requests += [(index, combine_request(group)) for group in groups if len(group) > 1]
-    return [parts[0] if parts else "" for parts in partial], chunks
+                combined[index] += sum(len(group) > 1 for group in groups)
+    return [parts[0] if parts else "" for parts in partial], chunks, combined
 
 
 def summarize(requests: Sequence[str], generator, source, cache: SummaryCache, identity: Mapping,
@@ -216,7 +220,7 @@ def summaries_for(args, setup, rows, items, cache_dir: Path, writer=None,
     builder = PromptBuilder(replace(task, prompt_suffix=". "), setup.source.tokenizer, setup.builder.max_prompt_tokens,
                             args.use_chat_template)
     if writer is not None:
-        found, chunks = map_reduce(task, builder, sets, lambda messages: writer.ask(messages, "summarising"))
+        found, chunks, combined = map_reduce(task, builder, sets, lambda messages: writer.ask(messages, "summarising"))
     else:
         generator = setup.generator  # the loaded weights, with the summary's length for the time being
         settings = replace(generator.settings, max_new_tokens=args.summary_max_new_tokens)
@@ -228,22 +232,23 @@ def summaries_for(args, setup, rows, items, cache_dir: Path, writer=None,
                              builder.use_chat_template, setup.batch_size)
 
         with generating_with(generator, settings):
-            found, chunks = map_reduce(task, builder, sets, ask)
+            found, chunks, combined = map_reduce(task, builder, sets, ask)
     if record_file is not None:
-        write_json_atomic(record_file, summary_record(task, args.summary_of, names, sets, chunks, left_out))
+        write_json_atomic(record_file, summary_record(task, args.summary_of, names, sets, chunks, combined, left_out))
     return [found[index] for index in owner]
 
 
-def summary_record(task: Task, of: str, names, sets, chunks, left_out) -> dict:
+def summary_record(task: Task, of: str, names, sets, chunks, combined, left_out) -> dict:
     """Which items each summary read: per user (or per row, for retrieved items) the items it had, the positions
-    summarised (all with text), shortened, without text, how many requests, and the items left out as leaks."""
+    summarised (all with text), shortened, without text, how many requests read items and how many combined
+    partial summaries, and the items left out as leaks."""
     entries = []
-    for name, items, set_chunks, leaks in zip(names, sets, chunks, left_out):
+    for name, items, set_chunks, combining, leaks in zip(names, sets, chunks, combined, left_out):
         entries.append({"user" if of == "profile" else "id": name, "items": len(items),
                         "summarized": [i for chunk in set_chunks for i in chunk.positions],
                         "shortened": [i for chunk in set_chunks for i in chunk.shortened],
                         "without_text": [i for i, item in enumerate(items) if not has_text(task, item)],
-                        "requests": len(set_chunks), "left_out_as_leaks": leaks})
+                        "requests": len(set_chunks), "combining_requests": combining, "left_out_as_leaks": leaks})
     return {"of": of, "sets": entries}
 
 

@@ -128,7 +128,7 @@ def test_a_300_item_profile_is_summarised_whole_within_a_small_budget(tiny_llama
         asked.append(list(messages))
         return [f"part {len(asked)}.{i}" for i in range(len(messages))]
 
-    (summary,), (chunks,) = map_reduce(REVIEW, builder, [items], ask)
+    (summary,), (chunks,), (combining,) = map_reduce(REVIEW, builder, [items], ask)
     first_round = asked[0]
     assert all(builder.count(message) <= 160 for round_ in asked for message in round_)
     assert not any('summary for ""' in message for message in first_round)  # no empty template reaches a prompt
@@ -137,6 +137,7 @@ def test_a_300_item_profile_is_summarised_whole_within_a_small_budget(tiny_llama
     assert all(sum(f'"review {i} of the pan"' in m for m in first_round) == 1 for i in with_text)
     assert len(first_round) > 1 and all(COMBINE_REQUEST in m for round_ in asked[1:] for m in round_)
     assert summary.startswith("part ") and len(asked[-1]) == 1
-    record = summary_record(REVIEW, "profile", ["u"], [items], [chunks], [0])["sets"][0]
+    assert combining == sum(len(round_) for round_ in asked[1:])
+    record = summary_record(REVIEW, "profile", ["u"], [items], [chunks], [combining], [0])["sets"][0]
     assert record["summarized"] == with_text and record["without_text"] == [i for i in range(300) if i % 7 == 0]
     assert record["shortened"] == [] and record["requests"] == len(first_round)
