@@ -66,6 +66,15 @@ def test_a_non_finite_learning_rate_is_refused_and_leaves_no_folder(tmp_path, ca
     assert not output.exists()
 
 
+def test_an_output_dir_that_is_a_file_is_one_error_line(tiny_llama, tmp_path, capsys):
+    from training.train_per_user import main
+
+    output = tmp_path / "a-file"
+    output.write_text("not a folder")
+    assert run_command(main, ["--model_name", str(tiny_llama), *MINIMAL[2:-1], str(output)]) == 2
+    assert "--output_dir" in capsys.readouterr().err and output.read_text() == "not a folder"
+
+
 @pytest.fixture
 def broken_llama(tiny_llama, tmp_path):
     """The tiny Llama with one NaN weight: every loss it gives is NaN."""
