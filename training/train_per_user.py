@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from longlamp_cli import ArgumentParser, LoggingArguments, arg, check_folder, positive_int, reuse
+from longlamp_cli import ArgumentParser, LoggingArguments, arg, positive_int, reuse
 from longlamp_errors import ConfigError
 from longlamp_io import RunLock
 from longlamp_tasks import parse_config_name
@@ -93,7 +93,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.cpu_threads)  # the same sums in every process, one or several (see --cpu_threads)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         level=getattr(logging, args.log_level.upper()))
-    check_folder(args.output_dir, "--output_dir")  # a file there is one error line, not a traceback
     output_dir = Path(args.output_dir)
     check_settings(output_dir, per_user_record(args), write=accelerator.is_main_process)  # every process alike
     accelerator.wait_for_everyone()
