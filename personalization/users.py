@@ -65,16 +65,19 @@ def first_query_date(task: Task, rows: Iterable[Mapping]):
     return min(dates, key=lambda d: (isinstance(d, str), d)) if dates else None
 
 
-def leak_free(task: Task, items: Iterable[Mapping], golds: frozenset[str], before=None) -> tuple[list[dict], int]:
+def leak_free(task: Task, items: Iterable[Mapping], golds: frozenset[str], own: Iterable[str] = (),
+              before=None) -> tuple[list[dict], int]:
     """(the items a per-user method may read, how many were left out): an item whose output-field text equals an
-    evaluated row's answer (`gold_texts`), or dated at or after `before` (where both carry a date of one kind), is
-    left out."""
+    evaluated row's answer (`gold_texts`) or contains one of the user's own rows' answers (`own`: an email's gold
+    is the rest of a body that a later profile holds whole), or dated at or after `before` (where both carry a date
+    of one kind), is left out."""
+    own = [gold for gold in own if gold]
     kept, left_out = [], 0
     for item in items:
         text = _same_text(field_text(item.get(task.output_field)))
         date = _date(item.get(task.date_field)) if task.date_field and before is not None else None
         late = date is not None and isinstance(date, str) == isinstance(before, str) and date >= before
-        if (text and text in golds) or late:
+        if (text and (text in golds or any(gold in text for gold in own))) or late:
             left_out += 1
         else:
             kept.append(dict(item))
@@ -103,7 +106,8 @@ def group_users(rows: Iterable[Mapping], task: Task, source: str = "the data") -
                 user.profile.append(dict(item))
     golds = gold_texts(rows)
     for user in users.values():
-        user.profile, user.left_out = leak_free(task, user.profile, golds, first_query_date(task, user.rows))
+        user.profile, user.left_out = leak_free(task, user.profile, golds, gold_texts(user.rows),
+                                                first_query_date(task, user.rows))
     return [users[name] for name in sorted(users)]
 
 

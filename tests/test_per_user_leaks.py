@@ -45,6 +45,21 @@ def test_a_later_rows_profile_holding_an_earlier_rows_target_is_left_out_and_cou
     assert len(examples) == 2 and not any("first row's own review" in text for text in texts)
 
 
+def test_an_email_whose_rest_is_an_earlier_rows_target_is_left_out():
+    """An email row's answer is the rest of a body: a later row's profile holds that email whole."""
+    from personalization.users import group_users
+
+    email = TASKS["email_generation"]
+    body = "Hi team, the budget is due on Friday. Please send your numbers to me before noon."
+    rows = [{"id": "e0", "user_id": "ann", "input": "Complete ... text: Hi team, the budget",
+             "output": "is due on Friday. Please send your numbers to me before noon.", "profile": []},
+            {"id": "e1", "user_id": "ann", "input": "Complete ... text: Lunch", "output": "is at one.",
+             "profile": [{"id": "m0", "title": "Budget", "text": body},
+                         {"id": "m1", "title": "Hello", "text": "Welcome aboard."}]}]
+    (ann,) = group_users(rows, email)
+    assert [item["id"] for item in ann.profile] == ["m1"] and ann.left_out == 1
+
+
 def test_items_dated_at_or_after_the_users_first_query_are_left_out_where_dates_exist():
     from personalization.users import group_users
 
