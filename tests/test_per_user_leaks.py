@@ -156,3 +156,23 @@ def test_a_300_item_profile_is_summarised_whole_within_a_small_budget(tiny_llama
     record = summary_record(REVIEW, "profile", ["u"], [items], [chunks], [combining], [0])["sets"][0]
     assert record["summarized"] == with_text and record["without_text"] == [i for i in range(300) if i % 7 == 0]
     assert record["shortened"] == [] and record["requests"] == len(first_round)
+
+
+def test_an_item_too_long_for_a_request_is_sent_alone_shortened_and_recorded(tiny_llama):
+    from dataclasses import replace
+
+    from transformers import AutoTokenizer
+
+    from longlamp_errors import PromptBudgetError
+    from longlamp_prompts import PromptBuilder
+    from personalization.summaries import chunk_items, summary_requests
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    builder = PromptBuilder(replace(REVIEW, prompt_suffix=". "), tokenizer, 160, False)
+    items = [review("short one"), review(" ".join(["pan"] * 2000)), review("short two")]
+    chunks = chunk_items(REVIEW, builder, items)
+    assert [(c.positions, c.shortened) for c in chunks] == [([0], []), ([1], [1]), ([2], [])]
+    (request,) = summary_requests(builder, items, chunks[1:2])
+    assert builder.count(request) <= 160 and "pan pan" in request
+    with pytest.raises(PromptBudgetError, match="raise the budget"):
+        chunk_items(REVIEW, PromptBuilder(replace(REVIEW, prompt_suffix=". "), tokenizer, 60, False), items)
