@@ -133,9 +133,15 @@ def time_order(task: Task, items: Sequence[Mapping]) -> list[int]:
 
 
 def first_words(item: Mapping, limit: int) -> dict:
-    """The item with each text field cut to its first `limit` whitespace-separated words (OPPU cuts every field of
-    a profile item to 768 words)."""
-    return {key: " ".join(value.split()[:limit]) if isinstance(value, str) else value for key, value in item.items()}
+    """The item with each text field longer than `limit` whitespace-separated words cut after its `limit`-th word
+    (OPPU cuts every field of a profile item to 768 words); the whitespace it keeps is the text's own."""
+    def cut(value):
+        if not isinstance(value, str):
+            return value
+        found = re.match(rf"\s*(?:\S+\s+){{{limit - 1}}}\S+", value)
+        return value[:found.end()] if found and value[found.end():].strip() else value
+
+    return {key: cut(value) for key, value in item.items()}
 
 
 def profile_examples(task: Task, user: User, max_words: int | None = None) -> list[dict]:

@@ -48,6 +48,9 @@ def test_long_profile_items_are_cut_to_768_words_and_long_targets_to_the_token_l
     item = {"overall": 5.0, "summary": "s", "description": long, "reviewText": long}
     (example,) = profile_examples(REVIEW, User("u", [], [item]), OPPU_MAX_WORDS)
     assert example["output"].split() == long.split()[:768] and len(example["input"].split()) < 800
+    paragraphs = {**item, "reviewText": "First paragraph.\n\nSecond  one."}  # under the limit: kept as written
+    (kept,) = profile_examples(REVIEW, User("u", [], [paragraphs]), OPPU_MAX_WORDS)
+    assert kept["output"] == paragraphs["reviewText"]
     encoded = {"input_ids": list(range(10)) + list(range(100, 130)), "labels": [-100] * 10 + list(range(100, 130)),
                "prompt_length": 10, "target_length": 30, "length": 40}
     cut = truncated(encoded, 16, encoder_decoder=False)
