@@ -140,6 +140,9 @@ def combine_groups(builder: PromptBuilder, summaries: Sequence[str]) -> list[lis
             groups[-1].append(summary)
         else:
             groups.append([summary])
+    if len(groups) == len(summaries) > 1:  # no two fit together after all: combining would never end
+        raise PromptBudgetError(f"the prompt budget of {builder.max_prompt_tokens} tokens cannot hold two partial "
+                                "summaries in one combining request; raise the budget")
     return groups
 
 
