@@ -62,6 +62,17 @@ class TrainSettings:
     lr_scheduler: str = "linear"
 
 
+def optimization(settings: TrainSettings, parameters, steps: int):
+    """(optimizer, schedule) of one user's `steps` optimizer steps: AdamW with weight decay, the learning rate
+    warmed up over the first ceil(warmup_ratio * steps) steps, then the schedule's decay (as transformers' Trainer
+    does for OPPU)."""
+    from transformers import get_scheduler
+
+    optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    return optimizer, get_scheduler(settings.lr_scheduler, optimizer, num_training_steps=steps,
+                                    num_warmup_steps=math.ceil(settings.warmup_ratio * steps))
+
+
 class UserAdapterTrainer:
     """Trains users' adapters one after another on one model: add, train, save, delete."""
 
@@ -111,14 +122,10 @@ class UserAdapterTrainer:
     def _fit(self, user_id: str, examples: Sequence[dict], generator: torch.Generator) -> float | None:
         """OPPU's loop: AdamW, linear warm-up over the first `warmup_ratio` of the steps then linear decay to 0,
         clipping; a non-finite loss stops the user (nothing is saved for them)."""
-        from transformers import get_scheduler
-
         settings, model = self.settings, self.model
         parameters = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
         steps = settings.num_train_epochs * math.ceil(len(examples) / settings.batch_size)
-        scheduler = get_scheduler(settings.lr_scheduler, optimizer, num_warmup_steps=math.ceil(
-            settings.warmup_ratio * steps), num_training_steps=steps)
+        optimizer, scheduler = optimization(settings, parameters, steps)
         model.train()
         last, step = None, 0
         for _ in range(settings.num_train_epochs):
