@@ -77,12 +77,15 @@ def test_layer_and_scale_are_the_best_on_validation():
 
 
 def test_summaries_are_generated_once_cached_by_input_and_reused(setup, tmp_path):
-    from personalization.summaries import SummaryCache, summarize, summary_requests
+    from dataclasses import replace
+
+    from personalization.summaries import SUMMARY_REQUEST, SummaryCache, summarize
     from personalization.users import group_users
 
     rows, source, generator, _ = setup
     profiles = [user.profile[:3] for user in group_users(rows, TASK)[1:4]]
-    requests = summary_requests(TASK, source.tokenizer, 200, profiles + profiles[:1])  # one profile twice
+    builder = PromptBuilder(replace(TASK, prompt_suffix=". "), source.tokenizer, 200)
+    requests = [builder(profile, SUMMARY_REQUEST) for profile in profiles + profiles[:1]]  # one profile twice
     identity = {"model": source.address, "max_new_tokens": 10}
     cache = SummaryCache(tmp_path / "summaries")
     first = summarize(requests, generator, source, cache, identity, chat_formatted=False)
@@ -97,7 +100,7 @@ def test_the_summary_counts_in_the_prompt_budget_and_never_cuts_the_task_input(s
 
     rows, source, _, _ = setup
     row = rows[2]
-    budget = 160  # the task input takes 103 tokens: room for a shortened summary
+    budget = PromptBuilder(TASK, source.tokenizer, 10**6).count(row["input"]) + 40  # room for some of the summary
     builder = PromptBuilder(TASK, source.tokenizer, budget)
     with_summary = SummaryPromptBuilder(builder)
     long_summary = "This author writes about bikes and chains in short cheerful sentences. " * 40
