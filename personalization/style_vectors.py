@@ -72,16 +72,18 @@ def style_vector(model, prompts: Sequence[Sequence[int]], real: Sequence[Sequenc
     return {layer: (real_states[layer] - neutral_states[layer]).mean(dim=0) for layer in layers}
 
 
-def save_vectors(folder: str | os.PathLike, user_id: str, vectors: Mapping[int, torch.Tensor]) -> Path:
-    """One file per user: `<folder>/<user folder>.safetensors`, tensors `layer_<l>`, the user id in its metadata;
-    written under a temporary name and renamed, so a file present is whole."""
+def save_vectors(folder: str | os.PathLike, user_id: str, vectors: Mapping[int, torch.Tensor],
+                 left_out: int = 0) -> Path:
+    """One file per user: `<folder>/<user folder>.safetensors`, tensors `layer_<l>`, the user id and how many profile
+    items were left out as leaks (`personalization.users.leak_free`) in its metadata; written under a temporary name
+    and renamed, so a file present is whole."""
     from safetensors.torch import save_file
 
     path = Path(folder) / f"{user_folder_name(user_id)}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file({f"layer_{layer}": v.contiguous() for layer, v in vectors.items()}, str(tmp),
-              metadata={"user_id": user_id})
+              metadata={"user_id": user_id, "profile_items_left_out": str(left_out)})
     os.replace(tmp, path)
     return path
 

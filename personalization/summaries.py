@@ -1,11 +1,15 @@
 """Profile summaries in the prompt: generated once by any backend, cached on disk by their input, counted in
 the prompt budget.
 
-A summary request is the task's own rendering of the profile items (the same templates and the same
-shortening to the budget as every prompt) followed by `SUMMARY_REQUEST`. Its cache key is the digest of the
-request's token ids and of what generated it (model and decoding settings), so a summary is computed once per
-distinct input, by whichever run needs it first, and a changed profile or model gets a new one.
-In the task prompt the summary comes before the task input; it is cut (never the task input) to leave the
+Every item's text reaches the summariser (map-reduce): a user's profile (less the items `personalization.users`
+leaves out as leaks, and items without text) is packed, whole items in profile order, into chunks whose request fits
+the prompt budget, rendered with the task's own item templates and followed by `SUMMARY_REQUEST`; an item too long
+for a request of its own is shortened alone. One chunk's summary is the summary; several are summarised each, and
+their summaries combined (`COMBINE_REQUEST`, again in chunks that fit) until one is left. Which items each
+summary read, which were shortened and which were left out is the summaries' record (`summary_record`). Its cache
+key is the digest of a request's token ids and of what generated it (model and decoding settings), so a summary
+is computed once per distinct input, by whichever run needs it first, and a changed profile or model gets a new
+one. In the task prompt the summary comes before the task input; it is cut (never the task input) to leave the
 input room, and the retrieved items share what is left, as `PromptBuilder` shares it.
 """
 
@@ -22,12 +26,17 @@ from typing import Mapping, Sequence
 from longlamp_errors import PromptBudgetError
 from longlamp_io import write_json_atomic
 from longlamp_prompts import PromptBuilder
-from longlamp_tasks import Task
+from longlamp_tasks import Task, field_text
 from personalization.users import group_users
 
 SUMMARY_REQUEST = ("Summarize, in a few sentences, the topics this author writes about and their writing style "
                    "(tone, length, wording), as seen in the texts above.")
+COMBINE_REQUEST = ("The texts above summarise parts of one author's writing. Combine them into one summary, in a few "
+                   "sentences, of the topics this author writes about and their writing style (tone, length, wording).")
 SUMMARY_PREFIX = "Summary of the author's profile: "
+PART_JOINER = "\n\n"
+SUMMARY_RECORD_FILE = "summaries.json"  # in a per-user run folder: which items each summary read
+MIN_ITEM_WORDS = 8  # an item shortened to fit a request alone keeps at least this much of the user's text
 
 
 class SummaryCache:
@@ -49,14 +58,115 @@ class SummaryCache:
         write_json_atomic(self.folder / f"{key}.json", {"summary": summary, "request": request})
 
 
-def summary_requests(task: Task, tokenizer, budget: int, profiles: Sequence[Sequence[Mapping]],
-                     use_chat_template: bool | None = None, formatted: bool = True) -> list[str]:
-    """The summary request of each profile (or set of retrieved items), shortened to `budget` tokens; with
-    `formatted` False, before the chat template (the message another model formats with its own)."""
-    builder = PromptBuilder(replace(task, prompt_suffix=". "), tokenizer, budget, use_chat_template)
-    if not formatted:
-        return [builder.fit(list(items), SUMMARY_REQUEST) for items in profiles]
-    return [builder(list(items), SUMMARY_REQUEST) for items in profiles]
+@dataclass
+class Chunk:
+    """One summary request's items: their positions in the set, and those shortened to fit."""
+
+    positions: list[int]
+    shortened: list[int]
+
+
+def has_text(task: Task, item: Mapping) -> bool:
+    """Whether the item holds text the user wrote (its output field): only such items are summarised."""
+    return bool(field_text(item.get(task.output_field)).strip())
+
+
+def chunk_items(task: Task, builder: PromptBuilder, items: Sequence[Mapping]) -> list[Chunk]:
+    """Items with text packed, whole and in order, into the fewest consecutive chunks whose summary request fits
+    `builder`'s budget; an item over the budget alone is a chunk of its own, shortened (refused when not even its
+    text's start fits)."""
+    chunks: list[Chunk] = []
+    current: list[int] = []
+
+    def fits(positions):
+        return fits_items(builder, [items[i] for i in positions])
+
+    for position in (i for i, item in enumerate(items) if has_text(task, item)):
+        if fits(current + [position]):
+            current.append(position)
+            continue
+        if current:
+            chunks.append(Chunk(current, []))
+        if fits([position]):
+            current = [position]
+            continue
+        text = field_text(items[position].get(task.output_field))
+        start = {**{f: "" for f, kind in task.profile_fields.items() if kind == "string"},
+                 task.output_field: " ".join(text.split()[:MIN_ITEM_WORDS])}
+        if not fits_items(builder, [{**items[position], **start}]):
+            raise PromptBudgetError(f"a summary request of one profile item does not fit the prompt budget of "
+                                    f"{builder.max_prompt_tokens} tokens with {MIN_ITEM_WORDS} words of the item's "
+                                    "text; raise the budget")
+        chunks.append(Chunk([position], [position]))
+        current = []
+    if current:
+        chunks.append(Chunk(current, []))
+    return chunks
+
+
+def fits_items(builder: PromptBuilder, items: Sequence[Mapping]) -> bool:
+    """Whether the summary request of `items`, whole, fits the budget."""
+    return builder.count(builder.format(builder.task.build_prompt(items, SUMMARY_REQUEST))) <= builder.max_prompt_tokens
+
+
+def summary_requests(builder: PromptBuilder, items: Sequence[Mapping], chunks: Sequence[Chunk]) -> list[str]:
+    """Each chunk's summary request, before the chat template."""
+    return [builder.fit([items[i] for i in chunk.positions], SUMMARY_REQUEST) for chunk in chunks]
+
+
+def combine_request(parts: Sequence[str]) -> str:
+    """The request that combines partial summaries, before the chat template."""
+    return PART_JOINER.join(parts) + PART_JOINER + COMBINE_REQUEST
+
+
+def combine_groups(builder: PromptBuilder, summaries: Sequence[str]) -> list[list[str]]:
+    """Partial summaries in consecutive groups whose combining request fits the budget. Each is first cut to half
+    the room a request leaves, so any two fit together: every group but possibly the last holds two or more, and
+    each round of combining leaves fewer summaries."""
+    room = builder.max_prompt_tokens - builder.count(builder.format(combine_request(["", ""])))
+    if room < 2:
+        raise PromptBudgetError(f"the prompt budget of {builder.max_prompt_tokens} tokens cannot hold the request "
+                                "that combines partial summaries")
+    cut = []
+    for summary in summaries:
+        ids = builder.tokenizer(summary, add_special_tokens=False, verbose=False)["input_ids"]
+        cut.append(summary if len(ids) <= room // 2 else builder.tokenizer.decode(ids[: room // 2 - 1],
+                                                                                  skip_special_tokens=True))
+    groups: list[list[str]] = []
+    for summary in cut:
+        fits = groups and builder.count(builder.format(combine_request(groups[-1] + [summary]))) \
+            <= builder.max_prompt_tokens
+        if fits:
+            groups[-1].append(summary)
+        else:
+            groups.append([summary])
+    if len(groups) == len(summaries) > 1:  # no two fit together after all: combining would never end
+        raise PromptBudgetError(f"the prompt budget of {builder.max_prompt_tokens} tokens cannot hold two partial "
+                                "summaries in one combining request; raise the budget")
+    return groups
+
+
+def map_reduce(task: Task, builder: PromptBuilder, sets: Sequence[Sequence[Mapping]], ask) -> tuple[list[str], list,
+                                                                                                   list[int]]:
+    """(each set's summary, each set's chunks, each set's number of combining requests): every item with text
+    summarised in chunks, then the chunks' summaries combined until one is left per set. `ask(messages)` answers
+    requests given before the chat template, all of one round at once. A set without text gets "" (no summary)."""
+    chunks = [chunk_items(task, builder, items) for items in sets]
+    combined = [0] * len(sets)
+    partial: list[list[str]] = [[] for _ in sets]
+    requests = [(index, request) for index, items in enumerate(sets)
+                for request in summary_requests(builder, items, chunks[index])]
+    while requests:
+        for (index, _), answer in zip(requests, ask([request for _, request in requests])):
+            partial[index].append(answer.strip())
+        requests = []
+        for index, parts in enumerate(partial):
+            if len(parts) > 1:
+                groups = combine_groups(builder, parts)
+                partial[index] = [group[0] for group in groups if len(group) == 1]
+                requests += [(index, combine_request(group)) for group in groups if len(group) > 1]
+                combined[index] += sum(len(group) > 1 for group in groups)
+    return [parts[0] if parts else "" for parts in partial], chunks, combined
 
 
 def summarize(requests: Sequence[str], generator, source, cache: SummaryCache, identity: Mapping,
@@ -95,30 +205,54 @@ class SummaryPromptBuilder:
                 room -= max(1, (room + 9) // 10)  # tokens merge differently once joined: give back some and retry
 
 
-def summaries_for(args, setup, rows, items, cache_dir: Path, writer=None) -> list[str]:
-    """Each row's summary: of its user's profile (one per user) or of its retrieved items (`items`), from the
-    cache in `cache_dir` or written by `setup`'s model; `writer`: another model writes them instead (a
-    `generation.cache.CachedGenerator`, which caches its own answers)."""
+def summaries_for(args, setup, rows, items, cache_dir: Path, writer=None,
+                  record_file: Path | None = None) -> list[str]:
+    """Each row's summary: of its user's profile (one per user, never holding a row's answer: `group_users`) or of
+    its retrieved items (`items`), from the cache in `cache_dir` or written by `setup`'s model; `writer`: another
+    model writes them instead (a `generation.cache.CachedGenerator`, which caches its own answers). `record_file`:
+    where the summaries' record goes (which items each summary read)."""
+    task = setup.task
     if args.summary_of == "profile":
-        profiles = {user.user_id: user.profile for user in group_users(rows, setup.task)}
-        sets = [profiles[str(row[setup.task.user_column])] for row in rows]
+        users = group_users(rows, task)
+        names = [user.user_id for user in users]
+        sets, left_out = [user.profile for user in users], [user.left_out for user in users]
+        place = {user.user_id: index for index, user in enumerate(users)}
+        owner = [place[str(row[task.user_column])] for row in rows]
     else:
-        sets = items
+        names, sets, left_out, owner = [row["id"] for row in rows], list(items), [0] * len(rows), list(range(len(rows)))
+    builder = PromptBuilder(replace(task, prompt_suffix=". "), setup.source.tokenizer, setup.builder.max_prompt_tokens,
+                            args.use_chat_template)
     if writer is not None:
-        messages = summary_requests(setup.task, setup.source.tokenizer, setup.builder.max_prompt_tokens,
-                                    [sets[i] for i in wanted_items(sets)], args.use_chat_template, formatted=False)
-        found = writer.ask(messages, "summarising")
-        return place_summaries(sets, [text.strip() for text in found])
-    generator = setup.generator  # the loaded weights, with the summary's length for the time being
-    settings = replace(generator.settings, max_new_tokens=args.summary_max_new_tokens)
-    wanted = wanted_items(sets)
-    requests = summary_requests(setup.task, setup.source.tokenizer, setup.builder.max_prompt_tokens,
-                                [sets[i] for i in wanted], args.use_chat_template)
-    identity = {"model": setup.source.address, **settings.record()}
-    with generating_with(generator, settings):
-        found = summarize(requests, generator, setup.source, SummaryCache(cache_dir), identity,
-                          setup.builder.use_chat_template, setup.batch_size)
-    return place_summaries(sets, found)
+        found, chunks, combined = map_reduce(task, builder, sets, lambda messages: writer.ask(messages, "summarising"))
+    else:
+        generator = setup.generator  # the loaded weights, with the summary's length for the time being
+        settings = replace(generator.settings, max_new_tokens=args.summary_max_new_tokens)
+        identity = {"model": setup.source.address, **settings.record()}
+        cache = SummaryCache(cache_dir)
+
+        def ask(messages):
+            return summarize([builder.format(m) for m in messages], generator, setup.source, cache, identity,
+                             builder.use_chat_template, setup.batch_size)
+
+        with generating_with(generator, settings):
+            found, chunks, combined = map_reduce(task, builder, sets, ask)
+    if record_file is not None:
+        write_json_atomic(record_file, summary_record(task, args.summary_of, names, sets, chunks, combined, left_out))
+    return [found[index] for index in owner]
+
+
+def summary_record(task: Task, of: str, names, sets, chunks, combined, left_out) -> dict:
+    """Which items each summary read: per user (or per row, for retrieved items) the items it had, the positions
+    summarised (all with text), shortened, without text, how many requests read items and how many combined
+    partial summaries, and the items left out as leaks."""
+    entries = []
+    for name, items, set_chunks, combining, leaks in zip(names, sets, chunks, combined, left_out):
+        entries.append({"user" if of == "profile" else "id": name, "items": len(items),
+                        "summarized": [i for chunk in set_chunks for i in chunk.positions],
+                        "shortened": [i for chunk in set_chunks for i in chunk.shortened],
+                        "without_text": [i for i, item in enumerate(items) if not has_text(task, item)],
+                        "requests": len(set_chunks), "combining_requests": combining, "left_out_as_leaks": leaks})
+    return {"of": of, "sets": entries}
 
 
 @contextmanager
@@ -136,16 +270,3 @@ def generating_with(generator, settings):
         generator.settings = before
         if config is not None:
             config.max_new_tokens = before.max_new_tokens
-
-
-def wanted_items(sets) -> list[int]:
-    """The rows with items to summarise (nothing to summarise: no summary)."""
-    return [index for index, items in enumerate(sets) if items]
-
-
-def place_summaries(sets, found: list[str]) -> list[str]:
-    """One summary per row: the generated ones in the rows that had items, empty in the others."""
-    summaries = [""] * len(sets)
-    for index, summary in zip(wanted_items(sets), found):
-        summaries[index] = summary
-    return summaries

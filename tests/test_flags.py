@@ -266,7 +266,8 @@ KEPT_APART = {
     ("--max_new_tokens", "train.py"), ("--max_new_tokens", "judge.py"),  # target length; the protocol's
     ("--dtype", "rank_profiles.py"),  # the retriever's encoder, not the language model
     *((flag, "train_per_user.py") for flag in ("--lora_r", "--lora_alpha", "--lora_dropout", "--learning_rate",
-                                                "--num_train_epochs", "--long_targets")),  # OPPU's per-user adapters
+                                                "--num_train_epochs", "--long_targets", "--per_device_train_batch_size",
+                                                "--max_grad_norm")),  # OPPU's per-user adapters
 }
 
 

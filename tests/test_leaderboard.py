@@ -193,7 +193,7 @@ def test_runs_without_per_sample_files_are_scored_from_their_predictions_and_cac
 @pytest.mark.slow
 def test_leaderboard_command_refuses_a_missing_folder_and_a_corpus_metric(tmp_path):
     for args, message in [([str(tmp_path / "nowhere")], "no such run folder"),
-                          ([str(tmp_path), "--metric", "sacrebleu"], "per-sample metric")]:
+                          ([str(tmp_path), "--metric", "sacrebleu"], "invalid choice: 'sacrebleu'")]:
         done = subprocess.run([sys.executable, str(REPO / "evaluation" / "leaderboard.py"), *args, "--output",
                                str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO, timeout=300)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr

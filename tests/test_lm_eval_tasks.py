@@ -247,8 +247,9 @@ def test_a_real_chat_model_keeps_its_blank_lines_and_scores_the_same(tmp_path, s
     end-of-turn token, blank lines inside answers (lm-eval's default stop), and non-zero scores, all equal."""
     metadata = {"data_dir": str(REPO / "data" / "sample"), "split": "validation", "retriever": "bm25",
                 "num_retrieved": 2, "max_prompt_length": 400, "max_new_tokens": 12, "cache_dir": sample_cache}
-    samples, results = run_simple_evaluate(SMOLLM, "longlamp_product_review_user", metadata, chat=True, limit=2)
-    run = toolkit_run(SMOLLM, "product_review_user", metadata, tmp_path / "toolkit", sample_cache, chat=True, limit=2)
+    # all five rows: on the sample, the model's answers to rows 3 and 4 hold a blank line within 12 tokens
+    samples, results = run_simple_evaluate(SMOLLM, "longlamp_product_review_user", metadata, chat=True, limit=5)
+    run = toolkit_run(SMOLLM, "product_review_user", metadata, tmp_path / "toolkit", sample_cache, chat=True, limit=5)
     assert_same_as_toolkit(samples, results, run)
     outputs = [p["output"] for p in read(run / "predictions.json")["golds"]]
     assert any("\n\n" in output for output in outputs)  # lm-eval's default `until` would have cut here

@@ -222,10 +222,12 @@ def test_profile_items_become_task_examples_without_their_target_in_the_input():
     assert item_input(email, {"title": "Budget", "text": "the whole body"}) == (
         "Complete the text of the following email. title: Budget. text: ")
     item = {"overall": 4.0, "summary": "Nice", "description": "A pan", "reviewText": "Great pan."}
-    examples = profile_examples(review, User("u", [], [item, {**item, "reviewText": ""}]))
-    assert len(examples) == 1 and examples[0]["output"] == "Great pan."
-    assert examples[0]["input"] == review.input_template.format(overall="4.0", description="A pan", summary="Nice")
-    assert examples[0]["profile"] == [{**item, "reviewText": ""}]  # the user's other items, for retrieval
+    older, newer = {**item, "reviewText": "An older review."}, {**item, "reviewText": "A newer review."}
+    examples = profile_examples(review, User("u", [], [older, item, {**item, "reviewText": ""}, newer]))
+    assert len(examples) == 3 and examples[1]["output"] == "Great pan."
+    assert examples[1]["input"] == review.input_template.format(overall="4.0", description="A pan", summary="Nice")
+    # OPPU's +RAG: each example retrieves from the user's earlier items only, never from later ones
+    assert [len(e["profile"]) for e in examples] == [0, 1, 3] and examples[1]["profile"] == [older]
 
 
 def test_adapters_train_on_top_of_a_task_adapter_with_retrieval_in_the_prompt(tiny_llama, sample_cache, tmp_path,

@@ -74,7 +74,11 @@ def test_summaries_are_generated_by_the_first_run_and_reused_by_the_next(tiny_ll
              "--summary_cache_dir", str(tmp_path / "summaries")]
     assert evaluate([*flags, "--output_dir", str(tmp_path / "first")]) == 0
     cached = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "summaries").glob("*.json")}
-    assert len(cached) == 4  # one per test user with a profile
+    record = json.loads((tmp_path / "first" / "summaries.json").read_text())
+    reading = sum(entry["requests"] for entry in record["sets"])  # distinct: each reads other items
+    assert reading <= len(cached) <= reading + sum(entry["combining_requests"] for entry in record["sets"])
+    assert sum(entry["requests"] > 0 for entry in record["sets"]) == 4  # the test users with a profile
+    assert all(len(e["summarized"]) + len(e["without_text"]) == e["items"] for e in record["sets"])  # every item read
     assert evaluate([*flags, "--output_dir", str(tmp_path / "second")]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "summaries").glob("*.json")} == cached
     assert outputs(tmp_path / "second") == outputs(tmp_path / "first")
@@ -99,7 +103,10 @@ def test_summaries_by_another_model_on_a_server_are_cached_by_their_input(tiny_l
         assert evaluate([*flags, "--output_dir", str(tmp_path / "first")]) == 0
         sent = log.read_text().count("\n")
         assert evaluate([*flags, "--output_dir", str(tmp_path / "second")]) == 0
-        assert log.read_text().count("\n") == sent == 4  # one request per test user with a profile
+        record = json.loads((tmp_path / "first" / "summaries.json").read_text())
+        reading = sum(entry["requests"] for entry in record["sets"])  # distinct: each reads other items
+        combining = sum(entry["combining_requests"] for entry in record["sets"])
+        assert log.read_text().count("\n") == sent and reading <= sent <= reading + combining  # each asked once
     prompts = json.loads((tmp_path / "first" / "prompts.json").read_text())
     assert sum("Summary of the author's profile: " in p["prompt"] for p in prompts) == 4
     assert outputs(tmp_path / "second") == outputs(tmp_path / "first")

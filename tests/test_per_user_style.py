@@ -77,12 +77,15 @@ def test_layer_and_scale_are_the_best_on_validation():
 
 
 def test_summaries_are_generated_once_cached_by_input_and_reused(setup, tmp_path):
-    from personalization.summaries import SummaryCache, summarize, summary_requests
+    from dataclasses import replace
+
+    from personalization.summaries import SUMMARY_REQUEST, SummaryCache, summarize
     from personalization.users import group_users
 
     rows, source, generator, _ = setup
     profiles = [user.profile[:3] for user in group_users(rows, TASK)[1:4]]
-    requests = summary_requests(TASK, source.tokenizer, 200, profiles + profiles[:1])  # one profile twice
+    builder = PromptBuilder(replace(TASK, prompt_suffix=". "), source.tokenizer, 200)
+    requests = [builder(profile, SUMMARY_REQUEST) for profile in profiles + profiles[:1]]  # one profile twice
     identity = {"model": source.address, "max_new_tokens": 10}
     cache = SummaryCache(tmp_path / "summaries")
     first = summarize(requests, generator, source, cache, identity, chat_formatted=False)
@@ -97,10 +100,11 @@ def test_the_summary_counts_in_the_prompt_budget_and_never_cuts_the_task_input(s
 
     rows, source, _, _ = setup
     row = rows[2]
-    builder = PromptBuilder(TASK, source.tokenizer, 120)
+    budget = PromptBuilder(TASK, source.tokenizer, 10**6).count(row["input"]) + 40  # room for some of the summary
+    builder = PromptBuilder(TASK, source.tokenizer, budget)
     with_summary = SummaryPromptBuilder(builder)
     long_summary = "This author writes about bikes and chains in short cheerful sentences. " * 40
     prompt = with_summary(row["profile"][:2], row["input"], long_summary)
-    assert builder.count(prompt) <= 120 and prompt.endswith(row["input"]) and SUMMARY_PREFIX in prompt
+    assert builder.count(prompt) <= budget and prompt.endswith(row["input"]) and SUMMARY_PREFIX in prompt
     short = with_summary([], row["input"], "Short and cheerful.")
     assert short == f"{SUMMARY_PREFIX}Short and cheerful.\n{row['input']}"

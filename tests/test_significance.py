@@ -164,7 +164,7 @@ def test_compare_command_refuses_bad_input_with_one_error_line(tmp_path):
         (["--preds_b", str(short)], "gold ids have no prediction"),
         (["--preds_b", str(a), "--by_user"], "needs a 'user' field"),
         (["--preds_b", str(a), "--metrics", "sacrebleu"], "corpus-level"),
-        (["--preds_b", str(a), "--resamples", "0"], "--resamples must be >= 1"),
+        (["--preds_b", str(a), "--resamples", "0"], "argument --resamples: must be at least 1"),
     ]:
         done = run_compare("--golds", str(golds), "--preds_a", str(a), "--output_file", str(out), *args)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, args

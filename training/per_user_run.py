@@ -40,17 +40,33 @@ def per_user_record(args) -> RunRecord:
 
 
 def check_settings(output_dir: Path, record: RunRecord, write: bool) -> None:
-    """Refuse a folder holding adapters trained with other settings; record the settings (`write`) if new."""
-    check_same_run(output_dir / PER_USER_RECORD_FILE, record, RESUMABLE, "per-user adapters")
-    if write and not (output_dir / PER_USER_RECORD_FILE).is_file():
-        write_record(output_dir / PER_USER_RECORD_FILE, record)
+    """Refuse a folder holding adapters trained with other settings; record the settings (`write`) if new. Settings
+    under which no user finished (a run refused or killed before its first adapter) bind nothing: replaced."""
+    path = output_dir / PER_USER_RECORD_FILE
+    if AdapterStore(output_dir).adapters():
+        check_same_run(path, record, RESUMABLE, "per-user adapters")
+    if write and (not path.is_file() or not AdapterStore(output_dir).adapters()):
+        write_record(path, record)
+
+
+def forget_settings_if_nothing_trained(output_dir: Path) -> None:
+    """A refused run leaves no settings record behind when it trained no user (so the corrected command runs)."""
+    if not AdapterStore(output_dir).adapters():
+        (output_dir / PER_USER_RECORD_FILE).unlink(missing_ok=True)
 
 
 def run(args, accelerator, output_dir: Path) -> None:
     """Train every pending user of this process's share (users dealt to the processes in turn), then (main process)
     write the report."""
     import longlamp
-    from training.user_adapters import TrainSettings, UserAdapterTrainer, encode_all, load_for_training, lora_config
+    from training.user_adapters import (
+        OPPU_MAX_WORDS,
+        TrainSettings,
+        UserAdapterTrainer,
+        encode_all,
+        load_for_training,
+        lora_config,
+    )
 
     task, _ = parse_config_name(args.task)
     rows = longlamp.load_rows(args.data, args.split, task=args.task, data_dir=args.data_dir, cache_dir=args.cache_dir,
@@ -68,9 +84,11 @@ def run(args, accelerator, output_dir: Path) -> None:
         trainer = UserAdapterTrainer(model, lora_config(args, model.config, encoder_decoder), collator, encoder_decoder,
                                      keep, TrainSettings(args.learning_rate, args.num_train_epochs,
                                                          args.per_device_train_batch_size, args.max_grad_norm,
-                                                         args.seed), accelerator.device)
+                                                         args.seed, args.warmup_ratio, args.weight_decay,
+                                                         args.lr_scheduler), accelerator.device)
+        max_words = OPPU_MAX_WORDS if args.long_targets == "truncate" else None
         for user in tqdm(pending, desc="Users", disable=not accelerator.is_local_main_process):
-            items = profile_examples(task, user)[: args.max_items_per_user]
+            items = profile_examples(task, user, max_words)[: args.max_items_per_user]
             examples = encode_all(encoder, items, f"user {user.user_id!r} profile", args.max_target_length,
                                   args.long_targets)
             held_out = encode_all(encoder, [r for r in user.rows if r.get("output")], f"user {user.user_id!r} rows",
@@ -79,24 +97,26 @@ def run(args, accelerator, output_dir: Path) -> None:
                 logger.warning("user %r has no usable profile item: no adapter (the task model serves them)",
                                user.user_id)
                 continue
-            record = trainer.train_user(user.user_id, examples, held_out, store)
+            record = trainer.train_user(user.user_id, examples, held_out, store, user.left_out)
             logger.info("user %r: %d items, %.2fs, %d bytes, held-out loss %s -> %s", user.user_id, len(examples),
                         record["seconds"], record["adapter_bytes"], record["held_out_loss_without_adapter"],
                         record["held_out_loss"])
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        write_json_atomic(output_dir / PER_USER_REPORT_FILE, report(store, [u.user_id for u in users]))
+        write_json_atomic(output_dir / PER_USER_REPORT_FILE, report(store, users))
 
 
-def report(store, user_ids: list[str]) -> dict:
-    """Time and storage per user, and the held-out losses with and without the users' adapters."""
-    records = [store.record(u) for u in user_ids if store.is_done(u)]
+def report(store, users: list) -> dict:
+    """Time and storage per user, the held-out losses with and without the users' adapters, and how many profile
+    items were kept from training for being a row's answer or dated at or after the user's first query."""
+    records = [store.record(u.user_id) for u in users if store.is_done(u.user_id)]
 
     def mean(key):
         values = [r[key] for r in records if r.get(key) is not None]
         return sum(values) / len(values) if values else None
 
-    return {"users": len(user_ids), "users_with_adapter": len(records),
+    return {"users": len(users), "users_with_adapter": len(records),
+            "profile_items_left_out": sum(user.left_out for user in users),
             "mean_seconds_per_user": mean("seconds"), "mean_adapter_bytes": mean("adapter_bytes"),
             "total_adapter_bytes": sum(r["adapter_bytes"] for r in records),
             "mean_held_out_loss": mean("held_out_loss"),

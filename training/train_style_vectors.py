@@ -66,14 +66,16 @@ def parse_args(argv: Sequence[str] | None = None) -> StyleVectorArguments:
 
 
 def write_user_vectors(setup, users, layers: list[int], folder: Path, max_items: int) -> None:
-    """Each user's vectors (one file per user); users with a file already are skipped, those without a profile
-    get none (they are generated unsteered)."""
+    """Each user's vectors (one file per user, which records how many profile items were left out as leaks); users
+    with a file already are skipped, those without a profile get none (they are generated unsteered)."""
     from tqdm.auto import tqdm
 
     from personalization.style_vectors import save_vectors, style_vector
     from personalization.users import profile_examples, user_folder_name
 
     limit = setup.generator.settings.max_new_tokens
+    logger.info("%s: %d profile items left out as leaks (a row's answer, or dated at or after the user's first "
+                "query)", folder.name, sum(user.left_out for user in users))
     for user in tqdm(users, desc=f"Style vectors ({folder.name})"):
         if (folder / f"{user_folder_name(user.user_id)}.safetensors").is_file():
             continue
@@ -83,7 +85,8 @@ def write_user_vectors(setup, users, layers: list[int], folder: Path, max_items:
         prompts = [setup.encode(setup.builder([], example["input"])) for example in examples]
         neutral = [setup.source.encode(text, True) for text in setup.generator.generate(prompts, [0] * len(prompts))]
         real = [setup.source.encode(example["output"], True)[:limit] for example in examples]
-        save_vectors(folder, user.user_id, style_vector(setup.generator.model, prompts, real, neutral, layers))
+        save_vectors(folder, user.user_id, style_vector(setup.generator.model, prompts, real, neutral, layers),
+                     user.left_out)
 
 
 def rows_of(args, split: str) -> list[dict]:

@@ -9,6 +9,7 @@ trains it, and after a restart.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Sequence
 import torch
 
 from generation.dtypes import torch_dtype
-from longlamp_errors import DataError, PromptBudgetError
+from longlamp_errors import ConfigError, DataError, PromptBudgetError
 from longlamp_prompts import context_length, prompt_budget
 from personalization.user_adapters import AdapterStore
 from training.collate import TrainingCollator
@@ -43,13 +44,33 @@ def adapter_name(user_id: str) -> str:
     return "user_" + hashlib.sha256(user_id.encode()).hexdigest()[:16]
 
 
+# OPPU's own numbers (TamSiuhin/OPPU, OPPU.py): each field of a profile item cut to its first 768 words.
+OPPU_MAX_WORDS = 768
+
+
 @dataclass
 class TrainSettings:
+    """One user's optimisation; the defaults are OPPU's (its transformers.TrainingArguments)."""
+
     learning_rate: float = 1e-4
     num_train_epochs: int = 2
-    batch_size: int = 4
-    max_grad_norm: float = 1.0
+    batch_size: int = 16
+    max_grad_norm: float = 0.3
     seed: int = 42
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    lr_scheduler: str = "linear"
+
+
+def optimization(settings: TrainSettings, parameters, steps: int):
+    """(optimizer, schedule) of one user's `steps` optimizer steps: AdamW with weight decay, the learning rate
+    warmed up over the first ceil(warmup_ratio * steps) steps, then the schedule's decay (as transformers' Trainer
+    does for OPPU)."""
+    from transformers import get_scheduler
+
+    optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    return optimizer, get_scheduler(settings.lr_scheduler, optimizer, num_training_steps=steps,
+                                    num_warmup_steps=math.ceil(settings.warmup_ratio * steps))
 
 
 class UserAdapterTrainer:
@@ -71,39 +92,58 @@ class UserAdapterTrainer:
             self.model.add_adapter(name, self.lora_config)
         self.model.set_adapter(name)  # only this adapter's weights require gradients
 
-    def train_user(self, user_id: str, examples: Sequence[dict], held_out: Sequence[dict], store: AdapterStore) -> dict:
-        """Train, evaluate and save one user's adapter; returns its record."""
+    def train_user(self, user_id: str, examples: Sequence[dict], held_out: Sequence[dict], store: AdapterStore,
+                   left_out: int = 0) -> dict:
+        """Train, evaluate and save one user's adapter (`left_out`: the profile items kept from it as leaks, recorded);
+        returns its record."""
         started = time.perf_counter()
         name = adapter_name(user_id)
         seed = user_seed(self.settings.seed, user_id)
         torch.manual_seed(seed)
         self._add(name)
         before = self.loss(held_out, with_adapter=False) if held_out else None
-        train_loss = self._fit(examples, torch.Generator().manual_seed(seed))
-        after = self.loss(held_out) if held_out else None
-        record = {"adapter_name": name, "profile_examples": len(examples), "held_out_examples": len(held_out),
+        try:
+            train_loss = self._fit(user_id, examples, torch.Generator().manual_seed(seed))
+            after = self.loss(held_out) if held_out else None
+            if after is not None and not math.isfinite(after):
+                raise ConfigError(f"user {user_id!r}: the held-out loss with the trained adapter is {after}: the "
+                                  "adapter is broken (check --learning_rate); it is not saved")
+        except BaseException:
+            self.model.delete_adapter(name)
+            raise
+        record = {"adapter_name": name, "profile_examples": len(examples), "profile_items_left_out": left_out,
+                  "held_out_examples": len(held_out),
                   "train_loss": train_loss, "held_out_loss": after, "held_out_loss_without_adapter": before,
                   "seconds": round(time.perf_counter() - started, 3)}
         store.save(self.model, name, user_id, record)
         self.model.delete_adapter(name)
         return store.record(user_id)
 
-    def _fit(self, examples: Sequence[dict], generator: torch.Generator) -> float | None:
+    def _fit(self, user_id: str, examples: Sequence[dict], generator: torch.Generator) -> float | None:
+        """OPPU's loop: AdamW, linear warm-up over the first `warmup_ratio` of the steps then linear decay to 0,
+        clipping; a non-finite loss stops the user (nothing is saved for them)."""
         settings, model = self.settings, self.model
         parameters = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate)
+        steps = settings.num_train_epochs * math.ceil(len(examples) / settings.batch_size)
+        optimizer, scheduler = optimization(settings, parameters, steps)
         model.train()
-        last = None
+        last, step = None, 0
         for _ in range(settings.num_train_epochs):
             order = torch.randperm(len(examples), generator=generator).tolist()
             for start in range(0, len(order), settings.batch_size):
                 batch = self._batch([examples[i] for i in order[start:start + settings.batch_size]])
                 losses, _ = token_losses(model, batch, self.encoder_decoder, self.keep_target_logits)
                 loss = losses.sum() / max(losses.numel(), 1)  # mean over this step's target tokens, as train.py
+                step += 1
+                if not torch.isfinite(loss):
+                    raise ConfigError(f"user {user_id!r}: the training loss is {float(loss)} at step {step} of "
+                                      f"{steps} (learning rate {scheduler.get_last_lr()[0]:g}): the adapter would be "
+                                      "broken, so it is not saved (check --learning_rate)")
                 loss.backward()
                 if settings.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
                 optimizer.step()
+                scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 last = float(loss.detach())
         return last
@@ -176,7 +216,8 @@ def lora_config(args, model_config, encoder_decoder: bool):
 
 
 def encode_all(encoder, examples: list[dict], source: str, max_target_length: int, long_targets: str) -> list[dict]:
-    """Training's encoding of each example; targets over the limit skipped or refused as `long_targets` says."""
+    """Training's encoding of each example; targets over the limit skipped, refused, or cut to the limit (OPPU's
+    truncation: the target's end, its end-of-sequence token included, is lost) as `long_targets` says."""
     encoded = []
     for example in examples:
         try:
@@ -187,7 +228,19 @@ def encode_all(encoder, examples: list[dict], source: str, max_target_length: in
         if item["target_length"] > max_target_length:
             if long_targets == "error":
                 raise DataError(f"{source}: {example['id']!r}: the target takes {item['target_length']} tokens, more "
-                                f"than --max_target_length {max_target_length} (or pass --long_targets skip)")
-            continue
+                                f"than --max_target_length {max_target_length} (or pass --long_targets skip or "
+                                "truncate)")
+            if long_targets == "skip":
+                continue
+            item = truncated(item, max_target_length, encoder.is_encoder_decoder)
         encoded.append(item)
     return encoded
+
+
+def truncated(item: dict, max_target_length: int, encoder_decoder: bool) -> dict:
+    """An encoded example with its target cut to its first `max_target_length` tokens."""
+    cut = max_target_length if encoder_decoder else item["prompt_length"] + max_target_length
+    input_ids = item["input_ids"] if encoder_decoder else item["input_ids"][:cut]
+    labels = item["labels"][:cut]
+    return {**item, "input_ids": input_ids, "labels": labels, "target_length": max_target_length,
+            "length": len(input_ids) + (len(labels) if encoder_decoder else 0)}

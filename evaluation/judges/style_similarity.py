@@ -6,8 +6,9 @@ sentence encoder works, e.g. `sentence-transformers/all-MiniLM-L6-v2`, whose poo
 each vector L2-normalised. A user's author vector is the normalised mean of the vectors of the texts the user wrote:
 each profile item's task output field (longlamp_tasks: `abstract`, `reviewText`, `content`, the email's `text`),
 never the retrieval text, which puts a product's description or a paper's title before the user's words and lets
-encoder truncation cut them. A profile text equal to the reference of an evaluated row is left out (a temporal
-split's later profiles can hold an earlier row's target): the author vector never contains the answer. Per
+encoder truncation cut them. The profiles are those every per-user method reads (`personalization.users`): an item
+equal to the reference of an evaluated row (a temporal split's later profiles can hold an earlier row's target) or
+dated at or after the user's first query is left out, so the author vector never contains the answer. Per
 prediction:
 
 - `style_own`: cosine between the prediction and its author's vector;
@@ -91,23 +92,19 @@ def style_scores(encoder: DenseRetriever, predictions: Sequence[str], users: Seq
 
 
 def profiles_from_examples(task, examples: Sequence[Mapping]) -> tuple[dict[str, list[str]], int]:
-    """({user: the texts the user wrote in the profile items of the user's rows}, how many distinct texts were left
-    out for being an evaluated row's reference): each item's `task.output_field`, a user's rows merged, each text
-    kept once."""
+    """({user: the texts the user wrote in the profile items of the user's rows}, how many profile items were left
+    out as leaks): each item's `task.output_field`, a user's rows merged, each text kept once. The profile is the
+    one every per-user method reads (`personalization.users.group_users`): no item equal to an evaluated row's
+    reference, or dated at or after the user's first query."""
+    from personalization.users import group_users
     from retrieval.base import profile_of
 
-    references = {example["output"].strip() for example in examples if isinstance(example.get("output"), str)}
-    profiles: dict[str, dict[str, None]] = {}
-    dropped = set()
     for example in examples:
-        texts = profiles.setdefault(str(example[task.user_column]), {})
-        for item in profile_of(example):
-            text = field_text(item.get(task.output_field))
-            if text.strip() in references:
-                dropped.add(text)
-            else:
-                texts[text] = None
-    return {user: list(texts) for user, texts in profiles.items()}, len(dropped)
+        profile_of(example)  # a malformed profile is named before anything is embedded
+    users = group_users(examples, task)
+    profiles = {user.user_id: list(dict.fromkeys(field_text(item.get(task.output_field)) for item in user.profile))
+                for user in users}
+    return profiles, sum(user.left_out for user in users)
 
 
 def _mean(values) -> float | None:

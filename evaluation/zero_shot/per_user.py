@@ -262,7 +262,7 @@ def run(args) -> dict:
     from generation.predictions import PredictionStore
     from generation.progress import PreparedRun
     from personalization.generate import per_user_generations
-    from personalization.summaries import SummaryPromptBuilder, summaries_for
+    from personalization.summaries import SUMMARY_RECORD_FILE, SummaryPromptBuilder, summaries_for
 
     root = check_folder(args.output_dir, "--output_dir")
     plan = prepare(args)
@@ -273,7 +273,7 @@ def run(args) -> dict:
         if args.use_summary:
             cache_dir = Path(args.summary_cache_dir or root / "summaries")
             writer = summary_writer(args, cache_dir) if args.summary_model else None
-            summaries = summaries_for(args, setup, rows, items, cache_dir, writer)
+            summaries = summaries_for(args, setup, rows, items, cache_dir, writer, root / SUMMARY_RECORD_FILE)
             with_summary = SummaryPromptBuilder(setup.builder)
             prompts = [with_summary(i, row["input"], s) for i, row, s in zip(items, rows, summaries)]
         else:
