@@ -17,7 +17,7 @@ from typing import Sequence
 if __package__ in (None, ""):  # run as a file: import from the repository root, not from evaluation/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from evaluation.zero_shot.per_user import VLLM_OPTIONS, choose_backend, run  # noqa: E402
+from evaluation.zero_shot.per_user import foreign_engine_flags, method_refusal, run  # noqa: E402
 from generation.cli import BackendArguments, VllmArguments  # noqa: E402
 from longlamp_cli import ArgumentParser, arg, positive_int, reuse  # noqa: E402
 from longlamp_tasks import parse_config_name  # noqa: E402
@@ -70,12 +70,9 @@ def parse_args(argv: Sequence[str] | None = None) -> EvaluatePerUserArguments:
         raise ValueError("--summary_model and --summary_api_base choose who writes the summaries: add --use_summary")
     if (args.style_layer or args.style_scale is not None) and not args.style_vectors_dir:
         raise ValueError("--style_layer and --style_scale need --style_vectors_dir")
-    if args.backend == "transformers":
-        given = [f"--{name}" for name in VLLM_OPTIONS if getattr(args, name) is not None]
-        if given:
-            raise ValueError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for --backend vllm")
-    if args.backend == "vllm":
-        choose_backend(args, None, None, None)  # what the flags alone rule out, before anything is loaded
+    for refusal in (foreign_engine_flags(args), method_refusal(args)):  # before anything is loaded
+        if refusal:
+            raise ValueError(refusal)
     return args
 
 

@@ -4,11 +4,14 @@ generations, profile summaries and the LLM judge.
 The backends by name, like the retrievers: a lazy table of "module:Class" and `get_backend`. Beside them: the model
 resolved without its weights (`source`), decoding settings and the batch plan (`decoding`), the dtype table
 (`dtypes`), what the weights are (`fingerprints`), resumable predictions and their progress (`predictions`,
-`progress`) and a generator behind an on-disk cache of its answers (`cache`).
+`progress`), a generator behind an on-disk cache of its answers (`cache`), and the one preparation of a model for
+generation that every caller goes through (`preparation`).
 
 Each backend is one `Generator` subclass in a file of its own; what is true of a backend (its default batch
-size, whether it runs a model and settings, how it names the dtype) lives in its class. `get_backend` checks
-the options against the class's constructor and names the ones it takes, as `retrieval.get_retriever` does.
+size, whether it runs a model and settings, how it names the dtype, whether it is served, which per-user methods
+it runs and how it serves per-user adapters) lives in its class; callers never branch on a backend's name.
+`get_backend` checks the options against the class's constructor and names the ones it takes, as
+`retrieval.get_retriever` does.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ import inspect
 
 from generation.base import Generation, Generator
 
-__all__ = ["BACKENDS", "Generation", "Generator", "backend_class", "check_options", "get_backend", "model_source",
-           "resolve_backend"]
+__all__ = ["BACKENDS", "FALLBACK_BACKEND", "Generation", "Generator", "accepted_options", "backend_class",
+           "backends_taking", "check_options", "get_backend", "model_source", "resolve_backend"]
 
 # name -> "module:class"; imported on first use, so that choosing transformers never imports vLLM.
 BACKENDS = {
@@ -29,6 +32,7 @@ BACKENDS = {
 }
 AUTO_ORDER = ("vllm", "transformers")  # `auto`: the first that is available and runs the model and settings
 # (a served model is never chosen by `auto`: it needs --api_base)
+FALLBACK_BACKEND = "transformers"  # runs every model, decoding and per-user method here: `auto`'s last resort
 
 
 def backend_class(name: str) -> type[Generator]:
@@ -39,22 +43,35 @@ def backend_class(name: str) -> type[Generator]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def resolve_backend(name: str, settings, source) -> str:
-    """`auto` is the first backend of AUTO_ORDER that is installed and runs this model with these settings."""
+def resolve_backend(name: str, settings, source, **methods) -> str:
+    """`auto` is the first backend of AUTO_ORDER that is installed and runs this model with these settings and the
+    per-user `methods` asked for (`Generator.unsupported_methods`)."""
     if name != "auto":
         backend_class(name)
         return name
     for candidate in AUTO_ORDER:
         generator = backend_class(candidate)
-        if generator.available() and generator.unsupported(source, settings) is None:
+        if (generator.available() and generator.unsupported(source, settings) is None
+                and generator.unsupported_methods(source, **methods) is None):
             return candidate
-    return "transformers"
+    return FALLBACK_BACKEND
+
+
+def accepted_options(name: str) -> list[str]:
+    """The option names backend `name`'s constructor takes."""
+    init = backend_class(name).__init__
+    return [p for p in inspect.signature(init).parameters if p not in ("self", "source", "settings")]
+
+
+def backends_taking(option: str) -> list[str]:
+    """The backends whose constructor takes `option` (to name them when another is chosen)."""
+    return [name for name in BACKENDS if option in accepted_options(name)]
 
 
 def check_options(name: str, options) -> type[Generator]:
     """The backend's class, once the option names are known to be ones its constructor takes."""
     generator = backend_class(name)
-    accepted = [p for p in inspect.signature(generator.__init__).parameters if p not in ("self", "source", "settings")]
+    accepted = accepted_options(name)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(f"backend {name!r} does not take {', '.join(unknown)}; it takes: {', '.join(accepted)}")

@@ -14,6 +14,9 @@ from typing import Iterator, Sequence
 
 from generation.dtypes import resolve_dtype
 
+STEERING_NEEDS_ACTIVATIONS = ("style vectors are added to a layer's activations, which only the transformers backend "
+                              "exposes")
+
 
 @dataclass(frozen=True)
 class Generation:
@@ -42,6 +45,9 @@ class Generator(ABC):
     prompt_form = "ids"
     independent_requests = False
     served = False  # True: the model runs elsewhere (no weights, dtype or device here)
+    steers_activations = False  # its model's layers can be steered here (style vectors)
+    switches_adapters = False  # per-user LoRA adapters are switched into its model between users
+    per_prompt_adapters = False  # per-user LoRA adapters ride on each prompt (`lora_generations`: multi-LoRA)
 
     def __init__(self, source, settings):
         self.source, self.settings = source, settings
@@ -54,6 +60,16 @@ class Generator(ABC):
     @classmethod
     def unsupported(cls, source, settings) -> str | None:
         """Why the backend cannot run this model with these settings, or None."""
+        return None
+
+    @classmethod
+    def unsupported_methods(cls, source=None, *, steering: bool = False, user_adapters: bool = False) -> str | None:
+        """Why the backend cannot run the per-user methods asked for (`steering`: style vectors; `user_adapters`:
+        a LoRA adapter per user), or None; `source` None: what the methods alone rule out."""
+        if steering and not cls.steers_activations:
+            return STEERING_NEEDS_ACTIVATIONS
+        if user_adapters and not (cls.switches_adapters or cls.per_prompt_adapters):
+            return "serves no per-user adapters"
         return None
 
     @classmethod

@@ -10,7 +10,8 @@ process), committed as they arrive, so a kill loses only the calls in flight.
 zero-shot generation does): a backend whose batch neighbours can change an output regenerates a batch whole, so
 a resumed run computes what an uninterrupted one would have. The model is loaded on the first miss only. A caller
 may decode one call with other settings (part of the key) and keep answers it cannot use out of the cache (the LLM
-judge stores only answers it can read). `cached_generator` builds one for any backend from a resolved model.
+judge stores only answers it can read). `cached_generator` builds one for any backend from a prepared model
+(`generation.preparation`).
 """
 
 from __future__ import annotations
@@ -20,18 +21,13 @@ import json
 import logging
 import sqlite3
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 from tqdm.auto import tqdm
 
-from generation import backend_class, get_backend, resolve_backend
-from generation import check_options as check_backend_options
 from generation.base import Generator
-from generation.decoding import GenerationSettings, plan_batches
-from generation.fingerprints import model_fingerprint, served_fingerprint
-from generation.served_model import APPROXIMATION
-from generation.source import ModelSource
-from longlamp_prompts import PromptBuilder, prompt_budget
+from generation.decoding import plan_batches
+from generation.preparation import PreparedModel
 
 logger = logging.getLogger(__name__)
 
@@ -141,40 +137,23 @@ class CachedGenerator:
                     bar.update(len(new))
 
 
-def cached_generator(cache: GenerationCache, source: ModelSource, backend: str, settings: GenerationSettings,
-                     backend_options: Mapping, *, use_chat_template: bool | None = None, api_mode: str = "chat",
-                     served_tokenizer: str | None = None, max_prompt_length: int | None = None,
+def cached_generator(cache: GenerationCache, model: PreparedModel, *, use_chat_template: bool | None = None,
                      batch_size: int | None = None) -> CachedGenerator:
-    """`source` on `backend` ("auto" resolved here) behind `cache`: its identity (the cache keys' part that is not
-    the prompt) is known now, its weights are loaded on the first call the cache cannot answer. A local model gets
-    each message wrapped in its chat template (when it has one) as token ids; a served one gets the message as one
-    chat turn (`api_mode` "chat"), or the prompt text ("completions"). `backend_options` are the backend's own
-    (dtype, vLLM's engine, a server's address); `served_tokenizer` is what a served model's prompts were counted
-    with."""
-    backend = resolve_backend(backend, settings, source)
-    generator_class = backend_class(backend)
-    served = generator_class.served
-    context = source.context_length()
-    room = context - settings.max_new_tokens if context and not source.is_encoder_decoder else context
-    budget = prompt_budget(max_prompt_length if max_prompt_length is not None else room, context,
-                           settings.max_new_tokens, source.is_encoder_decoder)
-    options = {**backend_options, **generator_class.run_options(budget, settings.max_new_tokens)}
-    check_backend_options(backend, options)
-    reason = generator_class.unsupported(source, settings) if served else None
-    if reason:
-        raise ValueError(f"the {backend} backend {reason}")
-    template_kwargs = source.chat_template_kwargs
-    builder = PromptBuilder(None, source.tokenizer, budget, use_chat_template, template_kwargs)
-    as_message = served and api_mode == "chat"
-    identity = {"model": source.address, "backend": backend,
-                "dtype": generator_class.dtype_name(backend_options.get("dtype", "auto")),
-                "fingerprint": (served_fingerprint(source.address, served_tokenizer) if served
-                                else model_fingerprint(source)),
-                "base_model": source.base if source.adapter else None,
-                "chat_template": builder.use_chat_template, "chat_template_kwargs": template_kwargs or None,
+    """The prepared `model` behind `cache`: its identity (the cache keys' part that is not the prompt) is known now,
+    its weights are loaded on the first call the cache cannot answer. A local model gets each message wrapped in its
+    chat template (when it has one) as token ids; a served one gets the message as one chat turn (API mode "chat"),
+    or the prompt text ("completions")."""
+    source, settings, budget = model.source, model.settings, model.budget
+    generator_class, served = model.generator_class, model.served
+    builder = model.prompt_builder(None, use_chat_template)
+    as_message = served and model.api_mode == "chat"
+    record = model.model_settings
+    identity = {"model": record.name, "backend": record.backend, "dtype": record.dtype,
+                "fingerprint": record.fingerprint, "base_model": record.base_model,
+                "chat_template": builder.use_chat_template, "chat_template_kwargs": source.chat_template_kwargs or None,
                 **settings.record()}
     if served:
-        identity.update(api_mode=api_mode, prompt_tokenizer=served_tokenizer or APPROXIMATION)
+        identity.update(api_mode=record.api_mode, prompt_tokenizer=record.prompt_tokenizer)
 
     def prepare(message: str) -> tuple[object, str, int]:
         prompt = builder.format(message)
@@ -187,7 +166,7 @@ def cached_generator(cache: GenerationCache, source: ModelSource, backend: str, 
         return sent, request, length
 
     def load():
-        return get_backend(backend, source, settings, **options)
+        return model.load(budget)
 
-    tokenizer = None if served and served_tokenizer is None else source.tokenizer  # not the approximate counter
+    tokenizer = None if served and model.served_tokenizer is None else source.tokenizer  # not the approximate counter
     return CachedGenerator(cache, identity, prepare, load, batch_size, settings.seed, tokenizer)

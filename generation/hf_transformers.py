@@ -17,6 +17,7 @@ from longlamp_errors import ModelLoadError
 class TransformersGenerator(TokenGenerator):
     name = "transformers"
     default_batch_size = 8
+    steers_activations = switches_adapters = True  # the model is a torch module here
 
     def __init__(self, source, settings, dtype: str = "auto", device_map: str | None = None,
                  trust_remote_code: bool = False):

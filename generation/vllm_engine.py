@@ -103,6 +103,7 @@ def sampling_arguments(settings, stop_ids: Sequence[int], seed: int) -> dict:
 class VLLMGenerator(TokenGenerator):
     name = "vllm"
     default_batch_size = 256
+    per_prompt_adapters = True
 
     def __init__(self, source, settings, max_model_len: int, dtype: str = "auto", tensor_parallel_size: int = 1,
                  gpu_memory_utilization: float = 0.9, enforce_eager: bool = False, max_num_seqs: int | None = None,
@@ -149,6 +150,13 @@ class VLLMGenerator(TokenGenerator):
         if settings.num_beams > 1 or source.is_encoder_decoder:
             return "runs decoder-only models without beam search here"
         return None
+
+    @classmethod
+    def unsupported_methods(cls, source=None, *, steering: bool = False, user_adapters: bool = False) -> str | None:
+        reason = super().unsupported_methods(source, steering=steering, user_adapters=user_adapters)
+        if reason is None and user_adapters and source is not None and source.adapter:
+            return f"--model_name: {ADAPTER_ON_ADAPTER}"
+        return reason
 
     def generate_ids(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int]) -> list[list[int]]:
         return self._generate(prompts, seeds, self.lora_request)

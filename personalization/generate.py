@@ -13,12 +13,9 @@ from __future__ import annotations
 from contextlib import nullcontext
 from typing import Callable, Collection, Mapping, Sequence
 
+from generation.base import STEERING_NEEDS_ACTIVATIONS
 from generation.decoding import plan_batches
-from generation.vllm_engine import VLLMGenerator
 from personalization.user_adapters import UserAdapterSwitch, vllm_lora_requests
-
-STYLE_NEEDS_ACTIVATIONS = ("style vectors are added to a layer's activations, which only the transformers backend "
-                           "exposes")
 
 
 def generate_per_user(generator, token_ids: Sequence[Sequence[int]], users: Sequence[str], *,
@@ -37,7 +34,7 @@ def per_user_generations(generator, token_ids: Sequence[Sequence[int]], users: S
                          save: Callable[[list[int], list], None] | None = None) -> list:
     """Each prompt's `Generation` (None where its whole batch was `finished` before); `save(positions,
     generations)` is called after every generated batch, so that a kill loses at most the batch in flight."""
-    if isinstance(generator, VLLMGenerator):
+    if generator.per_prompt_adapters:
         return _multi_lora_generations(generator, token_ids, users, adapters, style, batch_size, seed, finished, save)
     results: list = [None] * len(token_ids)
     switch = UserAdapterSwitch(generator.model) if adapters else None
@@ -58,7 +55,7 @@ def per_user_generations(generator, token_ids: Sequence[Sequence[int]], users: S
 def _multi_lora_generations(generator, token_ids, users, adapters, style, batch_size, seed, finished, save) -> list:
     """vLLM: each prompt carries its user's LoRA request, and a batch mixes users' adapters."""
     if style is not None:
-        raise ValueError(STYLE_NEEDS_ACTIVATIONS)
+        raise ValueError(STEERING_NEEDS_ACTIVATIONS)
     requests = vllm_lora_requests(adapters or {})
     loras = [requests.get(user) for user in users]
     # Prompts with and without an adapter go in separate calls: vLLM 0.32's CPU build continued the ones without

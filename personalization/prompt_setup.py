@@ -3,42 +3,36 @@ and style-vector training share."""
 
 from __future__ import annotations
 
-from generation import backend_class, get_backend
 from generation.decoding import GenerationSettings
-from generation.source import resolve_model
-from longlamp_prompts import PromptBuilder, prompt_budget
+from generation.preparation import PreparedModel, prepare_model
 from longlamp_runs import (
     DataSource,
     DecodingSettings,
-    ModelSettings,
     PerUserSettings,
     PromptSettings,
     RetrievalSettings,
     RunRecord,
     TaskSettings,
     config_of,
-    trained_settings,
 )
 from longlamp_tasks import parse_config_name
 
 
 class PromptSetup:
-    """The model, backend and prompt rules of a run, and the prompts of its rows. `longest_new_tokens`: the most
-    tokens any generation of the run asks for (a summary's may exceed the task's), which sizes a vLLM engine."""
+    """The model, backend and prompt rules of a run, and the prompts of its rows. `prepared`: the model prepared
+    for generation (`generation.preparation`; default: the flags' model on a backend that can steer it, as style
+    vectors need). `longest_new_tokens`: the most tokens any generation of the run asks for (a summary's may exceed
+    the task's), which sizes a vLLM engine."""
 
-    def __init__(self, args, max_new_tokens: int | None = None, backend: str = "transformers",
-                 backend_options: dict | None = None, longest_new_tokens: int = 0, source=None):
+    def __init__(self, args, prepared: PreparedModel | None = None, longest_new_tokens: int = 0):
         self.args, self.task = args, parse_config_name(args.task)[0]
-        self.source = source or resolve_model(args.model_name)
-        new_tokens = max_new_tokens or args.max_new_tokens
-        budget = prompt_budget(args.max_prompt_length, self.source.context_length(), new_tokens,
-                               self.source.is_encoder_decoder)
-        self.builder = PromptBuilder(self.task, self.source.tokenizer, budget, args.use_chat_template)
-        generator_class = backend_class(backend)
-        run_options = generator_class.run_options(budget, max(new_tokens, longest_new_tokens))  # no prompt is longer
-        self.generator = get_backend(backend, self.source, GenerationSettings(max_new_tokens=new_tokens),
-                                     dtype=args.dtype, **(backend_options or {}), **run_options)
-        self.batch_size = args.batch_size or generator_class.default_batch_size
+        self.prepared = prepared or prepare_model(
+            args.model_name, GenerationSettings(max_new_tokens=args.max_new_tokens), options={"dtype": args.dtype},
+            max_prompt_length=args.max_prompt_length, steering=True)
+        self.source = self.prepared.source
+        self.builder = self.prepared.prompt_builder(self.task, args.use_chat_template)
+        self.generator = self.prepared.load(self.prepared.budget, longest_new_tokens)  # no prompt is longer
+        self.batch_size = args.batch_size or self.prepared.generator_class.default_batch_size
         self.retriever = None
         if args.use_profile:
             from retrieval import get_retriever
@@ -57,17 +51,13 @@ class PromptSetup:
     def record(self, kind: str, data: DataSource, per_user: PerUserSettings, strip_reasoning: bool) -> RunRecord:
         """The run record of a run with these model, backend and prompt rules (per-user evaluation, style vectors);
         the weights are fingerprinted here."""
-        from generation.fingerprints import model_fingerprint
-
-        args, source, generator = self.args, self.source, self.generator
+        args, generator = self.args, self.generator
         retrieval = RetrievalSettings()
         if self.retriever is not None:
             retrieval = RetrievalSettings(True, args.retriever, args.retriever_model, self.retriever.signature,
                                           args.num_retrieved)
         return RunRecord(
             kind, TaskSettings(config_of(args.task), args.split), data,
-            ModelSettings(args.model_name, source.base if source.adapter else None, model_fingerprint(source),
-                          generator.name, type(generator).dtype_name(args.dtype),
-                          trained_settings(args.model_name) is not None),
+            self.prepared.model_settings,
             retrieval, PromptSettings(self.builder.max_prompt_tokens, self.builder.use_chat_template),
             DecodingSettings(**generator.settings.record(), strip_reasoning=strip_reasoning), per_user=per_user)

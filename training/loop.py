@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from generation.decoding import GenerationSettings
+from generation.preparation import training_source
 from longlamp_errors import ConfigError, MissingNLTKDataError, ModelLoadError
 from longlamp_io import RunLock
 from longlamp_runs import (
@@ -65,7 +66,7 @@ from training.record import changes, prompt_rules, training_record
 from training.run_folder import check_output_dir, claim_output_dir
 from training.sampling import EpochSampler
 from training.saving import export_merged_in_clean_process, save_model
-from training.validation import generate_texts, generation_source, score_and_keep, validation_loss
+from training.validation import generate_texts, score_and_keep, validation_loss
 
 logger = logging.getLogger(__name__)
 NO_DECAY = ("bias", "norm")
@@ -253,7 +254,7 @@ def _train(accelerator, config: TrainConfig, record: RunRecord, output_dir: Path
     logger.info("training %s on %d examples for %d optimizer steps (%d per epoch) on %d process(es)",
                 config.model_name, len(splits.train), total_steps, steps_per_epoch, world)
 
-    source = generation_source(config.model_name, model_config, tokenizer, accelerator.unwrap_model(model))
+    source = training_source(config.model_name, model_config, tokenizer, accelerator.unwrap_model(model))
     run = _Run(accelerator, config, record, model, tokenizer, source, optimizer, scheduler, state, encoder_decoder,
                keep_target_logits, output_dir, splits, validation_loader, generation_loader, total_steps)
     run.fit(train_loader, sampler, micro_batches_per_epoch)

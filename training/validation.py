@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from generation.base import finish_ids
 from generation.decoding import GenerationSettings
 from generation.hf_transformers import generation_config, new_tokens
+from generation.preparation import transformers_model
 from generation.source import ModelSource
 from longlamp_io import write_json_atomic
 from longlamp_runs import GOLDS_FILE, PER_SAMPLE_FILE, PREDICTIONS_FILE, SCORES_FILE, RunRecord
@@ -31,18 +32,6 @@ def validation_loss(accelerator, model, loader, is_encoder_decoder: bool, keep_t
         sums = per_example_sums(losses, owners, batch["row"].numel())
         totals += accelerator.gather_for_metrics(sums).sum(dim=0).double().cpu()
     return (totals[0] / totals[1]).item()
-
-
-def generation_source(model_name: str, model_config, tokenizer, model) -> ModelSource:
-    """The model being trained, described as zero-shot evaluation describes a saved one (its stop ids, its
-    decoding), so that validation generation and evaluate_llm.py end and decode continuations alike."""
-    return ModelSource(address=model_name, base=model_name, adapter=None, config=model_config, tokenizer=tokenizer,
-                       generation_config=transformers_model(model).generation_config)
-
-
-def transformers_model(model):
-    """The transformers model under a PEFT wrapper (the one whose generation_config `generate` reads)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 @torch.no_grad()

@@ -7,8 +7,8 @@ cached generator). Greedy decoding unless asked otherwise.
 
 from __future__ import annotations
 
-from evaluation.zero_shot.options import ZeroShotOptions, api_mode, check_served_options, is_served
-from evaluation.zero_shot.run import model_source
+from evaluation.zero_shot.options import ZeroShotOptions, check_served_options, is_served
+from evaluation.zero_shot.run import prepare_generation
 from generation.cache import CachedGenerator, GenerationCache, cached_generator
 
 
@@ -25,10 +25,8 @@ def judge_options(model_name: str, output_dir: str, **settings) -> ZeroShotOptio
 
 def build_judge(options: ZeroShotOptions, cache: GenerationCache,
                 max_prompt_length: int | None = None) -> CachedGenerator:
-    """The judge behind `cache`: its identity is known now, its weights are loaded on the first call the cache
+    """The judge behind `cache`, prepared as an evaluated model is (`prepare_generation`) with the whole context
+    as its default prompt budget: its identity is known now, its weights are loaded on the first call the cache
     cannot answer."""
-    return cached_generator(cache, model_source(options), options.backend, options.generation(),
-                            options.backend_options(is_served(options)),
-                            use_chat_template=options.use_chat_template, api_mode=api_mode(options),
-                            served_tokenizer=options.tokenizer, max_prompt_length=max_prompt_length,
-                            batch_size=options.batch_size)
+    model = prepare_generation(options, max_prompt_length=max_prompt_length, whole_context=True)
+    return cached_generator(cache, model, use_chat_template=options.use_chat_template, batch_size=options.batch_size)

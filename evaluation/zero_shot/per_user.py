@@ -18,7 +18,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from generation import resolve_backend
 from longlamp_cli import check_folder
 from longlamp_io import RunLock, folder_content_digest, write_json_atomic
 from longlamp_runs import (
@@ -31,44 +30,61 @@ from longlamp_runs import (
     UserAdapters,
     data_source,
 )
+from longlamp_tasks import parse_config_name
 from personalization.prompt_setup import PromptSetup
 
 logger = logging.getLogger(__name__)
 
 
-VLLM_OPTIONS = ("tensor_parallel_size", "gpu_memory_utilization", "enforce_eager", "max_num_seqs")
+ENGINE_OPTIONS = ("tensor_parallel_size", "gpu_memory_utilization", "enforce_eager", "max_num_seqs")
 
 
-def vllm_refusal(args, source, adapters) -> str | None:
-    """Why the vLLM backend cannot run these methods, or None (`source` None: what the flags alone rule out)."""
-    from generation.vllm_engine import ADAPTER_ON_ADAPTER
-    from personalization.generate import STYLE_NEEDS_ACTIVATIONS
+def foreign_engine_flags(args) -> str | None:
+    """The refusal of engine flags given that --backend does not take (`auto`: any backend may), naming the
+    backends that do, or None."""
+    from generation import accepted_options, backends_taking
 
-    if args.style_vectors_dir:
-        return STYLE_NEEDS_ACTIVATIONS
-    if adapters and source is not None and source.adapter:
-        return f"--model_name: {ADAPTER_ON_ADAPTER}"
-    return None
-
-
-def choose_backend(args, source, settings, adapters) -> str:
-    """--backend: auto is vLLM where it is installed, runs the model and decoding, and the methods asked for."""
-    reason = vllm_refusal(args, source, adapters)
     if args.backend == "auto":
-        return "transformers" if reason else resolve_backend("auto", settings, source)
-    if args.backend == "vllm" and reason:
-        raise ValueError(f"--backend vllm: {reason}; use --backend transformers")
-    return args.backend
+        return None
+    given = [name for name in ENGINE_OPTIONS if getattr(args, name) is not None]
+    foreign = [name for name in given if name not in accepted_options(args.backend)]
+    if not foreign:
+        return None
+    owners = sorted({owner for name in foreign for owner in backends_taking(name)})
+    flags = ", ".join(f"--{name}" for name in foreign)
+    return f"{flags} {'is' if len(foreign) == 1 else 'are'} for {' or '.join(f'--backend {o}' for o in owners)}"
 
 
-def backend_options(args, backend: str, adapters) -> dict:
-    """The backend's options: for vLLM the engine flags given and, with per-user adapters, LoRA serving."""
-    if backend != "vllm":
-        return {}
-    from personalization.user_adapters import vllm_lora_engine_options
+def method_refusal(args) -> str | None:
+    """What the flags alone rule out on an explicitly named --backend (before anything is loaded), or None."""
+    from generation import backend_class
+    from generation.preparation import backend_refusal
 
-    options = {name: getattr(args, name) for name in VLLM_OPTIONS if getattr(args, name) is not None}
-    return {**options, **(vllm_lora_engine_options(adapters, args.max_loras) if adapters else {})}
+    if args.backend == "auto":
+        return None
+    reason = backend_class(args.backend).unsupported_methods(steering=bool(args.style_vectors_dir),
+                                                             user_adapters=bool(args.adapters_dir))
+    return backend_refusal(args.backend, reason) if reason else None
+
+
+def prepare_generation(args, adapters):
+    """The evaluated model prepared for generation (`generation.preparation`) with the methods asked for: the
+    engine flags given and, where the backend serves per-user adapters per prompt, their LoRA serving options."""
+    from generation.decoding import GenerationSettings
+    from generation.preparation import prepare_model
+    from generation.source import resolve_model
+
+    options = {"dtype": args.dtype, **{name: getattr(args, name) for name in ENGINE_OPTIONS
+                                       if getattr(args, name) is not None}}
+    model = prepare_model(args.model_name, GenerationSettings(max_new_tokens=args.max_new_tokens),
+                          backend=args.backend, options=options, source=resolve_model(args.model_name),
+                          max_prompt_length=args.max_prompt_length, steering=bool(args.style_vectors_dir),
+                          user_adapters=bool(adapters))
+    if adapters and model.generator_class.per_prompt_adapters:  # read only once the backend is known to serve them
+        from personalization.user_adapters import vllm_lora_engine_options
+
+        model.options.update(vllm_lora_engine_options(adapters, args.max_loras))
+    return model
 
 
 def summary_writer(args, cache_dir: Path):
@@ -111,6 +127,90 @@ def run_record(args, setup: PromptSetup, dataset, style) -> RunRecord:
     return setup.record("per_user", data, PerUserSettings(adapters, style_vectors, summary), strip_reasoning=True)
 
 
+# What per-user adapters must be evaluated with as they were trained (besides the model they were trained on): the
+# retrieval and chat template that built their training prompts. The prompt budget is not among them: the runner
+# trains adapters with a shorter one than it evaluates with, and a longer budget only adds text of the same items.
+ADAPTER_SETTINGS = ("retrieval.use_profile", "retrieval.retriever", "retrieval.retriever_model",
+                    "retrieval.num_retrieved", "prompt.chat_template")
+
+
+def trained_adapters_record(adapters_dir: str) -> RunRecord:
+    """The record train_per_user.py wrote in `adapters_dir` (per_user_config.json), read through longlamp_runs."""
+    from longlamp_runs import PER_USER_RECORD_FILE, read_record
+
+    path = Path(adapters_dir) / PER_USER_RECORD_FILE
+    if not path.is_file():
+        raise ValueError(f"--adapters_dir {adapters_dir} has no {PER_USER_RECORD_FILE}: not a "
+                         "training/train_per_user.py output folder (which records the model and settings the "
+                         "adapters were trained with)")
+    record = read_record(path)
+    if record.kind != "per_user_adapters":
+        raise ValueError(f"--adapters_dir {adapters_dir}: {PER_USER_RECORD_FILE} records {record.kind}, not per-user "
+                         "adapters")
+    return record
+
+
+def same_model(given: str, trained: str) -> bool:
+    """Whether two model names mean the same model: the same folder when either is a local one, else the same id."""
+    paths = [Path(name).expanduser() for name in (given, trained)]
+    if any(path.exists() for path in paths):
+        return all(path.exists() for path in paths) and paths[0].resolve() == paths[1].resolve()
+    return given == trained
+
+
+def merged_from(model_name: str) -> str | None:
+    """The adapter a merged model was exported from (its training record's outcome), or None."""
+    from longlamp_runs import TRAINING_RECORD_FILE, read_model_record
+
+    path = Path(model_name).expanduser() / TRAINING_RECORD_FILE
+    return read_model_record(path)[1].merged_from_adapter if path.is_file() else None
+
+
+def check_adapters_model(args, trained: RunRecord) -> None:
+    """Refuse --model_name other than the one the adapters were trained on: the task adapter they started from
+    (train_per_user.py --task_adapter) or its merged export (what vLLM takes), else the base model alone."""
+    task_adapter, base = trained.training.task_adapter, trained.model.name
+    expected = task_adapter or base
+    merged = merged_from(args.model_name) if task_adapter else None
+    if not same_model(args.model_name, expected) and not (merged and same_model(merged, task_adapter)):
+        on = f"the task adapter {task_adapter} (on {base})" if task_adapter else f"the base model {base} alone"
+        merged_too = " or its merged export" if task_adapter else ""
+        raise ValueError(f"--model_name {args.model_name}: the adapters of --adapters_dir {args.adapters_dir} were "
+                         f"trained on {on}; evaluate them with --model_name {expected}{merged_too}")
+
+
+def check_adapters_settings(args, trained: RunRecord, record: RunRecord) -> None:
+    """Refuse retrieval or prompt settings (ADAPTER_SETTINGS) other than those the adapters were trained with,
+    naming each (as trained -> as asked)."""
+    from longlamp_runs import describe_differences
+
+    before, after = trained.flat(), record.flat()
+    changes = {name: (before.get(name), after.get(name)) for name in ADAPTER_SETTINGS
+               if before.get(name) != after.get(name)}
+    if changes:
+        raise ValueError(f"--adapters_dir {args.adapters_dir}: the adapters were trained with other settings than "
+                         f"this run's ({describe_differences(changes)}); evaluate with the settings they were trained "
+                         "with")
+
+
+def adapter_coverage(args, adapters: dict, users) -> dict:
+    """How many of the evaluated users have an adapter (the others get the model alone): for scores.json, with a
+    warning when some have none; adapters for none of them are refused."""
+    evaluated = sorted(set(users))
+    served = [user for user in evaluated if user in adapters]
+    if not served:
+        raise ValueError(f"--adapters_dir {args.adapters_dir}: its {len(adapters)} adapters were trained for none of "
+                         f"the {len(evaluated)} users evaluated (--data {args.data}, --split {args.split}); train "
+                         "them on this split's users")
+    coverage = {"users": len(evaluated), "users_with_adapter": len(served)}
+    if len(served) < len(evaluated):
+        coverage["warning"] = (f"{len(evaluated) - len(served)} of {len(evaluated)} evaluated users have no adapter "
+                               "(no usable profile item, or not trained: train_per_user.py --max_users); they are "
+                               "generated by the model alone")
+        logger.warning("%s", coverage["warning"])
+    return coverage
+
+
 @dataclass
 class PerUserPlan:
     """A per-user run checked and resolved before any prompt is built: its rows, prompt rules and generator (the
@@ -121,13 +221,12 @@ class PerUserPlan:
     adapters: dict | None
     style: object
     record: RunRecord
+    coverage: dict | None  # with per-user adapters: how many evaluated users have one (adapter_coverage)
 
 
 def prepare(args) -> PerUserPlan:
     """Everything that can refuse the run, then what it will record: the same record for the same flags."""
     import longlamp
-    from generation.decoding import GenerationSettings
-    from generation.source import resolve_model
     from personalization.style_vectors import style_steering
     from personalization.user_adapters import AdapterStore
 
@@ -138,12 +237,21 @@ def prepare(args) -> PerUserPlan:
         else None
     dataset = longlamp.load_rows(args.data, args.split, task=args.task, data_dir=args.data_dir,
                                  cache_dir=args.cache_dir, revision=args.revision, limit=args.max_eval_examples)
-    source = resolve_model(args.model_name)
-    backend = choose_backend(args, source, GenerationSettings(max_new_tokens=args.max_new_tokens), adapters)
+    model = prepare_generation(args, adapters)
+    trained = trained_adapters_record(args.adapters_dir) if adapters else None
+    coverage = None
+    if trained is not None:
+        check_adapters_model(args, trained)
+        from evaluation.zero_shot.data import column
+
+        users = column(dataset, parse_config_name(args.task)[0].user_column)
+        coverage = adapter_coverage(args, adapters, [str(user) for user in users])
     own_summaries = args.summary_max_new_tokens if args.use_summary and not args.summary_model else 0
-    setup = PromptSetup(args, backend=backend, backend_options=backend_options(args, backend, adapters),
-                        longest_new_tokens=own_summaries, source=source)
-    return PerUserPlan(dataset, setup, adapters, style, run_record(args, setup, dataset, style))
+    setup = PromptSetup(args, model, longest_new_tokens=own_summaries)
+    record = run_record(args, setup, dataset, style)
+    if trained is not None:
+        check_adapters_settings(args, trained, record)
+    return PerUserPlan(dataset, setup, adapters, style, record, coverage)
 
 
 def run(args) -> dict:
@@ -188,7 +296,7 @@ def run(args) -> dict:
                              batch_size=setup.batch_size, finished=finished, save=save)
         prepared = PreparedRun(root, record, 0, ids, token_ids, [len(t) for t in token_ids], keys, store)
         summary = finish_run(prepared, column(dataset, "output"), users,
-                             from_training_record=args.from_training_record)
+                             from_training_record=args.from_training_record, user_adapters=plan.coverage)
     logger.info("wrote %d predictions to %s (%s)", len(ids), root,
                 "not scored" if summary["scores"] is None else f"ROUGE-L {summary['scores']['metrics']['rougeL']:.4f}")
     return summary

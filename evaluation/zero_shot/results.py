@@ -46,11 +46,13 @@ def usage(records: Sequence[dict]) -> dict:
 
 
 def finish_run(run: PreparedRun, references: Sequence, users: Sequence, endpoint: str | None = None,
-               ignored: str | None = None, from_training_record: dict | None = None) -> dict:
+               ignored: str | None = None, from_training_record: dict | None = None,
+               user_adapters: dict | None = None) -> dict:
     """Write the predictions file, then the golds and scores when every example has a reference output; returns
     scores.json's content (the run's record under "settings"). `endpoint`: a served model's API, without
     credentials; `ignored`: the warning about flags the run ignored; `from_training_record`: the settings taken from
-    a fine-tuned model's training record as defaults (longlamp_cli)."""
+    a fine-tuned model's training record as defaults (longlamp_cli); `user_adapters`: a per-user run's count of
+    evaluated users with an adapter (and its warning when some had none)."""
     records = [run.store.records[key] for key in run.keys]
     record = run.record
     task_name = record.task.scorer_task_name
@@ -71,6 +73,8 @@ def finish_run(run: PreparedRun, references: Sequence, users: Sequence, endpoint
         summary["ignored_flags"] = ignored
     if from_training_record:
         summary["from_training_record"] = from_training_record
+    if user_adapters:
+        summary["user_adapters"] = user_adapters
     missing = sum(not (isinstance(r, str) and r.strip()) for r in references)
     if missing:
         summary["not_scored"] = (f"{missing} of {len(references)} examples of split {record.task.split!r} have no "

@@ -27,27 +27,23 @@ from evaluation.zero_shot.options import (
 )
 from evaluation.zero_shot.prompts import prepare_prompts
 from evaluation.zero_shot.results import SEEDS_FILE, compare, finish_run, seed_summary
-from generation import backend_class, get_backend, resolve_backend
-from generation import check_options as check_backend_options
-from generation.fingerprints import model_fingerprint, served_fingerprint
+from generation import accepted_options, backend_class
 from generation.http_api import public_url
+from generation.preparation import PreparedModel, prepare_model
 from generation.progress import collect_other_processes, generate_missing, prepare_run, share
-from generation.served_model import APPROXIMATION
 from generation.source import ModelSource
 from longlamp_cli import check_folder
 from longlamp_io import RunLock, write_json_atomic
-from longlamp_prompts import PromptBuilder, prompt_budget
+from longlamp_prompts import PromptBuilder
 from longlamp_runs import (
     COMPARISON_FILE,
     NO_PROFILE_DIR,
     DecodingSettings,
-    ModelSettings,
     PromptSettings,
     RetrievalSettings,
     RunRecord,
     TaskSettings,
     data_source,
-    trained_settings,
 )
 from longlamp_tasks import Task
 
@@ -71,13 +67,13 @@ def _evaluate(options: ZeroShotOptions, root: Path) -> list[dict]:
 
 @dataclass
 class Prepared:
-    """A zero-shot run checked and resolved before any prompt is built: its rows, task, model (without weights),
-    prompt rules, retriever, and the record of each variant (with profile, then without with
-    --compare_no_profile), for the first seed."""
+    """A zero-shot run checked and resolved before any prompt is built: its rows, task, model (prepared for
+    generation, without weights), prompt rules, retriever, and the record of each variant (with profile, then
+    without with --compare_no_profile), for the first seed."""
 
     rows: object
     task: Task
-    source: ModelSource
+    model: PreparedModel
     builder: PromptBuilder
     retriever: object
     records: list[RunRecord]
@@ -91,29 +87,13 @@ def prepare(options: ZeroShotOptions) -> Prepared:
     task, setting, retriever_name, ranked_by = resolve_task_and_retriever(options, rows)
     retriever = make_retriever(options, retriever_name) if options.use_profile else None
     generation = options.generation()
-    served = is_served(options)
-    source = model_source(options)
-    backend = resolve_backend(options.backend, generation, source)
-    generator_class = backend_class(backend)
-    check_backend_options(backend, {**options.backend_options(served), **generator_class.run_options(0, 0)})
-    reason = generator_class.unsupported(source, generation) if served else None
-    if reason:
-        raise ValueError(f"the {backend} backend {reason}")
-    budget = prompt_budget(options.max_prompt_length, source.context_length(), generation.max_new_tokens,
-                           source.is_encoder_decoder)
-    builder = PromptBuilder(task, source.tokenizer, budget, options.use_chat_template, options.template_kwargs())
-    model = ModelSettings(
-        options.model_name, source.base if source.adapter else None,
-        served_fingerprint(options.model_name, options.tokenizer) if served else model_fingerprint(source),
-        backend, generator_class.dtype_name(options.dtype),
-        not served and trained_settings(options.model_name) is not None,
-        # what decides the prompts sent; not the URL or the concurrency, which may change on resume
-        api_mode(options) if served else None, (options.tokenizer or APPROXIMATION) if served else None)
+    model = prepare_generation(options)
+    builder = model.prompt_builder(task, options.use_chat_template)
     common = RunRecord(
         "zero_shot", TaskSettings(f"{task.name}_{setting}", options.split),
         data_source(options.validation_data, options.data_dir, options.revision, rows, options.max_eval_examples,
                     ranked_by),
-        model, RetrievalSettings(),
+        model.model_settings, RetrievalSettings(),
         PromptSettings(builder.max_prompt_tokens, builder.use_chat_template, options.template_kwargs() or None),
         DecodingSettings(**generation.record(), strip_reasoning=not options.keep_reasoning))
     records = []
@@ -123,7 +103,19 @@ def prepare(options: ZeroShotOptions) -> Prepared:
             options.num_retrieved, options.is_ranked)))
     if retriever is None or options.compare_no_profile:
         records.append(common)
-    return Prepared(rows, task, source, builder, retriever, records)
+    return Prepared(rows, task, model, builder, retriever, records)
+
+
+def prepare_generation(options: ZeroShotOptions, max_prompt_length: int | None = None,
+                       whole_context: bool = False) -> PreparedModel:
+    """The options' model prepared for generation (`generation.preparation`): backend, its options checked, the
+    prompt budget (`max_prompt_length`, else --max_prompt_length, else the default rule or `whole_context`), and
+    the model's identity record."""
+    budget = options.max_prompt_length if max_prompt_length is None else max_prompt_length
+    return prepare_model(options.model_name, options.generation(), backend=options.backend,
+                         options=options.backend_options(is_served(options)), tokenizer=options.tokenizer,
+                         api_mode=api_mode(options), source=model_source(options), max_prompt_length=budget,
+                         whole_context=whole_context)
 
 
 def model_source(options: ZeroShotOptions) -> ModelSource:
@@ -139,7 +131,7 @@ def _generate_and_score(options: ZeroShotOptions, root: Path, plan: Prepared) ->
 
     The prompts of a variant are built once and shared by its seeds; the model is loaded once for all runs."""
     retriever, plan.retriever = plan.retriever, None  # this frame holds the only reference: it can free it
-    task, rows, source, builder = plan.task, plan.rows, plan.source, plan.builder
+    task, rows, source, builder = plan.task, plan.rows, plan.model.source, plan.builder
     folders = iter(run_folders(options, root))
     generation = options.generation()
     backend = plan.records[0].model.backend
@@ -164,10 +156,9 @@ def _generate_and_score(options: ZeroShotOptions, root: Path, plan: Prepared) ->
         logger.info("loading %s with the %s backend", options.model_name, backend)
         longest = max(length for run in pending for length in run.lengths)
         device = {"device_map": f"cuda:{os.environ.get('LOCAL_RANK', rank)}"} if (
-            world > 1 and backend == "transformers" and options.device_map is None and cuda_available()) else {}
-        generator = get_backend(backend, source, generation, **{**options.backend_options(generator_class.served),
-                                                                **device},
-                                **generator_class.run_options(longest, generation.max_new_tokens))
+            world > 1 and "device_map" in accepted_options(backend) and options.device_map is None
+            and cuda_available()) else {}
+        generator = plan.model.load(longest, **device)
         batch_size = options.batch_size or generator_class.default_batch_size
         for run in pending:
             generate_missing(run, generator, batch_size, rank, world)
