@@ -5,8 +5,9 @@ file and the stage, not a failure hours into the grid."""
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
-from benchmark_runner.stages import Stage
+from benchmark_runner.stages import REPO, Stage
 from longlamp_errors import ConfigError, UsageError
 
 # Each stage command's parser: module and function (train.py's parser lives in training.config).
@@ -40,3 +41,28 @@ def check_commands(stages: list[Stage], where: str) -> None:
             parsers[script].parse_args(arguments)
         except UsageError as error:
             raise ConfigError(f"{where}: stage {stage.name}: {script} refuses its command line: {error}") from None
+
+
+def check_allocations(stages: list[Stage], resources: dict, where: str) -> None:
+    """--executor slurm: a stage launched by `accelerate launch` runs its processes inside its job's allocation, so
+    the job must ask for at least as many GPUs as its accelerate config starts processes (one node per job)."""
+    import yaml
+
+    for stage in stages:
+        command = stage.portable_command()
+        if "--config_file" not in command or "launch" not in command:
+            continue
+        config = command[command.index("--config_file") + 1]
+        path = REPO / config if (REPO / config).is_file() else Path(config)
+        settings = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        single = settings.get("distributed_type") == "NO" and settings.get("num_processes", 1) == 1
+        if settings.get("use_cpu") or single:
+            continue
+        if int(settings.get("num_machines", 1)) > 1:
+            raise ConfigError(f"{where}: stage {stage.name}: {config} spans {settings['num_machines']} machines; "
+                              "a SLURM job of this runner is one node: choose a one-node accelerate config")
+        processes, gpus = int(settings.get("num_processes", 1)), int(resources[stage.kind]["gpus"])
+        if processes > gpus:
+            raise ConfigError(f"{where}: stage {stage.name}: {config} starts {processes} processes (one per GPU) "
+                              f"but resources.{stage.kind}.gpus is {gpus}: set resources.{stage.kind}.gpus to "
+                              f"{processes}, or use a config with fewer processes")

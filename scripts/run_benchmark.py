@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmark_runner.checks import check_commands  # noqa: E402
+from benchmark_runner.checks import check_allocations, check_commands  # noqa: E402
 from benchmark_runner.execute import LocalExecutor, SlurmExecutor, execute  # noqa: E402
 from benchmark_runner.experiment import load_experiment  # noqa: E402
 from benchmark_runner.results import (  # noqa: E402
@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         check_repo_id(args.hub_model_id)  # before hours of work, not after
     stages = plan(experiment)
     check_commands(stages, args.experiment)
+    if args.executor == "slurm":
+        check_allocations(stages, experiment.resources, args.experiment)
     if args.status:
         print(grid_status(stages, experiment.output_dir))
         return 0
