@@ -9,52 +9,20 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from support.runner import commands_run, reduced_demo, runner
 
 from benchmark_runner.experiment import load_experiment
 from benchmark_runner.stages import plan
 from longlamp_errors import ConfigError, RunFolderError
-from longlamp_runs import STAGE_FILE, StageRecord, write_stage_record
+from longlamp_runs import STAGE_FILE, StageRecord, read_run, write_stage_record
 from scoring.tasks import evaluate_files
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "experiments" / "demo.yaml"
-
-
-def reduced_demo(model: Path, encoder: Path) -> list[str]:
-    """The demo experiment, small: tiny models, k=1, two training steps, 8 new tokens, 3 evaluated examples."""
-    sets = {
-        "models.smollm2.model_name": model, "models.smollm2-lora.model_name": model,
-        "retrievers.minilm.retriever_model": encoder, "k": "[1]",
-        "models.smollm2-lora.train.max_steps": 2, "models.smollm2-lora.train.save_steps": 1,
-        "models.smollm2-lora.train.max_train_examples": 4, "models.smollm2-lora.train.max_eval_examples": 2,
-        "evaluate.max_new_tokens": 8, "evaluate.limit": 3, "scoring.bootstrap": 200,
-    }
-    return [f"{key}={value}" for key, value in sets.items()]
-
-
-def runner(output: Path, sets: list[str], *extra: str) -> list[str]:
-    command = [sys.executable, str(REPO / "scripts" / "run_benchmark.py"), "--config", str(DEMO),
-               "--output_dir", str(output), "--cache_dir", str(output.parent / "datasets-cache"), *extra]
-    for item in sets:
-        command += ["--set", item]
-    return command
-
-
-@pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory) -> Path:
-    from support.tiny_models import make_encoder
-
-    return make_encoder(tmp_path_factory.mktemp("tiny-encoder"))
-
-
-def _commands_run(stage_folder: Path) -> int:
-    """How many times a stage's command was started (each start appends its `$ command` line to stage.log)."""
-    return sum(line.startswith("$ ") for line in (stage_folder / "stage.log").read_text().splitlines())
 
 
 @pytest.mark.e2e
@@ -84,7 +52,7 @@ def test_the_demo_experiment_runs_every_stage_survives_a_kill_and_agrees_with_th
     result = subprocess.run(runner(output, sets, *push), env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.count("done before, skipped") == len(done_before)
-    assert all(_commands_run(folder) == 1 for folder in done_before)  # nothing finished was run twice
+    assert all(commands_run(folder) == 1 for folder in done_before)  # nothing finished was run twice
 
     # 3. The results: JSON, table, plot and cards agree with each other and with the scorer on the predictions.
     results = json.loads((output / "results.json").read_text())
@@ -109,6 +77,10 @@ def test_the_demo_experiment_runs_every_stage_survives_a_kill_and_agrees_with_th
         card = (folder / "generate" / "README.md").read_text()
         assert f"{row['metrics']['rougeL']['value']:.4f}" in card
     assert (runs[("smollm2-lora", "bm25-k1")]["model_name"] == str(tiny_chat_llama))
+    # The dense run records the encoder it ranked with (issue 27: not contriever's default facebook/contriever).
+    dense = read_run(output / runs[("smollm2", "minilm-k1")]["run_dir"] / "generate").record.retrieval
+    assert (dense.retriever, dense.retriever_model) == ("contriever", str(tiny_encoder))
+    assert "facebook/contriever" not in (dense.signature or "")
     trained = output / runs[("smollm2-lora", "bm25-k1")]["run_dir"] / "train" / "final" / "adapter_config.json"
     assert trained.is_file()  # a LoRA adapter, evaluated on its base model
 
