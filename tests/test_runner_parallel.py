@@ -120,7 +120,7 @@ def test_data_changed_in_place_is_never_reported_with_results_of_the_old_data(tm
     golds = change_golds(data, "third change:")
     result = finish(command)
     assert "done before, skipped" not in result.stdout
-    assert set(reported_golds(output)) == {"runs/product_review_user/m/no_profile", "runs/product_review_user/m/bm25-k1"}
+    assert set(reported_golds(output)) == {f"runs/product_review_user/m/{run}" for run in ("no_profile", "bm25-k1")}
     assert all(found == golds[:3] for found in reported_golds(output).values())
     results = json.loads((output / "results.json").read_text())
     assert [row["num_samples"] for row in results["runs"]] == [3, 3]
