@@ -158,8 +158,9 @@ def execute(stages: list[Stage], executor, env: dict, digests: dict | None = Non
             for stage in list(waiting):
                 if executor.max_parallel is not None and len(running) >= executor.max_parallel:
                     break
-                needs = [outcomes.get(need.name) for need in stage.needs]
-                failed = [need.name for need, outcome in zip(stage.needs, needs)
+                planned = [need for need in stage.needs if need.name in number]  # others: their record decides
+                needs = [outcomes.get(need.name) for need in planned]
+                failed = [need.name for need, outcome in zip(planned, needs)
                           if outcome is not None and outcome.state in ("failed", "blocked")]
                 if failed:
                     waiting.remove(stage)
