@@ -120,3 +120,16 @@ def test_the_slurm_executor_runs_each_stage_as_a_submitit_job(tmp_path, data):
     assert all(o.job and o.job != "local" for o in outcomes.values())  # each a job with its id
     assert (root / "c" / "out.txt").read_text() == "one++"
     assert run(graph(root, data)) == {"a": "skipped", "b": "skipped", "c": "skipped"}
+
+
+def test_status_reads_the_folder_and_starts_nothing(tmp_path, data):
+    from benchmark_runner.status import grid_status
+
+    root = tmp_path / "out"
+    execute(graph(root, data, fail="a"), LocalExecutor(1), {})
+    (data / "x.txt").write_text("two")
+    lines = grid_status(graph(root, data, fail="a"), root).splitlines()
+    assert lines[0] == f"failed   a (exit 1), log: {root / 'a' / 'stage.log'}"
+    assert lines[1] == "pending  b (made from other inputs: data {})".format(data)
+    assert lines[2] == "pending  c" and lines[3] == "3 stages: 1 failed, 2 pending"
+    assert not (root / "c").exists()
