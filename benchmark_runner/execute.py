@@ -34,14 +34,14 @@ class Outcome:
     job: str = ""
 
 
-def run_stage(stage: Stage, env: dict, job: str) -> float:
+def run_stage(stage: Stage, env: dict, job: str, inputs: dict) -> float:
     """What a job runs: the stage's command, its record written last (module level, so submitit can pickle it).
     `job` "submitit": the job id is submitit's, read inside the job."""
     if job == "submitit":
         import submitit
 
         job = str(submitit.JobEnvironment().job_id)
-    return stage.run(env, job)
+    return stage.run(env, job, inputs)
 
 
 class LocalExecutor:
@@ -51,8 +51,8 @@ class LocalExecutor:
         self.pool = ThreadPoolExecutor(max_workers=max_parallel)
         self.max_parallel = max_parallel
 
-    def submit(self, stage: Stage, env: dict) -> tuple[Future, str]:
-        return self.pool.submit(run_stage, stage, env, "local"), "local"
+    def submit(self, stage: Stage, env: dict, inputs: dict) -> tuple[Future, str]:
+        return self.pool.submit(run_stage, stage, env, "local", inputs), "local"
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=True)
@@ -93,8 +93,8 @@ class SlurmExecutor:
         executor.update_parameters(**submitit_parameters(self.resources[stage.kind], stage))
         return executor
 
-    def submit(self, stage: Stage, env: dict):
-        job = self.executor_for(stage).submit(run_stage, stage, env, "submitit")
+    def submit(self, stage: Stage, env: dict, inputs: dict):
+        job = self.executor_for(stage).submit(run_stage, stage, env, "submitit", inputs)
         return _JobFuture(job), str(job.job_id)
 
     def shutdown(self) -> None:
@@ -181,7 +181,7 @@ def execute(stages: list[Stage], executor, env: dict, digests: dict | None = Non
                     changed = stage.changed_inputs(digests)
                     progress.say(f"{prefix(stage)}: made from other inputs ({'; '.join(changed)}): redone")
                     stage.clear()
-                handle, job = executor.submit(stage, env)
+                handle, job = executor.submit(stage, env, stage.inputs(digests))  # what it starts from
                 if job != "local":
                     stage.folder.mkdir(parents=True, exist_ok=True)
                     write_json_atomic(stage.folder / JOB_FILE, {"job": job, "state": "submitted"})

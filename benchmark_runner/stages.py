@@ -148,9 +148,11 @@ class Stage:
         """Empty the folder of a stage made from other inputs, so that nothing of it is resumed."""
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def run(self, env: dict, job: str = "local") -> float:
+    def run(self, env: dict, job: str = "local", inputs: dict | None = None) -> float:
         """Run the command (its output into stage.log); raise with the log's path when it fails. `job` names where
-        it runs (kept in the folder's job file for --status)."""
+        it runs (kept in the folder's job file for --status); `inputs`, what it is started from (default: now): a
+        change while it runs is seen on the next run."""
+        inputs = self.inputs() if inputs is None else inputs
         self.folder.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         with open(self.folder / LOG, "a", encoding="utf-8") as log:
@@ -168,7 +170,7 @@ class Stage:
             raise StageError(f"stage {self.name} finished but did not write {', '.join(missing)}; its log: "
                              f"{self.folder / LOG}")
         write_stage_record(self.folder, StageRecord(self.name, self.recorded_command(), self.outputs,
-                                                    time.monotonic() - started, self.inputs(),
+                                                    time.monotonic() - started, inputs,
                                                     self.outputs_digest()))
         (self.folder / JOB_FILE).unlink(missing_ok=True)
         return time.monotonic() - started
