@@ -36,11 +36,12 @@ class Outcome:
 
 def run_stage(stage: Stage, env: dict, job: str, inputs: dict) -> float:
     """What a job runs: the stage's command, its record written last (module level, so submitit can pickle it).
-    `job` "submitit": the job id is submitit's, read inside the job."""
+    `job` "submitit": the job id is submitit's, read inside the job, and `env` holds only what the runner adds to
+    the environment the job inherits (nothing of the caller's, a token say, is pickled to disk)."""
     if job == "submitit":
         import submitit
 
-        job = str(submitit.JobEnvironment().job_id)
+        job, env = str(submitit.JobEnvironment().job_id), {**os.environ, **env}
     return stage.run(env, job, inputs)
 
 
@@ -94,7 +95,8 @@ class SlurmExecutor:
         return executor
 
     def submit(self, stage: Stage, env: dict, inputs: dict):
-        job = self.executor_for(stage).submit(run_stage, stage, env, "submitit", inputs)
+        added = {key: value for key, value in env.items() if os.environ.get(key) != value}
+        job = self.executor_for(stage).submit(run_stage, stage, added, "submitit", inputs)
         return _JobFuture(job), str(job.job_id)
 
     def shutdown(self) -> None:

@@ -5,6 +5,7 @@ failure stops only what needs it, and the SLURM path runs through submitit's loc
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -133,3 +134,18 @@ def test_status_reads_the_folder_and_starts_nothing(tmp_path, data):
     assert lines[1] == "pending  b (made from other inputs: data {})".format(data)
     assert lines[2] == "pending  c" and lines[3] == "3 stages: 1 failed, 2 pending"
     assert not (root / "c").exists()
+
+
+@pytest.mark.multiprocess
+def test_a_slurm_job_gets_the_callers_environment_without_it_being_written_to_disk(tmp_path, data, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_never_on_disk")
+    root = tmp_path / "out"
+    show = Stage("env", "score", root / "env", [sys.executable, "-c", "import os, sys; open(sys.argv[1], 'w').write("
+                 "os.environ['HF_TOKEN'] + ' ' + os.environ['ADDED'])", str(root / "env" / "seen.txt")],
+                 ["seen.txt"], [], {}, root)
+    outcomes = execute([show], SlurmExecutor(root, RESOURCE_DEFAULTS, cluster="local"),
+                       {**os.environ, "ADDED": "by the experiment"})
+    assert outcomes["env"].state == "ran"
+    assert (root / "env" / "seen.txt").read_text() == "hf_secret_never_on_disk by the experiment"
+    assert not [path for path in (root / "slurm").rglob("*") if path.is_file()
+                and b"hf_secret_never_on_disk" in path.read_bytes()]
