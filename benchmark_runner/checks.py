@@ -5,6 +5,7 @@ file and the stage, not a failure hours into the grid."""
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
 
 from benchmark_runner.stages import REPO, Stage
@@ -37,10 +38,14 @@ def check_commands(stages: list[Stage], where: str) -> None:
             module, function = PARSERS[script]
             parsers[script] = getattr(importlib.import_module(module), function)()
             parsers[script].prog = script.rsplit("/", 1)[-1]  # its errors name the command, not the runner
+        quiet = logging.getLogger("longlamp")  # a check, not a run: no "used as defaults" notices
+        level, quiet.level = quiet.level, logging.ERROR
         try:
             parsers[script].parse_args(arguments)
         except UsageError as error:
             raise ConfigError(f"{where}: stage {stage.name}: {script} refuses its command line: {error}") from None
+        finally:
+            quiet.setLevel(level)
 
 
 def check_allocations(stages: list[Stage], resources: dict, where: str) -> None:

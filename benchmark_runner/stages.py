@@ -49,6 +49,7 @@ _PORTABLE = {sys.executable: "python", str(_ACCELERATE): "accelerate"}
 LOG = "stage.log"
 JOB_FILE = ".job.json"  # where (executor, job id) a stage was last started, and whether it failed
 OUTPUT_MARK = "{output_dir}"
+CACHE_MARK = "{cache_dir}"  # a datasets cache is where rows are kept, not a setting: recorded by this name
 KINDS = ("rank", "train", "generate", "score")
 
 
@@ -81,6 +82,7 @@ class Stage:
     needs: list[Stage] = field(default_factory=list)
     reads: dict[str, Path] = field(default_factory=dict)  # what it is (data, model, encoder) -> its path
     root: Path | None = None  # the experiment's output folder
+    cache: Path | None = None  # the experiment's datasets cache
 
     def state(self, digests: dict | None = None) -> str:
         """"done" (finished from today's inputs), "stale" (finished from other inputs: to redo) or "todo"."""
@@ -121,8 +123,11 @@ class Stage:
 
     def portable(self, part: str) -> str:
         """One argument as recorded: the interpreter as `python` (and `accelerate`), so a moved venv still matches;
-        a path in the output folder as `{output_dir}/...`, so a moved output folder does too."""
+        a path in the output folder as `{output_dir}/...`, so a moved output folder does too; the datasets cache as
+        `{cache_dir}`."""
         part = _PORTABLE.get(part, part)
+        if self.cache is not None and part == str(self.cache):
+            return CACHE_MARK
         if self.root is not None:
             root = str(self.root)
             if part == root or part.startswith(root + os.sep):
@@ -232,7 +237,7 @@ class Layout:
                     and self.root not in Path(name_or_path).parents:
                 reads[what] = Path(name_or_path)
         stage = Stage(name, kind, folder, command, outputs, [self.stages[n] for n in needs if n in self.stages],
-                      reads, self.root)
+                      reads, self.root, Path(self.experiment.cache_dir) if self.experiment.cache_dir else None)
         self.stages[name] = stage
         return stage
 

@@ -82,6 +82,8 @@ def test_the_record_names_output_paths_relative_to_the_output_folder_so_a_moved_
     run(graph(root, data))
     record = read_stage_record(root / "c")
     assert str(root) not in json.dumps(record.command) and "{output_dir}/c/out.txt" in record.command
+    assert Stage("s", "score", root, ["python", "x.py", "--cache_dir", str(tmp_path / "cache")], cache=tmp_path
+                 / "cache").recorded_command() == ["python", "x.py", "--cache_dir", "{cache_dir}"]
     moved = tmp_path / "elsewhere" / "out"
     moved.parent.mkdir()
     shutil.copytree(root, moved)
