@@ -23,6 +23,21 @@ from longlamp_io import write_json_atomic
 POLL_SECONDS = 5  # how often a SLURM job's state is asked for
 
 
+def import_submitit():
+    """submitit, imported without its logging set-up: on import it calls logging.config.dictConfig, which closes
+    every logging handler this process already has. Its warnings still reach stderr (Python's last resort)."""
+    saved = os.environ.get("SUBMITIT_LOG_LEVEL")
+    os.environ["SUBMITIT_LOG_LEVEL"] = "NOCONFIG"
+    try:
+        import submitit
+    finally:
+        if saved is None:
+            del os.environ["SUBMITIT_LOG_LEVEL"]
+        else:
+            os.environ["SUBMITIT_LOG_LEVEL"] = saved
+    return submitit
+
+
 @dataclass
 class Outcome:
     """What became of a stage in this run: done (now or before), failed (with its log) or not started (a stage it
@@ -39,9 +54,7 @@ def run_stage(stage: Stage, env: dict, job: str, inputs: dict) -> float:
     `job` "submitit": the job id is submitit's, read inside the job, and `env` holds only what the runner adds to
     the environment the job inherits (nothing of the caller's, a token say, is pickled to disk)."""
     if job == "submitit":
-        import submitit
-
-        job, env = str(submitit.JobEnvironment().job_id), {**os.environ, **env}
+        job, env = str(import_submitit().JobEnvironment().job_id), {**os.environ, **env}
     return stage.run(env, job, inputs)
 
 
@@ -81,9 +94,7 @@ class SlurmExecutor:
     `<output_dir>/slurm/`."""
 
     def __init__(self, root: Path, resources: dict, *, cluster: str | None = None):
-        import submitit
-
-        self.submitit, self.root, self.resources, self.cluster = submitit, root, resources, cluster
+        self.submitit, self.root, self.resources, self.cluster = import_submitit(), root, resources, cluster
         self.max_parallel = None  # the scheduler queues what it cannot start yet
         # The job's Python unpickles run_stage: the repository must be importable there (sbatch exports this
         # environment to the job; submitit's local executor passes it on).

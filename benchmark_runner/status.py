@@ -8,7 +8,7 @@ import os
 import shlex
 from pathlib import Path
 
-from benchmark_runner.execute import submitit_parameters
+from benchmark_runner.execute import import_submitit, submitit_parameters
 from benchmark_runner.experiment import Experiment
 from benchmark_runner.stages import JOB_FILE, LOG, REPO, Stage
 
@@ -28,9 +28,7 @@ def _alive(pid: int) -> bool:
 def _scheduler_state(root: Path, job: str) -> str:
     """A SLURM job's state as the scheduler tells it (sacct/squeue through submitit), UNKNOWN where there is none."""
     try:
-        import submitit
-
-        return submitit.SlurmJob(folder=root / "slurm" / "%j", job_id=job).state
+        return import_submitit().SlurmJob(folder=root / "slurm" / "%j", job_id=job).state
     except Exception as error:  # no scheduler here (no sacct), or no submitit: say so rather than guess
         return f"UNKNOWN ({type(error).__name__})"
 
@@ -75,7 +73,7 @@ def grid_status(stages: list[Stage], root: Path) -> str:
 def job_script(stage: Stage, experiment: Experiment) -> str:
     """The batch script of a stage's job: submitit's own #SBATCH header for the stage kind's resources, then what
     the job runs (the stage's command, in the repository, its output appended to stage.log)."""
-    from submitit.slurm.slurm import _make_sbatch_string
+    _make_sbatch_string = import_submitit().slurm.slurm._make_sbatch_string
 
     parameters = submitit_parameters(experiment.resources[stage.kind], stage)
     slurm = {key.removeprefix("slurm_"): value for key, value in parameters.items() if key.startswith("slurm_")}

@@ -10,7 +10,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from support.parsers import check_against, load_script, script_parser, split_command
+from support.parsers import load_script, split_command
 
 from benchmark_runner.experiment import load_experiment
 from benchmark_runner.stages import plan
@@ -62,7 +62,7 @@ def test_the_dry_run_writes_one_job_script_per_stage_with_its_resources_and_the_
     assert len(jobs) == len(stages) == 246
     readme = (REPO / "README.md").read_text()
     names = {stage.name: job["script"] for stage, job in zip(stages, jobs)}
-    parsers, kinds = {}, {}
+    kinds = {}
     for stage, job in zip(stages, jobs):
         assert job["stage"] == stage.name and job["after"] == [names[need.name] for need in stage.needs]
         script = (folder / job["script"]).read_text()
@@ -80,11 +80,10 @@ def test_the_dry_run_writes_one_job_script_per_stage_with_its_resources_and_the_
         command = script.split("export SUBMITIT_EXECUTOR=slurm\n", 1)[1].strip()
         argv_run = shlex.split(command.rsplit(" >> ", 1)[0])
         assert argv_run == stage.portable_command()
-        path, launcher, arguments = split_command(argv_run)
+        path, launcher, _ = split_command(argv_run)
         assert (f"accelerate launch --config_file accelerate_configs/cpu.yaml {path}" if launcher
                 else f"python {path}") in readme  # the README's own spelling of the command
-        parser = parsers.setdefault(path, script_parser(path))
-        check_against(parser, arguments, stage.name)
+        # (its arguments were parsed by the command's own parser before any script was written: test_runner_checks)
     assert kinds == {"rank": 36, "train": 42, "generate": 84, "score": 84}
     trains = [stage for stage in stages if stage.kind == "train" and "bm25-k2" in stage.name]
     assert trains and all(len(stage.needs) == 2 and all(need.kind == "rank" for need in stage.needs)
