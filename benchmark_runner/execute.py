@@ -10,6 +10,7 @@ others run to the end. The outcome of every stage is returned for the summary.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -21,6 +22,7 @@ from longlamp_errors import StageError
 from longlamp_io import write_json_atomic
 
 POLL_SECONDS = 5  # how often a SLURM job's state is asked for
+ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED")  # queued or running
 
 
 def import_submitit():
@@ -110,6 +112,18 @@ class SlurmExecutor:
         job = self.executor_for(stage).submit(run_stage, stage, added, "submitit", inputs)
         return _JobFuture(job), str(job.job_id)
 
+    def attach(self, stage: Stage):
+        """The job a stopped runner submitted for this stage, if the scheduler still has it queued or running (a
+        second job would write the same folder): (handle, job id), else None."""
+        job_file = stage.folder / JOB_FILE
+        job_id = json.loads(job_file.read_text()).get("job") if job_file.is_file() else None
+        if not job_id or job_id == "local":
+            return None
+        job = self.submitit.SlurmJob(folder=self.root / "slurm" / "%j", job_id=str(job_id))
+        if job.state not in ACTIVE:
+            return None
+        return _JobFuture(job), str(job_id)
+
     def shutdown(self) -> None:
         pass
 
@@ -184,7 +198,9 @@ def execute(stages: list[Stage], executor, env: dict, digests: dict | None = Non
                 if any(outcome is None for outcome in needs):
                     continue
                 waiting.remove(stage)
-                state = stage.state(digests)
+                # a job a stopped runner left queued or running is waited for, not submitted again
+                attached = executor.attach(stage) if isinstance(executor, SlurmExecutor) else None
+                state = "attached" if attached else stage.state(digests)
                 if state == "done":
                     outcomes[stage.name] = Outcome("skipped")
                     progress.say(f"{prefix(stage)}: done before, skipped")
@@ -194,7 +210,7 @@ def execute(stages: list[Stage], executor, env: dict, digests: dict | None = Non
                     changed = stage.changed_inputs(digests)
                     progress.say(f"{prefix(stage)}: made from other inputs ({'; '.join(changed)}): redone")
                     stage.clear()
-                handle, job = executor.submit(stage, env, stage.inputs(digests))  # what it starts from
+                handle, job = attached or executor.submit(stage, env, stage.inputs(digests))  # what it starts from
                 if job != "local":
                     stage.folder.mkdir(parents=True, exist_ok=True)
                     write_json_atomic(stage.folder / JOB_FILE, {"job": job, "state": "submitted"})

@@ -8,7 +8,7 @@ import os
 import shlex
 from pathlib import Path
 
-from benchmark_runner.execute import import_submitit, submitit_parameters
+from benchmark_runner.execute import ACTIVE, import_submitit, submitit_parameters
 from benchmark_runner.experiment import Experiment
 from benchmark_runner.stages import JOB_FILE, LOG, REPO, Stage
 
@@ -48,7 +48,7 @@ def stage_status(stage: Stage, root: Path, digests: dict) -> str:
                 else "pending (was running when its runner stopped: resumed on the next run)")
     if job and job.get("job") not in (None, "local"):
         scheduler = _scheduler_state(root, str(job["job"]))
-        if scheduler in ("RUNNING", "PENDING", "REQUEUED", "CONFIGURING", "COMPLETING"):
+        if scheduler in ACTIVE:
             return f"running (job {job['job']}, {scheduler})"
         if scheduler.startswith(("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL")):
             return f"failed (job {job['job']}, {scheduler}), log: {stage.folder / LOG}"

@@ -151,3 +151,22 @@ def test_a_slurm_job_gets_the_callers_environment_without_it_being_written_to_di
     assert (root / "env" / "seen.txt").read_text() == "hf_secret_never_on_disk by the experiment"
     assert not [path for path in (root / "slurm").rglob("*") if path.is_file()
                 and b"hf_secret_never_on_disk" in path.read_bytes()]
+
+
+def test_a_job_a_stopped_runner_left_running_is_waited_for_and_shown_by_status(tmp_path, data, monkeypatch):
+    """The scheduler (sacct, here a script answering as SLURM does) still runs the job of a stage: the runner
+    attaches to it instead of submitting a second job into the same folder, and --status shows its id."""
+    from benchmark_runner.status import grid_status
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sacct").write_text("#!/bin/sh\necho 'JobID|State|NodeList'\necho '4242|RUNNING|node7'\n")
+    (bin_dir / "sacct").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    root = tmp_path / "out"
+    a = graph(root, data)[0]
+    a.folder.mkdir(parents=True)
+    (a.folder / JOB_FILE).write_text(json.dumps({"job": "4242", "state": "submitted"}))
+    attached = SlurmExecutor(root, RESOURCE_DEFAULTS).attach(a)
+    assert attached is not None and attached[1] == "4242" and not attached[0].done()
+    assert grid_status([a], root).splitlines()[0] == "running  a (job 4242, RUNNING)"
