@@ -18,6 +18,8 @@ from benchmark_runner.experiment import RESOURCE_DEFAULTS
 from benchmark_runner.stages import JOB_FILE, Stage
 from longlamp_runs import read_stage_record
 
+pytestmark = pytest.mark.multiprocess  # every stage is a process (and sacct, submitit's jobs)
+
 COPY = ("import sys, time, pathlib; time.sleep(float(sys.argv[3])); out = pathlib.Path(sys.argv[2]); "
         "out.parent.mkdir(parents=True, exist_ok=True); out.write_text(pathlib.Path(sys.argv[1]).read_text() + '+'); "
         "open(sys.argv[2] + '.times', 'w').write(f'{time.time()}')")
@@ -113,7 +115,6 @@ def test_a_failing_stage_leaves_its_siblings_finished_and_its_dependents_not_sta
     assert run(graph(root, data)) == {"a": "ran", "b": "skipped", "c": "ran"}  # fixed: the rest, nothing twice
 
 
-@pytest.mark.multiprocess
 def test_the_slurm_executor_runs_each_stage_as_a_submitit_job(tmp_path, data):
     """submitit's local executor runs the same pickled jobs a SLURM cluster would (no scheduler here)."""
     root = tmp_path / "out"
@@ -138,7 +139,6 @@ def test_status_reads_the_folder_and_starts_nothing(tmp_path, data):
     assert not (root / "c").exists()
 
 
-@pytest.mark.multiprocess
 def test_a_slurm_job_gets_the_callers_environment_without_it_being_written_to_disk(tmp_path, data, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_secret_never_on_disk")
     root = tmp_path / "out"
