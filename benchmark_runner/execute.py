@@ -14,7 +14,7 @@ import json
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark_runner.stages import JOB_FILE, LOG, REPO, Stage
@@ -151,7 +151,6 @@ class Progress:
 
     total: int
     bar: object = None
-    lines: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         from tqdm.auto import tqdm
