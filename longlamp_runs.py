@@ -688,12 +688,17 @@ def check_same_run(path: str | Path, record: RunRecord, resumable: Sequence[str]
 @dataclass(frozen=True)
 class StageRecord:
     """A finished stage of an experiment (benchmark_runner/stages.py): its name, the command it ran (the
-    interpreter as `python`), the outputs that prove it finished (relative to its folder), how long it took."""
+    interpreter as `python`, paths in the output folder as `{output_dir}/...`, so a moved folder still matches), the
+    outputs that prove it finished (relative to its folder), how long it took, what it was made from (`inputs`: a
+    digest of each data or model path it read and of each earlier stage's outputs) and a digest of its own outputs
+    (what the stages after it record as their input)."""
 
     stage: str
     command: list[str]
     outputs: list[str]
     seconds: float
+    inputs: dict[str, str] = field(default_factory=dict)
+    outputs_digest: str | None = None
     version: int = RECORD_VERSION
 
 

@@ -20,12 +20,18 @@
     evaluate: {max_new_tokens: 128}  # evaluate_llm.py flags for every generation
     scoring: {bootstrap: 1000, seed: 0}
     env: {OMP_NUM_THREADS: 1}        # environment of the stage commands (a variable you set yourself wins)
+    resources:                       # --executor slurm: each stage kind's job (defaults: RESOURCE_DEFAULTS)
+      default: {partition: gpu, account: my-lab}
+      train: {gpus: 4, time: 2880, sbatch: {constraint: a100}}
 
 Each (config, model) gets one run without profile, one per (retriever, k) with profile, and one per personalization
 method; a fine-tuned model is trained once per retrieval run (with the same retrieval it is evaluated with), as the
 paper does, and a method builds on the model's run without profile (the base model, or its task fine-tuning).
 A method's run has the same examples, split, data and scorer as the others, so its scores are paired with the
 no-profile run's like a retriever's, and evaluation/leaderboard.py ranks its run folder beside them.
+Everything is checked before the first stage runs: types, ranges, unknown and duplicated keys (in the file too),
+duplicated list entries, names that are folder names (retrievers, models, methods), model paths, and (by
+benchmark_runner.checks) every stage's command line against its command's own parser.
 `local:` names are the models `scripts/prepare_models.py` put on disk at set-up. Relative paths (output_dir,
 data_dir, cache_dir, local model folders) are read from the current directory, as on the command line.
 """
@@ -33,13 +39,14 @@ data_dir, cache_dir, local model folders) are read from the current directory, a
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from longlamp_errors import ConfigError
-from longlamp_tasks import config_names, parse_config_name
+from longlamp_tasks import SPLITS, config_names, parse_config_name
 from scoring import HEADLINE_METRICS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,11 +57,23 @@ MODES = ("zero_shot", "fine_tuned")
 METHODS = ("per_user_adapters", "style_vectors", "profile_summary")
 TRAINED_METHODS = ("per_user_adapters", "style_vectors")
 TOP_KEYS = {"name", "output_dir", "data_dir", "cache_dir", "configs", "eval_split", "retrievers", "k", "models",
-            "personalization", "evaluate", "scoring", "rank", "plot_metric", "env", "description"}
+            "personalization", "evaluate", "scoring", "rank", "plot_metric", "env", "description", "resources"}
 MODEL_KEYS = {"model_name", "mode", "train", "evaluate", "accelerate_config", "retrievers", "personalization",
               "description"}
 RETRIEVER_KEYS = {"retriever", "retriever_model", "options", "ranked"}
 METHOD_KEYS = {"method", "train", "evaluate", "accelerate_config", "description"}
+STAGE_KINDS = ("rank", "train", "generate", "score")
+# A SLURM job per stage (--executor slurm): what each kind asks for unless the experiment's `resources` says
+# otherwise (`default:` for every kind, then the kind's own). time in minutes, mem as sbatch writes it.
+RESOURCE_DEFAULTS = {
+    "rank": {"gpus": 1, "cpus": 8, "mem": "32G", "time": 240},  # a dense encoder; BM25 uses the CPUs
+    "train": {"gpus": 1, "cpus": 8, "mem": "64G", "time": 1440},
+    "generate": {"gpus": 1, "cpus": 8, "mem": "64G", "time": 720},
+    "score": {"gpus": 0, "cpus": 4, "mem": "16G", "time": 120},
+}
+RESOURCE_KEYS = {"gpus", "cpus", "mem", "time", "partition", "account", "sbatch"}
+# A retriever, model or method name is a folder name in the output folder: no separators, no `..`.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 def local_model(name: str) -> str:
@@ -71,12 +90,17 @@ def local_model(name: str) -> str:
     raise ConfigError(f"unknown local model {name!r}: local:smollm2-135m-instruct or local:all-minilm-l6-v2")
 
 
-def resolve_model_name(name: str | None) -> str | None:
+def resolve_model_name(name: str | None, where: str = "model_name") -> str | None:
     """A `local:` name's folder; an existing local folder made absolute (the stages run from the repository root);
-    anything else (a Hub id) as it is."""
+    a Hub id (`name` or `owner/name`) as it is; a path that does not exist is an error."""
     if isinstance(name, str) and name.startswith("local:"):
         return local_model(name)
-    return _absolute(name) if name and Path(name).expanduser().exists() else name
+    if name and Path(name).expanduser().exists():
+        return _absolute(name)
+    if name and (name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name):
+        raise ConfigError(f"{where}: {name} does not exist (a local model folder, or a Hub id such as "
+                          "owner/name)")
+    return name
 
 
 def _absolute(path: str | None) -> str | None:
@@ -164,6 +188,7 @@ class Experiment:
     rank: dict = field(default_factory=dict)
     plot_metric: str = "rougeL"
     env: dict = field(default_factory=dict)  # environment variables for the stages (the caller's own win)
+    resources: dict = field(default_factory=lambda: {kind: dict(RESOURCE_DEFAULTS[kind]) for kind in STAGE_KINDS})
 
     def runs(self) -> list[Run]:
         """The grid, in the order it is run: per config and model, no profile first, the methods last."""
@@ -197,20 +222,48 @@ def set_value(values: dict, dotted: str, value) -> None:
     target[keys[-1]] = value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader refusing a key given twice in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: the key {key!r} is given twice")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(text: str, where: str):
+    """A YAML text (a file, a --set value) read strictly; one ConfigError naming where it comes from."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{where}: not valid YAML: {' '.join(str(error).split())}") from None
+
+
 def load_experiment(path: str | Path, overrides: dict | None = None, sets: list[str] = ()) -> Experiment:
     """Read an experiment file, apply `--set key=value` strings and named overrides, and check it."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"experiment file {path} does not exist")
-    values = yaml.safe_load(path.read_text()) or {}
+        raise ConfigError(f"experiment file {path} does not exist" if not path.exists()
+                          else f"experiment file {path} is not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"experiment file {path} is not a text (YAML) file") from None
+    values = read_yaml(text, str(path)) or {}
     if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping")
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
     values = copy.deepcopy(values)
     for item in sets:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value")
         key, text = item.split("=", 1)
-        set_value(values, key.strip(), yaml.safe_load(text))
+        set_value(values, key.strip(), read_yaml(text, f"{path}: --set {item!r}"))
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value
@@ -223,6 +276,68 @@ def _mapping(values, where: str) -> dict:
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a mapping, got {values!r}")
     return values
+
+
+def _flag_values(values, where: str) -> dict:
+    """A mapping of command flags to their values (scalars: each becomes `--flag value`)."""
+    values = _mapping(values, where)
+    for key, value in values.items():
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", key):
+            raise ConfigError(f"{where}: {key!r} is not a flag name")
+        if not (value is None or isinstance(value, (str, int, float, bool))):
+            raise ConfigError(f"{where}.{key}: expected one value (a string, number or true/false), got {value!r}")
+    return dict(values)
+
+
+def _name(name, where: str) -> str:
+    """A name that becomes a folder in the output folder."""
+    if not isinstance(name, str) or not SAFE_NAME.match(name) or ".." in name:
+        raise ConfigError(f"{where}: {name!r} is not a usable name (it names a folder: letters, digits, and "
+                          "_ . + - inside, no separators or '..')")
+    return name
+
+
+def _string(values: dict, key: str, where: str, default: str | None = None) -> str | None:
+    value = values.get(key, default)
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{where}: {key} must be a string, got {value!r}")
+    return value
+
+
+def _unique_list(value, key: str, where: str) -> list:
+    """A list setting (a single value is a list of one) with no entry twice: each entry would run twice."""
+    items = value if isinstance(value, list) else [value]
+    twice = sorted({repr(item) for item in items if items.count(item) > 1})
+    if twice:
+        raise ConfigError(f"{where}: {key} lists {', '.join(twice)} more than once")
+    return items
+
+
+def _resources(values, where: str) -> dict[str, dict]:
+    """Each stage kind's job resources: the defaults, under `default:`, under the kind's own."""
+    values = _mapping(values, f"{where}: resources")
+    _check_keys(values, {"default", *STAGE_KINDS}, f"{where}: resources")
+    chosen = {}
+    for kind in STAGE_KINDS:
+        merged = dict(RESOURCE_DEFAULTS[kind])
+        for part in ("default", kind):
+            at = f"{where}: resources.{part}"
+            spec = _mapping(values.get(part), at)
+            _check_keys(spec, RESOURCE_KEYS, at)
+            for key in ("gpus", "cpus", "time"):
+                if key in spec and (isinstance(spec[key], bool) or not isinstance(spec[key], int)
+                                    or spec[key] < (0 if key == "gpus" else 1)):
+                    raise ConfigError(f"{at}.{key} must be an integer of at least {0 if key == 'gpus' else 1}"
+                                      f"{' (minutes)' if key == 'time' else ''}, got {spec[key]!r}")
+            if "mem" in spec and not re.fullmatch(r"[0-9]+[KMGT]?", str(spec["mem"])):
+                raise ConfigError(f"{at}.mem must be a size such as 64G, got {spec['mem']!r}")
+            for key in ("partition", "account"):
+                _string(spec, key, at)
+            sbatch = _flag_values(spec.get("sbatch"), f"{at}.sbatch")
+            merged.update({key: value for key, value in spec.items() if key != "sbatch"})
+            merged["sbatch"] = {**merged.get("sbatch", {}), **sbatch}
+        chosen[kind] = merged
+    return chosen
 
 
 def _check_keys(values: dict, allowed: set, where: str) -> None:
@@ -248,12 +363,13 @@ def _methods(values, eval_split: str, where: str) -> list[MethodSpec]:
     methods = []
     for name, spec in _mapping(values, f"{where}: personalization").items():
         at = f"{where}: personalization.{name}"
+        _name(name, f"{where}: personalization")
         spec = _mapping(spec, at)
         _check_keys(spec, METHOD_KEYS, at)
         if spec.get("method") not in METHODS:
             raise ConfigError(f"{at}.method must be one of {', '.join(METHODS)}, got {spec.get('method')!r}")
-        train, evaluate = dict(_mapping(spec.get("train"), f"{at}.train")), dict(_mapping(spec.get("evaluate"),
-                                                                                            f"{at}.evaluate"))
+        train, evaluate = _flag_values(spec.get("train"), f"{at}.train"), _flag_values(spec.get("evaluate"),
+                                                                                         f"{at}.evaluate")
         if train and spec["method"] not in TRAINED_METHODS:
             raise ConfigError(f"{at}.train: {spec['method']} has no training stage (its summaries are generated "
                               "by the evaluation: set them under evaluate)")
@@ -266,7 +382,7 @@ def _methods(values, eval_split: str, where: str) -> list[MethodSpec]:
             if chooser == "none" and not {"style_layer", "style_scale"} <= set(evaluate):
                 raise ConfigError(f"{at}: with train.selection_split none, give evaluate.style_layer and "
                                   "evaluate.style_scale")
-        methods.append(MethodSpec(str(name), spec["method"], train, evaluate, spec.get("accelerate_config")))
+        methods.append(MethodSpec(name, spec["method"], train, evaluate, _accelerate_config(spec, at)))
     return methods
 
 
@@ -280,51 +396,62 @@ def _check_variants(retrievers: list[RetrieverSpec], ks: list[int], methods: lis
 
 
 def parse_experiment(values: dict, where: str = "experiment") -> Experiment:
+    if not all(isinstance(key, str) for key in values):
+        raise ConfigError(f"{where}: every key must be a name, got {[k for k in values if not isinstance(k, str)]}")
     _check_keys(values, TOP_KEYS, where)
     for key in ("name", "output_dir", "configs", "retrievers", "k", "models"):
-        if not values.get(key):
+        if values.get(key) in (None, "", [], {}):
             raise ConfigError(f"{where}: {key} is required")
-    configs = values["configs"] if isinstance(values["configs"], list) else [values["configs"]]
+    for key in ("name", "output_dir", "data_dir", "cache_dir", "description", "plot_metric", "eval_split"):
+        _string(values, key, where)
+    configs = _unique_list(values["configs"], "configs", where)
     for config in configs:
         if config not in config_names(with_aliases=False):
             raise ConfigError(f"{where}: configs: {config!r} is not one of "
                               f"{', '.join(config_names(with_aliases=False))}")
+    eval_split = values.get("eval_split", "validation")
+    if eval_split not in SPLITS:
+        raise ConfigError(f"{where}: eval_split must be one of {', '.join(SPLITS)}, got {eval_split!r}")
     retrievers = []
     for name, spec in _mapping(values["retrievers"], f"{where}: retrievers").items():
-        spec = _mapping(spec, f"{where}: retrievers.{name}")
-        _check_keys(spec, RETRIEVER_KEYS, f"{where}: retrievers.{name}")
+        at = f"{where}: retrievers.{name}"
+        _name(name, f"{where}: retrievers")
+        spec = _mapping(spec, at)
+        _check_keys(spec, RETRIEVER_KEYS, at)
         ranked = spec.get("ranked", True)
         if not isinstance(ranked, bool):
-            raise ConfigError(f"{where}: retrievers.{name}.ranked must be true or false, got {ranked!r}")
-        if not ranked and spec.get("options"):
-            raise ConfigError(f"{where}: retrievers.{name}.options are rank_profiles.py flags; with ranked: false "
-                              "there is no ranking stage")
-        retrievers.append(RetrieverSpec(str(name), spec.get("retriever", name),
-                                        resolve_model_name(spec.get("retriever_model")),
-                                        dict(spec.get("options") or {}), ranked))
-    ks = values["k"] if isinstance(values["k"], list) else [values["k"]]
-    if not all(isinstance(k, int) and k >= 1 for k in ks):
+            raise ConfigError(f"{at}.ranked must be true or false, got {ranked!r}")
+        options = _flag_values(spec.get("options"), f"{at}.options")
+        if not ranked and options:
+            raise ConfigError(f"{at}.options are rank_profiles.py flags; with ranked: false there is no ranking "
+                              "stage")
+        retrievers.append(RetrieverSpec(name, _string(spec, "retriever", at, name),
+                                        resolve_model_name(_string(spec, "retriever_model", at),
+                                                           f"{at}.retriever_model"),
+                                        options, ranked))
+    ks = _unique_list(values["k"], "k", where)
+    if not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in ks):
         raise ConfigError(f"{where}: k must be positive integers, got {ks}")
-    eval_split = values.get("eval_split", "validation")
     methods = _methods(values.get("personalization"), eval_split, where)
     _check_variants(retrievers, ks, methods, where)
     models = []
     for name, spec in _mapping(values["models"], f"{where}: models").items():
-        spec = _mapping(spec, f"{where}: models.{name}")
-        _check_keys(spec, MODEL_KEYS, f"{where}: models.{name}")
+        at = f"{where}: models.{name}"
+        _name(name, f"{where}: models")
+        spec = _mapping(spec, at)
+        _check_keys(spec, MODEL_KEYS, at)
         if spec.get("mode") not in MODES:
-            raise ConfigError(f"{where}: models.{name}.mode must be one of {', '.join(MODES)}, "
-                              f"got {spec.get('mode')!r}")
+            raise ConfigError(f"{at}.mode must be one of {', '.join(MODES)}, got {spec.get('mode')!r}")
         if not spec.get("model_name"):
-            raise ConfigError(f"{where}: models.{name}.model_name is required")
-        models.append(ModelSpec(str(name), resolve_model_name(spec["model_name"]), spec["mode"],
-                                dict(_mapping(spec.get("train"), f"models.{name}.train")),
-                                dict(_mapping(spec.get("evaluate"), f"models.{name}.evaluate")),
-                                spec.get("accelerate_config", "accelerate_configs/cpu.yaml"),
-                                _chosen_names(spec.get("retrievers"), retrievers, "retrievers",
-                                              f"{where}: models.{name}"),
-                                _chosen_names(spec.get("personalization"), methods, "personalization",
-                                              f"{where}: models.{name}")))
+            raise ConfigError(f"{at}.model_name is required")
+        chosen = {key: spec.get(key) if spec.get(key) is None else _unique_list(spec[key], key, at)
+                  for key in ("retrievers", "personalization")}
+        models.append(ModelSpec(name, resolve_model_name(_string(spec, "model_name", at), f"{at}.model_name"),
+                                spec["mode"], _flag_values(spec.get("train"), f"{at}.train"),
+                                _flag_values(spec.get("evaluate"), f"{at}.evaluate"),
+                                _accelerate_config(spec, at) or "accelerate_configs/cpu.yaml",
+                                _chosen_names(chosen["retrievers"], retrievers, "retrievers", at),
+                                _chosen_names(chosen["personalization"], methods, "personalization", at)))
     for config in configs:
         if not parse_config_name(config)[0].public and not values.get("data_dir"):
             raise ConfigError(f"{where}: {config} is built from the licensed Avocado collection: give data_dir "
@@ -332,11 +459,29 @@ def parse_experiment(values: dict, where: str = "experiment") -> Experiment:
     plot_metric = values.get("plot_metric", "rougeL")
     if plot_metric not in HEADLINE_METRICS:
         raise ConfigError(f"{where}: plot_metric must be one of {', '.join(HEADLINE_METRICS)}")
+    output_dir = Path(_absolute(values["output_dir"]))
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigError(f"{where}: output_dir {values['output_dir']} is a file, not a folder")
+    if values.get("data_dir") and not Path(values["data_dir"]).expanduser().is_dir():
+        raise ConfigError(f"{where}: data_dir {values['data_dir']} is not a folder")
+    env = _mapping(values.get("env"), f"{where}: env")
+    if not all(isinstance(v, (str, int, float, bool)) for v in env.values()):
+        raise ConfigError(f"{where}: env values must be strings or numbers")
     return Experiment(
-        name=str(values["name"]), output_dir=Path(_absolute(str(values["output_dir"]))), configs=list(configs),
+        name=values["name"], output_dir=output_dir, configs=list(configs),
         retrievers=retrievers, k=list(ks), models=models, methods=methods, data_dir=_absolute(values.get("data_dir")),
         cache_dir=_absolute(values.get("cache_dir")), eval_split=eval_split,
-        evaluate=dict(_mapping(values.get("evaluate"), "evaluate")),
-        scoring=dict(_mapping(values.get("scoring"), "scoring")), rank=dict(_mapping(values.get("rank"), "rank")),
-        plot_metric=plot_metric, env={str(k): str(v) for k, v in _mapping(values.get("env"), "env").items()},
+        evaluate=_flag_values(values.get("evaluate"), f"{where}: evaluate"),
+        scoring=_flag_values(values.get("scoring"), f"{where}: scoring"),
+        rank=_flag_values(values.get("rank"), f"{where}: rank"),
+        plot_metric=plot_metric, env={str(k): str(v) for k, v in env.items()},
+        resources=_resources(values.get("resources"), where),
     )
+
+
+def _accelerate_config(spec: dict, where: str) -> str | None:
+    """An accelerate config file (relative to the repository root, as the stages run there) that exists."""
+    path = _string(spec, "accelerate_config", where)
+    if path and not (REPO / path).is_file() and not Path(path).is_file():
+        raise ConfigError(f"{where}.accelerate_config: {path} does not exist")
+    return path

@@ -4,12 +4,19 @@
     python scripts/run_benchmark.py --config experiments/paper_review_user.yaml --output_dir runs/review
     python scripts/run_benchmark.py --config experiments/demo.yaml --set models.smollm2-lora.train.max_steps=2
     python scripts/run_benchmark.py --config experiments/personalization.yaml
+    python scripts/run_benchmark.py --config experiments/demo.yaml --max_parallel 2
+    python scripts/run_benchmark.py --config experiments/paper.yaml --executor slurm
+    python scripts/run_benchmark.py --config experiments/paper.yaml --executor slurm --status
 
 The experiment file describes a grid (configs x ({no profile} + retrievers x k + per-user methods) x models, each
 model zero-shot or fine-tuned; see benchmark_runner/experiment.py). Every stage is the real command
 (rank_profiles.py, `accelerate launch training/train.py`, train_per_user.py, train_style_vectors.py,
-evaluate_llm.py, evaluate_per_user.py, eval_task.py), logged in its folder; killed and started
-again with the same arguments, the runner skips every finished stage and the stages resume where they stopped.
+evaluate_llm.py, evaluate_per_user.py, eval_task.py), logged in its folder, started once the stages it needs have
+finished: on this machine (`--executor local`, `--max_parallel` at once) or as one SLURM job each (`--executor
+slurm`, through submitit, with the experiment's `resources`). Everything is checked before the first stage. Killed
+and started again with the same arguments, the runner skips every stage finished from the same inputs, redoes one
+whose data, model or earlier stage changed since, and the stages resume where they stopped. A failed stage stops
+only the stages that need it; the runner then names it and its log and exits with 1.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmark_runner.checks import check_allocations, check_commands  # noqa: E402
+from benchmark_runner.execute import LocalExecutor, SlurmExecutor, execute  # noqa: E402
 from benchmark_runner.experiment import load_experiment  # noqa: E402
 from benchmark_runner.results import (  # noqa: E402
     collect,
@@ -33,7 +42,17 @@ from benchmark_runner.results import (  # noqa: E402
     write_results,
 )
 from benchmark_runner.stages import plan, stage_env  # noqa: E402
-from longlamp_cli import ArgumentParser, DataArguments, OutputArguments, arg, output_folder, reuse, run_command  # noqa: E402
+from benchmark_runner.status import grid_status, write_job_scripts  # noqa: E402
+from longlamp_cli import (  # noqa: E402
+    ArgumentParser,
+    DataArguments,
+    OutputArguments,
+    arg,
+    output_folder,
+    positive_int,
+    reuse,
+    run_command,
+)
 from longlamp_io import RunLock  # noqa: E402
 from publishing.cli import HubArguments  # noqa: E402
 
@@ -56,7 +75,15 @@ class RunnerArguments:
     set: list[str] = arg("override one setting of the experiment file, e.g. k=[1] or "
                          "models.smollm2-lora.train.max_steps=2 (the value is read as YAML); repeatable (default: "
                          "none)", default_factory=list, action="append", metavar="KEY=VALUE")
-    dry_run: bool = arg("print the stage commands and stop", default=False)
+    executor: str = arg("where the stages run: local (processes on this machine, --max_parallel at once) or slurm "
+                        "(one SLURM job per stage through submitit, with the experiment's resources)",
+                        default="local", choices=("local", "slurm"))
+    max_parallel: int = arg("--executor local: how many stages run at once (each starts once the stages it needs "
+                            "have finished)", default=1, type=positive_int)
+    dry_run: bool = arg("print the plan (each stage, what it needs, its command) and stop; with --executor slurm "
+                        "also write the job scripts it would submit under <output_dir>/slurm/dry_run", default=False)
+    status: bool = arg("print each stage's state (done, running with its job id, failed with its log, pending) "
+                       "from the output folder and the scheduler, and stop: nothing is started", default=False)
     push_to_hub: bool = reuse(HubArguments, "push_to_hub", help="publish the results, plots, cards and fine-tuned "
                               "adapters in one commit to --hub_model_id (token: HF_TOKEN or `hf auth login`); "
                               "--push_to_hub NAMESPACE/NAME names it")
@@ -79,22 +106,35 @@ def main(argv: list[str] | None = None) -> int:
 
         check_repo_id(args.hub_model_id)  # before hours of work, not after
     stages = plan(experiment)
+    check_commands(stages, args.experiment)
+    if args.executor == "slurm":
+        check_allocations(stages, experiment.resources, args.experiment)
+    if args.status:
+        print(grid_status(stages, experiment.output_dir))
+        return 0
     if args.dry_run:
         for stage in stages:
-            print(f"# {stage.name}\n{' '.join(stage.portable_command())}")
+            needs = f"  (after: {', '.join(need.name for need in stage.needs)})" if stage.needs else ""
+            print(f"# {stage.name}{needs}\n{' '.join(stage.portable_command())}")
+        if args.executor == "slurm":
+            folder = write_job_scripts(stages, experiment)
+            print(f"\nThe job scripts it would submit, one per stage: {folder}")
         return 0
     root = experiment.output_dir
     started = time.monotonic()
     with RunLock(root, "scripts/run_benchmark.py"):
         env = stage_env(experiment)
-        for number, stage in enumerate(stages, 1):
-            prefix = f"[{number:>2}/{len(stages)}] {stage.name}"
-            if stage.is_done():
-                print(f"{prefix}: done before, skipped", flush=True)
-                continue
-            print(f"{prefix} ...", flush=True)
-            seconds = stage.run(env)
-            print(f"{prefix}: {seconds:.0f} s (log: {stage.folder / 'stage.log'})", flush=True)
+        executor = (SlurmExecutor(root, experiment.resources) if args.executor == "slurm"
+                    else LocalExecutor(args.max_parallel))
+        outcomes = execute(stages, executor, env)
+        failed = [(stage, outcomes[stage.name]) for stage in stages if outcomes[stage.name].state == "failed"]
+        if failed:
+            blocked = sum(outcome.state == "blocked" for outcome in outcomes.values())
+            for stage, outcome in failed:
+                print(f"run_benchmark.py: error: {outcome.reason}", file=sys.stderr)
+            print(f"run_benchmark.py: {len(failed)} stage(s) failed, {blocked} not started because they need one; "
+                  "the others finished. Fix the cause and run the same command again.", file=sys.stderr)
+            return 1
         results = collect(experiment)
         written = write_results(experiment, results)
         cards = write_cards(experiment)

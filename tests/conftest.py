@@ -43,6 +43,14 @@ def tiny_chat_llama(tmp_path_factory) -> Path:
     return make_causal_lm(tmp_path_factory.mktemp("tiny-chat-llama"), chat=True)
 
 
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> Path:
+    """A tiny random sentence encoder (the dense retriever's stand-in for all-MiniLM-L6-v2)."""
+    from support.tiny_models import make_encoder
+
+    return make_encoder(tmp_path_factory.mktemp("tiny-encoder"))
+
+
 @pytest.fixture
 def fresh_accelerate():
     """Each in-process run starts from a clean accelerate state and leaves one behind."""
