@@ -629,10 +629,16 @@ def read_model_record(path: str | Path) -> tuple[RunRecord, TrainingOutcome]:
             _load(TrainingOutcome, data.get("outcome") or {}, f"{path}: outcome"))
 
 
+# The retrievers that rank with a dense encoder (--retriever_model); tests/test_run_record.py checks this against
+# retrieval.registry, which this layer does not import.
+ENCODER_RETRIEVERS = frozenset({"contriever"})
+
+
 def trained_settings(model_path: str | Path) -> dict | None:
     """The retrieval, k, prompt budget and chat-template settings a fine-tuned model (or adapter) folder was trained
     with, as evaluate_llm.py's flag values, from the training record saved beside it; None for a model without one
-    (a Hub id, a model not trained by this toolkit). Retrieval flags only when it was trained with profile."""
+    (a Hub id, a model not trained by this toolkit). Retrieval flags only when it was trained with profile, and the
+    encoder only when its retriever had one (a BM25 run's --retriever_model is the unused flag default)."""
     path = Path(model_path).expanduser() / TRAINING_RECORD_FILE
     if not path.is_file():
         return None
@@ -640,8 +646,9 @@ def trained_settings(model_path: str | Path) -> dict | None:
     settings = {"use_profile": record.retrieval.use_profile, "max_prompt_length": record.prompt.max_prompt_length,
                 "use_chat_template": record.prompt.chat_template}
     if record.retrieval.use_profile:
-        settings.update(retriever=record.retrieval.retriever, retriever_model=record.retrieval.retriever_model,
-                        num_retrieved=record.retrieval.num_retrieved)
+        settings.update(retriever=record.retrieval.retriever, num_retrieved=record.retrieval.num_retrieved)
+        if record.retrieval.retriever in ENCODER_RETRIEVERS:
+            settings["retriever_model"] = record.retrieval.retriever_model
     return settings
 
 

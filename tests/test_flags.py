@@ -362,8 +362,7 @@ def test_a_model_fine_tuned_with_the_defaults_is_evaluated_as_it_was_trained(tin
                               sample_cache, "--model_name", str(tmp_path / "ft" / "final"), "--output_dir", str(out),
                               "--max_eval_examples", "2", "--max_new_tokens", "4"]) == 0
     scores = json.loads((out / "scores.json").read_text())
-    assert scores["from_training_record"] == {"use_profile": True, "retriever": "bm25",
-                                              "retriever_model": "facebook/contriever", "num_retrieved": 2,
+    assert scores["from_training_record"] == {"use_profile": True, "retriever": "bm25", "num_retrieved": 2,
                                               "max_prompt_length": 128, "use_chat_template": False}
     retrieval, prompt = scores["settings"]["retrieval"], scores["settings"]["prompt"]
     assert retrieval["use_profile"] and retrieval["num_retrieved"] == 2 and prompt["max_prompt_length"] == 128

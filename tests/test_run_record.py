@@ -139,6 +139,22 @@ def test_trained_settings_come_from_the_record_beside_the_model(tmp_path):
                                                     "retriever_model": "enc", "num_retrieved": 3,
                                                     "max_prompt_length": 512, "use_chat_template": True}
     assert trained_settings(tmp_path) is None and trained_settings("someone/model") is None
+    bm25 = record_from_flags("training", {"task": "product_review_user", "train_data": "product_review_user",
+                                          "model_name": "m", "max_target_length": 64, "use_profile": True,
+                                          "retriever": "bm25", "retriever_model": "facebook/contriever"})
+    write_model_record(tmp_path / "bm25", bm25, TrainingOutcome(global_step=1))
+    assert "retriever_model" not in trained_settings(tmp_path / "bm25")  # the flag's default, unused by BM25
+
+
+def test_the_encoder_retrievers_are_the_registry_retrievers_that_take_an_encoder():
+    import inspect
+
+    from longlamp_runs import ENCODER_RETRIEVERS
+    from retrieval.registry import RETRIEVERS, get_retriever
+
+    taking = {name for name in RETRIEVERS
+              if "model_name" in inspect.signature(type(get_retriever(name)).__init__).parameters}
+    assert taking == ENCODER_RETRIEVERS
 
 
 def test_the_stage_record_reads_back_and_one_of_0_1_0_is_read_too(tmp_path):
