@@ -50,6 +50,26 @@ def _ranked_splits(ranked: Mapping[str, str | Path]) -> dict:
     return splits
 
 
+def _check_ranked_rows(splits: dict, ranked: Mapping[str, str | Path], config: str, **source) -> None:
+    """Each ranked file must hold the rows of the split it is exported as, of this config: a file ranked from
+    another config or split would be published under the wrong name."""
+    import longlamp
+
+    for split, data in splits.items():
+        try:
+            expected = longlamp.load_split(config, split, **source)
+        except (FileNotFoundError, ValueError) as error:
+            raise PublishError(f"--ranked {ranked[split]}: cannot load the {split} split of {config} to check it "
+                               f"against: {error}") from None
+        want = dict(zip(expected["id"], expected["output"]))
+        have = dict(zip(data["id"], data["output"]))
+        if have != want:
+            unknown = sum(1 for i, text in have.items() if want.get(i) != text)
+            raise PublishError(f"--ranked {split}={ranked[split]}: not the {split} split of {config} ({len(have)} rows, "
+                               f"{unknown} of them not in that split, which has {len(want)}): rank that split, or "
+                               "name the file's own split and config")
+
+
 def _retriever_name(splits: dict) -> str:
     names = {str(data[0]["ranked_by"]).split("(")[0] for data in splits.values() if len(data)}
     if len(names) != 1:
@@ -65,13 +85,14 @@ def export_config(config: str, output: str | Path, *, data_dir: str | None = Non
 
     task, setting = parse_config_name(config)
     canonical = f"{task.name}_{setting}"
+    source = {"data_dir": data_dir, "cache_dir": cache_dir, **({"revision": revision} if revision else {})}
     if ranked:
         splits = _ranked_splits(ranked)
+        _check_ranked_rows(splits, ranked, canonical, **source)
         retriever = _retriever_name(splits)
         name = f"{canonical}_{retriever}_ranked"
     else:
-        loaded = longlamp.load(canonical, data_dir=data_dir, cache_dir=cache_dir, **({"revision": revision}
-                                                                                     if revision else {}))
+        loaded = longlamp.load(canonical, **source)
         splits, retriever, name = dict(loaded), None, canonical
     output = Path(output)
     folder = output / name
