@@ -18,7 +18,17 @@ import shlex
 from pathlib import Path
 
 from longlamp_io import write_text_atomic
-from longlamp_runs import CARD_FILE, RECORD_VERSION, RunFolder, RunRecord, Variant, flags_of, read_run
+from longlamp_runs import (
+    CARD_FILE,
+    PER_SAMPLE_FILE,
+    PREDICTIONS_FILE,
+    RECORD_VERSION,
+    RunFolder,
+    RunRecord,
+    Variant,
+    flags_of,
+    read_run,
+)
 from longlamp_tasks import CITATION, parse_config_name, scorer_task_name
 from publishing.plots import plot_comparison
 from publishing.runs import (
@@ -346,22 +356,68 @@ def notes(run: RunFolder) -> str:
     return "\n".join(lines)
 
 
+def _setting_text(run: RunFolder) -> str:
+    task, setting = parse_config_name(run.config)
+    split_rule = ("test users are unseen in training" if setting == "user"
+                  else "each user's latest items are the targets, earlier ones the profile")
+    return (f"LongLaMP config `{run.config}` (`{scorer_task_name(task, setting)}` in prediction files): "
+            f"{split_rule}. Every setting of the run (its run record, version {RECORD_VERSION}; "
+            "docs/runs.md of the LongLaMP toolkit describes each):")
+
+
 def build_card(run: RunFolder, repo_id: str | None = None, source_url: str | None = None,
                plot_file: str | None = None):
     """The card of `run` (longlamp_runs.read_run's); pure: reads files, writes nothing."""
     from huggingface_hub import ModelCard
 
-    task, setting = parse_config_name(run.config)
-    split_rule = ("test users are unseen in training" if setting == "user"
-                  else "each user's latest items are the targets, earlier ones the profile")
-    setting_text = (f"LongLaMP config `{run.config}` (`{scorer_task_name(task, setting)}` in prediction files): "
-                    f"{split_rule}. Every setting of the run (its run record, version {RECORD_VERSION}; "
-                    "docs/runs.md of the LongLaMP toolkit describes each):")
     return ModelCard.from_template(
         card_data(run, source_url), template_path=str(TEMPLATE), title=title(run), summary=summary_text(run),
-        setting_text=setting_text, settings_table=settings_table(run), results_table=results_table(run),
+        setting_text=_setting_text(run), settings_table=settings_table(run), results_table=results_table(run),
         comparison_table=comparison_table(run), plot_file=plot_file, results_note=notes(run),
         usage=usage(run, repo_id), command=reproduce_command(run), citation=CITATION,
+    )
+
+
+def results_configs(run: RunFolder) -> list[dict]:
+    """The `configs:` of a results dataset repository: each scored variant's per-sample scores and predictions,
+    so that `load_dataset(repo, config)` and the viewer read them (the other files are not tables)."""
+    configs = []
+    for variant in run.variants:
+        sub = "" if variant.folder == run.folder else variant.folder.relative_to(run.folder).as_posix()
+        suffix = "_" + sub.replace("/", "_") if sub else ""
+        folder = sub + "/" if sub else ""
+        split = variant.record.task.split
+        if variant.metrics:
+            configs.append({"config_name": f"per_sample{suffix}",
+                            "data_files": [{"split": split, "path": f"{folder}{PER_SAMPLE_FILE}"}]})
+        configs.append({"config_name": f"predictions{suffix}", "field": "golds",
+                        "data_files": [{"split": split, "path": f"{folder}{PREDICTIONS_FILE}"}]})
+    configs[0]["default"] = True
+    return configs
+
+
+def build_results_dataset_card(run: RunFolder, repo_id: str | None = None, source_url: str | None = None,
+                               plot_file: str | None = None):
+    """The card of a results repository of type dataset: a dataset card (no model metadata, which the Hub refuses
+    there) whose `configs:` make the predictions and per-sample scores loadable; pure."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from publishing.dataset_export import license_fields
+
+    configs = results_configs(run)
+    name = repo_id or "NAMESPACE/NAME"
+    loading = "\n".join(f"{c['config_name']} = load_dataset({name!r}, {c['config_name']!r})" for c in configs)
+    data = DatasetCardData(
+        language=["en"], pretty_name=title(run), task_categories=["text-generation"],
+        tags=["longlamp", "personalization", "results", parse_config_name(run.config)[0].name, run.config],
+        configs=configs, **license_fields(not parse_config_name(run.config)[0].public),
+    )
+    source = f"\n\nThe numbers, with their record: [{source_url}]({source_url})" if source_url else ""
+    return DatasetCard.from_template(
+        data, template_path=str(TEMPLATE), title=title(run), summary=summary_text(run) + source,
+        setting_text=_setting_text(run), settings_table=settings_table(run), results_table=results_table(run),
+        comparison_table=comparison_table(run), plot_file=plot_file, results_note=notes(run),
+        usage=f"from datasets import load_dataset\n\n{loading}", command=reproduce_command(run), citation=CITATION,
     )
 
 

@@ -65,9 +65,9 @@ def _check_ranked_rows(splits: dict, ranked: Mapping[str, str | Path], config: s
         have = dict(zip(data["id"], data["output"]))
         if have != want:
             unknown = sum(1 for i, text in have.items() if want.get(i) != text)
-            raise PublishError(f"--ranked {split}={ranked[split]}: not the {split} split of {config} ({len(have)} rows, "
-                               f"{unknown} of them not in that split, which has {len(want)}): rank that split, or "
-                               "name the file's own split and config")
+            raise PublishError(f"--ranked {split}={ranked[split]}: not the {split} split of {config} ({len(have)} "
+                               f"rows, {unknown} of them not in that split, which has {len(want)}): rank that split, "
+                               "or name the file's own split and config")
 
 
 def _retriever_name(splits: dict) -> str:
@@ -111,6 +111,13 @@ def export_config(config: str, output: str | Path, *, data_dir: str | None = Non
     return name
 
 
+def license_fields(licensed: bool) -> dict:
+    """The card metadata of LongLaMP data's terms: the LDC's licence for the email task (Avocado), the sources'
+    own terms for the rest."""
+    return {"license": "other", "license_name": "ldc-avocado" if licensed else "longlamp-sources",
+            "license_link": "https://catalog.ldc.upenn.edu/LDC2015T03" if licensed else HOMEPAGE}
+
+
 def _config_entries(name: str, splits: dict) -> tuple[dict, dict]:
     config = {"config_name": name, "data_files": [{"split": split, "path": f"{name}/{split}-*.parquet"}
                                                   for split in splits]}
@@ -133,9 +140,8 @@ def _write_card(output: Path, name: str, task, splits: dict, retriever: str | No
         configs[0]["default"] = True
     private_data = any(c["config_name"].startswith("email_generation") for c in configs)
     data = DatasetCardData(
-        language=["en"], license="other", license_name="ldc-avocado" if private_data else "longlamp-sources",
-        license_link="https://catalog.ldc.upenn.edu/LDC2015T03" if private_data else HOMEPAGE,
-        task_categories=["text-generation"], pretty_name="LongLaMP", tags=["longlamp", "personalization"],
+        language=["en"], **license_fields(private_data), task_categories=["text-generation"], pretty_name="LongLaMP",
+        tags=["longlamp", "personalization"],
         size_categories=None, configs=configs, dataset_info=infos,
     )
     rows = ["| config | splits (rows) |", "|---|---|"]

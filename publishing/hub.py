@@ -37,6 +37,7 @@ from publishing.cards import (
     EVAL_RESULTS_FILE,
     PLOT_FILE,
     build_card,
+    build_results_dataset_card,
     eval_results_yaml,
     model_shown,
     plot_rows,
@@ -155,9 +156,12 @@ def stage_run(run_dir: str | Path, staging: str | Path, repo_id: str | None = No
         source = source if (staging / source).is_file() else CARD_FILE
         kind = "" if repo_type == "model" else "datasets/"
         source_url = f"{constants.ENDPOINT}/{kind}{repo_id}/blob/{revision or 'main'}/{source}"
-    card = build_card(run, repo_id if repo_type == "model" else None, source_url, plot)
+    if repo_type == "dataset":
+        card = build_results_dataset_card(run, repo_id, source_url, plot)
+    else:
+        card = build_card(run, repo_id, source_url, plot)
     _write_text(staging / CARD_FILE, str(card))
-    if any(variant.metrics for variant in run.variants):
+    if repo_type == "model" and any(variant.metrics for variant in run.variants):  # the Hub reads them in models
         name = EVAL_RESULTS_FILE if not prefix else EVAL_RESULTS_FILE.replace(".yaml", f"_{run.config}.yaml")
         _write_text(staging / name, eval_results_yaml(run, source_url))
     return staging
@@ -260,7 +264,8 @@ def upload(folder: Path, repo_id: str, *, repo_type: str = "model", private: boo
     """Check the card's metadata with the Hub, make sure the repository (and branch) exists with the visibility
     asked for (creating it if needed), and commit `folder` in one commit; returns the repository URL, or the pull
     request's when one was opened (`create_pr`, or chosen because the token may not write to the repository, unless
-    `pull_request_if_refused` is False). `public_ok`: the caller's licence check passed for a public push (names the licence in refusals otherwise)."""
+    `pull_request_if_refused` is False). `public_ok`: the caller's licence check passed for a public push (a
+    refusal names the licence otherwise)."""
     check_repo_id(repo_id)
     if repo_type not in REPO_TYPES:
         raise PublishError(f"--hub_repo_type {repo_type!r} is not one of: {', '.join(REPO_TYPES)}")
@@ -273,8 +278,15 @@ def upload(folder: Path, repo_id: str, *, repo_type: str = "model", private: boo
     try:
         _check_card(api, folder, repo_id, repo_type)
         is_private = _destination(api, repo_id, repo_type, private, create_pr, public_ok)
+        refused_branch = PublishError(f"your token may not write to {repo_id}, and a pull request (what others' "
+                                      f"repositories take) goes to main, not to --hub_revision {revision}")
         if revision and not create_pr:
-            api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+            try:
+                api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+            except Exception as error:
+                if _status(error) == 403:
+                    raise refused_branch from None
+                raise
         arguments = dict(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type, path_in_repo=path_in_repo,
                          delete_patterns=delete_patterns, commit_message=commit_message,
                          ignore_patterns=[STAGING_MARKER])
@@ -284,8 +296,7 @@ def upload(folder: Path, repo_id: str, *, repo_type: str = "model", private: boo
             if _status(error) != 403 or create_pr or not pull_request_if_refused:
                 raise
             if revision not in (None, "main"):
-                raise PublishError(f"your token may not write to {repo_id}, and a pull request (what others' "
-                                   f"repositories take) goes to main, not to --hub_revision {revision}") from None
+                raise refused_branch from None
             logger.warning("your token may not write to %s: opening a pull request (community contribution) "
                            "instead; its owner can merge it", repo_id)
             commit = api.upload_folder(**arguments, create_pr=True)

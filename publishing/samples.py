@@ -35,7 +35,11 @@ def write_per_sample_scores(variant: Variant, target: Path | None = None) -> Pat
     """
     target = target or variant.per_sample_file
     if variant.per_sample_file.is_file():
-        per_sample.read_variant(variant)  # refused when it is not this run's: nothing is rewritten
+        ids = per_sample.read_variant(variant)[0]  # refused when it is not this run's: nothing is rewritten
+        problem = (per_sample_problem(variant.per_sample_file, ids, None, None, variant.predictions_file)
+                   if variant.predictions_file.is_file() else None)
+        if problem:  # predictions changed after scoring: the scores are not of these predictions
+            raise RunFolderError(f"{problem}: the predictions are not the ones scored; nothing was written")
         if target != variant.per_sample_file:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(variant.per_sample_file, target)

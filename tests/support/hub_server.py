@@ -173,7 +173,8 @@ class HubStandIn:
                 payload = self._read_body() if self.command == "POST" else b""
                 if hub.garbage:
                     return self._send_bytes(200, b"<html>Hub maintenance</html>", body, {"Content-Type": "text/html"})
-                if hub.token and self.headers.get("authorization") != f"Bearer {hub.token}":
+                anonymous = path == "/api/validate-yaml"  # the Hub validates metadata for anyone
+                if hub.token and not anonymous and self.headers.get("authorization") != f"Bearer {hub.token}":
                     return self._send(401, {"error": "Invalid credentials in Authorization header"}, body)
                 raw = url.path  # a revision such as refs%2Fpr%2F1 stays one path segment
                 writes = [
