@@ -105,8 +105,20 @@ def test_dry_run_stages_results_without_golds(zero_shot_run, tmp_path):
     staged = zero_shot_run / push_results.DRY_RUN_FOLDER
     names = {p.relative_to(staged).as_posix() for p in files_under(staged)} - {".longlamp-staged"}
     assert names == {"README.md", "results.png", "results.json", "predictions.json", "prompts.json", "comparison.json",
-                     "per_sample.jsonl", ".eval_results/longlamp.yaml", "no_profile/results.json",
-                     "no_profile/predictions.json", "no_profile/prompts.json", "no_profile/per_sample.jsonl"}
+                     "per_sample.jsonl", "no_profile/results.json", "no_profile/predictions.json",
+                     "no_profile/prompts.json", "no_profile/per_sample.jsonl"}  # .eval_results are for models
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(staged / "README.md").data.to_dict()  # a dataset card: no model metadata
+    assert not {"model-index", "base_model", "library_name", "pipeline_tag"} & set(card)
+    assert [c["config_name"] for c in card["configs"]] == ["per_sample", "predictions", "per_sample_no_profile",
+                                                           "predictions_no_profile"]
+    per_sample_rows = [json.loads(line) for line in (zero_shot_run / "per_sample.jsonl").read_text().splitlines()]
+    loaded = datasets.load_dataset(str(staged), "per_sample", cache_dir=str(tmp_path / "cache"))
+    assert list(loaded) == ["validation"] and [dict(r) for r in loaded["validation"]] == per_sample_rows
+    predictions = datasets.load_dataset(str(staged), "predictions_no_profile", cache_dir=str(tmp_path / "cache"))
+    assert predictions["validation"]["id"] == [r["id"] for r in per_sample_rows]
     references = [g["output"].strip() for g in json.loads((zero_shot_run / "golds.json").read_text())["golds"]]
     staged_text = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in files_under(staged))
     assert not any(reference in staged_text for reference in references if len(reference) > 40)
@@ -306,6 +318,8 @@ def test_zero_shot_results_pushed_into_an_existing_model_repo_keep_its_card(tiny
         env = hub_env(hub, tmp_path, HF_TOKEN=TOKEN)
         first = run(command, env)
         second = run(command, env)  # the same results again: the card gains no second section
+    assert (repo / "README.md").read_text() == (model / "README.md").read_text()  # main as it was: a branch apart
+    repo = hub.repo_dir("me/tiny", "models", "longlamp-results")
     card = ModelCard((repo / "README.md").read_text())
     scores = json.loads((output / "scores.json").read_text())["scores"]["metrics"]
     assert card.data.license == "apache-2.0" and "The owner's own words." in card.text
@@ -330,13 +344,47 @@ def test_a_ranked_split_exports_as_its_own_config_that_plain_datasets_loads(samp
                                "--retriever", "bm25", "--output", str(ranked)]) == 0
     from publishing.dataset_export import export_config
 
-    name = export_config(CONFIG, tmp_path / "export", ranked={"validation": ranked})
+    name = export_config(CONFIG, tmp_path / "export", ranked={"validation": ranked}, data_dir=str(sample_dir),
+                         cache_dir=sample_cache)
     assert name == f"{CONFIG}_bm25_ranked"
     run(["-c", LOAD_PLAIN, str(tmp_path / "export"), str(tmp_path / "cache"), name, str(tmp_path / "rows.json")],
         {**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
     loaded = json.loads((tmp_path / "rows.json").read_text())[name]
     assert list(loaded) == ["validation"]
     assert loaded["validation"] == json.loads(json.dumps(list(longlamp.load_split(str(ranked), "validation"))))
+
+
+@pytest.mark.multiprocess
+def test_export_refuses_mislabelled_ranked_files_and_bad_paths_with_one_error_line(sample_dir, sample_cache, tmp_path,
+                                                                                   capsys):
+    from longlamp_cli import run_command
+    from retrieval import rank_profiles
+    from scripts import export_dataset
+
+    ranked = tmp_path / "val_bm25.parquet"
+    assert rank_profiles.main(["--config", CONFIG, "--split", "validation", "--data_dir", str(sample_dir),
+                               "--retriever", "bm25", "--output", str(ranked)]) == 0
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "not.parquet").write_text("not parquet")
+    base = ["--data_dir", str(sample_dir), "--cache_dir", sample_cache]
+    cases = {
+        "another config": (["--config", "topic_writing_user", "--ranked", f"validation={ranked}", *base,
+                            "--output", str(tmp_path / "out1")], f"{ranked}: not the validation split of "
+                                                                  "topic_writing_user"),
+        "another split": (["--config", CONFIG, "--ranked", f"train={ranked}", *base, "--output",
+                           str(tmp_path / "out2")], f"train={ranked}: not the train split of {CONFIG}"),
+        "output a file": (["--config", CONFIG, *base, "--output", str(tmp_path / "a-file")], "is a file"),
+        "missing data_dir": (["--config", CONFIG, "--data_dir", str(tmp_path / "missing"), "--output",
+                              str(tmp_path / "out3")], "missing"),
+        "not parquet": (["--config", CONFIG, "--ranked", str(tmp_path / "not.parquet"), *base, "--output",
+                         str(tmp_path / "out4")], "not.parquet"),
+    }
+    for case, (argv, expected) in cases.items():
+        code = run_command(export_dataset.main, argv, prog="export_dataset.py")
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("export_dataset.py: error:") == 1 and expected in err, (case, err)
+        assert "Traceback" not in err, case
+    assert not any((tmp_path / f"out{i}").exists() for i in range(1, 5))  # nothing half-written
 
 
 def test_local_paths_are_reduced_to_their_last_part_hub_ids_and_urls_kept(tmp_path, monkeypatch):
