@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support.hub import TOKEN, assert_token_nowhere, files_under, hub_env, run
+from support.hub import TOKEN, assert_token_nowhere, assert_uploads_portable, files_under, hub_env, run
 from support.hub_server import HubStandIn
 from support.training import CONFIG, run_flags
 
@@ -214,6 +214,45 @@ def test_trained_model_pushed_with_push_to_hub_comes_back_and_generates_the_same
                                                         c["operations"])]
     assert len(checkpoint_commits) == 2  # one per saved checkpoint, each replacing the previous one
     assert_token_nowhere(TOKEN, [output, tmp_path / "hub"], [trained.stdout, trained.stderr, back.stdout], hub)
+    assert assert_uploads_portable(hub, tmp_path, tiny_llama, train_rows) > 10
+    uploaded_config = json.loads((hub.repo_dir("me/tiny-review", "models") / "adapter_config.json").read_text()
+                                 if adapter else "{}")
+    assert "base_model_name_or_path" not in uploaded_config  # the base was a local folder: no Hub id to name
+    if adapter:  # the checkpoint holds the adapter and the state to resume, never the frozen base weights
+        pushed = checkpoint_commits[0]["files"]
+        from safetensors.torch import load
+
+        tensors = load(pushed["last-checkpoint/model.safetensors"])
+        assert tensors and all(".lora_" in name for name in tensors)
+        assert {"last-checkpoint/optimizer.bin", "last-checkpoint/scheduler.bin",
+                "last-checkpoint/trainer_state.json"} <= set(pushed)
+
+
+@pytest.mark.e2e
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_a_lora_run_resumes_from_its_pushed_checkpoint_to_the_uninterrupted_weights(tiny_llama, short_data, tmp_path):
+    from support.training import assert_same_weights, weights
+
+    train_rows, validation_rows = short_data
+    hub = HubStandIn(tmp_path / "hub", token=TOKEN)
+    common = dict(max_steps=3, save_steps=1, save_total_limit=5, use_lora=True)
+    with hub.running():
+        env = hub_env(hub, tmp_path)
+        run(["-m", "training.train", *run_flags(tiny_llama, tmp_path / "whole", train_rows, validation_rows,
+                                                 push_to_hub=True, hub_model_id="me/lora", hub_strategy="checkpoint",
+                                                 hub_token=TOKEN, **common)], env)
+    first = next(c for c in hub.commits if any(p.startswith("last-checkpoint/") for _, p in c["operations"]))
+    from_hub = tmp_path / "downloaded"  # the checkpoint of step 1 exactly as the Hub holds it
+    for name, data in first["files"].items():
+        (from_hub / name).parent.mkdir(parents=True, exist_ok=True)
+        (from_hub / name).write_bytes(data)
+    assert json.loads((from_hub / "last-checkpoint" / "trainer_state.json").read_text())["global_step"] == 1
+    run(["-m", "training.train", *run_flags(tiny_llama, tmp_path / "resumed", train_rows, validation_rows,
+                                            resume_from_checkpoint=from_hub / "last-checkpoint", **common)],
+        hub_env(hub, tmp_path))
+    assert_same_weights(weights(tmp_path / "whole" / "final" / "adapter_model.safetensors"),
+                        weights(tmp_path / "resumed" / "final" / "adapter_model.safetensors"))
 
 
 @pytest.mark.multiprocess

@@ -94,10 +94,10 @@ def save_checkpoint(accelerator, output_dir: str | Path, state: TrainerState, ke
     return final
 
 
-def trainable_names(accelerator, model) -> set[str]:
-    """The names, as a checkpoint's weights file keys them, of the parameters training changes (a LoRA run's
-    adapter)."""
-    return {name for name, parameter in accelerator.unwrap_model(model).named_parameters() if parameter.requires_grad}
+def trainable_names(model) -> set[str]:
+    """The names of the parameters training changes (a LoRA run's adapter), as a checkpoint's weights file keys
+    them: those of the prepared model (accelerate saves its state dict unwrapped by nothing)."""
+    return {name for name, parameter in model.named_parameters() if parameter.requires_grad}
 
 
 def load_checkpoint(accelerator, path: Path, model=None) -> TrainerState:
@@ -114,7 +114,7 @@ def load_checkpoint(accelerator, path: Path, model=None) -> TrainerState:
         with safe_open(str(weights), "pt") as stored:
             adapter_only = (stored.metadata() or {}).get(ADAPTER_ONLY_KEY) == "true"
             names = set(stored.keys())
-        if adapter_only and names != trainable_names(accelerator, model):
+        if adapter_only and names != trainable_names(model):
             raise ConfigError(f"{weights}: its weights are not this run's trainable parameters (another adapter "
                              "configuration or model)")
     accelerator.load_state(str(path), **({"strict": False} if adapter_only else {}))

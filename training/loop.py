@@ -427,7 +427,7 @@ class _Run:
 
                 push_checkpoint(checkpoint, config.hub_model_id, private=config.hub_private,
                                 revision=config.hub_revision, token=config.hub_token,
-                                trainable=trainable_names(self.accelerator, self.model) if config.use_lora else None)
+                                trainable=trainable_names(self.model) if config.use_lora else None)
 
     def _log_training(self) -> None:
         values = self.meter.flush(self.accelerator)

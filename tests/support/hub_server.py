@@ -14,7 +14,8 @@ its own namespace: elsewhere a creation or a commit answers 403, and a commit wi
 request (`refs/pr/N`); each branch and pull request is its own folder, started from main's files, and a commit to
 a branch that does not exist answers 404.
 
-Every request is recorded (`created` keeps each creation's settings); `fail_commits = n` answers the next n
+Every request is recorded (`created` keeps each creation's settings, `commits` each commit's files as uploaded);
+`fail_commits = n` answers the next n
 commits with a server error (a failure mid-upload); `garbage = True` answers every request 200 with a body that
 is not JSON. Dataset repositories live in `root/<namespace>/<name>`, models in `root/_models/<namespace>/<name>`,
 other revisions in `root/_refs/<kind>/<namespace>/<name>/<revision>`.
@@ -121,9 +122,19 @@ class HubStandIn:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._lock = threading.Lock()
+        self._revisions = {COMMIT: "main"}  # commit id -> the branch or pull request it is the head of
+
+    def commit_id(self, revision: str | None) -> str:
+        """The commit a revision names (one per branch: clients then ask for files by it)."""
+        revision = unquote(revision or "main")
+        if revision in self._revisions.values():
+            return next(sha for sha, name in self._revisions.items() if name == revision)
+        sha = COMMIT if revision == "main" else hashlib.sha1(revision.encode()).hexdigest()
+        return self._revisions.setdefault(sha, revision) and sha
 
     def repo_dir(self, repo_id: str, kind: str = "datasets", revision: str | None = None) -> Path:
         revision = unquote(revision or "main")
+        revision = self._revisions.get(revision, revision)  # a commit id: its branch
         if revision != "main":
             return self.root / "_refs" / kind / repo_id / revision
         return self.root / repo_id if kind == "datasets" else self.root / "_models" / repo_id
@@ -292,13 +303,14 @@ class HubStandIn:
                         shutil.copytree(hub.repo_dir(repo, kind), hub.repo_dir(repo, kind, rev))
                 directory = hub.repo_dir(repo, kind, rev)
                 lines = [json.loads(line) for line in payload.decode().splitlines() if line.strip()]
-                operations = []
+                operations, uploaded = [], {}
                 for line in lines:
                     value = line.get("value", {})
                     if line["key"] == "file":
                         target = directory / value["path"]
                         target.parent.mkdir(parents=True, exist_ok=True)
-                        target.write_bytes(base64.b64decode(value["content"]))
+                        uploaded[value["path"]] = base64.b64decode(value["content"])
+                        target.write_bytes(uploaded[value["path"]])
                         operations.append(("add", value["path"]))
                     elif line["key"] == "deletedFile":
                         (directory / value["path"]).unlink(missing_ok=True)
@@ -309,9 +321,10 @@ class HubStandIn:
                     elif line["key"] == "lfsFile":
                         return self._send(400, {"error": "the stand-in takes files inline only"}, True)
                 hub.commits.append({"repo": repo, "kind": kind, "revision": rev, "operations": operations,
-                                    "pull_request": pull_request})
+                                    "pull_request": pull_request, "files": uploaded})
                 url = f"{self._url(kind, repo)}/discussions/{pull_request}" if pull_request else None
-                self._send(200, {"commitUrl": f"{self._url(kind, repo)}/commit/{COMMIT}", "commitOid": COMMIT,
+                sha = hub.commit_id(rev)
+                self._send(200, {"commitUrl": f"{self._url(kind, repo)}/commit/{sha}", "commitOid": sha,
                                  "pullRequestUrl": url}, True)
 
             # --- reads -------------------------------------------------------------------------------------
@@ -322,7 +335,7 @@ class HubStandIn:
 
             def _info(self, kind, repo, rev=None, body=True, **_):
                 siblings = [{"rfilename": name} for name in hub.repo_files(repo, kind, rev)]
-                self._send(200, {"id": repo, "sha": COMMIT, "siblings": siblings,
+                self._send(200, {"id": repo, "sha": hub.commit_id(rev), "siblings": siblings,
                                  "private": hub.private.get((kind, repo), False),
                                  "lastModified": "2024-01-01T00:00:00.000Z"}, body)
 
@@ -363,7 +376,7 @@ class HubStandIn:
                     status = 206
                 chunk = data[start : end + 1]
                 headers = {
-                    "X-Repo-Commit": COMMIT,
+                    "X-Repo-Commit": hub.commit_id(rev),
                     "ETag": f'"{hashlib.sha1(data).hexdigest()}"',
                     "Content-Type": "application/octet-stream",
                     "Accept-Ranges": "bytes",
