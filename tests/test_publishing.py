@@ -282,6 +282,7 @@ def test_server_error_mid_upload_leaves_the_run_intact_and_a_retry_completes_it(
     assert "golds.json" not in paths
     assert_token_nowhere(TOKEN, [zero_shot_run, tmp_path / "hub"],
                          [failed.stdout, failed.stderr, retried.stdout, retried.stderr, again.stderr], hub)
+    assert assert_uploads_portable(hub, tmp_path, zero_shot_run) >= 10
 
 
 LOAD_PLAIN = """
@@ -321,6 +322,7 @@ def test_exported_dataset_loads_with_plain_datasets_before_and_after_upload(samp
         assert json.loads((tmp_path / out).read_text()) == json.loads(json.dumps(expected)), out
     assert set(hub.repo_files("me/longlamp")) == {p.relative_to(folder).as_posix() for p in files_under(folder)}
     assert_token_nowhere(TOKEN, [folder, tmp_path / "hub"], [exported.stdout, exported.stderr], hub)
+    assert assert_uploads_portable(hub, tmp_path, sample_dir) >= 5
 
 
 @pytest.mark.multiprocess
@@ -335,6 +337,31 @@ def test_email_export_warns_and_pushes_privately_by_default(sample_dir, tmp_path
     assert "LDC2015T03" in done.stderr and "(private)" in done.stdout
     assert hub.created and all(asked.get("visibility") == "private" for asked in hub.created), hub.created
     assert "license_name: ldc-avocado" in (tmp_path / "export" / "README.md").read_text()
+    assert hub.private[("datasets", "me/email")] is True
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_email_data_never_reaches_an_existing_public_repository_without_the_licence_flag(sample_dir, tmp_path):
+    """`private=` is ignored by the Hub when the repository exists: the real visibility decides."""
+    hub = HubStandIn(tmp_path / "hub", token=TOKEN)
+    hub.add_repo("me/public-email", "datasets", private=False)
+    hub.add_repo("me/private-email", "datasets", private=True)
+    command = ["scripts/export_dataset.py", "--config", "email_generation_user", "--data_dir",
+               str(sample_dir / "avocado"), "--cache_dir", str(tmp_path / "cache"), "--output", str(tmp_path / "export"),
+               "--hub_token", TOKEN, "--push_to_hub"]
+    with hub.running():
+        env = hub_env(hub, tmp_path)
+        for extra in ([], ["--private"]):
+            refused = run([*command, "me/public-email", *extra], env, expect=2)
+            assert refused.stderr.count("error:") == 1 and "me/public-email exists and is public" in refused.stderr
+            assert "Traceback" not in refused.stderr
+        assert not hub.commits and hub.repo_files("me/public-email") == []
+        run([*command, "me/private-email"], env)
+        assert [c["repo"] for c in hub.commits] == ["me/private-email"]
+        accepted = run([*command, "me/public-email", "--public_despite_license"], env)
+    assert "pushing the email task publicly" in accepted.stderr
+    assert [c["repo"] for c in hub.commits] == ["me/private-email", "me/public-email"]
 
 
 @pytest.mark.multiprocess
@@ -371,6 +398,7 @@ def test_zero_shot_results_pushed_into_an_existing_model_repo_keep_its_card(tiny
     assert {c["revision"] for c in hub.commits} == {"longlamp-results"}
     assert "pushed to" in first.stdout
     assert_token_nowhere(TOKEN, [output], [first.stdout, first.stderr, second.stdout, second.stderr], hub)
+    assert assert_uploads_portable(hub, tmp_path, model, sample_dir) >= 5
 
 
 @pytest.mark.multiprocess
