@@ -33,11 +33,13 @@ from longlamp_tasks import CITATION, parse_config_name, scorer_task_name
 from publishing.plots import plot_comparison
 from publishing.runs import (
     DATASET_ID,
+    dataset_identity,
     is_hub_id,
     known_license,
     metric_args,
     public_name,
     public_record,
+    variant_key,
     variant_label,
     what_ran,
 )
@@ -68,40 +70,50 @@ def base_model(run: RunFolder) -> str | None:
 
 
 def eval_results(run: RunFolder, source_url: str | None = None) -> list:
-    """One `EvalResult` per variant and metric, with the values exactly as scored (model-index).
+    """One `EvalResult` per variant and metric, with the values exactly as scored (model-index), on the data each
+    variant was scored on (`dataset_identity`: the Hub dataset's config, `val` split and revision, or local data).
 
     huggingface_hub groups model-index results by task, dataset, config, split and revision, so the variants
     (with profile, without) are told apart per metric: by `metric_args` (use_profile, retriever, k) and the name.
     """
     from huggingface_hub import EvalResult
 
-    return [
-        EvalResult(task_type="text-generation", task_name="Personalized long-text generation", dataset_type=DATASET_ID,
-                   dataset_name=f"LongLaMP {run.config}", dataset_config=run.config,
-                   dataset_split=variant.record.task.split, dataset_revision=variant.record.data.revision,
-                   metric_type=metric, metric_name=f"{metric_name(metric)} ({variant_label(variant)})",
-                   metric_args=metric_args(variant), metric_value=value,
-                   source_name="LongLaMP toolkit scorer" if source_url else None, source_url=source_url)
-        for variant in run.variants for metric, value in variant.metrics.items()
-    ]
+    results = []
+    for variant in run.variants:
+        data = dataset_identity(variant.record)
+        results += [
+            EvalResult(task_type="text-generation", task_name="Personalized long-text generation",
+                       dataset_type=data.type, dataset_name=data.name, dataset_config=data.config,
+                       dataset_split=data.split, dataset_revision=data.revision, metric_type=metric,
+                       metric_name=f"{metric_name(metric)} ({variant_label(variant)})",
+                       metric_args=metric_args(variant), metric_value=value,
+                       source_name="LongLaMP toolkit scorer" if source_url else None, source_url=source_url)
+            for metric, value in variant.metrics.items()]
+    return results
 
 
 def eval_result_entries(run: RunFolder, source_url: str | None = None) -> list:
-    """The same numbers as huggingface_hub `EvalResultEntry`s for `.eval_results/longlamp.yaml`.
+    """The same numbers as huggingface_hub `EvalResultEntry`s for `.eval_results/`, for the variants scored on the
+    Hub dataset (an entry names a Hub dataset; local data has none).
 
-    LongLaMP is not a registered Hub benchmark, so `task_id` is the config name and `notes` say which metric,
-    split and variant each value is.
+    One value per entry, its task id saying which: `<config>/<split>/<metric>/<variant>` (`variant_key`), so that
+    no two different measures share an id. LongLaMP/LongLaMP is not a registered Hub benchmark: these entries
+    reach a leaderboard only once it is.
     """
     from huggingface_hub import EvalResultEntry
 
-    return [
-        EvalResultEntry(dataset_id=DATASET_ID, task_id=run.config, value=value,
-                        dataset_revision=variant.record.data.revision, source_url=source_url,
-                        source_name="LongLaMP toolkit scorer" if source_url else None,
-                        notes=f"{metric}; split {variant.record.task.split}; {variant_label(variant)}; "
-                              f"n={variant.scores.num_samples}")
-        for variant in run.variants for metric, value in variant.metrics.items()
-    ]
+    entries = []
+    for variant in run.variants:
+        data = dataset_identity(variant.record)
+        if not data.on_hub:
+            continue
+        entries += [
+            EvalResultEntry(dataset_id=data.type, task_id=f"{data.config}/{data.split}/{metric}/{variant_key(variant)}",
+                            value=value, dataset_revision=data.revision, source_url=source_url,
+                            source_name="LongLaMP toolkit scorer" if source_url else None,
+                            notes=f"{metric_name(metric)}; {variant_label(variant)}; n={variant.scores.num_samples}")
+            for metric, value in variant.metrics.items()]
+    return entries
 
 
 def eval_results_yaml(run: RunFolder, source_url: str | None = None) -> str:
@@ -277,9 +289,22 @@ def reproduce_command(run: RunFolder) -> str:
     return per_user_command(record) if run.kind == "per_user" else zero_shot_command(run, record)
 
 
+def trained_on_hub_data(run: RunFolder) -> bool:
+    """`datasets:` in a model card says what the model was trained on: the Hub dataset only for a fine-tuning run
+    on its rows (never for zero-shot results, nor for local data such as the bundled sample)."""
+    return run.kind == "training" and dataset_identity(run.record).on_hub
+
+
 def _is_seq2seq(run: RunFolder) -> bool:
-    config = run.model_dir / "config.json" if run.model_dir else None
-    return bool(config and config.is_file() and json.loads(config.read_text()).get("is_encoder_decoder"))
+    """An encoder-decoder model (its config.json), or an adapter of one (its adapter_config.json's task_type: an
+    adapter folder holds no config.json)."""
+    folder = run.model_dir
+    if folder is None:
+        return False
+    if (folder / "adapter_config.json").is_file():
+        return json.loads((folder / "adapter_config.json").read_text()).get("task_type") == "SEQ_2_SEQ_LM"
+    config = folder / "config.json"
+    return config.is_file() and bool(json.loads(config.read_text()).get("is_encoder_decoder"))
 
 
 def usage(run: RunFolder, repo_id: str | None) -> str:
@@ -338,7 +363,7 @@ def card_data(run: RunFolder, source_url: str | None = None):
     return ModelCardData(
         model_name=f"LongLaMP {run.config}: {model}" if run.kind != "training"
         else f"{model} fine-tuned on LongLaMP {run.config}",
-        base_model=base, datasets=[DATASET_ID], language=["en"],
+        base_model=base, datasets=[DATASET_ID] if trained_on_hub_data(run) else None, language=["en"],
         license=known_license(base_model(run) or run.record.model.name),
         library_name="peft" if run.is_adapter else "transformers",
         pipeline_tag="text2text-generation" if _is_seq2seq(run) else "text-generation",

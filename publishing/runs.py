@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from longlamp_runs import RetrievalSettings, RunFolder, RunRecord, Variant
+from longlamp_tasks import config_names, parse_config_name
 
 DATASET_ID = "LongLaMP/LongLaMP"
+HUB_SPLITS = {"validation": "val"}  # the split names of the Hub dataset, where they differ from the toolkit's
 EMBEDDED_PATH = re.compile(r"(?<![\w.:/~])(?:~/|/)(?:[^\s,()'\"=/]+/)+[^\s,()'\"=/]+")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # "name" or "namespace/name"
 
@@ -33,6 +36,32 @@ def public_name(value):
 def public_record(record: RunRecord) -> RunRecord:
     """The record with every local path reduced to its last part: what cards show and uploads carry."""
     return record.map_paths(public_name)
+
+
+@dataclass(frozen=True)
+class DatasetIdentity:
+    """The data a run was scored on, as the Hub names it: `LongLaMP/LongLaMP` with its config, split name (`val`)
+    and revision when the rows came from the Hub, else a local copy (the bundled sample, an email config, any
+    --data_dir) that cards never present as the Hub dataset."""
+
+    type: str
+    name: str
+    config: str
+    split: str
+    revision: str | None
+    on_hub: bool
+
+
+def dataset_identity(record: RunRecord) -> DatasetIdentity:
+    config, split = record.task.config, record.task.split
+    on_hub = (record.data.data_dir is None and record.data.data in config_names()
+              and parse_config_name(config)[0].public)
+    if on_hub:
+        return DatasetIdentity(DATASET_ID, f"LongLaMP {config}", config, HUB_SPLITS.get(split, split),
+                               record.data.revision, True)
+    source = public_name(record.data.data_dir or record.data.data)
+    return DatasetIdentity("local", f"LongLaMP {config} (local data {source}, not the Hub dataset)", config, split,
+                           None, False)
 
 
 def is_hub_id(value: str | None) -> bool:
@@ -88,6 +117,15 @@ def metric_args(variant: Variant) -> dict:
         return {"use_profile": False}
     return {"use_profile": True, "retriever": public_name(retrieval.retriever),
             "num_retrieved": retrieval.num_retrieved}
+
+
+def variant_key(variant: Variant) -> str:
+    """A variant in a few safe characters, for ids: "no_profile", "bm25_k4", "oppu_no_profile"."""
+    args = metric_args(variant)
+    key = f"{args['retriever']}_k{args['num_retrieved']}" if args["use_profile"] else "no_profile"
+    methods = variant.record.per_user.methods() if variant.record.per_user is not None else []
+    key = "_".join([*methods, key])
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", key).strip("-").lower()
 
 
 def what_ran(run: RunFolder) -> str:

@@ -57,17 +57,39 @@ def test_zero_shot_card_values_equal_scores_json_and_eval_results_parse_back(zer
     assert {key: found[key].metric_value for key in found} == expected  # exactly, every metric, both variants
     assert {r.dataset_config for r in found.values()} == {CONFIG} and {r.dataset_split for r in found.values()} == {
         "validation"}
-    assert card.data.datasets == ["LongLaMP/LongLaMP"] and "longlamp" in card.data.tags
+    # the bundled sample is local data: never presented as the Hub dataset, nor as training data of a zero-shot run
+    assert {r.dataset_type for r in found.values()} == {"local"} and card.data.datasets is None
+    assert "longlamp" in card.data.tags
     assert "![Results](results.png)" in card.text
     assert (zero_shot_run / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(tiny_llama) not in str(card) and str(zero_shot_run) not in str(card)  # no machine paths
     assert "Paired difference" in card.text
 
-    entries = eval_result_entries(read_run(zero_shot_run), source_url="https://huggingface.co/me/m/blob/main/r.json")
+    assert eval_result_entries(read_run(zero_shot_run)) == []  # .eval_results name Hub datasets only
+
+
+def test_results_on_the_hub_dataset_carry_its_identity_and_one_value_per_eval_results_entry(tmp_path):
+    """Rows from the Hub (no --data_dir, a config name): LongLaMP/LongLaMP with its split name `val` and the
+    revision asked for; each .eval_results entry one value, its task id naming metric and variant."""
+    import yaml
+    from huggingface_hub import eval_result_entries_to_yaml, parse_eval_result_entries
+    from support.records import write_summary, zero_shot_record
+
+    from longlamp_runs import read_run
+    from publishing.cards import card_data, eval_result_entries, eval_results
+
+    scores = {"num_samples": 3, "metrics": {"rouge1": 0.25, "meteor": 0.125}}
+    write_summary(tmp_path, zero_shot_record(retriever="bm25", k=2, revision="refs/convert/parquet"), scores)
+    run = read_run(tmp_path)
+    results = eval_results(run)
+    assert {(r.dataset_type, r.dataset_config, r.dataset_split, r.dataset_revision) for r in results} == {
+        ("LongLaMP/LongLaMP", CONFIG, "val", "refs/convert/parquet")}
+    assert card_data(run).datasets is None  # zero-shot: not training data
+    entries = eval_result_entries(run, source_url="https://huggingface.co/me/m/blob/main/r.json")
     parsed = parse_eval_result_entries(yaml.safe_load(yaml.safe_dump(eval_result_entries_to_yaml(entries))))
-    assert [e.value for e in parsed] == [found[k].metric_value for k in [(True, m) for m in scores[True]["scores"][
-        "metrics"]] + [(False, m) for m in scores[False]["scores"]["metrics"]]]
-    assert all(e.dataset_id == "LongLaMP/LongLaMP" and e.task_id == CONFIG and e.source_url for e in parsed)
+    assert {e.task_id: e.value for e in parsed} == {f"{CONFIG}/val/rouge1/bm25_k2": 0.25,
+                                                    f"{CONFIG}/val/meteor/bm25_k2": 0.125}
+    assert all(e.dataset_id == "LongLaMP/LongLaMP" and e.source_url for e in parsed)
 
 
 def test_per_sample_scores_match_the_scorer_and_carry_no_golds(zero_shot_run):
