@@ -15,6 +15,7 @@ from longlamp_errors import PublishError
 from longlamp_io import write_text_atomic
 from longlamp_runs import CARD_FILE
 from longlamp_tasks import CITATION, parse_config_name
+from publishing.runs import public_name
 
 logger = logging.getLogger(__name__)
 TEMPLATE = Path(__file__).with_name("dataset_card_template.md")
@@ -105,8 +106,9 @@ def export_config(config: str, output: str | Path, *, data_dir: str | None = Non
         temporary = folder / f".{target.name}.tmp"
         data.to_parquet(str(temporary))  # datasets' writer: the features travel in the schema metadata
         temporary.replace(target)
-    _write_card(output, name, task, splits, retriever, source=SOURCE_REPO if not data_dir else
-                f"a local copy of {SOURCE_REPO}" + (f" at revision {revision}" if revision else ""))
+    at = f" at revision {revision}" if revision else ""
+    _write_card(output, name, task, splits, retriever, source=f"{SOURCE_REPO}{at}" if not data_dir else
+                f"local data (`{public_name(data_dir)}`), not checked against {SOURCE_REPO}")
     logger.info("exported %s (%s) to %s", name, ", ".join(f"{s}: {len(d)} rows" for s, d in splits.items()), folder)
     return name
 
@@ -124,7 +126,9 @@ def _config_entries(name: str, splits: dict) -> tuple[dict, dict]:
     features = next(iter(splits.values())).features
     # Features._to_yaml_list is the writer DatasetDict.push_to_hub uses for this same block.
     info = {"config_name": name, "features": features._to_yaml_list(),
-            "splits": [{"name": split, "num_examples": len(data)} for split, data in splits.items()]}
+            "splits": [{"name": split, "num_bytes": data.data.nbytes, "num_examples": len(data)}
+                       for split, data in splits.items()],
+            "dataset_size": sum(data.data.nbytes for data in splits.values())}
     return config, info
 
 

@@ -436,6 +436,11 @@ def test_a_ranked_split_exports_as_its_own_config_that_plain_datasets_loads(samp
     name = export_config(CONFIG, tmp_path / "export", ranked={"validation": ranked}, data_dir=str(sample_dir),
                          cache_dir=sample_cache)
     assert name == f"{CONFIG}_bm25_ranked"
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(tmp_path / "export" / "README.md")
+    assert all(split["num_bytes"] > 0 for split in card.data.dataset_info[0]["splits"])  # else every load warns
+    assert "local data (`<local>/sample`), not checked against LongLaMP/LongLaMP" in card.text
     run(["-c", LOAD_PLAIN, str(tmp_path / "export"), str(tmp_path / "cache"), name, str(tmp_path / "rows.json")],
         {**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
     loaded = json.loads((tmp_path / "rows.json").read_text())[name]
