@@ -353,7 +353,13 @@ def summary_text(run: RunFolder) -> str:
     return f"{how} `{model}` on the LongLaMP benchmark's {task_title} task ({setting} setting), {personalised}."
 
 
-def card_data(run: RunFolder, source_url: str | None = None):
+def licensed_model(run: RunFolder) -> str | None:
+    """The model whose licence the card carries: the base of a fine-tuned model or adapter, else the model."""
+    return base_model(run) or run.record.model.name
+
+
+def card_data(run: RunFolder, source_url: str | None = None, licence: dict | None = None):
+    """The card's metadata; `licence` (licence_fields) as the Hub has it for the model, else what is known locally."""
     from huggingface_hub import ModelCardData
 
     base = base_model(run)
@@ -364,7 +370,7 @@ def card_data(run: RunFolder, source_url: str | None = None):
         model_name=f"LongLaMP {run.config}: {model}" if run.kind != "training"
         else f"{model} fine-tuned on LongLaMP {run.config}",
         base_model=base, datasets=[DATASET_ID] if trained_on_hub_data(run) else None, language=["en"],
-        license=known_license(base_model(run) or run.record.model.name),
+        **(licence or known_license(licensed_model(run))),
         library_name="peft" if run.is_adapter else "transformers",
         pipeline_tag="text2text-generation" if _is_seq2seq(run) else "text-generation",
         tags=["longlamp", "personalization", parse_config_name(run.config)[0].name, run.config, kind_tag,
@@ -391,12 +397,12 @@ def _setting_text(run: RunFolder) -> str:
 
 
 def build_card(run: RunFolder, repo_id: str | None = None, source_url: str | None = None,
-               plot_file: str | None = None):
+               plot_file: str | None = None, licence: dict | None = None):
     """The card of `run` (longlamp_runs.read_run's); pure: reads files, writes nothing."""
     from huggingface_hub import ModelCard
 
     return ModelCard.from_template(
-        card_data(run, source_url), template_path=str(TEMPLATE), title=title(run), summary=summary_text(run),
+        card_data(run, source_url, licence), template_path=str(TEMPLATE), title=title(run), summary=summary_text(run),
         setting_text=_setting_text(run), settings_table=settings_table(run), results_table=results_table(run),
         comparison_table=comparison_table(run), plot_file=plot_file, results_note=notes(run),
         usage=usage(run, repo_id), command=reproduce_command(run), citation=CITATION,

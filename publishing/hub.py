@@ -39,12 +39,13 @@ from publishing.cards import (
     build_card,
     build_results_dataset_card,
     eval_results_yaml,
+    licensed_model,
     model_shown,
     plot_rows,
     results_table,
 )
 from publishing.plots import plot_comparison
-from publishing.runs import is_hub_id, public_name, public_record, what_ran
+from publishing.runs import is_hub_id, known_license, licence_fields, public_name, public_record, what_ran
 from publishing.samples import write_per_sample_scores
 
 logger = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ def stage_run(run_dir: str | Path, staging: str | Path, repo_id: str | None = No
     if repo_type == "dataset":
         card = build_results_dataset_card(run, repo_id, source_url, plot)
     else:
-        card = build_card(run, repo_id, source_url, plot)
+        card = build_card(run, repo_id, source_url, plot, hub_licence(licensed_model(run)) if repo_id else None)
     _write_text(staging / CARD_FILE, str(card))
     if repo_type == "model" and any(variant.metrics for variant in run.variants):  # the Hub reads them in models
         name = EVAL_RESULTS_FILE if not prefix else EVAL_RESULTS_FILE.replace(".yaml", f"_{run.config}.yaml")
@@ -193,6 +194,22 @@ def hub_api(token: str | None):
 
     get_session().timeout = float(os.environ.get("LONGLAMP_HUB_TIMEOUT", HUB_TIMEOUT_S))
     return HfApi(token=token)
+
+
+def hub_licence(model: str | None) -> dict | None:
+    """The licence of a Hub model as the Hub's `model_info` has it (licence_fields), when nothing local says: a
+    plain Hub base model has no local card. None when it cannot be asked (then the card says what is known)."""
+    if known_license(model) or not is_hub_id(model):
+        return None
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        info = hub_api(None).model_info(model)
+    except (*_network_errors(), HfHubHTTPError) as error:
+        logger.info("licence of %s not read from the Hub: %s", model, str(error).splitlines()[0] if str(error) else
+                    type(error).__name__)
+        return None
+    return licence_fields(info.card_data or {})
 
 
 def _check_card(api, folder: Path, repo_id: str, repo_type: str) -> None:

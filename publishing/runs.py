@@ -19,6 +19,7 @@ from longlamp_tasks import config_names, parse_config_name
 DATASET_ID = "LongLaMP/LongLaMP"
 HUB_SPLITS = {"validation": "val"}  # the split names of the Hub dataset, where they differ from the toolkit's
 EMBEDDED_PATH = re.compile(r"(?<![\w.:/~])(?:~/|/)(?:[^\s,()'\"=/]+/)+[^\s,()'\"=/]+")
+LICENCE_KEYS = ("license", "license_name", "license_link")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # "name" or "namespace/name"
 
 
@@ -68,10 +69,18 @@ def is_hub_id(value: str | None) -> bool:
     return bool(value) and public_name(value) == value and bool(HUB_ID.match(value))
 
 
-def known_license(model: str | None) -> str | None:
-    """The licence in the YAML of a model's card, read from its local folder or the Hub cache (never fetched)."""
+def licence_fields(data) -> dict:
+    """The licence of a card's metadata (a mapping or CardData): `license`, and with `other` its `license_name` and
+    `license_link`, which the Hub needs to show what the licence is."""
+    get = data.get if isinstance(data, dict) else lambda key: getattr(data, key, None)
+    return {key: get(key) for key in LICENCE_KEYS if get(key)}
+
+
+def known_license(model: str | None) -> dict:
+    """The licence in the YAML of a model's card, read from its local folder or the Hub cache (never fetched; a
+    push asks the Hub: publishing.hub.hub_licence)."""
     if not model:
-        return None
+        return {}
     card = Path(model).expanduser() / "README.md"
     if not card.is_file():
         from huggingface_hub import try_to_load_from_cache
@@ -79,13 +88,13 @@ def known_license(model: str | None) -> str | None:
         cached = try_to_load_from_cache(model, "README.md") if HUB_ID.match(model) else None
         card = Path(cached) if isinstance(cached, str) else None
     if card is None:
-        return None
+        return {}
     from huggingface_hub import ModelCard
 
     try:
-        return ModelCard.load(card).data.license
+        return licence_fields(ModelCard.load(card).data)
     except ValueError:  # a card without (valid) YAML
-        return None
+        return {}
 
 
 def retrieval_text(retrieval: RetrievalSettings) -> str:

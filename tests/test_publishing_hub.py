@@ -279,3 +279,37 @@ def test_a_nan_in_a_per_sample_file_is_refused_and_never_uploaded(zero_shot_copy
     assert code == 2 and "per_sample.jsonl" in capsys.readouterr().err
     staged = zero_shot_copy / push_results.DRY_RUN_FOLDER
     assert not any(b"NaN" in p.read_bytes() for p in files_under(staged) if p.suffix in (".json", ".jsonl"))
+
+
+# --- what the cards say about the model -------------------------------------------------------------------------
+
+
+def test_a_hub_models_licence_comes_from_model_info_with_its_name_and_link(hub, tmp_path):
+    from huggingface_hub import ModelCard
+    from support.records import write_summary, zero_shot_record
+
+    from publishing.hub import stage_run
+
+    base = hub.add_repo("org/base")
+    (base / "README.md").write_text("---\nlicense: other\nlicense_name: org-licence\nlicense_link: "
+                                    "https://example.org/licence\n---\n# Base\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    write_summary(run, zero_shot_record(model="org/base"), {"num_samples": 3, "metrics": {"rouge1": 0.5}})
+    staged = stage_run(run, tmp_path / "staged", repo_id="me/results")
+    card = ModelCard.load(staged / "README.md").data
+    assert (card.license, card.license_name, card.license_link) == ("other", "org-licence",
+                                                                   "https://example.org/licence")
+
+
+def test_a_seq2seq_adapter_card_says_text2text_and_loads_with_the_seq2seq_class(tmp_path):
+    from types import SimpleNamespace
+
+    from publishing.cards import _is_seq2seq
+
+    folder = tmp_path / "final"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"task_type": "SEQ_2_SEQ_LM", "peft_type": "LORA"}))
+    assert _is_seq2seq(SimpleNamespace(model_dir=folder))
+    (folder / "adapter_config.json").write_text(json.dumps({"task_type": "CAUSAL_LM", "peft_type": "LORA"}))
+    assert not _is_seq2seq(SimpleNamespace(model_dir=folder))

@@ -52,15 +52,20 @@ llama3.3 llama4 gemma unknown other""".split())
 MODEL_METADATA = ("model-index", "base_model", "library_name", "pipeline_tag")
 
 
+def card_metadata(content: str) -> dict | None:
+    """A README's YAML metadata, as the Hub reports it (`cardData`)."""
+    import yaml
+
+    match = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", content, re.S)
+    return yaml.safe_load(match.group(1)) if match else None
+
+
 def metadata_errors(content: str, repo_type: str) -> list[str]:
     """The Hub's objections to a README's YAML metadata (empty when it accepts it)."""
     import yaml
 
-    match = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", content, re.S)
-    if not match:
-        return []
     try:
-        meta = yaml.safe_load(match.group(1)) or {}
+        meta = card_metadata(content) or {}
     except yaml.YAMLError as error:
         return [f"invalid YAML: {error}"]
     if not isinstance(meta, dict):
@@ -335,7 +340,9 @@ class HubStandIn:
 
             def _info(self, kind, repo, rev=None, body=True, **_):
                 siblings = [{"rfilename": name} for name in hub.repo_files(repo, kind, rev)]
+                card = hub.repo_dir(repo, kind, rev) / "README.md"
                 self._send(200, {"id": repo, "sha": hub.commit_id(rev), "siblings": siblings,
+                                 "cardData": card_metadata(card.read_text()) if card.is_file() else None,
                                  "private": hub.private.get((kind, repo), False),
                                  "lastModified": "2024-01-01T00:00:00.000Z"}, body)
 
