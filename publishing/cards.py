@@ -150,7 +150,8 @@ def results_table(run: RunFolder) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for variant in run.variants:
         examples = str(variant.scores.num_samples) if variant.scores else "-"
-        cells = [variant_label(variant), variant.record.task.split, examples] + [_value(variant, m) for m in metrics]
+        cells = [shown(variant_label(variant)), variant.record.task.split, examples] + [_value(variant, m)
+                                                                                         for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -174,10 +175,16 @@ def comparison_table(run: RunFolder) -> str:
     return "\n".join(lines)
 
 
+def shown(text: str) -> str:
+    """Text for Markdown: a `<local>/NAME` placeholder inside a code span, where it is not taken for an HTML tag
+    (and hidden)."""
+    return f"`{text}`" if "<local>" in text else text
+
+
 def cell(value) -> str:
     """A setting's value in the settings table: a string as it is, anything else as JSON."""
     text = value if isinstance(value, str) else json.dumps(value)
-    return text.replace("|", "\\|")
+    return shown(text).replace("|", "\\|")
 
 
 def settings_table(run: RunFolder) -> str:
@@ -185,7 +192,7 @@ def settings_table(run: RunFolder) -> str:
     per variant; a training run's outcome below its settings."""
     records = [public_record(v.record) for v in run.variants] if run.kind != "training" else [public_record(
         run.record)]
-    labels = [variant_label(v) for v in run.variants] if run.kind != "training" else ["value"]
+    labels = [shown(variant_label(v)) for v in run.variants] if run.kind != "training" else ["value"]
     flats = [record.flat() for record in records]
     if run.outcome is not None:
         outcome = {f"outcome.{key}": value for key, value in dataclasses.asdict(run.outcome).items()}
@@ -327,8 +334,8 @@ def title(run: RunFolder) -> str:
     if run.kind == "training":
         kind = "LoRA adapter" if run.is_adapter else "all weights"
         profile = "with profile" if run.record.retrieval.use_profile else "no profile"
-        return f"{model_shown(run)} fine-tuned for LongLaMP {run.config} ({kind}, {profile})"
-    return f"{model_shown(run)} on LongLaMP {run.config} ({what_ran(run)})"
+        return f"{shown(model_shown(run))} fine-tuned for LongLaMP {run.config} ({kind}, {profile})"
+    return f"{shown(model_shown(run))} on LongLaMP {run.config} ({what_ran(run)})"
 
 
 def summary_text(run: RunFolder) -> str:
@@ -366,9 +373,11 @@ def card_data(run: RunFolder, source_url: str | None = None, licence: dict | Non
     base = base if is_hub_id(base) else None  # a local base cannot be linked on the Hub
     model = model_shown(run)
     kind_tag = "fine-tuned" if run.kind == "training" or run.record.model.fine_tuned else "zero-shot"
+    results = eval_results(run, source_url)
+    name = (f"LongLaMP {run.config}: {model}" if run.kind != "training"
+            else f"{model} fine-tuned on LongLaMP {run.config}")
     return ModelCardData(
-        model_name=f"LongLaMP {run.config}: {model}" if run.kind != "training"
-        else f"{model} fine-tuned on LongLaMP {run.config}",
+        model_name=name if results else None,  # the name of model-index: alone, it is a stray top-level key
         base_model=base, datasets=[DATASET_ID] if trained_on_hub_data(run) else None, language=["en"],
         **(licence or known_license(licensed_model(run))),
         library_name="peft" if run.is_adapter else "transformers",
@@ -376,7 +385,7 @@ def card_data(run: RunFolder, source_url: str | None = None, licence: dict | Non
         tags=["longlamp", "personalization", parse_config_name(run.config)[0].name, run.config, kind_tag,
               *(["per-user"] if run.kind == "per_user" else [])],
         metrics=list(dict.fromkeys(METRIC_IDS.get(m, m) for v in run.variants for m in v.metrics)) or None,
-        eval_results=eval_results(run, source_url) or None,
+        eval_results=results or None,
     )
 
 
@@ -385,6 +394,37 @@ def notes(run: RunFolder) -> str:
     lines += [f"Note: scored during training at step {v.step} on the first {v.scores.num_samples} validation "
               "examples." for v in run.variants if v.record.kind == "training" and v.scores]
     return "\n".join(lines)
+
+
+FRAMEWORKS = ("transformers", "peft", "torch", "datasets", "huggingface_hub")
+
+
+def versions() -> str:
+    """The installed versions of the libraries a run used (those installed), as a list."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in FRAMEWORKS:
+        try:
+            found.append(f"- {name} {version(name)}")
+        except PackageNotFoundError:
+            continue
+    return "\n".join(found)
+
+
+def intended_use(run: RunFolder) -> str:
+    """What the numbers are for and what they do not say; local data (the bundled sample) said so plainly."""
+    text = ("For research on personalized long-text generation, and to compare with other LongLaMP results on the "
+            "same config and split. The scores are automatic (ROUGE, METEOR) against the one text the user wrote: "
+            "they measure overlap with it, not fluency, faithfulness or safety. A model that writes in a user's "
+            "style can imitate real people: do not use it to impersonate anyone.")
+    local = {dataset_identity(v.record).name for v in run.variants if not dataset_identity(v.record).on_hub}
+    if run.kind == "training" and not dataset_identity(run.record).on_hub:
+        local.add(dataset_identity(run.record).name)
+    if local:
+        text += (f" Data: {shown('; '.join(sorted(local)))}, not the LongLaMP dataset on the Hub: these numbers "
+                 "are not comparable with published LongLaMP results.")
+    return text
 
 
 def _setting_text(run: RunFolder) -> str:
@@ -406,6 +446,7 @@ def build_card(run: RunFolder, repo_id: str | None = None, source_url: str | Non
         setting_text=_setting_text(run), settings_table=settings_table(run), results_table=results_table(run),
         comparison_table=comparison_table(run), plot_file=plot_file, results_note=notes(run),
         usage=usage(run, repo_id), command=reproduce_command(run), citation=CITATION,
+        intended_use=intended_use(run), versions=versions(),
     )
 
 
@@ -449,6 +490,7 @@ def build_results_dataset_card(run: RunFolder, repo_id: str | None = None, sourc
         setting_text=_setting_text(run), settings_table=settings_table(run), results_table=results_table(run),
         comparison_table=comparison_table(run), plot_file=plot_file, results_note=notes(run),
         usage=f"from datasets import load_dataset\n\n{loading}", command=reproduce_command(run), citation=CITATION,
+        intended_use=intended_use(run), versions=versions(),
     )
 
 

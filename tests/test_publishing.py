@@ -68,6 +68,26 @@ def test_zero_shot_card_values_equal_scores_json_and_eval_results_parse_back(zer
     assert eval_result_entries(read_run(zero_shot_run)) == []  # .eval_results name Hub datasets only
 
 
+def test_cards_show_local_paths_in_code_link_the_paper_and_say_what_the_numbers_are_for(zero_shot_run, tmp_path):
+    import re
+
+    from huggingface_hub import ModelCard
+    from support.records import write_summary, zero_shot_record
+
+    from publishing.cards import build_run_card
+
+    card = build_run_card(zero_shot_run)
+    prose = re.sub(r"`[^`\n]*`", "", re.sub(r"```.*?```", "", card.text, flags=re.S))
+    assert "<local>" in card.text and "<local>" not in prose  # an HTML tag to Markdown: hidden outside code
+    assert "https://arxiv.org/abs/2407.11016" in card.text
+    assert "## Intended use and limitations" in card.text and "not comparable with published LongLaMP" in card.text
+    assert re.search(r"^- transformers \d", card.text, re.M)
+    unscored = tmp_path / "unscored"
+    unscored.mkdir()
+    write_summary(unscored, zero_shot_record(), None)
+    assert "model_name" not in ModelCard(str(build_run_card(unscored))).data.to_dict()  # no stray top-level key
+
+
 def test_results_on_the_hub_dataset_carry_its_identity_and_one_value_per_eval_results_entry(tmp_path):
     """Rows from the Hub (no --data_dir, a config name): LongLaMP/LongLaMP with its split name `val` and the
     revision asked for; each .eval_results entry one value, its task id naming metric and variant."""
