@@ -42,8 +42,7 @@ def zero_shot_run(tmp_path_factory, tiny_llama, sample_dir, sample_cache) -> Pat
 
 
 def test_zero_shot_card_values_equal_scores_json_and_eval_results_parse_back(zero_shot_run, tiny_llama):
-    import yaml
-    from huggingface_hub import ModelCard, eval_result_entries_to_yaml, parse_eval_result_entries
+    from huggingface_hub import ModelCard
 
     from longlamp_runs import read_run
     from publishing.cards import eval_result_entries
@@ -390,8 +389,8 @@ def test_email_data_never_reaches_an_existing_public_repository_without_the_lice
     hub.add_repo("me/public-email", "datasets", private=False)
     hub.add_repo("me/private-email", "datasets", private=True)
     command = ["scripts/export_dataset.py", "--config", "email_generation_user", "--data_dir",
-               str(sample_dir / "avocado"), "--cache_dir", str(tmp_path / "cache"), "--output", str(tmp_path / "export"),
-               "--hub_token", TOKEN, "--push_to_hub"]
+               str(sample_dir / "avocado"), "--cache_dir", str(tmp_path / "cache"), "--output",
+               str(tmp_path / "export"), "--hub_token", TOKEN, "--push_to_hub"]
     with hub.running():
         env = hub_env(hub, tmp_path)
         for extra in ([], ["--private"]):
