@@ -132,6 +132,8 @@ class HubStandIn:
     def commit_id(self, revision: str | None) -> str:
         """The commit a revision names (one per branch: clients then ask for files by it)."""
         revision = unquote(revision or "main")
+        if revision in self._revisions:  # already a commit id
+            return revision
         if revision in self._revisions.values():
             return next(sha for sha, name in self._revisions.items() if name == revision)
         sha = COMMIT if revision == "main" else hashlib.sha1(revision.encode()).hexdigest()
