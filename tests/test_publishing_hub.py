@@ -75,7 +75,7 @@ def test_the_stand_in_answers_409_for_an_existing_repository_and_keeps_its_visib
 
 @pytest.mark.parametrize("metadata, repo_type, problem", [
     ("license: not-a-licence", "model", "license"),
-    ("base_model: /home/someone/models/tiny", "model", "base_model"),
+    ("base_model: /opt/models/tiny", "model", "base_model"),
     ("base_model: <local>/tiny", "model", "base_model"),
     ("model-index:\n- name: m\n  results:\n  - task: text-generation", "model", "model-index[].results[]"),
     ("model-index: {}", "model", "model-index"),
@@ -173,10 +173,11 @@ def never_answering_socket() -> socket.socket:
 
 def test_a_server_that_never_answers_ends_push_results_with_one_error_line(zero_shot_copy, tmp_path, monkeypatch,
                                                                            capsys):
-    from huggingface_hub import constants
+    from huggingface_hub import constants, get_session
 
     from evaluation import push_results
 
+    previous = get_session().timeout  # the client's one session: this process's later tests get it back
     listener = never_answering_socket()
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{listener.getsockname()[1]}")
     monkeypatch.setenv("LONGLAMP_HUB_TIMEOUT", "1")
@@ -188,6 +189,7 @@ def test_a_server_that_never_answers_ends_push_results_with_one_error_line(zero_
                            prog="push_results.py")
     finally:
         listener.close()
+        get_session().timeout = previous
     err = capsys.readouterr().err
     assert code == 2 and time.monotonic() - start < 30
     assert err.count("push_results.py: error:") == 1 and "timed out" in err.lower() and "Traceback" not in err
