@@ -45,7 +45,15 @@ from publishing.cards import (
     results_table,
 )
 from publishing.plots import plot_comparison
-from publishing.runs import is_hub_id, known_license, licence_fields, public_name, public_record, what_ran
+from publishing.runs import (
+    dataset_identity,
+    is_hub_id,
+    known_license,
+    licence_fields,
+    public_name,
+    public_record,
+    what_ran,
+)
 from publishing.samples import write_per_sample_scores
 
 logger = logging.getLogger(__name__)
@@ -86,11 +94,13 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _results_json(run: RunFolder, variant: Variant) -> dict:
-    """A variant's scores.json with its record without machine paths (no golds are in it)."""
+    """A variant's scores.json with its record without machine paths (no golds are in it), and the data it was
+    scored on as the Hub names it (`dataset_identity`: LongLaMP/LongLaMP only for rows from the Hub)."""
     summary = json.loads(variant.summary_file.read_text(encoding="utf-8"))
     summary["settings"] = public_record(variant.record).to_dict()
-    summary["data_source"] = {"dataset": "LongLaMP/LongLaMP", "config": run.config,
-                              "revision": variant.record.data.revision}
+    data = dataset_identity(variant.record)
+    summary["data_source"] = {"dataset": data.type, "name": data.name, "config": data.config, "split": data.split,
+                              "revision": data.revision}
     return summary
 
 

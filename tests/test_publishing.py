@@ -163,6 +163,8 @@ def test_dry_run_stages_results_without_golds(zero_shot_run, tmp_path):
     references = [g["output"].strip() for g in json.loads((zero_shot_run / "golds.json").read_text())["golds"]]
     staged_text = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in files_under(staged))
     assert not any(reference in staged_text for reference in references if len(reference) > 40)
+    # the bundled sample is local data: results.json does not name the Hub dataset as its source
+    assert json.loads((staged / "results.json").read_text())["data_source"]["dataset"] == "local"
     shutil.rmtree(staged)
 
 
