@@ -406,7 +406,7 @@ def _map_paths(value, change: Callable[[str], str]):
 # model's record (longlamp_cli); their values are recorded under their own names.
 RUN_CONTROL = frozenset({
     "output_dir", "overwrite_output_dir", "resume_from_checkpoint", "push_to_hub", "hub_model_id", "hub_private",
-    "hub_revision", "hub_strategy", "hub_token", "cache_dir", "num_workers", "logging_steps", "report_to",
+    "hub_revision", "hub_strategy", "hub_token", "create_pr", "cache_dir", "num_workers", "logging_steps", "report_to",
     "project_name", "log_level", "ddp_timeout", "max_users", "from_training_record",
 })
 _SHARED_FLAGS = {

@@ -3,8 +3,8 @@
     python evaluation/push_results.py --run_dir runs/review --hub_model_id NS/NAME [--hub_repo_type dataset]
         [--private] [--dry_run]
 
-`--dry_run` writes the folder that would be uploaded (beside the run, in RUN_DIR/hub-upload/) and uploads
-nothing. The card is also (re)written as RUN_DIR/README.md.
+`--dry_run` writes the folder that would be uploaded (beside the run, in RUN_DIR/hub-upload/), uploads nothing and
+changes nothing else in the run folder. A push also (re)writes the card as RUN_DIR/README.md.
 """
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ def main(argv=None) -> int:
     args = make_parser().parse_into(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run_dir = Path(args.run_dir)
-    print(f"card: {write_run_card(run_dir, args.hub_model_id)}")
     dry_run_dir = run_dir / DRY_RUN_FOLDER if args.dry_run else None
     where = publish(run_dir, args, dry_run_dir)
+    if dry_run_dir is None:  # after the push, so that a refused one leaves the run folder as it was
+        print(f"card: {write_run_card(run_dir, args.hub_model_id)}")
     print(f"{'would upload' if dry_run_dir else 'pushed to'}: {where}")
     return 0
 

@@ -18,16 +18,28 @@ import shlex
 from pathlib import Path
 
 from longlamp_io import write_text_atomic
-from longlamp_runs import CARD_FILE, RECORD_VERSION, RunFolder, RunRecord, Variant, flags_of, read_run
+from longlamp_runs import (
+    CARD_FILE,
+    PER_SAMPLE_FILE,
+    PREDICTIONS_FILE,
+    RECORD_VERSION,
+    RunFolder,
+    RunRecord,
+    Variant,
+    flags_of,
+    read_run,
+)
 from longlamp_tasks import CITATION, parse_config_name, scorer_task_name
 from publishing.plots import plot_comparison
 from publishing.runs import (
     DATASET_ID,
+    dataset_identity,
     is_hub_id,
     known_license,
     metric_args,
     public_name,
     public_record,
+    variant_key,
     variant_label,
     what_ran,
 )
@@ -58,40 +70,50 @@ def base_model(run: RunFolder) -> str | None:
 
 
 def eval_results(run: RunFolder, source_url: str | None = None) -> list:
-    """One `EvalResult` per variant and metric, with the values exactly as scored (model-index).
+    """One `EvalResult` per variant and metric, with the values exactly as scored (model-index), on the data each
+    variant was scored on (`dataset_identity`: the Hub dataset's config, `val` split and revision, or local data).
 
     huggingface_hub groups model-index results by task, dataset, config, split and revision, so the variants
     (with profile, without) are told apart per metric: by `metric_args` (use_profile, retriever, k) and the name.
     """
     from huggingface_hub import EvalResult
 
-    return [
-        EvalResult(task_type="text-generation", task_name="Personalized long-text generation", dataset_type=DATASET_ID,
-                   dataset_name=f"LongLaMP {run.config}", dataset_config=run.config,
-                   dataset_split=variant.record.task.split, dataset_revision=variant.record.data.revision,
-                   metric_type=metric, metric_name=f"{metric_name(metric)} ({variant_label(variant)})",
-                   metric_args=metric_args(variant), metric_value=value,
-                   source_name="LongLaMP toolkit scorer" if source_url else None, source_url=source_url)
-        for variant in run.variants for metric, value in variant.metrics.items()
-    ]
+    results = []
+    for variant in run.variants:
+        data = dataset_identity(variant.record)
+        results += [
+            EvalResult(task_type="text-generation", task_name="Personalized long-text generation",
+                       dataset_type=data.type, dataset_name=data.name, dataset_config=data.config,
+                       dataset_split=data.split, dataset_revision=data.revision, metric_type=metric,
+                       metric_name=f"{metric_name(metric)} ({variant_label(variant)})",
+                       metric_args=metric_args(variant), metric_value=value,
+                       source_name="LongLaMP toolkit scorer" if source_url else None, source_url=source_url)
+            for metric, value in variant.metrics.items()]
+    return results
 
 
 def eval_result_entries(run: RunFolder, source_url: str | None = None) -> list:
-    """The same numbers as huggingface_hub `EvalResultEntry`s for `.eval_results/longlamp.yaml`.
+    """The same numbers as huggingface_hub `EvalResultEntry`s for `.eval_results/`, for the variants scored on the
+    Hub dataset (an entry names a Hub dataset; local data has none).
 
-    LongLaMP is not a registered Hub benchmark, so `task_id` is the config name and `notes` say which metric,
-    split and variant each value is.
+    One value per entry, its task id saying which: `<config>/<split>/<metric>/<variant>` (`variant_key`), so that
+    no two different measures share an id. LongLaMP/LongLaMP is not a registered Hub benchmark: these entries
+    reach a leaderboard only once it is.
     """
     from huggingface_hub import EvalResultEntry
 
-    return [
-        EvalResultEntry(dataset_id=DATASET_ID, task_id=run.config, value=value,
-                        dataset_revision=variant.record.data.revision, source_url=source_url,
-                        source_name="LongLaMP toolkit scorer" if source_url else None,
-                        notes=f"{metric}; split {variant.record.task.split}; {variant_label(variant)}; "
-                              f"n={variant.scores.num_samples}")
-        for variant in run.variants for metric, value in variant.metrics.items()
-    ]
+    entries = []
+    for variant in run.variants:
+        data = dataset_identity(variant.record)
+        if not data.on_hub:
+            continue
+        entries += [
+            EvalResultEntry(dataset_id=data.type, task_id=f"{data.config}/{data.split}/{metric}/{variant_key(variant)}",
+                            value=value, dataset_revision=data.revision, source_url=source_url,
+                            source_name="LongLaMP toolkit scorer" if source_url else None,
+                            notes=f"{metric_name(metric)}; {variant_label(variant)}; n={variant.scores.num_samples}")
+            for metric, value in variant.metrics.items()]
+    return entries
 
 
 def eval_results_yaml(run: RunFolder, source_url: str | None = None) -> str:
@@ -128,7 +150,8 @@ def results_table(run: RunFolder) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for variant in run.variants:
         examples = str(variant.scores.num_samples) if variant.scores else "-"
-        cells = [variant_label(variant), variant.record.task.split, examples] + [_value(variant, m) for m in metrics]
+        cells = [shown(variant_label(variant)), variant.record.task.split, examples] + [_value(variant, m)
+                                                                                         for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -152,10 +175,16 @@ def comparison_table(run: RunFolder) -> str:
     return "\n".join(lines)
 
 
+def shown(text: str) -> str:
+    """Text for Markdown: a `<local>/NAME` placeholder inside a code span, where it is not taken for an HTML tag
+    (and hidden)."""
+    return f"`{text}`" if "<local>" in text else text
+
+
 def cell(value) -> str:
     """A setting's value in the settings table: a string as it is, anything else as JSON."""
     text = value if isinstance(value, str) else json.dumps(value)
-    return text.replace("|", "\\|")
+    return shown(text).replace("|", "\\|")
 
 
 def settings_table(run: RunFolder) -> str:
@@ -163,7 +192,7 @@ def settings_table(run: RunFolder) -> str:
     per variant; a training run's outcome below its settings."""
     records = [public_record(v.record) for v in run.variants] if run.kind != "training" else [public_record(
         run.record)]
-    labels = [variant_label(v) for v in run.variants] if run.kind != "training" else ["value"]
+    labels = [shown(variant_label(v)) for v in run.variants] if run.kind != "training" else ["value"]
     flats = [record.flat() for record in records]
     if run.outcome is not None:
         outcome = {f"outcome.{key}": value for key, value in dataclasses.asdict(run.outcome).items()}
@@ -267,9 +296,22 @@ def reproduce_command(run: RunFolder) -> str:
     return per_user_command(record) if run.kind == "per_user" else zero_shot_command(run, record)
 
 
+def trained_on_hub_data(run: RunFolder) -> bool:
+    """`datasets:` in a model card says what the model was trained on: the Hub dataset only for a fine-tuning run
+    on its rows (never for zero-shot results, nor for local data such as the bundled sample)."""
+    return run.kind == "training" and dataset_identity(run.record).on_hub
+
+
 def _is_seq2seq(run: RunFolder) -> bool:
-    config = run.model_dir / "config.json" if run.model_dir else None
-    return bool(config and config.is_file() and json.loads(config.read_text()).get("is_encoder_decoder"))
+    """An encoder-decoder model (its config.json), or an adapter of one (its adapter_config.json's task_type: an
+    adapter folder holds no config.json)."""
+    folder = run.model_dir
+    if folder is None:
+        return False
+    if (folder / "adapter_config.json").is_file():
+        return json.loads((folder / "adapter_config.json").read_text()).get("task_type") == "SEQ_2_SEQ_LM"
+    config = folder / "config.json"
+    return config.is_file() and bool(json.loads(config.read_text()).get("is_encoder_decoder"))
 
 
 def usage(run: RunFolder, repo_id: str | None) -> str:
@@ -292,8 +334,8 @@ def title(run: RunFolder) -> str:
     if run.kind == "training":
         kind = "LoRA adapter" if run.is_adapter else "all weights"
         profile = "with profile" if run.record.retrieval.use_profile else "no profile"
-        return f"{model_shown(run)} fine-tuned for LongLaMP {run.config} ({kind}, {profile})"
-    return f"{model_shown(run)} on LongLaMP {run.config} ({what_ran(run)})"
+        return f"{shown(model_shown(run))} fine-tuned for LongLaMP {run.config} ({kind}, {profile})"
+    return f"{shown(model_shown(run))} on LongLaMP {run.config} ({what_ran(run)})"
 
 
 def summary_text(run: RunFolder) -> str:
@@ -318,24 +360,32 @@ def summary_text(run: RunFolder) -> str:
     return f"{how} `{model}` on the LongLaMP benchmark's {task_title} task ({setting} setting), {personalised}."
 
 
-def card_data(run: RunFolder, source_url: str | None = None):
+def licensed_model(run: RunFolder) -> str | None:
+    """The model whose licence the card carries: the base of a fine-tuned model or adapter, else the model."""
+    return base_model(run) or run.record.model.name
+
+
+def card_data(run: RunFolder, source_url: str | None = None, licence: dict | None = None):
+    """The card's metadata; `licence` (licence_fields) as the Hub has it for the model, else what is known locally."""
     from huggingface_hub import ModelCardData
 
     base = base_model(run)
     base = base if is_hub_id(base) else None  # a local base cannot be linked on the Hub
     model = model_shown(run)
     kind_tag = "fine-tuned" if run.kind == "training" or run.record.model.fine_tuned else "zero-shot"
+    results = eval_results(run, source_url)
+    name = (f"LongLaMP {run.config}: {model}" if run.kind != "training"
+            else f"{model} fine-tuned on LongLaMP {run.config}")
     return ModelCardData(
-        model_name=f"LongLaMP {run.config}: {model}" if run.kind != "training"
-        else f"{model} fine-tuned on LongLaMP {run.config}",
-        base_model=base, datasets=[DATASET_ID], language=["en"],
-        license=known_license(base_model(run) or run.record.model.name),
+        model_name=name if results else None,  # the name of model-index: alone, it is a stray top-level key
+        base_model=base, datasets=[DATASET_ID] if trained_on_hub_data(run) else None, language=["en"],
+        **(licence or known_license(licensed_model(run))),
         library_name="peft" if run.is_adapter else "transformers",
         pipeline_tag="text2text-generation" if _is_seq2seq(run) else "text-generation",
         tags=["longlamp", "personalization", parse_config_name(run.config)[0].name, run.config, kind_tag,
               *(["per-user"] if run.kind == "per_user" else [])],
         metrics=list(dict.fromkeys(METRIC_IDS.get(m, m) for v in run.variants for m in v.metrics)) or None,
-        eval_results=eval_results(run, source_url) or None,
+        eval_results=results or None,
     )
 
 
@@ -346,22 +396,101 @@ def notes(run: RunFolder) -> str:
     return "\n".join(lines)
 
 
-def build_card(run: RunFolder, repo_id: str | None = None, source_url: str | None = None,
-               plot_file: str | None = None):
-    """The card of `run` (longlamp_runs.read_run's); pure: reads files, writes nothing."""
-    from huggingface_hub import ModelCard
+FRAMEWORKS = ("transformers", "peft", "torch", "datasets", "huggingface_hub")
 
+
+def versions() -> str:
+    """The installed versions of the libraries a run used (those installed), as a list."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in FRAMEWORKS:
+        try:
+            found.append(f"- {name} {version(name)}")
+        except PackageNotFoundError:
+            continue
+    return "\n".join(found)
+
+
+def intended_use(run: RunFolder) -> str:
+    """What the numbers are for and what they do not say; local data (the bundled sample) said so plainly."""
+    text = ("For research on personalized long-text generation, and to compare with other LongLaMP results on the "
+            "same config and split. The scores are automatic (ROUGE, METEOR) against the one text the user wrote: "
+            "they measure overlap with it, not fluency, faithfulness or safety. A model that writes in a user's "
+            "style can imitate real people: do not use it to impersonate anyone.")
+    local = {dataset_identity(v.record).name for v in run.variants if not dataset_identity(v.record).on_hub}
+    if run.kind == "training" and not dataset_identity(run.record).on_hub:
+        local.add(dataset_identity(run.record).name)
+    if local:
+        text += (f" Data: {shown('; '.join(sorted(local)))}, not the LongLaMP dataset on the Hub: these numbers "
+                 "are not comparable with published LongLaMP results.")
+    return text
+
+
+def _setting_text(run: RunFolder) -> str:
     task, setting = parse_config_name(run.config)
     split_rule = ("test users are unseen in training" if setting == "user"
                   else "each user's latest items are the targets, earlier ones the profile")
-    setting_text = (f"LongLaMP config `{run.config}` (`{scorer_task_name(task, setting)}` in prediction files): "
-                    f"{split_rule}. Every setting of the run (its run record, version {RECORD_VERSION}; "
-                    "docs/runs.md of the LongLaMP toolkit describes each):")
+    return (f"LongLaMP config `{run.config}` (`{scorer_task_name(task, setting)}` in prediction files): "
+            f"{split_rule}. Every setting of the run (its run record, version {RECORD_VERSION}; "
+            "docs/runs.md of the LongLaMP toolkit describes each):")
+
+
+def build_card(run: RunFolder, repo_id: str | None = None, source_url: str | None = None,
+               plot_file: str | None = None, licence: dict | None = None):
+    """The card of `run` (longlamp_runs.read_run's); pure: reads files, writes nothing."""
+    from huggingface_hub import ModelCard
+
     return ModelCard.from_template(
-        card_data(run, source_url), template_path=str(TEMPLATE), title=title(run), summary=summary_text(run),
-        setting_text=setting_text, settings_table=settings_table(run), results_table=results_table(run),
+        card_data(run, source_url, licence), template_path=str(TEMPLATE), title=title(run), summary=summary_text(run),
+        setting_text=_setting_text(run), settings_table=settings_table(run), results_table=results_table(run),
         comparison_table=comparison_table(run), plot_file=plot_file, results_note=notes(run),
         usage=usage(run, repo_id), command=reproduce_command(run), citation=CITATION,
+        intended_use=intended_use(run), versions=versions(),
+    )
+
+
+def results_configs(run: RunFolder) -> list[dict]:
+    """The `configs:` of a results dataset repository: each scored variant's per-sample scores and predictions,
+    so that `load_dataset(repo, config)` and the viewer read them (the other files are not tables)."""
+    configs = []
+    for variant in run.variants:
+        sub = "" if variant.folder == run.folder else variant.folder.relative_to(run.folder).as_posix()
+        suffix = "_" + sub.replace("/", "_") if sub else ""
+        folder = sub + "/" if sub else ""
+        split = variant.record.task.split
+        if variant.metrics:
+            configs.append({"config_name": f"per_sample{suffix}",
+                            "data_files": [{"split": split, "path": f"{folder}{PER_SAMPLE_FILE}"}]})
+        configs.append({"config_name": f"predictions{suffix}", "field": "golds",
+                        "data_files": [{"split": split, "path": f"{folder}{PREDICTIONS_FILE}"}]})
+    configs[0]["default"] = True
+    return configs
+
+
+def build_results_dataset_card(run: RunFolder, repo_id: str | None = None, source_url: str | None = None,
+                               plot_file: str | None = None):
+    """The card of a results repository of type dataset: a dataset card (no model metadata, which the Hub refuses
+    there) whose `configs:` make the predictions and per-sample scores loadable; pure."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from publishing.dataset_export import license_fields
+
+    configs = results_configs(run)
+    name = repo_id or "NAMESPACE/NAME"
+    loading = "\n".join(f"{c['config_name']} = load_dataset({name!r}, {c['config_name']!r})" for c in configs)
+    data = DatasetCardData(
+        language=["en"], pretty_name=title(run), task_categories=["text-generation"],
+        tags=["longlamp", "personalization", "results", parse_config_name(run.config)[0].name, run.config],
+        configs=configs, **license_fields(not parse_config_name(run.config)[0].public),
+    )
+    source = f"\n\nThe numbers, with their record: [{source_url}]({source_url})" if source_url else ""
+    return DatasetCard.from_template(
+        data, template_path=str(TEMPLATE), title=title(run), summary=summary_text(run) + source,
+        setting_text=_setting_text(run), settings_table=settings_table(run), results_table=results_table(run),
+        comparison_table=comparison_table(run), plot_file=plot_file, results_note=notes(run),
+        usage=f"from datasets import load_dataset\n\n{loading}", command=reproduce_command(run), citation=CITATION,
+        intended_use=intended_use(run), versions=versions(),
     )
 
 

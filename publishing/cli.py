@@ -46,6 +46,8 @@ class HubRepositoryArguments:
     hub_revision: str | None = arg("branch to push to (default: main)", default=None)
     hub_token: str | None = arg("Hub token (default: HF_TOKEN or the saved login); never written or shown",
                                 default=None, secret=True)
+    create_pr: bool = arg("open a pull request instead of committing (how results reach a repository you do not own; "
+                          "chosen automatically, with a message, when the token may not write to it)", default=False)
     public_despite_license: bool = arg("push the email task (Avocado, LDC-licensed) publicly anyway: you answer for "
                                        "the LDC licence", default=False)
 
@@ -69,4 +71,4 @@ def publish(run_dir: str | Path, hub, dry_run_dir: str | Path | None = None) -> 
         raise PublishError("publishing needs --hub_model_id NAMESPACE/NAME")
     return push_run(run_dir, hub.hub_model_id, repo_type=hub.hub_repo_type, private=hub.hub_private,
                     revision=hub.hub_revision, token=hub.hub_token, dry_run_dir=dry_run_dir,
-                    public_despite_license=hub.public_despite_license)
+                    public_despite_license=hub.public_despite_license, create_pr=hub.create_pr)

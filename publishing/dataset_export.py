@@ -15,6 +15,7 @@ from longlamp_errors import PublishError
 from longlamp_io import write_text_atomic
 from longlamp_runs import CARD_FILE
 from longlamp_tasks import CITATION, parse_config_name
+from publishing.runs import public_name
 
 logger = logging.getLogger(__name__)
 TEMPLATE = Path(__file__).with_name("dataset_card_template.md")
@@ -50,6 +51,26 @@ def _ranked_splits(ranked: Mapping[str, str | Path]) -> dict:
     return splits
 
 
+def _check_ranked_rows(splits: dict, ranked: Mapping[str, str | Path], config: str, **source) -> None:
+    """Each ranked file must hold the rows of the split it is exported as, of this config: a file ranked from
+    another config or split would be published under the wrong name."""
+    import longlamp
+
+    for split, data in splits.items():
+        try:
+            expected = longlamp.load_split(config, split, **source)
+        except (FileNotFoundError, ValueError) as error:
+            raise PublishError(f"--ranked {ranked[split]}: cannot load the {split} split of {config} to check it "
+                               f"against: {error}") from None
+        want = dict(zip(expected["id"], expected["output"]))
+        have = dict(zip(data["id"], data["output"]))
+        if have != want:
+            unknown = sum(1 for i, text in have.items() if want.get(i) != text)
+            raise PublishError(f"--ranked {split}={ranked[split]}: not the {split} split of {config} ({len(have)} "
+                               f"rows, {unknown} of them not in that split, which has {len(want)}): rank that split, "
+                               "or name the file's own split and config")
+
+
 def _retriever_name(splits: dict) -> str:
     names = {str(data[0]["ranked_by"]).split("(")[0] for data in splits.values() if len(data)}
     if len(names) != 1:
@@ -65,13 +86,14 @@ def export_config(config: str, output: str | Path, *, data_dir: str | None = Non
 
     task, setting = parse_config_name(config)
     canonical = f"{task.name}_{setting}"
+    source = {"data_dir": data_dir, "cache_dir": cache_dir, **({"revision": revision} if revision else {})}
     if ranked:
         splits = _ranked_splits(ranked)
+        _check_ranked_rows(splits, ranked, canonical, **source)
         retriever = _retriever_name(splits)
         name = f"{canonical}_{retriever}_ranked"
     else:
-        loaded = longlamp.load(canonical, data_dir=data_dir, cache_dir=cache_dir, **({"revision": revision}
-                                                                                     if revision else {}))
+        loaded = longlamp.load(canonical, **source)
         splits, retriever, name = dict(loaded), None, canonical
     output = Path(output)
     folder = output / name
@@ -84,10 +106,18 @@ def export_config(config: str, output: str | Path, *, data_dir: str | None = Non
         temporary = folder / f".{target.name}.tmp"
         data.to_parquet(str(temporary))  # datasets' writer: the features travel in the schema metadata
         temporary.replace(target)
-    _write_card(output, name, task, splits, retriever, source=SOURCE_REPO if not data_dir else
-                f"a local copy of {SOURCE_REPO}" + (f" at revision {revision}" if revision else ""))
+    at = f" at revision {revision}" if revision else ""
+    _write_card(output, name, task, splits, retriever, source=f"{SOURCE_REPO}{at}" if not data_dir else
+                f"local data (`{public_name(data_dir)}`), not checked against {SOURCE_REPO}")
     logger.info("exported %s (%s) to %s", name, ", ".join(f"{s}: {len(d)} rows" for s, d in splits.items()), folder)
     return name
+
+
+def license_fields(licensed: bool) -> dict:
+    """The card metadata of LongLaMP data's terms: the LDC's licence for the email task (Avocado), the sources'
+    own terms for the rest."""
+    return {"license": "other", "license_name": "ldc-avocado" if licensed else "longlamp-sources",
+            "license_link": "https://catalog.ldc.upenn.edu/LDC2015T03" if licensed else HOMEPAGE}
 
 
 def _config_entries(name: str, splits: dict) -> tuple[dict, dict]:
@@ -96,7 +126,9 @@ def _config_entries(name: str, splits: dict) -> tuple[dict, dict]:
     features = next(iter(splits.values())).features
     # Features._to_yaml_list is the writer DatasetDict.push_to_hub uses for this same block.
     info = {"config_name": name, "features": features._to_yaml_list(),
-            "splits": [{"name": split, "num_examples": len(data)} for split, data in splits.items()]}
+            "splits": [{"name": split, "num_bytes": data.data.nbytes, "num_examples": len(data)}
+                       for split, data in splits.items()],
+            "dataset_size": sum(data.data.nbytes for data in splits.values())}
     return config, info
 
 
@@ -112,9 +144,8 @@ def _write_card(output: Path, name: str, task, splits: dict, retriever: str | No
         configs[0]["default"] = True
     private_data = any(c["config_name"].startswith("email_generation") for c in configs)
     data = DatasetCardData(
-        language=["en"], license="other", license_name="ldc-avocado" if private_data else "longlamp-sources",
-        license_link="https://catalog.ldc.upenn.edu/LDC2015T03" if private_data else HOMEPAGE,
-        task_categories=["text-generation"], pretty_name="LongLaMP", tags=["longlamp", "personalization"],
+        language=["en"], **license_fields(private_data), task_categories=["text-generation"], pretty_name="LongLaMP",
+        tags=["longlamp", "personalization"],
         size_categories=None, configs=configs, dataset_info=infos,
     )
     rows = ["| config | splits (rows) |", "|---|---|"]

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from longlamp_runs import RetrievalSettings, RunFolder, RunRecord, Variant
+from longlamp_tasks import config_names, parse_config_name
 
 DATASET_ID = "LongLaMP/LongLaMP"
+HUB_SPLITS = {"validation": "val"}  # the split names of the Hub dataset, where they differ from the toolkit's
 EMBEDDED_PATH = re.compile(r"(?<![\w.:/~])(?:~/|/)(?:[^\s,()'\"=/]+/)+[^\s,()'\"=/]+")
+LICENCE_KEYS = ("license", "license_name", "license_link")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # "name" or "namespace/name"
 
 
@@ -35,14 +39,48 @@ def public_record(record: RunRecord) -> RunRecord:
     return record.map_paths(public_name)
 
 
+@dataclass(frozen=True)
+class DatasetIdentity:
+    """The data a run was scored on, as the Hub names it: `LongLaMP/LongLaMP` with its config, split name (`val`)
+    and revision when the rows came from the Hub, else a local copy (the bundled sample, an email config, any
+    --data_dir) that cards never present as the Hub dataset."""
+
+    type: str
+    name: str
+    config: str
+    split: str
+    revision: str | None
+    on_hub: bool
+
+
+def dataset_identity(record: RunRecord) -> DatasetIdentity:
+    config, split = record.task.config, record.task.split
+    on_hub = (record.data.data_dir is None and record.data.data in config_names()
+              and parse_config_name(config)[0].public)
+    if on_hub:
+        return DatasetIdentity(DATASET_ID, f"LongLaMP {config}", config, HUB_SPLITS.get(split, split),
+                               record.data.revision, True)
+    source = public_name(record.data.data_dir or record.data.data)
+    return DatasetIdentity("local", f"LongLaMP {config} (local data {source}, not the Hub dataset)", config, split,
+                           None, False)
+
+
 def is_hub_id(value: str | None) -> bool:
     return bool(value) and public_name(value) == value and bool(HUB_ID.match(value))
 
 
-def known_license(model: str | None) -> str | None:
-    """The licence in the YAML of a model's card, read from its local folder or the Hub cache (never fetched)."""
+def licence_fields(data) -> dict:
+    """The licence of a card's metadata (a mapping or CardData): `license`, and with `other` its `license_name` and
+    `license_link`, which the Hub needs to show what the licence is."""
+    get = data.get if isinstance(data, dict) else lambda key: getattr(data, key, None)
+    return {key: get(key) for key in LICENCE_KEYS if get(key)}
+
+
+def known_license(model: str | None) -> dict:
+    """The licence in the YAML of a model's card, read from its local folder or the Hub cache (never fetched; a
+    push asks the Hub: publishing.hub.hub_licence)."""
     if not model:
-        return None
+        return {}
     card = Path(model).expanduser() / "README.md"
     if not card.is_file():
         from huggingface_hub import try_to_load_from_cache
@@ -50,13 +88,13 @@ def known_license(model: str | None) -> str | None:
         cached = try_to_load_from_cache(model, "README.md") if HUB_ID.match(model) else None
         card = Path(cached) if isinstance(cached, str) else None
     if card is None:
-        return None
+        return {}
     from huggingface_hub import ModelCard
 
     try:
-        return ModelCard.load(card).data.license
+        return licence_fields(ModelCard.load(card).data)
     except ValueError:  # a card without (valid) YAML
-        return None
+        return {}
 
 
 def retrieval_text(retrieval: RetrievalSettings) -> str:
@@ -88,6 +126,15 @@ def metric_args(variant: Variant) -> dict:
         return {"use_profile": False}
     return {"use_profile": True, "retriever": public_name(retrieval.retriever),
             "num_retrieved": retrieval.num_retrieved}
+
+
+def variant_key(variant: Variant) -> str:
+    """A variant in a few safe characters, for ids: "no_profile", "bm25_k4", "oppu_no_profile"."""
+    args = metric_args(variant)
+    key = f"{args['retriever']}_k{args['num_retrieved']}" if args["use_profile"] else "no_profile"
+    methods = variant.record.per_user.methods() if variant.record.per_user is not None else []
+    key = "_".join([*methods, key])
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", key).strip("-").lower()
 
 
 def what_ran(run: RunFolder) -> str:

@@ -9,6 +9,7 @@ profile is scoring/significance.py's one paired comparison over the same example
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from longlamp_errors import RunFolderError
@@ -25,15 +26,23 @@ def _outputs(path: Path) -> dict[str, str]:
     return dict(zip(task_file.ids, task_file.outputs))
 
 
-def write_per_sample_scores(variant: Variant) -> Path | None:
-    """The variant's per-sample file: checked when it is there, computed when it is missing.
+def write_per_sample_scores(variant: Variant, target: Path | None = None) -> Path | None:
+    """The variant's per-sample file, checked when it is there (and copied to `target` when given), computed into
+    `target` (default: beside the predictions) when it is missing; a staged push thereby never writes into the run.
 
     None when the variant has no golds on disk (a test split, a published copy), so nothing can be scored per
     sample.
     """
-    target = variant.per_sample_file
-    if target.is_file():
-        per_sample.read_variant(variant)  # refused when it is not this run's: nothing is rewritten
+    target = target or variant.per_sample_file
+    if variant.per_sample_file.is_file():
+        ids = per_sample.read_variant(variant)[0]  # refused when it is not this run's: nothing is rewritten
+        problem = (per_sample_problem(variant.per_sample_file, ids, None, None, variant.predictions_file)
+                   if variant.predictions_file.is_file() else None)
+        if problem:  # predictions changed after scoring: the scores are not of these predictions
+            raise RunFolderError(f"{problem}: the predictions are not the ones scored; nothing was written")
+        if target != variant.per_sample_file:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(variant.per_sample_file, target)
         return target
     if not variant.golds_file.is_file() or not variant.metrics:
         return None

@@ -90,8 +90,9 @@ def main(argv=None) -> int:
         if licensed and not private:
             print("warning: pushing the email task publicly (--public_despite_license)", file=sys.stderr)
         url = upload(Path(args.output), args.hub_model_id, repo_type="dataset", private=private, token=args.hub_token,
-                     revision=args.hub_revision, commit_message=f"LongLaMP export: {', '.join(names)}")
-        print(f"pushed to {url}{' (private)' if private else ''}")
+                     revision=args.hub_revision, commit_message=f"LongLaMP export: {', '.join(names)}",
+                     create_pr=args.create_pr, public_ok=not licensed or args.public_despite_license)
+        print(f"pushed to {url}{' (private)' if private else ''}")  # upload refuses a public repository then
     return 0
 
 

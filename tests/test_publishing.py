@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support.hub import TOKEN, assert_token_nowhere, files_under, hub_env, run
+from support.hub import TOKEN, assert_token_nowhere, assert_uploads_portable, files_under, hub_env, run
 from support.hub_server import HubStandIn
 from support.training import CONFIG, run_flags
 
@@ -42,8 +42,7 @@ def zero_shot_run(tmp_path_factory, tiny_llama, sample_dir, sample_cache) -> Pat
 
 
 def test_zero_shot_card_values_equal_scores_json_and_eval_results_parse_back(zero_shot_run, tiny_llama):
-    import yaml
-    from huggingface_hub import ModelCard, eval_result_entries_to_yaml, parse_eval_result_entries
+    from huggingface_hub import ModelCard
 
     from longlamp_runs import read_run
     from publishing.cards import eval_result_entries
@@ -57,17 +56,59 @@ def test_zero_shot_card_values_equal_scores_json_and_eval_results_parse_back(zer
     assert {key: found[key].metric_value for key in found} == expected  # exactly, every metric, both variants
     assert {r.dataset_config for r in found.values()} == {CONFIG} and {r.dataset_split for r in found.values()} == {
         "validation"}
-    assert card.data.datasets == ["LongLaMP/LongLaMP"] and "longlamp" in card.data.tags
+    # the bundled sample is local data: never presented as the Hub dataset, nor as training data of a zero-shot run
+    assert {r.dataset_type for r in found.values()} == {"local"} and card.data.datasets is None
+    assert "longlamp" in card.data.tags
     assert "![Results](results.png)" in card.text
     assert (zero_shot_run / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(tiny_llama) not in str(card) and str(zero_shot_run) not in str(card)  # no machine paths
     assert "Paired difference" in card.text
 
-    entries = eval_result_entries(read_run(zero_shot_run), source_url="https://huggingface.co/me/m/blob/main/r.json")
+    assert eval_result_entries(read_run(zero_shot_run)) == []  # .eval_results name Hub datasets only
+
+
+def test_cards_show_local_paths_in_code_link_the_paper_and_say_what_the_numbers_are_for(zero_shot_run, tmp_path):
+    import re
+
+    from huggingface_hub import ModelCard
+    from support.records import write_summary, zero_shot_record
+
+    from publishing.cards import build_run_card
+
+    card = build_run_card(zero_shot_run)
+    prose = re.sub(r"`[^`\n]*`", "", re.sub(r"```.*?```", "", card.text, flags=re.S))
+    assert "<local>" in card.text and "<local>" not in prose  # an HTML tag to Markdown: hidden outside code
+    assert "https://arxiv.org/abs/2407.11016" in card.text
+    assert "## Intended use and limitations" in card.text and "not comparable with published LongLaMP" in card.text
+    assert re.search(r"^- transformers \d", card.text, re.M)
+    unscored = tmp_path / "unscored"
+    unscored.mkdir()
+    write_summary(unscored, zero_shot_record(), None)
+    assert "model_name" not in ModelCard(str(build_run_card(unscored))).data.to_dict()  # no stray top-level key
+
+
+def test_results_on_the_hub_dataset_carry_its_identity_and_one_value_per_eval_results_entry(tmp_path):
+    """Rows from the Hub (no --data_dir, a config name): LongLaMP/LongLaMP with its split name `val` and the
+    revision asked for; each .eval_results entry one value, its task id naming metric and variant."""
+    import yaml
+    from huggingface_hub import eval_result_entries_to_yaml, parse_eval_result_entries
+    from support.records import write_summary, zero_shot_record
+
+    from longlamp_runs import read_run
+    from publishing.cards import card_data, eval_result_entries, eval_results
+
+    scores = {"num_samples": 3, "metrics": {"rouge1": 0.25, "meteor": 0.125}}
+    write_summary(tmp_path, zero_shot_record(retriever="bm25", k=2, revision="refs/convert/parquet"), scores)
+    run = read_run(tmp_path)
+    results = eval_results(run)
+    assert {(r.dataset_type, r.dataset_config, r.dataset_split, r.dataset_revision) for r in results} == {
+        ("LongLaMP/LongLaMP", CONFIG, "val", "refs/convert/parquet")}
+    assert card_data(run).datasets is None  # zero-shot: not training data
+    entries = eval_result_entries(run, source_url="https://huggingface.co/me/m/blob/main/r.json")
     parsed = parse_eval_result_entries(yaml.safe_load(yaml.safe_dump(eval_result_entries_to_yaml(entries))))
-    assert [e.value for e in parsed] == [found[k].metric_value for k in [(True, m) for m in scores[True]["scores"][
-        "metrics"]] + [(False, m) for m in scores[False]["scores"]["metrics"]]]
-    assert all(e.dataset_id == "LongLaMP/LongLaMP" and e.task_id == CONFIG and e.source_url for e in parsed)
+    assert {e.task_id: e.value for e in parsed} == {f"{CONFIG}/val/rouge1/bm25_k2": 0.25,
+                                                    f"{CONFIG}/val/meteor/bm25_k2": 0.125}
+    assert all(e.dataset_id == "LongLaMP/LongLaMP" and e.source_url for e in parsed)
 
 
 def test_per_sample_scores_match_the_scorer_and_carry_no_golds(zero_shot_run):
@@ -105,11 +146,25 @@ def test_dry_run_stages_results_without_golds(zero_shot_run, tmp_path):
     staged = zero_shot_run / push_results.DRY_RUN_FOLDER
     names = {p.relative_to(staged).as_posix() for p in files_under(staged)} - {".longlamp-staged"}
     assert names == {"README.md", "results.png", "results.json", "predictions.json", "prompts.json", "comparison.json",
-                     "per_sample.jsonl", ".eval_results/longlamp.yaml", "no_profile/results.json",
-                     "no_profile/predictions.json", "no_profile/prompts.json", "no_profile/per_sample.jsonl"}
+                     "per_sample.jsonl", "no_profile/results.json", "no_profile/predictions.json",
+                     "no_profile/prompts.json", "no_profile/per_sample.jsonl"}  # .eval_results are for models
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(staged / "README.md").data.to_dict()  # a dataset card: no model metadata
+    assert not {"model-index", "base_model", "library_name", "pipeline_tag"} & set(card)
+    assert [c["config_name"] for c in card["configs"]] == ["per_sample", "predictions", "per_sample_no_profile",
+                                                           "predictions_no_profile"]
+    per_sample_rows = [json.loads(line) for line in (zero_shot_run / "per_sample.jsonl").read_text().splitlines()]
+    loaded = datasets.load_dataset(str(staged), "per_sample", cache_dir=str(tmp_path / "cache"))
+    assert list(loaded) == ["validation"] and [dict(r) for r in loaded["validation"]] == per_sample_rows
+    predictions = datasets.load_dataset(str(staged), "predictions_no_profile", cache_dir=str(tmp_path / "cache"))
+    assert predictions["validation"]["id"] == [r["id"] for r in per_sample_rows]
     references = [g["output"].strip() for g in json.loads((zero_shot_run / "golds.json").read_text())["golds"]]
     staged_text = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in files_under(staged))
     assert not any(reference in staged_text for reference in references if len(reference) > 40)
+    # the bundled sample is local data: results.json does not name the Hub dataset as its source
+    assert json.loads((staged / "results.json").read_text())["data_source"]["dataset"] == "local"
     shutil.rmtree(staged)
 
 
@@ -202,6 +257,45 @@ def test_trained_model_pushed_with_push_to_hub_comes_back_and_generates_the_same
                                                         c["operations"])]
     assert len(checkpoint_commits) == 2  # one per saved checkpoint, each replacing the previous one
     assert_token_nowhere(TOKEN, [output, tmp_path / "hub"], [trained.stdout, trained.stderr, back.stdout], hub)
+    assert assert_uploads_portable(hub, tmp_path, tiny_llama, train_rows) > 10
+    uploaded_config = json.loads((hub.repo_dir("me/tiny-review", "models") / "adapter_config.json").read_text()
+                                 if adapter else "{}")
+    assert "base_model_name_or_path" not in uploaded_config  # the base was a local folder: no Hub id to name
+    if adapter:  # the checkpoint holds the adapter and the state to resume, never the frozen base weights
+        pushed = checkpoint_commits[0]["files"]
+        from safetensors.torch import load
+
+        tensors = load(pushed["last-checkpoint/model.safetensors"])
+        assert tensors and all(".lora_" in name for name in tensors)
+        assert {"last-checkpoint/optimizer.bin", "last-checkpoint/scheduler.bin",
+                "last-checkpoint/trainer_state.json"} <= set(pushed)
+
+
+@pytest.mark.e2e
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_a_lora_run_resumes_from_its_pushed_checkpoint_to_the_uninterrupted_weights(tiny_llama, short_data, tmp_path):
+    from support.training import assert_same_weights, weights
+
+    train_rows, validation_rows = short_data
+    hub = HubStandIn(tmp_path / "hub", token=TOKEN)
+    common = dict(max_steps=3, save_steps=1, save_total_limit=5, use_lora=True)
+    with hub.running():
+        env = hub_env(hub, tmp_path)
+        run(["-m", "training.train", *run_flags(tiny_llama, tmp_path / "whole", train_rows, validation_rows,
+                                                 push_to_hub=True, hub_model_id="me/lora", hub_strategy="checkpoint",
+                                                 hub_token=TOKEN, **common)], env)
+    first = next(c for c in hub.commits if any(p.startswith("last-checkpoint/") for _, p in c["operations"]))
+    from_hub = tmp_path / "downloaded"  # the checkpoint of step 1 exactly as the Hub holds it
+    for name, data in first["files"].items():
+        (from_hub / name).parent.mkdir(parents=True, exist_ok=True)
+        (from_hub / name).write_bytes(data)
+    assert json.loads((from_hub / "last-checkpoint" / "trainer_state.json").read_text())["global_step"] == 1
+    run(["-m", "training.train", *run_flags(tiny_llama, tmp_path / "resumed", train_rows, validation_rows,
+                                            resume_from_checkpoint=from_hub / "last-checkpoint", **common)],
+        hub_env(hub, tmp_path))
+    assert_same_weights(weights(tmp_path / "whole" / "final" / "adapter_model.safetensors"),
+                        weights(tmp_path / "resumed" / "final" / "adapter_model.safetensors"))
 
 
 @pytest.mark.multiprocess
@@ -231,6 +325,7 @@ def test_server_error_mid_upload_leaves_the_run_intact_and_a_retry_completes_it(
     assert "golds.json" not in paths
     assert_token_nowhere(TOKEN, [zero_shot_run, tmp_path / "hub"],
                          [failed.stdout, failed.stderr, retried.stdout, retried.stderr, again.stderr], hub)
+    assert assert_uploads_portable(hub, tmp_path, zero_shot_run) >= 10
 
 
 LOAD_PLAIN = """
@@ -270,6 +365,7 @@ def test_exported_dataset_loads_with_plain_datasets_before_and_after_upload(samp
         assert json.loads((tmp_path / out).read_text()) == json.loads(json.dumps(expected)), out
     assert set(hub.repo_files("me/longlamp")) == {p.relative_to(folder).as_posix() for p in files_under(folder)}
     assert_token_nowhere(TOKEN, [folder, tmp_path / "hub"], [exported.stdout, exported.stderr], hub)
+    assert assert_uploads_portable(hub, tmp_path, sample_dir) >= 5
 
 
 @pytest.mark.multiprocess
@@ -284,6 +380,31 @@ def test_email_export_warns_and_pushes_privately_by_default(sample_dir, tmp_path
     assert "LDC2015T03" in done.stderr and "(private)" in done.stdout
     assert hub.created and all(asked.get("visibility") == "private" for asked in hub.created), hub.created
     assert "license_name: ldc-avocado" in (tmp_path / "export" / "README.md").read_text()
+    assert hub.private[("datasets", "me/email")] is True
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_email_data_never_reaches_an_existing_public_repository_without_the_licence_flag(sample_dir, tmp_path):
+    """`private=` is ignored by the Hub when the repository exists: the real visibility decides."""
+    hub = HubStandIn(tmp_path / "hub", token=TOKEN)
+    hub.add_repo("me/public-email", "datasets", private=False)
+    hub.add_repo("me/private-email", "datasets", private=True)
+    command = ["scripts/export_dataset.py", "--config", "email_generation_user", "--data_dir",
+               str(sample_dir / "avocado"), "--cache_dir", str(tmp_path / "cache"), "--output",
+               str(tmp_path / "export"), "--hub_token", TOKEN, "--push_to_hub"]
+    with hub.running():
+        env = hub_env(hub, tmp_path)
+        for extra in ([], ["--private"]):
+            refused = run([*command, "me/public-email", *extra], env, expect=2)
+            assert refused.stderr.count("error:") == 1 and "me/public-email exists and is public" in refused.stderr
+            assert "Traceback" not in refused.stderr
+        assert not hub.commits and hub.repo_files("me/public-email") == []
+        run([*command, "me/private-email"], env)
+        assert [c["repo"] for c in hub.commits] == ["me/private-email"]
+        accepted = run([*command, "me/public-email", "--public_despite_license"], env)
+    assert "pushing the email task publicly" in accepted.stderr
+    assert [c["repo"] for c in hub.commits] == ["me/private-email", "me/public-email"]
 
 
 @pytest.mark.multiprocess
@@ -306,6 +427,8 @@ def test_zero_shot_results_pushed_into_an_existing_model_repo_keep_its_card(tiny
         env = hub_env(hub, tmp_path, HF_TOKEN=TOKEN)
         first = run(command, env)
         second = run(command, env)  # the same results again: the card gains no second section
+    assert (repo / "README.md").read_text() == (model / "README.md").read_text()  # main as it was: a branch apart
+    repo = hub.repo_dir("me/tiny", "models", "longlamp-results")
     card = ModelCard((repo / "README.md").read_text())
     scores = json.loads((output / "scores.json").read_text())["scores"]["metrics"]
     assert card.data.license == "apache-2.0" and "The owner's own words." in card.text
@@ -318,6 +441,7 @@ def test_zero_shot_results_pushed_into_an_existing_model_repo_keep_its_card(tiny
     assert {c["revision"] for c in hub.commits} == {"longlamp-results"}
     assert "pushed to" in first.stdout
     assert_token_nowhere(TOKEN, [output], [first.stdout, first.stderr, second.stdout, second.stderr], hub)
+    assert assert_uploads_portable(hub, tmp_path, model, sample_dir) >= 5
 
 
 @pytest.mark.multiprocess
@@ -330,13 +454,52 @@ def test_a_ranked_split_exports_as_its_own_config_that_plain_datasets_loads(samp
                                "--retriever", "bm25", "--output", str(ranked)]) == 0
     from publishing.dataset_export import export_config
 
-    name = export_config(CONFIG, tmp_path / "export", ranked={"validation": ranked})
+    name = export_config(CONFIG, tmp_path / "export", ranked={"validation": ranked}, data_dir=str(sample_dir),
+                         cache_dir=sample_cache)
     assert name == f"{CONFIG}_bm25_ranked"
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(tmp_path / "export" / "README.md")
+    assert all(split["num_bytes"] > 0 for split in card.data.dataset_info[0]["splits"])  # else every load warns
+    assert "local data (`<local>/sample`), not checked against LongLaMP/LongLaMP" in card.text
     run(["-c", LOAD_PLAIN, str(tmp_path / "export"), str(tmp_path / "cache"), name, str(tmp_path / "rows.json")],
         {**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
     loaded = json.loads((tmp_path / "rows.json").read_text())[name]
     assert list(loaded) == ["validation"]
     assert loaded["validation"] == json.loads(json.dumps(list(longlamp.load_split(str(ranked), "validation"))))
+
+
+@pytest.mark.multiprocess
+def test_export_refuses_mislabelled_ranked_files_and_bad_paths_with_one_error_line(sample_dir, sample_cache, tmp_path,
+                                                                                   capsys):
+    from longlamp_cli import run_command
+    from retrieval import rank_profiles
+    from scripts import export_dataset
+
+    ranked = tmp_path / "val_bm25.parquet"
+    assert rank_profiles.main(["--config", CONFIG, "--split", "validation", "--data_dir", str(sample_dir),
+                               "--retriever", "bm25", "--output", str(ranked)]) == 0
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "not.parquet").write_text("not parquet")
+    base = ["--data_dir", str(sample_dir), "--cache_dir", sample_cache]
+    cases = {
+        "another config": (["--config", "topic_writing_user", "--ranked", f"validation={ranked}", *base,
+                            "--output", str(tmp_path / "out1")], f"{ranked}: not the validation split of "
+                                                                  "topic_writing_user"),
+        "another split": (["--config", CONFIG, "--ranked", f"train={ranked}", *base, "--output",
+                           str(tmp_path / "out2")], f"train={ranked}: not the train split of {CONFIG}"),
+        "output a file": (["--config", CONFIG, *base, "--output", str(tmp_path / "a-file")], "is a file"),
+        "missing data_dir": (["--config", CONFIG, "--data_dir", str(tmp_path / "missing"), "--output",
+                              str(tmp_path / "out3")], "missing"),
+        "not parquet": (["--config", CONFIG, "--ranked", str(tmp_path / "not.parquet"), *base, "--output",
+                         str(tmp_path / "out4")], "not.parquet"),
+    }
+    for case, (argv, expected) in cases.items():
+        code = run_command(export_dataset.main, argv, prog="export_dataset.py")
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("export_dataset.py: error:") == 1 and expected in err, (case, err)
+        assert "Traceback" not in err, case
+    assert not any((tmp_path / f"out{i}").exists() for i in range(1, 5))  # nothing half-written
 
 
 def test_local_paths_are_reduced_to_their_last_part_hub_ids_and_urls_kept(tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from longlamp_errors import ConfigError
 from longlamp_io import replace_folder, write_json_atomic
 from longlamp_runs import CHECKPOINTS_DIR, STATE_FILE, RunRecord
 
@@ -93,7 +94,28 @@ def save_checkpoint(accelerator, output_dir: str | Path, state: TrainerState, ke
     return final
 
 
-def load_checkpoint(accelerator, path: Path) -> TrainerState:
-    """Restore model, optimizer, scheduler and random states; return where the run stood."""
-    accelerator.load_state(str(path))
+def trainable_names(model) -> set[str]:
+    """The names of the parameters training changes (a LoRA run's adapter), as a checkpoint's weights file keys
+    them: those of the prepared model (accelerate saves its state dict unwrapped by nothing)."""
+    return {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+
+
+def load_checkpoint(accelerator, path: Path, model=None) -> TrainerState:
+    """Restore model, optimizer, scheduler and random states; return where the run stood. A checkpoint pushed to
+    the Hub from a LoRA run holds only the adapter's weights (publishing.hub.stage_checkpoint): they must be
+    exactly the model's trainable parameters, and the frozen rest stays as loaded from the base model."""
+    from safetensors import safe_open
+
+    from publishing.hub import ADAPTER_ONLY_KEY
+
+    weights = path / "model.safetensors"
+    adapter_only = False
+    if model is not None and weights.is_file():
+        with safe_open(str(weights), "pt") as stored:
+            adapter_only = (stored.metadata() or {}).get(ADAPTER_ONLY_KEY) == "true"
+            names = set(stored.keys())
+        if adapter_only and names != trainable_names(model):
+            raise ConfigError(f"{weights}: its weights are not this run's trainable parameters (another adapter "
+                             "configuration or model)")
+    accelerator.load_state(str(path), **({"strict": False} if adapter_only else {}))
     return TrainerState.read(path / STATE_FILE)

@@ -142,6 +142,7 @@ class TrainConfig(LoggingArguments, OutputArguments, PromptSettingsArguments, Da
     hub_private: bool = reuse(HubArguments, "hub_private")
     hub_revision: str | None = reuse(HubArguments, "hub_revision")
     hub_token: str | None = reuse(HubArguments, "hub_token")
+    create_pr: bool = reuse(HubArguments, "create_pr")
     hub_strategy: str = arg("end: push at the end of training; checkpoint: also push each checkpoint as it is saved "
                             "to last-checkpoint/ (resumable from the Hub)", default="end", choices=HUB_STRATEGIES)
 

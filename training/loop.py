@@ -44,6 +44,7 @@ from training.checkpoints import (
     load_checkpoint,
     resolve_resume,
     save_checkpoint,
+    trainable_names,
 )
 from training.collate import GenerationCollator, TrainingCollator
 from training.config import TrainConfig
@@ -246,7 +247,7 @@ def _train(accelerator, config: TrainConfig, record: RunRecord, output_dir: Path
 
     state = TrainerState(config=record.to_dict(), num_processes=accelerator.num_processes)
     if resume_from is not None:
-        state = load_checkpoint(accelerator, resume_from)
+        state = load_checkpoint(accelerator, resume_from, model)
         state.config = record.to_dict()
         logger.info("resumed from %s at step %d (epoch %d, micro-batch %d)", resume_from, state.global_step,
                     state.epoch, state.batches_done)
@@ -276,7 +277,8 @@ def _train(accelerator, config: TrainConfig, record: RunRecord, output_dir: Path
         from publishing.hub import finish_training_run
 
         finish_training_run(output_dir, push=config.push_to_hub, repo_id=config.hub_model_id,
-                            private=config.hub_private, revision=config.hub_revision, token=config.hub_token)
+                            private=config.hub_private, revision=config.hub_revision, token=config.hub_token,
+                            create_pr=config.create_pr)
     accelerator.end_training()
     return TrainResult(accelerator.unwrap_model(model), tokenizer, final_dir, state)
 
@@ -425,7 +427,8 @@ class _Run:
                 from publishing.hub import push_checkpoint
 
                 push_checkpoint(checkpoint, config.hub_model_id, private=config.hub_private,
-                                revision=config.hub_revision, token=config.hub_token)
+                                revision=config.hub_revision, token=config.hub_token,
+                                trainable=trainable_names(self.model) if config.use_lora else None)
 
     def _log_training(self) -> None:
         values = self.meter.flush(self.accelerator)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from longlamp_prompts import context_length, prompt_budget, uses_chat_template
 from longlamp_runs import RunRecord, differences, record_from_flags
+from publishing.runs import public_record
 from training.config import TrainConfig
 from training.modeling import is_encoder_decoder, load_model_config, load_tokenizer
 
@@ -35,5 +36,8 @@ def training_record(config: TrainConfig, budget: int, tokenizer) -> RunRecord:
 
 
 def changes(recorded: RunRecord, record: RunRecord) -> dict[str, tuple]:
-    """The settings that differ from a recorded run's and make this one another run."""
+    """The settings that differ from a recorded run's and make this one another run. A checkpoint pushed to the Hub
+    records local paths by their last part (publishing.runs.public_record): this run's are compared the same way."""
+    if public_record(recorded) == recorded:
+        record = public_record(record)
     return differences(recorded, record, RESUMABLE)

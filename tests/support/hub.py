@@ -3,6 +3,7 @@ client reads HF_ENDPOINT when it is imported), and the check that a known token 
 
 from __future__ import annotations
 
+import getpass
 import os
 import subprocess
 import sys
@@ -41,3 +42,19 @@ def assert_token_nowhere(token: str, folders: list[Path], outputs: list[str], hu
     assert not leaked, f"token written to {leaked}"
     assert all(token not in text for text in outputs)
     assert all(needle not in body for body in hub.bodies)
+
+
+def machine_strings(*places: Path) -> list[str]:
+    """What would identify this machine or its user in a published file: the checkout, the home folder, the user
+    name as a path part, and the given places (a test's own folders)."""
+    home = str(Path.home())
+    return [str(REPO), home + "/", f"/{getpass.getuser()}/", *(str(Path(p).resolve()) for p in places)]
+
+
+def assert_uploads_portable(hub: HubStandIn, *places: Path) -> int:
+    """No uploaded byte of any commit holds a machine path or the user name; returns the number of files scanned."""
+    needles = [needle.encode() for needle in machine_strings(*places)]
+    found = [(commit["repo"], name, needle.decode()) for commit in hub.commits
+             for name, data in commit["files"].items() for needle in needles if needle in data]
+    assert not found, f"machine paths or the user name uploaded: {found[:10]}"
+    return sum(len(commit["files"]) for commit in hub.commits)
