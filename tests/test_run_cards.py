@@ -118,9 +118,8 @@ def test_a_lora_card_reads_back_every_setting_and_its_adapter_evaluates_with_its
 
     # the adapter folder says how it was trained: evaluation can default to the same retrieval and prompt
     final = output / "final"
-    assert trained_settings(final) == {"use_profile": True, "retriever": "bm25", "retriever_model":
-                                       "facebook/contriever", "num_retrieved": 2, "max_prompt_length": 128,
-                                       "use_chat_template": False}
+    assert trained_settings(final) == {"use_profile": True, "retriever": "bm25", "num_retrieved": 2,
+                                       "max_prompt_length": 128, "use_chat_template": False}
     assert trained_settings(tiny_llama) is None
     evaluated = zero_shot(tmp_path, final, sample_dir, sample_cache, "evaluated", "--use_profile", "--num_retrieved",
                           "2", "--max_prompt_length", "128", "--no-use_chat_template")
