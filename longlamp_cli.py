@@ -51,6 +51,22 @@ def json_object(flag: str, text: str | None) -> dict:
     return value
 
 
+
+def as_flags(options: dict) -> list[str]:
+    """`{"use_lora": True, "max_steps": 4}` as `--use_lora --max_steps 4` (False: `--no-name`, None: left out): the
+    command line the parser reads back as the same values (the runner's stage commands, tests' runs)."""
+    flags = []
+    for name, value in options.items():
+        if value is None:
+            continue
+        if value is True:
+            flags.append(f"--{name}")
+        elif value is False:
+            flags.append(f"--no-{name}")
+        else:
+            flags += [f"--{name}", str(value)]
+    return flags
+
 # The project's top-level modules and packages (pyproject.toml's); "__main__" is a command run as a script.
 PROJECT_MODULES = frozenset({"longlamp", "longlamp_tasks", "longlamp_errors", "longlamp_io", "longlamp_runs",
                              "longlamp_cli", "longlamp_prompts", "retrieval", "scoring", "generation",

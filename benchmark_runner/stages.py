@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark_runner.experiment import TRAINED_METHODS, Experiment, Run
+from longlamp_cli import as_flags
 from longlamp_errors import RunFolderError, StageError
 from longlamp_io import folder_content_digest, folder_stat_digest, write_json_atomic
 from longlamp_runs import (
@@ -181,21 +182,6 @@ class Stage:
         return time.monotonic() - started
 
 
-def _flags(options: dict) -> list[str]:
-    """`{"use_lora": True, "max_steps": 4}` as `--use_lora --max_steps 4` (False: `--no-name`, None: left out)."""
-    flags = []
-    for name, value in options.items():
-        if value is None:
-            continue
-        if value is True:
-            flags.append(f"--{name}")
-        elif value is False:
-            flags.append(f"--no-{name}")
-        else:
-            flags += [f"--{name}", str(value)]
-    return flags
-
-
 def _data_flags(experiment: Experiment) -> list[str]:
     return ["--data_dir", str(experiment.data_dir)] if experiment.data_dir else []
 
@@ -253,7 +239,7 @@ def rank_stage(layout: Layout, config: str, retriever, split: str) -> Stage:
                *_data_flags(experiment), "--retriever", retriever.retriever, "--output", str(output)]
     if retriever.retriever_model:
         command += ["--retriever_model", retriever.retriever_model]
-    command += _flags({**experiment.rank, **retriever.options})
+    command += as_flags({**experiment.rank, **retriever.options})
     return layout.stage(rank_name(config, retriever, split), "rank", output.parent, command, [output.name], [],
                         data=True, models={"encoder": retriever.retriever_model})
 
@@ -293,7 +279,7 @@ def train_stage(layout: Layout, run: Run) -> Stage:
     command = [*LAUNCH, "--config_file", run.model.accelerate_config,
                "training/train.py", *data, "--task", run.config, "--model_name", run.model.model_name,
                "--output_dir", str(folder), *profile, "--resume_from_checkpoint", "latest",
-               *(["--cache_dir", experiment.cache_dir] if experiment.cache_dir else []), *_flags(run.model.train)]
+               *(["--cache_dir", experiment.cache_dir] if experiment.cache_dir else []), *as_flags(run.model.train)]
     return layout.stage(f"train {run.key}", "train", folder, command, [FINAL_DIR], needs, data=not needs,
                         models={"model": run.model.model_name, **_encoder(run)})
 
@@ -330,7 +316,7 @@ def generate_stage(layout: Layout, run: Run) -> Stage:
     command = [sys.executable, "evaluation/evaluate_llm.py", *data, "--model_name", trained_model(layout, run),
                "--output_dir", str(folder), *profile,
                *(["--cache_dir", experiment.cache_dir] if experiment.cache_dir else []),
-               *_flags({**experiment.evaluate, **run.model.evaluate})]
+               *as_flags({**experiment.evaluate, **run.model.evaluate})]
     return layout.stage(f"generate {run.key}", "generate", folder, command, [PREDICTIONS_FILE, GOLDS_FILE],
                         needs + _model_needs(run), data=not ranked,
                         models={"model": trained_model(layout, run), **_encoder(run)})
@@ -358,12 +344,12 @@ def per_user_train_stage(layout: Layout, run: Run) -> Stage:
             model = ["--model_name", base]
         command = [*LAUNCH, "--config_file", method.accelerate_config or run.model.accelerate_config,
                    "training/train_per_user.py", *model, *_per_user_data(layout, run), "--output_dir", str(folder),
-                   *_flags(method.train)]
+                   *as_flags(method.train)]
         return layout.stage(f"train {run.key}", "train", folder, command, [PER_USER_REPORT_FILE], _model_needs(run),
                             data=True, models=models)
     command = [sys.executable, "training/train_style_vectors.py", "--model_name", trained_model(layout, run),
                *_per_user_data(layout, run), "--output_dir", str(folder),
-               *_flags({**experiment.evaluate, **run.model.evaluate, **method.train})]
+               *as_flags({**experiment.evaluate, **run.model.evaluate, **method.train})]
     chosen = [] if method.train.get("selection_split") == "none" else [STYLE_SELECTION_FILE]
     return layout.stage(f"train {run.key}", "train", folder, command, chosen, _model_needs(run), data=True,
                         models=models)
@@ -380,7 +366,7 @@ def per_user_generate_stage(layout: Layout, run: Run) -> Stage:
                                                                           str(layout.run_dir(run) / "train")]
     command = [sys.executable, "evaluation/evaluate_per_user.py", "--model_name", trained_model(layout, run),
                *_per_user_data(layout, run), "--output_dir", str(folder), *uses,
-               *_flags({**experiment.evaluate, **run.model.evaluate, **method.evaluate})]
+               *as_flags({**experiment.evaluate, **run.model.evaluate, **method.evaluate})]
     needs = _model_needs(run) + ([f"train {run.key}"] if method.method in TRAINED_METHODS else [])
     return layout.stage(f"generate {run.key}", "generate", folder, command, [PREDICTIONS_FILE, GOLDS_FILE], needs,
                         data=True, models={"model": trained_model(layout, run)})
@@ -394,7 +380,7 @@ def score_stage(layout: Layout, run: Run) -> Stage:
     command = [sys.executable, "evaluation/eval_task.py", "--golds_json", str(layout.golds(run)),
                "--preds_json", str(layout.predictions(run)), "--task_name", scorer_task_name(task, setting),
                "--output_file", str(layout.scores(run)), "--per_sample_file", str(layout.per_sample(run)),
-               *_flags(scoring)]
+               *as_flags(scoring)]
     return layout.stage(f"score {run.key}", "score", folder, command,
                         [layout.per_sample(run).name, layout.scores(run).name], [f"generate {run.key}"])
 

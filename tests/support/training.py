@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from longlamp_cli import as_flags
+
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "sample"
 CONFIG = "product_review_user"
@@ -38,17 +40,7 @@ def run_flags(model: Path, output_dir: Path, train: Path, validation: Path | Non
         "log_level": "warning",
     }
     flags.update(overrides)
-    argv = []
-    for name, value in flags.items():
-        if value is None:
-            continue
-        if value is True:
-            argv.append(f"--{name}")
-        elif value is False:
-            argv.append(f"--no-{name}")
-        else:
-            argv += [f"--{name}", str(value)]
-    return argv
+    return as_flags(flags)
 
 
 # Runs training as train.py does; with TEST_KILL_AFTER_STEP=N every process SIGKILLs itself once checkpoint N is
