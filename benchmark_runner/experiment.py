@@ -64,14 +64,23 @@ RETRIEVER_KEYS = {"retriever", "retriever_model", "options", "ranked"}
 METHOD_KEYS = {"method", "train", "evaluate", "accelerate_config", "description"}
 STAGE_KINDS = ("rank", "train", "generate", "score")
 # A SLURM job per stage (--executor slurm): what each kind asks for unless the experiment's `resources` says
-# otherwise (`default:` for every kind, then the kind's own). time in minutes, mem as sbatch writes it.
+# otherwise (`default:` for every kind, then the kind's own). time in minutes, mem as sbatch writes it. `array`:
+# the stages of the kind that become ready together go to SLURM as one job array (one sbatch, one job id with a
+# task per stage: fewer submissions for a scheduler that throttles them, one line per kind in squeue), at most
+# `array_parallelism` of its tasks running at once (none: submitit's cap, 256).
 RESOURCE_DEFAULTS = {
     "rank": {"gpus": 1, "cpus": 8, "mem": "32G", "time": 240},  # a dense encoder; BM25 uses the CPUs
     "train": {"gpus": 1, "cpus": 8, "mem": "64G", "time": 1440},
     "generate": {"gpus": 1, "cpus": 8, "mem": "64G", "time": 720},
     "score": {"gpus": 0, "cpus": 4, "mem": "16G", "time": 120},
 }
-RESOURCE_KEYS = {"gpus", "cpus", "mem", "time", "partition", "account", "sbatch"}
+ARRAY_DEFAULTS = {"array": True, "array_parallelism": None}
+def default_resources() -> dict[str, dict]:
+    """Each stage kind's job resources when the experiment sets none."""
+    return {kind: {**RESOURCE_DEFAULTS[kind], **ARRAY_DEFAULTS} for kind in STAGE_KINDS}
+
+
+RESOURCE_KEYS = {"gpus", "cpus", "mem", "time", "partition", "account", "sbatch", *ARRAY_DEFAULTS}
 # A retriever, model or method name is a folder name in the output folder: no separators, no `..`.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -188,7 +197,7 @@ class Experiment:
     rank: dict = field(default_factory=dict)
     plot_metric: str = "rougeL"
     env: dict = field(default_factory=dict)  # environment variables for the stages (the caller's own win)
-    resources: dict = field(default_factory=lambda: {kind: dict(RESOURCE_DEFAULTS[kind]) for kind in STAGE_KINDS})
+    resources: dict = field(default_factory=default_resources)
 
     def runs(self) -> list[Run]:
         """The grid, in the order it is run: per config and model, no profile first, the methods last."""
@@ -319,7 +328,7 @@ def _resources(values, where: str) -> dict[str, dict]:
     _check_keys(values, {"default", *STAGE_KINDS}, f"{where}: resources")
     chosen = {}
     for kind in STAGE_KINDS:
-        merged = dict(RESOURCE_DEFAULTS[kind])
+        merged = default_resources()[kind]
         for part in ("default", kind):
             at = f"{where}: resources.{part}"
             spec = _mapping(values.get(part), at)
@@ -329,6 +338,13 @@ def _resources(values, where: str) -> dict[str, dict]:
                                     or spec[key] < (0 if key == "gpus" else 1)):
                     raise ConfigError(f"{at}.{key} must be an integer of at least {0 if key == 'gpus' else 1}"
                                       f"{' (minutes)' if key == 'time' else ''}, got {spec[key]!r}")
+            if "array" in spec and not isinstance(spec["array"], bool):
+                raise ConfigError(f"{at}.array must be true or false, got {spec['array']!r}")
+            parallelism = spec.get("array_parallelism")
+            if parallelism is not None and (isinstance(parallelism, bool) or not isinstance(parallelism, int)
+                                            or parallelism < 1):
+                raise ConfigError(f"{at}.array_parallelism must be an integer of at least 1 (tasks of one array "
+                                  f"running at once), got {parallelism!r}")
             if "mem" in spec and not re.fullmatch(r"[0-9]+[KMGT]?", str(spec["mem"])):
                 raise ConfigError(f"{at}.mem must be a size such as 64G, got {spec['mem']!r}")
             for key in ("partition", "account"):
