@@ -1,9 +1,9 @@
 """Running the stage graph: each stage starts once the stages it needs have finished, through an executor.
 
 - `LocalExecutor`: up to `max_parallel` stages at once as processes on this machine (1: one after another).
-- `SlurmExecutor`: one SLURM job per stage through submitit, with the resources of its kind (see `resources`); the
-  stages of one kind that become ready together go as one job array (a task per stage) where the kind's `array` is
-  on.
+- `SlurmExecutor`: SLURM jobs through submitit, with the resources of the stage's kind (see `resources`): the
+  stages of one kind that become ready together as one job array (a task per stage) where the kind's `array` is on,
+  else one job per stage.
 
 Whatever the executor, a stage is decided on when it becomes ready: done before (skipped), made from other inputs
 (its folder emptied, redone) or to run. A failed stage fails only the stages that need it, directly or not; the
