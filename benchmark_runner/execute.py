@@ -1,7 +1,9 @@
 """Running the stage graph: each stage starts once the stages it needs have finished, through an executor.
 
 - `LocalExecutor`: up to `max_parallel` stages at once as processes on this machine (1: one after another).
-- `SlurmExecutor`: one SLURM job per stage through submitit, with the resources of its kind (see `resources`).
+- `SlurmExecutor`: SLURM jobs through submitit, with the resources of the stage's kind (see `resources`): the
+  stages of one kind that become ready together as one job array (a task per stage) where the kind's `array` is on,
+  else one job per stage.
 
 Whatever the executor, a stage is decided on when it becomes ready: done before (skipped), made from other inputs
 (its folder emptied, redone) or to run. A failed stage fails only the stages that need it, directly or not; the
@@ -14,6 +16,7 @@ import json
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,8 +70,9 @@ class LocalExecutor:
         self.pool = ThreadPoolExecutor(max_workers=max_parallel)
         self.max_parallel = max_parallel
 
-    def submit(self, stage: Stage, env: dict, inputs: dict) -> tuple[Future, str]:
-        return self.pool.submit(run_stage, stage, env, "local", inputs), "local"
+    def submit(self, ready: list[tuple[Stage, dict]], env: dict) -> list[tuple[Future, str]]:
+        """Each (stage, its inputs) started: (future, "local") for each."""
+        return [(self.pool.submit(run_stage, stage, env, "local", inputs), "local") for stage, inputs in ready]
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=True)
@@ -92,7 +96,9 @@ class _JobFuture:
 
 class SlurmExecutor:
     """One job per stage through submitit (`submitit.AutoExecutor`: SLURM on a cluster; its local executor in
-    tests), each with its stage kind's resources; submitit's own files (pickled job, its stdout) go under
+    tests), each with its stage kind's resources; stages of a kind with `array` on that are submitted together go
+    as one job array (`executor.batch()`: one sbatch, task i the i-th stage, job id `<array id>_<i>`; submitit's
+    local executor starts them as separate processes). submitit's own files (pickled job, its stdout) go under
     `<output_dir>/slurm/`."""
 
     def __init__(self, root: Path, resources: dict, *, cluster: str | None = None):
@@ -102,15 +108,22 @@ class SlurmExecutor:
         # environment to the job; submitit's local executor passes it on).
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 
-    def executor_for(self, stage: Stage):
+    def executor_for(self, kind: str):
         executor = self.submitit.AutoExecutor(folder=self.root / "slurm" / "%j", cluster=self.cluster)
-        executor.update_parameters(**submitit_parameters(self.resources[stage.kind], stage))
+        executor.update_parameters(**submitit_parameters(self.resources[kind], kind))
         return executor
 
-    def submit(self, stage: Stage, env: dict, inputs: dict):
+    def submit(self, ready: list[tuple[Stage, dict]], env: dict) -> list[tuple[_JobFuture, str]]:
+        """Each (stage, its inputs) submitted, in order: one job array per kind with `array` on (one job when a
+        single stage of it is ready), else one job each; (handle, job id) for each."""
         added = {key: value for key, value in env.items() if os.environ.get(key) != value}
-        job = self.executor_for(stage).submit(run_stage, stage, added, "submitit", inputs)
-        return _JobFuture(job), str(job.job_id)
+        jobs = {}
+        for group in array_groups(ready, self.resources):
+            executor = self.executor_for(group[0][0].kind)
+            with executor.batch() if len(group) > 1 else nullcontext():
+                submitted = [executor.submit(run_stage, stage, added, "submitit", inputs) for stage, inputs in group]
+            jobs.update({stage.name: job for (stage, _), job in zip(group, submitted)})
+        return [(_JobFuture(jobs[stage.name]), str(jobs[stage.name].job_id)) for stage, _ in ready]
 
     def attach(self, stage: Stage):
         """The job a stopped runner submitted for this stage, if the scheduler still has it queued or running (a
@@ -128,12 +141,22 @@ class SlurmExecutor:
         pass
 
 
-def submitit_parameters(resources: dict, stage: Stage) -> dict:
+def array_groups(ready: list[tuple[Stage, dict]], resources: dict) -> list[list[tuple[Stage, dict]]]:
+    """The stages submitted together, in order: those of a kind with `array` on in one group (one job array), any
+    other stage in a group of its own."""
+    groups: dict[str, list] = {}
+    for item in ready:
+        kind = item[0].kind
+        groups.setdefault(kind if resources[kind]["array"] else item[0].name, []).append(item)
+    return list(groups.values())
+
+
+def submitit_parameters(resources: dict, kind: str) -> dict:
     """An experiment's resources for one stage kind as submitit's SLURM parameters (`slurm_` ones apply only on a
     cluster; the local executor ignores them)."""
     # No srun: the batch step runs the stage's command itself (a multi-GPU stage's `accelerate launch` starts one
     # process per GPU of the allocation).
-    parameters = {"name": f"longlamp-{stage.kind}", "timeout_min": int(resources["time"]), "slurm_use_srun": False,
+    parameters = {"name": f"longlamp-{kind}", "timeout_min": int(resources["time"]), "slurm_use_srun": False,
                   "slurm_gpus_per_node": int(resources["gpus"]) or None, "slurm_cpus_per_task": int(resources["cpus"]),
                   "slurm_mem": str(resources["mem"])}
     if resources.get("partition"):
@@ -142,6 +165,8 @@ def submitit_parameters(resources: dict, stage: Stage) -> dict:
         parameters["slurm_account"] = resources["account"]
     if resources.get("sbatch"):
         parameters["slurm_additional_parameters"] = dict(resources["sbatch"])
+    if resources.get("array_parallelism"):
+        parameters["slurm_array_parallelism"] = int(resources["array_parallelism"])
     return {key: value for key, value in parameters.items() if value is not None}
 
 
@@ -179,10 +204,18 @@ def execute(stages: list[Stage], executor, env: dict, digests: dict | None = Non
     def prefix(stage: Stage) -> str:
         return f"[{number[stage.name]:>{len(str(len(stages)))}}/{len(stages)}] {stage.name}"
 
+    def started(stage: Stage, handle, job: str) -> None:
+        if job != "local":
+            stage.folder.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(stage.folder / JOB_FILE, {"job": job, "state": "submitted"})
+        running[handle] = (stage, time.monotonic(), job)
+        progress.say(f"{prefix(stage)} ..." + (f" (job {job})" if job != "local" else ""))
+
     try:
         while waiting or running:
+            ready: list[tuple[Stage, dict]] = []  # submitted together, after this pass (a job array per kind)
             for stage in list(waiting):
-                if executor.max_parallel is not None and len(running) >= executor.max_parallel:
+                if executor.max_parallel is not None and len(running) + len(ready) >= executor.max_parallel:
                     break
                 planned = [need for need in stage.needs if need.name in number]  # others: their record decides
                 needs = [outcomes.get(need.name) for need in planned]
@@ -209,25 +242,25 @@ def execute(stages: list[Stage], executor, env: dict, digests: dict | None = Non
                     changed = stage.changed_inputs(digests)
                     progress.say(f"{prefix(stage)}: made from other inputs ({'; '.join(changed)}): redone")
                     stage.clear()
-                handle, job = attached or executor.submit(stage, env, stage.inputs(digests))  # what it starts from
-                if job != "local":
-                    stage.folder.mkdir(parents=True, exist_ok=True)
-                    write_json_atomic(stage.folder / JOB_FILE, {"job": job, "state": "submitted"})
-                running[handle] = (stage, time.monotonic(), job)
-                progress.say(f"{prefix(stage)} ..." + (f" (job {job})" if job != "local" else ""))
+                if attached:
+                    started(stage, *attached)
+                else:
+                    ready.append((stage, stage.inputs(digests)))  # what it starts from
+            for (stage, _), (handle, job) in zip(ready, executor.submit(ready, env) if ready else []):
+                started(stage, handle, job)
             if not running:
                 continue
             finished = _wait_any(list(running))
             for handle in finished:
-                stage, started, job = running.pop(handle)
+                stage, since, job = running.pop(handle)
                 try:
                     handle.result()
                 except StageError as error:
                     outcomes[stage.name] = Outcome("failed", reason=str(error), job=job)
                     progress.say(f"{prefix(stage)}: FAILED, log: {stage.folder / LOG}")
                 else:
-                    outcomes[stage.name] = Outcome("ran", time.monotonic() - started, job=job)
-                    progress.say(f"{prefix(stage)}: {time.monotonic() - started:.0f} s (log: {stage.folder / LOG})")
+                    outcomes[stage.name] = Outcome("ran", time.monotonic() - since, job=job)
+                    progress.say(f"{prefix(stage)}: {time.monotonic() - since:.0f} s (log: {stage.folder / LOG})")
                 progress.advance()
     finally:
         executor.shutdown()

@@ -15,6 +15,7 @@
       smollm2-lora: {model_name: local:smollm2-135m-instruct, mode: fine_tuned, train: {use_lora: true}}
     personalization:                 # name -> a per-user method, run like a retriever (see docs/personalization.md)
       oppu: {method: per_user_adapters, train: {num_train_epochs: 2}}   # train_per_user.py flags
+      oppu-base: {method: per_user_adapters, task_lora: false}   # no task LoRA first (OPPU trains one: see below)
       style: {method: style_vectors, train: {scales: "0,1,2"}}           # train_style_vectors.py flags
       summary: {method: profile_summary, evaluate: {summary_max_new_tokens: 64}}
     evaluate: {max_new_tokens: 128}  # evaluate_llm.py flags for every generation
@@ -22,13 +23,16 @@
     env: {OMP_NUM_THREADS: 1}        # environment of the stage commands (a variable you set yourself wins)
     resources:                       # --executor slurm: each stage kind's job (defaults: RESOURCE_DEFAULTS)
       default: {partition: gpu, account: my-lab}
-      train: {gpus: 4, time: 2880, sbatch: {constraint: a100}}
+      train: {gpus: 4, time: 2880, sbatch: {constraint: a100}, array_parallelism: 4}
 
 Each (config, model) gets one run without profile, one per (retriever, k) with profile, and one per personalization
 method; a fine-tuned model is trained once per retrieval run (with the same retrieval it is evaluated with), as the
 paper does, and a method builds on the model's run without profile (the base model, or its task fine-tuning).
-A method's run has the same examples, split, data and scorer as the others, so its scores are paired with the
-no-profile run's like a retriever's, and evaluation/leaderboard.py ranks its run folder beside them.
+Per-user adapters on a zero-shot model start, as OPPU's do, from a task LoRA trained first on the config's train
+split (`task_lora`: OPPU's settings, or a mapping of train.py flags over them; false: none, the adapters train on
+the base model alone, a difference from OPPU). A method's run has the same examples, split, data and scorer as the
+others, so its scores are paired with the no-profile run's like a retriever's, and evaluation/leaderboard.py ranks
+its run folder beside them.
 Everything is checked before the first stage runs: types, ranges, unknown and duplicated keys (in the file too),
 duplicated list entries, names that are folder names (retrievers, models, methods), model paths, and (by
 benchmark_runner.checks) every stage's command line against its command's own parser.
@@ -40,13 +44,14 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
 from longlamp_errors import ConfigError
 from longlamp_tasks import SPLITS, config_names, parse_config_name
+from retrieval.cli import PromptSettingsArguments
 from scoring import HEADLINE_METRICS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,17 +66,32 @@ TOP_KEYS = {"name", "output_dir", "data_dir", "cache_dir", "configs", "eval_spli
 MODEL_KEYS = {"model_name", "mode", "train", "evaluate", "accelerate_config", "retrievers", "personalization",
               "description"}
 RETRIEVER_KEYS = {"retriever", "retriever_model", "options", "ranked"}
-METHOD_KEYS = {"method", "train", "evaluate", "accelerate_config", "description"}
+METHOD_KEYS = {"method", "train", "evaluate", "accelerate_config", "task_lora", "description"}
+# The flags that decide a prompt (those a trained model records and its evaluation takes as defaults).
+PROMPT_SETTINGS = tuple(setting.name for setting in fields(PromptSettingsArguments))
+# train.py flags of a task LoRA the runner sets itself: the method's own prompt settings (its `train`), so that the
+# task LoRA, the per-user adapters and their evaluation build the same prompts, and the run's data, model and folder.
+TASK_LORA_SET_BY_RUNNER = {*PROMPT_SETTINGS, "use_lora", "train_data", "validation_data", "data_dir", "cache_dir",
+                           "task", "model_name", "output_dir", "resume_from_checkpoint", "is_ranked"}
 STAGE_KINDS = ("rank", "train", "generate", "score")
 # A SLURM job per stage (--executor slurm): what each kind asks for unless the experiment's `resources` says
-# otherwise (`default:` for every kind, then the kind's own). time in minutes, mem as sbatch writes it.
+# otherwise (`default:` for every kind, then the kind's own). time in minutes, mem as sbatch writes it. `array`:
+# the stages of the kind that become ready together go to SLURM as one job array (one sbatch, one job id with a
+# task per stage: fewer submissions for a scheduler that throttles them, one line per kind in squeue), at most
+# `array_parallelism` of its tasks running at once (none: submitit's cap, 256).
 RESOURCE_DEFAULTS = {
     "rank": {"gpus": 1, "cpus": 8, "mem": "32G", "time": 240},  # a dense encoder; BM25 uses the CPUs
     "train": {"gpus": 1, "cpus": 8, "mem": "64G", "time": 1440},
     "generate": {"gpus": 1, "cpus": 8, "mem": "64G", "time": 720},
     "score": {"gpus": 0, "cpus": 4, "mem": "16G", "time": 120},
 }
-RESOURCE_KEYS = {"gpus", "cpus", "mem", "time", "partition", "account", "sbatch"}
+ARRAY_DEFAULTS = {"array": True, "array_parallelism": None}
+def default_resources() -> dict[str, dict]:
+    """Each stage kind's job resources when the experiment sets none."""
+    return {kind: {**RESOURCE_DEFAULTS[kind], **ARRAY_DEFAULTS} for kind in STAGE_KINDS}
+
+
+RESOURCE_KEYS = {"gpus", "cpus", "mem", "time", "partition", "account", "sbatch", *ARRAY_DEFAULTS}
 # A retriever, model or method name is a folder name in the output folder: no separators, no `..`.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -126,6 +146,9 @@ class MethodSpec:
     train: dict = field(default_factory=dict)
     evaluate: dict = field(default_factory=dict)
     accelerate_config: str | None = None  # per_user_adapters: default, the model's
+    # per_user_adapters on a zero-shot model: the task LoRA trained first (OPPU's), its train.py flags over OPPU's
+    # settings; None: no task LoRA, the adapters train on the base model
+    task_lora: dict | None = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -188,7 +211,7 @@ class Experiment:
     rank: dict = field(default_factory=dict)
     plot_metric: str = "rougeL"
     env: dict = field(default_factory=dict)  # environment variables for the stages (the caller's own win)
-    resources: dict = field(default_factory=lambda: {kind: dict(RESOURCE_DEFAULTS[kind]) for kind in STAGE_KINDS})
+    resources: dict = field(default_factory=default_resources)
 
     def runs(self) -> list[Run]:
         """The grid, in the order it is run: per config and model, no profile first, the methods last."""
@@ -319,7 +342,7 @@ def _resources(values, where: str) -> dict[str, dict]:
     _check_keys(values, {"default", *STAGE_KINDS}, f"{where}: resources")
     chosen = {}
     for kind in STAGE_KINDS:
-        merged = dict(RESOURCE_DEFAULTS[kind])
+        merged = default_resources()[kind]
         for part in ("default", kind):
             at = f"{where}: resources.{part}"
             spec = _mapping(values.get(part), at)
@@ -329,6 +352,13 @@ def _resources(values, where: str) -> dict[str, dict]:
                                     or spec[key] < (0 if key == "gpus" else 1)):
                     raise ConfigError(f"{at}.{key} must be an integer of at least {0 if key == 'gpus' else 1}"
                                       f"{' (minutes)' if key == 'time' else ''}, got {spec[key]!r}")
+            if "array" in spec and not isinstance(spec["array"], bool):
+                raise ConfigError(f"{at}.array must be true or false, got {spec['array']!r}")
+            parallelism = spec.get("array_parallelism")
+            if parallelism is not None and (isinstance(parallelism, bool) or not isinstance(parallelism, int)
+                                            or parallelism < 1):
+                raise ConfigError(f"{at}.array_parallelism must be an integer of at least 1 (tasks of one array "
+                                  f"running at once), got {parallelism!r}")
             if "mem" in spec and not re.fullmatch(r"[0-9]+[KMGT]?", str(spec["mem"])):
                 raise ConfigError(f"{at}.mem must be a size such as 64G, got {spec['mem']!r}")
             for key in ("partition", "account"):
@@ -382,8 +412,28 @@ def _methods(values, eval_split: str, where: str) -> list[MethodSpec]:
             if chooser == "none" and not {"style_layer", "style_scale"} <= set(evaluate):
                 raise ConfigError(f"{at}: with train.selection_split none, give evaluate.style_layer and "
                                   "evaluate.style_scale")
-        methods.append(MethodSpec(name, spec["method"], train, evaluate, _accelerate_config(spec, at)))
+        methods.append(MethodSpec(name, spec["method"], train, evaluate, _accelerate_config(spec, at),
+                                  _task_lora(spec, eval_split, at)))
     return methods
+
+
+def _task_lora(spec: dict, eval_split: str, where: str) -> dict | None:
+    """A per-user adapters method's task LoRA: on (true, the default: OPPU's settings), off (false), or a mapping of
+    train.py flags over OPPU's settings."""
+    value = spec.get("task_lora", True)
+    if "task_lora" in spec and spec["method"] != "per_user_adapters":
+        raise ConfigError(f"{where}.task_lora: only per_user_adapters trains a task LoRA, not {spec['method']}")
+    if value is False:
+        return None
+    flags = {} if value is True else _flag_values(value, f"{where}.task_lora")
+    taken = sorted(set(flags) & TASK_LORA_SET_BY_RUNNER)
+    if taken:
+        raise ConfigError(f"{where}.task_lora: {', '.join(taken)} are set by the runner (the prompt settings are the "
+                          "method's own, under train: the task LoRA and the adapters must build the same prompts)")
+    if spec["method"] == "per_user_adapters" and eval_split == "train":
+        raise ConfigError(f"{where}.task_lora: the task LoRA trains on the train split, which is the evaluated one "
+                          "here (eval_split: train); evaluate another split, or set task_lora: false")
+    return flags
 
 
 def _check_variants(retrievers: list[RetrieverSpec], ks: list[int], methods: list[MethodSpec], where: str) -> None:

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmark_runner.experiment import TRAINED_METHODS, Experiment, Run
+from benchmark_runner.experiment import PROMPT_SETTINGS, TRAINED_METHODS, Experiment, Run
 from longlamp_cli import as_flags
 from longlamp_errors import RunFolderError, StageError
 from longlamp_io import folder_content_digest, folder_stat_digest, write_json_atomic
@@ -329,15 +329,61 @@ def _per_user_data(layout: Layout, run: Run) -> list[str]:
             *(["--cache_dir", experiment.cache_dir] if experiment.cache_dir else [])]
 
 
+# OPPU's task LoRA (TamSiuhin/OPPU, task_LoRA.py: its LoraConfig and TrainingArguments) as train.py flags: the
+# numbers of its per-user adapters (train_per_user.py's defaults) with 3 epochs, batches grouped by length.
+TASK_LORA = {"use_lora": True, "lora_r": 8, "lora_alpha": 8, "lora_dropout": 0.05, "learning_rate": 1e-4,
+             "weight_decay": 0.01, "lr_scheduler": "linear", "warmup_ratio": 0.1, "num_train_epochs": 3,
+             "per_device_train_batch_size": 16, "max_grad_norm": 0.3, "group_by_length": True}
+
+
+def task_lora_dir(layout: Layout, run: Run) -> Path:
+    """Where a per-user adapters method's task LoRA is trained (its adapter: `final/` in it)."""
+    return layout.run_dir(run) / "task_lora"
+
+
+def uses_task_lora(run: Run) -> bool:
+    """A per-user adapters method on a zero-shot model with its task LoRA on (a fine-tuned model's own training is
+    its task model)."""
+    return (run.method is not None and run.method.method == "per_user_adapters" and run.model.mode == "zero_shot"
+            and run.method.task_lora is not None)
+
+
+def task_lora_stage(layout: Layout, run: Run) -> Stage:
+    """`accelerate launch training/train.py --use_lora` on the config's train split (no validation: nothing is
+    chosen on a split), with the method's prompt settings and OPPU's task-LoRA settings (the method's task_lora
+    flags win): what the per-user adapters then train on and are evaluated with."""
+    experiment, method, folder = layout.experiment, run.method, task_lora_dir(layout, run)
+    prompt = {"use_profile": False, **{key: value for key, value in method.train.items() if key in PROMPT_SETTINGS}}
+    command = [*LAUNCH, "--config_file", method.accelerate_config or run.model.accelerate_config,
+               "training/train.py", "--train_data", run.config, *_data_flags(experiment), "--task", run.config,
+               "--model_name", run.model.model_name, "--output_dir", str(folder), "--resume_from_checkpoint", "latest",
+               *(["--cache_dir", experiment.cache_dir] if experiment.cache_dir else []),
+               *as_flags({**TASK_LORA, **prompt, **method.task_lora})]
+    return layout.stage(f"train {run.key} task LoRA", "train", folder, command, [FINAL_DIR], [], data=True,
+                        models={"model": run.model.model_name,
+                                "encoder": method.train.get("retriever_model") if prompt["use_profile"] else None})
+
+
+def per_user_model(layout: Layout, run: Run) -> str:
+    """The model a method's per-user files are made and evaluated on: its task LoRA where it has one, else the
+    model its run without profile generates with."""
+    return str(task_lora_dir(layout, run) / FINAL_DIR) if uses_task_lora(run) else trained_model(layout, run)
+
+
+def _per_user_needs(run: Run) -> list[str]:
+    """The training a method's per-user stages start from: its task LoRA, or its baseline's training."""
+    return [f"train {run.key} task LoRA"] if uses_task_lora(run) else _model_needs(run)
+
+
 def per_user_train_stage(layout: Layout, run: Run) -> Stage:
     """A method's per-user files for the evaluated split's users: `accelerate launch training/train_per_user.py`
-    (on the fine-tuned model's task adapter when there is one) or training/train_style_vectors.py (with the
-    generation settings the run is evaluated with)."""
+    (on a task adapter: the fine-tuned model's LoRA, or the method's task LoRA on a zero-shot model) or
+    training/train_style_vectors.py (with the generation settings the run is evaluated with)."""
     experiment, method, folder = layout.experiment, run.method, layout.run_dir(run) / "train"
-    models = {"model": trained_model(layout, run)}
     if method.method == "per_user_adapters":
-        base = trained_model(layout, run)
-        if run.model.mode == "fine_tuned" and run.model.train.get("use_lora"):
+        base = per_user_model(layout, run)
+        models = {"model": base}
+        if uses_task_lora(run) or run.model.mode == "fine_tuned" and run.model.train.get("use_lora"):
             model = ["--model_name", run.model.model_name, "--task_adapter", base]
             models["base model"] = run.model.model_name
         else:
@@ -345,14 +391,14 @@ def per_user_train_stage(layout: Layout, run: Run) -> Stage:
         command = [*LAUNCH, "--config_file", method.accelerate_config or run.model.accelerate_config,
                    "training/train_per_user.py", *model, *_per_user_data(layout, run), "--output_dir", str(folder),
                    *as_flags(method.train)]
-        return layout.stage(f"train {run.key}", "train", folder, command, [PER_USER_REPORT_FILE], _model_needs(run),
-                            data=True, models=models)
+        return layout.stage(f"train {run.key}", "train", folder, command, [PER_USER_REPORT_FILE],
+                            _per_user_needs(run), data=True, models=models)
     command = [sys.executable, "training/train_style_vectors.py", "--model_name", trained_model(layout, run),
                *_per_user_data(layout, run), "--output_dir", str(folder),
                *as_flags({**experiment.evaluate, **run.model.evaluate, **method.train})]
     chosen = [] if method.train.get("selection_split") == "none" else [STYLE_SELECTION_FILE]
     return layout.stage(f"train {run.key}", "train", folder, command, chosen, _model_needs(run), data=True,
-                        models=models)
+                        models={"model": trained_model(layout, run)})
 
 
 METHOD_FLAGS = {"per_user_adapters": "--adapters_dir", "style_vectors": "--style_vectors_dir"}
@@ -364,12 +410,12 @@ def per_user_generate_stage(layout: Layout, run: Run) -> Stage:
     experiment, method, folder = layout.experiment, run.method, layout.run_dir(run) / "generate"
     uses = ["--use_summary"] if method.method == "profile_summary" else [METHOD_FLAGS[method.method],
                                                                           str(layout.run_dir(run) / "train")]
-    command = [sys.executable, "evaluation/evaluate_per_user.py", "--model_name", trained_model(layout, run),
+    command = [sys.executable, "evaluation/evaluate_per_user.py", "--model_name", per_user_model(layout, run),
                *_per_user_data(layout, run), "--output_dir", str(folder), *uses,
                *as_flags({**experiment.evaluate, **run.model.evaluate, **method.evaluate})]
-    needs = _model_needs(run) + ([f"train {run.key}"] if method.method in TRAINED_METHODS else [])
+    needs = _per_user_needs(run) + ([f"train {run.key}"] if method.method in TRAINED_METHODS else [])
     return layout.stage(f"generate {run.key}", "generate", folder, command, [PREDICTIONS_FILE, GOLDS_FILE], needs,
-                        data=True, models={"model": trained_model(layout, run)})
+                        data=True, models={"model": per_user_model(layout, run)})
 
 
 def score_stage(layout: Layout, run: Run) -> Stage:
@@ -394,6 +440,8 @@ def plan(experiment: Experiment) -> list[Stage]:
               for split in experiment.ranked_splits(retriever)]
     for run in experiment.runs():
         if run.method is not None:
+            if uses_task_lora(run):
+                stages.append(task_lora_stage(layout, run))
             if run.method.method in TRAINED_METHODS:
                 stages.append(per_user_train_stage(layout, run))
         elif run.model.mode == "fine_tuned":

@@ -8,7 +8,7 @@ import os
 import shlex
 from pathlib import Path
 
-from benchmark_runner.execute import ACTIVE, import_submitit, submitit_parameters
+from benchmark_runner.execute import ACTIVE, array_groups, import_submitit, submitit_parameters
 from benchmark_runner.experiment import Experiment
 from benchmark_runner.stages import JOB_FILE, LOG, REPO, Stage
 
@@ -70,33 +70,58 @@ def grid_status(stages: list[Stage], root: Path) -> str:
     return "\n".join(lines + [f"{len(stages)} stages: {summary}"])
 
 
-def job_script(stage: Stage, experiment: Experiment) -> str:
-    """The batch script of a stage's job: submitit's own #SBATCH header for the stage kind's resources, then what
-    the job runs (the stage's command, in the repository, its output appended to stage.log)."""
+def waves(stages: list[Stage]) -> list[list[Stage]]:
+    """The stages in the order they become ready when every job of a wave ends together: wave 0 needs nothing,
+    wave i needs wave i-1 (and earlier). A run submits each wave's stages of one kind as one job array; when jobs
+    end at other times, a stage joins the array of the stages of its kind that become ready in the same poll."""
+    wave: dict[str, int] = {}
+    for stage in stages:  # planned in an order where each stage's needs come first
+        wave[stage.name] = 1 + max((wave[need.name] for need in stage.needs if need.name in wave), default=-1)
+    return [[stage for stage in stages if wave[stage.name] == i] for i in range(max(wave.values(), default=-1) + 1)]
+
+
+def job_script(group: list[Stage], experiment: Experiment) -> str:
+    """The batch script of one job: submitit's own #SBATCH header for the stage kind's resources (with
+    `--array=0-N%P` for a job array of several stages), then what the job runs: the stage's command in the
+    repository, its output appended to its stage.log; in an array, task i runs the i-th stage's."""
     _make_sbatch_string = import_submitit().slurm.slurm._make_sbatch_string
 
-    parameters = submitit_parameters(experiment.resources[stage.kind], stage)
+    kind = group[0].kind
+    parameters = submitit_parameters(experiment.resources[kind], kind)
     slurm = {key.removeprefix("slurm_"): value for key, value in parameters.items() if key.startswith("slurm_")}
     slurm["additional_parameters"] = slurm.pop("additional_parameters", {})
-    command = shlex.join(stage.portable_command())
-    text = _make_sbatch_string(command=f"{command} >> {shlex.quote(str(stage.folder / LOG))} 2>&1",
-                               setup=[f"cd {shlex.quote(str(REPO))}"],
+    commands = [f"{shlex.join(stage.portable_command())} >> {shlex.quote(str(stage.folder / LOG))} 2>&1"
+                for stage in group]
+    if len(group) > 1:
+        slurm["map_count"] = len(group)
+        command = "\n".join(['case "$SLURM_ARRAY_TASK_ID" in',
+                             *(f"  {index}) {line} ;;" for index, line in enumerate(commands)), "esac"])
+    else:
+        command = commands[0]
+    text = _make_sbatch_string(command=command, setup=[f"cd {shlex.quote(str(REPO))}"],
                                folder=str(experiment.output_dir / "slurm" / "%j"), job_name=parameters["name"],
                                time=parameters["timeout_min"], **slurm)
-    after = "".join(f"# after: {need.name}\n" for need in stage.needs)
-    return text.replace("\n", f"\n# stage: {stage.name}\n{after}", 1)
+    about = "".join(f"# stage{f' (task {index})' if len(group) > 1 else ''}: {stage.name}\n"
+                    + "".join(f"# after: {need.name}\n" for need in stage.needs)
+                    for index, stage in enumerate(group))
+    return text.replace("\n", f"\n{about}", 1)
 
 
 def write_job_scripts(stages: list[Stage], experiment: Experiment) -> Path:
-    """One script per stage under <output_dir>/slurm/dry_run, numbered in plan order, and plan.json: each script
-    with the stage kind and the scripts it waits for (the runner submits a job once those have finished)."""
+    """The job scripts of the grid under <output_dir>/slurm/dry_run, numbered in submission order (wave by wave,
+    see `waves`; one job array per kind with `array` on, else one job per stage), and plan.json: each script with
+    its kind, its stages and the scripts it waits for (the runner submits a stage once those have finished)."""
     folder = experiment.output_dir / SCRIPTS
     folder.mkdir(parents=True, exist_ok=True)
-    names = {stage.name: f"{number:03d}-{stage.name.replace(' ', '-').replace('/', '-')}.sh"
-             for number, stage in enumerate(stages, 1)}
-    for stage in stages:
-        (folder / names[stage.name]).write_text(job_script(stage, experiment), encoding="utf-8")
-    plan = [{"stage": stage.name, "kind": stage.kind, "script": names[stage.name],
-             "after": [names[need.name] for need in stage.needs]} for stage in stages]
+    jobs = [[stage for stage, _ in group] for wave in waves(stages)
+            for group in array_groups([(stage, {}) for stage in wave], experiment.resources)]
+    script = {}
+    for number, group in enumerate(jobs, 1):
+        what = f"{group[0].kind}-array" if len(group) > 1 else group[0].name.replace(" ", "-").replace("/", "-")
+        name = f"{number:03d}-{what}.sh"
+        script.update({stage.name: name for stage in group})
+        (folder / name).write_text(job_script(group, experiment), encoding="utf-8")
+    plan = [{"script": script[group[0].name], "kind": group[0].kind, "stages": [stage.name for stage in group],
+             "after": sorted({script[need.name] for stage in group for need in stage.needs})} for group in jobs]
     (folder / "plan.json").write_text(json.dumps(plan, indent=1) + "\n", encoding="utf-8")
     return folder

@@ -12,8 +12,9 @@ The experiment file describes a grid (configs x ({no profile} + retrievers x k +
 model zero-shot or fine-tuned; see benchmark_runner/experiment.py). Every stage is the real command
 (rank_profiles.py, `accelerate launch training/train.py`, train_per_user.py, train_style_vectors.py,
 evaluate_llm.py, evaluate_per_user.py, eval_task.py), logged in its folder, started once the stages it needs have
-finished: on this machine (`--executor local`, `--max_parallel` at once) or as one SLURM job each (`--executor
-slurm`, through submitit, with the experiment's `resources`). Everything is checked before the first stage. Killed
+finished: on this machine (`--executor local`, `--max_parallel` at once) or as SLURM jobs (`--executor slurm`,
+through submitit, with the experiment's `resources`: the stages of a kind that become ready together as one job
+array). Everything is checked before the first stage. Killed
 and started again with the same arguments, the runner skips every stage finished from the same inputs, redoes one
 whose data, model or earlier stage changed since, and the stages resume where they stopped. A failed stage stops
 only the stages that need it; the runner then names it and its log and exits with 1.
@@ -76,7 +77,8 @@ class RunnerArguments:
                          "models.smollm2-lora.train.max_steps=2 (the value is read as YAML); repeatable (default: "
                          "none)", default_factory=list, action="append", metavar="KEY=VALUE")
     executor: str = arg("where the stages run: local (processes on this machine, --max_parallel at once) or slurm "
-                        "(one SLURM job per stage through submitit, with the experiment's resources)",
+                        "(SLURM jobs through submitit with the experiment's resources: a job array per stage kind "
+                        "for the stages ready together, or one job per stage where the kind's array is false)",
                         default="local", choices=("local", "slurm"))
     max_parallel: int = arg("--executor local: how many stages run at once (each starts once the stages it needs "
                             "have finished)", default=1, type=positive_int)
@@ -118,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {stage.name}{needs}\n{' '.join(stage.portable_command())}")
         if args.executor == "slurm":
             folder = write_job_scripts(stages, experiment)
-            print(f"\nThe job scripts it would submit, one per stage: {folder}")
+            print(f"\nThe job scripts it would submit (a job array per stage kind and wave where the kind's `array` "
+                  f"is on, else one job per stage): {folder}")
         return 0
     root = experiment.output_dir
     started = time.monotonic()

@@ -57,6 +57,9 @@ def demo_with(tmp_path: Path, *sets: str) -> list[str]:
     (["models.smollm2-lora.retrievers=[bm3]"], "['bm3'] are not among the experiment's retrievers"),
     (["resources.train.gpus=-1"], "resources.train.gpus must be an integer of at least 0"),
     (["resources.gpu.gpus=1"], "resources: unknown key(s) gpu"),
+    (["resources.score.array=1"], "resources.score.array must be true or false, got 1"),
+    (["resources.default.array_parallelism=0"], "resources.default.array_parallelism must be an integer of at least "
+                                                "1 (tasks of one array running at once), got 0"),
     (["models.smollm2-lora.accelerate_config=no/such.yaml"], "accelerate_config: no/such.yaml does not exist"),
     # each stage's command line, parsed by its command's own parser
     (["retrievers.bm25.retriever=bm3"], "stage rank product_review_user bm25 validation: retrieval/rank_profiles.py "

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark_runner.execute import LocalExecutor, SlurmExecutor, execute
-from benchmark_runner.experiment import RESOURCE_DEFAULTS
+from benchmark_runner.execute import LocalExecutor, SlurmExecutor, array_groups, execute
+from benchmark_runner.experiment import default_resources
 from benchmark_runner.stages import JOB_FILE, Stage
 from longlamp_runs import read_stage_record
 
@@ -118,7 +118,7 @@ def test_a_failing_stage_leaves_its_siblings_finished_and_its_dependents_not_sta
 def test_the_slurm_executor_runs_each_stage_as_a_submitit_job(tmp_path, data):
     """submitit's local executor runs the same pickled jobs a SLURM cluster would (no scheduler here)."""
     root = tmp_path / "out"
-    executor = SlurmExecutor(root, RESOURCE_DEFAULTS, cluster="local")
+    executor = SlurmExecutor(root, default_resources(), cluster="local")
     outcomes = execute(graph(root, data), executor, {})
     assert {n: o.state for n, o in outcomes.items()} == {"a": "ran", "b": "ran", "c": "ran"}
     assert all(o.job and o.job != "local" for o in outcomes.values())  # each a job with its id
@@ -145,7 +145,7 @@ def test_a_slurm_job_gets_the_callers_environment_without_it_being_written_to_di
     show = Stage("env", "score", root / "env", [sys.executable, "-c", "import os, sys; open(sys.argv[1], 'w').write("
                  "os.environ['HF_TOKEN'] + ' ' + os.environ['ADDED'])", str(root / "env" / "seen.txt")],
                  ["seen.txt"], [], {}, root)
-    outcomes = execute([show], SlurmExecutor(root, RESOURCE_DEFAULTS, cluster="local"),
+    outcomes = execute([show], SlurmExecutor(root, default_resources(), cluster="local"),
                        {**os.environ, "ADDED": "by the experiment"})
     assert outcomes["env"].state == "ran"
     assert (root / "env" / "seen.txt").read_text() == "hf_secret_never_on_disk by the experiment"
@@ -153,20 +153,74 @@ def test_a_slurm_job_gets_the_callers_environment_without_it_being_written_to_di
                 and b"hf_secret_never_on_disk" in path.read_bytes()]
 
 
-def test_a_job_a_stopped_runner_left_running_is_waited_for_and_shown_by_status(tmp_path, data, monkeypatch):
-    """The scheduler (sacct, here a script answering as SLURM does) still runs the job of a stage: the runner
-    attaches to it instead of submitting a second job into the same folder, and --status shows its id."""
+# What `sacct -o JobID,State,NodeList --parsable2 -j 4242 -j 4300` prints (submitit's query) for a plain job and
+# a job array of 5 tasks throttled to 2 at once: each started task as `<array id>_<index>` with its steps (`.batch`,
+# `.extern`), the tasks not started yet on one line as `<array id>_[<first>-<last>%<parallelism>]`, as SLURM's
+# job array documentation shows them.
+SACCT = """JobID|State|NodeList
+4242|RUNNING|node7
+4242.batch|RUNNING|node7
+4242.extern|RUNNING|node7
+4300_0|COMPLETED|node1
+4300_0.batch|COMPLETED|node1
+4300_0.extern|COMPLETED|node1
+4300_1|FAILED|node2
+4300_1.batch|FAILED|node2
+4300_1.extern|COMPLETED|node2
+4300_2|RUNNING|node3
+4300_2.batch|RUNNING|node3
+4300_[3-4%2]|PENDING|None assigned
+"""
+
+
+def test_jobs_a_stopped_runner_left_are_waited_for_or_resubmitted_and_shown_by_status(tmp_path, data, monkeypatch):
+    """The scheduler (sacct, here a script answering as SLURM does) still runs or queues a stage's job or array
+    task: the runner attaches to it instead of submitting a second job into the same folder, and --status shows
+    its id; a failed task or one that ended without the stage's record is submitted again."""
     from benchmark_runner.status import grid_status
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "sacct").write_text("#!/bin/sh\necho 'JobID|State|NodeList'\necho '4242|RUNNING|node7'\n")
+    (bin_dir / "sacct.txt").write_text(SACCT)
+    (bin_dir / "sacct").write_text(f"#!/bin/sh\ncat {bin_dir / 'sacct.txt'}\n")
     (bin_dir / "sacct").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     root = tmp_path / "out"
-    a = graph(root, data)[0]
-    a.folder.mkdir(parents=True)
-    (a.folder / JOB_FILE).write_text(json.dumps({"job": "4242", "state": "submitted"}))
-    attached = SlurmExecutor(root, RESOURCE_DEFAULTS).attach(a)
-    assert attached is not None and attached[1] == "4242" and not attached[0].done()
-    assert grid_status([a], root).splitlines()[0] == "running  a (job 4242, RUNNING)"
+    stages = [Stage(f"s{job}", "generate", root / f"s{job}", [sys.executable, "-c", "pass"], ["out.txt"], [], {},
+                    root) for job in ("4242", "4300_0", "4300_1", "4300_2", "4300_4")]
+    for stage in stages:
+        stage.folder.mkdir(parents=True)
+        (stage.folder / JOB_FILE).write_text(json.dumps({"job": stage.name[1:], "state": "submitted"}))
+    executor = SlurmExecutor(root, default_resources())
+    attached = {stage.name[1:]: executor.attach(stage) for stage in stages}
+    assert {job: found[1] if found else None for job, found in attached.items()} == {
+        "4242": "4242", "4300_0": None, "4300_1": None, "4300_2": "4300_2", "4300_4": "4300_4"}
+    assert not attached["4300_2"][0].done()
+    assert grid_status(stages, root).splitlines() == [
+        "running  s4242 (job 4242, RUNNING)",
+        "pending  s4300_0 (job 4300_0: COMPLETED)",
+        f"failed   s4300_1 (job 4300_1, FAILED), log: {root / 's4300_1' / 'stage.log'}",
+        "running  s4300_2 (job 4300_2, RUNNING)",
+        "running  s4300_4 (job 4300_4, PENDING)",
+        "5 stages: 3 running, 1 failed, 1 pending"]
+
+
+def test_stages_of_one_kind_ready_together_are_one_array_and_a_failing_task_fails_only_its_dependents(tmp_path,
+                                                                                                        data):
+    """a and b (one kind) are ready together: one job array through submitit's batch (its local executor here runs
+    each task as a process); a fails, so c (which needs it) is not started and b finishes; the rerun submits only
+    a and c, and everything matches a serial run."""
+    root, serial = tmp_path / "out", tmp_path / "serial"
+    assert [[stage.name for stage, _ in group] for group in array_groups(
+        [(stage, {}) for stage in graph(root, data)], default_resources())] == [["a", "b", "c"]]
+    one_each = {kind: {**spec, "array": False} for kind, spec in default_resources().items()}
+    assert [[stage.name for stage, _ in group] for group in array_groups(
+        [(stage, {}) for stage in graph(root, data)], one_each)] == [["a"], ["b"], ["c"]]
+    outcomes = execute(graph(root, data, fail="a"), SlurmExecutor(root, default_resources(), cluster="local"), {})
+    assert {n: o.state for n, o in outcomes.items()} == {"a": "failed", "b": "ran", "c": "blocked"}
+    assert json.loads((root / "a" / JOB_FILE).read_text())["state"] == "failed"
+    outcomes = execute(graph(root, data), SlurmExecutor(root, default_resources(), cluster="local"), {})
+    assert {n: o.state for n, o in outcomes.items()} == {"a": "ran", "b": "skipped", "c": "ran"}
+    run(graph(serial, data))
+    for name in "abc":
+        assert (root / name / "out.txt").read_text() == (serial / name / "out.txt").read_text()

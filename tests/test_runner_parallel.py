@@ -1,5 +1,6 @@
-"""The runner on real stages (tiny models): two stages at once give the serial run's results.json byte for byte,
-even when the runner is killed with stages in flight and started again (nothing finished runs twice); data changed
+"""The runner on real stages (tiny models): two stages at once, and SLURM job arrays through submitit, give the serial
+run's results.json byte for byte, even when the runner is killed with stages in flight and started again (nothing
+finished runs twice); data changed
 in place, before a rerun or between a kill and a rerun, is never reported with results made from the old data; a
 finished folder moved elsewhere resumes with every stage skipped."""
 
@@ -48,11 +49,18 @@ def in_flight(output: Path) -> list[Path]:
             if '"running"' in job.read_text() and not (job.parent / STAGE_FILE).exists()]
 
 
-def test_two_stages_at_once_killed_in_flight_and_rerun_give_the_serial_results(tmp_path, tiny_chat_llama,
-                                                                                   tiny_encoder):
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory, tiny_chat_llama, tiny_encoder) -> tuple[Path, list[str]]:
+    """The reduced demo run serially (its output folder, and the settings that reduce it)."""
     sets = reduced_demo(tiny_chat_llama, tiny_encoder)
-    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
-    finish(runner(serial, sets))
+    output = tmp_path_factory.mktemp("serial") / "serial"
+    finish(runner(output, sets))
+    return output, sets
+
+
+def test_two_stages_at_once_killed_in_flight_and_rerun_give_the_serial_results(tmp_path, serial):
+    serial, sets = serial
+    parallel = tmp_path / "parallel"
 
     kill_when(runner(parallel, sets, "--max_parallel", "2"),
               lambda: len(list(parallel.rglob(STAGE_FILE))) >= 3 and in_flight(parallel))
@@ -70,6 +78,18 @@ def test_two_stages_at_once_killed_in_flight_and_rerun_give_the_serial_results(t
     stages = len(list(moved.rglob(STAGE_FILE)))
     assert result.stdout.count("done before, skipped") == stages
     assert (moved / "results.json").read_bytes() == (serial / "results.json").read_bytes()
+
+
+def test_the_slurm_executor_with_job_arrays_gives_the_serial_results(tmp_path, serial):
+    """--executor slurm through submitit (its local executor: no SLURM here runs the same pickled jobs as
+    processes), the stages of a kind ready together submitted as one array (the default)."""
+    serial, sets = serial
+    output = tmp_path / "slurm"
+    result = finish(runner(output, sets, "--executor", "slurm"))
+    assert result.stdout.count("(job ") == len(list(output.rglob(STAGE_FILE)))  # each stage a job, with its id
+    assert (output / "results.json").read_bytes() == (serial / "results.json").read_bytes()
+    result = finish(runner(output, sets, "--executor", "slurm"))
+    assert result.stdout.count("done before, skipped") == len(list(output.rglob(STAGE_FILE)))
 
 
 def change_golds(data: Path, mark: str) -> list[str]:
