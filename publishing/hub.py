@@ -9,6 +9,7 @@ leaves every local file as it was, and the same push again writes the same files
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -197,12 +198,43 @@ def _status(error: Exception) -> int | None:
     return getattr(response, "status_code", None)
 
 
-def hub_api(token: str | None):
-    """An HfApi whose every request gives up after HUB_TIMEOUT_S seconds without an answer: the client's own
-    session has no timeout, so a server that accepts and never answers would hang the command for good."""
-    from huggingface_hub import HfApi, get_session
+def hub_timeout() -> float:
+    """Seconds one Hub request may wait for an answer: LONGLAMP_HUB_TIMEOUT, else HUB_TIMEOUT_S."""
+    return float(os.environ.get("LONGLAMP_HUB_TIMEOUT", HUB_TIMEOUT_S))
 
-    get_session().timeout = float(os.environ.get("LONGLAMP_HUB_TIMEOUT", HUB_TIMEOUT_S))
+
+@functools.cache
+def limit_hub_requests() -> None:
+    """Make every request of this process's Hub client give up after `hub_timeout()` seconds without an answer.
+
+    The library's client has no limit, and setting the session's default is not enough: `repo_info` and the tree
+    listing (what `snapshot_download` asks first) pass `timeout=None` (wait for ever) themselves, which overrides
+    any default. So each request's limits are capped as it is sent (an event hook), in every client the library
+    makes: it builds a new one after a connection error.
+    """
+    from huggingface_hub import set_client_factory
+    from huggingface_hub.utils._http import default_client_factory
+
+    def cap(request) -> None:
+        limit, asked = hub_timeout(), request.extensions.get("timeout", {})
+        request.extensions = {**request.extensions, "timeout": {
+            phase: limit if asked.get(phase) is None else min(asked[phase], limit)
+            for phase in ("connect", "read", "write", "pool")}}
+
+    def client():
+        made = default_client_factory()
+        made.event_hooks["request"].append(cap)
+        return made
+
+    set_client_factory(client)
+
+
+def hub_api(token: str | None):
+    """An HfApi whose every request gives up after the toolkit's Hub timeout (`limit_hub_requests`): a server that
+    accepts and never answers would otherwise hang the command for good."""
+    from huggingface_hub import HfApi
+
+    limit_hub_requests()
     return HfApi(token=token)
 
 
