@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from support.records import write_summary, zero_shot_record
 
 from longlamp_runs import PER_SAMPLE_FILE
 from scoring import metrics, per_sample
+from support.records import write_summary, zero_shot_record
 
 TASK = "LongLaMP_product_review_user"
 CONFIG = "product_review_user"
