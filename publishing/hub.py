@@ -12,12 +12,13 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from longlamp_errors import PublishError
+from longlamp_errors import ConfigError, PublishError
 from longlamp_io import write_json_atomic
 from longlamp_runs import (
     CARD_FILE,
@@ -200,18 +201,33 @@ def _status(error: Exception) -> int | None:
 
 def hub_timeout() -> float:
     """Seconds one Hub request may wait for an answer: LONGLAMP_HUB_TIMEOUT, else HUB_TIMEOUT_S."""
-    return float(os.environ.get("LONGLAMP_HUB_TIMEOUT", HUB_TIMEOUT_S))
+    value = os.environ.get("LONGLAMP_HUB_TIMEOUT")
+    try:
+        seconds = HUB_TIMEOUT_S if value is None else float(value)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise ConfigError(f"LONGLAMP_HUB_TIMEOUT={value!r}: give the seconds a Hub request may wait for an answer, a "
+                          "number above 0")
+    return seconds
 
 
-@functools.cache
-def limit_hub_requests() -> None:
-    """Make every request of this process's Hub client give up after `hub_timeout()` seconds without an answer.
+def limit_hub_requests() -> float:
+    """Make every request of this process's Hub client give up after `hub_timeout()` seconds without an answer;
+    returns that limit. A LONGLAMP_HUB_TIMEOUT that is no number of seconds is refused here, before any request.
 
     The library's client has no limit, and setting the session's default is not enough: `repo_info` and the tree
     listing (what `snapshot_download` asks first) pass `timeout=None` (wait for ever) themselves, which overrides
     any default. So each request's limits are capped as it is sent (an event hook), in every client the library
     makes: it builds a new one after a connection error.
     """
+    limit = hub_timeout()
+    _cap_every_client()
+    return limit
+
+
+@functools.cache
+def _cap_every_client() -> None:
     from huggingface_hub import set_client_factory
     from huggingface_hub.utils._http import default_client_factory
 

@@ -225,3 +225,20 @@ def test_a_hub_answering_html_ends_the_leaderboard_with_one_error_line(tmp_path)
         done = command(LEADERBOARD, "me/results", "--output", tmp_path / "board", env=hub_env(hub.endpoint, tmp_path))
     assert "me/results" in one_error_line(done, "leaderboard.py")
     assert not (tmp_path / "board").exists()
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "inf"])
+def test_a_hub_timeout_that_is_no_number_of_seconds_is_refused_before_any_request(tmp_path, monkeypatch, capsys,
+                                                                                 value):
+    from huggingface_hub import constants
+
+    from evaluation import leaderboard
+    from longlamp_cli import run_command
+
+    monkeypatch.setenv("LONGLAMP_HUB_TIMEOUT", value)
+    with never_answering() as endpoint:  # were it asked, the run would wait here
+        monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+        code = run_command(leaderboard.main, ["me/results", "--output", str(tmp_path / "board")], prog="leaderboard.py")
+    line = one_error_line(subprocess.CompletedProcess([], code, "", capsys.readouterr().err), "leaderboard.py")
+    assert f"LONGLAMP_HUB_TIMEOUT={value!r}: give the seconds" in line
+    assert not (tmp_path / "board").exists()
