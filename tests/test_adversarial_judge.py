@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.faulty_server import never_answering
 from support.judge import (
     PREDICTIONS,
     Raw,
@@ -31,7 +32,6 @@ from support.judge import (
     write_task,
 )
 from support.kill import same_threads
-from support.silent_server import never_answering
 
 from longlamp_io import RunLock
 

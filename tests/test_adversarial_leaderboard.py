@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 from support.board_runs import CONFIG, TASK, zero_shot_run
-from support.hub_server import HubStandIn
-from support.silent_server import never_answering
+from support.faulty_server import answering, never_answering
 from support.task_files import gold_entries, prediction_entries, write_task
 
 from evaluation.comparison.board import build
@@ -218,12 +217,16 @@ def test_a_hub_that_accepts_and_never_answers_ends_the_leaderboard_with_one_erro
 
 @pytest.mark.multiprocess
 @pytest.mark.slow
-def test_a_hub_answering_html_ends_the_leaderboard_with_one_error_line(tmp_path):
-    hub = HubStandIn(tmp_path / "hub")
-    hub.garbage = True
-    with hub.running():
-        done = command(LEADERBOARD, "me/results", "--output", tmp_path / "board", env=hub_env(hub.endpoint, tmp_path))
-    assert "me/results" in one_error_line(done, "leaderboard.py")
+@pytest.mark.parametrize("status, body, content_type, message", [
+    (500, b"oops", "text/plain", "could not be read for me/results nor the cache used: Got: HfHubHTTPError"),
+    (200, b"<html>Hub maintenance</html>", "text/html", "did not answer like the Hub for the model repository "
+                                                       "me/results"),
+], ids=["500", "html"])
+def test_a_hub_answering_errors_or_html_ends_the_leaderboard_with_one_error_line(tmp_path, status, body, content_type,
+                                                                                message):
+    with answering(status, body, content_type) as endpoint:
+        done = command(LEADERBOARD, "me/results", "--output", tmp_path / "board", env=hub_env(endpoint, tmp_path))
+    assert message in one_error_line(done, "leaderboard.py")
     assert not (tmp_path / "board").exists()
 
 

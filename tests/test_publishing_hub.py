@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+from support.faulty_server import never_answering
 from support.hub import TOKEN, files_under
 from support.hub_server import HubStandIn
-from support.silent_server import never_answering
 
 from longlamp_cli import run_command
 from longlamp_errors import PublishError
