@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from support.faulty_server import never_answering
+from support.faulty_server import answering, never_answering
 from support.judge import (
     PREDICTIONS,
-    Raw,
     cache_rows,
     fake_server,
     judge_task_files,
@@ -138,18 +137,18 @@ def test_a_judge_server_that_never_answers_ends_the_run_with_one_error_line(task
     assert cache_rows(tmp_path / "out" / "judge_cache.sqlite") == 0
 
 
-@pytest.mark.parametrize("answer, message", [
-    (Raw(500, b"internal error", "text/plain"), "HTTP 500: internal error"),
-    (Raw(200, b"<html>maintenance</html>", "text/html"), "answered something that is not a /chat/completions"),
-    (Raw(200, b'{"choices": []}'), "answered something that is not a /chat/completions"),
+@pytest.mark.parametrize("status, body, content_type, message", [
+    (500, b"internal error", "text/plain", "failed 2 times (--max_retries 1); the last: HTTP 500: internal error"),
+    (200, b"<html>maintenance</html>", "text/html", "answered something that is not a /chat/completions response"),
+    (200, b'{"choices": []}', "application/json", "answered something that is not a /chat/completions response"),
 ], ids=["500", "html", "no-choices"])
-def test_a_judge_server_answering_garbage_ends_the_run_with_one_error_line(task_files, tmp_path, capsys, answer,
-                                                                           message):
+def test_a_judge_server_answering_garbage_ends_the_run_with_one_error_line(task_files, tmp_path, capsys, status, body,
+                                                                           content_type, message):
     golds, preds = task_files
-    with fake_server(lambda text, temperature: answer) as (url, received):
-        code, _ = run(golds, preds, "fake", tmp_path / "out", *failing_flags(url))
+    with answering(status, body, content_type) as endpoint:
+        code, _ = run(golds, preds, "fake", tmp_path / "out", *failing_flags(f"{endpoint}/v1"))
     line = one_error_line(capsys.readouterr().err, "judge.py")
-    assert code == 2 and message in line and received, line
+    assert code == 2 and message in line, line
     assert not (tmp_path / "out" / "judge_scores.json").exists()
     assert cache_rows(tmp_path / "out" / "judge_cache.sqlite") == 0
 

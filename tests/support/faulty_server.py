@@ -40,7 +40,10 @@ def answering(status: int, body: bytes, content_type: str = "text/plain") -> Ite
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(body)
+                try:
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up and hung up
+                    pass
 
         do_HEAD = do_POST = do_GET
 

@@ -10,7 +10,6 @@ import sqlite3
 import threading
 import time
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -72,20 +71,10 @@ def judge_task_files(folder: Path) -> tuple[Path, Path]:
             write_task(folder / "preds.json", PREDICTIONS))
 
 
-@dataclass(frozen=True)
-class Raw:
-    """An answer sent as it is, whatever it holds."""
-
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-
-
 @contextmanager
 def fake_server(respond, delay: float = 0.0):
     """An OpenAI-compatible chat endpoint on 127.0.0.1 whose answer is respond(message, temperature) (a text, or
-    None for `"content": null`; a `Raw` is sent as it is: a faulty server); yields (its API base, the list of
-    request bodies received)."""
+    None for `"content": null`); yields (its API base, the list of request bodies received)."""
     received = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -98,13 +87,11 @@ def fake_server(respond, delay: float = 0.0):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             received.append(body)
             time.sleep(delay)
-            answer = respond(body["messages"][0]["content"], body["temperature"])
-            if not isinstance(answer, Raw):
-                answer = Raw(200, json.dumps({"choices": [{"message": {"content": answer}, "finish_reason": "stop"}],
-                                              "usage": {"completion_tokens": 1, "prompt_tokens": 1}}).encode())
-            data = answer.body
-            self.send_response(answer.status)
-            self.send_header("Content-Type", answer.content_type)
+            text = respond(body["messages"][0]["content"], body["temperature"])
+            data = json.dumps({"choices": [{"message": {"content": text}, "finish_reason": "stop"}],
+                               "usage": {"completion_tokens": 1, "prompt_tokens": 1}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             try:
