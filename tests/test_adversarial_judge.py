@@ -16,20 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
+from support import judge
 from support.faulty_server import answering, never_answering
-from support.judge import (
-    PREDICTIONS,
-    cache_rows,
-    fake_server,
-    judge_task_files,
-    many_examples,
-    outputs,
-    rule_judge,
-    run,
-    scores_of,
-    served_flags,
-    write_task,
-)
 from support.kill import same_threads
 
 from longlamp_io import RunLock
@@ -41,7 +29,7 @@ STYLE = str(REPO / "evaluation" / "style_similarity.py")
 
 @pytest.fixture
 def task_files(tmp_path) -> tuple[Path, Path]:
-    return judge_task_files(tmp_path)
+    return judge.judge_task_files(tmp_path)
 
 
 def one_error_line(err: str, prog: str) -> str:
@@ -55,18 +43,18 @@ def one_error_line(err: str, prog: str) -> str:
 
 def test_bad_input_is_one_error_line_before_any_model_is_loaded(task_files, tmp_path, capsys):
     golds, _ = task_files
-    preds = write_task(tmp_path / "other.json", PREDICTIONS[:2])
-    code, _ = run(golds, preds, tmp_path / "no-such-model", tmp_path / "out")
+    preds = judge.write_task(tmp_path / "other.json", judge.PREDICTIONS[:2])
+    code, _ = judge.run(golds, preds, tmp_path / "no-such-model", tmp_path / "out")
     assert code == 2 and "1 of 3 gold ids have no prediction" in capsys.readouterr().err
-    code, _ = run(golds, golds, "tiny", tmp_path / "out", "--api_base", "http://localhost:1/v1")
+    code, _ = judge.run(golds, golds, "tiny", tmp_path / "out", "--api_base", "http://localhost:1/v1")
     assert code == 2 and "add --backend openai" in capsys.readouterr().err
     (tmp_path / "not-a-cache").write_text("not SQLite, just text that is long enough to be read as a header")
-    code, _ = run(golds, golds, tmp_path / "no-such-model", tmp_path / "out", "--cache_file",
+    code, _ = judge.run(golds, golds, tmp_path / "no-such-model", tmp_path / "out", "--cache_file",
                   str(tmp_path / "not-a-cache"))
     assert code == 2 and "not-a-cache: not a judge cache" in capsys.readouterr().err
-    code, _ = run(golds, golds, tmp_path / "no-such-model", tmp_path / "out", "--max_aspects", "4")
+    code, _ = judge.run(golds, golds, tmp_path / "no-such-model", tmp_path / "out", "--max_aspects", "4")
     assert code == 2 and "ExPerT keeps every aspect" in capsys.readouterr().err
-    code, _ = run(golds, golds, tmp_path / "no-such-model", tmp_path / "out", "--protocol", "graded",
+    code, _ = judge.run(golds, golds, tmp_path / "no-such-model", tmp_path / "out", "--protocol", "graded",
                   "--max_text_tokens", "100")
     assert code == 2 and "--max_text_tokens: used by --protocol expert only" in capsys.readouterr().err
 
@@ -74,7 +62,7 @@ def test_bad_input_is_one_error_line_before_any_model_is_loaded(task_files, tmp_
 def test_a_gold_file_cut_short_is_refused_naming_it_and_nothing_is_written(task_files, tmp_path, capsys):
     golds, preds = task_files
     golds.write_text(golds.read_text()[:-30])
-    code, _ = run(golds, preds, tmp_path / "no-such-model", tmp_path / "out")
+    code, _ = judge.run(golds, preds, tmp_path / "no-such-model", tmp_path / "out")
     assert code == 2 and str(golds) in one_error_line(capsys.readouterr().err, "judge.py")
     assert not (tmp_path / "out").exists()
 
@@ -83,11 +71,11 @@ def test_a_gold_file_cut_short_is_refused_naming_it_and_nothing_is_written(task_
 
 @pytest.mark.multiprocess
 def test_a_killed_run_resumes_from_the_answers_committed_before_the_kill(tmp_path, capsys):
-    golds, preds = many_examples(tmp_path, 10)
-    with fake_server(rule_judge, delay=0.01) as (url, _):
-        flags = [*served_flags(url), "--max_concurrency", "1"]
-        assert run(golds, preds, "fake", tmp_path / "full", *flags, capsys=capsys)[0] == 0
-        total = cache_rows(tmp_path / "full" / "judge_cache.sqlite")
+    golds, preds = judge.many_examples(tmp_path, 10)
+    with judge.fake_server(judge.rule_judge, delay=0.01) as (url, _):
+        flags = [*judge.served_flags(url), "--max_concurrency", "1"]
+        assert judge.run(golds, preds, "fake", tmp_path / "full", *flags, capsys=capsys)[0] == 0
+        total = judge.cache_rows(tmp_path / "full" / "judge_cache.sqlite")
         command = [sys.executable, str(REPO / "evaluation" / "judge.py"), "--golds", str(golds), "--preds",
                    str(preds), "--judge_model", "fake", "--output_dir", str(tmp_path / "killed"), *flags]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -97,26 +85,27 @@ def test_a_killed_run_resumes_from_the_answers_committed_before_the_kill(tmp_pat
             while process.poll() is None and rows < total // 3:
                 time.sleep(0.02)
                 if (tmp_path / "killed" / "judge_cache.sqlite").exists():
-                    rows = cache_rows(tmp_path / "killed" / "judge_cache.sqlite")
+                    rows = judge.cache_rows(tmp_path / "killed" / "judge_cache.sqlite")
             process.send_signal(signal.SIGKILL)
         finally:
             process.wait()
         assert 0 < rows < total and not (tmp_path / "killed" / "judge_scores.json").exists()
-        code, calls = run(golds, preds, "fake", tmp_path / "killed", *flags, capsys=capsys)
-    assert code == 0 and calls["cached"] >= rows and cache_rows(tmp_path / "killed" / "judge_cache.sqlite") == total
-    assert outputs(tmp_path / "killed")[1] == outputs(tmp_path / "full")[1]
+        code, calls = judge.run(golds, preds, "fake", tmp_path / "killed", *flags, capsys=capsys)
+    assert code == 0 and calls["cached"] >= rows
+    assert judge.cache_rows(tmp_path / "killed" / "judge_cache.sqlite") == total
+    assert judge.outputs(tmp_path / "killed")[1] == judge.outputs(tmp_path / "full")[1]
 
 
 # --- the judge: two instances on one folder -------------------------------------------------------------------------
 
 @pytest.mark.multiprocess
 def test_a_second_judge_on_a_folder_in_use_is_refused_and_writes_nothing(tmp_path):
-    golds, preds = many_examples(tmp_path, 2)
+    golds, preds = judge.many_examples(tmp_path, 2)
     out = tmp_path / "out"
-    with fake_server(rule_judge) as (url, received), RunLock(out, "judge.py"):
+    with judge.fake_server(judge.rule_judge) as (url, received), RunLock(out, "judge.py"):
         done = subprocess.run([sys.executable, JUDGE, "--golds", str(golds), "--preds", str(preds), "--judge_model",
-                               "fake", "--output_dir", str(out), *served_flags(url)], capture_output=True, text=True,
-                              cwd=REPO, timeout=240)
+                               "fake", "--output_dir", str(out), *judge.served_flags(url)], capture_output=True,
+                              text=True, cwd=REPO, timeout=240)
         assert done.returncode == 2 and f"{out} is in use by judge.py" in one_error_line(done.stderr, "judge.py")
         assert not received and sorted(p.name for p in out.iterdir()) == [".lock"]
 
@@ -124,17 +113,17 @@ def test_a_second_judge_on_a_folder_in_use_is_refused_and_writes_nothing(tmp_pat
 # --- the judge: faulty servers --------------------------------------------------------------------------------------
 
 def failing_flags(url: str) -> list[str]:
-    return [*served_flags(url), "--max_retries", "1", "--request_timeout", "1"]
+    return [*judge.served_flags(url), "--max_retries", "1", "--request_timeout", "1"]
 
 
 def test_a_judge_server_that_never_answers_ends_the_run_with_one_error_line(task_files, tmp_path, capsys):
     golds, preds = task_files
     with never_answering() as endpoint:
-        code, _ = run(golds, preds, "fake", tmp_path / "out", *failing_flags(f"{endpoint}/v1"))
+        code, _ = judge.run(golds, preds, "fake", tmp_path / "out", *failing_flags(f"{endpoint}/v1"))
     line = one_error_line(capsys.readouterr().err, "judge.py")
     assert code == 2 and "failed 2 times" in line and "no answer within --request_timeout 1 s" in line, line
     assert not (tmp_path / "out" / "judge_scores.json").exists()
-    assert cache_rows(tmp_path / "out" / "judge_cache.sqlite") == 0
+    assert judge.cache_rows(tmp_path / "out" / "judge_cache.sqlite") == 0
 
 
 @pytest.mark.parametrize("status, body, content_type, message", [
@@ -146,28 +135,28 @@ def test_a_judge_server_answering_garbage_ends_the_run_with_one_error_line(task_
                                                                            content_type, message):
     golds, preds = task_files
     with answering(status, body, content_type) as endpoint:
-        code, _ = run(golds, preds, "fake", tmp_path / "out", *failing_flags(f"{endpoint}/v1"))
+        code, _ = judge.run(golds, preds, "fake", tmp_path / "out", *failing_flags(f"{endpoint}/v1"))
     line = one_error_line(capsys.readouterr().err, "judge.py")
     assert code == 2 and message in line, line
     assert not (tmp_path / "out" / "judge_scores.json").exists()
-    assert cache_rows(tmp_path / "out" / "judge_cache.sqlite") == 0
+    assert judge.cache_rows(tmp_path / "out" / "judge_cache.sqlite") == 0
 
 
 def test_null_answers_are_left_out_never_cached_and_asked_again_of_a_working_server(tmp_path, capsys):
     """Issue 27: `"content": null` was cached as an answer for good, and a rerun against a working server gave
     the same zeros."""
-    golds, preds = many_examples(tmp_path, 3)
-    with fake_server(lambda text, temperature: None) as (url, _):
-        code, calls = run(golds, preds, "fake", tmp_path / "out", *served_flags(url), capsys=capsys)
-    scores = scores_of(tmp_path / "out")["scores"]
+    golds, preds = judge.many_examples(tmp_path, 3)
+    with judge.fake_server(lambda text, temperature: None) as (url, _):
+        code, calls = judge.run(golds, preds, "fake", tmp_path / "out", *judge.served_flags(url), capsys=capsys)
+    scores = judge.scores_of(tmp_path / "out")["scores"]
     assert code == 0 and scores["unreadable_references"]["count"] == 3 and scores["scored_examples"] == 0
-    assert cache_rows(tmp_path / "out" / "judge_cache.sqlite") == 0
-    with fake_server(rule_judge) as (url, _):
-        code, calls = run(golds, preds, "fake", tmp_path / "out", *served_flags(url), capsys=capsys)
+    assert judge.cache_rows(tmp_path / "out" / "judge_cache.sqlite") == 0
+    with judge.fake_server(judge.rule_judge) as (url, _):
+        code, calls = judge.run(golds, preds, "fake", tmp_path / "out", *judge.served_flags(url), capsys=capsys)
         assert code == 0 and calls["cached"] == 0 and calls["sent"] > 0
-        assert run(golds, preds, "fake", tmp_path / "clean", *served_flags(url), capsys=capsys)[0] == 0
-    assert outputs(tmp_path / "out")[1] == outputs(tmp_path / "clean")[1]
-    assert scores_of(tmp_path / "out")["scores"]["scored_examples"] == 3
+        assert judge.run(golds, preds, "fake", tmp_path / "clean", *judge.served_flags(url), capsys=capsys)[0] == 0
+    assert judge.outputs(tmp_path / "out")[1] == judge.outputs(tmp_path / "clean")[1]
+    assert judge.scores_of(tmp_path / "out")["scores"]["scored_examples"] == 3
 
 
 # --- style similarity -----------------------------------------------------------------------------------------------
@@ -217,7 +206,7 @@ def test_style_similarity_refuses_a_predictions_file_cut_short_naming_it(style_i
 @pytest.mark.slow
 def test_style_similarity_killed_while_embedding_then_rerun_equals_a_clean_run(style_inputs, tmp_path):
     """SIGKILL as soon as its embedding cache is being written: no output file, and the rerun (on that cache)
-    writes what a run on a fresh cache writes."""
+    writes what a judge.run on a fresh cache writes."""
     _, argv = style_inputs
     output, embeddings = tmp_path / "killed.json", tmp_path / "embeddings"
     process = style(argv, output, embeddings)
@@ -236,8 +225,8 @@ def test_style_similarity_killed_while_embedding_then_rerun_equals_a_clean_run(s
 @pytest.mark.multiprocess
 @pytest.mark.slow
 def test_two_style_similarity_runs_on_one_output_and_cache_leave_one_whole_result(style_inputs, tmp_path):
-    """No lock: each run writes its one file whole (a rename) and the embedding cache takes both; the file is
-    the result of either, equal to a run alone."""
+    """No lock: each judge.run writes its one file whole (a rename) and the embedding cache takes both; the file is
+    the result of either, equal to a judge.run alone."""
     _, argv = style_inputs
     output, embeddings = tmp_path / "style.json", tmp_path / "embeddings"
     both = [style(argv, output, embeddings) for _ in range(2)]
