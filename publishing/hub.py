@@ -9,16 +9,15 @@ leaves every local file as it was, and the same push again writes the same files
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
-import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from longlamp_errors import ConfigError, PublishError
+from longlamp_cli import limit_hub_requests
+from longlamp_errors import PublishError
 from longlamp_io import write_json_atomic
 from longlamp_runs import (
     CARD_FILE,
@@ -62,7 +61,6 @@ logger = logging.getLogger(__name__)
 REPO_TYPES = ("model", "dataset")
 CHECKPOINT_PATH = "last-checkpoint"  # where `hub_strategy checkpoint` keeps the newest checkpoint, as HF Trainer
 STAGING_MARKER = ".longlamp-staged"  # marks a folder stage_run may replace; never uploaded
-HUB_TIMEOUT_S = 60.0  # per request without an answer (LONGLAMP_HUB_TIMEOUT overrides)
 ADAPTER_CONFIG_FILE = "adapter_config.json"  # PEFT's name
 ADAPTER_ONLY_KEY = "longlamp_trainable_only"  # safetensors metadata of a pushed checkpoint's adapter-only weights
 LICENCE_WARNING = ("The email task derives from the Avocado Research Email Collection (LDC2015T03), licensed by the "
@@ -199,55 +197,9 @@ def _status(error: Exception) -> int | None:
     return getattr(response, "status_code", None)
 
 
-def hub_timeout() -> float:
-    """Seconds one Hub request may wait for an answer: LONGLAMP_HUB_TIMEOUT, else HUB_TIMEOUT_S."""
-    value = os.environ.get("LONGLAMP_HUB_TIMEOUT")
-    try:
-        seconds = HUB_TIMEOUT_S if value is None else float(value)
-    except ValueError:
-        seconds = math.nan
-    if not 0 < seconds < math.inf:
-        raise ConfigError(f"LONGLAMP_HUB_TIMEOUT={value!r}: give the seconds a Hub request may wait for an answer, a "
-                          "number above 0")
-    return seconds
-
-
-def limit_hub_requests() -> float:
-    """Make every request of this process's Hub client give up after `hub_timeout()` seconds without an answer;
-    returns that limit. A LONGLAMP_HUB_TIMEOUT that is no number of seconds is refused here, before any request.
-
-    The library's client has no limit, and setting the session's default is not enough: `repo_info` and the tree
-    listing (what `snapshot_download` asks first) pass `timeout=None` (wait for ever) themselves, which overrides
-    any default. So each request's limits are capped as it is sent (an event hook), in every client the library
-    makes: it builds a new one after a connection error.
-    """
-    limit = hub_timeout()
-    _cap_every_client()
-    return limit
-
-
-@functools.cache
-def _cap_every_client() -> None:
-    from huggingface_hub import set_client_factory
-    from huggingface_hub.utils._http import default_client_factory
-
-    def cap(request) -> None:
-        limit, asked = hub_timeout(), request.extensions.get("timeout", {})
-        request.extensions = {**request.extensions, "timeout": {
-            phase: limit if asked.get(phase) is None else min(asked[phase], limit)
-            for phase in ("connect", "read", "write", "pool")}}
-
-    def client():
-        made = default_client_factory()
-        made.event_hooks["request"].append(cap)
-        return made
-
-    set_client_factory(client)
-
-
 def hub_api(token: str | None):
-    """An HfApi whose every request gives up after the toolkit's Hub timeout (`limit_hub_requests`): a server that
-    accepts and never answers would otherwise hang the command for good."""
+    """An HfApi whose every request gives up after the toolkit's Hub timeout (longlamp_cli.limit_hub_requests): a
+    server that accepts and never answers would otherwise hang the command for good."""
     from huggingface_hub import HfApi
 
     limit_hub_requests()

@@ -175,10 +175,10 @@ def style_inputs(tmp_path, sample_dir, sample_cache, tiny_encoder) -> tuple[Path
                    sample_cache, "--preds", str(preds), "--encoder", str(tiny_encoder)]
 
 
-def style(argv: list[str], output: Path, embeddings: Path, **popen) -> subprocess.Popen:
+def style(argv: list[str], output: Path, embeddings: Path, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, STYLE, *argv, "--output_file", str(output), "--embedding_cache_dir",
                              str(embeddings)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **same_threads()}, **popen)
+                            env={**(env or os.environ), **same_threads()})
 
 
 def finished(process: subprocess.Popen) -> subprocess.CompletedProcess:
@@ -233,3 +233,20 @@ def test_two_style_similarity_runs_on_one_output_and_cache_leave_one_whole_resul
     assert [finished(process).returncode for process in both] == [0, 0]
     assert finished(style(argv, tmp_path / "alone.json", tmp_path / "fresh")).returncode == 0
     assert without_paths(output) == without_paths(tmp_path / "alone.json")
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_style_similarity_with_an_encoder_on_a_hub_that_never_answers_ends_with_one_error_line(style_inputs, tmp_path):
+    """transformers' from_pretrained asks the Hub first with no timeout at all: every command's Hub requests now give
+    up after LONGLAMP_HUB_TIMEOUT (longlamp_cli.run_command); the encoder that cannot be loaded is one error line.
+    (A generous subprocess limit: a hang fails the test, the time itself is not asserted.)"""
+    _, argv = style_inputs
+    argv = [*argv[:-1], "me/encoder"]  # a Hub id instead of the tiny encoder's folder
+    with never_answering() as endpoint:
+        env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_DISABLE_XET": "1",
+               "LONGLAMP_HUB_TIMEOUT": "1"}
+        done = finished(style(argv, tmp_path / "style.json", tmp_path / "embeddings", env=env))
+    line = one_error_line(done.stderr, "style_similarity.py")
+    assert done.returncode == 2 and "cannot load the encoder 'me/encoder'" in line, line
+    assert not (tmp_path / "style.json").exists()

@@ -7,7 +7,7 @@ predictions), then as a dataset repository (where `--hub_repo_type dataset` publ
 leaderboard reads are downloaded (`ALLOW`, the names publishing/hub.py `stage_run` gives them; never weights or
 prompts), by `huggingface_hub.snapshot_download` into the usual cache: HF_ENDPOINT, HF_TOKEN (or the saved login),
 HF_HOME and HF_HUB_OFFLINE apply, and the token is never printed or written. Every request gives up after the
-toolkit's Hub timeout (LONGLAMP_HUB_TIMEOUT, publishing/hub.py `limit_hub_requests`), and the error says so.
+toolkit's Hub timeout (LONGLAMP_HUB_TIMEOUT, longlamp_cli `limit_hub_requests`), and the error says so.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from evaluation.comparison.runs import holds_run
+from longlamp_cli import hub_timeout, limit_hub_requests
 from longlamp_errors import RunFolderError
 from longlamp_runs import (
     PER_SAMPLE_FILE,
@@ -58,8 +59,6 @@ def _no_answer(error: BaseException) -> str | None:
     """What to say when the error, or one it came from, is a Hub request that ran out of time."""
     import httpx2
 
-    from publishing.hub import hub_timeout
-
     while error is not None:
         if isinstance(error, httpx2.TimeoutException):
             return f"no answer within {hub_timeout():g} s (LONGLAMP_HUB_TIMEOUT)"
@@ -77,7 +76,7 @@ def fetch_run(argument: str) -> Path:
         RevisionNotFoundError,
     )
 
-    from publishing.hub import _network_errors, limit_hub_requests
+    from publishing.hub import _network_errors
 
     limit_hub_requests()
     repo_id, revision, kinds = repo_argument(argument)
