@@ -99,6 +99,7 @@ def test_a_killed_run_resumes_from_the_answers_committed_before_the_kill(tmp_pat
 # --- the judge: two instances on one folder -------------------------------------------------------------------------
 
 @pytest.mark.multiprocess
+@pytest.mark.slow
 def test_a_second_judge_on_a_folder_in_use_is_refused_and_writes_nothing(tmp_path):
     golds, preds = judge.many_examples(tmp_path, 2)
     out = tmp_path / "out"
