@@ -3,7 +3,8 @@
 Contract: `main(argv) -> int`, run through `run_command`. Bad input (a `ValueError` raised by the project's own
 checks, which its errors subclass: data, config, model-loading, run-folder and usage errors) becomes one
 `<prog>: error: <message>` line on stderr and exit code 2, with no traceback: the message says what to fix.
-Anything else, a ValueError raised inside a library included, is a bug and keeps its traceback.
+Anything else, a ValueError raised inside a library included, is a bug and keeps its traceback. Every Hub request
+of a command gives up after LONGLAMP_HUB_TIMEOUT seconds (60) without an answer (`limit_hub_requests`).
 
 Vocabulary: flags are fields of argument dataclasses, one dataclass per concept (the data here, the prompt, the
 run folder, logging; the model, backend and decoding in `generation.cli`; retrieval in `retrieval.cli`; scoring in
@@ -20,8 +21,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
+import math
+import os
 import re
 import sys
 import types
@@ -90,14 +94,65 @@ def raised_by_the_project(error: BaseException) -> bool:
 def run_command(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None,
                 prog: str | None = None) -> int:
     """Call main(argv); a ValueError the project raised becomes one error line and exit code 2; one raised inside
-    a library keeps its traceback (it is not a refusal the project wrote a message for)."""
+    a library keeps its traceback (it is not a refusal the project wrote a message for). Every Hub request of the
+    command gives up after the toolkit's Hub timeout (`limit_hub_requests`): model downloads included."""
     try:
+        limit_hub_requests()
         return main(argv) or 0
     except ValueError as error:
         if not raised_by_the_project(error):
             raise
         print(f"{prog or Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+HUB_TIMEOUT_S = 60.0  # seconds one Hub request may wait for an answer (LONGLAMP_HUB_TIMEOUT overrides)
+
+
+def hub_timeout() -> float:
+    """Seconds one Hub request may wait for an answer: LONGLAMP_HUB_TIMEOUT, else HUB_TIMEOUT_S."""
+    value = os.environ.get("LONGLAMP_HUB_TIMEOUT")
+    try:
+        seconds = HUB_TIMEOUT_S if value is None else float(value)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise ConfigError(f"LONGLAMP_HUB_TIMEOUT={value!r}: give the seconds a Hub request may wait for an answer, a "
+                          "number above 0")
+    return seconds
+
+
+def limit_hub_requests() -> float:
+    """Make every request of this process's Hub client give up after `hub_timeout()` seconds without an answer;
+    returns that limit. A LONGLAMP_HUB_TIMEOUT that is no number of seconds is refused here, before any request.
+
+    The library's client has no limit, and setting the session's default is not enough: `repo_info` (what
+    `snapshot_download` and transformers' `from_pretrained` ask first) and the tree listing pass `timeout=None`
+    (wait for ever) themselves, which overrides any default. So each request's limits are capped as it is sent
+    (an event hook), in every client the library makes: it builds a new one after a connection error.
+    """
+    limit = hub_timeout()
+    _cap_every_client()
+    return limit
+
+
+@functools.cache
+def _cap_every_client() -> None:
+    from huggingface_hub import set_client_factory
+    from huggingface_hub.utils._http import default_client_factory
+
+    def cap(request) -> None:
+        limit, asked = hub_timeout(), request.extensions.get("timeout", {})
+        request.extensions = {**request.extensions, "timeout": {
+            phase: limit if asked.get(phase) is None else min(asked[phase], limit)
+            for phase in ("connect", "read", "write", "pool")}}
+
+    def client():
+        made = default_client_factory()
+        made.event_hooks["request"].append(cap)
+        return made
+
+    set_client_factory(client)
 
 
 # Argument types: the checks every command gets by naming one in a field's metadata (`type=`). Each raises

@@ -1,14 +1,14 @@
 """Writing files and folders safely: atomic files, one atomic folder replace, a lock against two live runs, and
 the digests of a folder.
 
-`write_text_atomic` and `write_json_atomic` write through a temporary file, fsync and a rename, so a reader sees
-the old file or the whole new one; `replace_folder` does the same for a folder built under another name. Every
-JSON file and JSON line of the project is strict JSON (`json_text`, `json_line`, `write_json_lines`): a NaN or an
-infinity is refused with an error naming its key and nothing is written, never the `NaN` literal that other JSON
-readers reject (a value that may be missing is written as null by its producer, never as NaN). A run
-folder (training's `--output_dir`, a zero-shot run, a ranking's parts) is written by one live process at a time:
-`RunLock` holds `.lock` in it while the command runs, refuses a second live run with a message naming the holder,
-and takes over a lock whose process is gone (a killed run).
+`write_bytes_atomic`, `write_text_atomic` and `write_json_atomic` write through a temporary file, fsync and a
+rename, so a reader sees the old file or the whole new one; `replace_folder` does the same for a folder built under
+another name. Every JSON file and JSON line of the project is strict JSON (`json_text`, `json_line`,
+`write_json_lines`): a NaN or an infinity is refused with an error naming its key and nothing is written, never the
+`NaN` literal that other JSON readers reject (a value that may be missing is written as null by its producer, never
+as NaN). A run folder (training's `--output_dir`, a zero-shot run, a ranking's parts) is written by one live process
+at a time: `RunLock` holds `.lock` in it while the command runs, refuses a second live run with a message naming the
+holder, and takes over a lock whose process is gone (a killed run).
 """
 
 from __future__ import annotations
@@ -30,13 +30,18 @@ LOCK_FILE = ".lock"
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write text through a temporary file in the same folder, fsync and a rename: the file is whole or absent."""
+    """Write UTF-8 text as `write_bytes_atomic` does."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write through a temporary file in the same folder, fsync and a rename: the file is whole or absent."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with open(temporary, "x", encoding="utf-8") as handle:
-            handle.write(text)
+        with open(temporary, "xb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)

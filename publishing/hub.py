@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from longlamp_cli import limit_hub_requests
 from longlamp_errors import PublishError
 from longlamp_io import write_json_atomic
 from longlamp_runs import (
@@ -60,7 +61,6 @@ logger = logging.getLogger(__name__)
 REPO_TYPES = ("model", "dataset")
 CHECKPOINT_PATH = "last-checkpoint"  # where `hub_strategy checkpoint` keeps the newest checkpoint, as HF Trainer
 STAGING_MARKER = ".longlamp-staged"  # marks a folder stage_run may replace; never uploaded
-HUB_TIMEOUT_S = 60.0  # per request without an answer (LONGLAMP_HUB_TIMEOUT overrides)
 ADAPTER_CONFIG_FILE = "adapter_config.json"  # PEFT's name
 ADAPTER_ONLY_KEY = "longlamp_trainable_only"  # safetensors metadata of a pushed checkpoint's adapter-only weights
 LICENCE_WARNING = ("The email task derives from the Avocado Research Email Collection (LDC2015T03), licensed by the "
@@ -198,11 +198,11 @@ def _status(error: Exception) -> int | None:
 
 
 def hub_api(token: str | None):
-    """An HfApi whose every request gives up after HUB_TIMEOUT_S seconds without an answer: the client's own
-    session has no timeout, so a server that accepts and never answers would hang the command for good."""
-    from huggingface_hub import HfApi, get_session
+    """An HfApi whose every request gives up after the toolkit's Hub timeout (longlamp_cli.limit_hub_requests): a
+    server that accepts and never answers would otherwise hang the command for good."""
+    from huggingface_hub import HfApi
 
-    get_session().timeout = float(os.environ.get("LONGLAMP_HUB_TIMEOUT", HUB_TIMEOUT_S))
+    limit_hub_requests()
     return HfApi(token=token)
 
 

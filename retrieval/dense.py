@@ -22,6 +22,7 @@ import faiss
 import numpy as np
 import torch
 
+from longlamp_errors import ModelLoadError
 from longlamp_tasks import Task
 from retrieval.base import Ranking, Retriever, query_and_corpus
 from retrieval.embedding_cache import EmbeddingCache, default_cache_dir, text_key
@@ -136,8 +137,12 @@ class DenseRetriever(Retriever):
         if self._encoder is None:
             from transformers import AutoModel, AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(self.model_name)
-            model = AutoModel.from_pretrained(self.model_name, dtype=self.dtype).to(self.device).eval()
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(self.model_name)
+                model = AutoModel.from_pretrained(self.model_name, dtype=self.dtype).to(self.device).eval()
+            except OSError as error:  # not found, not a model, or the Hub unreachable and nothing cached
+                raise ModelLoadError(f"cannot load the encoder {self.model_name!r}: "
+                                     f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
             max_length = min(
                 tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", tokenizer.model_max_length)
             )

@@ -5,28 +5,35 @@
 - hand-computed scores of ExPerT's five variants from fixed judge answers, ExPerT's float sums, the retry
   schedule's temperatures, unreadable references left out of the means and counted;
 - the cache: only readable answers are stored, a batch is regenerated whole, sampled retries are keyed apart;
-- through the command: a fake served judge (fixed answers over HTTP) for retries, exclusions, a re-score with no
-  call and a run killed and resumed; a tiny random judge for garbage (never cached, never fatal) and a served
-  judge answering as the local one; and the real SmolLM2-135M-Instruct where the demo has prepared it.
+- through the command: a fake served judge (fixed answers over HTTP) for retries, exclusions and a re-score with
+  no call; a tiny random judge for garbage (never cached, never fatal) and a served judge answering as the local
+  one; and the real SmolLM2-135M-Instruct where the demo has prepared it.
+Bad files, a killed run, two instances and faulty servers: tests/test_adversarial_judge.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
-import threading
-import time
-from contextlib import closing, contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from support.kill import same_threads
+from support.judge import (
+    GOLDS,
+    INPUT,
+    PREDICTIONS,
+    TASK,
+    aspect,
+    cache_rows,
+    fake_server,
+    judge_task_files,
+    many_examples,
+    outputs,
+    rule_judge,
+    run,
+    scores_of,
+    served_flags,
+    write_task,
+)
 from support.openai_server import served
 
 from benchmark_runner.local_models import DEFAULT_OUTPUT as SMOLLM  # where set-up prepares the demo model
@@ -46,57 +53,13 @@ from evaluation.judges.protocol import attempt, load_prompts, read_answers
 from generation.base import Generation, Generator
 from generation.cache import CachedGenerator, GenerationCache
 from generation.decoding import GenerationSettings
-from longlamp_cli import run_command
 
 REPO = Path(__file__).resolve().parents[1]
-TASK = "LongLaMP_product_review_user"
-INPUT = ('Generate the review text written by a reviewer who has a given an overall rating of "{}" for a product '
-         'with description "A kitchen item.". The summary of the review text is "Fine".')
-GOLDS = ["Great blender, it crushes ice in seconds. I use it every morning for smoothies.",
-         "The strap broke after a week. Disappointed, I would not buy it again.",
-         "Comfortable shoes, true to size, and the colour is exactly as pictured."]
-PREDICTIONS = ["This blender is powerful and crushes ice quickly.", "",
-               "The shoes fit well and look like the photo."]
-
-
-def write_task(path: Path, outputs, users: bool = False, inputs=None) -> Path:
-    entries = [{"id": f"ex{i}", "output": text, **({"user": f"u{i}"} if users else {}),
-                **({"input": inputs[i]} if inputs else {})} for i, text in enumerate(outputs)]
-    path.write_text(json.dumps({"task": TASK, "golds": entries}), encoding="utf-8")
-    return path
 
 
 @pytest.fixture
 def task_files(tmp_path) -> tuple[Path, Path]:
-    inputs = [INPUT.format(rating) for rating in ("5.0", "1.0", "4.0")]
-    return (write_task(tmp_path / "golds.json", GOLDS, users=True, inputs=inputs),
-            write_task(tmp_path / "preds.json", PREDICTIONS))
-
-
-def run(golds: Path, preds: Path, model, output_dir: Path, *extra: str, capsys=None) -> tuple[int, dict]:
-    """judge.py's exit code and the calls it reports (sent to the model, answered from the cache)."""
-    code = run_command(judge_command.main, ["--golds", str(golds), "--preds", str(preds), "--judge_model", str(model),
-                                            "--output_dir", str(output_dir), "--max_new_tokens", "16", *extra])
-    calls = {}
-    if capsys is not None:
-        out = capsys.readouterr().out
-        line = next(line for line in out.splitlines() if line.startswith("judge calls:"))
-        calls = {"sent": int(line.split()[2]), "cached": int(line.split()[7])}
-    return code, calls
-
-
-def outputs(output_dir: Path) -> tuple[str, str]:
-    return ((output_dir / "judge_scores.json").read_text(encoding="utf-8"),
-            (output_dir / "judge_per_example.jsonl").read_text(encoding="utf-8"))
-
-
-def scores_of(output_dir: Path) -> dict:
-    return json.loads((output_dir / "judge_scores.json").read_text(encoding="utf-8"))
-
-
-def cache_rows(path: Path) -> int:
-    with closing(sqlite3.connect(path)) as db:
-        return db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+    return judge_task_files(tmp_path)
 
 
 # --- the readers on adversarial answers -----------------------------------------------------------------------------
@@ -255,10 +218,6 @@ def expert_prompts_text() -> str:
 
 
 # --- ExPerT's protocol on fixed answers -----------------------------------------------------------------------------
-
-def aspect(title: str, description: str, *evidence: str) -> dict:
-    return {"aspect": title, "description": description, "evidence": list(evidence)}
-
 
 def fake_ask(answers: dict, log: list):
     """The protocols' `ask` answering from `answers` (message -> answer, or a list: the answer of try n is the
@@ -534,81 +493,6 @@ def test_the_cache_keeps_only_readable_answers_and_keys_sampled_tries_apart(tmp_
 
 # --- through the command, with a fake served judge ------------------------------------------------------------------
 
-@contextmanager
-def fake_server(respond, delay: float = 0.0):
-    """An OpenAI-compatible chat endpoint on 127.0.0.1 whose answer is respond(message, temperature); yields
-    (its API base, the list of request bodies received)."""
-    received = []
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            received.append(body)
-            time.sleep(delay)
-            text = respond(body["messages"][0]["content"], body["temperature"])
-            data = json.dumps({"choices": [{"message": {"content": text}, "finish_reason": "stop"}],
-                               "usage": {"completion_tokens": 1, "prompt_tokens": 1}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", received
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def rule_judge(message: str, temperature: float, preambles: bool = True) -> str:
-    """A deterministic judge that follows the expert prompts: a text's aspects are its first three words; an
-    aspect matches the candidate of the same word; content verdicts say yes, style verdicts yes for an even
-    hash. With `preambles`, a sixth of all questions get a preamble at temperature 0 (read at the next try); a
-    text holding the word NEVER is never answered readably."""
-    digest = int(hashlib.sha256(message.encode()).hexdigest(), 16)
-    if "Generated response: " in message:
-        text = message.split("Generated response: ")[1].rsplit("\n\nOutput: ```json", 1)[0]
-        if "NEVER" in text:
-            return "Sorry, I cannot do that."
-        answer = json.dumps([aspect(word.lower().strip(".,"), f"the word {word}", text) for word in text.split()[:3]])
-    elif "# The aspect to match" in message:
-        title = message.split("# The aspect to match\n\naspect title: ")[1].split("\n")[0]
-        listed = [line.removeprefix("aspect title: ") for line in message.split("# The list of aspects")[1].splitlines()
-                  if line.startswith("aspect title: ")]
-        answer = json.dumps({"reason": "same word" if title in listed else "none", "is_matched": title in listed,
-                             "matched_aspect": title if title in listed else ""})
-    elif "# Aspect\n" in message:
-        answer = json.dumps({"reason": "same content", "is_matched": True})
-    else:
-        answer = json.dumps({"reason": "style", "is_matched": digest % 2 == 0})
-    return ("Here you are: " + answer) if preambles and temperature == 0 and digest % 6 == 0 else answer
-
-
-def many_examples(tmp_path: Path, count: int, never: int | None = None) -> tuple[Path, Path]:
-    words = ["blender", "strap", "shoes", "kettle", "lamp", "chair", "desk", "mug", "pan", "fan", "rug", "clock"]
-    golds = [f"The {words[i % 12]} works well and looks nice, number {i}." for i in range(count)]
-    if never is not None:
-        golds[never] = f"NEVER readable {never}."
-    preds = [f"The {words[i % 12]} looks nice, item {i}." if i % 4 else f"A {words[(i + 1) % 12]} I like {i}."
-             for i in range(count)]
-    inputs = [INPUT.format(f"{i % 5}.0") for i in range(count)]
-    return (write_task(tmp_path / "golds.json", golds, inputs=inputs), write_task(tmp_path / "preds.json", preds))
-
-
-def served_flags(url: str) -> list[str]:
-    return ["--backend", "openai", "--api_base", url, "--retry_backoff", "0.01", "--format_retries", "3",
-            "--max_new_tokens", "64"]
-
-
 def test_the_expert_protocol_end_to_end_with_retries_exclusions_and_a_cache_of_readable_answers(tmp_path, capsys):
     golds, preds = many_examples(tmp_path, 6, never=2)
     with fake_server(rule_judge) as (url, received):
@@ -643,32 +527,6 @@ def test_the_expert_protocol_end_to_end_with_retries_exclusions_and_a_cache_of_r
         assert code == 0 and calls == {"sent": len(preambled) + 4, "cached": readable}
         assert len(received) == calls["sent"]
         assert outputs(tmp_path / "out") == first
-
-
-@pytest.mark.multiprocess
-def test_a_killed_run_resumes_from_the_answers_committed_before_the_kill(tmp_path, capsys):
-    golds, preds = many_examples(tmp_path, 10)
-    with fake_server(rule_judge, delay=0.01) as (url, _):
-        flags = [*served_flags(url), "--max_concurrency", "1"]
-        assert run(golds, preds, "fake", tmp_path / "full", *flags, capsys=capsys)[0] == 0
-        total = cache_rows(tmp_path / "full" / "judge_cache.sqlite")
-        command = [sys.executable, str(REPO / "evaluation" / "judge.py"), "--golds", str(golds), "--preds",
-                   str(preds), "--judge_model", "fake", "--output_dir", str(tmp_path / "killed"), *flags]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   env={**os.environ, **same_threads()})
-        try:
-            rows = 0
-            while process.poll() is None and rows < total // 3:
-                time.sleep(0.02)
-                if (tmp_path / "killed" / "judge_cache.sqlite").exists():
-                    rows = cache_rows(tmp_path / "killed" / "judge_cache.sqlite")
-            process.send_signal(signal.SIGKILL)
-        finally:
-            process.wait()
-        assert 0 < rows < total and not (tmp_path / "killed" / "judge_scores.json").exists()
-        code, calls = run(golds, preds, "fake", tmp_path / "killed", *flags, capsys=capsys)
-    assert code == 0 and calls["cached"] >= rows and cache_rows(tmp_path / "killed" / "judge_cache.sqlite") == total
-    assert outputs(tmp_path / "killed")[1] == outputs(tmp_path / "full")[1]
 
 
 def test_a_changed_prompt_is_asked_again(tmp_path, capsys):
@@ -802,24 +660,6 @@ def test_a_served_judge_answers_as_the_local_one(tiny_chat_llama, task_files, tm
     assert outputs(tmp_path / "served")[1] == outputs(tmp_path / "local")[1]
     served_settings = json.loads(outputs(tmp_path / "served")[0])["settings"]
     assert served_settings["judge"]["api_mode"] == "chat" and served_settings["text_tokenizer"] == "the judge's"
-
-
-def test_bad_input_is_one_error_line_before_any_model_is_loaded(task_files, tmp_path, capsys):
-    golds, _ = task_files
-    preds = write_task(tmp_path / "other.json", PREDICTIONS[:2])
-    code, _ = run(golds, preds, tmp_path / "no-such-model", tmp_path / "out")
-    assert code == 2 and "1 of 3 gold ids have no prediction" in capsys.readouterr().err
-    code, _ = run(golds, golds, "tiny", tmp_path / "out", "--api_base", "http://localhost:1/v1")
-    assert code == 2 and "add --backend openai" in capsys.readouterr().err
-    (tmp_path / "not-a-cache").write_text("not SQLite, just text that is long enough to be read as a header")
-    code, _ = run(golds, golds, tmp_path / "no-such-model", tmp_path / "out", "--cache_file",
-                  str(tmp_path / "not-a-cache"))
-    assert code == 2 and "not-a-cache: not a judge cache" in capsys.readouterr().err
-    code, _ = run(golds, golds, tmp_path / "no-such-model", tmp_path / "out", "--max_aspects", "4")
-    assert code == 2 and "ExPerT keeps every aspect" in capsys.readouterr().err
-    code, _ = run(golds, golds, tmp_path / "no-such-model", tmp_path / "out", "--protocol", "graded",
-                  "--max_text_tokens", "100")
-    assert code == 2 and "--max_text_tokens: used by --protocol expert only" in capsys.readouterr().err
 
 
 def test_every_flag_is_in_the_flags_table_and_shared_concepts_keep_their_names():

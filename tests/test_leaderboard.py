@@ -1,5 +1,6 @@
 """evaluation/leaderboard.py (its library: evaluation/comparison/) on generated run folders: ranking, intervals,
-significance, runs kept apart, outputs; and on runs pushed to the local Hub stand-in, read back by repository id."""
+significance, runs kept apart, outputs; and on runs pushed to the local Hub stand-in, read back by repository id.
+Bad files, kills, two instances and faulty Hubs: tests/test_adversarial_leaderboard.py."""
 
 from __future__ import annotations
 
@@ -12,39 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.board_runs import CONFIG, TASK, zero_shot_run
 from support.records import write_summary, write_training_run, zero_shot_record
 
 from evaluation.comparison.board import build
 from longlamp_io import write_json_atomic
-from longlamp_runs import PER_SAMPLE_FILE, PUBLISHED_RESULTS_DIR
-from scoring import aggregate, metrics, per_sample, significance
+from longlamp_runs import PUBLISHED_RESULTS_DIR
+from scoring import aggregate, metrics, significance
 
 REPO = Path(__file__).resolve().parents[1]
-TASK = "LongLaMP_product_review_user"
-CONFIG = "product_review_user"
-IDS = [f"id-{i}" for i in range(40)]
-
-
-def zero_shot_run(folder: Path, level: float, seed: int, retriever: str | None = "bm25", k: int | None = 1,
-                  split: str = "validation", nltk_version: str | None = None, model: str = "tiny",
-                  data: str = CONFIG, ranked_by: str | None = None) -> dict:
-    """A zero-shot run folder as evaluation/zero_shot/ writes it, with a per-sample file; returns its scores."""
-    rng = np.random.default_rng(seed)
-    scores = {name: np.clip(rng.normal(level, 0.05, len(IDS)), 0, 1) for name in metrics.PER_SAMPLE_METRICS}
-    per_sample.write(folder / PER_SAMPLE_FILE, per_sample.rows(IDS, ["a b c"] * len(IDS), scores))
-    write_summary(folder, zero_shot_record(CONFIG, split, model, data, retriever, k, ranked_by),
-                  scorer_report(scores, nltk_version))
-    return scores
-
-
-def scorer_report(scores: dict, nltk_version: str | None = None) -> dict:
-    """The scorer's report of per-sample scores (scoring.metrics.score's keys; the exact means)."""
-    versions = metrics.library_versions(metrics.PER_SAMPLE_METRICS, "python")
-    if nltk_version:
-        versions["nltk"] = nltk_version
-    return {"num_samples": len(next(iter(scores.values()))),
-            "metrics": {name: float(np.mean(values)) for name, values in scores.items()},
-            "versions": versions, "settings": metrics.scoring_settings(metrics.PER_SAMPLE_METRICS, "python")}
 
 
 @pytest.fixture(scope="module")
@@ -134,31 +111,6 @@ def test_markdown_csv_html_and_plot_are_written(board):
     assert json.loads((output / "leaderboard.json").read_text(encoding="utf-8")) == json.loads(json.dumps(result))
 
 
-@pytest.mark.parametrize("fault, problem", [
-    ("nan", "line 1: rougeL is nan, expected a finite number"),
-    ("duplicate", "line 2: id 'id-0' again (first on line 1)"),
-    ("truncated", "39 rows, but"),
-], ids=["nan", "duplicate", "truncated"])
-def test_a_run_whose_per_sample_file_is_not_its_own_is_not_ranked_and_says_why(tmp_path, fault, problem):
-    """Issue 27: a NaN was ranked first (mean nan), a duplicated id counted one example twice, a truncated file
-    was ranked as it was. The file is checked against the run where it is read; the run is set apart, named."""
-    zero_shot_run(tmp_path / "good", 0.30, 1)
-    zero_shot_run(tmp_path / "bad", 0.90, 2)  # far better: it would be ranked first
-    path = tmp_path / "bad" / PER_SAMPLE_FILE
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if fault == "nan":
-        lines[0] = json.dumps({**json.loads(lines[0]), "rougeL": float("nan")})
-    elif fault == "duplicate":
-        lines[1] = lines[0]
-    else:
-        lines = lines[:-1]
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    result = build([tmp_path / "good", tmp_path / "bad"], tmp_path / "board", "rougeL", num_resamples=100)
-    assert [row["run"] for group in result["configs"][TASK] for row in group["rows"]] == ["good"]
-    [skipped] = result["not_ranked"]
-    assert skipped["path"] == str(tmp_path / "bad") and str(path) in skipped["reason"] and problem in skipped["reason"]
-
-
 def write_task(path: Path, outputs: list[str], users: bool = False) -> Path:
     entries = [{"id": f"id-{i}", "output": text, **({"user": f"u{i % 2}"} if users else {})}
                for i, text in enumerate(outputs)]
@@ -189,17 +141,6 @@ def test_runs_without_per_sample_files_are_scored_from_their_predictions_and_cac
     assert "pass its test golds with --golds" in without_golds["not_ranked"][0]["reason"]
 
 
-@pytest.mark.multiprocess
-@pytest.mark.slow
-def test_leaderboard_command_refuses_a_missing_folder_and_a_corpus_metric(tmp_path):
-    for args, message in [([str(tmp_path / "nowhere")], "no such run folder"),
-                          ([str(tmp_path), "--metric", "sacrebleu"], "invalid choice: 'sacrebleu'")]:
-        done = subprocess.run([sys.executable, str(REPO / "evaluation" / "leaderboard.py"), *args, "--output",
-                               str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO, timeout=300)
-        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
-        assert not (tmp_path / "out").exists()
-
-
 def as_task(folder: Path, task: str) -> Path:
     """A generated run folder relabelled as a run of another task (config)."""
     summary = json.loads((folder / "scores.json").read_text(encoding="utf-8"))
@@ -224,38 +165,6 @@ def test_a_leaderboard_built_again_into_its_folder_removes_the_files_it_no_longe
         "leaderboard.md", "leaderboard.html", "leaderboard.json", f"{TASK}.csv", f"{TASK}.png", "notes.md"}
     assert mine.read_text() == "my notes"
     assert "topic_writing" not in (output / "leaderboard.md").read_text(encoding="utf-8")
-
-
-def test_a_folder_that_is_a_file_or_holds_a_foreign_leaderboard_json_is_refused(tmp_path, capsys):
-    from evaluation import leaderboard
-    from longlamp_cli import run_command
-
-    zero_shot_run(tmp_path / "run", 0.3, 1)
-    (tmp_path / "file").write_text("x")
-    foreign = tmp_path / "foreign"
-    write_json_atomic(foreign / "leaderboard.json", {"configs": {"../../elsewhere": []}})
-    for output, message in [(tmp_path / "file", "is a file, not a folder"),
-                            (foreign, "leaderboard.json was not written by leaderboard.py")]:
-        argv = [str(tmp_path / "run"), "--output", str(output), "--resamples", "50"]
-        assert run_command(leaderboard.main, argv, prog="leaderboard.py") == 2
-        error = capsys.readouterr().err
-        assert message in error and error.count("\n") == 1, error
-    assert sorted(p.name for p in foreign.iterdir()) == ["leaderboard.json"]
-
-
-def test_the_same_run_given_twice_is_refused_naming_both_arguments(tmp_path, capsys):
-    from evaluation import leaderboard
-    from longlamp_cli import run_command
-
-    zero_shot_run(tmp_path / "run", 0.3, 1)
-    zero_shot_run(tmp_path / "repo" / PUBLISHED_RESULTS_DIR / CONFIG, 0.3, 2)  # a model repository's results
-    for twice in ([str(tmp_path / "run"), str(tmp_path / "." / "run")],
-                  [str(tmp_path / "repo"), str(tmp_path / "repo" / PUBLISHED_RESULTS_DIR / CONFIG)]):
-        argv = [*twice, "--output", str(tmp_path / "board"), "--resamples", "50"]
-        assert run_command(leaderboard.main, argv, prog="leaderboard.py") == 2
-        error = capsys.readouterr().err
-        assert "the same run is given twice" in error and error.count("\n") == 1, error
-        assert twice[-1] in error and not (tmp_path / "board" / "leaderboard.json").exists()
 
 
 # --- runs published on the Hub (the local stand-in), read back by repository id -----------------------------------

@@ -11,11 +11,11 @@ import hashlib
 import json
 import re
 import shutil
-import socket
 import time
 from pathlib import Path
 
 import pytest
+from support.faulty_server import never_answering
 from support.hub import TOKEN, files_under
 from support.hub_server import HubStandIn
 
@@ -163,33 +163,20 @@ def test_a_private_push_into_an_existing_public_repository_is_refused(hub, tmp_p
     assert len(hub.commits) == 1
 
 
-def never_answering_socket() -> socket.socket:
-    """Accepts connections (the kernel's backlog) and never reads or answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    return listener
-
-
 def test_a_server_that_never_answers_ends_push_results_with_one_error_line(zero_shot_copy, tmp_path, monkeypatch,
                                                                            capsys):
-    from huggingface_hub import constants, get_session
+    from huggingface_hub import constants
 
     from evaluation import push_results
 
-    previous = get_session().timeout  # the client's one session: this process's later tests get it back
-    listener = never_answering_socket()
-    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{listener.getsockname()[1]}")
-    monkeypatch.setenv("LONGLAMP_HUB_TIMEOUT", "1")
+    monkeypatch.setenv("LONGLAMP_HUB_TIMEOUT", "1")  # read at each request: later tests get the default back
     before = fingerprint(zero_shot_copy)
     start = time.monotonic()
-    try:
+    with never_answering() as endpoint:
+        monkeypatch.setattr(constants, "ENDPOINT", endpoint)
         code = run_command(push_results.main, ["--run_dir", str(zero_shot_copy), "--hub_model_id", "me/results",
                                                "--hub_repo_type", "dataset", "--hub_token", TOKEN],
                            prog="push_results.py")
-    finally:
-        listener.close()
-        get_session().timeout = previous
     err = capsys.readouterr().err
     assert code == 2 and time.monotonic() - start < 30
     assert err.count("push_results.py: error:") == 1 and "timed out" in err.lower() and "Traceback" not in err

@@ -4,7 +4,9 @@ output (leaderboard.md, leaderboard.html, leaderboard.json, <config>.csv and <co
 A run reached twice (the same folder given twice, or once by itself and once inside another argument) is refused,
 naming both arguments: it would otherwise be ranked twice. Building into a folder that holds an older leaderboard
 removes the files that leaderboard wrote and this one does not (a config no longer ranked), and nothing else; a
-folder whose leaderboard.json this command did not write is refused."""
+folder whose leaderboard.json this command did not write is refused, and so is a folder another leaderboard is
+writing into (its lock). A leaderboard killed while writing leaves whole files, some old and some new; the same
+command again writes them all."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from evaluation.comparison.ranking import DEFAULT_RESAMPLES, group_runs, rank_gr
 from evaluation.comparison.runs import Run, Skipped, load_runs
 from evaluation.comparison.tables import csv_text, markdown, page
 from longlamp_errors import RunFolderError, UsageError
-from longlamp_io import write_json_atomic, write_text_atomic
+from longlamp_io import RunLock, write_bytes_atomic, write_json_atomic, write_text_atomic
 from scoring import aggregate, files, metrics, significance
 
 BOARD_FILES = ("leaderboard.md", "leaderboard.html", "leaderboard.json")
@@ -64,7 +66,7 @@ def build(sources: list[str | Path], output: Path, metric: str = "rougeL", golds
     if metric not in metrics.PER_SAMPLE_METRICS:
         raise ValueError(f"--metric must be a per-sample metric among {', '.join(metrics.PER_SAMPLE_METRICS)}")
     output = Path(output)
-    previous = files_written_before(output)
+    files_written_before(output)  # refused before any work: a file, or a folder of another origin
     golds_by_task = {files.read_task_file(path, "golds").task: Path(path) for path in golds}
     loaded = find_runs(sources, golds_by_task, output / "cache")
     runs = [run for run in loaded if isinstance(run, Run)]
@@ -82,14 +84,21 @@ def build(sources: list[str | Path], output: Path, metric: str = "rougeL", golds
                        f"seed {seed}; a p-value below {significance.LEVEL} keeps the family-wise error rate at "
                        f"{significance.LEVEL}"),
               "configs": configs, "not_ranked": [{"path": s.where, "reason": s.reason} for s in skipped]}
-    output.mkdir(parents=True, exist_ok=True)
+    with RunLock(output, "leaderboard.py"):  # a second leaderboard into the folder is refused until this one ends
+        write_board(output, result, runs, files_written_before(output))
+    return result
+
+
+def write_board(output: Path, result: dict, runs: list[Run], previous: list[str]) -> None:
+    """Every output file, each replaced whole; then the files of the older leaderboard this one no longer has."""
+    metric, configs = result["metric"], result["configs"]
     images = {}
     for task, groups in configs.items():
         baselines = {}
         for run in (r for r in runs if r.task == task and r.baseline is not None):
             baselines.setdefault(run.model, float(np.mean(run.baseline.values(metric, run.baseline.ids))))
         image = plot(task, groups[0]["rows"], metric, baselines)
-        (output / f"{task}.png").write_bytes(image)
+        write_bytes_atomic(output / f"{task}.png", image)
         images[task] = base64.b64encode(image).decode("ascii")
         write_text_atomic(output / f"{task}.csv", csv_text(groups))
     for name in sorted(set(previous) - set(board_files(configs))):  # before leaderboard.json stops naming them
@@ -97,7 +106,6 @@ def build(sources: list[str | Path], output: Path, metric: str = "rougeL", golds
     write_text_atomic(output / "leaderboard.md", markdown(result))
     write_text_atomic(output / "leaderboard.html", page(result, images))
     write_json_atomic(output / "leaderboard.json", result)
-    return result
 
 
 def board_files(configs) -> list[str]:

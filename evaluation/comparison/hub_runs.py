@@ -6,7 +6,8 @@ repository first (zero-shot results under `longlamp/<config>/`, or a trained mod
 predictions), then as a dataset repository (where `--hub_repo_type dataset` publishes results). Only the files the
 leaderboard reads are downloaded (`ALLOW`, the names publishing/hub.py `stage_run` gives them; never weights or
 prompts), by `huggingface_hub.snapshot_download` into the usual cache: HF_ENDPOINT, HF_TOKEN (or the saved login),
-HF_HOME and HF_HUB_OFFLINE apply, and the token is never printed or written.
+HF_HOME and HF_HUB_OFFLINE apply, and the token is never printed or written. Every request gives up after the
+toolkit's Hub timeout (LONGLAMP_HUB_TIMEOUT, longlamp_cli `limit_hub_requests`), and the error says so.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 from pathlib import Path
 
 from evaluation.comparison.runs import holds_run
+from longlamp_cli import hub_timeout, limit_hub_requests
 from longlamp_errors import RunFolderError
 from longlamp_runs import (
     PER_SAMPLE_FILE,
@@ -53,6 +55,17 @@ def _message(error: Exception) -> str:
     return message.replace(token, "***") if token else message
 
 
+def _no_answer(error: BaseException) -> str | None:
+    """What to say when the error, or one it came from, is a Hub request that ran out of time."""
+    import httpx2
+
+    while error is not None:
+        if isinstance(error, httpx2.TimeoutException):
+            return f"no answer within {hub_timeout():g} s (LONGLAMP_HUB_TIMEOUT)"
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def fetch_run(argument: str) -> Path:
     """The local snapshot (in the Hub cache) of the files a published run's leaderboard needs."""
     from huggingface_hub import constants, snapshot_download
@@ -65,6 +78,7 @@ def fetch_run(argument: str) -> Path:
 
     from publishing.hub import _network_errors
 
+    limit_hub_requests()
     repo_id, revision, kinds = repo_argument(argument)
     found, unreachable = [], None  # (repository type, what was wrong with it); why neither Hub nor cache answered
     for kind in kinds:
@@ -82,15 +96,18 @@ def fetch_run(argument: str) -> Path:
         except HFValidationError as error:
             raise RunFolderError(f"{argument}: not a local folder, nor a valid Hub repository id ({_message(error)})"
                                  ) from None
+        except ValueError as error:  # a JSON answer that is not JSON: a server, but not the Hub
+            raise RunFolderError(f"{argument}: {constants.ENDPOINT} did not answer like the Hub for the {kind} "
+                                 f"repository {repo_id} ({_message(error)}): is HF_ENDPOINT right?") from None
         except _network_errors() as error:
-            raise RunFolderError(f"{argument}: downloading the {kind} repository {repo_id} failed: {_message(error)}"
-                                 ) from None
+            raise RunFolderError(f"{argument}: downloading the {kind} repository {repo_id} failed: "
+                                 f"{_no_answer(error) or _message(error)}") from None
         if holds_run(folder):
             return folder
         found.append((kind, f"holds no run published by this toolkit (expected {WHAT_A_RUN_HOLDS})"))
     if unreachable is not None and not found:
         raise RunFolderError(f"{argument}: not a local folder, and the Hub ({constants.ENDPOINT}) could not be read "
-                             f"nor the cache used: {_message(unreachable)}")
+                             f"for {repo_id} nor the cache used: {_no_answer(unreachable) or _message(unreachable)}")
     if found:
         raise RunFolderError("; ".join(f"{argument}: the {kind} repository {repo_id} on the Hub {problem}"
                                        for kind, problem in found))
