@@ -44,14 +44,13 @@ def error_line(capsys, prog: str) -> str:
 def test_training_prompts_hold_the_summary_as_evaluation_builds_them(tiny_llama, sample_dir, sample_cache, tmp_path):
     """The training encoder's prompt of an example with a summary is the evaluation's prompt of the same items and
     input: the summary cut so that the task input fits, never the input."""
+    from longlamp_tasks import parse_config_name
     from personalization.summaries import SUMMARY_PREFIX, SummaryPromptBuilder
     from training.train_per_user import parse_args
     from training.user_adapters import SummaryExampleEncoder, example_encoder
 
     args = parse_args(train_flags(tiny_llama, sample_dir, sample_cache, tmp_path / "oppu", *SUMMARY, "--use_profile",
                                   "--num_retrieved", "1"))
-    from longlamp_tasks import parse_config_name
-
     task, _ = parse_config_name(args.task)
     encoder, _, _ = example_encoder(args, task)
     assert isinstance(encoder, SummaryExampleEncoder)
