@@ -233,6 +233,16 @@ class ProfileSummary:
     model: str | None = field(default=None, metadata=PATH)
     backend: str | None = None
 
+    @classmethod
+    def from_flags(cls, values: Mapping[str, object]) -> ProfileSummary | None:
+        """The record of the summary flags (personalization.cli.ProfileSummaryArguments: SUMMARY_FLAGS), None
+        without --use_summary; a backend only with --summary_model (the run's own model writes them otherwise)."""
+        if not values.get("use_summary"):
+            return None
+        model = values.get("summary_model")
+        return cls(values["summary_of"], values["summary_max_new_tokens"], model,
+                   values["summary_backend"] if model else None)
+
 
 @dataclass(frozen=True)
 class StyleVectorTraining:
@@ -408,7 +418,11 @@ RUN_CONTROL = frozenset({
     "output_dir", "overwrite_output_dir", "resume_from_checkpoint", "push_to_hub", "hub_model_id", "hub_private",
     "hub_revision", "hub_strategy", "hub_token", "create_pr", "cache_dir", "num_workers", "logging_steps", "report_to",
     "project_name", "log_level", "ddp_timeout", "max_users", "from_training_record",
+    "summary_cache_dir", "summary_api_base",  # where summaries are cached, where their model is served
 })
+# The profile summary's flags (per-user adapters trained with it in their prompts): recorded as
+# per_user.profile_summary (`ProfileSummary.from_flags`).
+SUMMARY_FLAGS = frozenset({"use_summary", "summary_of", "summary_max_new_tokens", "summary_model", "summary_backend"})
 _SHARED_FLAGS = {
     "task": "task.config", "data_dir": "data.data_dir", "revision": "data.revision", "model_name": "model.name",
     "dtype": "model.dtype", "use_profile": "retrieval.use_profile", "retriever": "retrieval.retriever",
@@ -428,15 +442,16 @@ _TRAINING_FIELDS = {spec.name for spec in fields(TrainingSettings)}
 
 
 def record_from_flags(kind: str, values: Mapping[str, object], where: str = "settings") -> RunRecord:
-    """The record of a training run (kind "training") or a per-user adapter run ("per_user_adapters") from its
-    flags' values (TrainConfig's, or train_per_user.py's); a name that is neither a record field nor run control is
-    an error (a flag added without deciding where it is recorded)."""
+    """The record of a training run (kind "training") or a per-user adapter run ("per_user_adapters", its profile
+    summary under per_user) from its flags' values (TrainConfig's, or train_per_user.py's); a name that is neither a
+    record field nor run control is an error (a flag added without deciding where it is recorded)."""
     table = TRAINING_FLAGS if kind == "training" else USER_ADAPTER_FLAGS
     groups: dict[str, dict] = {"task": {"split": "train"}, "data": {}, "model": {}, "retrieval": {}, "prompt": {},
                                "generation": {}, "training": {}}
+    summary = ProfileSummary.from_flags(values) if kind == "per_user_adapters" else None
     for name, value in values.items():
         name = _RENAMED.get(name, name)
-        if name in RUN_CONTROL:
+        if name in RUN_CONTROL or (kind == "per_user_adapters" and name in SUMMARY_FLAGS):
             continue
         path = table.get(name) or (f"training.{name}" if name in _TRAINING_FIELDS else None)
         if path is None:
@@ -453,7 +468,8 @@ def record_from_flags(kind: str, values: Mapping[str, object], where: str = "set
     retrieval = groups["retrieval"]
     if not retrieval.get("use_profile"):  # retrieval flags without --use_profile change nothing: not recorded
         retrieval = {"use_profile": False, "is_ranked": False}
-    record = {"version": RECORD_VERSION, "kind": kind, **groups, "retrieval": retrieval}
+    record = {"version": RECORD_VERSION, "kind": kind, **groups, "retrieval": retrieval,
+              "per_user": {"profile_summary": dataclasses.asdict(summary)} if summary else None}
     return RunRecord.from_dict(record, where)
 
 

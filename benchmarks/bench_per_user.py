@@ -63,7 +63,14 @@ def worker(args) -> dict:
     from personalization.user_adapters import AdapterStore
     from personalization.users import group_users, profile_examples
     from training.train_per_user import parse_args as per_user_args
-    from training.user_adapters import TrainSettings, UserAdapterTrainer, encode_all, load_for_training, lora_config
+    from training.user_adapters import (
+        TrainSettings,
+        UserAdapterTrainer,
+        encode_all,
+        example_encoder,
+        load_for_training,
+        lora_config,
+    )
 
     output_dir = Path(args.workdir) / args.worker
     options = per_user_args(train_flags(args, output_dir))
@@ -82,7 +89,8 @@ def worker(args) -> dict:
     for user in users:
         if trainer is None or args.worker == "naive":
             load_started = time.perf_counter()
-            model, _, encoder, collator, encoder_decoder, keep = load_for_training(options, task, device)
+            encoder, model_config, encoder_decoder = example_encoder(options, task)
+            model, collator, keep = load_for_training(options, encoder, model_config, encoder_decoder, device)
             loading += time.perf_counter() - load_started
             trainer = UserAdapterTrainer(model, lora_config(options, model.config, encoder_decoder), collator,
                                          encoder_decoder, keep, TrainSettings(options.learning_rate, 1, 4, 1.0,

@@ -21,11 +21,15 @@ from evaluation.zero_shot.per_user import foreign_engine_flags, method_refusal, 
 from generation.cli import BackendArguments, VllmArguments  # noqa: E402
 from longlamp_cli import ArgumentParser, arg, positive_int, reuse  # noqa: E402
 from longlamp_tasks import parse_config_name  # noqa: E402
-from personalization.cli import PerUserGenerationArguments  # noqa: E402
+from personalization.cli import (  # noqa: E402
+    PerUserGenerationArguments,
+    ProfileSummaryArguments,
+    summary_refusal,
+)
 
 
 @dataclass(kw_only=True)
-class EvaluatePerUserArguments(VllmArguments, PerUserGenerationArguments):
+class EvaluatePerUserArguments(VllmArguments, ProfileSummaryArguments, PerUserGenerationArguments):
     """The per-user methods to evaluate, and the backend."""
 
     _argument_group_name = "per-user methods"
@@ -35,19 +39,6 @@ class EvaluatePerUserArguments(VllmArguments, PerUserGenerationArguments):
                                         default=None)
     style_layer: int | None = arg("steered layer (default: the folder's chosen one)", default=None, type=positive_int)
     style_scale: float | None = arg("steering scale (default: the folder's chosen one)", default=None)
-    use_summary: bool = arg("put a summary of the user's profile in the prompt", default=False)
-    summary_of: str = arg("summarise the whole profile (once per user) or each example's retrieved items",
-                          default="profile", choices=("profile", "retrieved"))
-    summary_cache_dir: str | None = arg("where summaries are cached (default: OUTPUT_DIR/summaries)", default=None)
-    summary_max_new_tokens: int = arg("summary length in tokens, at most", default=128, type=positive_int)
-    summary_model: str | None = arg("write the summaries with this model instead of the evaluated one: a Hub id or "
-                                    "folder, or with --summary_backend openai the name a server knows (default: the "
-                                    "evaluated model)", default=None)
-    summary_backend: str = reuse(BackendArguments, "backend", help="the backend of --summary_model, as "
-                                 "evaluate_llm.py's --backend")
-    summary_api_base: str | None = arg("with --summary_backend openai: the server's API, e.g. "
-                                       "http://localhost:8000/v1 (its key: OPENAI_API_KEY) (default: none)",
-                                       default=None)
     backend: str = reuse(BackendArguments, "backend", choices=("auto", "transformers", "vllm"),
                          help="auto: vLLM when it is installed with a GPU (or as a CPU build) and runs the model and "
                               "the methods asked for (not style vectors, not per-user adapters on a task adapter), "
@@ -64,13 +55,9 @@ def make_parser() -> ArgumentParser:
 def parse_args(argv: Sequence[str] | None = None) -> EvaluatePerUserArguments:
     args = make_parser().parse_into(argv)
     parse_config_name(args.task)
-    if args.summary_of == "retrieved" and not args.use_profile:
-        raise ValueError("--summary_of retrieved summarises the retrieved items: add --use_profile")
-    if (args.summary_model or args.summary_api_base) and not args.use_summary:
-        raise ValueError("--summary_model and --summary_api_base choose who writes the summaries: add --use_summary")
     if (args.style_layer or args.style_scale is not None) and not args.style_vectors_dir:
         raise ValueError("--style_layer and --style_scale need --style_vectors_dir")
-    for refusal in (foreign_engine_flags(args), method_refusal(args)):  # before anything is loaded
+    for refusal in (summary_refusal(args), foreign_engine_flags(args), method_refusal(args)):  # nothing loaded
         if refusal:
             raise ValueError(refusal)
     return args

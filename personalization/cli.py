@@ -1,13 +1,14 @@
 """The flags the per-user commands share (training/train_per_user.py, training/train_style_vectors.py,
 evaluation/evaluate_per_user.py): the model, the users' data and the prompt, from the shared argument dataclasses
-(longlamp_cli explains how commands combine them)."""
+(longlamp_cli explains how commands combine them), and the profile summary in the prompt (+PAG), which per-user
+training and evaluation take alike."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from generation.cli import BackendArguments, DecodingArguments, ModelArguments
-from longlamp_cli import DataArguments, DataSourceArguments, OutputArguments, arg, not_a_flag, reuse
+from longlamp_cli import DataArguments, DataSourceArguments, OutputArguments, arg, not_a_flag, positive_int, reuse
 from retrieval.cli import DEFAULT_RETRIEVER, PromptSettingsArguments
 
 
@@ -35,3 +36,43 @@ class PerUserGenerationArguments(PerUserArguments):
     max_eval_examples: int | None = reuse(DataArguments, "max_eval_examples")
     max_new_tokens: int = reuse(DecodingArguments, "max_new_tokens")
     batch_size: int | None = reuse(BackendArguments, "batch_size")
+
+
+@dataclass(kw_only=True)
+class ProfileSummaryArguments:
+    """A summary of the user's profile in the prompt (OPPU's +PAG): in the prompts per-user adapters are trained on
+    (train_per_user.py) and in the prompts generated from (evaluate_per_user.py), with the same settings on both
+    sides (evaluation refuses adapters trained with others)."""
+
+    _argument_group_name = "profile summary"
+    use_summary: bool = arg("put a summary of the user's profile in the prompt", default=False)
+    summary_of: str = arg("summarise the whole profile (once per user) or each example's retrieved items",
+                          default="profile", choices=("profile", "retrieved"))
+    summary_cache_dir: str | None = arg("where summaries are cached (default: OUTPUT_DIR/summaries)", default=None)
+    summary_max_new_tokens: int = arg("summary length in tokens, at most", default=128, type=positive_int)
+    summary_model: str | None = arg("write the summaries with this model instead of the run's own: a Hub id or "
+                                    "folder, or with --summary_backend openai the name a server knows (default: the "
+                                    "run's model)", default=None)
+    summary_backend: str = reuse(BackendArguments, "backend", help="the backend of --summary_model, as "
+                                 "evaluate_llm.py's --backend")
+    summary_api_base: str | None = arg("with --summary_backend openai: the server's API, e.g. "
+                                       "http://localhost:8000/v1 (its key: OPENAI_API_KEY) (default: none)",
+                                       default=None)
+
+
+def summary_refusal(args) -> str | None:
+    """What a command's summary flags (`ProfileSummaryArguments`, beside `PerUserArguments`) rule out before anything
+    is loaded, or None."""
+    from generation import backend_class
+
+    if args.summary_of == "retrieved" and not args.use_profile:
+        return "--summary_of retrieved summarises the retrieved items: add --use_profile"
+    if (args.summary_model or args.summary_api_base) and not args.use_summary:
+        return "--summary_model and --summary_api_base choose who writes the summaries: add --use_summary"
+    served = args.summary_backend != "auto" and backend_class(args.summary_backend).served
+    if args.use_summary and served and not (args.summary_model and args.summary_api_base):
+        return (f"--summary_backend {args.summary_backend} writes the summaries with a served model: give "
+                "--summary_model (the name the server knows) and --summary_api_base")
+    if args.summary_api_base and not served:
+        return "--summary_api_base is for a served summary model: add --summary_backend openai"
+    return None

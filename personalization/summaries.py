@@ -10,7 +10,9 @@ summary read, which were shortened and which were left out is the summaries' rec
 key is the digest of a request's token ids and of what generated it (model and decoding settings), so a summary
 is computed once per distinct input, by whichever run needs it first, and a changed profile or model gets a new
 one. In the task prompt the summary comes before the task input; it is cut (never the task input) to leave the
-input room, and the retrieved items share what is left, as `PromptBuilder` shares it.
+input room, and the retrieved items share what is left, as `PromptBuilder` shares it. Per-user evaluation and
+per-user adapter training with +PAG (training/per_user_run.py) build their summaries and prompts with the same
+functions, so that an adapter is trained on the prompts it is evaluated with.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ COMBINE_REQUEST = ("The texts above summarise parts of one author's writing. Com
 SUMMARY_PREFIX = "Summary of the author's profile: "
 PART_JOINER = "\n\n"
 SUMMARY_RECORD_FILE = "summaries.json"  # in a per-user run folder: which items each summary read
+SUMMARY_CACHE_DIR = "summaries"  # in a per-user run or adapters folder: the cached summaries (--summary_cache_dir)
 MIN_ITEM_WORDS = 8  # an item shortened to fit a request alone keeps at least this much of the user's text
 
 
@@ -205,54 +208,98 @@ class SummaryPromptBuilder:
                 room -= max(1, (room + 9) // 10)  # tokens merge differently once joined: give back some and retry
 
 
-def summaries_for(args, setup, rows, items, cache_dir: Path, writer=None,
-                  record_file: Path | None = None) -> list[str]:
-    """Each row's summary: of its user's profile (one per user, never holding a row's answer: `group_users`) or of
-    its retrieved items (`items`), from the cache in `cache_dir` or written by `setup`'s model; `writer`: another
-    model writes them instead (a `generation.cache.CachedGenerator`, which caches its own answers). `record_file`:
-    where the summaries' record goes (which items each summary read)."""
-    task = setup.task
+@dataclass
+class SummarySets:
+    """What a run summarises: sets of profile items (a user's profile, or one prompt's retrieved items), each set's
+    name in the record (a user id, an example id), how many of its items were left out as leaks, and which set each
+    prompt's summary is (`owner`, per prompt)."""
+
+    of: str
+    names: list[str]
+    sets: list[list[dict]]
+    left_out: list[int]
+    owner: list[int]
+
+
+def user_profiles(users: Sequence, owners: Sequence[str]) -> SummarySets:
+    """One set per user (`personalization.users.User`: its leak-free profile); `owners`: each prompt's user id."""
+    place = {user.user_id: index for index, user in enumerate(users)}
+    return SummarySets("profile", [user.user_id for user in users], [user.profile for user in users],
+                       [user.left_out for user in users], [place[owner] for owner in owners])
+
+
+def retrieved_sets(ids: Sequence[str], items: Sequence[Sequence[Mapping]]) -> SummarySets:
+    """One set per prompt: its retrieved items."""
+    return SummarySets("retrieved", list(ids), [list(chosen) for chosen in items], [0] * len(ids),
+                       list(range(len(ids))))
+
+
+def summary_sets(args, task: Task, rows: Sequence[Mapping], items: Sequence[Sequence[Mapping]]) -> SummarySets:
+    """The sets per-user evaluation summarises: each row's user's profile (one per user, never holding a row's
+    answer: `group_users`) or each row's retrieved items (`items`), as --summary_of says."""
     if args.summary_of == "profile":
-        users = group_users(rows, task)
-        names = [user.user_id for user in users]
-        sets, left_out = [user.profile for user in users], [user.left_out for user in users]
-        place = {user.user_id: index for index, user in enumerate(users)}
-        owner = [place[str(row[task.user_column])] for row in rows]
-    else:
-        names, sets, left_out, owner = [row["id"] for row in rows], list(items), [0] * len(rows), list(range(len(rows)))
-    builder = PromptBuilder(replace(task, prompt_suffix=". "), setup.source.tokenizer, setup.builder.max_prompt_tokens,
-                            args.use_chat_template)
+        return user_profiles(group_users(rows, task), [str(row[task.user_column]) for row in rows])
+    return retrieved_sets([row["id"] for row in rows], items)
+
+
+def summary_writer(args, cache_dir: Path, backend: str | None = None, device_map: str | None = None):
+    """--summary_model on any backend (`backend`, default --summary_backend: local or served), greedy, every
+    summary cached by its full input in CACHE_DIR/summaries.sqlite (`generation.cache`), so that a resumed or later
+    run asks again for nothing it has; its weights are loaded on the first summary the cache lacks. `device_map`: a
+    local model's placement (per-user training puts it on the process's own device)."""
+    from generation import backend_class
+    from generation.cache import GenerationCache, cached_generator
+    from generation.decoding import GenerationSettings
+    from generation.preparation import prepare_model
+
+    backend = backend or args.summary_backend
+    served = backend != "auto" and backend_class(backend).served
+    options = {"api_base": args.summary_api_base} if served else {"dtype": args.dtype}
+    if device_map and not served:
+        options["device_map"] = device_map
+    model = prepare_model(args.summary_model, GenerationSettings(max_new_tokens=args.summary_max_new_tokens),
+                          backend=backend, options=options, whole_context=True)
+    return cached_generator(GenerationCache(Path(cache_dir) / "summaries.sqlite"), model)
+
+
+def summaries_for(args, sets: SummarySets, task: Task, tokenizer, budget: int, cache_dir: Path, *, writer=None,
+                  generator=None, batch_size: int = 8) -> tuple[list[str], dict]:
+    """(each prompt's summary, the summaries' record: `summary_record`). Requests are built with the run's
+    `tokenizer` within its prompt `budget`; they are answered by `writer` (`summary_writer`: another model, which
+    caches its own answers) or else by the run's own loaded `generator`, its summaries cached in `cache_dir`."""
+    builder = PromptBuilder(replace(task, prompt_suffix=". "), tokenizer, budget, args.use_chat_template)
     if writer is not None:
-        found, chunks, combined = map_reduce(task, builder, sets, lambda messages: writer.ask(messages, "summarising"))
+        found, chunks, combined = map_reduce(task, builder, sets.sets,
+                                             lambda messages: writer.ask(messages, "summarising"))
     else:
-        generator = setup.generator  # the loaded weights, with the summary's length for the time being
+        source = generator.source
         settings = replace(generator.settings, max_new_tokens=args.summary_max_new_tokens)
-        identity = {"model": setup.source.address, **settings.record()}
+        identity = {"model": source.address, **settings.record()}
         cache = SummaryCache(cache_dir)
 
         def ask(messages):
-            return summarize([builder.format(m) for m in messages], generator, setup.source, cache, identity,
-                             builder.use_chat_template, setup.batch_size)
+            return summarize([builder.format(m) for m in messages], generator, source, cache, identity,
+                             builder.use_chat_template, batch_size)
 
         with generating_with(generator, settings):
-            found, chunks, combined = map_reduce(task, builder, sets, ask)
-    if record_file is not None:
-        write_json_atomic(record_file, summary_record(task, args.summary_of, names, sets, chunks, combined, left_out))
-    return [found[index] for index in owner]
+            found, chunks, combined = map_reduce(task, builder, sets.sets, ask)
+    return [found[index] for index in sets.owner], summary_record(task, sets, found, chunks, combined)
 
 
-def summary_record(task: Task, of: str, names, sets, chunks, combined, left_out) -> dict:
-    """Which items each summary read: per user (or per row, for retrieved items) the items it had, the positions
+def summary_record(task: Task, sets: SummarySets, found: Sequence[str], chunks, combined) -> dict:
+    """Which items each summary read: per user (or per prompt, for retrieved items) the items it had, the positions
     summarised (all with text), shortened, without text, how many requests read items and how many combined
-    partial summaries, and the items left out as leaks."""
+    partial summaries, the items left out as leaks, and the summary."""
     entries = []
-    for name, items, set_chunks, combining, leaks in zip(names, sets, chunks, combined, left_out):
-        entries.append({"user" if of == "profile" else "id": name, "items": len(items),
+    for name, items, summary, set_chunks, combining, leaks in zip(sets.names, sets.sets, found, chunks, combined,
+                                                                   sets.left_out):
+        entries.append({"user" if sets.of == "profile" else "id": name, "items": len(items),
                         "summarized": [i for chunk in set_chunks for i in chunk.positions],
                         "shortened": [i for chunk in set_chunks for i in chunk.shortened],
                         "without_text": [i for i, item in enumerate(items) if not has_text(task, item)],
-                        "requests": len(set_chunks), "combining_requests": combining, "left_out_as_leaks": leaks})
-    return {"of": of, "sets": entries}
+                        "requests": len(set_chunks), "combining_requests": combining, "left_out_as_leaks": leaks,
+                        "summary": summary})
+    return {"of": sets.of, "sets": entries}
 
 
 @contextmanager

@@ -143,3 +143,75 @@ def test_adapters_on_a_task_adapter_take_it_or_its_merged_export_and_refuse_the_
                        "evaluate_per_user.py") == 2
     assert (f"trained on the task adapter {task_adapter} (on {tiny_llama}); evaluate them with --model_name "
             f"{task_adapter} or its merged export") in error_line(capsys)
+
+    # the task adapter changed in place: refused on it and on its merged export (checked through the adapter it names)
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama),
+                   LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)).save_pretrained(
+        task_adapter)
+    for model in (task_adapter, merged):
+        assert run_command(evaluate_per_user.main, evaluate_flags(model, sample_dir, (folder, sample_cache), tmp_path),
+                           "evaluate_per_user.py") == 2
+        error = error_line(capsys)
+        assert "the weights differ from those the adapters of --adapters_dir" in error
+        assert f"(adapter {task_adapter} changed: fingerprint" in error
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_model_folder_changed_in_place_is_refused_and_the_same_weights_accepted(tiny_llama, sample_dir,
+                                                                                  sample_cache, tmp_path, capsys,
+                                                                                  fresh_accelerate):
+    """per_user_config.json records the fingerprint of the weights (the folder's content digest); the same path
+    with other weights is one error line naming the folder and both fingerprints, before any output."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from evaluation.evaluate_per_user import main as evaluate
+    from longlamp_io import folder_content_digest
+    from longlamp_runs import read_record
+    from training.train_per_user import main as train
+
+    model, folder = tmp_path / "model", tmp_path / "oppu"
+    shutil.copytree(tiny_llama, model)
+    assert train(["--model_name", str(model), *SPLIT, "--data_dir", str(sample_dir), "--cache_dir", sample_cache,
+                  "--output_dir", str(folder), "--max_users", "2", "--max_items_per_user", "1",
+                  "--num_train_epochs", "1", "--max_prompt_length", "256"]) == 0
+    trained = {"base": folder_content_digest(model)}
+    assert read_record(folder / "per_user_config.json").model.fingerprint == trained
+    flags = evaluate_flags(model, sample_dir, (folder, sample_cache), tmp_path, "--max_eval_examples", "2")
+    assert evaluate([*flags, "--output_dir", str(tmp_path / "same")]) == 0  # unchanged: accepted
+
+    weights = AutoModelForCausalLM.from_pretrained(model)
+    with torch.no_grad():
+        weights.lm_head.weight.mul_(1.5)
+    weights.save_pretrained(model)  # in place: the same path, other weights
+    now = {"base": folder_content_digest(model)}
+    assert now != trained
+    capsys.readouterr()
+    assert run_command(evaluate, flags, "evaluate_per_user.py") == 2
+    error = error_line(capsys)
+    assert f"--model_name {model}: the weights differ from those the adapters of --adapters_dir {folder}" in error
+    assert f"base {model} changed: fingerprint {trained} at training, {now} now" in error
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_record_without_a_fingerprint_is_refused_with_retrain(tiny_llama, sample_dir, adapters, tmp_path, capsys):
+    """Adapters whose per_user_config.json records no fingerprint (written before there was one) cannot be matched
+    to the model: refused, saying to retrain them."""
+    import shutil
+
+    from evaluation.evaluate_per_user import main as evaluate
+
+    folder, cache = adapters
+    old = tmp_path / "old"
+    shutil.copytree(folder, old)
+    config = json.loads((old / "per_user_config.json").read_text())
+    config["settings"]["model"]["fingerprint"] = None
+    (old / "per_user_config.json").write_text(json.dumps(config))
+    assert run_command(evaluate, evaluate_flags(tiny_llama, sample_dir, (old, cache), tmp_path),
+                       "evaluate_per_user.py") == 2
+    error = error_line(capsys)
+    assert f"--adapters_dir {old}: its per_user_config.json records no fingerprint of the weights" in error
+    assert "retrain them with training/train_per_user.py" in error
+    assert not (tmp_path / "p").exists()

@@ -84,8 +84,7 @@ def test_style_similaritys_author_texts_leave_the_leak_out():
 def test_profile_summaries_never_see_the_leak_and_record_it(tiny_llama, tmp_path):
     from transformers import AutoTokenizer
 
-    from longlamp_prompts import PromptBuilder
-    from personalization.summaries import summaries_for
+    from personalization.summaries import summaries_for, summary_sets
 
     asked = []  # a stand-in summary model that answers every request and keeps it
 
@@ -95,14 +94,12 @@ def test_profile_summaries_never_see_the_leak_and_record_it(tiny_llama, tmp_path
 
     writer = SimpleNamespace(ask=ask)
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
-    setup = SimpleNamespace(task=REVIEW, source=SimpleNamespace(tokenizer=tokenizer),
-                            builder=PromptBuilder(REVIEW, tokenizer, 400, False))
     args = SimpleNamespace(summary_of="profile", use_chat_template=False)
     rows = temporal_rows()
-    summaries = summaries_for(args, setup, rows, [[]] * len(rows), tmp_path, writer, tmp_path / "summaries.json")
+    summaries, record = summaries_for(args, summary_sets(args, REVIEW, rows, [[]] * len(rows)), REVIEW, tokenizer,
+                                      400, tmp_path, writer=writer)
     assert len(summaries) == 3 and summaries[0] == summaries[1] and asked
     assert not any("first row's own review" in message for message in asked)
-    record = json.loads((tmp_path / "summaries.json").read_text())
     assert [(s["user"], s["left_out_as_leaks"], s["summarized"]) for s in record["sets"]] == [
         ("ann", 1, [0, 1]), ("bob", 0, [0])]
 
@@ -132,7 +129,7 @@ def test_a_300_item_profile_is_summarised_whole_within_a_small_budget(tiny_llama
     from transformers import AutoTokenizer
 
     from longlamp_prompts import PromptBuilder
-    from personalization.summaries import COMBINE_REQUEST, map_reduce, summary_record
+    from personalization.summaries import COMBINE_REQUEST, SummarySets, map_reduce, summary_record
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
     builder = PromptBuilder(replace(REVIEW, prompt_suffix=". "), tokenizer, 160, False)
@@ -153,7 +150,8 @@ def test_a_300_item_profile_is_summarised_whole_within_a_small_budget(tiny_llama
     assert len(first_round) > 1 and all(COMBINE_REQUEST in m for round_ in asked[1:] for m in round_)
     assert summary.startswith("part ") and len(asked[-1]) == 1
     assert combining == sum(len(round_) for round_ in asked[1:])
-    record = summary_record(REVIEW, "profile", ["u"], [items], [chunks], [combining], [0])["sets"][0]
+    record = summary_record(REVIEW, SummarySets("profile", ["u"], [items], [0], [0]), [summary], [chunks],
+                            [combining])["sets"][0]
     assert record["summarized"] == with_text and record["without_text"] == [i for i in range(300) if i % 7 == 0]
     assert record["shortened"] == [] and record["requests"] == len(first_round)
 

@@ -50,14 +50,17 @@ class ExampleEncoder:
             raise DataError("the tokenizer has no end-of-sequence token; training needs one to end targets")
         self.prompts = PromptBuilder(self.task, self.tokenizer, self.max_prompt_length, self.use_chat_template)
 
+    def retrieved(self, row: Mapping) -> list[dict]:
+        """The row's profile items that go in its prompt (none without retrieval)."""
+        if not self.num_retrieved:
+            return []
+        from retrieval import top_k_items
+
+        return top_k_items(self.task, row, self.num_retrieved, retriever=self.retriever, is_ranked=self.is_ranked)
+
     def prompt(self, row: Mapping) -> str:
         """The formatted prompt (chat template applied when used) for a row, within the prompt budget."""
-        items = []
-        if self.num_retrieved:
-            from retrieval import top_k_items
-
-            items = top_k_items(self.task, row, self.num_retrieved, retriever=self.retriever, is_ranked=self.is_ranked)
-        return self.prompts(items, row["input"])
+        return self.prompts(self.retrieved(row), row["input"])
 
     def prompt_ids(self, prompt: str) -> list[int]:
         # Chat templates write their own special tokens; plain prompts get the tokenizer's (as PromptBuilder counts).

@@ -5,8 +5,9 @@ Every user of `--split` gets a small adapter trained on their profile items (eac
 the base once, in memory). The base is loaded once per process and shared by all its users; users are dealt to
 the processes in turn and trained independently (no gradient exchange). A killed run started again with the
 same flags continues with the next unfinished user. Each user's held-out loss on their rows of the split is
-recorded with and without the adapter; `per_user_report.json` sums up time and storage per user. The run is
-training/per_user_run.py's, the trainer training/user_adapters.py's.
+recorded with and without the adapter; `per_user_report.json` sums up time and storage per user. With
+`--use_summary` (OPPU's +PAG) every training prompt holds the user's profile summary, as evaluate_per_user.py's
+prompts will. The run is training/per_user_run.py's, the trainer training/user_adapters.py's.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from longlamp_cli import ArgumentParser, LoggingArguments, arg, positive_int, re
 from longlamp_errors import ConfigError
 from longlamp_io import RunLock
 from longlamp_tasks import parse_config_name
-from personalization.cli import PerUserArguments
+from personalization.cli import PerUserArguments, ProfileSummaryArguments, summary_refusal
 from training.config import TrainConfig
 from training.per_user_run import check_settings, forget_settings_if_nothing_trained, per_user_record, run
 
@@ -32,7 +33,7 @@ PER_USER_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 
 
 @dataclass(kw_only=True)
-class TrainPerUserArguments(LoggingArguments, PerUserArguments):
+class TrainPerUserArguments(LoggingArguments, ProfileSummaryArguments, PerUserArguments):
     """Each user's adapter: training's flags, with OPPU's smaller defaults for one user's few items."""
 
     _argument_group_name = "per-user adapters"
@@ -79,6 +80,9 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainPerUserArguments:
             raise ConfigError(f"--{name} must be a finite number >= 0, got {getattr(args, name)}")
     if args.learning_rate == 0 or args.warmup_ratio >= 1 or args.lora_dropout >= 1:
         raise ConfigError("--learning_rate must be > 0, and --warmup_ratio and --lora_dropout below 1")
+    refusal = summary_refusal(args)
+    if refusal:
+        raise ConfigError(refusal)
     return args
 
 

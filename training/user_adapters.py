@@ -20,6 +20,7 @@ import torch
 from generation.dtypes import torch_dtype
 from longlamp_errors import ConfigError, DataError, PromptBudgetError
 from longlamp_prompts import context_length, prompt_budget
+from personalization.summaries import SummaryPromptBuilder
 from personalization.user_adapters import AdapterStore
 from training.collate import TrainingCollator
 from training.data import ExampleEncoder
@@ -93,9 +94,10 @@ class UserAdapterTrainer:
         self.model.set_adapter(name)  # only this adapter's weights require gradients
 
     def train_user(self, user_id: str, examples: Sequence[dict], held_out: Sequence[dict], store: AdapterStore,
-                   left_out: int = 0) -> dict:
-        """Train, evaluate and save one user's adapter (`left_out`: the profile items kept from it as leaks, recorded);
-        returns its record."""
+                   left_out: int = 0, profile_summary: dict | None = None) -> dict:
+        """Train, evaluate and save one user's adapter (`left_out`: the profile items kept from it as leaks;
+        `profile_summary`: with +PAG, what the summaries in its prompts read and said; both recorded); returns its
+        record."""
         started = time.perf_counter()
         name = adapter_name(user_id)
         seed = user_seed(self.settings.seed, user_id)
@@ -115,6 +117,8 @@ class UserAdapterTrainer:
                   "held_out_examples": len(held_out),
                   "train_loss": train_loss, "held_out_loss": after, "held_out_loss_without_adapter": before,
                   "seconds": round(time.perf_counter() - started, 3)}
+        if profile_summary is not None:
+            record["profile_summary"] = profile_summary
         store.save(self.model, name, user_id, record)
         self.model.delete_adapter(name)
         return store.record(user_id)
@@ -177,11 +181,37 @@ def prompt_rules(args) -> tuple:
     return model_config, tokenizer, encoder_decoder, budget
 
 
-def load_for_training(args, task, device):
-    """The shared model (task adapter merged in), tokenizer, the training encoder and collator."""
+class SummaryExampleEncoder(ExampleEncoder):
+    """Training's encoder with each example's profile summary (its "summary") before the task input (OPPU's +PAG),
+    built as evaluate_per_user.py builds its prompts (`SummaryPromptBuilder`: the summary cut first so that the
+    input fits, the retrieved items sharing what is left)."""
+
+    def prompt(self, row) -> str:
+        return SummaryPromptBuilder(self.prompts)(self.retrieved(row), row["input"], row["summary"])
+
+
+def example_encoder(args, task) -> tuple:
+    """(training encoder, model config, whether it is an encoder-decoder) of the run `args` describes: its prompts
+    (with the retriever and, with --use_summary, the summaries), without the weights."""
+    model_config, tokenizer, encoder_decoder, budget = prompt_rules(args)
+    retriever = None
+    if args.use_profile:
+        from retrieval import get_retriever
+
+        options = {"model_name": args.retriever_model} if args.retriever == "contriever" else {}
+        retriever = get_retriever(args.retriever, **options)
+    encoder_class = SummaryExampleEncoder if args.use_summary else ExampleEncoder
+    encoder = encoder_class(task=task, tokenizer=tokenizer, is_encoder_decoder=encoder_decoder,
+                            max_prompt_length=budget, max_target_length=args.max_target_length,
+                            num_retrieved=args.num_retrieved if args.use_profile else 0, retriever=retriever,
+                            use_chat_template=args.use_chat_template)
+    return encoder, model_config, encoder_decoder
+
+
+def load_for_training(args, encoder: ExampleEncoder, model_config, encoder_decoder: bool, device):
+    """The shared model (task adapter merged in), frozen, and the collator of `encoder`'s examples."""
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-    model_config, tokenizer, encoder_decoder, budget = prompt_rules(args)
     auto_class = AutoModelForSeq2SeqLM if encoder_decoder else AutoModelForCausalLM
     model = auto_class.from_pretrained(args.model_name, dtype=torch_dtype(args.dtype))
     if args.task_adapter:
@@ -191,20 +221,19 @@ def load_for_training(args, task, device):
     model.to(device)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    retriever = None
-    if args.use_profile:
-        from retrieval import get_retriever
-
-        options = {"model_name": args.retriever_model} if args.retriever == "contriever" else {}
-        retriever = get_retriever(args.retriever, **options)
-    encoder = ExampleEncoder(task=task, tokenizer=tokenizer, is_encoder_decoder=encoder_decoder,
-                             max_prompt_length=budget, max_target_length=args.max_target_length,
-                             num_retrieved=args.num_retrieved if args.use_profile else 0, retriever=retriever,
-                             use_chat_template=args.use_chat_template)
-    collator = TrainingCollator(tokenizer.pad_token_id, encoder_decoder,
+    collator = TrainingCollator(encoder.tokenizer.pad_token_id, encoder_decoder,
                                 getattr(model_config, "decoder_start_token_id", None))
     torch.manual_seed(args.seed)
-    return model, tokenizer, encoder, collator, encoder_decoder, not encoder_decoder and accepts_logits_to_keep(model)
+    return model, collator, not encoder_decoder and accepts_logits_to_keep(model)
+
+
+def adapter_trainer(args, model, collator, encoder_decoder: bool, keep_target_logits: bool,
+                    device) -> UserAdapterTrainer:
+    """The trainer of train_per_user.py's flags: their LoRA and optimisation (OPPU's by default)."""
+    settings = TrainSettings(args.learning_rate, args.num_train_epochs, args.per_device_train_batch_size,
+                             args.max_grad_norm, args.seed, args.warmup_ratio, args.weight_decay, args.lr_scheduler)
+    return UserAdapterTrainer(model, lora_config(args, model.config, encoder_decoder), collator, encoder_decoder,
+                              keep_target_logits, settings, device)
 
 
 def lora_config(args, model_config, encoder_decoder: bool):

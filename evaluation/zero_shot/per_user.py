@@ -87,20 +87,6 @@ def prepare_generation(args, adapters):
     return model
 
 
-def summary_writer(args, cache_dir: Path):
-    """--summary_model on any backend (local or served), greedy, each summary cached by its full input in
-    CACHE_DIR/summaries.sqlite: the judge's cached generator (evaluation/judges), which a resumed run asks again
-    for nothing it has."""
-    from evaluation.judges.judge_model import build_judge, judge_options
-    from generation.cache import GenerationCache
-
-    served = {"api_base": args.summary_api_base} if args.summary_api_base else {}
-    options = judge_options(args.summary_model, str(cache_dir), backend=args.summary_backend,
-                            max_new_tokens=args.summary_max_new_tokens, dtype=args.dtype, **served)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    return build_judge(options, GenerationCache(cache_dir / "summaries.sqlite"))
-
-
 def example_key(token_ids, user: str) -> str:
     """Zero-shot's prompt key of what one example's generation depends on: its user's model and its prompt."""
     from generation.progress import prompt_key
@@ -113,25 +99,26 @@ def run_record(args, setup: PromptSetup, dataset, style) -> RunRecord:
     record, so runs of the same split rank together) and the per-user methods with their files' digests."""
     from personalization.user_adapters import AdapterStore
 
-    adapters = style_vectors = summary = None
+    adapters = style_vectors = None
     if args.adapters_dir:
         folder = Path(args.adapters_dir).resolve()
         adapters = UserAdapters(str(folder), folder_content_digest(AdapterStore(folder).root))
     if style is not None:
         folder = Path(args.style_vectors_dir).resolve()
         style_vectors = StyleVectors(str(folder), folder_content_digest(folder), style.layer, style.scale)
-    if args.use_summary:
-        summary = ProfileSummary(args.summary_of, args.summary_max_new_tokens, args.summary_model,
-                                 args.summary_backend if args.summary_model else None)
     data = data_source(args.data, args.data_dir, args.revision, dataset, args.max_eval_examples)
-    return setup.record("per_user", data, PerUserSettings(adapters, style_vectors, summary), strip_reasoning=True)
+    methods = PerUserSettings(adapters, style_vectors, ProfileSummary.from_flags(vars(args)))
+    return setup.record("per_user", data, methods, strip_reasoning=True)
 
 
 # What per-user adapters must be evaluated with as they were trained (besides the model they were trained on): the
-# retrieval and chat template that built their training prompts. The prompt budget is not among them: the runner
-# trains adapters with a shorter one than it evaluates with, and a longer budget only adds text of the same items.
+# retrieval, chat template and profile summary (+PAG) that built their training prompts. The prompt budget is not
+# among them: the runner trains adapters with a shorter one than it evaluates with, and a longer budget only adds
+# text of the same items.
 ADAPTER_SETTINGS = ("retrieval.use_profile", "retrieval.retriever", "retrieval.retriever_model",
-                    "retrieval.num_retrieved", "prompt.chat_template")
+                    "retrieval.num_retrieved", "prompt.chat_template", "per_user.profile_summary.of",
+                    "per_user.profile_summary.max_new_tokens", "per_user.profile_summary.model",
+                    "per_user.profile_summary.backend")
 
 
 def trained_adapters_record(adapters_dir: str) -> RunRecord:
@@ -177,6 +164,36 @@ def check_adapters_model(args, trained: RunRecord) -> None:
         merged_too = " or its merged export" if task_adapter else ""
         raise ValueError(f"--model_name {args.model_name}: the adapters of --adapters_dir {args.adapters_dir} were "
                          f"trained on {on}; evaluate them with --model_name {expected}{merged_too}")
+
+
+def check_adapters_weights(args, trained: RunRecord, record: RunRecord) -> None:
+    """Refuse weights other than those the adapters were trained on, a model folder changed in place included: the
+    fingerprint train_per_user.py recorded (`generation.fingerprints`: each folder's content digest, a Hub model's
+    commit) against the evaluated model's now. A merged export's own digest is new, so for it the task adapter it
+    was merged from and that adapter's base are fingerprinted again; records written before fingerprints were
+    recorded are refused (retrain)."""
+    from generation import model_source
+    from generation.fingerprints import model_fingerprint
+    from longlamp_runs import PER_USER_RECORD_FILE
+
+    recorded, task_adapter = trained.model.fingerprint, trained.training.task_adapter
+    if recorded is None:
+        raise ValueError(f"--adapters_dir {args.adapters_dir}: its {PER_USER_RECORD_FILE} records no fingerprint of "
+                         "the weights the adapters were trained on (written before this toolkit recorded one), so "
+                         "they cannot be matched to the model; retrain them with training/train_per_user.py")
+    now, where = record.model.fingerprint or {}, args.model_name
+    merged = merged_from(args.model_name) if task_adapter else None
+    if merged is not None:
+        now = model_fingerprint(model_source(merged, base_model=trained.model.name))
+        where = f"{args.model_name} (merged from {merged})"
+    changed = [key for key in sorted(set(recorded) | set(now)) if recorded.get(key) != now.get(key)]
+    if changed:
+        folders = {"base": trained.model.name, "adapter": task_adapter}
+        named = ", ".join(f"{key} {folders.get(key) or '?'}" for key in changed)
+        raise ValueError(f"--model_name {where}: the weights differ from those the adapters of --adapters_dir "
+                         f"{args.adapters_dir} were trained on ({named} changed: fingerprint {recorded} at training, "
+                         f"{now} now); retrain the adapters on the model as it is, or evaluate them on the weights "
+                         "they were trained on")
 
 
 def check_adapters_settings(args, trained: RunRecord, record: RunRecord) -> None:
@@ -250,6 +267,7 @@ def prepare(args) -> PerUserPlan:
     setup = PromptSetup(args, model, longest_new_tokens=own_summaries)
     record = run_record(args, setup, dataset, style)
     if trained is not None:
+        check_adapters_weights(args, trained, record)
         check_adapters_settings(args, trained, record)
     return PerUserPlan(dataset, setup, adapters, style, record, coverage)
 
@@ -262,7 +280,14 @@ def run(args) -> dict:
     from generation.predictions import PredictionStore
     from generation.progress import PreparedRun
     from personalization.generate import per_user_generations
-    from personalization.summaries import SUMMARY_RECORD_FILE, SummaryPromptBuilder, summaries_for
+    from personalization.summaries import (
+        SUMMARY_CACHE_DIR,
+        SUMMARY_RECORD_FILE,
+        SummaryPromptBuilder,
+        summaries_for,
+        summary_sets,
+        summary_writer,
+    )
 
     root = check_folder(args.output_dir, "--output_dir")
     plan = prepare(args)
@@ -271,9 +296,13 @@ def run(args) -> dict:
     with RunLock(root, "evaluate_per_user.py"):  # taken only now: a refused run leaves no folder behind
         items = [setup.items(row) for row in rows]
         if args.use_summary:
-            cache_dir = Path(args.summary_cache_dir or root / "summaries")
+            cache_dir = Path(args.summary_cache_dir or root / SUMMARY_CACHE_DIR)
             writer = summary_writer(args, cache_dir) if args.summary_model else None
-            summaries = summaries_for(args, setup, rows, items, cache_dir, writer, root / SUMMARY_RECORD_FILE)
+            summaries, summary_record = summaries_for(
+                args, summary_sets(args, setup.task, rows, items), setup.task, setup.source.tokenizer,
+                setup.builder.max_prompt_tokens, cache_dir, writer=writer, generator=setup.generator,
+                batch_size=setup.batch_size)
+            write_json_atomic(root / SUMMARY_RECORD_FILE, summary_record)
             with_summary = SummaryPromptBuilder(setup.builder)
             prompts = [with_summary(i, row["input"], s) for i, row, s in zip(items, rows, summaries)]
         else:
