@@ -7,8 +7,9 @@ correct result.
 Their other kinds live beside the fixtures they need: SIGKILL and rerun in tests/test_per_user_commands.py
 (evaluate_per_user.py mid-generation, byte-identical files) and tests/test_per_user.py (train_per_user.py at a user
 boundary, two processes); bad files and flags in tests/test_per_user_commands.py (refusals), tests/test_per_user_pag.py
-(summary flags), tests/test_per_user_adapters_fit.py (adapters for other users, non-finite losses) and
-tests/test_command_bad_input.py (an output that is a file)."""
+(summary flags), tests/test_per_user_adapters_fit.py (adapters for other users or another model),
+tests/test_per_user_oppu.py (non-finite learning rates and losses, an output that is a file) and
+tests/test_command_bad_input.py."""
 
 from __future__ import annotations
 
