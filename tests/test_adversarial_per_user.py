@@ -106,6 +106,7 @@ FAULTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("prog", ["evaluate_per_user.py", "train_per_user.py"])
 def test_a_faulty_summary_server_ends_the_run_with_one_error_line_and_nothing_written(
@@ -123,6 +124,7 @@ def test_a_faulty_summary_server_ends_the_run_with_one_error_line_and_nothing_wr
     nothing_written(prog, out, cache)
 
 
+@pytest.mark.slow
 def test_null_summaries_are_an_error_never_cached_and_asked_again_of_a_working_server(
         tiny_llama, sample_dir, sample_cache, tmp_path, capsys, monkeypatch):
     """A server answering `"content": null` would have put an empty summary in every prompt, and cached it for good."""
