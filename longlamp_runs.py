@@ -419,6 +419,7 @@ RUN_CONTROL = frozenset({
     "hub_revision", "hub_strategy", "hub_token", "create_pr", "cache_dir", "num_workers", "logging_steps", "report_to",
     "project_name", "log_level", "ddp_timeout", "max_users", "from_training_record",
     "summary_cache_dir", "summary_api_base",  # where summaries are cached, where their model is served
+    "summary_request_timeout", "summary_max_retries",  # how long a summary server is waited for
 })
 # The profile summary's flags (per-user adapters trained with it in their prompts): recorded as
 # per_user.profile_summary (`ProfileSummary.from_flags`).

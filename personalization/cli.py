@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from generation.cli import BackendArguments, DecodingArguments, ModelArguments
+from generation.cli import BackendArguments, DecodingArguments, ModelArguments, ServedArguments
 from longlamp_cli import DataArguments, DataSourceArguments, OutputArguments, arg, not_a_flag, positive_int, reuse
 from retrieval.cli import DEFAULT_RETRIEVER, PromptSettingsArguments
 
@@ -58,6 +58,13 @@ class ProfileSummaryArguments:
     summary_api_base: str | None = arg("with --summary_backend openai: the server's API, e.g. "
                                        "http://localhost:8000/v1 (its key: OPENAI_API_KEY) (default: none)",
                                        default=None)
+    # Without these a silent summary server holds the run for 9 tries of 600 s (generation/http_api.py's defaults).
+    summary_request_timeout: float | None = reuse(ServedArguments, "request_timeout", help="with --summary_backend "
+                                                  "openai: seconds one summary request may take before it is retried "
+                                                  "(default: 600)")
+    summary_max_retries: int | None = reuse(ServedArguments, "max_retries", help="with --summary_backend openai: "
+                                            "tries after the first on 429, 5xx, timeouts and dropped connections "
+                                            "(default: 8)")
 
 
 def summary_refusal(args) -> str | None:
@@ -73,6 +80,17 @@ def summary_refusal(args) -> str | None:
     if args.use_summary and served and not (args.summary_model and args.summary_api_base):
         return (f"--summary_backend {args.summary_backend} writes the summaries with a served model: give "
                 "--summary_model (the name the server knows) and --summary_api_base")
-    if args.summary_api_base and not served:
-        return "--summary_api_base is for a served summary model: add --summary_backend openai"
+    given = [f"--{name}" for name in ("summary_api_base", "summary_request_timeout", "summary_max_retries")
+             if getattr(args, name) is not None]
+    if given and not served:
+        return (f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for a served summary model: add "
+                "--summary_backend openai")
+    if served:
+        from generation.http_api import check_request_settings
+
+        try:
+            check_request_settings(api_base=args.summary_api_base, request_timeout=args.summary_request_timeout,
+                                   max_retries=args.summary_max_retries)
+        except ValueError as error:  # it names the flag as --api_base, --request_timeout: these are --summary_*
+            return str(error).replace("--", "--summary_", 1)
     return None

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from longlamp_errors import PromptBudgetError
+from longlamp_errors import ModelLoadError, PromptBudgetError
 from longlamp_io import write_json_atomic
 from longlamp_prompts import PromptBuilder
 from longlamp_tasks import Task, field_text
@@ -255,11 +255,27 @@ def summary_writer(args, cache_dir: Path, backend: str | None = None, device_map
     backend = backend or args.summary_backend
     served = backend != "auto" and backend_class(backend).served
     options = {"api_base": args.summary_api_base} if served else {"dtype": args.dtype}
+    if served:  # a silent server gives up after these (None: the backend's defaults)
+        options.update({name: value for name, value in (("request_timeout", args.summary_request_timeout),
+                                                        ("max_retries", args.summary_max_retries))
+                        if value is not None})
     if device_map and not served:
         options["device_map"] = device_map
     model = prepare_model(args.summary_model, GenerationSettings(max_new_tokens=args.summary_max_new_tokens),
                           backend=backend, options=options, whole_context=True)
     return cached_generator(GenerationCache(Path(cache_dir) / "summaries.sqlite"), model)
+
+
+def answered(writer, messages: Sequence[str]) -> list[str]:
+    """The summary model's answers to `messages`; an empty one (a server answering `"content": null`) is never
+    cached and is an error, not a prompt silently left without its summary."""
+    answers = writer.ask(messages, "summarising", keep=lambda message, answer: True)  # empty ones are not kept
+    empty = sum(not answer.strip() for answer in answers)
+    if empty:
+        raise ModelLoadError(f"--summary_model {writer.identity.get('model')}: {empty} of {len(answers)} summary "
+                             "requests were answered with no text; nothing empty was cached, run again when it "
+                             "answers")
+    return answers
 
 
 def summaries_for(args, sets: SummarySets, task: Task, tokenizer, budget: int, cache_dir: Path, *, writer=None,
@@ -269,8 +285,7 @@ def summaries_for(args, sets: SummarySets, task: Task, tokenizer, budget: int, c
     caches its own answers) or else by the run's own loaded `generator`, its summaries cached in `cache_dir`."""
     builder = PromptBuilder(replace(task, prompt_suffix=". "), tokenizer, budget, args.use_chat_template)
     if writer is not None:
-        found, chunks, combined = map_reduce(task, builder, sets.sets,
-                                             lambda messages: writer.ask(messages, "summarising"))
+        found, chunks, combined = map_reduce(task, builder, sets.sets, lambda messages: answered(writer, messages))
     else:
         source = generator.source
         settings = replace(generator.settings, max_new_tokens=args.summary_max_new_tokens)

@@ -88,7 +88,7 @@ def test_profile_summaries_never_see_the_leak_and_record_it(tiny_llama, tmp_path
 
     asked = []  # a stand-in summary model that answers every request and keeps it
 
-    def ask(messages, what):
+    def ask(messages, what, keep=None):  # CachedGenerator.ask's signature
         asked.extend(messages)
         return [f"summary {i}" for i in range(len(messages))]
 

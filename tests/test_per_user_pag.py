@@ -194,5 +194,5 @@ def test_every_summary_flag_is_recorded_or_run_control():
     from personalization.cli import ProfileSummaryArguments
 
     names = {spec.name for spec in fields(ProfileSummaryArguments)}
-    assert names == SUMMARY_FLAGS | (names & RUN_CONTROL) and names & RUN_CONTROL == {"summary_cache_dir",
-                                                                                        "summary_api_base"}
+    assert names == SUMMARY_FLAGS | (names & RUN_CONTROL) and names & RUN_CONTROL == {
+        "summary_cache_dir", "summary_api_base", "summary_request_timeout", "summary_max_retries"}

@@ -98,15 +98,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         level=getattr(logging, args.log_level.upper()))
     output_dir = Path(args.output_dir)
-    check_settings(output_dir, per_user_record(args), write=accelerator.is_main_process)  # every process alike
-    accelerator.wait_for_everyone()
-    try:
-        with RunLock(output_dir, "training/train_per_user.py") if accelerator.is_main_process else nullcontext():
+    # The lock comes first: a second instance on the folder is refused before it writes or forgets the settings
+    # record of the one running.
+    with RunLock(output_dir, "training/train_per_user.py") if accelerator.is_main_process else nullcontext():
+        try:
+            check_settings(output_dir, per_user_record(args), write=accelerator.is_main_process)  # every process
+            accelerator.wait_for_everyone()
             run(args, accelerator, output_dir)
-    except ValueError:
-        if accelerator.is_main_process:
-            forget_settings_if_nothing_trained(output_dir)
-        raise
+        except ValueError:
+            if accelerator.is_main_process:
+                forget_settings_if_nothing_trained(output_dir)
+            raise
     return 0
 
 

@@ -7,7 +7,8 @@ For each user of `--split` and each of their first `--max_items_per_user` profil
 prompt (no retrieval) is continued once by the model itself through the transformers backend: that is the
 style-neutral text; the vector is the mean last-token difference at each layer between the user's real text and
 it (`personalization.style_vectors`). The run's record goes to per_user_config.json: a folder holding vectors
-made with other settings is refused, and users already written are skipped, so a killed run continues. With
+made with other settings is refused, and users already written are skipped, so a killed run continues; a second
+run on the same folder while one runs is refused (its lock). With
 `--selection_split` (default validation) the same is done for that split's users, its rows are generated at
 every layer and scale, and the best ROUGE-L is written to style_selection.json, which evaluate_per_user.py reads.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 from longlamp_cli import ArgumentParser, arg, positive_int
-from longlamp_io import write_json_atomic
+from longlamp_io import RunLock, write_json_atomic
 from longlamp_runs import (
     PER_USER_RECORD_FILE,
     STYLE_SELECTION_FILE,
@@ -121,30 +122,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(not 1 <= layer <= depth for layer in layers):
         raise ValueError(f"--layers {args.layers}: the model has decoder layers 1 to {depth}")
     record = style_record(args, setup, layers)
-    check_same_run(output_dir / PER_USER_RECORD_FILE, record, (), "style vectors")
-    write_record(output_dir / PER_USER_RECORD_FILE, record)
-    task = setup.task
-    write_user_vectors(setup, group_users(rows_of(args, args.split), task), layers, output_dir,
-                       args.max_items_per_user)
-    if args.selection_split == "none":
+    with RunLock(output_dir, "train_style_vectors.py"):  # a second instance on the folder is refused
+        check_same_run(output_dir / PER_USER_RECORD_FILE, record, (), "style vectors")
+        write_record(output_dir / PER_USER_RECORD_FILE, record)
+        task = setup.task
+        write_user_vectors(setup, group_users(rows_of(args, args.split), task), layers, output_dir,
+                           args.max_items_per_user)
+        if args.selection_split == "none":
+            return 0
+        selection_rows = rows_of(args, args.selection_split)
+        selection_dir = output_dir / f"selection-{args.selection_split}"
+        write_user_vectors(setup, group_users(selection_rows, task), layers, selection_dir, args.max_items_per_user)
+        prompts = [setup.encode(setup.builder(setup.items(row), row["input"])) for row in selection_rows]
+        users = [str(row[task.user_column]) for row in selection_rows]
+        references = [row["output"] for row in selection_rows]
+
+        def rouge_l(layer: int, scale: float) -> float:
+            style = StyleSteering(load_vectors(selection_dir, layer), layer, scale)
+            texts = generate_per_user(setup.generator, prompts, users, style=style, batch_size=setup.batch_size)
+            return score(texts, references, metrics=["rougeL"], bootstrap=0)["metrics"]["rougeL"]
+
+        layer, scale, tried = choose_layer_and_scale(layers, args.scale_list, rouge_l)
+        write_json_atomic(output_dir / STYLE_SELECTION_FILE, {"layer": layer, "scale": scale, "metric": "rougeL",
+                                                                "split": args.selection_split, "tried": tried})
+        logger.info("chose layer %d, scale %g on %s (ROUGE-L)", layer, scale, args.selection_split)
         return 0
-    selection_rows = rows_of(args, args.selection_split)
-    selection_dir = output_dir / f"selection-{args.selection_split}"
-    write_user_vectors(setup, group_users(selection_rows, task), layers, selection_dir, args.max_items_per_user)
-    prompts = [setup.encode(setup.builder(setup.items(row), row["input"])) for row in selection_rows]
-    users = [str(row[task.user_column]) for row in selection_rows]
-    references = [row["output"] for row in selection_rows]
-
-    def rouge_l(layer: int, scale: float) -> float:
-        style = StyleSteering(load_vectors(selection_dir, layer), layer, scale)
-        texts = generate_per_user(setup.generator, prompts, users, style=style, batch_size=setup.batch_size)
-        return score(texts, references, metrics=["rougeL"], bootstrap=0)["metrics"]["rougeL"]
-
-    layer, scale, tried = choose_layer_and_scale(layers, args.scale_list, rouge_l)
-    write_json_atomic(output_dir / STYLE_SELECTION_FILE, {"layer": layer, "scale": scale, "metric": "rougeL",
-                                                            "split": args.selection_split, "tried": tried})
-    logger.info("chose layer %d, scale %g on %s (ROUGE-L)", layer, scale, args.selection_split)
-    return 0
 
 
 if __name__ == "__main__":
