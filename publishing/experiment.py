@@ -108,7 +108,7 @@ def card_data(name: str, runs: list[PublishedRun], urls: dict[str, str], licence
 def runs_table(runs: list[PublishedRun]) -> str:
     lines = ["| config | model | setting | evaluated model | card | model files |", "|---|---|---|---|---|---|"]
     for run in runs:
-        files = f"[{MODEL_DIR}/]({run.model_folder})" if run.model_folder else "-"
+        files = f"[{MODEL_DIR}/]({run.model_folder}/{CARD_FILE})" if run.model_folder else "-"
         evaluated = shown(model_shown(run.training or run.evaluation))
         kind = "fine-tuned " if run.evaluation.record.model.fine_tuned else ""
         lines.append(f"| {run.evaluation.config} | {run.system} | {run.setting} | {kind}{evaluated} | "
@@ -132,7 +132,7 @@ def usage_text(repo_id: str, runs: list[PublishedRun]) -> str:
     if elsewhere:
         hub = [f"[{model}](https://huggingface.co/{model})" for model in elsewhere if is_hub_id(model)]
         local = [shown(model) for model in elsewhere if not is_hub_id(model)]
-        text += ("\n\nThe models evaluated as they are live elsewhere, not in this repository: "
+        text += ("\n\nThe models evaluated as they are (not fine-tuned here) are not in this repository: "
                  + ", ".join(hub + [f"{model} (a local folder)" for model in local]) + ".")
     return text
 

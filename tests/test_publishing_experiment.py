@@ -23,7 +23,7 @@ import yaml
 from support.hub import TOKEN, assert_uploads_portable, hub_env, run
 from support.hub_server import COMMIT, HubStandIn, card_metadata, metadata_errors
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.e2e, pytest.mark.multiprocess, pytest.mark.slow]  # one grid, run and pushed
 CONFIG = "product_review_user"
 MODEL = "me/tiny-chat"
 PUSHED = "me/longlamp-grid"
@@ -87,9 +87,6 @@ def source_urls(value) -> list[str]:
     return []
 
 
-@pytest.mark.e2e
-@pytest.mark.multiprocess
-@pytest.mark.slow
 def test_the_root_card_covers_every_run_with_metadata_the_hub_accepts(pushed):
     from huggingface_hub import ModelCard, parse_eval_result_entries
 
@@ -131,9 +128,6 @@ def test_the_root_card_covers_every_run_with_metadata_the_hub_accepts(pushed):
     assert {f"{folder}/model/adapter_model.safetensors" for folder in folders if "tiny-lora" in folder} <= stored
 
 
-@pytest.mark.e2e
-@pytest.mark.multiprocess
-@pytest.mark.slow
 def test_every_source_url_names_a_file_of_the_repository_and_nothing_names_this_machine(pushed, tiny_chat_llama,
                                                                                          sample_dir):
     hub, root, output, _ = pushed
@@ -144,6 +138,8 @@ def test_every_source_url_names_a_file_of_the_repository_and_nothing_names_this_
     for name in cards:
         urls += source_urls(card_metadata(repo_text(hub, name)) or {})
     assert all(url.startswith(prefix) and url.removeprefix(prefix) in stored for url in urls), sorted(set(urls))
+    links = re.findall(r"\]\(((?:runs|plots)/[^)]+)\)", repo_text(hub, "README.md"))
+    assert len(links) >= 4 + 2 + 1 and set(links) <= stored  # each run's card, each model's card, the plot
     local = json.loads((output / "results.json").read_text())
     assert {url.removeprefix(prefix) for url in urls} == {f"{row['run_dir']}/evaluation/results.json"
                                                           for row in local["runs"]}  # each run's own numbers
@@ -157,9 +153,6 @@ def test_every_source_url_names_a_file_of_the_repository_and_nothing_names_this_
 SNIPPET_CHECK = "\nassert model is not None and tokenizer is not None\n"
 
 
-@pytest.mark.e2e
-@pytest.mark.multiprocess
-@pytest.mark.slow
 def test_the_root_cards_snippets_run_against_the_hub(pushed):
     hub, root, _, _ = pushed
     readme = repo_text(hub, "README.md")
