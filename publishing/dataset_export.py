@@ -2,7 +2,9 @@
 `<config>/<split>-00000-of-00001.parquet` per split and a `README.md` whose YAML declares `configs` (data_files
 per split), `dataset_info` (features, split sizes), licence and task categories, so that plain
 `datasets.load_dataset(folder_or_repo, config)` loads it without our code. Several configs share one folder: an
-export adds or replaces its config in the existing card.
+export adds or replaces its config in the existing card. A config read from the Hub keeps its provenance there
+(`longlamp_runs.ORIGIN_KEY`: the repository, the commit read, a digest of its files), so that runs on the copy are
+published as the Hub dataset's.
 """
 
 from __future__ import annotations
@@ -84,11 +86,11 @@ def hub_commit(revision: str | None) -> str:
     reads that commit and records it, so its card names exactly the rows it holds."""
     from huggingface_hub.errors import HfHubHTTPError
 
-    from publishing.hub import hub_api
+    from publishing.hub import _network_errors, hub_api
 
     try:
         return hub_api(None).dataset_info(SOURCE_REPO, revision=revision).sha
-    except (OSError, HfHubHTTPError) as error:
+    except (*_network_errors(), HfHubHTTPError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise PublishError(f"cannot read {SOURCE_REPO} at {revision or 'main'} on the Hub: {message}") from None
 
@@ -104,7 +106,8 @@ def export_config(config: str, output: str | Path, *, data_dir: str | None = Non
 
     task, setting = parse_config_name(config)
     canonical = f"{task.name}_{setting}"
-    if not data_dir and not ranked:
+    from_hub = not data_dir and not ranked and task.public  # the email task is never on the Hub
+    if from_hub:
         revision = hub_commit(revision)
     source = {"data_dir": data_dir, "cache_dir": cache_dir, **({"revision": revision} if revision else {})}
     if ranked:
@@ -127,8 +130,8 @@ def export_config(config: str, output: str | Path, *, data_dir: str | None = Non
         data.to_parquet(str(temporary))  # datasets' writer: the features travel in the schema metadata
         temporary.replace(target)
     at = f" at revision {revision}" if revision else ""
-    origin = None if data_dir or ranked else {"config_name": name, "repo_id": SOURCE_REPO, "revision": revision,
-                                              "digest": folder_content_digest(folder)}
+    origin = None if not from_hub else {"config_name": name, "repo_id": SOURCE_REPO, "revision": revision,
+                                        "digest": folder_content_digest(folder)}
     _write_card(output, name, task, splits, retriever, origin, source=f"{SOURCE_REPO}{at}" if not data_dir else
                 f"local data (`{public_name(data_dir)}`), not checked against {SOURCE_REPO}")
     logger.info("exported %s (%s) to %s", name, ", ".join(f"{s}: {len(d)} rows" for s, d in splits.items()), folder)
