@@ -466,7 +466,8 @@ def record_from_flags(kind: str, values: Mapping[str, object], where: str = "set
         groups[group][key] = value
     groups["task"]["config"] = config_of(groups["task"]["config"])
     if groups["data"].get("data") is not None:
-        groups["data"]["origin"] = _origin_dict(groups["data"]["data"], groups["data"].get("data_dir"))
+        origin = hub_origin(groups["data"].get("data_dir"), groups["data"]["data"])
+        groups["data"]["origin"] = dataclasses.asdict(origin) if origin else None
     if kind == "training":  # validation generations decode greedily, up to the target length by default
         decoding = groups["generation"]
         decoding["max_new_tokens"] = decoding.get("max_new_tokens") or groups["training"].get("max_target_length")
@@ -502,22 +503,24 @@ def data_source(data: str, data_dir: str | None = None, revision: str | None = N
     (resolved), the Hub revision asked for, datasets' fingerprint of the loaded rows (`rows`), the row limit, the
     local copy's Hub origin."""
     path = Path(data).expanduser()
-    origin = hub_origin(data_dir, data) if data_dir and not path.exists() else None
     return DataSource(str(path.resolve()) if path.exists() else data,
                       str(Path(data_dir).expanduser().resolve()) if data_dir else None, revision,
-                      getattr(rows, "_fingerprint", None), limit, ranked_by, origin)
+                      getattr(rows, "_fingerprint", None), limit, ranked_by, hub_origin(data_dir, data))
 
 
-def hub_origin(data_dir: str | Path, config: str) -> HubOrigin | None:
-    """The Hub source that a local copy of `config` names, when its files are the ones exported: the folder's card
-    (README.md, written by publishing/dataset_export.py) lists under `ORIGIN_KEY` each config it exported from the
-    Hub with the repository, the revision read and a digest of the config's folder. Any other folder (the bundled
-    sample, a copy exported from local data, one whose files changed since) has none."""
+def hub_origin(data_dir: str | Path | None, data: str) -> HubOrigin | None:
+    """The Hub source that a local copy names for the config `data`, when its files are the ones exported: the
+    folder's card (README.md, written by publishing/dataset_export.py) lists under `ORIGIN_KEY` each config it
+    exported from the Hub with the repository, the revision read and a digest of the config's folder. Any other
+    data (no `data_dir`, a file or folder as `data`, the bundled sample, a copy exported from local data, one whose
+    files changed since) has none."""
     import yaml
 
+    if not data_dir or Path(data).expanduser().exists():
+        return None
     try:
-        config = config_of(config)
-    except ValueError:  # a file or folder, not a config: no copy of the Hub layout
+        config = config_of(data)
+    except ValueError:  # neither a config nor a file: the loader refuses it
         return None
     card = Path(data_dir).expanduser() / CARD_FILE
     text = card.read_text(encoding="utf-8") if card.is_file() else ""
@@ -536,11 +539,6 @@ def hub_origin(data_dir: str | Path, config: str) -> HubOrigin | None:
         return None
     revision = entry.get("revision")
     return HubOrigin(entry["repo_id"], revision if isinstance(revision, str) else None)
-
-
-def _origin_dict(data: str, data_dir: str | None) -> dict | None:
-    origin = hub_origin(data_dir, data) if data_dir and not Path(data).expanduser().exists() else None
-    return dataclasses.asdict(origin) if origin else None
 
 
 def config_of(name: str) -> str:
