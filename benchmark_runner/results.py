@@ -209,11 +209,11 @@ def portable_results(results: dict) -> dict:
     """results.json as the experiment's repository holds it: each model by its Hub id or last part
     (publishing.runs.public_name, as every push writes records), each run's scores file where the repository has it
     (`run_dir` is already the run's folder there)."""
-    from publishing.experiment import source_path_in
+    from publishing.experiment import evaluation_file
     from publishing.runs import public_name
 
     return {**results, "runs": [{**row, "model_name": public_name(row["model_name"]),
-                                 "scores_file": source_path_in(row["run_dir"])} for row in results["runs"]]}
+                                 "scores_file": evaluation_file(row["run_dir"])} for row in results["runs"]]}
 
 
 def stage_for_hub(experiment: Experiment, staging: Path, repo_id: str) -> Path:
@@ -224,14 +224,14 @@ def stage_for_hub(experiment: Experiment, staging: Path, repo_id: str) -> Path:
     import shutil
 
     from longlamp_runs import read_run
-    from publishing.cards import EVAL_RESULTS_FILE, blob_url, entries_yaml, licensed_model
+    from publishing.cards import EVAL_RESULTS_FILE, blob_url, entries_yaml
     from publishing.experiment import (
         EVALUATION_DIR,
         MODEL_DIR,
         PublishedRun,
         build_experiment_card,
+        evaluation_file,
         root_eval_result_entries,
-        source_path_in,
     )
     from publishing.hub import STAGING_MARKER, hub_licence, stage_run
 
@@ -258,9 +258,8 @@ def stage_for_hub(experiment: Experiment, staging: Path, repo_id: str) -> Path:
     for marker in staging.rglob(STAGING_MARKER):
         if marker.parent != staging:
             marker.unlink()
-    urls = {run.folder: blob_url(repo_id, source_path_in(run.folder)) for run in published}
-    licences = {model: hub_licence(model) for model in {licensed_model(run.training or run.evaluation)
-                                                         for run in published}}
+    urls = {run.folder: blob_url(repo_id, evaluation_file(run.folder)) for run in published}
+    licences = {model: hub_licence(model) for model in {run.licensed_model for run in published}}
     card = build_experiment_card(experiment.name, published, results_text(experiment, results), repo_id, urls,
                                  {model: licence for model, licence in licences.items() if licence})
     (staging / "README.md").write_text(str(card), encoding="utf-8")

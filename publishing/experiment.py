@@ -50,17 +50,22 @@ class PublishedRun:
     training: RunFolder | None = None
 
     def path(self, name: str) -> str:
-        return f"{self.folder}/{EVALUATION_DIR}/{name}"
+        return evaluation_file(self.folder, name)
 
     @property
     def model_folder(self) -> str | None:
         return f"{self.folder}/{MODEL_DIR}" if self.training is not None else None
 
+    @property
+    def licensed_model(self) -> str | None:
+        """The model whose licence applies: a fine-tuned model's base, else the model evaluated."""
+        return licensed_model(self.training or self.evaluation)
 
-def source_path_in(folder: str) -> str:
-    """The file in the repository that the numbers of the run in `folder` come from (its scores with their
-    record)."""
-    return f"{folder}/{EVALUATION_DIR}/{PUBLISHED_SUMMARY_FILE}"
+
+def evaluation_file(folder: str, name: str = PUBLISHED_SUMMARY_FILE) -> str:
+    """A file of the run in `folder` of the repository: by default the one its numbers come from (its scores with
+    their record)."""
+    return f"{folder}/{EVALUATION_DIR}/{name}"
 
 
 def root_eval_results(runs: list[PublishedRun], urls: dict[str, str]) -> list:
@@ -76,10 +81,8 @@ def root_eval_result_entries(runs: list[PublishedRun], urls: dict[str, str]) -> 
 def shared_licence(runs: list[PublishedRun], licences: dict[str, dict]) -> dict:
     """The licence of the models the runs evaluate (a fine-tuned model's base), when they share one: `licences` as
     the Hub has them (publishing.hub.hub_licence), else what is known locally."""
-    found = []
-    for model in dict.fromkeys(licensed_model(run.evaluation if run.training is None else run.training)
-                               for run in runs):
-        found.append(licences.get(model) or known_license(model))
+    found = [licences.get(model) or known_license(model) for model in dict.fromkeys(run.licensed_model
+                                                                                     for run in runs)]
     return found[0] if found and all(licence and licence == found[0] for licence in found) else {}
 
 
@@ -118,6 +121,8 @@ def runs_table(runs: list[PublishedRun]) -> str:
 
 def usage_text(repo_id: str, runs: list[PublishedRun]) -> str:
     """The results, then each model this repository holds, loaded from its own folder."""
+    from huggingface_hub import constants
+
     first = runs[0]
     text = ("The results of every run (`results.json`) and one run's predictions:\n\n```python\nimport json\n\n"
             "from huggingface_hub import hf_hub_download\n\n"
@@ -130,7 +135,7 @@ def usage_text(repo_id: str, runs: list[PublishedRun]) -> str:
                  f"{usage(run.training, repo_id, run.model_folder)}\n```")
     elsewhere = sorted({model_shown(run.evaluation) for run in runs if run.training is None})
     if elsewhere:
-        hub = [f"[{model}](https://huggingface.co/{model})" for model in elsewhere if is_hub_id(model)]
+        hub = [f"[{model}]({constants.ENDPOINT}/{model})" for model in elsewhere if is_hub_id(model)]
         local = [shown(model) for model in elsewhere if not is_hub_id(model)]
         text += ("\n\nThe models evaluated as they are (not fine-tuned here) are not in this repository: "
                  + ", ".join(hub + [f"{model} (a local folder)" for model in local]) + ".")
