@@ -136,6 +136,7 @@ def test_every_source_url_names_a_file_of_the_repository_and_nothing_names_this_
     cards = [name for name in stored if name.endswith("README.md")]
     urls = source_urls(yaml.safe_load(repo_text(hub, ".eval_results/longlamp.yaml")))
     for name in cards:
+        assert metadata_errors(repo_text(hub, name), "model") == [], name  # each run's card as valid as the root's
         urls += source_urls(card_metadata(repo_text(hub, name)) or {})
     assert all(url.startswith(prefix) and url.removeprefix(prefix) in stored for url in urls), sorted(set(urls))
     links = re.findall(r"\]\(((?:runs|plots)/[^)]+)\)", repo_text(hub, "README.md"))
