@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -31,8 +33,10 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from longlamp_errors import RunFolderError
-from longlamp_io import write_json_atomic
+from longlamp_io import folder_content_digest, write_json_atomic
 from longlamp_tasks import parse_config_name, scorer_task_name
+
+logger = logging.getLogger(__name__)
 
 # A zero-shot run folder (evaluation/zero_shot/), which per-user evaluation and training's validation generations
 # also write, and which cards, uploads, the leaderboard and the runner read.
@@ -45,6 +49,11 @@ PER_SAMPLE_FILE = "per_sample.jsonl"  # each example's scores (scoring.per_sampl
 COMPARISON_FILE = "comparison.json"  # with profile against no profile
 NO_PROFILE_DIR = "no_profile"  # the same run without profile, inside the run with profile
 CARD_FILE = "README.md"  # a run's (or a Hub repository's) card
+FRONT_MATTER = re.compile(r"^---[ \t]*\n(.*?)\n---[ \t]*(?:\n|$)", re.S)  # a card's YAML metadata
+
+# An exported dataset folder (publishing/dataset_export.py): its card's metadata key listing each config exported
+# from the Hub (`config_name`, `repo_id`, `revision`, `digest` of the config's folder), read back by `hub_origin`.
+ORIGIN_KEY = "longlamp_origin"
 
 # A training run folder (training/).
 FINAL_DIR = "final"  # the model (or adapter) at the end of training
@@ -70,7 +79,7 @@ STAGE_FILE = ".stage.json"  # in each stage's folder, written last: the stage fi
 PUBLISHED_SUMMARY_FILE = "results.json"  # a variant's scores.json without machine paths
 PUBLISHED_RESULTS_DIR = "longlamp"  # in a model repository: a zero-shot run's files, one folder per config
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: data.origin
 UNVERSIONED_TOOLKIT = "0.1.0"  # the toolkit version whose records have no version (see migrate_unversioned)
 KINDS = ("zero_shot", "per_user", "training", "per_user_adapters", "style_vectors")
 PATH = {"path": True}  # a setting that may name a place on this machine (publishing shows it by its last part)
@@ -94,10 +103,20 @@ class TaskSettings:
 
 
 @dataclass(frozen=True)
+class HubOrigin:
+    """Where a local copy of a config came from: the Hub dataset repository and the revision (a commit) that
+    scripts/export_dataset.py read it from."""
+
+    repo_id: str
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
 class DataSource:
     """Where the rows came from: the data as given (a config name, or a local path, resolved), the local copy of the
-    LongLaMP data, the Hub revision, datasets' fingerprint of the loaded files, the row limit, and for ranked data
-    the retriever that ranked it."""
+    LongLaMP data, the Hub revision, datasets' fingerprint of the loaded files, the row limit, for ranked data the
+    retriever that ranked it, and the local copy's Hub origin (`hub_origin`: an export of the Hub dataset whose
+    files are unchanged)."""
 
     data: str = field(metadata=PATH)
     data_dir: str | None = field(default=None, metadata=PATH)
@@ -105,6 +124,7 @@ class DataSource:
     fingerprint: str | None = None
     limit: int | None = None
     ranked_by: str | None = field(default=None, metadata=PATH)
+    origin: HubOrigin | None = None
 
 
 @dataclass(frozen=True)
@@ -315,7 +335,8 @@ class RunRecord:
         if version > RECORD_VERSION:
             raise RunFolderError(f"{where}: a run record of version {version}, written by a newer LongLaMP toolkit "
                                  f"(this one reads versions up to {RECORD_VERSION}); update the toolkit")
-        return _load(cls, data, where)
+        # 1 -> 2: version 1 had no data.origin; its runs read as runs on data of no known Hub origin
+        return _load(cls, {**data, "version": RECORD_VERSION}, where)
 
     def map_paths(self, change: Callable[[str], str]) -> RunRecord:
         """The record with `change` applied to every setting that may name a place on this machine (publishing:
@@ -460,6 +481,9 @@ def record_from_flags(kind: str, values: Mapping[str, object], where: str = "set
         group, key = path.split(".")
         groups[group][key] = value
     groups["task"]["config"] = config_of(groups["task"]["config"])
+    if groups["data"].get("data") is not None:
+        origin = hub_origin(groups["data"].get("data_dir"), groups["data"]["data"])
+        groups["data"]["origin"] = dataclasses.asdict(origin) if origin else None
     if kind == "training":  # validation generations decode greedily, up to the target length by default
         decoding = groups["generation"]
         decoding["max_new_tokens"] = decoding.get("max_new_tokens") or groups["training"].get("max_target_length")
@@ -493,11 +517,45 @@ def flags_of(record: RunRecord) -> dict[str, object]:
 def data_source(data: str, data_dir: str | None = None, revision: str | None = None, rows=None,
                 limit: int | None = None, ranked_by: str | None = None) -> DataSource:
     """Where a run's rows came from: the data as given (a local path resolved), the local copy of the LongLaMP data
-    (resolved), the Hub revision asked for, datasets' fingerprint of the loaded rows (`rows`), the row limit."""
+    (resolved), the Hub revision asked for, datasets' fingerprint of the loaded rows (`rows`), the row limit, the
+    local copy's Hub origin."""
     path = Path(data).expanduser()
     return DataSource(str(path.resolve()) if path.exists() else data,
                       str(Path(data_dir).expanduser().resolve()) if data_dir else None, revision,
-                      getattr(rows, "_fingerprint", None), limit, ranked_by)
+                      getattr(rows, "_fingerprint", None), limit, ranked_by, hub_origin(data_dir, data))
+
+
+def hub_origin(data_dir: str | Path | None, data: str) -> HubOrigin | None:
+    """The Hub source that a local copy names for the config `data`, when its files are the ones exported: the
+    folder's card (README.md, written by publishing/dataset_export.py) lists under `ORIGIN_KEY` each config it
+    exported from the Hub with the repository, the revision read and a digest of the config's folder. Any other
+    data (no `data_dir`, a file or folder as `data`, the bundled sample, a copy exported from local data, one whose
+    files changed since) has none."""
+    import yaml
+
+    if not data_dir or Path(data).expanduser().exists():
+        return None
+    try:
+        config = config_of(data)
+    except ValueError:  # neither a config nor a file: the loader refuses it
+        return None
+    card = Path(data_dir).expanduser() / CARD_FILE
+    text = card.read_text(encoding="utf-8") if card.is_file() else ""
+    header = FRONT_MATTER.match(text)
+    try:
+        metadata = yaml.safe_load(header.group(1)) if header else None
+    except yaml.YAMLError:
+        return None  # not a card that an export wrote
+    entries = metadata.get(ORIGIN_KEY) if isinstance(metadata, dict) else None
+    entry = next((e for e in entries or [] if isinstance(e, dict) and e.get("config_name") == config), None)
+    if entry is None or not isinstance(entry.get("repo_id"), str):
+        return None
+    if folder_content_digest(card.parent / config) != entry.get("digest"):
+        logger.warning("%s: the files of %s changed since they were exported from %s: their rows are local data, "
+                       "not the Hub's", card.parent, config, entry["repo_id"])
+        return None
+    revision = entry.get("revision")
+    return HubOrigin(entry["repo_id"], revision if isinstance(revision, str) else None)
 
 
 def config_of(name: str) -> str:

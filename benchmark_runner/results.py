@@ -13,6 +13,7 @@ an effect; the intervals are each comparison's own, not adjusted.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -175,15 +176,20 @@ def write_results(experiment: Experiment, results: dict) -> dict[str, Path]:
         plots[config] = str(path.relative_to(root))
     results = {**results, "plots": plots}
     write_json_atomic(written["json"], results)
-    table = markdown_table(results)
-    text = (f"# {experiment.name}: results\n\n{experiment.eval_split} split; values with the scorer's 95% bootstrap "
-            f"intervals ({results['bootstrap_resamples']} resamples, seed {results['seed']}). {legend(results)}"
-            "\n\n" + table + "\n\n"
-            + "".join(f"- {line}\n" for line in reading(results, experiment.plot_metric)) + "\n"
-            + "".join(f"![{config}]({path})\n" for config, path in plots.items()))
+    text = f"# {experiment.name}: results\n\n{results_text(experiment, results)}"
     written["markdown"].write_text(text, encoding="utf-8")
     written.update({f"plot {config}": root / path for config, path in plots.items()})
     return written
+
+
+def results_text(experiment: Experiment, results: dict) -> str:
+    """results.md below its title (the experiment's card shows the same): what the numbers are, the table, what the
+    differences say, the plots."""
+    return (f"{experiment.eval_split} split; values with the scorer's 95% bootstrap intervals "
+            f"({results['bootstrap_resamples']} resamples, seed {results['seed']}). {legend(results)}\n\n"
+            + markdown_table(results) + "\n\n"
+            + "".join(f"- {line}\n" for line in reading(results, experiment.plot_metric)) + "\n"
+            + "".join(f"![{config}]({path})\n" for config, path in results["plots"].items()))
 
 
 def write_cards(experiment: Experiment) -> list[Path]:
@@ -199,12 +205,35 @@ def card_folder(layout: Layout, run: Run) -> Path:
     return layout.predictions(run).parent
 
 
+def portable_results(results: dict) -> dict:
+    """results.json as the experiment's repository holds it: each model by its Hub id or last part
+    (publishing.runs.public_name, as every push writes records), each run's scores file where the repository has it
+    (`run_dir` is already the run's folder there)."""
+    from publishing.experiment import evaluation_file
+    from publishing.runs import public_name
+
+    return {**results, "runs": [{**row, "model_name": public_name(row["model_name"]),
+                                 "scores_file": evaluation_file(row["run_dir"])} for row in results["runs"]]}
+
+
 def stage_for_hub(experiment: Experiment, staging: Path, repo_id: str) -> Path:
-    """The folder one push uploads: the results (README.md = the table, results.json, plots) and, per run, what
-    the publishing package stages for it (card, predictions, scores; a fine-tuned run's adapter or model too)."""
+    """The folder one push uploads: at its root the experiment's card (README.md: the results table, metadata with
+    every run's results), its `.eval_results`, results.json (portable) and the plots; per run, in
+    `runs/<config>/<model>/<variant>/`, what the publishing package stages for it (`evaluation/`: card,
+    predictions, scores; a fine-tuned run's `model/` too)."""
     import shutil
 
-    from publishing.hub import STAGING_MARKER, stage_run
+    from longlamp_runs import read_run
+    from publishing.cards import EVAL_RESULTS_FILE, blob_url, entries_yaml
+    from publishing.experiment import (
+        EVALUATION_DIR,
+        MODEL_DIR,
+        PublishedRun,
+        build_experiment_card,
+        evaluation_file,
+        root_eval_result_entries,
+    )
+    from publishing.hub import STAGING_MARKER, hub_licence, stage_run
 
     layout, root = Layout(experiment), experiment.output_dir
     if staging.exists() and any(staging.iterdir()) and not (staging / STAGING_MARKER).is_file():
@@ -212,17 +241,32 @@ def stage_for_hub(experiment: Experiment, staging: Path, repo_id: str) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     (staging / STAGING_MARKER).touch()
-    shutil.copy(root / "results.json", staging / "results.json")
+    results = json.loads((root / "results.json").read_text(encoding="utf-8"))
+    write_json_atomic(staging / "results.json", portable_results(results))
     shutil.copytree(root / "plots", staging / "plots")
-    (staging / "README.md").write_text((root / "results.md").read_text(encoding="utf-8"), encoding="utf-8")
-    for run in experiment.runs():
-        target = staging / "runs" / run.config / run.model.name / run.variant
-        stage_run(card_folder(layout, run), target / "evaluation", repo_id, "model")
-        if run.model.mode == "fine_tuned" and run.method is None:  # per-user files are not published
-            stage_run(layout.run_dir(run) / "train", target / "model", repo_id, "model")
+    published = []
+    for run, row in zip(experiment.runs(), results["runs"], strict=True):
+        folder = layout.run_dir(run).relative_to(root).as_posix()
+        trained = run.model.mode == "fine_tuned" and run.method is None  # per-user files are not published
+        model_at = f"{folder}/{MODEL_DIR}" if trained else None
+        if trained:
+            stage_run(layout.run_dir(run) / "train", staging / model_at, repo_id, "model", path_in_repo=model_at)
+        stage_run(card_folder(layout, run), staging / folder / EVALUATION_DIR, repo_id, "model",
+                  path_in_repo=f"{folder}/{EVALUATION_DIR}", model_at=model_at)
+        published.append(PublishedRun(folder, run.model.name, setting_label(row), read_run(card_folder(layout, run)),
+                                      read_run(layout.run_dir(run) / "train") if trained else None))
     for marker in staging.rglob(STAGING_MARKER):
         if marker.parent != staging:
             marker.unlink()
+    urls = {run.folder: blob_url(repo_id, evaluation_file(run.folder)) for run in published}
+    licences = {model: hub_licence(model) for model in {run.licensed_model for run in published}}
+    card = build_experiment_card(experiment.name, published, results_text(experiment, results), repo_id, urls,
+                                 {model: licence for model, licence in licences.items() if licence})
+    (staging / "README.md").write_text(str(card), encoding="utf-8")
+    entries = root_eval_result_entries(published, urls)
+    if entries:  # the Hub reads them at the root of a model repository; local data gives none
+        (staging / EVAL_RESULTS_FILE).parent.mkdir()
+        (staging / EVAL_RESULTS_FILE).write_text(entries_yaml(entries), encoding="utf-8")
     return staging
 
 

@@ -69,36 +69,39 @@ def base_model(run: RunFolder) -> str | None:
     return run.record.model.name if run.kind == "training" else run.record.model.base_model
 
 
-def eval_results(run: RunFolder, source_url: str | None = None) -> list:
+def eval_results(run: RunFolder, source_url: str | None = None, system: str | None = None) -> list:
     """One `EvalResult` per variant and metric, with the values exactly as scored (model-index), on the data each
     variant was scored on (`dataset_identity`: the Hub dataset's config, `val` split and revision, or local data).
 
     huggingface_hub groups model-index results by task, dataset, config, split and revision, so the variants
-    (with profile, without) are told apart per metric: by `metric_args` (use_profile, retriever, k) and the name.
+    (with profile, without) are told apart per metric: by `metric_args` (use_profile, retriever, k) and the name;
+    `system` (an experiment's name for the run's model, where one card covers several models) joins both.
     """
     from huggingface_hub import EvalResult
 
     results = []
     for variant in run.variants:
         data = dataset_identity(variant.record)
+        label = f"{system}: {variant_label(variant)}" if system else variant_label(variant)
         results += [
             EvalResult(task_type="text-generation", task_name="Personalized long-text generation",
                        dataset_type=data.type, dataset_name=data.name, dataset_config=data.config,
                        dataset_split=data.split, dataset_revision=data.revision, metric_type=metric,
-                       metric_name=f"{metric_name(metric)} ({variant_label(variant)})",
-                       metric_args=metric_args(variant), metric_value=value,
-                       source_name="LongLaMP toolkit scorer" if source_url else None, source_url=source_url)
+                       metric_name=f"{metric_name(metric)} ({label})",
+                       metric_args={**({"system": system} if system else {}), **metric_args(variant)},
+                       metric_value=value, source_name="LongLaMP toolkit scorer" if source_url else None,
+                       source_url=source_url)
             for metric, value in variant.metrics.items()]
     return results
 
 
-def eval_result_entries(run: RunFolder, source_url: str | None = None) -> list:
+def eval_result_entries(run: RunFolder, source_url: str | None = None, system: str | None = None) -> list:
     """The same numbers as huggingface_hub `EvalResultEntry`s for `.eval_results/`, for the variants scored on the
     Hub dataset (an entry names a Hub dataset; local data has none).
 
-    One value per entry, its task id saying which: `<config>/<split>/<metric>/<variant>` (`variant_key`), so that
-    no two different measures share an id. LongLaMP/LongLaMP is not a registered Hub benchmark: these entries
-    reach a leaderboard only once it is.
+    One value per entry, its task id saying which: `<config>/<split>/<metric>/[<system>/]<variant>`
+    (`variant_key`; `system` as in `eval_results`), so that no two different measures share an id.
+    LongLaMP/LongLaMP is not a registered Hub benchmark: these entries reach a leaderboard only once it is.
     """
     from huggingface_hub import EvalResultEntry
 
@@ -107,20 +110,31 @@ def eval_result_entries(run: RunFolder, source_url: str | None = None) -> list:
         data = dataset_identity(variant.record)
         if not data.on_hub:
             continue
+        key = f"{system}/{variant_key(variant)}" if system else variant_key(variant)
+        label = f"{system}: {variant_label(variant)}" if system else variant_label(variant)
         entries += [
-            EvalResultEntry(dataset_id=data.type, task_id=f"{data.config}/{data.split}/{metric}/{variant_key(variant)}",
+            EvalResultEntry(dataset_id=data.type, task_id=f"{data.config}/{data.split}/{metric}/{key}",
                             value=value, dataset_revision=data.revision, source_url=source_url,
                             source_name="LongLaMP toolkit scorer" if source_url else None,
-                            notes=f"{metric_name(metric)}; {variant_label(variant)}; n={variant.scores.num_samples}")
+                            notes=f"{metric_name(metric)}; {label}; n={variant.scores.num_samples}")
             for metric, value in variant.metrics.items()]
     return entries
 
 
-def eval_results_yaml(run: RunFolder, source_url: str | None = None) -> str:
+def entries_yaml(entries: list) -> str:
+    """The content of a `.eval_results/*.yaml` file holding `entries`."""
     import yaml
     from huggingface_hub import eval_result_entries_to_yaml
 
-    return yaml.safe_dump(eval_result_entries_to_yaml(eval_result_entries(run, source_url)), sort_keys=False)
+    return yaml.safe_dump(eval_result_entries_to_yaml(entries), sort_keys=False)
+
+
+def blob_url(repo_id: str, path: str, revision: str | None = None, repo_type: str = "model") -> str:
+    """Where the Hub shows the file `path` of a repository (a `source_url`)."""
+    from huggingface_hub import constants
+
+    kind = "" if repo_type == "model" else "datasets/"
+    return f"{constants.ENDPOINT}/{kind}{repo_id}/blob/{revision or 'main'}/{path}"
 
 
 def plot_rows(run: RunFolder) -> list[dict]:
@@ -314,18 +328,22 @@ def _is_seq2seq(run: RunFolder) -> bool:
     return config.is_file() and bool(json.loads(config.read_text()).get("is_encoder_decoder"))
 
 
-def usage(run: RunFolder, repo_id: str | None) -> str:
+def usage(run: RunFolder, repo_id: str | None, model_at: str | None = "") -> str:
+    """How to load the card's model. `model_at`: where `repo_id` holds it: "" at its root (a pushed model, or results
+    pushed into the evaluated model's repository), a folder (`subfolder=`), or None when the repository holds no
+    model (results of a model that lives elsewhere: its Hub id, or a placeholder for a local one)."""
     model, base = model_shown(run), public_name(base_model(run))
     fallback = model if run.kind != "training" and is_hub_id(model) else "path/to/the/model"
-    name = repo_id or fallback
+    name = (repo_id if model_at is not None else None) or fallback
+    where = f"{name!r}, subfolder={model_at!r}" if model_at and name == repo_id else repr(name)
     auto = "AutoModelForSeq2SeqLM" if _is_seq2seq(run) else "AutoModelForCausalLM"
     if run.is_adapter:
         base = base if is_hub_id(base) else "BASE_MODEL"
         return (f"from peft import PeftModel\nfrom transformers import {auto}, AutoTokenizer\n\n"
-                f"base = {auto}.from_pretrained({base!r})\nmodel = PeftModel.from_pretrained(base, {name!r})\n"
-                f"tokenizer = AutoTokenizer.from_pretrained({name!r})")
-    return (f"from transformers import {auto}, AutoTokenizer\n\nmodel = {auto}.from_pretrained({name!r})\n"
-            f"tokenizer = AutoTokenizer.from_pretrained({name!r})")
+                f"base = {auto}.from_pretrained({base!r})\nmodel = PeftModel.from_pretrained(base, {where})\n"
+                f"tokenizer = AutoTokenizer.from_pretrained({where})")
+    return (f"from transformers import {auto}, AutoTokenizer\n\nmodel = {auto}.from_pretrained({where})\n"
+            f"tokenizer = AutoTokenizer.from_pretrained({where})")
 
 
 def title(run: RunFolder) -> str:
@@ -412,15 +430,17 @@ def versions() -> str:
     return "\n".join(found)
 
 
-def intended_use(run: RunFolder) -> str:
-    """What the numbers are for and what they do not say; local data (the bundled sample) said so plainly."""
+def intended_use(*runs: RunFolder) -> str:
+    """What the numbers of `runs` are for and what they do not say; local data (the bundled sample) said so
+    plainly."""
     text = ("For research on personalized long-text generation, and to compare with other LongLaMP results on the "
             "same config and split. The scores are automatic (ROUGE, METEOR) against the one text the user wrote: "
             "they measure overlap with it, not fluency, faithfulness or safety. A model that writes in a user's "
             "style can imitate real people: do not use it to impersonate anyone.")
-    local = {dataset_identity(v.record).name for v in run.variants if not dataset_identity(v.record).on_hub}
-    if run.kind == "training" and not dataset_identity(run.record).on_hub:
-        local.add(dataset_identity(run.record).name)
+    local = {dataset_identity(v.record).name for run in runs for v in run.variants
+             if not dataset_identity(v.record).on_hub}
+    local |= {dataset_identity(run.record).name for run in runs
+              if run.kind == "training" and not dataset_identity(run.record).on_hub}
     if local:
         text += (f" Data: {shown('; '.join(sorted(local)))}, not the LongLaMP dataset on the Hub: these numbers "
                  "are not comparable with published LongLaMP results.")
@@ -437,15 +457,16 @@ def _setting_text(run: RunFolder) -> str:
 
 
 def build_card(run: RunFolder, repo_id: str | None = None, source_url: str | None = None,
-               plot_file: str | None = None, licence: dict | None = None):
-    """The card of `run` (longlamp_runs.read_run's); pure: reads files, writes nothing."""
+               plot_file: str | None = None, licence: dict | None = None, model_at: str | None = ""):
+    """The card of `run` (longlamp_runs.read_run's), its model in `repo_id` at `model_at` (`usage`); pure: reads
+    files, writes nothing."""
     from huggingface_hub import ModelCard
 
     return ModelCard.from_template(
         card_data(run, source_url, licence), template_path=str(TEMPLATE), title=title(run), summary=summary_text(run),
         setting_text=_setting_text(run), settings_table=settings_table(run), results_table=results_table(run),
         comparison_table=comparison_table(run), plot_file=plot_file, results_note=notes(run),
-        usage=usage(run, repo_id), command=reproduce_command(run), citation=CITATION,
+        usage=usage(run, repo_id, model_at), command=reproduce_command(run), citation=CITATION,
         intended_use=intended_use(run), versions=versions(),
     )
 

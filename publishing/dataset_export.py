@@ -2,7 +2,9 @@
 `<config>/<split>-00000-of-00001.parquet` per split and a `README.md` whose YAML declares `configs` (data_files
 per split), `dataset_info` (features, split sizes), licence and task categories, so that plain
 `datasets.load_dataset(folder_or_repo, config)` loads it without our code. Several configs share one folder: an
-export adds or replaces its config in the existing card.
+export adds or replaces its config in the existing card. A config read from the Hub keeps its provenance there
+(`longlamp_runs.ORIGIN_KEY`: the repository, the commit read, a digest of its files), so that runs on the copy are
+published as the Hub dataset's.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from pathlib import Path
 from typing import Mapping
 
 from longlamp_errors import PublishError
-from longlamp_io import write_text_atomic
-from longlamp_runs import CARD_FILE
+from longlamp_io import folder_content_digest, write_text_atomic
+from longlamp_runs import CARD_FILE, ORIGIN_KEY
 from longlamp_tasks import CITATION, parse_config_name
 from publishing.runs import public_name
 
@@ -79,13 +81,34 @@ def _retriever_name(splits: dict) -> str:
     return names.pop()
 
 
+def hub_commit(revision: str | None) -> str:
+    """The commit of LongLaMP/LongLaMP that `revision` (a branch, tag or commit; None: main) names now: an export
+    reads that commit and records it, so its card names exactly the rows it holds."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from publishing.hub import _network_errors, hub_api
+
+    try:
+        return hub_api(None).dataset_info(SOURCE_REPO, revision=revision).sha
+    except (*_network_errors(), HfHubHTTPError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise PublishError(f"cannot read {SOURCE_REPO} at {revision or 'main'} on the Hub: {message}") from None
+
+
 def export_config(config: str, output: str | Path, *, data_dir: str | None = None, cache_dir: str | None = None,
                   ranked: Mapping[str, str | Path] | None = None, revision: str | None = None) -> str:
-    """Write `config` (or its ranked splits) into the dataset folder `output`; returns the config name written."""
+    """Write `config` (or its ranked splits) into the dataset folder `output`; returns the config name written.
+
+    A config read from the Hub is read at one commit, which its card records with a digest of its files
+    (`longlamp_runs.ORIGIN_KEY`): a run on the folder then records that origin, and publishing names its data as
+    LongLaMP/LongLaMP at that revision, as long as the files are unchanged."""
     import longlamp
 
     task, setting = parse_config_name(config)
     canonical = f"{task.name}_{setting}"
+    from_hub = not data_dir and not ranked and task.public  # the email task is never on the Hub
+    if from_hub:
+        revision = hub_commit(revision)
     source = {"data_dir": data_dir, "cache_dir": cache_dir, **({"revision": revision} if revision else {})}
     if ranked:
         splits = _ranked_splits(ranked)
@@ -107,7 +130,9 @@ def export_config(config: str, output: str | Path, *, data_dir: str | None = Non
         data.to_parquet(str(temporary))  # datasets' writer: the features travel in the schema metadata
         temporary.replace(target)
     at = f" at revision {revision}" if revision else ""
-    _write_card(output, name, task, splits, retriever, source=f"{SOURCE_REPO}{at}" if not data_dir else
+    origin = None if not from_hub else {"config_name": name, "repo_id": SOURCE_REPO, "revision": revision,
+                                        "digest": folder_content_digest(folder)}
+    _write_card(output, name, task, splits, retriever, origin, source=f"{SOURCE_REPO}{at}" if not data_dir else
                 f"local data (`{public_name(data_dir)}`), not checked against {SOURCE_REPO}")
     logger.info("exported %s (%s) to %s", name, ", ".join(f"{s}: {len(d)} rows" for s, d in splits.items()), folder)
     return name
@@ -132,7 +157,10 @@ def _config_entries(name: str, splits: dict) -> tuple[dict, dict]:
     return config, info
 
 
-def _write_card(output: Path, name: str, task, splits: dict, retriever: str | None, source: str) -> Path:
+def _write_card(output: Path, name: str, task, splits: dict, retriever: str | None, origin: dict | None,
+                source: str) -> Path:
+    """The folder's card with config `name` added or replaced; `origin` (ORIGIN_KEY's entry) when it came from the
+    Hub."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
     path = output / CARD_FILE
@@ -140,13 +168,14 @@ def _write_card(output: Path, name: str, task, splits: dict, retriever: str | No
     config, info = _config_entries(name, splits)
     configs = [c for c in existing.get("configs", []) if c["config_name"] != name] + [config]
     infos = [i for i in existing.get("dataset_info", []) if i.get("config_name") != name] + [info]
+    origins = [o for o in existing.get(ORIGIN_KEY, []) if o.get("config_name") != name] + ([origin] if origin else [])
     if not any(c.get("default") for c in configs):
         configs[0]["default"] = True
     private_data = any(c["config_name"].startswith("email_generation") for c in configs)
     data = DatasetCardData(
         language=["en"], **license_fields(private_data), task_categories=["text-generation"], pretty_name="LongLaMP",
         tags=["longlamp", "personalization"],
-        size_categories=None, configs=configs, dataset_info=infos,
+        size_categories=None, configs=configs, dataset_info=infos, **({ORIGIN_KEY: origins} if origins else {}),
     )
     rows = ["| config | splits (rows) |", "|---|---|"]
     rows += [f"| `{i['config_name']}` | " + ", ".join(f"{s['name']} ({s['num_examples']})" for s in i["splits"]) + " |"

@@ -37,9 +37,11 @@ from longlamp_tasks import parse_config_name
 from publishing.cards import (
     EVAL_RESULTS_FILE,
     PLOT_FILE,
+    blob_url,
     build_card,
     build_results_dataset_card,
-    eval_results_yaml,
+    entries_yaml,
+    eval_result_entries,
     licensed_model,
     model_shown,
     plot_rows,
@@ -121,9 +123,14 @@ def _stage_model_file(path: Path, target: Path) -> None:
 
 
 def stage_run(run_dir: str | Path, staging: str | Path, repo_id: str | None = None, repo_type: str = "model",
-              revision: str | None = None) -> Path:
+              revision: str | None = None, path_in_repo: str | None = None, model_at: str | None = "") -> Path:
     """Write into `staging` exactly the files a push of `run_dir` uploads (the card, plot, results, model); the
-    run folder itself is only read."""
+    run folder itself is only read.
+
+    `path_in_repo`: the folder of the repository the staging goes to, one run's own (an experiment's): its files
+    then lie in it as they are (no `longlamp/<config>/`), source URLs name them there, and it holds no
+    `.eval_results` (the Hub reads those at the root only). `model_at`: where the repository holds the card's model
+    (`cards.usage`); a training run's model is the staging's own."""
     run = read_run(run_dir)
     staging = Path(staging)
     if staging.exists() and any(staging.iterdir()):
@@ -133,7 +140,7 @@ def stage_run(run_dir: str | Path, staging: str | Path, repo_id: str | None = No
     staging.mkdir(parents=True, exist_ok=True)
     (staging / STAGING_MARKER).touch()
     prefix = ""
-    if run.kind != "training" and repo_type == "model":
+    if run.kind != "training" and repo_type == "model" and path_in_repo is None:
         prefix = f"{PUBLISHED_RESULTS_DIR}/{run.config}/"  # beside the evaluated model's own files, not over them
     if run.kind == "training":
         if run.model_dir is None:
@@ -161,20 +168,19 @@ def stage_run(run_dir: str | Path, staging: str | Path, repo_id: str | None = No
         plot_comparison(rows, staging / plot, f"{model_shown(run)} on LongLaMP {run.config}")
     source_url = None
     if repo_id:
-        from huggingface_hub import constants
-
         source = prefix + PUBLISHED_SUMMARY_FILE
         source = source if (staging / source).is_file() else CARD_FILE
-        kind = "" if repo_type == "model" else "datasets/"
-        source_url = f"{constants.ENDPOINT}/{kind}{repo_id}/blob/{revision or 'main'}/{source}"
+        source_url = blob_url(repo_id, f"{path_in_repo}/{source}" if path_in_repo else source, revision, repo_type)
     if repo_type == "dataset":
         card = build_results_dataset_card(run, repo_id, source_url, plot)
     else:
-        card = build_card(run, repo_id, source_url, plot, hub_licence(licensed_model(run)) if repo_id else None)
+        licence = hub_licence(licensed_model(run)) if repo_id else None
+        card = build_card(run, repo_id, source_url, plot, licence,
+                          path_in_repo if run.kind == "training" and path_in_repo else model_at)
     _write_text(staging / CARD_FILE, str(card))
-    if repo_type == "model" and any(variant.metrics for variant in run.variants):  # the Hub reads them in models
+    if repo_type == "model" and path_in_repo is None and any(variant.metrics for variant in run.variants):
         name = EVAL_RESULTS_FILE if not prefix else EVAL_RESULTS_FILE.replace(".yaml", f"_{run.config}.yaml")
-        _write_text(staging / name, eval_results_yaml(run, source_url))
+        _write_text(staging / name, entries_yaml(eval_result_entries(run, source_url)))
     return staging
 
 

@@ -42,8 +42,9 @@ def public_record(record: RunRecord) -> RunRecord:
 @dataclass(frozen=True)
 class DatasetIdentity:
     """The data a run was scored on, as the Hub names it: `LongLaMP/LongLaMP` with its config, split name (`val`)
-    and revision when the rows came from the Hub, else a local copy (the bundled sample, an email config, any
-    --data_dir) that cards never present as the Hub dataset."""
+    and revision when the rows came from the Hub, directly or through a local copy whose recorded origin says so
+    (`DataSource.origin`: an export of the Hub dataset, its files unchanged); else local data (the bundled sample,
+    an email config, any other --data_dir) that cards never present as the Hub dataset."""
 
     type: str
     name: str
@@ -54,12 +55,13 @@ class DatasetIdentity:
 
 
 def dataset_identity(record: RunRecord) -> DatasetIdentity:
-    config, split = record.task.config, record.task.split
-    on_hub = (record.data.data_dir is None and record.data.data in config_names()
-              and parse_config_name(config)[0].public)
-    if on_hub:
+    config, split, data = record.task.config, record.task.split, record.data
+    public = parse_config_name(config)[0].public
+    from_hub = data.data_dir is None and data.data in config_names()
+    copied = data.origin is not None and data.origin.repo_id == DATASET_ID
+    if public and (from_hub or copied):
         return DatasetIdentity(DATASET_ID, f"LongLaMP {config}", config, HUB_SPLITS.get(split, split),
-                               record.data.revision, True)
+                               data.origin.revision if copied else data.revision, True)
     source = public_name(record.data.data_dir or record.data.data)
     return DatasetIdentity("local", f"LongLaMP {config} (local data {source}, not the Hub dataset)", config, split,
                            None, False)

@@ -13,6 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from huggingface_hub import ModelCard
+from support.hub import machine_strings
+from support.hub_server import metadata_errors
 from support.runner import commands_run, reduced_demo, runner
 
 from benchmark_runner.experiment import load_experiment
@@ -23,6 +26,12 @@ from scoring.tasks import evaluate_files
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "experiments" / "demo.yaml"
+
+
+def variant_of(args: dict) -> str:
+    """The runner's variant name of a model-index result's `metric_args`."""
+    names = {"bm25": "bm25", "contriever": "minilm"}
+    return f"{names[args['retriever']]}-k{args['num_retrieved']}" if args["use_profile"] else "no_profile"
 
 
 @pytest.mark.e2e
@@ -84,13 +93,30 @@ def test_the_demo_experiment_runs_every_stage_survives_a_kill_and_agrees_with_th
     trained = output / runs[("smollm2-lora", "bm25-k1")]["run_dir"] / "train" / "final" / "adapter_config.json"
     assert trained.is_file()  # a LoRA adapter, evaluated on its base model
 
-    # 4. What a push would upload: the table as README, results, plot, each run's card and the adapter.
-    assert (hub / "README.md").read_text() == table
-    assert json.loads((hub / "results.json").read_text())["runs"] == results["runs"]
+    # 4. What a push would upload: a card with the table and every run's results, results.json without machine
+    # paths, the plot, each run's card and the adapter.
+    readme = (hub / "README.md").read_text()
+    assert metadata_errors(readme, "model") == []
+    assert table.split("\n\n", 1)[1] in readme  # results.md below its title
+    scored = {(row["model"], row["variant"]): json.loads((output / row["run_dir"] / "generate" / "scores.json")
+                                                         .read_text())["scores"]["metrics"] for row in results["runs"]}
+    index = ModelCard(readme).data.eval_results  # one result per run and metric, each named apart
+    assert len({(r.metric_args["system"], r.metric_name) for r in index}) == len(index) == sum(
+        len(metrics) for metrics in scored.values())
+    assert all(r.metric_value == scored[(r.metric_args["system"], variant_of(r.metric_args))][r.metric_type]
+               for r in index)
+    assert {r.dataset_type for r in index} == {"local"}  # the bundled sample: never LongLaMP/LongLaMP
+    assert not (hub / ".eval_results").exists()  # entries name a Hub dataset; local data has none
+    assert json.loads((hub / "results.json").read_text())["runs"] == [
+        {**row, "model_name": f"<local>/{tiny_chat_llama.name}",
+         "scores_file": f"{row['run_dir']}/evaluation/results.json"} for row in results["runs"]]
     published = hub / "runs" / "product_review_user"
     assert (published / "smollm2-lora" / "bm25-k1" / "model" / "adapter_config.json").is_file()
     assert (published / "smollm2" / "minilm-k1" / "evaluation" / "README.md").is_file()
+    assert all((hub / row["scores_file"]).is_file() for row in json.loads((hub / "results.json").read_text())["runs"])
     assert not list(hub.rglob("golds.json"))
+    needles = [needle.encode() for needle in machine_strings(tmp_path, tiny_chat_llama, tiny_encoder)]
+    assert not [(p, n) for p in hub.rglob("*") if p.is_file() for n in needles if n in p.read_bytes()]
 
 
 def test_a_stage_done_with_other_settings_is_an_error_not_a_silent_reuse(tmp_path):

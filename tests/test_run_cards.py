@@ -2,14 +2,20 @@
 with the command's real parser into the same settings: for zero-shot runs with and without profile and with
 --compare_no_profile, a fine-tuned LoRA run (and its adapter evaluated zero-shot), and a per-user run. Runs are real,
 on tiny models built here and the bundled sample; the command's local paths (`<local>/NAME`) are put back before it
-is parsed, and the location flags it leaves out (--cache_dir) added."""
+is parsed, and the location flags it leaves out (--cache_dir) added. The commands of a zero-shot and a LoRA card are
+also run as they stand (placeholders restored, another output folder) and give the same predictions and scores."""
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from support.kill import same_threads
 from support.training import CONFIG, run_flags
 
 from evaluation import evaluate_llm, evaluate_per_user
@@ -32,13 +38,33 @@ def settings_table(text: str) -> tuple[list[str], dict[str, list[str]]]:
     return labels, rows
 
 
-def reproduce_argv(text: str, places: list[Path], program_words: int) -> list[str]:
-    """The card's command as argv for its parser: the program left out, local paths put back."""
+REPO = Path(__file__).resolve().parents[1]
+
+
+def reproduce_argv(text: str, places: list[Path], program_words: int = 0) -> list[str]:
+    """The card's command as argv (its first `program_words` words, the program, left out), local paths put back."""
     command = text.split("## How to reproduce")[1].split("```bash\n")[1].split("\n```")[0]
     known = {public_name(str(path)): str(path) for path in places}
     words = shlex.split(command.replace("\\\n", " "))[program_words:]
     assert all(word in known for word in words if word.startswith("<local>/")), (words, known)
     return [known.get(word, word) for word in words]
+
+
+def run_card_command(text: str, places: list[Path], output: Path, cache_dir: Path | str) -> None:
+    """Run the card's command as it stands, from the repository's root as the card says: its local paths put back,
+    its output folder moved to `output`, the datasets cache it leaves out added. `python` and `accelerate` are this
+    environment's; the child computes with this process's thread count (tests/support/kill.py says why)."""
+    argv = reproduce_argv(text, places)
+    argv[argv.index("--output_dir") + 1] = str(output)
+    program = {"python": sys.executable, "accelerate": str(Path(sys.executable).with_name("accelerate"))}
+    done = subprocess.run([program.get(argv[0], argv[0]), *argv[1:], "--cache_dir", str(cache_dir)], cwd=REPO,
+                          env={**os.environ, **same_threads(), "PYTHONPATH": str(REPO)}, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, f"{argv}\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+
+
+def json_of(path: Path):
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def title(text: str) -> str:
@@ -147,3 +173,50 @@ def test_a_per_user_card_reads_back_every_setting_and_its_command_repeats_the_ru
     argv = reproduce_argv(text, [tiny_llama, sample_dir], 2)
     assert prepare(evaluate_per_user.parse_args([*argv, "--cache_dir", sample_cache])).record == read_record(
         folder / "scores.json")
+
+
+@pytest.mark.e2e
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_a_zero_shot_cards_command_run_as_it_stands_gives_the_same_predictions_and_scores(
+        tmp_path, tiny_llama, sample_dir, sample_cache):
+    folder = tmp_path / "run"
+    assert evaluate_llm.main(["--validation_data", CONFIG, "--data_dir", str(sample_dir), "--cache_dir", sample_cache,
+                              "--model_name", str(tiny_llama), "--output_dir", str(folder), "--max_new_tokens", "6",
+                              "--max_eval_examples", "3", "--use_profile", "--num_retrieved", "2",
+                              "--compare_no_profile"]) == 0
+    again = tmp_path / "again"
+    run_card_command((folder / "README.md").read_text(encoding="utf-8"), [tiny_llama, sample_dir], again,
+                     tmp_path / "cache")
+    for variant in ("", "no_profile"):  # with profile, and the run without profile it was compared with
+        assert json_of(again / variant / "predictions.json") == json_of(folder / variant / "predictions.json")
+        assert json_of(again / variant / "scores.json")["scores"] == json_of(folder / variant / "scores.json")["scores"]
+    assert [v.record for v in read_run(again).variants] == [v.record for v in read_run(folder).variants]
+
+
+@pytest.mark.e2e
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_a_lora_cards_command_run_as_it_stands_trains_the_same_adapter_to_the_same_scores(
+        tmp_path, tiny_llama, short_data):
+    import torch
+    from support.training import weights
+
+    train_rows, validation_rows = short_data
+    output = tmp_path / "lora"
+    flags = run_flags(tiny_llama, output, train_rows, validation_rows, max_steps=2, use_lora=True,
+                      use_profile=True, num_retrieved=2, eval_generation_examples=2, max_new_tokens=6,
+                      no_use_chat_template=True)
+    done = subprocess.run([sys.executable, "-m", "training.train", *flags], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, **same_threads(), "PYTHONPATH": str(REPO)}, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    again = tmp_path / "again"
+    run_card_command((output / "README.md").read_text(encoding="utf-8"), [tiny_llama, train_rows, validation_rows],
+                     again, tmp_path / "cache")
+    first, second = (weights(folder / "final" / "adapter_model.safetensors") for folder in (output, again))
+    assert first.keys() == second.keys() and all(torch.equal(first[name], second[name]) for name in first)
+    for name in ("predictions.json", "scores.json"):  # the validation generations at the end of training
+        first, second = json_of(output / "validation" / name), json_of(again / "validation" / name)
+        assert (second.get("scores"), second.get("golds")) == (first.get("scores"), first.get("golds"))
+    assert read_model_record(again / "final" / "training_config.json")[0] == read_model_record(
+        output / "final" / "training_config.json")[0]

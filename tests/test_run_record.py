@@ -63,7 +63,8 @@ def test_a_record_reads_back_as_it_was_written_and_names_what_is_wrong(tmp_path)
 
 
 def test_a_record_of_a_newer_toolkit_is_refused_with_its_version():
-    with pytest.raises(RunFolderError, match="version 2, written by a newer LongLaMP toolkit .* up to 1"):
+    with pytest.raises(RunFolderError, match=f"version {RECORD_VERSION + 1}, written by a newer LongLaMP toolkit .* "
+                                             f"up to {RECORD_VERSION}"):
         Record.from_dict({**zero_shot_record().to_dict(), "version": RECORD_VERSION + 1}, "scores.json")
 
 
