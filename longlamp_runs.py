@@ -143,6 +143,11 @@ class ModelSettings:
     prompt_tokenizer: str | None = field(default=None, metadata=PATH)
 
 
+# The retrievers that rank with a dense encoder (--retriever_model); tests/test_run_record.py checks this against
+# retrieval.registry, which this layer does not import.
+ENCODER_RETRIEVERS = frozenset({"contriever"})
+
+
 @dataclass(frozen=True)
 class RetrievalSettings:
     """Profile items in the prompt: the retriever's name and its dense encoder (the flags), its full signature as it
@@ -154,6 +159,12 @@ class RetrievalSettings:
     signature: str | None = field(default=None, metadata=PATH)
     num_retrieved: int | None = None
     is_ranked: bool = False
+
+    def __post_init__(self):
+        # A retriever without a dense encoder never used --retriever_model: its flag default is no setting of the
+        # run (a BM25 card must not name facebook/contriever, nor a repeated command pass it).
+        if self.retriever not in ENCODER_RETRIEVERS:
+            object.__setattr__(self, "retriever_model", None)
 
 
 @dataclass(frozen=True)
@@ -704,16 +715,12 @@ def read_model_record(path: str | Path) -> tuple[RunRecord, TrainingOutcome]:
             _load(TrainingOutcome, data.get("outcome") or {}, f"{path}: outcome"))
 
 
-# The retrievers that rank with a dense encoder (--retriever_model); tests/test_run_record.py checks this against
-# retrieval.registry, which this layer does not import.
-ENCODER_RETRIEVERS = frozenset({"contriever"})
-
 
 def trained_settings(model_path: str | Path) -> dict | None:
     """The retrieval, k, prompt budget and chat-template settings a fine-tuned model (or adapter) folder was trained
     with, as evaluate_llm.py's flag values, from the training record saved beside it; None for a model without one
     (a Hub id, a model not trained by this toolkit). Retrieval flags only when it was trained with profile, and the
-    encoder only when its retriever had one (a BM25 run's --retriever_model is the unused flag default)."""
+    encoder only when its retriever had one (see RetrievalSettings)."""
     path = Path(model_path).expanduser() / TRAINING_RECORD_FILE
     if not path.is_file():
         return None
@@ -722,7 +729,7 @@ def trained_settings(model_path: str | Path) -> dict | None:
                 "use_chat_template": record.prompt.chat_template}
     if record.retrieval.use_profile:
         settings.update(retriever=record.retrieval.retriever, num_retrieved=record.retrieval.num_retrieved)
-        if record.retrieval.retriever in ENCODER_RETRIEVERS:
+        if record.retrieval.retriever_model:
             settings["retriever_model"] = record.retrieval.retriever_model
     return settings
 

@@ -119,6 +119,7 @@ def test_a_zero_shot_card_reads_back_every_setting_and_its_command_repeats_the_r
     assert "dtype None" not in text and str(tmp_path) not in text and str(tiny_llama) not in text
     if not profile:
         assert "without the user's profile" in text and "with retrieval-augmented" not in text
+    assert ("--retriever_model" in text) == ("contriever" in profile)  # BM25 and recency have no encoder
     assert_zero_shot_command_repeats(folder, text, [tiny_llama, sample_dir], sample_cache)
 
 

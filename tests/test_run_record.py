@@ -147,6 +147,16 @@ def test_trained_settings_come_from_the_record_beside_the_model(tmp_path):
     assert "retriever_model" not in trained_settings(tmp_path / "bm25")  # the flag's default, unused by BM25
 
 
+def test_a_retriever_without_an_encoder_records_none_and_a_record_written_with_the_default_reads_back_without_it():
+    from longlamp_runs import RetrievalSettings
+
+    assert RetrievalSettings(True, "bm25", "facebook/contriever").retriever_model is None
+    assert RetrievalSettings(True, "contriever", "facebook/contriever").retriever_model == "facebook/contriever"
+    written = zero_shot_record().to_dict()
+    written["retrieval"].update(use_profile=True, retriever="recency", retriever_model="facebook/contriever")
+    assert Record.from_dict(written).retrieval.retriever_model is None
+
+
 def test_the_encoder_retrievers_are_the_registry_retrievers_that_take_an_encoder():
     import inspect
 
