@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Mapping
 
 from longlamp_errors import PublishError
-from longlamp_io import folder_content_digest, write_text_atomic
+from longlamp_io import RunLock, folder_content_digest, write_text_atomic
 from longlamp_runs import CARD_FILE, ORIGIN_KEY
 from longlamp_tasks import CITATION, parse_config_name
 from publishing.runs import public_name
@@ -119,21 +119,25 @@ def export_config(config: str, output: str | Path, *, data_dir: str | None = Non
         loaded = longlamp.load(canonical, **source)
         splits, retriever, name = dict(loaded), None, canonical
     output = Path(output)
-    folder = output / name
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("*.parquet"):
-        if stale.name.split("-")[0] not in splits:
-            stale.unlink()
-    for split, data in splits.items():
-        target = folder / f"{split}-00000-of-00001.parquet"
-        temporary = folder / f".{target.name}.tmp"
-        data.to_parquet(str(temporary))  # datasets' writer: the features travel in the schema metadata
-        temporary.replace(target)
-    at = f" at revision {revision}" if revision else ""
-    origin = None if not from_hub else {"config_name": name, "repo_id": SOURCE_REPO, "revision": revision,
-                                        "digest": folder_content_digest(folder)}
-    _write_card(output, name, task, splits, retriever, origin, source=f"{SOURCE_REPO}{at}" if not data_dir else
-                f"local data (`{public_name(data_dir)}`), not checked against {SOURCE_REPO}")
+    # One export at a time writes a folder: each rewrites the card that lists every config in it (two at once lose
+    # one), and their temporary files share names. Taken after the checks, so a refused export creates nothing.
+    with RunLock(output, "scripts/export_dataset.py"):
+        folder = output / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.parquet"):
+            if stale.name.split("-")[0] not in splits:
+                stale.unlink()
+        for split, data in splits.items():
+            target = folder / f"{split}-00000-of-00001.parquet"
+            temporary = folder / f".{target.name}.tmp"
+            data.to_parquet(str(temporary))  # datasets' writer: the features travel in the schema metadata
+            temporary.replace(target)
+        at = f" at revision {revision}" if revision else ""
+        origin = None if not from_hub else {"config_name": name, "repo_id": SOURCE_REPO, "revision": revision,
+                                            "digest": folder_content_digest(folder)}
+        source = (f"{SOURCE_REPO}{at}" if not data_dir else
+                  f"local data (`{public_name(data_dir)}`), not checked against {SOURCE_REPO}")
+        _write_card(output, name, task, splits, retriever, origin, source=source)
     logger.info("exported %s (%s) to %s", name, ", ".join(f"{s}: {len(d)} rows" for s, d in splits.items()), folder)
     return name
 

@@ -1,7 +1,7 @@
 """Dataset export (scripts/export_dataset.py, its library publishing/dataset_export.py) as an adversarial user meets
-it: SIGKILL and rerun, and a Hub that never answers or answers 500 on the push. Its bad files (an output that is a
-file, a data folder that does not exist, a ranked file that is not Parquet or of another config or split) are in
-tests/test_command_bad_input.py and tests/test_publishing.py."""
+it: SIGKILL and rerun, two instances on one output folder, and a Hub that never answers or answers 500 on the push.
+Its bad files (an output that is a file, a data folder that does not exist, a ranked file that is not Parquet or
+of another config or split) are in tests/test_command_bad_input.py and tests/test_publishing.py."""
 
 from __future__ import annotations
 
@@ -61,6 +61,24 @@ def test_an_export_killed_while_writing_then_rerun_equals_a_clean_export(data, t
     assert finished(export(*configs, *data, "--output", out)).returncode == 0
     assert finished(export(*configs, *data, "--output", tmp_path / "clean")).returncode == 0
     assert files_in(out) == files_in(tmp_path / "clean")
+
+
+@pytest.mark.multiprocess
+def test_an_export_into_a_folder_another_export_is_writing_is_refused_and_changes_nothing(data, tmp_path):
+    """Two exports at once lost a config from the card (each rewrites it); the folder's lock refuses the second.
+    This process holds the lock as the first export would, after its checks."""
+    from longlamp_io import RunLock
+
+    out = tmp_path / "export"
+    assert finished(export("--config", "product_review_user", *data, "--output", out)).returncode == 0
+    before = files_in(out)
+    with RunLock(out, "scripts/export_dataset.py"):
+        refused = finished(export("--config", "topic_writing_temporal", *data, "--output", out))
+    assert "is in use by scripts/export_dataset.py" in one_error_line(refused, "export_dataset.py")
+    assert files_in(out) == before and not (out / "topic_writing_temporal").exists()
+    assert finished(export("--config", "topic_writing_temporal", *data, "--output", out)).returncode == 0
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "config_name: product_review_user" in card and "config_name: topic_writing_temporal" in card
 
 
 def hub_env(endpoint: str, tmp_path: Path) -> dict:
