@@ -91,6 +91,8 @@ def summary_refusal(args) -> str | None:
         try:
             check_request_settings(api_base=args.summary_api_base, request_timeout=args.summary_request_timeout,
                                    max_retries=args.summary_max_retries)
-        except ValueError as error:  # it names the flag as --api_base, --request_timeout: these are --summary_*
-            return str(error).replace("--", "--summary_", 1)
+        except ValueError as error:
+            from personalization.summaries import as_summary_flags
+
+            return as_summary_flags(str(error))
     return None

@@ -266,10 +266,24 @@ def summary_writer(args, cache_dir: Path, backend: str | None = None, device_map
     return cached_generator(GenerationCache(Path(cache_dir) / "summaries.sqlite"), model)
 
 
+SERVED_FLAGS = ("--api_base", "--request_timeout", "--max_retries")
+
+
+def as_summary_flags(message: str) -> str:
+    """A served model's message with its flags named as the summary model's (--summary_request_timeout, ...): the
+    run's own --request_timeout is another model's."""
+    for flag in SERVED_FLAGS:
+        message = message.replace(flag, flag.replace("--", "--summary_", 1))
+    return message
+
+
 def answered(writer, messages: Sequence[str]) -> list[str]:
     """The summary model's answers to `messages`; an empty one (a server answering `"content": null`) is never
     cached and is an error, not a prompt silently left without its summary."""
-    answers = writer.ask(messages, "summarising", keep=lambda message, answer: True)  # empty ones are not kept
+    try:
+        answers = writer.ask(messages, "summarising", keep=lambda message, answer: True)  # empty ones are not kept
+    except ModelLoadError as error:
+        raise ModelLoadError(as_summary_flags(str(error))) from None
     empty = sum(not answer.strip() for answer in answers)
     if empty:
         raise ModelLoadError(f"--summary_model {writer.identity.get('model')}: {empty} of {len(answers)} summary "

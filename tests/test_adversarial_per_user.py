@@ -97,8 +97,9 @@ def nothing_written(prog: str, out: Path, cache: Path) -> None:
 
 
 FAULTS = {
-    "silent": (never_answering, (), "failed 2 times (--max_retries 1); the last: no answer within"),
-    "500": (answering, (500, b"internal error"), "failed 2 times (--max_retries 1); the last: HTTP 500"),
+    "silent": (never_answering, (), "failed 2 times (--summary_max_retries 1); the last: no answer within "
+               "--summary_request_timeout 1 s"),  # the summary model's flags, not the run's own model's
+    "500": (answering, (500, b"internal error"), "failed 2 times (--summary_max_retries 1); the last: HTTP 500"),
     "html": (answering, (200, b"<html>maintenance</html>", "text/html"),
              "answered something that is not a /chat/completions response"),
     "no-choices": (answering, (200, b'{"choices": []}', "application/json"),
