@@ -539,11 +539,14 @@ def data_source(data: str, data_dir: str | None = None, revision: str | None = N
 def hub_origin(data_dir: str | Path | None, data: str) -> HubOrigin | None:
     """The Hub source that a local copy names for the config `data`, when its files are the ones exported: the
     folder's card (README.md, written by publishing/dataset_export.py) lists under `ORIGIN_KEY` each config it
-    exported from the Hub with the repository, the revision read and a digest of the config's folder. Any other
-    data (no `data_dir`, a file or folder as `data`, the bundled sample, a copy exported from local data, one whose
-    files changed since) has none."""
+    exported from the Hub with the repository, the revision read and a digest of the config's folder. A ranked file
+    names the origin of the rows it ranked (`ranked_file_origin`). Any other data (no `data_dir`, another file or a
+    folder as `data`, the bundled sample, a copy exported from local data, one whose files changed since) has
+    none."""
     import yaml
 
+    if Path(data).expanduser().is_file():
+        return ranked_file_origin(Path(data).expanduser())
     if not data_dir or Path(data).expanduser().exists():
         return None
     try:
@@ -564,6 +567,35 @@ def hub_origin(data_dir: str | Path | None, data: str) -> HubOrigin | None:
     if folder_content_digest(card.parent / config) != entry.get("digest"):
         logger.warning("%s: the files of %s changed since they were exported from %s: their rows are local data, "
                        "not the Hub's", card.parent, config, entry["repo_id"])
+        return None
+    revision = entry.get("revision")
+    return HubOrigin(entry["repo_id"], revision if isinstance(revision, str) else None)
+
+
+def origin_metadata(origin: HubOrigin | None) -> dict[bytes, bytes]:
+    """The Arrow schema metadata that carries the Hub origin of the rows a ranked file holds (none: {})."""
+    return {ORIGIN_KEY.encode(): json.dumps(dataclasses.asdict(origin)).encode()} if origin else {}
+
+
+def ranked_file_origin(path: Path) -> HubOrigin | None:
+    """The Hub origin that retrieval/rank_profiles.py wrote into a ranked Parquet or Arrow file's schema when the rows
+    it ranked came from the Hub (directly, or through an exported copy); None for any other file (JSON holds no
+    schema: a ranked JSON file is local data)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        if path.suffix == ".parquet":
+            schema = pq.read_schema(path)
+        elif path.suffix == ".arrow":
+            with pa.OSFile(str(path)) as source:
+                schema = pa.ipc.open_stream(source).schema
+        else:
+            return None
+        entry = json.loads((schema.metadata or {}).get(ORIGIN_KEY.encode(), b"null"))
+    except (OSError, ValueError, pa.ArrowException):
+        return None  # not a file the loader reads either: it says so
+    if not isinstance(entry, dict) or not isinstance(entry.get("repo_id"), str):
         return None
     revision = entry.get("revision")
     return HubOrigin(entry["repo_id"], revision if isinstance(revision, str) else None)

@@ -38,6 +38,7 @@ from longlamp_cli import (  # noqa: E402
     run_command,
 )
 from longlamp_errors import UsageError  # noqa: E402
+from longlamp_runs import HubOrigin, hub_origin, origin_metadata  # noqa: E402
 from longlamp_tasks import Task, parse_config_name  # noqa: E402
 from retrieval.cli import DEFAULT_RETRIEVER, RetrievalArguments  # noqa: E402
 from retrieval.ranking import DEFAULT_CHUNK_ITEMS, DEFAULT_CHUNK_SIZE, rank_dataset  # noqa: E402
@@ -124,8 +125,20 @@ def main(argv: list[str] | None = None) -> int:
         resume=args.resume,
         chunk_size=args.chunk_size,
         chunk_items=args.chunk_items,
+        metadata=origin_metadata(input_origin(args, task)),
     )
     return 0
+
+
+def input_origin(args: RankArguments, task: Task) -> HubOrigin | None:
+    """Where the ranked rows came from, when from the Hub: a config read from it (at the revision asked), or a
+    local copy or ranked file that names its Hub origin. Runs on the ranked file are then published as the Hub
+    dataset (publishing.runs.dataset_identity); anything else is local data."""
+    import longlamp
+
+    if args.config_name and not args.data_dir and task.public:
+        return HubOrigin(longlamp.DEFAULT_REPO_ID, args.revision)
+    return hub_origin(args.data_dir, args.config_name or args.input_data)
 
 
 if __name__ == "__main__":

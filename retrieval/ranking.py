@@ -57,13 +57,14 @@ def rank_dataset(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: bool = True,
     chunk_items: int = DEFAULT_CHUNK_ITEMS,
+    metadata: dict[bytes, bytes] | None = None,
 ) -> Path:
     """Write `dataset` with every profile ranked by `retriever` to `output` (see the module docstring).
 
     num_proc workers share the chunks: threads for bm25 (its compiled kernel releases the GIL), processes for
     the Python retrievers; contriever holds a model, so it runs in this process and batches across a chunk.
     resume=True continues an interrupted run of the same job; resume=False discards its finished chunks.
-    Returns the output path.
+    `metadata` goes into a Parquet or Arrow output's schema (where the rows came from). Returns the output path.
     """
     task, retriever, output = resolve_task(task), resolve_retriever(retriever), Path(output)
     if isinstance(retriever, NoRetriever):
@@ -98,7 +99,8 @@ def rank_dataset(
     with tqdm(
         total=len(dataset), initial=done, unit="example", desc=f"ranking ({retriever.name})", disable=not progress
     ) as bar, _RankedChunks(job, chunks, parts, todo, min(num_proc, len(todo)), bar) as ranked:
-        _write_output(iter(ranked), ranked.schema, output, parts)
+        schema = ranked.schema.with_metadata({**(ranked.schema.metadata or {}), **(metadata or {})})
+        _write_output(iter(ranked), schema, output, parts)
     shutil.rmtree(parts)
     logger.info("wrote %s", output)
     return output

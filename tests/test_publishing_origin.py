@@ -91,3 +91,48 @@ def test_a_record_of_version_1_reads_as_the_current_version_with_no_origin():
     del old["data"]["origin"]
     record = RunRecord.from_dict({**old, "version": 1}, "scores.json")
     assert record == zero_shot_record() and record.data.origin is None
+
+
+def rank(output: Path, config: str | None, *flags: str, env: dict | None = None) -> Path:
+    """retrieval/rank_profiles.py on `config`'s validation split (None: --input_data among `flags`)."""
+    from retrieval import rank_profiles
+
+    argv = [*(["--config_name", config] if config else []), "--split", "validation", "--retriever", "bm25",
+            "--output", str(output), *flags]
+    if env is None:
+        assert rank_profiles.main(argv) == 0
+    else:
+        run(["retrieval/rank_profiles.py", *argv], env)
+    return output
+
+
+@pytest.mark.multiprocess
+def test_a_ranked_file_names_the_hub_origin_of_the_rows_it_ranked_and_runs_on_it_are_the_hub_dataset(
+        exported, sample_dir, tmp_path):
+    """The runner ranks first (`ranked: true`), so runs read a ranked file, not the copy: the file carries the
+    origin in its schema, or a grid on a Hub copy would publish its profile runs as local data."""
+    cache = ["--cache_dir", str(tmp_path / "cache")]
+    from_copy = rank(tmp_path / "copy.parquet", CONFIG, "--data_dir", str(exported), *cache)
+    assert hub_origin(None, str(from_copy)) == HubOrigin("LongLaMP/LongLaMP", COMMIT)
+    source = data_source(str(from_copy), ranked_by="bm25")
+    record = RunRecord("zero_shot", zero_shot_record().task, source, zero_shot_record().model)
+    identity = dataset_identity(record)
+    assert (identity.type, identity.split, identity.revision, identity.on_hub) == ("LongLaMP/LongLaMP", "val",
+                                                                                     COMMIT, True)
+    arrow = rank(tmp_path / "copy.arrow", CONFIG, "--data_dir", str(exported), *cache)
+    assert hub_origin(None, str(arrow)) == HubOrigin("LongLaMP/LongLaMP", COMMIT)
+    reranked = rank(tmp_path / "again.parquet", None, "--input_data", str(from_copy), "--task", "product_review")
+    assert hub_origin(None, str(reranked)) == HubOrigin("LongLaMP/LongLaMP", COMMIT)
+    # local rows stay local: the sample, a config exported from local data, and JSON (which holds no schema)
+    assert hub_origin(None, str(rank(tmp_path / "sample.parquet", CONFIG, "--data_dir", str(sample_dir),
+                                     *cache))) is None
+    assert hub_origin(None, str(rank(tmp_path / "local.parquet", "topic_writing_user", "--data_dir",
+                                     str(exported), *cache))) is None
+    assert hub_origin(None, str(rank(tmp_path / "copy.jsonl", CONFIG, "--data_dir", str(exported), *cache))) is None
+    # read from the Hub itself: the repository and the revision asked for
+    hub = HubStandIn(tmp_path / "hub", token=TOKEN)
+    shutil.copytree(sample_dir, hub.repo_dir("LongLaMP/LongLaMP", "datasets"), ignore=shutil.ignore_patterns("avocado"))
+    with hub.running():
+        env = hub_env(hub, tmp_path, HF_TOKEN=TOKEN)
+        direct = rank(tmp_path / "hub.parquet", CONFIG, *cache, env=env)
+    assert hub_origin(None, str(direct)) == HubOrigin("LongLaMP/LongLaMP", None)
